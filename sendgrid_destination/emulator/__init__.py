@@ -1,0 +1,24 @@
+"""An in-process emulator of the SendGrid Marketing Contacts API, for tests and demos.
+
+``Emulator`` serves the routes the destination uses (upsert, import status, field
+definitions, lists, search, delete, count) on a real loopback port, enforces the real
+limits and error bodies, processes accepted writes as asynchronous jobs, and adds a fault
+plan and a ``/_emulator/`` control plane. See ``docs/emulator.md``.
+
+Layout (moto's split): ``backend`` (state and jobs) / ``app``, ``handlers``, ``routes``
+(HTTP) / ``faults`` / ``ratelimit`` / ``server`` (transport) / ``facade`` (this API).
+"""
+
+from .app import RecordedRequest
+from .facade import Emulator
+from .faults import FaultPlan, FaultRule
+from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit
+
+__all__ = [
+    "DEFAULT_RATE_LIMIT",
+    "Emulator",
+    "FaultPlan",
+    "FaultRule",
+    "RateLimit",
+    "RecordedRequest",
+]

@@ -1,0 +1,154 @@
+"""``Emulator``: one independent, in-process SendGrid Marketing Contacts API on a real port.
+
+Contract: everything an instance needs (state, fault plan, rate limiter, request log,
+server) is created in ``__init__``; nothing is module-level, so two instances never share
+anything. ``start()`` binds (``port=0`` picks a free port) and serves on daemon threads;
+``stop()`` returns promptly even with a hanging fault in progress. The methods below are
+the Python face of the control routes (``control.py``) and return the same views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from sendgrid_destination.clock import Clock, SystemClock
+from sendgrid_destination.fields import FieldType
+
+from .app import ApiApp, Auth, RecordedRequest, Recorder
+from .backend import Backend, JobOrder
+from .control import PREFIX, ControlApp, contacts_view, jobs_view
+from .faults import FaultPlan
+from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
+from .responses import Request, Response
+from .server import HttpServer
+
+
+class Emulator:
+    """A SendGrid Marketing Contacts API emulator; also a context manager (start/stop)."""
+
+    def __init__(
+        self,
+        api_key: str = "SG.test-key",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        job_polls_until_done: int = 1,
+        job_delay_seconds: float = 0.0,
+        job_order: JobOrder = "fifo",
+        custom_field_ready_seconds: float = 0.0,
+        rate_limits: Mapping[str, RateLimit] | None = None,
+        default_rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
+        forbidden_keys: Iterable[str] = (),
+    ) -> None:
+        self.api_key = api_key
+        self.host = host
+        self._requested_port = port
+        self.clock: Clock = clock or SystemClock()
+        self.backend = Backend(
+            self.clock,
+            job_polls_until_done=job_polls_until_done,
+            job_delay_seconds=job_delay_seconds,
+            job_order=job_order,
+            custom_field_ready_seconds=custom_field_ready_seconds,
+        )
+        self.faults = FaultPlan()
+        self._recorder = Recorder()
+        self._server = HttpServer(self._dispatch)
+        limiter = RateLimiter(self.clock, rate_limits, default_rate_limit)
+        auth = Auth(api_key, forbidden_keys)
+        self._api = ApiApp(
+            self.backend, self.faults, limiter, auth, self._recorder, self._url, self._server.wait
+        )
+        self._control = ControlApp(self.backend, self.faults, self._recorder, self._url)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        self._server.start(self.host, self._requested_port)
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def base_url(self) -> str:
+        return self._url()
+
+    def _url(self) -> str:
+        # A wildcard bind is reachable on loopback; clients need a concrete host.
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}"
+
+    def _dispatch(self, request: Request) -> Response:
+        if request.path.startswith(PREFIX):
+            return self._control.handle(request)
+        return self._api.handle(request)
+
+    # -- steering -----------------------------------------------------------------------
+
+    def force_contact_errors(self, reasons: Mapping[str, str]) -> None:
+        """Contacts with any of these identifier values error in their job with the reason."""
+        self.backend.force_contact_errors(dict(reasons))
+
+    def clear_contact_errors(self) -> None:
+        self.backend.clear_contact_errors()
+
+    def fail_next_jobs(self, count: int, reason: str = "job failed") -> None:
+        """The next ``count`` jobs created end ``failed``; all their contacts error."""
+        self.backend.fail_next_jobs(count, reason)
+
+    def process_jobs(self) -> int:
+        """Apply every pending job now (in ``job_order``); the number applied."""
+        return self.backend.process_all()
+
+    def add_custom_field(self, name: str, field_type: FieldType = "Text") -> str:
+        """Create a custom field as the API would; its new ID (``e1_T``...)."""
+        created = self.backend.create_field(name, field_type)
+        if isinstance(created, list):
+            raise ValueError(created[0]["message"])
+        return created.id
+
+    def add_list(self, name: str) -> str:
+        created = self.backend.create_list(name)
+        if isinstance(created, list):
+            raise ValueError(created[0]["message"])
+        return created.id
+
+    # -- introspection ------------------------------------------------------------------
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Stored contacts as ``ContactDetails3`` (custom_fields keyed by field ID)."""
+        return contacts_view(self.backend)
+
+    def contact(self, email: str) -> dict[str, Any] | None:
+        found = self.backend.store.by_identifier("email", email.strip().lower())
+        return found.details() if found else None
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self._recorder.all()
+
+    def clear_requests(self) -> None:
+        self._recorder.clear()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job as the imports route shows it, plus ``contact_count``."""
+        return jobs_view(self.backend, self.base_url)

@@ -1,0 +1,298 @@
+"""The SendGrid route handlers: parse the request, call the backend, serialise the answer.
+
+Contract: one method per emulated route (see ``routes.API_ROUTES``); each takes a ``Call``
+that already passed auth, rate limiting and the body-size cap, and returns a ``Response``
+with the real API's status and body shape. Error messages quote the real ones where they
+are known (``notes/sendgrid-api.md``); the others are documented in ``docs/emulator.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sendgrid_destination.fields import EMAIL_RE, IDENTIFIERS, MAX_SEARCH_VALUES
+
+from .backend import Backend
+from .definitions import CustomField, MarketingList, reserved_definitions
+from .jobs import Job, view
+from .responses import (
+    Request,
+    Response,
+    error_response,
+    errors_response,
+    invalid_input,
+    invalid_json,
+    json_response,
+)
+from .validation import validate_upsert
+
+_UNPARSED: Any = object()
+_MAX_PAGE_SIZE = 1000
+_DEFAULT_PAGE_SIZE = 100
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN/Infinity are not JSON; Go's decoder (SendGrid's) refuses them.
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+@dataclass
+class Call:
+    """A matched API request: the request, its path parameters and its parsed JSON body."""
+
+    request: Request
+    params: dict[str, str] = field(default_factory=dict)
+    _doc: Any = field(default=_UNPARSED, repr=False)
+
+    def json(self) -> Any:
+        """The parsed body; ``ValueError`` when it is not JSON (cached either way)."""
+        if self._doc is _UNPARSED:
+            try:
+                self._doc = json.loads(self.request.body, parse_constant=_refuse_constant)
+            except ValueError as exc:
+                self._doc = exc
+        if isinstance(self._doc, ValueError):
+            raise self._doc
+        return self._doc
+
+    def query_value(self, name: str) -> str | None:
+        values = self.request.query.get(name)
+        return values[0] if values else None
+
+
+Handler = Callable[[Call], Response]
+
+
+class Handlers:
+    """The route handlers of one emulator instance."""
+
+    def __init__(self, backend: Backend, base_url: Callable[[], str]) -> None:
+        self._backend = backend
+        self._base_url = base_url
+
+    def table(self) -> dict[str, Handler]:
+        """Handler by ``Route.handler`` name."""
+        return {
+            "upsert_contacts": self.upsert_contacts,
+            "delete_contacts": self.delete_contacts,
+            "contact_count": self.contact_count,
+            "import_status": self.import_status,
+            "search_emails": self.search_emails,
+            "search_identifiers": self.search_identifiers,
+            "list_field_definitions": self.list_field_definitions,
+            "create_field_definition": self.create_field_definition,
+            "list_lists": self.list_lists,
+            "create_list": self.create_list,
+            "remove_list_contacts": self.remove_list_contacts,
+        }
+
+    # -- contacts ---------------------------------------------------------------------
+
+    def upsert_contacts(self, call: Call) -> Response:
+        try:
+            doc = call.json()
+        except ValueError:
+            return invalid_json()
+        backend = self._backend
+        errors = validate_upsert(doc, backend.ready_field_ids(), backend.list_ids())
+        if errors:
+            return errors_response(400, errors)
+        job = backend.enqueue_upsert(doc["contacts"], list(doc.get("list_ids") or []))
+        return self._job_accepted(job)
+
+    def delete_contacts(self, call: Call) -> Response:
+        ids, delete_all = call.query_value("ids"), call.query_value("delete_all_contacts")
+        if ids is not None and delete_all is not None:
+            return error_response(400, "ids and delete_all_contacts cannot be combined")
+        if delete_all is not None:
+            if delete_all != "true":
+                return error_response(
+                    400, "delete_all_contacts must be 'true'", "delete_all_contacts"
+                )
+            return self._job_accepted(self._backend.enqueue_delete(None))
+        contact_ids = _split_ids(ids)
+        if not contact_ids:
+            return error_response(400, "ids or delete_all_contacts is required", "ids")
+        return self._job_accepted(self._backend.enqueue_delete(contact_ids))
+
+    def contact_count(self, call: Call) -> Response:
+        count = self._backend.contact_count()
+        # Every stored contact is billable here; the breakdown is optional in the spec.
+        return json_response(200, {"contact_count": count, "billable_count": count})
+
+    def import_status(self, call: Call) -> Response:
+        job = self._backend.poll(call.params["id"])
+        if job is None:
+            return error_response(404, "job not found")
+        return json_response(200, job_view(job, self._base_url()))
+
+    def search_emails(self, call: Call) -> Response:
+        values = self._search_values(call, "emails")
+        if isinstance(values, Response):
+            return values
+        # "Empty strings are excluded" (spec, ListContactByEmail).
+        emails = [email for email in values if email]
+        bad = next((e for e in emails if EMAIL_RE.fullmatch(e) is None), None)
+        if bad is not None:
+            return error_response(400, f"email '{bad}' is not valid", "emails")
+        return _search_result(self._backend.search("any_email", emails))
+
+    def search_identifiers(self, call: Call) -> Response:
+        kind = call.params["identifier_type"]
+        if kind not in IDENTIFIERS:
+            return error_response(
+                400, f"identifier_type must be one of {', '.join(IDENTIFIERS)}", "identifier_type"
+            )
+        values = self._search_values(call, "identifiers")
+        if isinstance(values, Response):
+            return values
+        return _search_result(self._backend.search(kind, values))
+
+    @staticmethod
+    def _search_values(call: Call, key: str) -> list[str] | Response:
+        try:
+            doc = call.json()
+        except ValueError:
+            return invalid_json()
+        values = doc.get(key) if isinstance(doc, dict) else None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return invalid_input() if isinstance(doc, dict) and key in doc else _required(key)
+        if not values:
+            return _required(key)
+        if len(values) > MAX_SEARCH_VALUES:
+            return error_response(400, f"{key} must contain at most {MAX_SEARCH_VALUES} items", key)
+        return values
+
+    # -- field definitions --------------------------------------------------------------
+
+    def list_field_definitions(self, call: Call) -> Response:
+        custom = [f.definition() for f in self._backend.custom_fields()]
+        return json_response(
+            200,
+            {
+                "custom_fields": custom,
+                "reserved_fields": reserved_definitions(),
+                "_metadata": {"self": f"{self._base_url()}/v3/marketing/field_definitions"},
+            },
+        )
+
+    def create_field_definition(self, call: Call) -> Response:
+        try:
+            doc = call.json()
+        except ValueError:
+            return invalid_json()
+        if not isinstance(doc, dict):
+            return invalid_input()
+        created = self._backend.create_field(doc.get("name"), doc.get("field_type"))
+        if isinstance(created, list):
+            return errors_response(400, created)
+        return json_response(200, self._field_body(created))
+
+    def _field_body(self, created: CustomField) -> dict[str, Any]:
+        url = f"{self._base_url()}/v3/marketing/field_definitions/{created.id}"
+        return {**created.definition(), "_metadata": {"self": url}}
+
+    # -- lists --------------------------------------------------------------------------
+
+    def list_lists(self, call: Call) -> Response:
+        size = _page_size(call.query_value("page_size"))
+        offset = _page_offset(call.query_value("page_token"))
+        if size is None:
+            return error_response(400, "page_size must be an integer from 1 to 1000", "page_size")
+        if offset is None:
+            return error_response(400, "page_token is not valid", "page_token")
+        lists = self._backend.all_lists()
+        page = lists[offset : offset + size]
+        metadata: dict[str, Any] = {"self": self._lists_url(size, offset), "count": len(lists)}
+        if offset + size < len(lists):
+            metadata["next"] = self._lists_url(size, offset + size)
+        if offset > 0:
+            metadata["prev"] = self._lists_url(size, max(0, offset - size))
+        result = [self._list_body(lst, count) for lst, count in page]
+        return json_response(200, {"result": result, "_metadata": metadata})
+
+    def create_list(self, call: Call) -> Response:
+        try:
+            doc = call.json()
+        except ValueError:
+            return invalid_json()
+        if not isinstance(doc, dict):
+            return invalid_input()
+        created = self._backend.create_list(doc.get("name"))
+        if isinstance(created, list):
+            return errors_response(400, created)
+        return json_response(201, self._list_body(created, 0))
+
+    def remove_list_contacts(self, call: Call) -> Response:
+        list_id = call.params["id"]
+        if list_id not in self._backend.list_ids():
+            return error_response(404, "list not found", "id")
+        contact_ids = _split_ids(call.query_value("contact_ids"))
+        if not contact_ids:
+            return error_response(400, "contact_ids is required", "contact_ids")
+        unknown = [cid for cid in contact_ids if not self._backend.contact_exists(cid)]
+        if unknown:
+            # The spec's 404: "one or more contact IDs do not exist".
+            return error_response(404, "one or more contact IDs do not exist", "contact_ids")
+        return self._job_accepted(self._backend.enqueue_list_removal(list_id, contact_ids))
+
+    def _list_body(self, lst: MarketingList, count: int) -> dict[str, Any]:
+        url = f"{self._base_url()}/v3/marketing/lists/{lst.id}"
+        return {"id": lst.id, "name": lst.name, "contact_count": count, "_metadata": {"self": url}}
+
+    def _lists_url(self, size: int, offset: int) -> str:
+        url = f"{self._base_url()}/v3/marketing/lists?page_size={size}"
+        return url + (f"&page_token={_page_token(offset)}" if offset else "")
+
+    @staticmethod
+    def _job_accepted(job: Job) -> Response:
+        return json_response(202, {"job_id": job.id})
+
+
+def job_view(job: Job, base_url: str) -> dict[str, Any]:
+    """A job as the imports route shows it; errors_url points at the emulator's CSV route."""
+    return view(job, f"{base_url}/_emulator/errors/{job.id}.csv")
+
+
+def _search_result(result: dict[str, dict[str, Any]]) -> Response:
+    if not any("contact" in entry for entry in result.values()):
+        return error_response(404, "contacts not found")
+    return json_response(200, {"result": result})
+
+
+def _required(key: str) -> Response:
+    return error_response(400, f"{key} is required", key)
+
+
+def _split_ids(raw: str | None) -> list[str]:
+    return [part for part in (raw or "").split(",") if part]
+
+
+def _page_size(raw: str | None) -> int | None:
+    if raw is None:
+        return _DEFAULT_PAGE_SIZE
+    try:
+        size = int(raw)
+    except ValueError:
+        return None
+    return size if 1 <= size <= _MAX_PAGE_SIZE else None
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def _page_offset(token: str | None) -> int | None:
+    if not token:
+        return 0
+    try:
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    prefix, _, number = decoded.partition(":")
+    return int(number) if prefix == "offset" and number.isdigit() else None

@@ -1,0 +1,267 @@
+"""Asynchronous contact jobs: what an accepted upsert or delete does when it is processed.
+
+Contract: a ``Job`` is created ``pending`` when a PUT/DELETE is accepted and is applied
+later, in one go, by ``apply`` (the backend decides when). Applying an upsert merges each
+contact into the store or records a per-contact error; the job then ends ``completed`` (no
+errors), ``errored`` (some) or ``failed`` (all, or forced). Per-contact rules, from the
+spec and observed behaviour:
+
+* omitted fields keep their values; ``custom_fields`` merge by ID; ``list_ids`` are added;
+* "to update a contact, all of its existing identifiers must be present";
+* Number custom fields need a JSON number, Date ones RFC3339 or M/D/YYYY (castled's
+  ``SendgridErrorParser`` quotes the real message).
+
+``view`` renders the job as ``GET /v3/marketing/contacts/imports/{id}`` shows it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sendgrid_destination.fields import FORBIDDEN_UPSERT_KEYS, IDENTIFIERS, WRITABLE_FIELDS
+
+from .definitions import CustomField
+from .store import ContactStore, StoredContact, iso
+
+JobType = Literal["upsert_contacts", "delete_contacts"]
+JobStatus = Literal["pending", "completed", "errored", "failed"]
+
+_WRITABLE = frozenset(WRITABLE_FIELDS)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+_SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+_DATE_FORMATS = "RFC3339, MM/DD/YYYY, or M/D/YYYY"
+
+
+@dataclass
+class ContactError:
+    """One errored contact, as a row of the errors CSV."""
+
+    identifiers: dict[str, str]
+    reason: str
+
+
+@dataclass
+class Job:
+    id: str
+    job_type: JobType
+    created_at: float
+    requested_count: int
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    list_ids: list[str] = field(default_factory=list)
+    contact_ids: list[str] | None = None  # delete: None means delete_all_contacts
+    remove_from_list: str | None = None  # DELETE /lists/{id}/contacts
+    forced_failure: str | None = None
+    polls: int = 0
+    status: JobStatus = "pending"
+    finished_at: float | None = None
+    created_count: int = 0
+    updated_count: int = 0
+    deleted_count: int = 0
+    errors: list[ContactError] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, job_type: JobType, now: float, requested_count: int, **kwargs: Any) -> Job:
+        return cls(str(uuid.uuid4()), job_type, now, requested_count, **kwargs)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What processing needs besides the store: field types, forced errors, the time."""
+
+    fields: Mapping[str, CustomField]
+    forced_errors: Mapping[str, str]
+    now: float
+
+    def forced_reason(self, identifiers: Mapping[str, str]) -> str | None:
+        """The forced error for any of these identifiers; emails compare lower-cased."""
+        for kind, value in identifiers.items():
+            for key, reason in self.forced_errors.items():
+                if value == (key.lower() if kind == "email" else key):
+                    return reason
+        return None
+
+
+def view(job: Job, errors_url: str) -> dict[str, Any]:
+    """The job as the imports route shows it; pending jobs show only requested_count."""
+    results: dict[str, Any] = {"requested_count": job.requested_count}
+    out: dict[str, Any] = {"id": job.id, "status": job.status, "job_type": job.job_type}
+    if job.status != "pending":
+        results.update(
+            created_count=job.created_count,
+            updated_count=job.updated_count,
+            deleted_count=job.deleted_count,
+            errored_count=len(job.errors),
+        )
+        if job.errors:
+            results["errors_url"] = errors_url
+    out["results"] = results
+    out["started_at"] = iso(job.created_at)
+    if job.finished_at is not None:
+        out["finished_at"] = iso(job.finished_at)
+    return out
+
+
+def apply(job: Job, store: ContactStore, ctx: JobContext) -> None:
+    """Process a pending job against ``store`` and set its final status and counts."""
+    if job.forced_failure is not None:
+        job.errors = [ContactError(_identifiers(c), job.forced_failure) for c in _as_contacts(job)]
+    elif job.remove_from_list is not None:
+        _apply_list_removal(job, store)
+    elif job.job_type == "delete_contacts":
+        ids = [c.id for c in store.all()] if job.contact_ids is None else job.contact_ids
+        job.deleted_count = store.delete(ids)
+    else:
+        for contact in job.contacts:
+            _upsert_one(job, contact, store, ctx)
+    job.finished_at = ctx.now
+    job.status = _final_status(job)
+
+
+def _as_contacts(job: Job) -> list[dict[str, Any]]:
+    if job.job_type == "upsert_contacts":
+        return job.contacts
+    return [{} for _ in range(job.requested_count)]
+
+
+def _final_status(job: Job) -> JobStatus:
+    if job.forced_failure is not None or (job.errors and len(job.errors) >= job.requested_count):
+        return "failed"
+    return "errored" if job.errors else "completed"
+
+
+def _apply_list_removal(job: Job, store: ContactStore) -> None:
+    for contact_id in job.contact_ids or []:
+        contact = store.get(contact_id)
+        if contact is not None and job.remove_from_list in contact.list_ids:
+            updated = contact.copy()
+            updated.list_ids.remove(job.remove_from_list)
+            store.save(updated)
+            job.deleted_count += 1
+
+
+def _identifiers(contact: Mapping[str, Any]) -> dict[str, str]:
+    found = {name: contact[name] for name in IDENTIFIERS if isinstance(contact.get(name), str)}
+    if "email" in found:
+        found["email"] = found["email"].lower()
+    return found
+
+
+def _upsert_one(job: Job, contact: dict[str, Any], store: ContactStore, ctx: JobContext) -> None:
+    identifiers = _identifiers(contact)
+    target: StoredContact | None = None
+    reason = ctx.forced_reason(identifiers) or _id_key_reason(contact)
+    reason = reason or _custom_value_reason(contact.get("custom_fields") or {}, ctx)
+    if reason is None:
+        target, reason = _match(identifiers, store)
+    if reason is not None:
+        job.errors.append(ContactError(identifiers, reason))
+        return
+    created = target is None
+    if target is None:
+        target = StoredContact(str(uuid.uuid4()), ctx.now, ctx.now)
+    store.save(_merged(target, contact, job.list_ids, ctx.now))
+    if created:
+        job.created_count += 1
+    else:
+        job.updated_count += 1
+
+
+def _id_key_reason(contact: Mapping[str, Any]) -> str | None:
+    # A stray "id" got a 202 and the contact "never shows up" (sendgrid-nodejs#1004).
+    sent = [key for key in FORBIDDEN_UPSERT_KEYS if key in contact]
+    if sent:
+        return "a contact's ID cannot be used to update the contact: " + ", ".join(sent)
+    return None
+
+
+def _match(
+    identifiers: Mapping[str, str], store: ContactStore
+) -> tuple[StoredContact | None, str | None]:
+    matches = store.matching(identifiers)
+    if not matches:
+        return None, None
+    if len(matches) > 1:
+        return None, "identifiers match more than one existing contact"
+    existing = matches[0]
+    stored = existing.identifiers()
+    missing = [name for name in stored if name not in identifiers]
+    if missing:
+        return None, "contact is missing existing identifier(s): " + ", ".join(missing)
+    conflicting = [name for name in stored if stored[name] != identifiers[name]]
+    if conflicting:
+        return None, "contact identifier(s) differ from the existing contact: " + ", ".join(
+            conflicting
+        )
+    return existing, None
+
+
+def _merged(
+    target: StoredContact, contact: Mapping[str, Any], list_ids: list[str], now: float
+) -> StoredContact:
+    # A fresh object, so the store can un-index the previous version.
+    merged = target.copy()
+    for key, value in contact.items():
+        if key in _WRITABLE:
+            merged.fields[key] = _normalised(key, value)
+    merged.custom_fields.update(contact.get("custom_fields") or {})
+    merged.list_ids.extend(lid for lid in dict.fromkeys(list_ids) if lid not in merged.list_ids)
+    merged.updated_at = now
+    return merged
+
+
+def _normalised(key: str, value: Any) -> Any:
+    # "The email field will be changed to all lower-case" (spec, UpdateContact).
+    if key == "email":
+        return value.lower()
+    if key == "alternate_emails":
+        return [email.lower() for email in value]
+    return value
+
+
+def _custom_value_reason(custom_fields: Mapping[str, Any], ctx: JobContext) -> str | None:
+    for field_id, value in custom_fields.items():
+        definition = ctx.fields.get(field_id)
+        if definition is None:
+            return f"invalid custom field ids supplied - {field_id}"
+        problem = _value_problem(definition.field_type, value)
+        if problem is not None:
+            return (
+                f"error storing custom field name={definition.name} "
+                f"type={definition.field_type}: {problem}"
+            )
+    return None
+
+
+def _value_problem(field_type: str, value: Any) -> str | None:
+    if field_type == "Number":
+        # JSON numbers only; numeric strings are refused (conservative, undocumented).
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "value is not a number"
+    if field_type == "Date":
+        ok = isinstance(value, str) and is_valid_date(value)
+        return None if ok else f"value not in any of the following date formats: {_DATE_FORMATS}"
+    return None if isinstance(value, str) else "value is not text"
+
+
+def is_valid_date(value: str) -> bool:
+    """RFC3339 (a full date-time with an offset) or M/D/YYYY with a real calendar date."""
+    if _RFC3339.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    slash = _SLASH_DATE.fullmatch(value)
+    if slash is None:
+        return False
+    month, day, year = (int(part) for part in slash.groups())
+    try:
+        datetime(year, month, day)
+    except ValueError:
+        return False
+    return True

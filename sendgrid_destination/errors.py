@@ -1,0 +1,143 @@
+"""Errors raised by the SendGrid destination, and what dlt's loader does with each.
+
+* SendGridError
+  x SendGridTerminalError            dlt marks the load job failed (not retried in this run)
+    - ConfigurationError             bad settings or mapping, found before any request
+    - AuthenticationError            401, or a 403 that is not a temporary block
+    - RequestRejectedError           a 4xx that retrying cannot fix
+    - StateLockedError               another run holds the state file
+  x SendGridTransientError           dlt retries the job; a rerun resumes
+    - RateLimitedError               429 (or 403 "temporary block") after our own retries
+    - ServerError                    5xx after our own retries
+    - TransportError                 timeout or dropped connection after our own retries
+    - CustomFieldsNotReadyError      new custom fields not yet accepted by upserts
+
+Messages say what to fix. They never contain the API key, an email address or a field value:
+row-level detail goes to the rejects table, which the user asks for explicitly.
+"""
+
+from __future__ import annotations
+
+from dlt.common.destination.exceptions import (
+    DestinationTerminalException,
+    DestinationTransientException,
+)
+
+
+class SendGridError(Exception):
+    """Base of every error this package raises."""
+
+    def __init__(self, message: str, *, status: int | None = None, route: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.route = route
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, route={self.route!r}, message={self.message!r})"
+
+
+class SendGridTerminalError(SendGridError, DestinationTerminalException):
+    """Retrying will not help: a setting, the mapping or the account must change."""
+
+
+class SendGridTransientError(SendGridError, DestinationTransientException):
+    """Retrying later may succeed."""
+
+
+class ConfigurationError(SendGridTerminalError):
+    """A setting or the column mapping is wrong; raised before any request is sent."""
+
+
+class AuthenticationError(SendGridTerminalError):
+    """SendGrid refused the API key (401) or its scopes (403)."""
+
+
+class RequestRejectedError(SendGridTerminalError):
+    """SendGrid answered a 4xx that the same request would get again."""
+
+
+class StateLockedError(SendGridTerminalError):
+    """Another process holds the state file's lock."""
+
+
+class RateLimitedError(SendGridTransientError):
+    """Still rate limited after waiting as the headers asked."""
+
+
+class ServerError(SendGridTransientError):
+    """SendGrid kept answering 5xx."""
+
+
+class TransportError(SendGridTransientError):
+    """Timeouts or dropped connections outlasted the retries."""
+
+
+class CustomFieldsNotReadyError(SendGridTransientError):
+    """Newly created custom fields were still refused by upserts when the wait ran out."""
+
+
+class ApiErrorDetail:
+    """One entry of a SendGrid ``errors`` array: the field it names (if any) and the message.
+
+    The message is SendGrid's raw text and may echo an email address, so it is kept here for
+    the rejects table and never copied into an exception message; ``repr`` shows its length.
+    """
+
+    __slots__ = ("field", "message")
+
+    def __init__(self, field: str | None, message: str) -> None:
+        self.field = field or None
+        self.message = message
+
+    @property
+    def contact_index(self) -> int | None:
+        """The 0-based index into the request's contacts from ``contacts[3].identifier``."""
+        if self.field is None or not self.field.startswith("contacts["):
+            return None
+        index, bracket, _ = self.field[len("contacts[") :].partition("]")
+        return int(index) if bracket and index.isdigit() else None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ApiErrorDetail):
+            return NotImplemented
+        return (self.field, self.message) == (other.field, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.message))
+
+    def __repr__(self) -> str:
+        return f"ApiErrorDetail(field={self.field!r}, message=<{len(self.message)} chars>)"
+
+
+class ContactsRejectedError(RequestRejectedError):
+    """A 400 from ``PUT /v3/marketing/contacts``: the whole request was refused.
+
+    One invalid contact fails the whole batch (Segment re-sends the rest), so ``errors`` maps
+    back to request indexes; errors naming no contact (bad custom field ids, invalid JSON)
+    are in ``unindexed_errors`` and mean the batch itself is wrong.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[ApiErrorDetail],
+        status: int | None = 400,
+        route: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, route=route)
+        self.errors = errors
+
+    def errors_by_contact(self) -> dict[int, list[ApiErrorDetail]]:
+        """Errors grouped by the 0-based index of the contact in the request body."""
+        by_index: dict[int, list[ApiErrorDetail]] = {}
+        for error in self.errors:
+            if error.contact_index is not None:
+                by_index.setdefault(error.contact_index, []).append(error)
+        return by_index
+
+    @property
+    def unindexed_errors(self) -> list[ApiErrorDetail]:
+        """Errors that name no contact: the request as a whole was wrong."""
+        return [error for error in self.errors if error.contact_index is None]

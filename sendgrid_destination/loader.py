@@ -1,0 +1,235 @@
+"""One load of one table: batches in, contacts upserted, jobs followed, outcomes recorded.
+
+``ContactLoader.load(batches)`` is the whole pipeline for a dlt job file:
+
+1. follow up import jobs left pending by earlier runs;
+2. on the first batch, check the mapping against the data and resolve custom fields and
+   lists, all before the first upsert;
+3. per batch: transform (SQL), record rejects, diff against the state, hold back contacts
+   whose previous version rides on an unfinished job, pack, and send up to ``max_in_flight``
+   bodies at once, recording each body's hashes right after its 202;
+4. flush the last body, follow this run's jobs to their end, then send the held-back
+   contacts (SendGrid promises no order between jobs, so a contact changed twice in one run
+   must wait for its first job);
+5. return the run's ``RunSummary``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sendgrid_destination.client import SendGridClient, redact
+from sendgrid_destination.clock import Clock
+from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.custom_fields import resolve_custom_fields
+from sendgrid_destination.errors import ConfigurationError, SendGridTransientError
+from sendgrid_destination.jobs import JobsOutcome, JobTracker
+from sendgrid_destination.mapping import FieldMapping, bind_mapping
+from sendgrid_destination.packing import Body, Packer, envelope_prefix
+from sendgrid_destination.sender import BodySender, SendOutcome
+from sendgrid_destination.state import StateStore
+from sendgrid_destination.summary import RunSummary
+from sendgrid_destination.transform import Transformer, keep_last_per_key
+
+logger = logging.getLogger("sendgrid_destination.loader")
+
+
+@dataclass
+class _Prepared:
+    transformer: Transformer
+    packer: Packer
+    sender: BodySender
+
+
+@dataclass
+class ContactLoader:
+    config: SendGridConfiguration
+    mapping: FieldMapping
+    client: SendGridClient
+    store: StateStore
+    clock: Clock
+    run_id: str
+    stream: str
+    summary: RunSummary = field(init=False)
+    _job_ids: list[str] = field(default_factory=list, init=False)
+    _held_back: list[pa.Table] = field(default_factory=list, init=False)
+    _prepared: _Prepared | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = RunSummary(self.run_id, self.stream)
+        self._prefix = envelope_prefix(self.config.list_ids or [])
+        self._tracker = JobTracker(self.client, self.store, self.clock,
+                                   self.config.job_poll_interval, self.config.job_wait_timeout)
+
+    def load(self, batches: Iterable[tuple[pa.RecordBatch, int]]) -> RunSummary:
+        self.store.start_run(self.run_id, self.stream)
+        self._absorb_jobs(self._tracker.wait(self.store.pending_jobs(), self.run_id))
+        with ThreadPoolExecutor(self.config.max_in_flight, "sendgrid-upsert") as pool:
+            dispatcher = _Dispatcher(pool, self.config.max_in_flight, self._record)
+            for batch, first_row in batches:
+                for body in self._bodies_for(batch, first_row):
+                    dispatcher.submit(self._sender.send, body)
+            if self._prepared and (last := self._prepared.packer.flush()):
+                dispatcher.submit(self._sender.send, last)
+            dispatcher.drain()
+            self._finish_jobs()
+            self._send_held_back(dispatcher)
+        return self.summary
+
+    # -- per batch ---------------------------------------------------------------------------
+
+    def _bodies_for(self, batch: pa.RecordBatch, first_row: int) -> list[Body]:
+        prepared = self._prepared or self._prepare(batch.schema)
+        self.summary.rows_read += batch.num_rows
+        result = prepared.transformer.run(batch, first_row)
+        self._record_rejects(result.rejects, "validation")
+        diff = self.store.diff(self.stream, result.contacts)
+        self.summary.new += diff.new
+        self.summary.changed += diff.changed
+        self.summary.unchanged += diff.unchanged
+        pending = self.store.pending_keys(self.stream, diff.to_send)
+        if pc.any(pending).as_py():
+            self._held_back.append(diff.to_send.filter(pending))
+            self.summary.deferred += int(pc.sum(pending).as_py() or 0)
+        return prepared.packer.add(diff.to_send.filter(pc.invert(pending)))
+
+    def _prepare(self, schema: pa.Schema) -> _Prepared:
+        """Everything that must hold before the first upsert; raises ConfigurationError."""
+        known_types = {name: "Text" for name in self.mapping.custom}
+        bind_mapping(self.mapping, schema, known_types)  # columns exist: fail before the network
+        fields = resolve_custom_fields(self.client, self.mapping, schema,
+                                       create_missing=self.config.create_missing_custom_fields)
+        bindings = bind_mapping(self.mapping, schema, fields.types, fields.ids)
+        self._check_lists()
+        transformer = Transformer(bindings, list_ids=self.config.list_ids or [],
+                                  date_format=self.config.date_format)
+        packer = Packer(self._prefix, self.config.max_request_bytes,
+                        self.config.max_contacts_per_request)
+        sender = BodySender(self.client, self._prefix, self.clock, fields.created,
+                            self.config.custom_field_ready_timeout)
+        self._prepared = _Prepared(transformer, packer, sender)
+        return self._prepared
+
+    @property
+    def _sender(self) -> BodySender:
+        assert self._prepared is not None
+        return self._prepared.sender
+
+    def _check_lists(self) -> None:
+        wanted = list(self.config.list_ids or [])
+        if not wanted:
+            return
+        known = {lst.id for lst in self.client.lists()}
+        missing = [list_id for list_id in wanted if list_id not in known]
+        if missing:
+            raise ConfigurationError(
+                f"list_ids not found in this SendGrid account: {', '.join(missing)}. Copy the "
+                "IDs from Marketing > Contacts > Lists (the ID is in the list's URL)."
+            )
+
+    # -- recording (main thread only) --------------------------------------------------------
+
+    def _record(self, outcome: SendOutcome) -> None:
+        for job_id, contacts, nbytes in outcome.accepted:
+            self.store.record_sent(run_id=self.run_id, stream=self.stream, job_id=job_id,
+                                   contacts=contacts, body_bytes=nbytes)
+            self._job_ids.append(job_id)
+            self.summary.requests += 1
+            self.summary.bytes_sent += nbytes
+            self.summary.contacts_sent += contacts.num_rows
+        for rejected in outcome.rejected:
+            self._record_rejects(rejected, "api")
+
+    def _record_rejects(self, rejects: pa.Table, stage: str) -> None:
+        if rejects.num_rows == 0:
+            return
+        self.store.record_rejects(run_id=self.run_id, stream=self.stream, rejects=rejects,
+                                  stage=stage)
+        rows = int(pc.count_distinct(rejects["row_number"]).as_py())
+        if stage == "api":
+            self.summary.rejected_by_api += rows
+        else:
+            self.summary.rejected += rows
+        counts = rejects.group_by("reason").aggregate([("row_number", "count")])
+        for reason, n in zip(counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(),
+                             strict=True):
+            self.summary.rejected_by_reason[redact(str(reason))] += int(n)
+
+    # -- jobs and held-back contacts ---------------------------------------------------------
+
+    def _finish_jobs(self) -> None:
+        job_ids, self._job_ids = self._job_ids, []
+        if job_ids:
+            self._absorb_jobs(self._tracker.wait(job_ids, self.run_id))
+
+    def _absorb_jobs(self, outcome: JobsOutcome) -> None:
+        self.summary.jobs.update(outcome.statuses)
+        self.summary.failed_in_jobs += outcome.failed
+        self.summary.failed_by_reason.update(outcome.failed_by_reason)
+        self.summary.unconfirmed += outcome.unconfirmed
+
+    def _send_held_back(self, dispatcher: _Dispatcher) -> None:
+        if not self._held_back:
+            return
+        held = keep_last_per_key(pa.concat_tables(self._held_back))
+        self._held_back = []
+        diff = self.store.diff(self.stream, held)
+        if pc.any(self.store.pending_keys(self.stream, diff.to_send)).as_py():
+            raise SendGridTransientError(
+                "Contacts that changed twice in this run are waiting for their first import "
+                "job, which is still pending; the load will be retried. Raise "
+                "job_wait_timeout if SendGrid is slow today."
+            )
+        packer = Packer(self._prefix, self.config.max_request_bytes,
+                        self.config.max_contacts_per_request)
+        for body in [*packer.add(diff.to_send), packer.flush()]:
+            if body is not None:
+                dispatcher.submit(self._sender.send, body)
+        dispatcher.drain()
+        self._finish_jobs()
+
+
+class _Dispatcher:
+    """Up to ``limit`` bodies in flight; outcomes recorded on the calling thread, in order of
+    completion. On an error, in-flight bodies still finish and are recorded before it is
+    raised, so every 202 that arrived is in the state."""
+
+    def __init__(
+        self, pool: ThreadPoolExecutor, limit: int, record: Callable[[SendOutcome], None]
+    ) -> None:
+        self._pool = pool
+        self._limit = limit
+        self._record = record
+        self._inflight: set[Future[SendOutcome]] = set()
+
+    def submit(self, send: Callable[[Body], SendOutcome], body: Body) -> None:
+        while len(self._inflight) >= self._limit:
+            self._collect(FIRST_COMPLETED)
+        self._inflight.add(self._pool.submit(send, body))
+
+    def drain(self) -> None:
+        while self._inflight:
+            self._collect(FIRST_COMPLETED)
+
+    def _collect(self, how: str) -> None:
+        done, self._inflight = wait(self._inflight, return_when=how)
+        errors = []
+        for future in done:
+            try:
+                self._record(future.result())
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            for future in self._inflight:
+                future.cancel()
+            rest, self._inflight = wait(self._inflight), set()
+            for future in rest.done:
+                if not future.cancelled() and future.exception() is None:
+                    self._record(future.result())
+            raise errors[0]

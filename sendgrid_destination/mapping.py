@@ -1,0 +1,243 @@
+"""The column mapping: which source column feeds which SendGrid contact field.
+
+Input is the user's dict (from arguments or ``[destination.sendgrid.mapping]`` in TOML)::
+
+    {"email": "email", "first_name": "given_name", "custom_fields": {"plan_tier": "plan"}}
+
+``parse_mapping`` checks what can be checked without data (field names exist and are
+writable, at least one identifier); ``bind_mapping`` checks it against the Arrow schema of
+the first batch (columns exist, types can feed the field) and, once custom field names are
+resolved to IDs, yields the ``Binding`` list that the transform compiles to SQL. Every error
+names the column and the field, and is raised before any request is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as AbcMapping
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.fields import (
+    CUSTOM_FIELD_NAME_RE,
+    IDENTIFIERS,
+    MAX_CUSTOM_TEXT_LENGTH,
+    READ_ONLY_FIELDS,
+    RESERVED_BY_NAME,
+    WRITABLE_FIELDS,
+    FieldType,
+)
+
+ArrowKind = Literal["string", "integer", "floating", "decimal", "boolean", "date", "timestamp",
+                    "string_list", "other"]
+BindingKind = Literal["identifier", "reserved", "alternate_emails", "custom"]
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """The parsed mapping: SendGrid field -> source column, custom field name -> column."""
+
+    reserved: dict[str, str]
+    custom: dict[str, str]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.reserved.values(), *self.custom.values()]
+
+    @property
+    def identifiers(self) -> list[str]:
+        """Mapped identifier fields, in SendGrid's priority order (email first)."""
+        return [name for name in IDENTIFIERS if name in self.reserved]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One mapped field, ready to compile: where its value comes from and how it is checked."""
+
+    field: str
+    column: str
+    kind: BindingKind
+    arrow_kind: ArrowKind
+    field_type: FieldType
+    max_length: int | None = None
+    custom_field_id: str | None = None
+
+    @property
+    def json_key(self) -> str:
+        return self.custom_field_id if self.kind == "custom" and self.custom_field_id else self.field
+
+
+def parse_mapping(raw: AbcMapping[str, object] | None) -> FieldMapping:
+    """Validate the mapping's shape and field names; no data is needed for this."""
+    if not raw:
+        raise ConfigurationError(
+            "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml "
+            '(for example email = "email") or pass mapping={...} to sendgrid().'
+        )
+    reserved: dict[str, str] = {}
+    custom: dict[str, str] = {}
+    for field, column in raw.items():
+        if field == "custom_fields":
+            custom = _parse_custom(column)
+            continue
+        _check_reserved_field(field)
+        reserved[field] = _column_name(field, column)
+    mapping = FieldMapping(reserved, custom)
+    if not mapping.identifiers:
+        raise ConfigurationError(
+            "The mapping has no identifier: map at least one of "
+            f"{', '.join(IDENTIFIERS)} to a source column (SendGrid needs one to find the contact)."
+        )
+    return mapping
+
+
+def _parse_custom(raw: object) -> dict[str, str]:
+    if not isinstance(raw, AbcMapping):
+        raise ConfigurationError(
+            "mapping.custom_fields must be a table of custom field name = source column."
+        )
+    custom: dict[str, str] = {}
+    lowered: set[str] = set()
+    for name, column in raw.items():
+        if not CUSTOM_FIELD_NAME_RE.match(str(name)):
+            raise ConfigurationError(
+                f"Custom field name {name!r} is not valid: SendGrid allows letters, digits and "
+                "underscores, starting with a letter or underscore, at most 100 characters."
+            )
+        if name.lower() in RESERVED_BY_NAME:
+            raise ConfigurationError(
+                f"Custom field {name!r} has the name of a reserved field: map it at the top "
+                "level of the mapping instead of under custom_fields."
+            )
+        if name.lower() in lowered:
+            raise ConfigurationError(
+                f"Custom field {name!r} is mapped twice (names are case-insensitive in SendGrid)."
+            )
+        lowered.add(name.lower())
+        custom[str(name)] = _column_name(f"custom_fields.{name}", column)
+    return custom
+
+
+def _check_reserved_field(field: str) -> None:
+    if field in READ_ONLY_FIELDS or field in ("id", "contact_id"):
+        raise ConfigurationError(
+            f"Field {field!r} is read-only in SendGrid and cannot be set; remove it from the "
+            "mapping."
+        )
+    if field not in WRITABLE_FIELDS:
+        raise ConfigurationError(
+            f"Unknown SendGrid field {field!r} in the mapping. Writable fields are: "
+            f"{', '.join(WRITABLE_FIELDS)}; custom fields go under [mapping.custom_fields]."
+        )
+
+
+def _column_name(field: str, column: object) -> str:
+    if not isinstance(column, str) or not column:
+        raise ConfigurationError(
+            f"mapping.{field} must name a source column (a non-empty string), got {column!r}."
+        )
+    return column
+
+
+def arrow_kind(data_type: pa.DataType) -> ArrowKind:
+    """Classify an Arrow type into the families the coercion rules distinguish."""
+    t = pa.types
+    if t.is_string(data_type) or t.is_large_string(data_type) or t.is_string_view(data_type):
+        return "string"
+    checks: list[tuple[ArrowKind, bool]] = [
+        ("integer", t.is_integer(data_type)),
+        ("floating", t.is_floating(data_type)),
+        ("decimal", t.is_decimal(data_type)),
+        ("boolean", t.is_boolean(data_type)),
+        ("date", t.is_date(data_type)),
+        ("timestamp", t.is_timestamp(data_type)),
+    ]
+    for kind, matches in checks:
+        if matches:
+            return kind
+    if (t.is_list(data_type) or t.is_large_list(data_type)) and arrow_kind(
+        data_type.value_type
+    ) == "string":
+        return "string_list"
+    return "other"
+
+
+# Which Arrow families can feed which target. Text takes anything scalar (stringified);
+# Number refuses booleans and dates; Date refuses numbers (an epoch is ambiguous and made
+# contacts vanish: sendgrid-go#366).
+_ALLOWED: dict[str, set[ArrowKind]] = {
+    "Text": {"string", "integer", "floating", "decimal", "boolean", "date", "timestamp"},
+    "Number": {"integer", "floating", "decimal", "string"},
+    "Date": {"date", "timestamp", "string"},
+    "identifier": {"string", "integer", "decimal"},
+    "email": {"string"},
+    "alternate_emails": {"string", "string_list"},
+}
+
+
+def bind_mapping(
+    mapping: FieldMapping,
+    schema: pa.Schema,
+    custom_types: AbcMapping[str, FieldType],
+    custom_ids: AbcMapping[str, str] | None = None,
+) -> list[Binding]:
+    """Check the mapping against the data's schema; return the bindings to compile.
+
+    ``custom_types`` gives each custom field's SendGrid type (from the account's field
+    definitions, or inferred for fields about to be created); ``custom_ids`` its ID once known.
+    """
+    _check_columns_exist(mapping, schema)
+    bindings = [_reserved_binding(f, c, schema) for f, c in mapping.reserved.items()]
+    for name, column in mapping.custom.items():
+        kind = arrow_kind(schema.field(column).type)
+        field_type = custom_types[name]
+        _check_pairing(f"custom field {name!r} ({field_type})", column, kind, field_type)
+        max_length = MAX_CUSTOM_TEXT_LENGTH if field_type == "Text" else None
+        field_id = (custom_ids or {}).get(name)
+        bindings.append(Binding(name, column, "custom", kind, field_type, max_length, field_id))
+    return bindings
+
+
+def _check_columns_exist(mapping: FieldMapping, schema: pa.Schema) -> None:
+    names = set(schema.names)
+    missing = [c for c in mapping.columns if c not in names]
+    if missing:
+        raise ConfigurationError(
+            f"Mapped column(s) not found in the source table: {', '.join(sorted(set(missing)))}. "
+            f"Available columns: {', '.join(schema.names)}."
+        )
+
+
+def _reserved_binding(field: str, column: str, schema: pa.Schema) -> Binding:
+    kind = arrow_kind(schema.field(column).type)
+    spec = RESERVED_BY_NAME[field]
+    binding_kind: BindingKind = "reserved"
+    rule = "Text"
+    if field == "alternate_emails":
+        rule = binding_kind = "alternate_emails"
+    elif field in IDENTIFIERS:
+        binding_kind = "identifier"
+        rule = "email" if field == "email" else "identifier"
+    _check_pairing(f"field {field!r}", column, kind, rule)
+    return Binding(field, column, binding_kind, kind, "Text", spec.max_length)
+
+
+def _check_pairing(target: str, column: str, kind: ArrowKind, rule: str) -> None:
+    if kind not in _ALLOWED[rule]:
+        allowed = ", ".join(sorted(_ALLOWED[rule]))
+        raise ConfigurationError(
+            f"Column {column!r} ({kind}) cannot feed {target}: it takes {allowed} columns. "
+            "Cast the column in the source query or map it to another field."
+        )
+
+
+def infer_custom_type(data_type: pa.DataType) -> FieldType:
+    """The SendGrid type to create for a custom field fed by a column of this Arrow type."""
+    kind = arrow_kind(data_type)
+    if kind in ("integer", "floating", "decimal"):
+        return "Number"
+    if kind in ("date", "timestamp"):
+        return "Date"
+    return "Text"

@@ -1,0 +1,129 @@
+"""Sending one body until every contact in it is either accepted or rejected with a reason.
+
+One bad contact makes SendGrid refuse the whole request with a 400, so a body is never
+dropped whole:
+
+* errors naming contacts (``contacts[3].identifier``) reject exactly those contacts, with
+  SendGrid's message, and the rest is re-sent;
+* errors naming no contact split the body in halves until the culprit is alone, except the
+  request-level ones (unknown custom field ids, invalid JSON, unknown lists), which no split
+  can fix and which stop the load (terminal);
+* ``invalid custom field ids`` naming only fields this run just created means SendGrid has not
+  caught up yet: the same body is retried with backoff until ``custom_field_ready_timeout``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from sendgrid_destination.client import SendGridClient, redact
+from sendgrid_destination.clock import Clock
+from sendgrid_destination.errors import (
+    ContactsRejectedError,
+    CustomFieldsNotReadyError,
+    RequestRejectedError,
+)
+from sendgrid_destination.packing import Body, encode_body
+
+_CUSTOM_IDS_RE = re.compile(r"invalid custom field ids supplied\s*-\s*(.+)", re.IGNORECASE)
+# Messages that describe the request, not a contact: splitting cannot help.
+_REQUEST_LEVEL = ("invalid custom field ids", "invalid json", "invalid input", "list")
+
+
+@dataclass
+class SendOutcome:
+    accepted: list[tuple[str, pa.Table, int]] = field(default_factory=list)  # job, contacts, bytes
+    rejected: list[pa.Table] = field(default_factory=list)  # row_number, contact_key, column, reason
+
+
+@dataclass
+class BodySender:
+    client: SendGridClient
+    prefix: bytes
+    clock: Clock
+    new_field_ids: frozenset[str] = frozenset()
+    field_ready_timeout: float = 120.0
+
+    def send(self, body: Body) -> SendOutcome:
+        outcome = SendOutcome()
+        queue = [body.contacts]
+        while queue:
+            contacts = queue.pop()
+            data = body.data if contacts is body.contacts else encode_body(self.prefix, contacts)
+            try:
+                job_id = self._upsert(data)
+            except ContactsRejectedError as exc:
+                queue.extend(reversed(self._handle_rejection(exc, contacts, outcome)))
+                continue
+            outcome.accepted.append((job_id, contacts, len(data)))
+        return outcome
+
+    def _handle_rejection(
+        self, exc: ContactsRejectedError, contacts: pa.Table, outcome: SendOutcome
+    ) -> list[pa.Table]:
+        """Record what the 400 rejected; return what should be sent again, in order."""
+        by_index = exc.errors_by_contact()
+        if by_index:
+            bad = sorted(i for i in by_index if 0 <= i < contacts.num_rows)
+            reasons = ["; ".join(e.message for e in by_index[i]) for i in bad]
+            outcome.rejected.append(_rejects(contacts.take(bad), reasons))
+            keep = np.ones(contacts.num_rows, dtype=bool)
+            keep[bad] = False
+            rest = contacts.filter(pa.array(keep))
+            return [rest] if rest.num_rows else []
+        messages = "; ".join(e.message for e in exc.unindexed_errors) or exc.message
+        if any(marker in messages.lower() for marker in _REQUEST_LEVEL):
+            raise RequestRejectedError(
+                f"SendGrid refused the request as a whole: {redact(messages)}. Check the "
+                "mapping's custom fields and list_ids against the account.",
+                status=exc.status, route=exc.route,
+            ) from exc
+        if contacts.num_rows == 1:
+            outcome.rejected.append(_rejects(contacts, [messages]))
+            return []
+        half = contacts.num_rows // 2
+        return [contacts.slice(0, half), contacts.slice(half)]
+
+    def _upsert(self, data: bytes) -> str:
+        """PUT the body; while only just-created custom fields are refused, wait and retry."""
+        deadline = self.clock.now() + self.field_ready_timeout
+        wait = 1.0
+        while True:
+            try:
+                return self.client.upsert_contacts(data)
+            except ContactsRejectedError as exc:
+                if not self._only_new_fields_refused(exc):
+                    raise
+                if self.clock.now() >= deadline:
+                    raise CustomFieldsNotReadyError(
+                        "SendGrid still refuses the custom fields created by this run after "
+                        f"{self.field_ready_timeout:.0f} s; rerun later or raise "
+                        "custom_field_ready_timeout.",
+                        status=exc.status, route=exc.route,
+                    ) from exc
+                self.clock.sleep(min(wait, max(0.0, deadline - self.clock.now())))
+                wait = min(wait * 2, 15.0)
+
+    def _only_new_fields_refused(self, exc: ContactsRejectedError) -> bool:
+        if not self.new_field_ids or exc.errors_by_contact():
+            return False
+        refused: set[str] = set()
+        for error in exc.unindexed_errors:
+            match = _CUSTOM_IDS_RE.search(error.message)
+            if not match:
+                return False
+            refused |= {i.strip() for i in match.group(1).split(",") if i.strip()}
+        return bool(refused) and refused <= self.new_field_ids
+
+
+def _rejects(contacts: pa.Table, reasons: list[str]) -> pa.Table:
+    return pa.table({
+        "row_number": contacts["row_number"],
+        "contact_key": contacts["contact_key"],
+        "column": pa.nulls(contacts.num_rows, pa.string()),
+        "reason": pa.array(reasons, pa.string()),
+    })

@@ -1,0 +1,312 @@
+"""The state file: what was sent, what SendGrid made of it, and what each run did.
+
+One DuckDB file per account (see ``SendGridConfiguration.resolved_state_path``), opened by one
+process at a time: ``StateStore.open`` takes an exclusive ``flock`` on ``<file>.lock`` and
+raises ``StateLockedError`` when another run holds it. The file is created ``0600``.
+
+Tables:
+
+* ``contacts``: per (stream, contact_key) the content hash last sent, the job that carried it
+  and its outcome: ``sent`` (202 recorded, job not finished), ``accepted``, ``failed`` (the job
+  errored for it; SendGrid's reason kept), ``unconfirmed`` (the job's errors could not be
+  fetched). Only ``sent`` and ``accepted`` hashes make a row "unchanged".
+* ``requests``: one row per accepted upsert (job id, contacts, bytes), written in the same
+  transaction as the contacts it carried, right after the 202.
+* ``jobs``: every job with its final status and counts.
+* ``runs``: one row per run (a dlt load id and table), with its summary counters.
+* ``rejects``: rows refused before sending, by SendGrid's 400, or failed in a job.
+
+Every set operation is SQL over Arrow tables; no Python loop touches individual contacts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sendgrid_destination.errors import StateLockedError
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS contacts (
+    stream VARCHAR, contact_key VARCHAR, content_hash VARCHAR, job_id VARCHAR,
+    status VARCHAR, reason VARCHAR, run_id VARCHAR, updated_at TIMESTAMP,
+    PRIMARY KEY (stream, contact_key));
+CREATE TABLE IF NOT EXISTS requests (
+    job_id VARCHAR PRIMARY KEY, run_id VARCHAR, stream VARCHAR, contact_count BIGINT,
+    body_bytes BIGINT, sent_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id VARCHAR PRIMARY KEY, run_id VARCHAR, stream VARCHAR, status VARCHAR,
+    requested_count BIGINT, created_count BIGINT, updated_count BIGINT,
+    errored_count BIGINT, errors_url VARCHAR, note VARCHAR, created_at TIMESTAMP,
+    finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, stream VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
+    summary JSON);
+CREATE TABLE IF NOT EXISTS rejects (
+    run_id VARCHAR, stream VARCHAR, row_number BIGINT, contact_key VARCHAR,
+    "column" VARCHAR, reason VARCHAR, stage VARCHAR, recorded_at TIMESTAMP);
+"""
+
+SENT, ACCEPTED, FAILED, UNCONFIRMED = "sent", "accepted", "failed", "unconfirmed"
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    """Contacts to send, and how many were new, changed or unchanged."""
+
+    to_send: pa.Table
+    new: int
+    changed: int
+    unchanged: int
+
+
+class StateStore:
+    """An open state file; use ``StateStore.open(path)`` as a context manager."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.con = con
+        self.path = path
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path, *, read_only: bool = False) -> Iterator[StateStore]:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _exclusive_lock(path, shared=read_only):
+            existed = path.exists()
+            con = duckdb.connect(str(path), read_only=read_only and existed)
+            try:
+                if not existed:
+                    os.chmod(path, 0o600)
+                store = cls(con, path)
+                if not (read_only and existed):
+                    store._migrate()
+                yield store
+            finally:
+                con.close()
+
+    def _migrate(self) -> None:
+        self.con.execute(_DDL)
+        self.con.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+
+    # -- diff and recording ------------------------------------------------------------------
+
+    def diff(self, stream: str, contacts: pa.Table) -> DiffResult:
+        """Split transformed contacts into those to send and counts of new/changed/unchanged."""
+        cur = self.con.cursor()
+        cur.register("incoming", contacts)
+        classified = cur.sql(
+            "SELECT i.*, CASE WHEN s.contact_key IS NULL THEN 'new' "
+            "WHEN s.content_hash = i.content_hash AND s.status IN ('sent', 'accepted') "
+            "THEN 'unchanged' ELSE 'changed' END AS change "
+            "FROM incoming i LEFT JOIN contacts s "
+            "ON s.stream = ? AND s.contact_key = i.contact_key ORDER BY i.row_number",
+            params=[stream],
+        ).to_arrow_table()
+        cur.close()
+        change = classified["change"]
+        counts = {k: _count(change, k) for k in ("new", "changed", "unchanged")}
+        keep = pc.not_equal(change, "unchanged")
+        to_send = classified.filter(keep).drop_columns(["change"])
+        return DiffResult(to_send, counts["new"], counts["changed"], counts["unchanged"])
+
+    def pending_keys(self, stream: str, contacts: pa.Table) -> pa.Array:
+        """A boolean mask: which of these contacts ride on a job not yet finished."""
+        cur = self.con.cursor()
+        cur.register("incoming", contacts.select(["contact_key", "row_number"]))
+        mask = cur.sql(
+            "SELECT s.contact_key IS NOT NULL AS pending FROM incoming i LEFT JOIN contacts s "
+            "ON s.stream = ? AND s.contact_key = i.contact_key AND s.status = 'sent' "
+            "ORDER BY i.row_number",
+            params=[stream],
+        ).to_arrow_table()["pending"]
+        cur.close()
+        return mask.combine_chunks()
+
+    def record_sent(
+        self, *, run_id: str, stream: str, job_id: str, contacts: pa.Table, body_bytes: int
+    ) -> None:
+        """After a 202: the request and the hashes it carried, in one transaction."""
+        cur = self.con.cursor()
+        cur.register("sent", contacts.select(["contact_key", "content_hash"]))
+        cur.execute("BEGIN")
+        cur.execute(
+            "INSERT INTO requests VALUES (?, ?, ?, ?, ?, now())",
+            [job_id, run_id, stream, contacts.num_rows, body_bytes],
+        )
+        cur.execute(
+            "INSERT INTO jobs (job_id, run_id, stream, status, requested_count, created_at) "
+            "VALUES (?, ?, ?, 'pending', ?, now())",
+            [job_id, run_id, stream, contacts.num_rows],
+        )
+        cur.execute(
+            "INSERT OR REPLACE INTO contacts SELECT ?, contact_key, content_hash, ?, 'sent', "
+            "NULL, ?, now() FROM sent",
+            [stream, job_id, run_id],
+        )
+        cur.execute("COMMIT")
+        cur.close()
+
+    def record_rejects(self, *, run_id: str, stream: str, rejects: pa.Table, stage: str) -> None:
+        """Rows refused (columns row_number, contact_key, column, reason)."""
+        if rejects.num_rows == 0:
+            return
+        cur = self.con.cursor()
+        cur.register("r", rejects.select(["row_number", "contact_key", "column", "reason"]))
+        cur.execute(
+            'INSERT INTO rejects SELECT ?, ?, row_number, contact_key, "column", reason, ?, '
+            "now() FROM r",
+            [run_id, stream, stage],
+        )
+        cur.close()
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def pending_jobs(self, stream: str | None = None) -> list[str]:
+        sql = "SELECT job_id FROM jobs WHERE status = 'pending'"
+        params: list[Any] = []
+        if stream is not None:
+            sql += " AND stream = ?"
+            params.append(stream)
+        return [r[0] for r in self.con.execute(sql + " ORDER BY created_at", params).fetchall()]
+
+    def record_job_outcome(
+        self,
+        job: dict[str, Any],
+        *,
+        failed: pa.Table | None,
+        contacts_status: str,
+        note: str | None = None,
+    ) -> None:
+        """A finished job: its counts, then its contacts' outcomes.
+
+        ``failed`` (contact_key, reason) are the contacts SendGrid refused in the job;
+        every other contact of the job gets ``contacts_status`` (``accepted``, or
+        ``unconfirmed`` when the errors could not be fetched).
+        """
+        cur = self.con.cursor()
+        cur.execute("BEGIN")
+        cur.execute(
+            "UPDATE jobs SET status = ?, created_count = ?, updated_count = ?, "
+            "errored_count = ?, errors_url = ?, note = ?, finished_at = now() WHERE job_id = ?",
+            [job["status"], job["created_count"], job["updated_count"], job["errored_count"],
+             job["errors_url"], note, job["id"]],
+        )
+        cur.execute(
+            "UPDATE contacts SET status = ?, updated_at = now() WHERE job_id = ? AND status = 'sent'",
+            [contacts_status, job["id"]],
+        )
+        if failed is not None and failed.num_rows:
+            cur.register("failed", failed.select(["contact_key", "reason"]))
+            cur.execute(
+                "UPDATE contacts SET status = 'failed', reason = f.reason FROM failed f "
+                "WHERE contacts.job_id = ? AND contacts.contact_key = f.contact_key",
+                [job["id"]],
+            )
+        cur.execute("COMMIT")
+        cur.close()
+
+    def record_job_failures_as_rejects(self, *, run_id: str, job_id: str) -> None:
+        """Copy a job's failed contacts into the rejects table of this run."""
+        self.con.execute(
+            "INSERT INTO rejects SELECT ?, stream, NULL, contact_key, NULL, reason, 'job', now() "
+            "FROM contacts WHERE job_id = ? AND status = 'failed'",
+            [run_id, job_id],
+        )
+
+    def job_failure_reasons(self, job_id: str) -> dict[str, int]:
+        rows = self.con.execute(
+            "SELECT reason, count(*) FROM contacts WHERE job_id = ? AND status = 'failed' "
+            "GROUP BY reason", [job_id]).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def job_contact_count(self, job_id: str, status: str) -> int:
+        row = self.con.execute(
+            "SELECT count(*) FROM contacts WHERE job_id = ? AND status = ?", [job_id, status]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def job_stream(self, job_id: str) -> str | None:
+        row = self.con.execute("SELECT stream FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, stream: str) -> None:
+        self.con.execute(
+            "INSERT OR IGNORE INTO runs (run_id, stream, started_at) VALUES (?, ?, now())",
+            [run_id, stream],
+        )
+
+    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        self.con.execute(
+            "UPDATE runs SET finished_at = now(), summary = ? WHERE run_id = ?",
+            [json.dumps(summary), run_id],
+        )
+
+    def run_summary(self, run_id: str) -> dict[str, Any] | None:
+        row = self.con.execute("SELECT summary FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    def recent_runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        rows = self.con.execute(
+            "SELECT run_id, stream, started_at, finished_at, summary FROM runs "
+            "ORDER BY started_at DESC LIMIT ?",
+            [limit],
+        ).fetchall()
+        return [
+            {"run_id": r[0], "stream": r[1], "started_at": r[2], "finished_at": r[3],
+             "summary": json.loads(r[4]) if r[4] else None}
+            for r in rows
+        ]
+
+    def rejects(self, run_id: str | None = None) -> pa.Table:
+        sql = ('SELECT run_id, stream, stage, row_number, contact_key, "column", reason '
+               "FROM rejects")
+        params: list[Any] = []
+        if run_id:
+            sql += " WHERE run_id = ?"
+            params.append(run_id)
+        return self.con.sql(sql + " ORDER BY recorded_at, row_number", params=params).to_arrow_table()
+
+    def contact_status_counts(self) -> dict[str, int]:
+        rows = self.con.execute("SELECT status, count(*) FROM contacts GROUP BY status").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+
+def _count(column: pa.ChunkedArray, value: str) -> int:
+    return int(pc.sum(pc.equal(column, value)).as_py() or 0)
+
+
+@contextmanager
+def _exclusive_lock(path: Path, *, shared: bool = False) -> Iterator[IO[str]]:
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        os.chmod(lock_path, 0o600)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StateLockedError(
+                f"The state file {path} is in use by another run. Wait for it to finish, or "
+                "point this run at another state_path; two runs on one state file could both "
+                "send the same contacts."
+            ) from exc
+        yield handle
+    finally:
+        handle.close()

@@ -1,0 +1,70 @@
+"""What a run did, as counters: kept in the runs table, logged, and printed by the demo.
+
+The summary holds counts and reasons only, never a key or a value, so it is safe to log.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    stream: str
+    rows_read: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deferred: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    contacts_sent: int = 0
+    requests: int = 0
+    bytes_sent: int = 0
+    rejected_by_api: int = 0
+    jobs: Counter[str] = field(default_factory=Counter)
+    failed_in_jobs: int = 0
+    failed_by_reason: Counter[str] = field(default_factory=Counter)
+    unconfirmed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("rejected_by_reason", "jobs", "failed_by_reason"):
+            data[key] = dict(getattr(self, key))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        counters = {k: Counter(data.get(k) or {}) for k in
+                    ("rejected_by_reason", "jobs", "failed_by_reason")}
+        plain = {k: v for k, v in data.items() if k not in counters}
+        return cls(**plain, **counters)
+
+    def merge(self, other: RunSummary) -> None:
+        """Add another file's counters of the same run into this one."""
+        for name, value in vars(other).items():
+            if name in ("run_id", "stream"):
+                continue
+            current = getattr(self, name)
+            setattr(self, name, current + value)
+
+    def format(self) -> str:
+        """A few readable lines (no keys, no values)."""
+        lines = [
+            f"run {self.run_id} ({self.stream}): {self.rows_read} rows read; "
+            f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged (skipped)",
+            f"  sent {self.contacts_sent} contacts in {self.requests} requests "
+            f"({self.bytes_sent:,} bytes)",
+            f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",
+        ]
+        lines += [f"    {n} x {reason}" for reason, n in self.rejected_by_reason.most_common()]
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items()) if n) or "none"
+        lines.append(f"  jobs: {jobs}")
+        lines.append(f"  contacts failed in jobs: {self.failed_in_jobs}")
+        lines += [f"    {n} x {reason}" for reason, n in self.failed_by_reason.most_common()]
+        if self.unconfirmed:
+            lines.append(f"  contacts unconfirmed (job errors unreadable): {self.unconfirmed}")
+        return "\n".join(lines)
