@@ -69,10 +69,13 @@ class ContactLoader:
 
     def load(self, batches: Iterable[tuple[pa.RecordBatch, int]]) -> RunSummary:
         self.store.start_run(self.run_id, self.stream)
-        self._absorb_jobs(self._tracker.wait(self.store.pending_jobs(), self.run_id))
         with ThreadPoolExecutor(self.config.max_in_flight, "sendgrid-upsert") as pool:
             dispatcher = _Dispatcher(pool, self.config.max_in_flight, self._record)
             for batch, first_row in batches:
+                if self._prepared is None:
+                    self._prepare(batch.schema)
+                    # Earlier runs' jobs first: contacts they failed must not look unchanged.
+                    self._absorb_jobs(self._tracker.wait(self.store.pending_jobs(), self.run_id))
                 for body in self._bodies_for(batch, first_row):
                     dispatcher.submit(self._sender.send, body)
             if self._prepared and (last := self._prepared.packer.flush()):

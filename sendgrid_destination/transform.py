@@ -157,6 +157,10 @@ class Transformer:
             src = _ident(b.column)
             exprs.append(f"{self._value_expr(b, src)} AS v{i}")
             checks += self._binding_checks(b, f"v{i}", f"s{i}")
+        id_columns = ", ".join(dict.fromkeys(b.column for b in self.bindings
+                                             if b.kind == "identifier"))
+        checks.append(_Check(id_columns, "contact_key IS NULL",
+                             "no identifier: every mapped identifier column is empty"))
         return ", ".join(exprs), checks
 
     def _key_expr(self) -> str:

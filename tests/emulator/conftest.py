@@ -28,11 +28,10 @@ TERMINAL = ("completed", "errored", "failed")
 class Api:
     """A thin authenticated client for one emulator (no retries, short timeouts)."""
 
-    def __init__(self, emu: Emulator, key: str | None = API_KEY) -> None:
+    def __init__(self, emu: Emulator, key: str | None = None) -> None:
         self.emu = emu
         self.session = requests.Session()
-        if key is not None:
-            self.session.headers["Authorization"] = f"Bearer {key}"
+        self.session.headers["Authorization"] = f"Bearer {key or emu.api_key}"
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 10)
@@ -82,6 +81,12 @@ def clock() -> FakeClock:
 def emu(clock: FakeClock) -> Iterator[Emulator]:
     with Emulator(API_KEY, clock=clock, forbidden_keys={"SG.test-noscope"}) as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def api_for() -> type[Api]:
+    """The client class, for tests that start their own emulator: ``api_for(emu)``."""
+    return Api
 
 
 @pytest.fixture

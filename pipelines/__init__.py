@@ -1,0 +1,1 @@
+"""Runnable example pipelines: a sample warehouse, the sync itself, and the demo."""
