@@ -43,8 +43,10 @@ def main() -> None:
         changed = touch(warehouse, CHANGED)
         print(f"\n== {changed} customers changed upstream; second sync")
         _report(_sync(warehouse, settings), settings)
-        print(f"\nThe emulator now holds {len(emulator.contacts()):,} contacts; it received "
-              f"{sum(1 for r in emulator.requests if r.method == 'PUT')} upsert requests.")
+        print(
+            f"\nThe emulator now holds {len(emulator.contacts()):,} contacts; it received "
+            f"{sum(1 for r in emulator.requests if r.method == 'PUT')} upsert requests."
+        )
 
 
 def _sync(warehouse: Path, settings: dict[str, object]) -> str:
@@ -57,7 +59,9 @@ def _report(run_id: str, settings: dict[str, object]) -> None:
         summary = store.run_summary(run_id)
         examples = store.con.execute(
             "SELECT reason, count(*), min(row_number) FROM rejects WHERE run_id = ? "
-            "GROUP BY reason ORDER BY count(*) DESC", [run_id]).fetchall()
+            "GROUP BY reason ORDER BY count(*) DESC",
+            [run_id],
+        ).fetchall()
     if summary is None:
         print(f"(no summary recorded for {run_id})")
         return
@@ -66,8 +70,10 @@ def _report(run_id: str, settings: dict[str, object]) -> None:
         print("  rejected rows by reason (first source row as an example):")
         for reason, count, row in examples:
             print(f"    {count:>4} x {reason}  e.g. row {row}")
-    print(f"  rejects with keys: sendgrid-destination rejects --state "
-          f"{settings['state_path']} --run '{run_id}'")
+    print(
+        f"  rejects with keys: sendgrid-destination rejects --state "
+        f"{settings['state_path']} --run '{run_id}'"
+    )
 
 
 if __name__ == "__main__":

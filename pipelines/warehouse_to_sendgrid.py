@@ -48,7 +48,7 @@ def sync(
     pipeline = dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=sendgrid(**destination_args),
-        pipelines_dir=pipelines_dir,
+        pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None means dlt's default
     )
     # A package left pending by a failed run is finished first (dlt then skips new data):
     # load it, then extract afresh, so one scheduled run always catches up.

@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _state_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--state", type=Path,
+        "--state",
+        type=Path,
         help="state file (default: resolved from [destination.sendgrid] settings like a load)",
     )
 
@@ -98,8 +99,10 @@ def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
         print(f"state file: {store.path}")
         counts = store.contact_status_counts()
-        print("contacts by outcome: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                                         or "none"))
+        print(
+            "contacts by outcome: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+        )
         pending = store.pending_jobs()
         print(f"import jobs still pending: {len(pending)}")
         for run in store.recent_runs(args.runs):
@@ -107,8 +110,10 @@ def _status(args: argparse.Namespace) -> int:
             if run["summary"]:
                 print(RunSummary.from_dict(run["summary"]).format())
             else:
-                print(f"run {run['run_id']} ({run['stream']}): started {run['started_at']}, "
-                      "did not finish")
+                print(
+                    f"run {run['run_id']} ({run['stream']}): started {run['started_at']}, "
+                    "did not finish"
+                )
     return 0
 
 

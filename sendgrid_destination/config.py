@@ -33,7 +33,7 @@ DEFAULT_STATE_DIR = "~/.local/state/sendgrid-destination"
 class SendGridConfiguration(CustomDestinationClientConfiguration):
     """All settings; see the README's configuration reference for each one."""
 
-    api_key: TSecretStrValue = None
+    api_key: TSecretStrValue | None = None
     base_url: str = DEFAULT_BASE_URL
     on_behalf_of: str | None = None
     mapping: dict[str, Any] | None = None

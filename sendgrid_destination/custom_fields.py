@@ -47,7 +47,9 @@ def resolve_custom_fields(
     created: set[str] = set()
     for name, column in mapping.custom.items():
         if name in missing:
-            definition = client.create_custom_field(name, infer_custom_type(schema.field(column).type))
+            definition = client.create_custom_field(
+                name, infer_custom_type(schema.field(column).type)
+            )
             created.add(definition.id)
         else:
             definition = existing[name.lower()]
@@ -57,9 +59,9 @@ def resolve_custom_fields(
 
 
 def _field_type(name: str, raw: str) -> FieldType:
-    for known in ("Text", "Number", "Date"):
-        if raw.lower() == known.lower():
-            return known  # type: ignore[return-value]
+    known: dict[str, FieldType] = {"text": "Text", "number": "Number", "date": "Date"}
+    if raw.lower() in known:
+        return known[raw.lower()]
     raise ConfigurationError(
         f"Custom field {name!r} has type {raw!r}, which this destination does not know how to "
         "fill (Text, Number and Date are supported)."

@@ -20,6 +20,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pyarrow.parquet as pq
+from dlt.common.destination import TLoaderFileFormat
 from dlt.common.schema import TTableSchema
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
@@ -49,7 +50,9 @@ def use_clock(clock: Clock) -> Iterator[None]:
 
 
 def load_contacts(
-    items: str | pa.RecordBatch, table: TTableSchema, config: SendGridConfiguration = None  # type: ignore[assignment]
+    items: str | pa.RecordBatch,
+    table: TTableSchema,
+    config: SendGridConfiguration = None,  # type: ignore[assignment]
 ) -> None:
     """The sink: one call per job file (``batch_size = 0``) or per RecordBatch."""
     config.validate()
@@ -100,7 +103,7 @@ def _batches(
 
 def _load_id() -> str:
     try:
-        return str(dlt.current.load_package_state()["load_id"])  # type: ignore[attr-defined]
+        return str(dlt.current.load_package_state()["load_id"])
     except Exception:  # outside a dlt load (direct calls in tests)
         return "adhoc"
 
@@ -115,7 +118,7 @@ def _save_summary(store: StateStore, summary: RunSummary) -> None:
     store.finish_run(summary.run_id, summary.as_dict())
 
 
-class sendgrid(_custom_destination):  # noqa: N801 - dlt factories are lower-case callables
+class sendgrid(_custom_destination):
     """``dlt.pipeline(destination=sendgrid(mapping={...}))``; every argument may instead come
     from ``[destination.sendgrid]`` config, secrets or environment variables."""
 
@@ -127,7 +130,7 @@ class sendgrid(_custom_destination):  # noqa: N801 - dlt factories are lower-cas
         list_ids: list[str] | None = None,
         destination_name: str = "sendgrid",
         batch_size: int = 0,
-        loader_file_format: str = "parquet",
+        loader_file_format: TLoaderFileFormat = "parquet",
         **kwargs: Any,
     ) -> None:
         super().__init__(

@@ -34,7 +34,10 @@ class SendGridError(Exception):
         self.route = route
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(status={self.status!r}, route={self.route!r}, message={self.message!r})"
+        return (
+            f"{type(self).__name__}(status={self.status!r}, route={self.route!r}, "
+            f"message={self.message!r})"
+        )
 
 
 class SendGridTerminalError(SendGridError, DestinationTerminalException):

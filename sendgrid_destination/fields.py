@@ -98,7 +98,9 @@ FIELD_TYPE_SUFFIX: Final[dict[FieldType, str]] = {"Text": "T", "Number": "N", "D
 
 # A pragmatic email syntax: one @, no spaces, a dotted domain with a 2+ letter TLD. SendGrid
 # documents only "a valid email"; the search route's key pattern is of this shape.
-EMAIL_PATTERN: Final = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,63}$"
+_LOCAL_PART = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+EMAIL_PATTERN: Final = rf"^{_LOCAL_PART}@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}$"
 EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
 # E.164: a plus, a non-zero country digit, at most 15 digits in all.
 E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"

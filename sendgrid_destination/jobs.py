@@ -68,8 +68,11 @@ class JobTracker:
             interval = min(interval * 1.5, MAX_POLL_INTERVAL)
         outcome.statuses["pending"] += len(pending)
         if pending:
-            logger.warning("%d import job(s) still pending after %.0f s; the next run will "
-                           "follow them up", len(pending), self.wait_timeout)
+            logger.warning(
+                "%d import job(s) still pending after %.0f s; the next run will follow them up",
+                len(pending),
+                self.wait_timeout,
+            )
         return outcome
 
     def _poll_once(self, job_id: str, run_id: str, outcome: JobsOutcome) -> bool:
@@ -119,11 +122,17 @@ def _failed_contacts(rows: list[dict[str, str]]) -> pa.Table:
             if value:
                 keys.append(f"{prefix}:{value.lower() if prefix == 'email' else value}")
                 reasons.append(reason)
-    return pa.table({"contact_key": pa.array(keys, pa.string()),
-                     "reason": pa.array(reasons, pa.string())})
+    return pa.table(
+        {"contact_key": pa.array(keys, pa.string()), "reason": pa.array(reasons, pa.string())}
+    )
 
 
 def _job_row(job: ImportJob) -> dict[str, object]:
-    return {"id": job.id, "status": job.status, "created_count": job.created_count,
-            "updated_count": job.updated_count, "errored_count": job.errored_count,
-            "errors_url": None}
+    return {
+        "id": job.id,
+        "status": job.status,
+        "created_count": job.created_count,
+        "updated_count": job.updated_count,
+        "errored_count": job.errored_count,
+        "errors_url": None,
+    }

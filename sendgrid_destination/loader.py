@@ -29,6 +29,7 @@ from sendgrid_destination.clock import Clock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.custom_fields import resolve_custom_fields
 from sendgrid_destination.errors import ConfigurationError, SendGridTransientError
+from sendgrid_destination.fields import FieldType
 from sendgrid_destination.jobs import JobsOutcome, JobTracker
 from sendgrid_destination.mapping import FieldMapping, bind_mapping
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
@@ -64,8 +65,13 @@ class ContactLoader:
     def __post_init__(self) -> None:
         self.summary = RunSummary(self.run_id, self.stream)
         self._prefix = envelope_prefix(self.config.list_ids or [])
-        self._tracker = JobTracker(self.client, self.store, self.clock,
-                                   self.config.job_poll_interval, self.config.job_wait_timeout)
+        self._tracker = JobTracker(
+            self.client,
+            self.store,
+            self.clock,
+            self.config.job_poll_interval,
+            self.config.job_wait_timeout,
+        )
 
     def load(self, batches: Iterable[tuple[pa.RecordBatch, int]]) -> RunSummary:
         self.store.start_run(self.run_id, self.stream)
@@ -104,18 +110,29 @@ class ContactLoader:
 
     def _prepare(self, schema: pa.Schema) -> _Prepared:
         """Everything that must hold before the first upsert; raises ConfigurationError."""
-        known_types = {name: "Text" for name in self.mapping.custom}
+        known_types: dict[str, FieldType] = {name: "Text" for name in self.mapping.custom}
         bind_mapping(self.mapping, schema, known_types)  # columns exist: fail before the network
-        fields = resolve_custom_fields(self.client, self.mapping, schema,
-                                       create_missing=self.config.create_missing_custom_fields)
+        fields = resolve_custom_fields(
+            self.client,
+            self.mapping,
+            schema,
+            create_missing=self.config.create_missing_custom_fields,
+        )
         bindings = bind_mapping(self.mapping, schema, fields.types, fields.ids)
         self._check_lists()
-        transformer = Transformer(bindings, list_ids=self.config.list_ids or [],
-                                  date_format=self.config.date_format)
-        packer = Packer(self._prefix, self.config.max_request_bytes,
-                        self.config.max_contacts_per_request)
-        sender = BodySender(self.client, self._prefix, self.clock, fields.created,
-                            self.config.custom_field_ready_timeout)
+        transformer = Transformer(
+            bindings, list_ids=self.config.list_ids or [], date_format=self.config.date_format
+        )
+        packer = Packer(
+            self._prefix, self.config.max_request_bytes, self.config.max_contacts_per_request
+        )
+        sender = BodySender(
+            self.client,
+            self._prefix,
+            self.clock,
+            fields.created,
+            self.config.custom_field_ready_timeout,
+        )
         self._prepared = _Prepared(transformer, packer, sender)
         return self._prepared
 
@@ -140,8 +157,13 @@ class ContactLoader:
 
     def _record(self, outcome: SendOutcome) -> None:
         for job_id, contacts, nbytes in outcome.accepted:
-            self.store.record_sent(run_id=self.run_id, stream=self.stream, job_id=job_id,
-                                   contacts=contacts, body_bytes=nbytes)
+            self.store.record_sent(
+                run_id=self.run_id,
+                stream=self.stream,
+                job_id=job_id,
+                contacts=contacts,
+                body_bytes=nbytes,
+            )
             self._job_ids.append(job_id)
             self.summary.requests += 1
             self.summary.bytes_sent += nbytes
@@ -152,16 +174,18 @@ class ContactLoader:
     def _record_rejects(self, rejects: pa.Table, stage: str) -> None:
         if rejects.num_rows == 0:
             return
-        self.store.record_rejects(run_id=self.run_id, stream=self.stream, rejects=rejects,
-                                  stage=stage)
+        self.store.record_rejects(
+            run_id=self.run_id, stream=self.stream, rejects=rejects, stage=stage
+        )
         rows = int(pc.count_distinct(rejects["row_number"]).as_py())
         if stage == "api":
             self.summary.rejected_by_api += rows
         else:
             self.summary.rejected += rows
         counts = rejects.group_by("reason").aggregate([("row_number", "count")])
-        for reason, n in zip(counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(),
-                             strict=True):
+        for reason, n in zip(
+            counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(), strict=True
+        ):
             self.summary.rejected_by_reason[redact(str(reason))] += int(n)
 
     # -- jobs and held-back contacts ---------------------------------------------------------
@@ -189,8 +213,9 @@ class ContactLoader:
                 "job, which is still pending; the load will be retried. Raise "
                 "job_wait_timeout if SendGrid is slow today."
             )
-        packer = Packer(self._prefix, self.config.max_request_bytes,
-                        self.config.max_contacts_per_request)
+        packer = Packer(
+            self._prefix, self.config.max_request_bytes, self.config.max_contacts_per_request
+        )
         for body in [*packer.add(diff.to_send), packer.flush()]:
             if body is not None:
                 dispatcher.submit(self._sender.send, body)

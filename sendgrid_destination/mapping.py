@@ -30,8 +30,17 @@ from sendgrid_destination.fields import (
     FieldType,
 )
 
-ArrowKind = Literal["string", "integer", "floating", "decimal", "boolean", "date", "timestamp",
-                    "string_list", "other"]
+ArrowKind = Literal[
+    "string",
+    "integer",
+    "floating",
+    "decimal",
+    "boolean",
+    "date",
+    "timestamp",
+    "string_list",
+    "other",
+]
 BindingKind = Literal["identifier", "reserved", "alternate_emails", "custom"]
 
 
@@ -66,7 +75,9 @@ class Binding:
 
     @property
     def json_key(self) -> str:
-        return self.custom_field_id if self.kind == "custom" and self.custom_field_id else self.field
+        return (
+            self.custom_field_id if self.kind == "custom" and self.custom_field_id else self.field
+        )
 
 
 def parse_mapping(raw: AbcMapping[str, object] | None) -> FieldMapping:

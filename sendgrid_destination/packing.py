@@ -36,7 +36,7 @@ class Body:
 
     @property
     def contact_count(self) -> int:
-        return self.contacts.num_rows
+        return int(self.contacts.num_rows)
 
 
 def envelope_prefix(list_ids: Sequence[str]) -> bytes:
@@ -133,7 +133,7 @@ def _offsets(column: pa.Array) -> np.ndarray:
 
 
 def _data(column: pa.Array) -> memoryview:
-    return memoryview(column.buffers()[2])  # type: ignore[arg-type]
+    return memoryview(column.buffers()[2])
 
 
 def _byte_span(column: pa.Array, start: int, stop: int) -> tuple[int, int]:

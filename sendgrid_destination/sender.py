@@ -37,7 +37,9 @@ _REQUEST_LEVEL = ("invalid custom field ids", "invalid json", "invalid input", "
 @dataclass
 class SendOutcome:
     accepted: list[tuple[str, pa.Table, int]] = field(default_factory=list)  # job, contacts, bytes
-    rejected: list[pa.Table] = field(default_factory=list)  # row_number, contact_key, column, reason
+    rejected: list[pa.Table] = field(
+        default_factory=list
+    )  # row_number, contact_key, column, reason
 
 
 @dataclass
@@ -80,7 +82,8 @@ class BodySender:
             raise RequestRejectedError(
                 f"SendGrid refused the request as a whole: {redact(messages)}. Check the "
                 "mapping's custom fields and list_ids against the account.",
-                status=exc.status, route=exc.route,
+                status=exc.status,
+                route=exc.route,
             ) from exc
         if contacts.num_rows == 1:
             outcome.rejected.append(_rejects(contacts, [messages]))
@@ -103,7 +106,8 @@ class BodySender:
                         "SendGrid still refuses the custom fields created by this run after "
                         f"{self.field_ready_timeout:.0f} s; rerun later or raise "
                         "custom_field_ready_timeout.",
-                        status=exc.status, route=exc.route,
+                        status=exc.status,
+                        route=exc.route,
                     ) from exc
                 self.clock.sleep(min(wait, max(0.0, deadline - self.clock.now())))
                 wait = min(wait * 2, 15.0)
@@ -121,9 +125,11 @@ class BodySender:
 
 
 def _rejects(contacts: pa.Table, reasons: list[str]) -> pa.Table:
-    return pa.table({
-        "row_number": contacts["row_number"],
-        "contact_key": contacts["contact_key"],
-        "column": pa.nulls(contacts.num_rows, pa.string()),
-        "reason": pa.array(reasons, pa.string()),
-    })
+    return pa.table(
+        {
+            "row_number": contacts["row_number"],
+            "contact_key": contacts["contact_key"],
+            "column": pa.nulls(contacts.num_rows, pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+        }
+    )

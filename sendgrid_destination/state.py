@@ -203,11 +203,19 @@ class StateStore:
         cur.execute(
             "UPDATE jobs SET status = ?, created_count = ?, updated_count = ?, "
             "errored_count = ?, errors_url = ?, note = ?, finished_at = now() WHERE job_id = ?",
-            [job["status"], job["created_count"], job["updated_count"], job["errored_count"],
-             job["errors_url"], note, job["id"]],
+            [
+                job["status"],
+                job["created_count"],
+                job["updated_count"],
+                job["errored_count"],
+                job["errors_url"],
+                note,
+                job["id"],
+            ],
         )
         cur.execute(
-            "UPDATE contacts SET status = ?, updated_at = now() WHERE job_id = ? AND status = 'sent'",
+            "UPDATE contacts SET status = ?, updated_at = now() "
+            "WHERE job_id = ? AND status = 'sent'",
             [contacts_status, job["id"]],
         )
         if failed is not None and failed.num_rows:
@@ -231,7 +239,9 @@ class StateStore:
     def job_failure_reasons(self, job_id: str) -> dict[str, int]:
         rows = self.con.execute(
             "SELECT reason, count(*) FROM contacts WHERE job_id = ? AND status = 'failed' "
-            "GROUP BY reason", [job_id]).fetchall()
+            "GROUP BY reason",
+            [job_id],
+        ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
 
     def job_contact_count(self, job_id: str, status: str) -> int:
@@ -269,19 +279,25 @@ class StateStore:
             [limit],
         ).fetchall()
         return [
-            {"run_id": r[0], "stream": r[1], "started_at": r[2], "finished_at": r[3],
-             "summary": json.loads(r[4]) if r[4] else None}
+            {
+                "run_id": r[0],
+                "stream": r[1],
+                "started_at": r[2],
+                "finished_at": r[3],
+                "summary": json.loads(r[4]) if r[4] else None,
+            }
             for r in rows
         ]
 
     def rejects(self, run_id: str | None = None) -> pa.Table:
-        sql = ('SELECT run_id, stream, stage, row_number, contact_key, "column", reason '
-               "FROM rejects")
+        sql = 'SELECT run_id, stream, stage, row_number, contact_key, "column", reason FROM rejects'
         params: list[Any] = []
         if run_id:
             sql += " WHERE run_id = ?"
             params.append(run_id)
-        return self.con.sql(sql + " ORDER BY recorded_at, row_number", params=params).to_arrow_table()
+        return self.con.sql(
+            sql + " ORDER BY recorded_at, row_number", params=params
+        ).to_arrow_table()
 
     def contact_status_counts(self) -> dict[str, int]:
         rows = self.con.execute("SELECT status, count(*) FROM contacts GROUP BY status").fetchall()

@@ -38,10 +38,15 @@ class RunSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
-        counters = {k: Counter(data.get(k) or {}) for k in
-                    ("rejected_by_reason", "jobs", "failed_by_reason")}
-        plain = {k: v for k, v in data.items() if k not in counters}
-        return cls(**plain, **counters)
+        counters = {
+            k: Counter(data.get(k) or {})
+            for k in ("rejected_by_reason", "jobs", "failed_by_reason")
+        }
+        summary = cls(run_id=str(data["run_id"]), stream=str(data["stream"]))
+        for name, value in data.items():
+            if name not in ("run_id", "stream"):
+                setattr(summary, name, counters.get(name, value))
+        return summary
 
     def merge(self, other: RunSummary) -> None:
         """Add another file's counters of the same run into this one."""

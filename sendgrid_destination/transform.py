@@ -84,7 +84,9 @@ class Transformer:
             return f"lower({text})" if b.field == "email" else text
         if b.kind == "alternate_emails":
             items = src if b.arrow_kind == "string_list" else f"string_split({src}, ',')"
-            cleaned = f"list_filter(list_transform({items}, lambda x: lower(trim(x))), lambda x: x <> '')"
+            cleaned = (
+                f"list_filter(list_transform({items}, lambda x: lower(trim(x))), lambda x: x <> '')"
+            )
             return f"CASE WHEN len({cleaned}) > 0 THEN {cleaned} END"
         if b.field_type == "Number":
             if b.arrow_kind == "string":
@@ -118,37 +120,69 @@ class Transformer:
         col = b.column
         checks: list[_Check] = []
         if b.field == "email":
-            checks.append(_Check(col, f"NOT regexp_full_match({v}, {_lit(EMAIL_PATTERN)})",
-                                 "email: not a valid email address"))
+            checks.append(
+                _Check(
+                    col,
+                    f"NOT regexp_full_match({v}, {_lit(EMAIL_PATTERN)})",
+                    "email: not a valid email address",
+                )
+            )
         if b.field == "phone_number_id":
-            checks.append(_Check(col, f"NOT regexp_full_match({v}, {_lit(E164_PATTERN)})",
-                                 "phone_number_id: not an E.164 number like +14155550100"))
+            checks.append(
+                _Check(
+                    col,
+                    f"NOT regexp_full_match({v}, {_lit(E164_PATTERN)})",
+                    "phone_number_id: not an E.164 number like +14155550100",
+                )
+            )
         if b.kind == "alternate_emails":
             checks += [
-                _Check(col, f"len({v}) > {MAX_ALTERNATE_EMAILS}",
-                       f"alternate_emails: more than {MAX_ALTERNATE_EMAILS} addresses"),
-                _Check(col, f"len(list_filter({v}, lambda x: NOT regexp_full_match(x, "
-                            f"{_lit(EMAIL_PATTERN)}) OR length(x) > 254)) > 0",
-                       "alternate_emails: contains an invalid email address"),
+                _Check(
+                    col,
+                    f"len({v}) > {MAX_ALTERNATE_EMAILS}",
+                    f"alternate_emails: more than {MAX_ALTERNATE_EMAILS} addresses",
+                ),
+                _Check(
+                    col,
+                    f"len(list_filter({v}, lambda x: NOT regexp_full_match(x, "
+                    f"{_lit(EMAIL_PATTERN)}) OR length(x) > 254)) > 0",
+                    "alternate_emails: contains an invalid email address",
+                ),
             ]
         elif b.max_length is not None:
-            checks.append(_Check(col, f"length({v}) > {b.max_length}",
-                                 f"{b.field}: longer than {b.max_length} characters"))
+            checks.append(
+                _Check(
+                    col,
+                    f"length({v}) > {b.max_length}",
+                    f"{b.field}: longer than {b.max_length} characters",
+                )
+            )
         checks += self._typed_checks(b, v, src)
         return checks
 
     def _typed_checks(self, b: Binding, v: str, src: str) -> list[_Check]:
         col, name = b.column, b.field
         if b.field_type == "Number" and b.arrow_kind == "string":
-            return [_Check(col, f"{v} IS NULL AND nullif(trim({src}), '') IS NOT NULL",
-                           f"{name}: not a number"),
-                    _Check(col, f"NOT isfinite({v})", f"{name}: not a finite number")]
+            return [
+                _Check(
+                    col,
+                    f"{v} IS NULL AND nullif(trim({src}), '') IS NOT NULL",
+                    f"{name}: not a number",
+                ),
+                _Check(col, f"NOT isfinite({v})", f"{name}: not a finite number"),
+            ]
         if b.field_type == "Number" and b.arrow_kind == "floating":
-            return [_Check(col, f"NOT isfinite({v})", f"{name}: not a finite number (NaN or "
-                                                      "infinity)")]
+            return [
+                _Check(col, f"NOT isfinite({v})", f"{name}: not a finite number (NaN or infinity)")
+            ]
         if b.field_type == "Date" and b.arrow_kind == "string":
-            return [_Check(col, f"{v} IS NULL AND nullif(trim({src}), '') IS NOT NULL",
-                           f"{name}: not a date or timestamp")]
+            return [
+                _Check(
+                    col,
+                    f"{v} IS NULL AND nullif(trim({src}), '') IS NOT NULL",
+                    f"{name}: not a date or timestamp",
+                )
+            ]
         return []
 
     def _compile_values(self) -> tuple[str, list[_Check]]:
@@ -157,10 +191,16 @@ class Transformer:
             src = _ident(b.column)
             exprs.append(f"{self._value_expr(b, src)} AS v{i}")
             checks += self._binding_checks(b, f"v{i}", f"s{i}")
-        id_columns = ", ".join(dict.fromkeys(b.column for b in self.bindings
-                                             if b.kind == "identifier"))
-        checks.append(_Check(id_columns, "contact_key IS NULL",
-                             "no identifier: every mapped identifier column is empty"))
+        id_columns = ", ".join(
+            dict.fromkeys(b.column for b in self.bindings if b.kind == "identifier")
+        )
+        checks.append(
+            _Check(
+                id_columns,
+                "contact_key IS NULL",
+                "no identifier: every mapped identifier column is empty",
+            )
+        )
         return ", ".join(exprs), checks
 
     def _key_expr(self) -> str:
@@ -224,7 +264,9 @@ class Transformer:
 
     def _finish_contacts(self, cur: duckdb.DuckDBPyConnection, good: pa.Table) -> pa.Table:
         key_hash = good["key_hash"].to_numpy()
-        good = keep_last_per_key(good.select(["contact_key", "row_number", "contact_json"]), key_hash)
+        good = keep_last_per_key(
+            good.select(["contact_key", "row_number", "contact_json"]), key_hash
+        )
         cur.register("good", good)
         hashed = cur.sql(
             f"SELECT contact_key, row_number, contact_json, "
@@ -234,11 +276,13 @@ class Transformer:
         return hashed.combine_chunks()
 
     def _expand_rejects(self, cur: duckdb.DuckDBPyConnection, bad: pa.Table) -> pa.Table:
-        checks = pa.table({
-            "bit": [1 << i for i in range(len(self._checks))],
-            "column": [c.column for c in self._checks],
-            "reason": [c.reason for c in self._checks],
-        })
+        checks = pa.table(
+            {
+                "bit": [1 << i for i in range(len(self._checks))],
+                "column": [c.column for c in self._checks],
+                "reason": [c.reason for c in self._checks],
+            }
+        )
         cur.register("bad", bad.select(["row_number", "contact_key", "problems"]))
         cur.register("checks", checks)
         rejects = cur.sql(
