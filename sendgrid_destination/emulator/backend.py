@@ -169,6 +169,10 @@ class Backend:
         with self.lock:
             return self.store.all()
 
+    def contact_by_email(self, email: str) -> StoredContact | None:
+        with self.lock:
+            return self.store.by_identifier("email", email.strip().lower())
+
     def contact_count(self) -> int:
         with self.lock:
             return len(self.store)

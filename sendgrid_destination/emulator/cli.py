@@ -40,6 +40,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="GETs of /imports/{id} a job stays pending for (default %(default)s)",
     )
     parser.add_argument(
+        "--job-delay-seconds",
+        type=float,
+        default=0.0,
+        help="seconds before a new job may be processed (default %(default)s)",
+    )
+    parser.add_argument(
         "--job-order",
         choices=("fifo", "reverse"),
         default="fifo",
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         job_polls_until_done=args.job_polls_until_done,
+        job_delay_seconds=args.job_delay_seconds,
         job_order=args.job_order,
         custom_field_ready_seconds=args.custom_field_ready_seconds,
     )

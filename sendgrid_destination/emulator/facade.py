@@ -139,7 +139,7 @@ class Emulator:
         return contacts_view(self.backend)
 
     def contact(self, email: str) -> dict[str, Any] | None:
-        found = self.backend.store.by_identifier("email", email.strip().lower())
+        found = self.backend.contact_by_email(email)
         return found.details() if found else None
 
     @property

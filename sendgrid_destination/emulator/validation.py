@@ -152,6 +152,10 @@ def _string_field_error(key: str, value: str) -> tuple[str, str] | None:
     elif key == "phone_number_id":
         if E164_RE.fullmatch(value) is None:
             return f"phone_number_id '{value}' is not valid", ".identifier"
+    elif key == "phone_number":
+        # "Both [phone_number_id and phone_number] must use E.164" (managing-contacts docs).
+        if E164_RE.fullmatch(value) is None:
+            return f"phone_number '{value}' is not valid", ".phone_number"
     elif key in IDENTIFIERS and not value:
         return f"{key} '' is not valid", ".identifier"
     limit = _MAX_LENGTH.get(key)

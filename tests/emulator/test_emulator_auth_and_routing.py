@@ -10,7 +10,7 @@ import requests
 from sendgrid_destination.emulator import Emulator
 
 if TYPE_CHECKING:
-    from conftest import Api
+    from .support import Api
 
 COUNT = "/v3/marketing/contacts/count"
 

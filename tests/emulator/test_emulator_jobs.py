@@ -18,7 +18,7 @@ from sendgrid_destination.emulator import Emulator
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from conftest import Api
+    from .support import Api
 
 IMPORTS = "/v3/marketing/contacts/imports/"
 

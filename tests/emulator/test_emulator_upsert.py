@@ -17,7 +17,7 @@ from sendgrid_destination.fields import (
 )
 
 if TYPE_CHECKING:
-    from conftest import Api
+    from .support import Api
 
 CONTACTS = "/v3/marketing/contacts"
 LIMITED = sorted(
@@ -272,7 +272,17 @@ def test_an_unknown_top_level_field_is_refused(api: Api) -> None:
 def test_reserved_fields_the_spec_omits_from_contact_request_are_accepted(
     api: Api, name: str
 ) -> None:
-    assert api.upsert([{"email": "a@example.com", name: "value"}]).status_code == 202
+    value = "+14155550100" if name == "phone_number" else "value"
+
+    assert api.upsert([{"email": "a@example.com", name: value}]).status_code == 202
+
+
+def test_a_phone_number_that_is_not_e164_is_refused_like_phone_number_id(api: Api) -> None:
+    response = api.upsert([{"email": "a@example.com", "phone_number": "415-555-0100"}])
+
+    assert response.json()["errors"] == [
+        {"field": "contacts[0].phone_number", "message": "phone_number '415-555-0100' is not valid"}
+    ]
 
 
 def test_every_bad_contact_is_reported_once_in_request_order(api: Api) -> None:

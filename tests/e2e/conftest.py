@@ -1,0 +1,144 @@
+"""Fixtures for end-to-end tests: real dlt pipelines into a real emulator over loopback HTTP.
+
+Each test gets its own emulator, state file and dlt working directory, runs from an empty
+temporary directory (so the repository's ``.dlt/config.toml`` is not read), and shares one
+``FakeClock`` between the emulator and the destination, so every wait (rate limits, backoff,
+job polling) is recorded instead of slept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pytest
+from dlt.common.pipeline import LoadInfo
+
+from sendgrid_destination import sendgrid
+from sendgrid_destination.clock import FakeClock
+from sendgrid_destination.destination import use_clock
+from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.state import StateStore
+
+API_KEY = "SG.test-e2e-key"
+DEFAULT_MAPPING: dict[str, Any] = {"email": "email", "first_name": "first_name"}
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeClock]:
+    fake = FakeClock()
+    monkeypatch.chdir(tmp_path)
+    for name in ("DESTINATION__SENDGRID__API_KEY", "DESTINATION__SENDGRID__BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with use_clock(fake):
+        yield fake
+
+
+@pytest.fixture
+def emulator(clock: FakeClock) -> Iterator[Emulator]:
+    with Emulator(api_key=API_KEY, clock=clock, job_polls_until_done=1) as emu:
+        yield emu
+
+
+@pytest.fixture
+def state_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "sendgrid.duckdb"
+
+
+@pytest.fixture
+def destination(
+    emulator: Emulator, state_path: Path
+) -> Callable[..., sendgrid]:
+    """``destination(**overrides)``: a sendgrid() bound to this test's emulator and state."""
+
+    def make(**overrides: Any) -> sendgrid:
+        settings: dict[str, Any] = {
+            "api_key": API_KEY,
+            "base_url": emulator.base_url,
+            "mapping": DEFAULT_MAPPING,
+            "state_path": str(state_path),
+            "job_poll_interval": 1.0,
+            "max_attempts": 8,
+        }
+        settings.update(overrides)
+        return sendgrid(**settings)
+
+    return make
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Callable[..., LoadInfo]:
+    """``run(data, destination, name="contacts", pipeline="e2e")``: one real dlt run."""
+
+    def go(
+        data: Any, destination: sendgrid, *, name: str = "contacts", pipeline: str = "e2e"
+    ) -> LoadInfo:
+        p = dlt.pipeline(pipeline, destination=destination, pipelines_dir=str(tmp_path / "dlt"))
+        return p.run(data, table_name=name)
+
+    return go
+
+
+def contacts_table(n: int, *, start: int = 0, **columns: list[Any]) -> pa.Table:
+    """``n`` valid contacts ``user<i>@example.com`` with first names, plus extra columns."""
+    data: dict[str, list[Any]] = {
+        "email": [f"user{i}@example.com" for i in range(start, start + n)],
+        "first_name": [f"First{i}" for i in range(start, start + n)],
+    }
+    data.update(columns)
+    return pa.table(data)
+
+
+def upserts(emulator: Emulator) -> list[Any]:
+    return [r for r in emulator.requests if r.route == "PUT /v3/marketing/contacts"]
+
+
+def run_summary(state_path: Path, info: LoadInfo, stream: str = "contacts") -> dict[str, Any]:
+    with StateStore.open(state_path, read_only=True) as store:
+        summary = store.run_summary(f"{info.loads_ids[-1]}:{stream}")
+    assert summary is not None
+    return summary
+
+
+# --- helpers added for the test_destination_* files ---------------------------------------
+
+
+def rejects_of(state_path: Path, stage: str | None = None) -> list[dict[str, Any]]:
+    """Every row of the state file's rejects table (optionally of one stage)."""
+    with StateStore.open(state_path, read_only=True) as store:
+        rows = store.rejects().to_pylist()
+    return [r for r in rows if stage is None or r["stage"] == stage]
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def cause_of(exc: BaseException, kind: type[BaseException]) -> BaseException:
+    """The first exception of type ``kind`` in ``exc``'s chain (fails the test if none)."""
+    found = [e for e in exception_chain(exc) if isinstance(e, kind)]
+    assert found, f"no {kind.__name__} in {[type(e).__name__ for e in exception_chain(exc)]}"
+    return found[0]
+
+
+def destination_for(emu: Emulator, state_path: Path, **overrides: Any) -> sendgrid:
+    """Like the ``destination`` fixture, for an emulator a test built itself."""
+    settings: dict[str, Any] = {
+        "api_key": API_KEY,
+        "base_url": emu.base_url,
+        "mapping": DEFAULT_MAPPING,
+        "state_path": str(state_path),
+        "job_poll_interval": 1.0,
+        "max_attempts": 8,
+    }
+    settings.update(overrides)
+    return sendgrid(**settings)

@@ -1,0 +1,32 @@
+"""The sync the crash test kills and reruns, shared by the test and its worker process."""
+
+from __future__ import annotations
+
+import dlt
+import pyarrow as pa
+from dlt.common.pipeline import LoadInfo
+
+from sendgrid_destination import sendgrid
+
+API_KEY = "SG.test-crash-key"
+PER_REQUEST = 200
+
+
+def sync(data: pa.Table, base_url: str, state_path: str, pipelines_dir: str) -> LoadInfo:
+    pipeline = dlt.pipeline(
+        "crash",
+        destination=sendgrid(
+            api_key=API_KEY,
+            base_url=base_url,
+            mapping={"email": "email", "first_name": "first_name"},
+            state_path=state_path,
+            max_contacts_per_request=PER_REQUEST,
+            max_in_flight=1,
+            read_batch_rows=500,
+            job_poll_interval=0.02,
+        ),
+        pipelines_dir=pipelines_dir,
+    )
+    if pipeline.has_pending_data:
+        pipeline.load()
+    return pipeline.run(data, table_name="contacts")

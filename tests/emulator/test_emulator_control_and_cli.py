@@ -1,0 +1,118 @@
+"""The /_emulator/ control routes (no auth) and the command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.emulator.cli import configure_parser
+
+if TYPE_CHECKING:
+    from .support import Api
+
+UPSERT = "PUT /v3/marketing/contacts"
+
+
+def _control(emu: Emulator, method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(method, f"{emu.base_url}/_emulator/{path}", timeout=5, **kwargs)
+
+
+def test_a_fault_can_be_added_listed_and_cleared_over_http(api: Api, emu: Emulator) -> None:
+    added = _control(emu, "POST", "faults", json={"route": UPSERT, "status": 500, "times": 2})
+
+    assert added.status_code == 201
+    assert _control(emu, "GET", "faults").json()[0]["times"] == 2
+    assert api.upsert([{"email": "a@example.com"}]).status_code == 500
+    assert _control(emu, "DELETE", "faults").status_code == 200
+    assert api.upsert([{"email": "a@example.com"}]).status_code == 202
+
+
+def test_a_bad_fault_rule_is_refused_with_400(emu: Emulator) -> None:
+    for rule in ({"route": "GET /nope", "status": 500}, {"route": UPSERT}, {"status": 500}):
+        assert _control(emu, "POST", "faults", json=rule).status_code == 400
+
+
+def test_contact_errors_and_failing_jobs_can_be_set_over_http(api: Api, emu: Emulator) -> None:
+    _control(emu, "POST", "contact-errors", json={"bad@example.com": "rejected"})
+    _control(emu, "POST", "fail-next-jobs", json={"count": 1, "reason": "limit"})
+
+    failed = api.upsert_and_finish([{"email": "ok@example.com"}])
+    errored = api.upsert_and_finish([{"email": "bad@example.com"}, {"email": "ok@example.com"}])
+    _control(emu, "DELETE", "contact-errors")
+    fixed = api.upsert_and_finish([{"email": "bad@example.com"}])
+
+    assert [failed["status"], errored["status"], fixed["status"]] == [
+        "failed",
+        "errored",
+        "completed",
+    ]
+
+
+def test_process_jobs_contacts_jobs_and_requests_are_readable_over_http(
+    api: Api, emu: Emulator
+) -> None:
+    job_id = api.upsert([{"email": "a@example.com"}]).json()["job_id"]
+
+    assert _control(emu, "POST", "process-jobs").json() == {"processed": 1}
+    assert [c["email"] for c in _control(emu, "GET", "contacts").json()] == ["a@example.com"]
+    [job] = _control(emu, "GET", "jobs").json()
+    assert (job["id"], job["status"], job["contact_count"]) == (job_id, "completed", 1)
+    [recorded] = _control(emu, "GET", "requests").json()
+    assert (recorded["route"], recorded["status"], recorded["contact_count"]) == (UPSERT, 202, 1)
+    assert "Authorization" not in recorded["headers"]
+
+
+def test_control_routes_are_not_recorded_rate_limited_or_authenticated(emu: Emulator) -> None:
+    response = _control(emu, "GET", "contacts")
+
+    assert response.status_code == 200
+    assert "X-RateLimit-Limit" not in response.headers
+    assert emu.requests == []
+
+
+def test_an_unknown_control_route_is_a_404_and_a_wrong_method_a_405(emu: Emulator) -> None:
+    assert _control(emu, "GET", "nothing").status_code == 404
+    assert _control(emu, "PUT", "faults").status_code == 405
+
+
+def test_the_cli_parser_has_the_documented_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+
+    args = parser.parse_args([])
+
+    assert (args.host, args.port, args.api_key) == ("127.0.0.1", 3030, "SG.test-emulator-key")
+    assert (args.job_polls_until_done, args.job_order, args.custom_field_ready_seconds) == (
+        1,
+        "fifo",
+        0.0,
+    )
+
+
+def test_python_m_serves_until_interrupted_and_prints_url_and_key() -> None:
+    command = [sys.executable, "-m", "sendgrid_destination.emulator", "--port", "0"]
+    command += ["--api-key", "SG.cli", "--job-polls-until-done", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        key_line = proc.stdout.readline()
+        found = re.search(r"(http://127\.0\.0\.1:\d+)", first)
+        assert found, first
+        headers = {"Authorization": "Bearer SG.cli"}
+        count = requests.get(found.group(1) + "/v3/marketing/contacts/count", headers=headers)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=10)
+
+    assert count.status_code == 200
+    assert "SG.cli" in key_line
+    assert proc.returncode == 0
+    assert "stopped" in rest

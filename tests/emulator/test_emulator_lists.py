@@ -1,0 +1,146 @@
+"""GET/POST /v3/marketing/lists and DELETE /v3/marketing/lists/{id}/contacts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.fields import MAX_LISTS
+
+if TYPE_CHECKING:
+    from .support import Api
+
+LISTS = "/v3/marketing/lists"
+
+
+def test_creating_a_list_answers_201_with_the_list(api: Api) -> None:
+    response = api.post(LISTS, json={"name": "Customers"})
+
+    assert response.status_code == 201
+    body = response.json()
+    assert uuid.UUID(body["id"])
+    assert (body["name"], body["contact_count"]) == ("Customers", 0)
+    assert body["_metadata"]["self"].endswith(f"{LISTS}/{body['id']}")
+
+
+@pytest.mark.parametrize("name", ["", "x" * 101, None, 5])
+def test_a_list_name_must_be_1_to_100_characters(api: Api, name: object) -> None:
+    response = api.post(LISTS, json={"name": name})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "name"
+
+
+def test_a_duplicate_list_name_is_refused(api: Api) -> None:
+    api.post(LISTS, json={"name": "Customers"})
+
+    response = api.post(LISTS, json={"name": "Customers"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"field": "name", "message": "Name already exists"}]
+
+
+def test_the_1001st_list_is_refused(api: Api, emu: Emulator) -> None:
+    for i in range(MAX_LISTS):
+        emu.add_list(f"list {i}")
+
+    response = api.post(LISTS, json={"name": "one too many"})
+
+    assert response.status_code == 400
+    assert "1000" in response.json()["errors"][0]["message"]
+
+
+def test_lists_page_with_a_full_next_url_until_the_end(api: Api, emu: Emulator) -> None:
+    created = [emu.add_list(f"list {i}") for i in range(250)]
+
+    seen: list[str] = []
+    url: str | None = emu.base_url + LISTS + "?page_size=100"
+    pages = 0
+    while url:
+        body = api.session.get(url, timeout=5).json()
+        seen += [item["id"] for item in body["result"]]
+        assert body["_metadata"]["count"] == 250
+        url = body["_metadata"].get("next")
+        pages += 1
+
+    assert seen == created
+    assert pages == 3
+
+
+def test_the_default_page_size_is_100(api: Api, emu: Emulator) -> None:
+    for i in range(101):
+        emu.add_list(f"list {i}")
+
+    body = api.get(LISTS).json()
+
+    assert len(body["result"]) == 100
+    assert body["_metadata"]["next"].startswith("http://")
+    assert body["_metadata"]["self"].startswith(emu.base_url + LISTS)
+
+
+@pytest.mark.parametrize("size", ["0", "1001", "ten", "-5"])
+def test_a_page_size_outside_1_to_1000_is_refused(api: Api, size: str) -> None:
+    response = api.get(LISTS, params={"page_size": size})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "page_size"
+
+
+def test_a_garbage_page_token_is_refused(api: Api) -> None:
+    response = api.get(LISTS, params={"page_token": "not-a-token"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "page_token"
+
+
+def test_lists_count_their_contacts(api: Api, emu: Emulator) -> None:
+    list_id = emu.add_list("Customers")
+    api.upsert_and_finish(
+        [{"email": "a@example.com"}, {"email": "b@example.com"}], list_ids=[list_id]
+    )
+
+    [listed] = api.get(LISTS).json()["result"]
+
+    assert listed["contact_count"] == 2
+
+
+def test_removing_contacts_from_a_list_is_a_job_that_keeps_the_contacts(
+    api: Api, emu: Emulator
+) -> None:
+    keep, drop = emu.add_list("keep"), emu.add_list("drop")
+    api.upsert_and_finish([{"email": "a@example.com"}], list_ids=[keep, drop])
+    contact_id = (emu.contact("a@example.com") or {})["id"]
+
+    response = api.delete(f"{LISTS}/{drop}/contacts", params={"contact_ids": contact_id})
+
+    assert response.status_code == 202
+    job = api.finish(response.json()["job_id"])
+    assert (job["status"], job["job_type"]) == ("completed", "delete_contacts")
+    assert (emu.contact("a@example.com") or {})["list_ids"] == [keep]
+
+
+def test_removing_contacts_from_an_unknown_list_is_a_404(api: Api) -> None:
+    response = api.delete(f"{LISTS}/{uuid.uuid4()}/contacts", params={"contact_ids": "x"})
+
+    assert response.status_code == 404
+
+
+def test_removing_unknown_contact_ids_from_a_list_is_a_404(api: Api, emu: Emulator) -> None:
+    list_id = emu.add_list("Customers")
+
+    response = api.delete(f"{LISTS}/{list_id}/contacts", params={"contact_ids": "nope"})
+
+    assert response.status_code == 404
+    assert emu.jobs() == []
+
+
+def test_removing_contacts_from_a_list_needs_contact_ids(api: Api, emu: Emulator) -> None:
+    list_id = emu.add_list("Customers")
+
+    response = api.delete(f"{LISTS}/{list_id}/contacts")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "contact_ids"

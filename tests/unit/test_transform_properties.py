@@ -1,0 +1,284 @@
+"""Transformer: de-duplication, ordering, content hashes, and a no-row-lost property."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sendgrid_destination.fields import EMAIL_RE
+from sendgrid_destination.mapping import bind_mapping, parse_mapping
+from sendgrid_destination.transform import Transformer, TransformResult, keep_last_per_key
+
+SHARED = duckdb.connect()
+SHARED.execute("SET TimeZone = 'UTC'")
+
+MAPPING = {"email": "email", "first_name": "fn", "city": "city"}
+
+
+def transformer(batch: pa.Table, mapping: dict = MAPPING, **options) -> Transformer:
+    options.setdefault("connection", SHARED)
+    return Transformer(bind_mapping(parse_mapping(mapping), batch.schema, {}, {}), **options)
+
+
+def parsed(result: TransformResult) -> list[dict]:
+    return [json.loads(cell[:-1]) for cell in result.contacts["contact_json"].to_pylist()]
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- duplicates within a batch -----------------------------------------------------------------
+
+
+def test_the_last_row_of_a_repeated_contact_wins_whole_and_is_not_merged_with_earlier_rows():
+    batch = pa.table(
+        {
+            "email": ["a@x.co", "b@x.co", " A@X.CO "],
+            "fn": ["Ann", "Bob", "Anne"],
+            "city": ["Paris", "Oslo", None],
+        }
+    )
+
+    result = transformer(batch).run(batch)
+
+    # Row 2 has no city: the earlier "Paris" must not leak into the surviving contact.
+    assert parsed(result) == [
+        {"email": "b@x.co", "first_name": "Bob", "city": "Oslo"},
+        {"email": "a@x.co", "first_name": "Anne"},
+    ]
+    assert result.contacts["row_number"].to_pylist() == [1, 2]
+    assert result.contacts["contact_key"].to_pylist() == ["email:b@x.co", "email:a@x.co"]
+
+
+def test_contacts_come_out_in_row_order_of_their_last_occurrence_across_a_large_batch():
+    # More rows than DuckDB's 122,880-row morsel, so a parallel scan could reorder them.
+    n, distinct = 150_000, 50_000
+    keys = pc.cast(pa.array(np.arange(n) % distinct), pa.string())
+    batch = pa.table(
+        {
+            "email": pc.binary_join_element_wise("u", keys, "@x.co", ""),
+            "fn": pc.cast(pa.array(np.arange(n)), pa.string()),
+            "city": pa.nulls(n, pa.string()),
+        }
+    )
+
+    result = transformer(batch).run(batch, first_row=5)
+
+    rows = result.contacts["row_number"].to_numpy()
+    np.testing.assert_array_equal(rows, np.arange(n - distinct, n) + 5)
+    first, last = parsed(result)[0], json.loads(result.contacts["contact_json"][-1].as_py()[:-1])
+    assert first == {"email": "u0@x.co", "first_name": str(n - distinct)}
+    assert last == {"email": f"u{distinct - 1}@x.co", "first_name": str(n - 1)}
+    assert result.rejects.num_rows == 0
+
+
+def _table(keys: list[str]) -> pa.Table:
+    return pa.table({"contact_key": keys, "row_number": pa.array(range(len(keys)), pa.int64())})
+
+
+@pytest.mark.parametrize("use_hash", [False, True])
+def test_keep_last_per_key_keeps_the_last_row_of_each_key_in_order(use_hash):
+    table = _table(["a", "b", "a", "c", "b", "d"])
+    key_hash = np.array([hash(k) for k in table["contact_key"].to_pylist()], np.int64)
+
+    kept = keep_last_per_key(table, key_hash if use_hash else None)
+
+    assert kept["row_number"].to_pylist() == [2, 3, 4, 5]
+
+
+def test_two_different_keys_sharing_a_hash_both_survive():
+    table = _table(["alice", "bob"])
+
+    kept = keep_last_per_key(table, np.array([7, 7], np.uint64))
+
+    assert kept["contact_key"].to_pylist() == ["alice", "bob"]
+
+
+def test_a_hash_collision_does_not_stop_real_duplicates_from_being_dropped():
+    table = _table(["alice", "bob", "alice", "carol", "bob"])
+    # alice and bob collide; carol has its own hash.
+    key_hash = np.array([7, 7, 7, 9, 7], np.uint64)
+
+    kept = keep_last_per_key(table, key_hash)
+
+    assert kept["row_number"].to_pylist() == [2, 3, 4]
+
+
+@pytest.mark.parametrize("keys", [[], ["only"]])
+def test_keep_last_per_key_returns_tiny_tables_unchanged(keys):
+    assert keep_last_per_key(_table(keys)).equals(_table(keys))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    keys=st.lists(st.sampled_from("abcdefg"), max_size=40),
+    buckets=st.integers(min_value=1, max_value=4),
+)
+def test_keep_last_per_key_matches_a_reference_even_when_hashes_collide(keys, buckets):
+    table = _table(keys)
+    # A deliberately bad hash: few buckets force collisions between different keys.
+    key_hash = np.array([ord(k) % buckets for k in keys], np.uint64)
+    last = {k: i for i, k in enumerate(keys)}
+
+    kept = keep_last_per_key(table, key_hash)
+
+    assert kept["row_number"].to_pylist() == sorted(last.values())
+
+
+# -- content hash ------------------------------------------------------------------------------
+
+ANN = pa.table({"email": [" Ann@X.co "], "fn": ["Ann"], "city": pa.nulls(1, pa.string())})
+ANN_JSON = '{"email":"ann@x.co","first_name":"Ann"},'
+# sha256("list-a,list-b\n" + ANN_JSON), computed with hashlib from the text above.
+ANN_DIGEST = "c4d4102188485f33e48bbd1fb0baa4561627290085f88feee0a3c689957aad80"
+
+
+def test_the_content_hash_is_sha256_of_the_sorted_list_scope_and_the_contact_json():
+    assert sha256_hex("list-a,list-b\n" + ANN_JSON) == ANN_DIGEST
+
+    result = transformer(ANN, list_ids=["list-b", "list-a"]).run(ANN)
+
+    assert result.contacts["contact_json"].to_pylist() == [ANN_JSON]
+    assert result.contacts["content_hash"].to_pylist() == [ANN_DIGEST]
+
+
+def test_without_lists_the_scope_is_empty_but_still_separated_by_a_newline():
+    result = transformer(ANN).run(ANN)
+
+    assert result.contacts["content_hash"].to_pylist() == [sha256_hex("\n" + ANN_JSON)]
+
+
+def test_the_content_hash_changes_with_the_lists_but_not_with_their_order():
+    def digest(list_ids: list[str]) -> str:
+        return transformer(ANN, list_ids=list_ids).run(ANN).contacts["content_hash"][0].as_py()
+
+    assert digest(["list-a", "list-b"]) == digest(["list-b", "list-a"]) == ANN_DIGEST
+    assert digest(["list-a"]) != ANN_DIGEST
+    assert digest(["list-a", "list-b", "list-c"]) != ANN_DIGEST
+    assert digest([]) != ANN_DIGEST
+
+
+def test_two_transformers_with_their_own_connections_produce_identical_contacts():
+    batch = pa.table(
+        {"email": ["a@x.co", "b@x.co"], "fn": ["é日😀", None], "city": ['q"\\', "Oslo"]}
+    )
+
+    one = transformer(batch, list_ids=["l1"], connection=None).run(batch)
+    two = transformer(batch, list_ids=["l1"], connection=None).run(batch)
+
+    assert one.contacts.equals(two.contacts)
+    for cell, digest in zip(
+        one.contacts["contact_json"].to_pylist(),
+        one.contacts["content_hash"].to_pylist(),
+        strict=True,
+    ):
+        assert digest == sha256_hex("l1\n" + cell)
+
+
+# -- no row lost, none invented ----------------------------------------------------------------
+
+GOOD_EMAILS = ["ann@x.co", "bob@example.org", "c.d+tag@sub.example.com", "o'neil@x.io"]
+BAD_EMAILS = ["", "   ", "nobody", "a@b", "x y@z.co", "@x.co", "a@x.c", "a@@x.co"]
+
+
+@st.composite
+def email_cells(draw) -> str | None:
+    kind = draw(st.sampled_from(["good", "good", "good", "bad", "null"]))
+    if kind == "null":
+        return None
+    if kind == "bad":
+        return draw(st.sampled_from(BAD_EMAILS))
+    email = draw(st.sampled_from(GOOD_EMAILS))
+    email = "".join(c.upper() if draw(st.booleans()) else c for c in email)
+    return " " * draw(st.integers(0, 2)) + email + " " * draw(st.integers(0, 2))
+
+
+NAME_TEXT = st.text(alphabet='abcXYZ é日😀"\\\n\t', max_size=55)
+ROWS = st.lists(
+    st.tuples(
+        email_cells(),
+        st.one_of(st.none(), NAME_TEXT),
+        st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    ),
+    max_size=25,
+)
+SCORE_SCHEMA = pa.schema([("email", pa.string()), ("fn", pa.string()), ("score", pa.float64())])
+SCORE_TRANSFORMER = Transformer(
+    bind_mapping(
+        parse_mapping({"email": "email", "first_name": "fn", "custom_fields": {"score": "score"}}),
+        SCORE_SCHEMA,
+        {"score": "Number"},
+        {"score": "e5_N"},
+    ),
+    connection=SHARED,
+)
+
+
+def expected_row(email: str | None, name: str | None, score: float | None):
+    """(contact key, reason prefixes, contact object) that the documented rules predict."""
+    cleaned = (email or "").strip(" ").lower() or None
+    problems = []
+    if cleaned is None:
+        problems.append("no identifier")
+    elif not EMAIL_RE.fullmatch(cleaned) or len(cleaned) > 254:
+        problems.append("email: not a valid email address")
+    if name and len(name) > 50:
+        problems.append("first_name: longer than 50 characters")
+    if score is not None and not math.isfinite(score):
+        problems.append("score: not a finite number")
+    contact: dict = {"email": cleaned}
+    if name:
+        contact["first_name"] = name
+    if score is not None:
+        contact["custom_fields"] = {"e5_N": score}
+    return (None if cleaned is None else f"email:{cleaned}"), problems, contact
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=ROWS, first_row=st.integers(0, 10**9))
+def test_every_row_ends_up_sent_as_its_keys_last_good_row_or_rejected_nothing_invented(
+    rows, first_row
+):
+    batch = pa.Table.from_pylist(
+        [dict(zip(SCORE_SCHEMA.names, row, strict=True)) for row in rows], schema=SCORE_SCHEMA
+    )
+    expected = [expected_row(*row) for row in rows]
+
+    result = SCORE_TRANSFORMER.run(batch, first_row)
+
+    # Rejected rows: exactly the rows with problems, one reject per problem, in check order.
+    got_rejects: dict[int, list[str]] = {}
+    for r in result.rejects.to_pylist():
+        assert r["contact_key"] == expected[r["row_number"] - first_row][0]
+        got_rejects.setdefault(r["row_number"] - first_row, []).append(r["reason"])
+    want_rejects = {i: problems for i, (_, problems, _) in enumerate(expected) if problems}
+    assert got_rejects.keys() == want_rejects.keys()
+    for i, reasons in got_rejects.items():
+        assert len(reasons) == len(want_rejects[i])
+        for reason, prefix in zip(reasons, want_rejects[i], strict=True):
+            assert reason.startswith(prefix)
+
+    # Sent rows: the last problem-free row of each key, in row order, with the predicted JSON.
+    last_good: dict[str, int] = {}
+    for i, (key, problems, _) in enumerate(expected):
+        if not problems:
+            last_good[key] = i
+    sent_rows = [r - first_row for r in result.contacts["row_number"].to_pylist()]
+    assert sent_rows == sorted(last_good.values())
+    assert result.contacts["contact_key"].to_pylist() == [expected[i][0] for i in sent_rows]
+    assert parsed(result) == [expected[i][2] for i in sent_rows]
+    # A row is never both sent and rejected, and every input row is accounted for: sent,
+    # rejected, or superseded by a later good row of the same key.
+    assert not set(sent_rows) & set(got_rejects)
+    superseded = {i for i, (k, p, _) in enumerate(expected) if not p and last_good[k] != i}
+    assert set(sent_rows) | set(got_rejects) | superseded == set(range(len(rows)))
