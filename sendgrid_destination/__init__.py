@@ -6,7 +6,7 @@ see the README for the mapping and every setting.
 
 from sendgrid_destination._version import __version__
 from sendgrid_destination.config import SendGridConfiguration
-from sendgrid_destination.destination import sendgrid
+from sendgrid_destination.destination import run_summaries, sendgrid
 from sendgrid_destination.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -23,5 +23,6 @@ __all__ = [
     "SendGridTerminalError",
     "SendGridTransientError",
     "__version__",
+    "run_summaries",
     "sendgrid",
 ]

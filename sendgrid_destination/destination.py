@@ -21,6 +21,7 @@ import dlt
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dlt.common.destination import TLoaderFileFormat
+from dlt.common.pipeline import LoadInfo
 from dlt.common.schema import TTableSchema
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
@@ -65,9 +66,10 @@ def load_contacts(
     ):
         loader = ContactLoader(config, mapping, client, store, _clock, run_id, stream)
         try:
-            summary = loader.load(_batches(items, mapping, config.read_batch_rows))
+            loader.load(_batches(items, mapping, config.read_batch_rows))
         finally:
-            _save_summary(store, loader.summary)
+            summary = _save_summary(store, loader.summary)
+            _publish_summary(summary)
     logger.info("SendGrid sync summary\n%s", summary.format())
 
 
@@ -108,7 +110,7 @@ def _load_id() -> str:
         return "adhoc"
 
 
-def _save_summary(store: StateStore, summary: RunSummary) -> None:
+def _save_summary(store: StateStore, summary: RunSummary) -> RunSummary:
     """Runs may span several job files of one table: their counters add up."""
     previous = store.run_summary(summary.run_id)
     if previous is not None:
@@ -116,6 +118,30 @@ def _save_summary(store: StateStore, summary: RunSummary) -> None:
         merged.merge(summary)
         summary = merged
     store.finish_run(summary.run_id, summary.as_dict())
+    return summary
+
+
+SUMMARY_KEY_PREFIX = "sendgrid_summary."
+
+
+def _publish_summary(summary: RunSummary) -> None:
+    """Keep the summary in the load package's destination state, which dlt persists with the
+    package; ``run_summaries(pipeline, load_info)`` reads it back."""
+    try:
+        state = dlt.current.destination_state()
+    except Exception:  # outside a dlt load
+        return
+    state[SUMMARY_KEY_PREFIX + summary.stream] = summary.as_dict()
+
+
+def run_summaries(pipeline: dlt.Pipeline, load_info: LoadInfo) -> list[RunSummary]:
+    """The SendGrid summaries of the packages a ``pipeline.run`` loaded."""
+    found = []
+    for load_id in load_info.loads_ids:
+        state = pipeline.get_load_package_state(load_id).get("destination_state") or {}
+        found += [RunSummary.from_dict(v) for k, v in state.items()
+                  if k.startswith(SUMMARY_KEY_PREFIX)]
+    return found
 
 
 class sendgrid(_custom_destination):

@@ -127,12 +127,13 @@ class Transformer:
                     "email: not a valid email address",
                 )
             )
-        if b.field == "phone_number_id":
+        # Both phone fields must be E.164 (SendGrid's contact docs), not only the identifier.
+        if b.field in ("phone_number_id", "phone_number"):
             checks.append(
                 _Check(
                     col,
                     f"NOT regexp_full_match({v}, {_lit(E164_PATTERN)})",
-                    "phone_number_id: not an E.164 number like +14155550100",
+                    f"{b.field}: not an E.164 number like +14155550100",
                 )
             )
         if b.kind == "alternate_emails":

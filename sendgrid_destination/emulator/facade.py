@@ -42,6 +42,7 @@ class Emulator:
         rate_limits: Mapping[str, RateLimit] | None = None,
         default_rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
         forbidden_keys: Iterable[str] = (),
+        retain_contacts: bool = True,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -53,6 +54,7 @@ class Emulator:
             job_delay_seconds=job_delay_seconds,
             job_order=job_order,
             custom_field_ready_seconds=custom_field_ready_seconds,
+            retain_contacts=retain_contacts,
         )
         self.faults = FaultPlan()
         self._recorder = Recorder()

@@ -142,3 +142,36 @@ def destination_for(emu: Emulator, state_path: Path, **overrides: Any) -> sendgr
     }
     settings.update(overrides)
     return sendgrid(**settings)
+
+
+# --- helpers added for the test_state_* files ---------------------------------------------
+
+
+def state_rows(
+    state_path: Path, sql: str, params: list[Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on the state file (opened the way the CLI opens it)."""
+    with StateStore.open(state_path, read_only=True) as store:
+        return store.con.execute(sql, params or []).fetchall()
+
+
+def contact_states(state_path: Path) -> dict[str, tuple[str, str | None]]:
+    """``{contact_key: (status, reason)}`` for every contact in the state file."""
+    rows = state_rows(state_path, "SELECT contact_key, status, reason FROM contacts")
+    return {key: (status, reason) for key, status, reason in rows}
+
+
+def upserted_contacts(emulator: Emulator) -> int:
+    """Contacts carried by the accepted (202) upserts the emulator has recorded."""
+    return sum(r.contact_count or 0 for r in upserts(emulator) if r.status == 202)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """``sendgrid-destination <argv>`` in-process; its stdout (the exit code must be 0)."""
+    from sendgrid_destination.cli import main
+
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out

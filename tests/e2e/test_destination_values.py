@@ -4,7 +4,6 @@ field IDs, every bad row is rejected with the right reason, and nothing else is 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -190,18 +189,16 @@ def typed_load(tmp_path_factory: pytest.TempPathFactory) -> TypedLoad:
     root = tmp_path_factory.mktemp("typed")
     state_path = root / "state" / "sendgrid.duckdb"
     clock = FakeClock()
-    previous_dir = os.getcwd()
-    os.chdir(root)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for name in ("DESTINATION__SENDGRID__API_KEY", "DESTINATION__SENDGRID__BASE_URL"):
+            mp.delenv(name, raising=False)
         with use_clock(clock), Emulator(api_key=API_KEY, clock=clock) as emu:
             ids = {
                 name: emu.add_custom_field(name, kind) for name, (kind, _) in CUSTOM_FIELDS.items()
             }
-            pipeline = dlt.pipeline(
-                "typed",
-                destination=destination_for(emu, state_path, mapping=TYPED_MAPPING),
-                pipelines_dir=str(root / "dlt"),
-            )
+            destination = destination_for(emu, state_path, mapping=TYPED_MAPPING)
+            pipeline = dlt.pipeline("typed", destination=destination, pipelines_dir=str(root))
             info = pipeline.run(_typed_table(), table_name="contacts")
             return TypedLoad(
                 ids=ids,
@@ -211,8 +208,6 @@ def typed_load(tmp_path_factory: pytest.TempPathFactory) -> TypedLoad:
                 put_counts=[r.contact_count for r in upserts(emu) if r.status == 202],
                 run_id=f"{info.loads_ids[-1]}:contacts",
             )
-    finally:
-        os.chdir(previous_dir)
 
 
 def test_every_valid_row_arrives_with_typed_values_under_the_custom_field_ids(

@@ -18,3 +18,13 @@ def test_rows_become_contacts_and_an_unchanged_rerun_sends_nothing(
     second = run(data, destination())
     assert len(upserts(emulator)) == sent_before
     assert run_summary(state_path, second)["unchanged"] == 50
+
+
+def test_the_run_summary_is_reachable_from_the_dlt_load_info(emulator, destination, run) -> None:
+    import dlt
+
+    from sendgrid_destination import run_summaries
+
+    info = run(contacts_table(10), destination())
+    summaries = run_summaries(dlt.current.pipeline(), info)
+    assert [(s.stream, s.rows_read, s.contacts_sent) for s in summaries] == [("contacts", 10, 10)]

@@ -401,3 +401,19 @@ def _csv_rows(job: dict[str, Any]) -> list[dict[str, str]]:
     response = requests.get(job["results"]["errors_url"], timeout=5)
     assert response.status_code == 200
     return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def test_without_retaining_contacts_upserts_are_answered_and_completed_but_not_stored() -> None:
+    import requests as http
+
+    from sendgrid_destination.emulator import Emulator
+
+    with Emulator(api_key="SG.test-key", retain_contacts=False, job_polls_until_done=0) as emu:
+        session = http.Session()
+        session.headers["Authorization"] = "Bearer SG.test-key"
+        body = {"contacts": [{"email": f"u{i}@example.com"} for i in range(3)]}
+        job_id = session.put(f"{emu.base_url}/v3/marketing/contacts", json=body).json()["job_id"]
+        job = session.get(f"{emu.base_url}/v3/marketing/contacts/imports/{job_id}").json()
+        assert job["status"] == "completed"
+        assert job["results"]["created_count"] == 3
+        assert emu.contacts() == []

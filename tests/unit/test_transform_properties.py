@@ -227,15 +227,16 @@ SCORE_TRANSFORMER = Transformer(
 def expected_row(email: str | None, name: str | None, score: float | None):
     """(contact key, reason prefixes, contact object) that the documented rules predict."""
     cleaned = (email or "").strip(" ").lower() or None
+    # In the order the transform lists them: per mapped field, then the missing identifier.
     problems = []
-    if cleaned is None:
-        problems.append("no identifier")
-    elif not EMAIL_RE.fullmatch(cleaned) or len(cleaned) > 254:
+    if cleaned is not None and (not EMAIL_RE.fullmatch(cleaned) or len(cleaned) > 254):
         problems.append("email: not a valid email address")
     if name and len(name) > 50:
         problems.append("first_name: longer than 50 characters")
     if score is not None and not math.isfinite(score):
         problems.append("score: not a finite number")
+    if cleaned is None:
+        problems.append("no identifier")
     contact: dict = {"email": cleaned}
     if name:
         contact["first_name"] = name

@@ -1,0 +1,237 @@
+"""SendGrid misbehaving end to end: 400s naming contacts or not, 429 storms, 5xx bursts,
+dropped connections, temporary blocks and tight rate limits, through a real dlt pipeline.
+Every wait goes through the shared FakeClock, so waits are asserted, never slept."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.emulator.ratelimit import RateLimit
+from sendgrid_destination.errors import RequestRejectedError
+from sendgrid_destination.retry import RATE_LIMIT_JITTER_SECONDS
+from tests.e2e.conftest import (
+    API_KEY,
+    cause_of,
+    contacts_table,
+    destination_for,
+    rejects_of,
+    run_summary,
+    upserts,
+)
+
+PUT = "PUT /v3/marketing/contacts"
+IMPORTS = "GET /v3/marketing/contacts/imports/{id}"
+
+
+def _emails(emulator: Emulator) -> list[str]:
+    return sorted(c["email"] for c in emulator.contacts())
+
+
+def _expected(n: int, *, without: tuple[int, ...] = ()) -> list[str]:
+    return sorted(f"user{i}@example.com" for i in range(n) if i not in without)
+
+
+# -- 400s ----------------------------------------------------------------------------------
+
+
+def test_a_400_naming_contacts_rejects_exactly_those_with_sendgrids_message_and_resends_the_rest(
+    emulator, destination, run, state_path
+) -> None:
+    errors = [
+        {"field": "contacts[1].identifier", "message": "email 'user1@example.com' is not valid"},
+        {"field": "contacts[3].first_name", "message": "first_name is too long"},
+        {"field": "contacts[3].last_name", "message": "last_name is too long"},
+    ]
+    emulator.faults.add(PUT, status=400, body={"errors": errors}, times=1)
+
+    info = run(contacts_table(5), destination())
+
+    assert _emails(emulator) == _expected(5, without=(1, 3))
+    puts = upserts(emulator)
+    assert [(r.status, r.contact_count) for r in puts] == [(400, 5), (202, 3)]
+    api = sorted((r["row_number"], r["contact_key"], r["reason"]) for r in rejects_of(state_path))
+    assert api == [
+        (1, "email:user1@example.com", "email 'user1@example.com' is not valid"),
+        (3, "email:user3@example.com", "first_name is too long; last_name is too long"),
+    ]
+    assert {r["stage"] for r in rejects_of(state_path)} == {"api"}
+    summary = run_summary(state_path, info)
+    assert summary["rejected_by_api"] == 2
+    assert summary["rejected"] == 0
+    assert summary["contacts_sent"] == 3
+
+
+def test_a_contact_rejected_by_a_400_is_sent_again_by_the_next_run(
+    emulator, destination, run, state_path
+) -> None:
+    emulator.faults.add(
+        PUT,
+        status=400,
+        body={"errors": [{"field": "contacts[0].identifier", "message": "try later"}]},
+    )
+    run(contacts_table(3), destination())
+    assert _emails(emulator) == _expected(3, without=(0,))
+
+    second = run(contacts_table(3), destination())
+
+    assert _emails(emulator) == _expected(3)
+    summary = run_summary(state_path, second)
+    assert (summary["new"], summary["unchanged"], summary["contacts_sent"]) == (1, 2, 1)
+
+
+def test_a_400_naming_no_contact_splits_the_body_until_the_culprit_is_alone(
+    emulator, destination, run, state_path
+) -> None:
+    message = "email 'user0@example.com' is not valid"
+    emulator.faults.add(
+        PUT, status=400, body={"errors": [{"field": None, "message": message}]}, times=3
+    )
+
+    info = run(contacts_table(4), destination())
+
+    # 4 refused -> halves of 2: the first refused -> halves of 1: the first refused alone.
+    assert [(r.status, r.contact_count) for r in upserts(emulator)] == [
+        (400, 4),
+        (400, 2),
+        (400, 1),
+        (202, 1),
+        (202, 2),
+    ]
+    assert [
+        (r["row_number"], r["contact_key"], r["reason"], r["stage"]) for r in rejects_of(state_path)
+    ] == [(0, "email:user0@example.com", message, "api")]
+    assert _emails(emulator) == _expected(4, without=(0,))
+    assert run_summary(state_path, info)["rejected_by_api"] == 1
+
+
+def test_a_400_naming_no_contact_whose_text_contains_list_is_still_split_not_fatal(
+    emulator, destination, run, state_path
+) -> None:
+    # "list" is a request-level marker (for "invalid list ids"), but it also matches an
+    # address such as alistair@...: such a 400 must be split like any other.
+    message = "email 'alistair@example.com' is not valid"
+    emulator.faults.add(PUT, status=400, body={"errors": [{"field": "", "message": message}]})
+
+    run(contacts_table(4), destination())
+
+    assert _emails(emulator) == _expected(4)
+
+
+def test_a_400_about_the_request_as_a_whole_stops_the_load_instead_of_splitting(
+    emulator, destination, run
+) -> None:
+    body = {"errors": [{"field": "", "message": "invalid custom field ids supplied - e9_T"}]}
+    emulator.faults.add(PUT, status=400, body=body, times=5)
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(contacts_table(4), destination())
+
+    error = cause_of(failed.value, RequestRejectedError)
+    assert "invalid custom field ids supplied - e9_T" in str(error)
+    assert [r.contact_count for r in upserts(emulator)] == [4]
+
+
+# -- 429, 5xx, drops, temporary block ------------------------------------------------------
+
+
+def test_a_429_storm_is_survived_waiting_exactly_until_each_rate_limit_reset(
+    emulator, destination, run, clock
+) -> None:
+    start = clock.now()
+    resets = [start + 7, start + 20, start + 45]
+    for reset in resets:
+        emulator.faults.add(
+            PUT,
+            status=429,
+            body={"errors": [{"field": None, "message": "too many requests"}]},
+            headers={
+                "X-RateLimit-Limit": "3",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(int(reset)),
+            },
+        )
+
+    run(contacts_table(6), destination())
+
+    assert _emails(emulator) == _expected(6)
+    puts = upserts(emulator)
+    assert [r.status for r in puts] == [429, 429, 429, 202]
+    waits = clock.sleeps[:3]
+    for reset, refused, wait in zip(resets, puts[:3], waits, strict=True):
+        assert reset - refused.at <= wait <= reset - refused.at + RATE_LIMIT_JITTER_SECONDS
+    # No other wait happened between the attempts: each retry went out right after its wait.
+    for before, after, wait in zip(puts[:3], puts[1:], waits, strict=True):
+        assert after.at - before.at == pytest.approx(wait)
+    assert puts[-1].at >= resets[-1]
+
+
+def test_5xx_bursts_and_dropped_connections_are_survived_with_every_contact_delivered_once(
+    emulator, destination, run, state_path, clock
+) -> None:
+    emulator.faults.add(PUT, status=500, times=2)
+    emulator.faults.add(PUT, status=503)
+    emulator.faults.add(PUT, action="drop", times=2)
+    emulator.faults.add(PUT, action="drop_after")  # accepted, but the answer is lost
+    emulator.faults.add(IMPORTS, status=502)
+    emulator.faults.add(IMPORTS, action="drop")
+
+    info = run(contacts_table(9), destination(max_contacts_per_request=3, max_in_flight=1))
+
+    assert _emails(emulator) == _expected(9)
+    statuses = [r.status for r in upserts(emulator)]
+    assert statuses[:6] == [500, 500, 503, 0, 0, 0]
+    assert statuses[6:] == [202, 202, 202]
+    assert rejects_of(state_path) == []
+    summary = run_summary(state_path, info)
+    assert summary["contacts_sent"] == 9
+    assert summary["requests"] == 3
+    assert summary["jobs"].get("completed") == 3
+    # Six backoffs on the first body (full jitter within 2^(attempt-1) s), then polling.
+    backoffs = clock.sleeps[:6]
+    for attempt, wait in enumerate(backoffs, start=1):
+        assert 0.0 <= wait <= min(60.0, 2.0 ** (attempt - 1))
+
+
+def test_the_temporary_block_403_is_transient_and_survived(
+    emulator, destination, run, state_path, clock
+) -> None:
+    block = {"errors": [{"field": None, "message": "Too many bad requests. Temporary block"}]}
+    emulator.faults.add(PUT, status=403, body=block, times=2)
+
+    run(contacts_table(4), destination())
+
+    assert _emails(emulator) == _expected(4)
+    assert [r.status for r in upserts(emulator)] == [403, 403, 202]
+    assert rejects_of(state_path) == []
+    assert len(clock.sleeps) >= 2
+    assert 0.0 <= clock.sleeps[0] <= 1.0 and 0.0 <= clock.sleeps[1] <= 2.0
+
+
+def test_a_tight_rate_limit_is_paced_by_waiting_up_to_each_window_reset(
+    clock, state_path, run
+) -> None:
+    window = 60.0
+    limits = {PUT: RateLimit(limit=2, window_seconds=window)}
+    with Emulator(api_key=API_KEY, clock=clock, rate_limits=limits) as emu:
+        start = clock.now()
+
+        run(contacts_table(10), destination_for(emu, state_path, max_contacts_per_request=2))
+
+        assert _emails(emu) == _expected(10)
+        accepted = [r for r in upserts(emu) if r.status == 202]
+        assert [r.contact_count for r in accepted] == [2, 2, 2, 2, 2]
+        by_window: dict[int, list[float]] = {}
+        for r in accepted:
+            by_window.setdefault(math.floor(r.at / window), []).append(r.at)
+        assert [len(v) for _, v in sorted(by_window.items())] == [2, 2, 1]
+        first_reset = (math.floor(start / window) + 1) * window
+        # Each later window is entered right at its reset (plus at most the 429 jitter).
+        for index, (w, times) in enumerate(sorted(by_window.items())[1:]):
+            assert w * window == first_reset + index * window
+            assert 0.0 <= min(times) - w * window <= RATE_LIMIT_JITTER_SECONDS
+        assert any(first_reset - start <= s <= first_reset - start + 1 for s in clock.sleeps)
+        assert max(clock.sleeps) <= window + RATE_LIMIT_JITTER_SECONDS
