@@ -89,10 +89,7 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 
 def _open(args: argparse.Namespace) -> AbstractContextManager[StateStore]:
-    path = _state_path(args)
-    if not path.exists():
-        raise SendGridError(f"No state file at {path}: nothing has been loaded with it yet.")
-    return StateStore.open(path, read_only=True)
+    return StateStore.open(_state_path(args), read_only=True)
 
 
 def _status(args: argparse.Namespace) -> int:

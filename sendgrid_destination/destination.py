@@ -66,11 +66,27 @@ def load_contacts(
     ):
         loader = ContactLoader(config, mapping, client, store, _clock, run_id, stream)
         try:
-            loader.load(_batches(items, mapping, config.read_batch_rows))
+            if isinstance(items, str):
+                loader.load(_file_batches(items, mapping, config.read_batch_rows), items)
+            else:
+                _load_record_batch(loader, items, stream)
         finally:
             summary = _save_summary(store, loader.summary)
             _publish_summary(summary)
     logger.info("SendGrid sync summary\n%s", summary.format())
+
+
+ROWS_KEY_PREFIX = "sendgrid_rows."
+
+
+def _load_record_batch(loader: ContactLoader, batch: pa.RecordBatch, stream: str) -> None:
+    """RecordBatch mode: row numbers continue across the calls of one load package, through a
+    counter in the package's destination state, which dlt commits after each successful call
+    (so a resumed package numbers its rows as the first attempt did)."""
+    state = _destination_state()
+    first_row = int(state.get(ROWS_KEY_PREFIX + stream, 0))
+    loader.load([(batch, first_row)])
+    state[ROWS_KEY_PREFIX + stream] = first_row + batch.num_rows
 
 
 def _client(config: SendGridConfiguration) -> SendGridClient:
@@ -86,14 +102,11 @@ def _client(config: SendGridConfiguration) -> SendGridClient:
     )
 
 
-def _batches(
-    items: str | pa.RecordBatch, mapping: FieldMapping, rows: int
+def _file_batches(
+    path: str, mapping: FieldMapping, rows: int
 ) -> Iterator[tuple[pa.RecordBatch, int]]:
     """Arrow batches of the mapped columns, each with the job-file row number of its first row."""
-    if isinstance(items, pa.RecordBatch):
-        yield items, 0
-        return
-    with pq.ParquetFile(items) as source:
+    with pq.ParquetFile(path) as source:
         wanted = [c for c in dict.fromkeys(mapping.columns) if c in source.schema_arrow.names]
         first = 0
         # An unknown column is reported by the loader, before any request, with the full list.
@@ -127,11 +140,15 @@ SUMMARY_KEY_PREFIX = "sendgrid_summary."
 def _publish_summary(summary: RunSummary) -> None:
     """Keep the summary in the load package's destination state, which dlt persists with the
     package; ``run_summaries(pipeline, load_info)`` reads it back."""
+    _destination_state()[SUMMARY_KEY_PREFIX + summary.stream] = summary.as_dict()
+
+
+def _destination_state() -> dict[str, Any]:
+    """The load package's private destination state (a throwaway dict outside a dlt load)."""
     try:
-        state = dlt.current.destination_state()
-    except Exception:  # outside a dlt load
-        return
-    state[SUMMARY_KEY_PREFIX + summary.stream] = summary.as_dict()
+        return dlt.current.destination_state()
+    except Exception:
+        return {}
 
 
 def run_summaries(pipeline: dlt.Pipeline, load_info: LoadInfo) -> list[RunSummary]:
@@ -139,8 +156,9 @@ def run_summaries(pipeline: dlt.Pipeline, load_info: LoadInfo) -> list[RunSummar
     found = []
     for load_id in load_info.loads_ids:
         state = pipeline.get_load_package_state(load_id).get("destination_state") or {}
-        found += [RunSummary.from_dict(v) for k, v in state.items()
-                  if k.startswith(SUMMARY_KEY_PREFIX)]
+        found += [
+            RunSummary.from_dict(v) for k, v in state.items() if k.startswith(SUMMARY_KEY_PREFIX)
+        ]
     return found
 
 

@@ -66,8 +66,8 @@ class JobTracker:
                 break
             self.clock.sleep(min(interval, remaining))
             interval = min(interval * 1.5, MAX_POLL_INTERVAL)
-        outcome.statuses["pending"] += len(pending)
         if pending:
+            outcome.statuses["pending"] += len(pending)
             logger.warning(
                 "%d import job(s) still pending after %.0f s; the next run will follow them up",
                 len(pending),

@@ -46,6 +46,7 @@ class _Prepared:
     transformer: Transformer
     packer: Packer
     sender: BodySender
+    superseded: pa.Array | None  # file-wide rows replaced by a later row of the same key
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ContactLoader:
     _job_ids: list[str] = field(default_factory=list, init=False)
     _held_back: list[pa.Table] = field(default_factory=list, init=False)
     _prepared: _Prepared | None = field(default=None, init=False)
+    _job_file: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.summary = RunSummary(self.run_id, self.stream)
@@ -73,7 +75,12 @@ class ContactLoader:
             self.config.job_wait_timeout,
         )
 
-    def load(self, batches: Iterable[tuple[pa.RecordBatch, int]]) -> RunSummary:
+    def load(
+        self, batches: Iterable[tuple[pa.RecordBatch, int]], job_file: str | None = None
+    ) -> RunSummary:
+        """Load the batches; ``job_file`` (the parquet file they come from) lets duplicates
+        of a contact key be resolved across the whole file, not just within each batch."""
+        self._job_file = job_file
         self.store.start_run(self.run_id, self.stream)
         with ThreadPoolExecutor(self.config.max_in_flight, "sendgrid-upsert") as pool:
             dispatcher = _Dispatcher(pool, self.config.max_in_flight, self._record)
@@ -96,7 +103,8 @@ class ContactLoader:
     def _bodies_for(self, batch: pa.RecordBatch, first_row: int) -> list[Body]:
         prepared = self._prepared or self._prepare(batch.schema)
         self.summary.rows_read += batch.num_rows
-        result = prepared.transformer.run(batch, first_row)
+        result = prepared.transformer.run(batch, first_row, prepared.superseded)
+        self.summary.superseded += result.superseded
         self._record_rejects(result.rejects, "validation")
         diff = self.store.diff(self.stream, result.contacts)
         self.summary.new += diff.new
@@ -133,7 +141,8 @@ class ContactLoader:
             fields.created,
             self.config.custom_field_ready_timeout,
         )
-        self._prepared = _Prepared(transformer, packer, sender)
+        superseded = transformer.superseded_rows(self._job_file) if self._job_file else None
+        self._prepared = _Prepared(transformer, packer, sender, superseded)
         return self._prepared
 
     @property
@@ -206,6 +215,11 @@ class ContactLoader:
             return
         held = keep_last_per_key(pa.concat_tables(self._held_back))
         self._held_back = []
+        # Their earlier versions ride on jobs of earlier runs that were still pending at the
+        # start: give those jobs one more wait before sending over them.
+        blocking = self.store.pending_jobs_of(self.stream, held)
+        if blocking:
+            self._absorb_jobs(self._tracker.wait(blocking, self.run_id))
         diff = self.store.diff(self.stream, held)
         if pc.any(self.store.pending_keys(self.stream, diff.to_send)).as_py():
             raise SendGridTransientError(

@@ -155,7 +155,11 @@ def _column_name(field: str, column: object) -> str:
 def arrow_kind(data_type: pa.DataType) -> ArrowKind:
     """Classify an Arrow type into the families the coercion rules distinguish."""
     t = pa.types
+    if t.is_dictionary(data_type):
+        return arrow_kind(data_type.value_type)
     if t.is_string(data_type) or t.is_large_string(data_type) or t.is_string_view(data_type):
+        return "string"
+    if t.is_null(data_type):  # an all-null column: every value is omitted
         return "string"
     checks: list[tuple[ArrowKind, bool]] = [
         ("integer", t.is_integer(data_type)),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
@@ -48,10 +49,19 @@ def envelope_prefix(list_ids: Sequence[str]) -> bytes:
 
 
 def encode_body(prefix: bytes, contacts: pa.Table) -> bytes:
-    """The body carrying exactly these contacts (used again when a 400 removes some)."""
-    column = contacts["contact_json"].combine_chunks()
-    start, end = _byte_span(column, 0, len(column))
-    return prefix + _data(column)[start : end - 1] + _SUFFIX
+    """The body carrying exactly these contacts (used again when a 400 removes some).
+
+    One copy: each Arrow chunk's cells are one contiguous run of bytes.
+    """
+    parts: list[bytes | memoryview] = [prefix]
+    for chunk in contacts["contact_json"].chunks:
+        if len(chunk):
+            offsets = _offsets(chunk)
+            parts.append(_data(chunk)[int(offsets[0]) : int(offsets[-1])])
+    if len(parts) > 1:  # the last cell's trailing comma is where the array ends
+        parts[-1] = parts[-1][:-1]
+    parts.append(_SUFFIX)
+    return b"".join(parts)
 
 
 @dataclass
@@ -74,8 +84,7 @@ class Packer:
 
     def add(self, contacts: pa.Table) -> list[Body]:
         """Take contacts (in order); return every body that is now full."""
-        column = contacts["contact_json"].combine_chunks()
-        sizes = np.diff(_offsets(column)).astype(np.int64)
+        sizes = pc.binary_length(contacts["contact_json"]).to_numpy().astype(np.int64)
         self._check_single_sizes(contacts, sizes)
         cumulative = np.cumsum(sizes)
         bodies: list[Body] = []
@@ -110,7 +119,7 @@ class Packer:
         self._open_count += part.num_rows
 
     def _close(self) -> Body:
-        contacts = pa.concat_tables(self._open).combine_chunks()
+        contacts = pa.concat_tables(self._open)
         self._open, self._open_bytes, self._open_count = [], 0, 0
         return Body(encode_body(self.prefix, contacts), contacts)
 
@@ -134,8 +143,3 @@ def _offsets(column: pa.Array) -> np.ndarray:
 
 def _data(column: pa.Array) -> memoryview:
     return memoryview(column.buffers()[2])
-
-
-def _byte_span(column: pa.Array, start: int, stop: int) -> tuple[int, int]:
-    offsets = _offsets(column)
-    return int(offsets[start]), int(offsets[stop])

@@ -6,10 +6,12 @@ dropped whole:
 * errors naming contacts (``contacts[3].identifier``) reject exactly those contacts, with
   SendGrid's message, and the rest is re-sent;
 * errors naming no contact split the body in halves until the culprit is alone, except the
-  request-level ones (unknown custom field ids, invalid JSON, unknown lists), which no split
-  can fix and which stop the load (terminal);
-* ``invalid custom field ids`` naming only fields this run just created means SendGrid has not
-  caught up yet: the same body is retried with backoff until ``custom_field_ready_timeout``.
+  request-level ones (invalid JSON, unknown lists), which no split can fix and which stop the
+  load (terminal);
+* ``invalid custom field ids`` (whether or not SendGrid names contacts) naming only fields this
+  run just created means SendGrid has not caught up yet: the same body is retried with backoff
+  until ``custom_field_ready_timeout``; naming any other field, it stops the load (terminal),
+  since every contact carrying the field would fail the same way.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from sendgrid_destination.errors import (
 from sendgrid_destination.packing import Body, encode_body
 
 _CUSTOM_IDS_RE = re.compile(r"invalid custom field ids supplied\s*-\s*(.+)", re.IGNORECASE)
-# Messages that describe the request, not a contact: splitting cannot help.
-_REQUEST_LEVEL = ("invalid custom field ids", "invalid json", "invalid input", "list")
+# Messages that describe the request, not a contact: splitting cannot help. Matched whole,
+# since a contact's own text (an address like alistair@...) may contain any word.
+_REQUEST_LEVEL = re.compile(r"^(invalid json$|invalid input$|.*\blist_ids?\b)", re.IGNORECASE)
 
 
 @dataclass
@@ -68,6 +71,14 @@ class BodySender:
         self, exc: ContactsRejectedError, contacts: pa.Table, outcome: SendOutcome
     ) -> list[pa.Table]:
         """Record what the 400 rejected; return what should be sent again, in order."""
+        if any(_CUSTOM_IDS_RE.search(e.message) for e in exc.errors):
+            raise RequestRejectedError(
+                "SendGrid does not know some custom field IDs of this run: "
+                f"{redact(exc.errors[0].message)}. A custom field was probably deleted or "
+                "renamed in SendGrid during the load; rerun to resolve the names again.",
+                status=exc.status,
+                route=exc.route,
+            ) from exc
         by_index = exc.errors_by_contact()
         if by_index:
             bad = sorted(i for i in by_index if 0 <= i < contacts.num_rows)
@@ -77,8 +88,9 @@ class BodySender:
             keep[bad] = False
             rest = contacts.filter(pa.array(keep))
             return [rest] if rest.num_rows else []
-        messages = "; ".join(e.message for e in exc.unindexed_errors) or exc.message
-        if any(marker in messages.lower() for marker in _REQUEST_LEVEL):
+        unindexed = [e.message for e in exc.unindexed_errors] or [exc.message]
+        messages = "; ".join(unindexed)
+        if any(_REQUEST_LEVEL.match(m.strip()) for m in unindexed):
             raise RequestRejectedError(
                 f"SendGrid refused the request as a whole: {redact(messages)}. Check the "
                 "mapping's custom fields and list_ids against the account.",
@@ -113,10 +125,12 @@ class BodySender:
                 wait = min(wait * 2, 15.0)
 
     def _only_new_fields_refused(self, exc: ContactsRejectedError) -> bool:
-        if not self.new_field_ids or exc.errors_by_contact():
+        # SendGrid may name the contact (contacts[3].custom_fields) or not: either way, only
+        # "invalid custom field ids" naming fields this run created means "not ready yet".
+        if not self.new_field_ids or not exc.errors:
             return False
         refused: set[str] = set()
-        for error in exc.unindexed_errors:
+        for error in exc.errors:
             match = _CUSTOM_IDS_RE.search(error.message)
             if not match:
                 return False

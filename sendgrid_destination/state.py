@@ -2,7 +2,9 @@
 
 One DuckDB file per account (see ``SendGridConfiguration.resolved_state_path``), opened by one
 process at a time: ``StateStore.open`` takes an exclusive ``flock`` on ``<file>.lock`` and
-raises ``StateLockedError`` when another run holds it. The file is created ``0600``.
+raises ``StateLockedError`` when another run holds it. The file is ``0600``, and while a store
+is open the process umask is ``077``, so DuckDB's write-ahead log (re-created at every
+checkpoint, beside the file) is private too.
 
 Tables:
 
@@ -34,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.errors import StateLockedError
+from sendgrid_destination.errors import ConfigurationError, StateLockedError
 
 SCHEMA_VERSION = 1
 
@@ -83,19 +85,28 @@ class StateStore:
     @classmethod
     @contextmanager
     def open(cls, path: Path, *, read_only: bool = False) -> Iterator[StateStore]:
+        """Open (creating it unless ``read_only``) and lock the state file."""
+        if read_only and not path.exists():
+            raise ConfigurationError(
+                f"No state file at {path}: nothing has been loaded with it yet."
+            )
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with _exclusive_lock(path, shared=read_only):
-            existed = path.exists()
-            con = duckdb.connect(str(path), read_only=read_only and existed)
-            try:
-                if not existed:
-                    os.chmod(path, 0o600)
-                store = cls(con, path)
-                if not (read_only and existed):
-                    store._migrate()
-                yield store
-            finally:
-                con.close()
+        # The file and DuckDB's write-ahead log beside it (re-created at every checkpoint)
+        # hold contact keys, i.e. emails: whatever the directory, only the owner may read them.
+        previous_umask = os.umask(0o077)
+        try:
+            with _exclusive_lock(path, shared=read_only):
+                con = duckdb.connect(str(path), read_only=read_only)
+                try:
+                    store = cls(con, path)
+                    if not read_only:
+                        os.chmod(path, 0o600)
+                        store._migrate()
+                    yield store
+                finally:
+                    con.close()
+        finally:
+            os.umask(previous_umask)
 
     def _migrate(self) -> None:
         self.con.execute(_DDL)
@@ -107,21 +118,23 @@ class StateStore:
 
     def diff(self, stream: str, contacts: pa.Table) -> DiffResult:
         """Split transformed contacts into those to send and counts of new/changed/unchanged."""
+        # Only keys and hashes go through DuckDB; the contact JSON stays in Arrow and is
+        # filtered once, and not at all when nothing is unchanged (a first run).
         cur = self.con.cursor()
-        cur.register("incoming", contacts)
-        classified = cur.sql(
-            "SELECT i.*, CASE WHEN s.contact_key IS NULL THEN 'new' "
+        cur.register("incoming", contacts.select(["contact_key", "row_number", "content_hash"]))
+        change = cur.sql(
+            "SELECT CASE WHEN s.contact_key IS NULL THEN 'new' "
             "WHEN s.content_hash = i.content_hash AND s.status IN ('sent', 'accepted') "
             "THEN 'unchanged' ELSE 'changed' END AS change "
             "FROM incoming i LEFT JOIN contacts s "
             "ON s.stream = ? AND s.contact_key = i.contact_key ORDER BY i.row_number",
             params=[stream],
-        ).to_arrow_table()
+        ).to_arrow_table()["change"]
         cur.close()
-        change = classified["change"]
         counts = {k: _count(change, k) for k in ("new", "changed", "unchanged")}
-        keep = pc.not_equal(change, "unchanged")
-        to_send = classified.filter(keep).drop_columns(["change"])
+        to_send = contacts
+        if counts["unchanged"]:
+            to_send = contacts.filter(pc.not_equal(change, "unchanged"))
         return DiffResult(to_send, counts["new"], counts["changed"], counts["unchanged"])
 
     def pending_keys(self, stream: str, contacts: pa.Table) -> pa.Array:
@@ -136,6 +149,18 @@ class StateStore:
         ).to_arrow_table()["pending"]
         cur.close()
         return mask.combine_chunks()
+
+    def pending_jobs_of(self, stream: str, contacts: pa.Table) -> list[str]:
+        """Unfinished jobs carrying an earlier version of any of these contacts."""
+        cur = self.con.cursor()
+        cur.register("incoming", contacts.select(["contact_key"]))
+        rows = cur.execute(
+            "SELECT DISTINCT s.job_id FROM incoming i JOIN contacts s "
+            "ON s.stream = ? AND s.contact_key = i.contact_key AND s.status = 'sent'",
+            [stream],
+        ).fetchall()
+        cur.close()
+        return [str(r[0]) for r in rows]
 
     def record_sent(
         self, *, run_id: str, stream: str, job_id: str, contacts: pa.Table, body_bytes: int

@@ -15,6 +15,7 @@ class RunSummary:
     run_id: str
     stream: str
     rows_read: int = 0
+    superseded: int = 0  # rows replaced by a later row with the same contact key
     new: int = 0
     changed: int = 0
     unchanged: int = 0
@@ -60,7 +61,8 @@ class RunSummary:
         """A few readable lines (no keys, no values)."""
         lines = [
             f"run {self.run_id} ({self.stream}): {self.rows_read} rows read; "
-            f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged (skipped)",
+            f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged (skipped)"
+            + (f", {self.superseded} replaced by a later row" if self.superseded else ""),
             f"  sent {self.contacts_sent} contacts in {self.requests} requests "
             f"({self.bytes_sent:,} bytes)",
             f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",

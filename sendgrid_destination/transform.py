@@ -15,8 +15,10 @@ and returns a ``TransformResult``:
 
 Rules (documented in the README): nulls and empty strings are omitted, never sent; emails and
 identifiers are trimmed, emails lower-cased; Numbers are JSON numbers (NaN and infinity are
-refused); Dates are formatted in UTC (naive timestamps are taken as UTC); duplicates of a key
-within the batch merge field by field, later rows winning.
+refused); Dates are formatted in UTC (naive timestamps are taken as UTC). Of several rows with
+the same contact key in a job file (or in a batch, when no file-wide list is given), the last
+row wins whole: earlier ones are dropped before validation, and if the last one is invalid it
+is rejected and nothing is sent for that key.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.fields import E164_PATTERN, EMAIL_PATTERN, MAX_ALTERNATE_EMAILS
+from sendgrid_destination.fields import (
+    E164_PATTERN,
+    EMAIL_PATTERN,
+    IDENTIFIERS,
+    MAX_ALTERNATE_EMAILS,
+)
 from sendgrid_destination.mapping import Binding
 
 DEFAULT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -40,6 +47,7 @@ ROW_COLUMN = "__sg_row"
 class TransformResult:
     contacts: pa.Table
     rejects: pa.Table
+    superseded: int = 0  # rows dropped because a later row has the same key
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,14 @@ class _Check:
     column: str
     condition: str  # SQL, true when the row is bad
     reason: str
+
+
+# Spaces, tabs, line breaks and no-break spaces around identifiers are copy-paste noise.
+_BLANKS = " \t\n\r\f\v\u00a0"
+
+
+def _trim(sql: str) -> str:
+    return f"trim({sql}, {_lit(_BLANKS)})"
 
 
 def _lit(text: str) -> str:
@@ -75,17 +91,19 @@ class Transformer:
         self._con = connection or _new_connection()
         self._values_sql, self._checks = self._compile_values()
         self._sql = self._compile()
+        self._superseded_sql = self._compile_superseded()
 
     # -- compilation -------------------------------------------------------------------------
 
     def _value_expr(self, b: Binding, src: str) -> str:
         if b.kind == "identifier":
-            text = f"nullif(trim(CAST({src} AS VARCHAR)), '')"
+            text = f"nullif({_trim(f'CAST({src} AS VARCHAR)')}, '')"
             return f"lower({text})" if b.field == "email" else text
         if b.kind == "alternate_emails":
             items = src if b.arrow_kind == "string_list" else f"string_split({src}, ',')"
             cleaned = (
-                f"list_filter(list_transform({items}, lambda x: lower(trim(x))), lambda x: x <> '')"
+                f"list_filter(list_transform({items}, lambda x: lower({_trim('x')})), "
+                "lambda x: x <> '')"
             )
             return f"CASE WHEN len({cleaned}) > 0 THEN {cleaned} END"
         if b.field_type == "Number":
@@ -106,7 +124,7 @@ class Transformer:
         return f"CAST({src} AS VARCHAR)"
 
     def _date_expr(self, b: Binding, src: str) -> str:
-        # Timestamp columns arrive naive in UTC (see _naive_utc). Text is parsed as TIMESTAMPTZ
+        # Timestamp columns arrive naive in UTC (normalize_arrow). Text is parsed as TIMESTAMPTZ
         # so an explicit offset is honoured, on a connection whose TimeZone is UTC.
         if b.arrow_kind == "string":
             ts = f"TRY_CAST(nullif(trim({src}), '') AS TIMESTAMPTZ)"
@@ -177,10 +195,12 @@ class Transformer:
                 _Check(col, f"NOT isfinite({v})", f"{name}: not a finite number (NaN or infinity)")
             ]
         if b.field_type == "Date" and b.arrow_kind == "string":
+            # DuckDB parses 'infinity' as a timestamp; SendGrid has no such date.
             return [
                 _Check(
                     col,
-                    f"{v} IS NULL AND nullif(trim({src}), '') IS NOT NULL",
+                    f"({v} IS NULL AND nullif(trim({src}), '') IS NOT NULL) OR "
+                    f"NOT isfinite(TRY_CAST(nullif(trim({src}), '') AS TIMESTAMPTZ))",
                     f"{name}: not a date or timestamp",
                 )
             ]
@@ -205,30 +225,47 @@ class Transformer:
         return ", ".join(exprs), checks
 
     def _key_expr(self) -> str:
+        # The key is the first non-empty identifier in SendGrid's priority order (email
+        # first), whatever order the mapping lists them in.
+        position = {name: i for i, name in enumerate(IDENTIFIERS)}
+        identifiers = sorted(
+            ((i, b) for i, b in enumerate(self.bindings) if b.kind == "identifier"),
+            key=lambda ib: position[ib[1].field],
+        )
         whens = [
-            f"WHEN v{i} IS NOT NULL THEN {_lit(b.field + ':')} || v{i}"
-            for i, b in enumerate(self.bindings)
-            if b.kind == "identifier"
+            f"WHEN v{i} IS NOT NULL THEN {_lit(b.field + ':')} || v{i}" for i, b in identifiers
         ]
         return f"CASE {' '.join(whens)} END"
 
+    def _problem_groups(self) -> list[str]:
+        """One BIGINT bitmask per group of checks (bit j of group g = check g*63+j).
+
+        A bitmask because building a list per row cost more than everything else together;
+        groups because one BIGINT holds 63 checks and a mapping may hold hundreds of fields.
+        """
+        groups = []
+        for g in range(0, len(self._checks), _BITS):
+            bits = [
+                f"CASE WHEN coalesce({c.condition}, false) THEN {1 << j} ELSE 0 END"
+                for j, c in enumerate(self._checks[g : g + _BITS])
+            ]
+            groups.append("(" + " | ".join(bits) + ")::BIGINT")
+        return groups
+
     def _compile(self) -> str:
-        # One pass over the batch. Problems are a bitmask (bit i = self._checks[i]) because
-        # building a list per row cost more than everything else together; the few rejected
-        # rows are expanded into (column, reason) rows afterwards.
-        bits = [
-            f"CASE WHEN coalesce({c.condition}, false) THEN {1 << i} ELSE 0 END"
-            for i, c in enumerate(self._checks)
-        ]
-        problems = " | ".join(bits) if bits else "0"
+        groups = self._problem_groups()
+        ok = " AND ".join(f"p{g} = 0" for g in range(len(groups)))
+        sources = ", ".join(f"{_ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
+        json = self._json_expr()
         return (
-            f"SELECT row_number, contact_key, hash(contact_key) AS key_hash, problems, "
-            f"CASE WHEN problems = 0 THEN {self._json_expr()} END AS contact_json FROM ("
-            f"SELECT *, ({problems}) AS problems FROM ("
+            f"SELECT row_number, contact_key, "
+            f"{', '.join(f'p{g}' for g in range(len(groups)))}, ({ok}) AS ok, contact_json, "
+            f"CASE WHEN ({ok}) THEN sha256({_lit(self.scope + chr(10))} || contact_json) END "
+            f"AS content_hash FROM ("
+            f"SELECT *, CASE WHEN ({ok}) THEN {json} END AS contact_json FROM ("
+            f"SELECT *, {', '.join(f'{e} AS p{g}' for g, e in enumerate(groups))} FROM ("
             f"SELECT *, {self._key_expr()} AS contact_key FROM (SELECT "
-            f"{ROW_COLUMN} AS row_number, {self._values_sql}, "
-            f"{', '.join(f'{_ident(b.column)} AS s{i}' for i, b in enumerate(self.bindings))} "
-            f"FROM src)))"
+            f"{ROW_COLUMN} AS row_number, {self._values_sql}, {sources} FROM src))))"
         )
 
     def _json_expr(self) -> str:
@@ -247,92 +284,158 @@ class Transformer:
 
     # -- execution ---------------------------------------------------------------------------
 
-    def run(self, batch: pa.RecordBatch | pa.Table, first_row: int = 0) -> TransformResult:
-        """Transform one batch whose first row is source row ``first_row`` of the job."""
+    def superseded_rows(self, source: str | pa.RecordBatch | pa.Table) -> pa.Array:
+        """Row numbers that a later row with the same contact key replaces (last row wins).
+
+        ``source`` is a parquet file (the whole dlt job file, scanned once for its identifier
+        columns only) or a batch. Only duplicated keys are kept in memory, and DuckDB spills
+        the grouping to disk beyond its memory limit, so a 10M-row file costs no more memory
+        than a 1M-row one.
+        """
+        cur = self._con.cursor()
+        try:
+            if isinstance(source, str):
+                relation = (
+                    f"(SELECT *, file_row_number AS {ROW_COLUMN} FROM read_parquet("
+                    f"{_lit(source)}, file_row_number = true))"
+                )
+            else:
+                rows = pa.array(np.arange(source.num_rows, dtype=np.int64))
+                cur.register("batch_src", normalize_arrow(source).append_column(ROW_COLUMN, rows))
+                relation = "batch_src"
+            return (
+                cur.sql(self._superseded_sql.replace("{source}", relation))
+                .to_arrow_table()["row_number"]
+                .combine_chunks()
+            )
+        finally:
+            cur.close()
+
+    def _compile_superseded(self) -> str:
+        identifiers = [(i, b) for i, b in enumerate(self.bindings) if b.kind == "identifier"]
+        values = ", ".join(
+            f"{self._value_expr(b, _ident(b.column))} AS v{i}" for i, b in identifiers
+        )
+        return (
+            f"WITH keyed AS (SELECT row_number, {self._key_expr()} AS contact_key FROM "
+            f"(SELECT {ROW_COLUMN} AS row_number, {values} FROM {{source}})), "
+            "dups AS (SELECT contact_key, max(row_number) AS last_row FROM keyed "
+            "WHERE contact_key IS NOT NULL GROUP BY contact_key HAVING count(*) > 1) "
+            "SELECT k.row_number FROM keyed k JOIN dups d USING (contact_key) "
+            "WHERE k.row_number < d.last_row ORDER BY k.row_number"
+        )
+
+    def run(
+        self,
+        batch: pa.RecordBatch | pa.Table,
+        first_row: int = 0,
+        superseded: pa.Array | None = None,
+    ) -> TransformResult:
+        """Transform one batch whose first row is source row ``first_row`` of the job.
+
+        ``superseded`` (from ``superseded_rows`` over the whole job file) lists the rows a later
+        row of the same key replaces; without it, duplicates are resolved within the batch.
+        """
+        if superseded is None:
+            superseded = pc.add(self.superseded_rows(batch), first_row)
         rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
-        src = _naive_utc(batch).append_column(ROW_COLUMN, rows)
+        src = normalize_arrow(batch).append_column(ROW_COLUMN, rows)
+        if len(superseded):
+            src = src.filter(pc.invert(pc.is_in(rows, value_set=superseded)))
         cur = self._con.cursor()
         try:
             cur.register("src", src)
             checked = cur.sql(self._sql).to_arrow_table()
             cur.unregister("src")
-            good = pc.equal(checked["problems"], 0)
-            contacts = self._finish_contacts(cur, checked.filter(good))
-            rejects = self._expand_rejects(cur, checked.filter(pc.invert(good)))
+            ok = checked["ok"]
+            all_ok = bool(pc.all(ok).as_py()) if checked.num_rows else True
+            good = checked if all_ok else checked.filter(ok)
+            contacts = good.select(["contact_key", "row_number", "contact_json", "content_hash"])
+            rejects = _EMPTY_REJECTS if all_ok else self._expand_rejects(cur, checked, ok)
         finally:
             cur.close()
-        return TransformResult(contacts, rejects)
+        return TransformResult(contacts, rejects, batch.num_rows - src.num_rows)
 
-    def _finish_contacts(self, cur: duckdb.DuckDBPyConnection, good: pa.Table) -> pa.Table:
-        key_hash = good["key_hash"].to_numpy()
-        good = keep_last_per_key(
-            good.select(["contact_key", "row_number", "contact_json"]), key_hash
-        )
-        cur.register("good", good)
-        hashed = cur.sql(
-            f"SELECT contact_key, row_number, contact_json, "
-            f"sha256({_lit(self.scope + chr(10))} || contact_json) AS content_hash FROM good"
-        ).to_arrow_table()
-        cur.unregister("good")
-        return hashed.combine_chunks()
-
-    def _expand_rejects(self, cur: duckdb.DuckDBPyConnection, bad: pa.Table) -> pa.Table:
+    def _expand_rejects(
+        self, cur: duckdb.DuckDBPyConnection, checked: pa.Table, ok: pa.ChunkedArray
+    ) -> pa.Table:
+        groups = [f"p{g}" for g in range(0, (len(self._checks) + _BITS - 1) // _BITS)]
+        bad = checked.filter(pc.invert(ok)).select(["row_number", "contact_key", *groups])
         checks = pa.table(
             {
-                "bit": [1 << i for i in range(len(self._checks))],
+                "grp": [i // _BITS for i in range(len(self._checks))],
+                "bit": [1 << (i % _BITS) for i in range(len(self._checks))],
+                "ord": list(range(len(self._checks))),
                 "column": [c.column for c in self._checks],
                 "reason": [c.reason for c in self._checks],
             }
         )
-        cur.register("bad", bad.select(["row_number", "contact_key", "problems"]))
+        cur.register("bad", bad)
         cur.register("checks", checks)
+        masks = ", ".join(groups)
         rejects = cur.sql(
-            "SELECT b.row_number, b.contact_key, c.column, c.reason FROM bad b JOIN checks c "
-            "ON (b.problems & c.bit) <> 0 ORDER BY b.row_number, c.bit"
+            "SELECT b.row_number, b.contact_key, c.column, c.reason FROM "
+            f"(SELECT row_number, contact_key, unnest([{masks}]) AS mask, "
+            f"unnest(range({len(groups)})) AS grp FROM bad) b "
+            "JOIN checks c ON c.grp = b.grp AND (b.mask & c.bit) <> 0 "
+            "ORDER BY b.row_number, c.ord"
         ).to_arrow_table()
         cur.unregister("bad")
         cur.unregister("checks")
         return rejects
 
 
-def keep_last_per_key(table: pa.Table, key_hash: np.ndarray | None = None) -> pa.Table:
-    """Drop all but the last row of each ``contact_key`` (rows are in source order).
+_BITS = 63
+_EMPTY_REJECTS = pa.table(
+    {
+        "row_number": pa.array([], pa.int64()),
+        "contact_key": pa.array([], pa.string()),
+        "column": pa.array([], pa.string()),
+        "reason": pa.array([], pa.string()),
+    }
+)
 
-    With ``key_hash`` (DuckDB's 64-bit ``hash`` of each key), a numpy sort finds the rows that
-    may repeat a key and the exact group-by runs on those alone: the common case, no
-    duplicates, costs one sort. The exact comparison means a hash collision never merges two
-    different contacts.
-    """
+
+def keep_last_per_key(table: pa.Table) -> pa.Table:
+    """Drop all but the last row of each ``contact_key`` (rows are in source order)."""
     if table.num_rows < 2:
         return table
-    candidates = np.arange(table.num_rows)
-    if key_hash is not None:
-        order = np.argsort(key_hash, kind="stable")
-        repeated = key_hash[order][1:] == key_hash[order][:-1]
-        if not repeated.any():
-            return table
-        in_run = np.zeros(len(order), dtype=bool)
-        in_run[1:] |= repeated
-        in_run[:-1] |= repeated
-        candidates = order[in_run]
-    groups = pa.table({"key": table["contact_key"].take(candidates), "pos": candidates})
-    last = groups.group_by("key").aggregate([("pos", "max")])["pos_max"].to_numpy()
-    keep = np.ones(table.num_rows, dtype=bool)
-    keep[np.setdiff1d(candidates, last)] = False
-    return table.filter(pa.array(keep))
+    positions = pa.array(np.arange(table.num_rows))
+    groups = pa.table({"key": table["contact_key"], "pos": positions})
+    last = groups.group_by("key").aggregate([("pos", "max")])["pos_max"]
+    return table.filter(pc.is_in(positions, value_set=last))
 
 
-def _naive_utc(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
-    """Drop time zones from timestamp columns; Arrow stores them as UTC instants already.
+def normalize_arrow(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """Arrow types DuckDB scans poorly or not at all, turned into equivalents it handles.
 
-    DuckDB formats a plain TIMESTAMP several times faster than a TIMESTAMPTZ, and naive source
-    timestamps are documented as UTC, so both end up formatted the same way.
+    * timestamps: time zone dropped (Arrow stores UTC instants already; naive source timestamps
+      are documented as UTC) and unit made microseconds, since DuckDB formats a plain
+      TIMESTAMP several times faster and cannot widen second-precision year-9999 values;
+    * dictionary-encoded columns: decoded; all-null columns: typed as text;
+    * decimal256: narrowed to decimal128 when it fits (DuckDB reads no decimal256).
     """
     for i, field in enumerate(batch.schema):
-        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
-            naive = batch.column(i).cast(pa.timestamp(field.type.unit))
-            batch = batch.set_column(i, field.name, naive)
+        target = _scannable_type(field.type)
+        if target is not None:
+            column = batch.column(i)
+            if pa.types.is_dictionary(field.type):
+                column = column.dictionary_decode()
+            batch = batch.set_column(i, field.name, column.cast(target, safe=False))
     return batch
+
+
+def _scannable_type(data_type: pa.DataType) -> pa.DataType | None:
+    t = pa.types
+    if t.is_dictionary(data_type):
+        return _scannable_type(data_type.value_type) or data_type.value_type
+    if t.is_timestamp(data_type) and (data_type.tz is not None or data_type.unit != "us"):
+        return pa.timestamp("us")
+    if t.is_null(data_type):
+        return pa.string()
+    if t.is_decimal256(data_type) and data_type.precision <= 38:
+        return pa.decimal128(data_type.precision, data_type.scale)
+    return None
 
 
 def _json_str(text: str) -> str:

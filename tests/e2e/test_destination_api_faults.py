@@ -109,7 +109,7 @@ def test_a_400_naming_no_contact_splits_the_body_until_the_culprit_is_alone(
 
 
 def test_a_400_naming_no_contact_whose_text_contains_list_is_still_split_not_fatal(
-    emulator, destination, run, state_path
+    emulator, destination, run
 ) -> None:
     # "list" is a request-level marker (for "invalid list ids"), but it also matches an
     # address such as alistair@...: such a 400 must be split like any other.
@@ -119,6 +119,24 @@ def test_a_400_naming_no_contact_whose_text_contains_list_is_still_split_not_fat
     run(contacts_table(4), destination())
 
     assert _emails(emulator) == _expected(4)
+
+
+def test_a_400_naming_only_contacts_outside_the_body_neither_crashes_nor_loses_contacts(
+    emulator, destination, run, state_path
+) -> None:
+    # The body holds contacts[0..4]; SendGrid names contacts[5]. Whatever the destination makes
+    # of it, the load must finish and every contact must be delivered or rejected with the
+    # message, not die inside pyarrow.
+    message = "email is not valid"
+    body = {"errors": [{"field": "contacts[5].identifier", "message": message}]}
+    emulator.faults.add(PUT, status=400, body=body, times=20)
+
+    run(contacts_table(5), destination())
+
+    rejected = {r["contact_key"]: r["reason"] for r in rejects_of(state_path, stage="api")}
+    delivered = {f"email:{e}" for e in _emails(emulator)}
+    assert delivered | set(rejected) == {f"email:user{i}@example.com" for i in range(5)}
+    assert set(rejected.values()) <= {message}
 
 
 def test_a_400_about_the_request_as_a_whole_stops_the_load_instead_of_splitting(
@@ -167,6 +185,24 @@ def test_a_429_storm_is_survived_waiting_exactly_until_each_rate_limit_reset(
     for before, after, wait in zip(puts[:3], puts[1:], waits, strict=True):
         assert after.at - before.at == pytest.approx(wait)
     assert puts[-1].at >= resets[-1]
+
+
+def test_a_hostile_rate_limit_reset_an_hour_away_is_capped_at_max_backoff_seconds(
+    emulator, destination, run, clock
+) -> None:
+    emulator.faults.add(
+        PUT,
+        status=429,
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(clock.now()) + 3600)},
+    )
+
+    run(contacts_table(2), destination(max_backoff_seconds=30))
+
+    assert _emails(emulator) == _expected(2)
+    puts = upserts(emulator)
+    assert [r.status for r in puts] == [429, 202]
+    assert clock.sleeps[0] == 30
+    assert puts[1].at - puts[0].at == 30
 
 
 def test_5xx_bursts_and_dropped_connections_are_survived_with_every_contact_delivered_once(

@@ -135,14 +135,36 @@ def test_a_run_that_creates_custom_fields_waits_until_sendgrid_accepts_them(
             ids["plan"]: "c",
             ids["seats"]: 3,
         }
+        created_at = next(r.at for r in emu.requests if r.route == FIELDS_POST)
         accepted = [r for r in upserts(emu) if r.status == 202]
-        assert accepted and accepted[0].at >= clock_start(emu) + 10
+        assert accepted and accepted[0].at >= created_at + 10
         assert sum(clock.sleeps) >= 10
         assert run_summary(state_path, info)["contacts_sent"] == 4
 
 
-def clock_start(emu: Emulator) -> float:
-    return emu.requests[0].at
+def test_a_created_field_still_not_ready_when_dlt_retries_the_job_is_waited_for_not_fatal(
+    clock, state_path, run
+) -> None:
+    # The first attempt creates the field and gives up after custom_field_ready_timeout with a
+    # transient error; dlt retries the job. The field now exists but is still not ready: that
+    # is the same "not ready yet", not "deleted during the load".
+    data = contacts_table(3, plan=["a", "b", "c"])
+    mapping = {"email": "email", "custom_fields": {"plan": "plan"}}
+    with Emulator(api_key=API_KEY, clock=clock, custom_field_ready_seconds=30) as emu:
+        dest = destination_for(
+            emu,
+            state_path,
+            mapping=mapping,
+            create_missing_custom_fields=True,
+            custom_field_ready_timeout=10,
+        )
+
+        run(data, dest)
+
+        (plan,) = [f.id for f in emu.backend.custom_fields()]
+        assert len(emu.contacts()) == 3
+        assert emu.contact("user1@example.com")["custom_fields"] == {plan: "b"}
+        assert rejects_of(state_path) == []
 
 
 # -- mapping errors ------------------------------------------------------------------------
@@ -240,6 +262,20 @@ def test_contacts_end_up_in_the_configured_lists(emulator, destination, run) -> 
     assert len(contacts) == 3
     for contact in contacts:
         assert sorted(contact["list_ids"]) == sorted([vip, newsletter])
+
+
+def test_adding_a_list_later_sends_unchanged_contacts_again_so_they_join_it(
+    emulator, destination, run, state_path
+) -> None:
+    vip = emulator.add_list("VIP")
+    run(contacts_table(3), destination(list_ids=[vip]))
+    newsletter = emulator.add_list("Newsletter")
+
+    second = run(contacts_table(3), destination(list_ids=[vip, newsletter]))
+
+    for contact in emulator.contacts():
+        assert sorted(contact["list_ids"]) == sorted([vip, newsletter])
+    assert run_summary(state_path, second)["contacts_sent"] == 3
 
 
 def test_an_unknown_list_id_fails_before_any_upsert_with_a_clear_message(

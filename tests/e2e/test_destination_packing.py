@@ -89,7 +89,12 @@ def test_bodies_are_filled_to_the_limit_before_the_next_one_starts(
 ) -> None:
     n, max_bytes, max_contacts = 45, 700, 7
 
-    run(_table(n), destination(max_request_bytes=max_bytes, max_contacts_per_request=max_contacts))
+    # One body in flight at a time, so the emulator records the bodies in packing order.
+    dest = destination(
+        max_request_bytes=max_bytes, max_contacts_per_request=max_contacts, max_in_flight=1
+    )
+
+    run(_table(n), dest)
 
     got = [(r.contact_count, r.body_bytes) for r in upserts(emulator)]
     assert got == _greedy_bodies(_contact_bytes(n), max_bytes, max_contacts)

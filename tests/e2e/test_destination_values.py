@@ -315,19 +315,25 @@ def test_a_rerun_of_the_same_rows_sends_nothing_and_rejects_the_same_rows_again(
     assert summary["contacts_sent"] == 0
 
 
-def test_duplicate_rows_of_one_contact_merge_field_by_field_with_later_rows_winning(
-    emulator, destination, run
+def test_of_duplicate_rows_of_one_contact_the_last_wins_whole_and_an_invalid_last_sends_nothing(
+    emulator, destination, run, state_path
 ) -> None:
-    # transform.py: "duplicates of a key within the batch merge field by field, later rows
-    # winning"; a null in a later row must not discard an earlier row's value.
+    # transform.py: "the last row wins whole: earlier ones are dropped before validation, and
+    # if the last one is invalid it is rejected and nothing is sent for that key".
     plan = emulator.add_custom_field("plan", "Text")
     seats = emulator.add_custom_field("seats", "Number")
     data = pa.table(
         {
-            "email": ["ann@example.com", "other@example.com", "ANN@example.com "],
-            "first_name": ["Ann", "Other", None],
-            "plan": ["pro", "free", None],
-            "seats": pa.array([3, None, 5], pa.int64()),
+            "email": [
+                "ann@example.com",
+                "other@example.com",
+                "dup@example.com",
+                "ANN@example.com ",
+                "dup@example.com",
+            ],
+            "first_name": ["Ann", "Other", "Dup", None, "D" * 51],
+            "plan": ["pro", "free", "pro", None, None],
+            "seats": pa.array([3, None, 1, 5, None], pa.int64()),
         }
     )
     mapping = {
@@ -336,14 +342,23 @@ def test_duplicate_rows_of_one_contact_merge_field_by_field_with_later_rows_winn
         "custom_fields": {"plan": "plan", "seats": "seats"},
     }
 
-    run(data, destination(mapping=mapping))
+    info = run(data, destination(mapping=mapping))
 
+    assert sorted(c["email"] for c in emulator.contacts()) == [
+        "ann@example.com",
+        "other@example.com",
+    ]
     ann = emulator.contact("ann@example.com")
-    assert ann is not None
-    assert len(emulator.contacts()) == 2
-    assert ann["custom_fields"].get(seats) == 5
-    assert ann.get("first_name") == "Ann"
-    assert ann["custom_fields"].get(plan) == "pro"
+    assert "first_name" not in ann
+    assert ann["custom_fields"] == {seats: 5}
+    assert emulator.contact("other@example.com")["custom_fields"] == {plan: "free"}
+    assert [r.contact_count for r in upserts(emulator)] == [2]
+    assert [(r["row_number"], r["contact_key"], r["reason"]) for r in rejects_of(state_path)] == [
+        (4, "email:dup@example.com", "first_name: longer than 50 characters")
+    ]
+    summary = run_summary(state_path, info)
+    assert (summary["rows_read"], summary["superseded"], summary["rejected"]) == (5, 2, 1)
+    assert summary["contacts_sent"] == 2
 
 
 def test_record_batch_mode_delivers_every_contact_with_its_values(

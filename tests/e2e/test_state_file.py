@@ -214,6 +214,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "run_id": first_id,
         "stream": "contacts",
         "rows_read": 10,
+        "superseded": 0,
         "new": 8,
         "changed": 0,
         "unchanged": 0,

@@ -257,6 +257,34 @@ def test_a_job_still_pending_at_the_wait_timeout_stays_pending_and_the_next_run_
         assert "contacts by outcome: accepted 15" in status
 
 
+def test_contacts_that_a_pending_job_failed_after_the_run_are_resent_by_the_next_run(
+    clock, run, state_path
+) -> None:
+    with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=60) as emu:
+        data = contacts_table(6)
+        run(data, _destination(emu, state_path, job_wait_timeout=10.0))
+        assert [job["status"] for job in _jobs(state_path)] == ["pending"]
+        # SendGrid finishes the job between runs and refuses one contact.
+        emu.force_contact_errors({"user2@example.com": "bad"})
+        assert emu.process_jobs() == 1
+        emu.clear_contact_errors()
+        emu.clear_requests()
+
+        second = run(data, _destination(emu, state_path, job_wait_timeout=600.0))
+
+        # The earlier job is followed up first, so its failed contact is resent right away.
+        assert upserted_contacts(emu) == 1
+        assert emu.contact("user2@example.com")["first_name"] == "First2"
+        summary = run_summary(state_path, second)
+        assert _active(summary["jobs"]) == {"errored": 1, "completed": 1}
+        assert (summary["failed_in_jobs"], summary["changed"], summary["unchanged"]) == (1, 1, 5)
+        run_id = f"{second.loads_ids[-1]}:contacts"
+        assert state_rows(
+            state_path, "SELECT run_id, contact_key, reason FROM rejects WHERE stage = 'job'"
+        ) == [(run_id, "email:user2@example.com", "bad")]
+        assert set(contact_states(state_path).values()) == {("accepted", None)}
+
+
 # -- one contact changed twice within one run ------------------------------------------------
 
 _TWICE = pa.table(
@@ -287,28 +315,37 @@ def test_a_contact_changed_twice_across_batches_ends_with_its_last_values(
         assert len(emu.contacts()) == 5
 
 
-def test_a_contact_changed_twice_waits_for_its_first_job_when_that_job_is_already_recorded(
+def test_a_contact_whose_previous_job_is_still_pending_is_held_back_until_that_job_ends(
     clock, run, state_path
 ) -> None:
-    # max_in_flight=1 records each body's 202 before the next is sent, so when "New" is read
-    # (batch 6) the job carrying "Old" is in the state as unfinished: "New" is held back.
-    emails = ["user0@example.com", *[f"user{i}@example.com" for i in range(1, 10)]]
-    data = pa.table(
-        {
-            "email": [*emails, "user0@example.com", "user10@example.com"],
-            "first_name": ["Old", *[f"N{i}" for i in range(1, 10)], "New", "N10"],
-        }
-    )
+    # The first run's job is still pending when the run gives up (job_wait_timeout=10 s,
+    # the job needs 25 s). The second run's start-up wait gives up again, so "New" rides over
+    # a pending "Old": it is held back, the job is waited for once more, and only then sent.
+    old = pa.table({"email": ["user0@example.com"], "first_name": ["Old"]})
+    new = pa.table({"email": ["user0@example.com"], "first_name": ["New"]})
+    with Emulator(api_key=API_KEY, clock=clock, job_order="reverse", job_delay_seconds=25) as emu:
+        dest = _destination(emu, state_path, job_wait_timeout=10)
+        first = run(old, dest)
+        assert run_summary(state_path, first)["jobs"] == {"pending": 1}
+
+        second = run(new, _destination(emu, state_path, job_wait_timeout=10))
+
+        summary = run_summary(state_path, second)
+        assert summary["deferred"] == 1
+        assert summary["contacts_sent"] == 1
+        emu.process_jobs()
+        assert emu.contact("user0@example.com")["first_name"] == "New"
+
+
+def test_a_contact_held_twice_in_one_file_is_sent_once_as_its_last_row(
+    clock, run, state_path
+) -> None:
     with Emulator(api_key=API_KEY, clock=clock, job_order="reverse", job_delay_seconds=5) as emu:
-        info = run(
-            data,
-            _destination(
-                emu, state_path, read_batch_rows=2, max_contacts_per_request=2, max_in_flight=1
-            ),
-        )
+        info = run(_TWICE, _destination(emu, state_path, read_batch_rows=2, max_in_flight=1))
 
         assert emu.contact("user0@example.com")["first_name"] == "New"
-        assert run_summary(state_path, info)["deferred"] == 1
+        summary = run_summary(state_path, info)
+        assert (summary["superseded"], summary["contacts_sent"]) == (1, 5)
 
 
 def test_a_contact_changed_twice_ends_with_its_last_values_when_its_jobs_run_in_reverse(
@@ -331,8 +368,11 @@ def test_a_rerun_of_a_file_holding_a_contact_twice_sends_nothing(
 
     second = run(_TWICE, destination(read_batch_rows=2))
 
-    assert upserts(emulator) == []
-    assert run_summary(state_path, second)["contacts_sent"] == 0
+    # Both versions of user0 rode in one body; the state must keep the hash of the last one.
+    assert [r.contact_count for r in upserts(emulator)] == []
+    summary = run_summary(state_path, second)
+    assert (summary["changed"], summary["contacts_sent"]) == (0, 0)
+    assert emulator.contact("user0@example.com")["first_name"] == "New"
 
 
 def test_a_rerun_never_puts_back_an_older_version_of_a_contact_held_twice_in_one_file(

@@ -99,7 +99,8 @@ def test_other_identifiers_are_trimmed_but_keep_their_case():
     assert parsed(result) == [
         {"external_id": "CRM-42", "anonymous_id": "Anon-X", "phone_number_id": "+14155550100"}
     ]
-    assert result.contacts["contact_key"].to_pylist() == ["external_id:CRM-42"]
+    # The key follows SendGrid's identifier priority, not the mapping's order.
+    assert result.contacts["contact_key"].to_pylist() == ["phone_number_id:+14155550100"]
 
 
 def test_a_numeric_external_id_is_sent_as_a_string():
@@ -161,15 +162,27 @@ def test_an_e164_phone_number_id_is_accepted(phone):
     assert parsed(result) == [{"phone_number_id": phone}]
 
 
-@pytest.mark.parametrize(
-    "phone", ["4155550100", "+0123", "+1 415 555 0100", "+1234567890123456", "++1415", "+1-415"]
-)
+NOT_E164 = ["4155550100", "+0123", "+1 415 555 0100", "+1234567890123456", "++1415", "+1-415"]
+
+
+@pytest.mark.parametrize("phone", NOT_E164)
 def test_a_phone_number_id_that_is_not_e164_is_rejected(phone):
     result = transform({"phone_number_id": "p"}, pa.table({"p": [phone]}))
 
     assert result.contacts.num_rows == 0
     assert [reason for *_, reason in rejects(result)] == [
         "phone_number_id: not an E.164 number like +14155550100"
+    ]
+
+
+def test_the_reserved_phone_number_field_must_be_e164_too():
+    batch = pa.table({"email": ["a@x.co", "b@x.co"], "tel": ["+14155550100", NOT_E164[0]]})
+
+    result = transform({"email": "email", "phone_number": "tel"}, batch)
+
+    assert parsed(result) == [{"email": "a@x.co", "phone_number": "+14155550100"}]
+    assert rejects(result) == [
+        (1, "email:b@x.co", "tel", "phone_number: not an E.164 number like +14155550100")
     ]
 
 
@@ -378,6 +391,7 @@ def test_an_infinite_date_string_is_rejected_rather_than_sent_as_a_date(text):
         (dt.datetime(9999, 12, 31, 23, 59, 59), "9999-12-31T23:59:59Z"),
         (dt.datetime(1, 1, 1), "0001-01-01T00:00:00Z"),
     ],
+    ids=["end-of-time", "start-of-time"],
 )
 def test_a_second_or_millisecond_timestamp_at_the_ends_of_the_calendar_is_formatted(
     unit, value, expected
@@ -551,7 +565,7 @@ def test_an_email_longer_than_254_characters_is_rejected_for_its_length():
     assert [reason for *_, reason in rejects(result)] == ["email: longer than 254 characters"]
 
 
-def test_a_text_custom_field_is_limited_to_1000_characters_even_from_a_number_column():
+def test_a_text_custom_field_is_limited_to_1000_characters_not_bytes():
     assert MAX_CUSTOM_TEXT_LENGTH == 1000
     result = one_custom(pa.array(["日" * 1000, "日" * 1001]), "Text")
 
