@@ -63,6 +63,7 @@ class ContactLoader:
     _held_back: list[pa.Table] = field(default_factory=list, init=False)
     _prepared: _Prepared | None = field(default=None, init=False)
     _job_file: str | None = field(default=None, init=False)
+    _jobs_pending_at_start: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.summary = RunSummary(self.run_id, self.stream)
@@ -89,6 +90,9 @@ class ContactLoader:
                     self._prepare(batch.schema)
                     # Earlier runs' jobs first: contacts they failed must not look unchanged.
                     self._absorb_jobs(self._tracker.wait(self.store.pending_jobs(), self.run_id))
+                    # Within this call a key occurs once (last row wins file-wide), so only
+                    # jobs still pending now can carry an earlier version of a contact.
+                    self._jobs_pending_at_start = bool(self.store.pending_jobs(self.stream))
                 for body in self._bodies_for(batch, first_row):
                     dispatcher.submit(self._sender.send, body)
             if self._prepared and (last := self._prepared.packer.flush()):
@@ -110,6 +114,8 @@ class ContactLoader:
         self.summary.new += diff.new
         self.summary.changed += diff.changed
         self.summary.unchanged += diff.unchanged
+        if not self._jobs_pending_at_start:
+            return prepared.packer.add(diff.to_send)
         pending = self.store.pending_keys(self.stream, diff.to_send)
         if pc.any(pending).as_py():
             self._held_back.append(diff.to_send.filter(pending))
