@@ -86,14 +86,8 @@ class ContactLoader:
         with ThreadPoolExecutor(self.config.max_in_flight, "sendgrid-upsert") as pool:
             dispatcher = _Dispatcher(pool, self.config.max_in_flight, self._record)
             for batch, first_row in batches:
-                if self._prepared is None:
-                    self._prepare(batch.schema)
-                    # Earlier runs' jobs first: contacts they failed must not look unchanged.
-                    self._absorb_jobs(self._tracker.wait(self.store.pending_jobs(), self.run_id))
-                    # Within this call a key occurs once (last row wins file-wide), so only
-                    # jobs still pending now can carry an earlier version of a contact.
-                    self._jobs_pending_at_start = bool(self.store.pending_jobs(self.stream))
-                for body in self._bodies_for(batch, first_row):
+                prepared = self._prepared or self._start(batch.schema)
+                for body in self._bodies_for(prepared, batch, first_row):
                     dispatcher.submit(self._sender.send, body)
             if self._prepared and (last := self._prepared.packer.flush()):
                 dispatcher.submit(self._sender.send, last)
@@ -104,8 +98,16 @@ class ContactLoader:
 
     # -- per batch ---------------------------------------------------------------------------
 
-    def _bodies_for(self, batch: pa.RecordBatch, first_row: int) -> list[Body]:
-        prepared = self._prepared or self._prepare(batch.schema)
+    def _start(self, schema: pa.Schema) -> _Prepared:
+        prepared = self._prepare(schema)
+        # Earlier runs' jobs first: contacts they failed must not look unchanged.
+        self._absorb_jobs(self._tracker.wait(self.store.pending_jobs(), self.run_id))
+        # Within this call a key occurs once (last row wins file-wide), so only jobs still
+        # pending now can carry an earlier version of a contact.
+        self._jobs_pending_at_start = bool(self.store.pending_jobs(self.stream))
+        return prepared
+
+    def _bodies_for(self, prepared: _Prepared, batch: pa.RecordBatch, first_row: int) -> list[Body]:
         self.summary.rows_read += batch.num_rows
         result = prepared.transformer.run(batch, first_row, prepared.superseded)
         self.summary.superseded += result.superseded
