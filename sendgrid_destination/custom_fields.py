@@ -9,7 +9,7 @@ and the sender then waits until upserts accept them (a new field is refused for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -21,11 +21,10 @@ from sendgrid_destination.mapping import FieldMapping, infer_custom_type
 
 @dataclass(frozen=True)
 class ResolvedFields:
-    """Per mapped custom field name: its ID and type; and which IDs this run created."""
+    """Per mapped custom field name: its ID and type."""
 
     ids: dict[str, str]
     types: dict[str, FieldType]
-    created: frozenset[str] = field(default_factory=frozenset)
 
 
 def resolve_custom_fields(
@@ -44,18 +43,16 @@ def resolve_custom_fields(
             "[destination.sendgrid.mapping.custom_fields], or set "
             "create_missing_custom_fields = true."
         )
-    created: set[str] = set()
     for name, column in mapping.custom.items():
         if name in missing:
             definition = client.create_custom_field(
                 name, infer_custom_type(schema.field(column).type)
             )
-            created.add(definition.id)
         else:
             definition = existing[name.lower()]
         ids[name] = definition.id
         types[name] = _field_type(name, definition.field_type)
-    return ResolvedFields(ids, types, frozenset(created))
+    return ResolvedFields(ids, types)
 
 
 def _field_type(name: str, raw: str) -> FieldType:

@@ -143,11 +143,7 @@ class ContactLoader:
             self._prefix, self.config.max_request_bytes, self.config.max_contacts_per_request
         )
         sender = BodySender(
-            self.client,
-            self._prefix,
-            self.clock,
-            fields.created,
-            self.config.custom_field_ready_timeout,
+            self.client, self._prefix, self.clock, self.config.custom_field_ready_timeout
         )
         superseded = transformer.superseded_rows(self._job_file) if self._job_file else None
         self._prepared = _Prepared(transformer, packer, sender, superseded)

@@ -221,7 +221,10 @@ def _check_columns_exist(mapping: FieldMapping, schema: pa.Schema) -> None:
     if missing:
         raise ConfigurationError(
             f"Mapped column(s) not found in the source table: {', '.join(sorted(set(missing)))}. "
-            f"Available columns: {', '.join(schema.names)}."
+            f"Available columns: {', '.join(schema.names)}. If the name is right, the column "
+            "may have had no type and no value in this first load (an all-null Arrow column, or "
+            "SELECT NULL): dlt leaves such columns out, so cast it in the source query or give "
+            "the resource a column hint, e.g. columns={'last_name': {'data_type': 'text'}}."
         )
 
 

@@ -8,10 +8,11 @@ dropped whole:
 * errors naming no contact split the body in halves until the culprit is alone, except the
   request-level ones (invalid JSON, unknown lists), which no split can fix and which stop the
   load (terminal);
-* ``invalid custom field ids`` (whether or not SendGrid names contacts) naming only fields this
-  run just created means SendGrid has not caught up yet: the same body is retried with backoff
-  until ``custom_field_ready_timeout``; naming any other field, it stops the load (terminal),
-  since every contact carrying the field would fail the same way.
+* ``invalid custom field ids`` (whether or not SendGrid names contacts) naming fields that
+  field_definitions still lists means a new field is not ready yet: the same body is retried
+  with backoff until ``custom_field_ready_timeout`` (then a transient error, so dlt retries);
+  naming a field that is gone, it stops the load (terminal), since every contact carrying the
+  field would fail the same way.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ _REQUEST_LEVEL = re.compile(r"^(invalid json$|invalid input$|.*\blist_ids?\b)", 
 
 @dataclass
 class SendOutcome:
-    accepted: list[tuple[str, pa.Table, int]] = field(default_factory=list)  # job, contacts, bytes
-    rejected: list[pa.Table] = field(
-        default_factory=list
-    )  # row_number, contact_key, column, reason
+    # (job id, contacts, body bytes) of each accepted request
+    accepted: list[tuple[str, pa.Table, int]] = field(default_factory=list)
+    # row_number, contact_key, column, reason of each contact SendGrid refused
+    rejected: list[pa.Table] = field(default_factory=list)
 
 
 @dataclass
@@ -50,7 +51,6 @@ class BodySender:
     client: SendGridClient
     prefix: bytes
     clock: Clock
-    new_field_ids: frozenset[str] = frozenset()
     field_ready_timeout: float = 120.0
 
     def send(self, body: Body) -> SendOutcome:
@@ -71,51 +71,57 @@ class BodySender:
         self, exc: ContactsRejectedError, contacts: pa.Table, outcome: SendOutcome
     ) -> list[pa.Table]:
         """Record what the 400 rejected; return what should be sent again, in order."""
-        if any(_CUSTOM_IDS_RE.search(e.message) for e in exc.errors):
+        if _refused_custom_field_ids(exc):
             raise RequestRejectedError(
-                "SendGrid does not know some custom field IDs of this run: "
-                f"{redact(exc.errors[0].message)}. A custom field was probably deleted or "
-                "renamed in SendGrid during the load; rerun to resolve the names again.",
+                "SendGrid refused custom field IDs that are no longer defined: "
+                f"{redact(exc.errors[0].message)}. A custom field was probably deleted in "
+                "SendGrid during the load; rerun to resolve the names again.",
                 status=exc.status,
                 route=exc.route,
             ) from exc
         by_index = exc.errors_by_contact()
-        if by_index:
-            bad = sorted(i for i in by_index if 0 <= i < contacts.num_rows)
+        bad = sorted(i for i in by_index if 0 <= i < contacts.num_rows)
+        if bad:
             reasons = ["; ".join(e.message for e in by_index[i]) for i in bad]
-            outcome.rejected.append(_rejects(contacts.take(bad), reasons))
+            outcome.rejected.append(_rejects(contacts.take(pa.array(bad, pa.int64())), reasons))
             keep = np.ones(contacts.num_rows, dtype=bool)
             keep[bad] = False
             rest = contacts.filter(pa.array(keep))
             return [rest] if rest.num_rows else []
-        unindexed = [e.message for e in exc.unindexed_errors] or [exc.message]
-        messages = "; ".join(unindexed)
-        if any(_REQUEST_LEVEL.match(m.strip()) for m in unindexed):
+        # No error names a contact of this body (none at all, or only out-of-range indexes):
+        # split until the culprit is alone.
+        messages = [e.message for e in exc.errors] or [exc.message]
+        if any(_REQUEST_LEVEL.match(m.strip()) for m in messages):
             raise RequestRejectedError(
-                f"SendGrid refused the request as a whole: {redact(messages)}. Check the "
-                "mapping's custom fields and list_ids against the account.",
+                f"SendGrid refused the request as a whole: {redact('; '.join(messages))}. "
+                "Check list_ids against the account.",
                 status=exc.status,
                 route=exc.route,
             ) from exc
         if contacts.num_rows == 1:
-            outcome.rejected.append(_rejects(contacts, [messages]))
+            outcome.rejected.append(_rejects(contacts, ["; ".join(messages)]))
             return []
         half = contacts.num_rows // 2
         return [contacts.slice(0, half), contacts.slice(half)]
 
     def _upsert(self, data: bytes) -> str:
-        """PUT the body; while only just-created custom fields are refused, wait and retry."""
+        """PUT the body; while SendGrid refuses custom fields it still lists, wait and retry.
+
+        A field created moments ago (by this run, or by an earlier attempt of this load that
+        dlt is retrying) is listed by field_definitions but refused by upserts for a while.
+        """
         deadline = self.clock.now() + self.field_ready_timeout
         wait = 1.0
         while True:
             try:
                 return self.client.upsert_contacts(data)
             except ContactsRejectedError as exc:
-                if not self._only_new_fields_refused(exc):
+                refused = _refused_custom_field_ids(exc)
+                if not refused or not self._still_defined(refused):
                     raise
                 if self.clock.now() >= deadline:
                     raise CustomFieldsNotReadyError(
-                        "SendGrid still refuses the custom fields created by this run after "
+                        "SendGrid still refuses newly created custom fields after "
                         f"{self.field_ready_timeout:.0f} s; rerun later or raise "
                         "custom_field_ready_timeout.",
                         status=exc.status,
@@ -124,18 +130,21 @@ class BodySender:
                 self.clock.sleep(min(wait, max(0.0, deadline - self.clock.now())))
                 wait = min(wait * 2, 15.0)
 
-    def _only_new_fields_refused(self, exc: ContactsRejectedError) -> bool:
-        # SendGrid may name the contact (contacts[3].custom_fields) or not: either way, only
-        # "invalid custom field ids" naming fields this run created means "not ready yet".
-        if not self.new_field_ids or not exc.errors:
-            return False
-        refused: set[str] = set()
-        for error in exc.errors:
-            match = _CUSTOM_IDS_RE.search(error.message)
-            if not match:
-                return False
-            refused |= {i.strip() for i in match.group(1).split(",") if i.strip()}
-        return bool(refused) and refused <= self.new_field_ids
+    def _still_defined(self, field_ids: set[str]) -> bool:
+        defined = {f.id for f in self.client.field_definitions().custom}
+        return field_ids <= defined
+
+
+def _refused_custom_field_ids(exc: ContactsRejectedError) -> set[str]:
+    """The IDs in ``invalid custom field ids supplied - <ids>`` errors, if every error of the
+    400 is of that kind (SendGrid may name the contact or not); else an empty set."""
+    refused: set[str] = set()
+    for error in exc.errors:
+        match = _CUSTOM_IDS_RE.search(error.message)
+        if not match:
+            return set()
+        refused |= {i.strip() for i in match.group(1).split(",") if i.strip()}
+    return refused
 
 
 def _rejects(contacts: pa.Table, reasons: list[str]) -> pa.Table:

@@ -49,9 +49,7 @@ def state_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def destination(
-    emulator: Emulator, state_path: Path
-) -> Callable[..., sendgrid]:
+def destination(emulator: Emulator, state_path: Path) -> Callable[..., sendgrid]:
     """``destination(**overrides)``: a sendgrid() bound to this test's emulator and state."""
 
     def make(**overrides: Any) -> sendgrid:

@@ -37,15 +37,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _version(n: int) -> pa.Table:
-    return pa.table({
-        "email": [f"user{i}@example.com" for i in range(CONTACTS)],
-        "first_name": [f"v{n}-{i}" for i in range(CONTACTS)],
-    })
+    return pa.table(
+        {
+            "email": [f"user{i}@example.com" for i in range(CONTACTS)],
+            "first_name": [f"v{n}-{i}" for i in range(CONTACTS)],
+        }
+    )
 
 
 def _upserted(emulator: Emulator, since: int = 0) -> int:
-    return sum(r.contact_count or 0 for r in emulator.requests[since:]
-               if r.route == "PUT /v3/marketing/contacts" and r.status == 202)
+    return sum(
+        r.contact_count or 0
+        for r in emulator.requests[since:]
+        if r.route == "PUT /v3/marketing/contacts" and r.status == 202
+    )
 
 
 def _recorded_v2(state_path: Path) -> int:
@@ -54,12 +59,14 @@ def _recorded_v2(state_path: Path) -> int:
         row = store.con.execute(
             "SELECT count(*) FROM contacts c JOIN requests r ON c.job_id = r.job_id "
             "WHERE r.run_id <> (SELECT min(run_id) FROM runs) "
-            "AND c.status IN ('sent', 'accepted')").fetchone()
+            "AND c.status IN ('sent', 'accepted')"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
-def _kill_after(proc: subprocess.Popen[bytes], emulator: Emulator, requests: int,
-                extra_ms: float) -> None:
+def _kill_after(
+    proc: subprocess.Popen[bytes], emulator: Emulator, requests: int, extra_ms: float
+) -> None:
     baseline = len(emulator.requests)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
@@ -86,9 +93,18 @@ def test_a_sigkilled_load_loses_nothing_and_resends_only_the_unrecorded_request(
         sync(_version(1), emulator.base_url, str(state), str(dlt_dir))
         before_kill = len(emulator.requests)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.crash_worker", emulator.base_url, str(state),
-             str(dlt_dir), str(parquet)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.crash_worker",
+                emulator.base_url,
+                str(state),
+                str(dlt_dir),
+                str(parquet),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         # v2 makes 10 PUTs and then polls their jobs: most kills land among the PUTs, some
         # during polling or after the end.

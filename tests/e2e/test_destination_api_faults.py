@@ -212,22 +212,27 @@ def test_5xx_bursts_and_dropped_connections_are_survived_with_every_contact_deli
     emulator.faults.add(PUT, status=503)
     emulator.faults.add(PUT, action="drop", times=2)
     emulator.faults.add(PUT, action="drop_after")  # accepted, but the answer is lost
+    emulator.faults.add(PUT, action="hang")  # no answer: the read timeout gives up on it
     emulator.faults.add(IMPORTS, status=502)
     emulator.faults.add(IMPORTS, action="drop")
 
-    info = run(contacts_table(9), destination(max_contacts_per_request=3, max_in_flight=1))
+    dest = destination(
+        max_contacts_per_request=3, max_in_flight=1, max_attempts=10, read_timeout=0.5
+    )
+
+    info = run(contacts_table(9), dest)
 
     assert _emails(emulator) == _expected(9)
     statuses = [r.status for r in upserts(emulator)]
-    assert statuses[:6] == [500, 500, 503, 0, 0, 0]
-    assert statuses[6:] == [202, 202, 202]
+    assert statuses[:7] == [500, 500, 503, 0, 0, 0, 0]
+    assert statuses[7:] == [202, 202, 202]
     assert rejects_of(state_path) == []
     summary = run_summary(state_path, info)
     assert summary["contacts_sent"] == 9
     assert summary["requests"] == 3
     assert summary["jobs"].get("completed") == 3
-    # Six backoffs on the first body (full jitter within 2^(attempt-1) s), then polling.
-    backoffs = clock.sleeps[:6]
+    # Seven backoffs on the first body (full jitter within 2^(attempt-1) s), then polling.
+    backoffs = clock.sleeps[:7]
     for attempt, wait in enumerate(backoffs, start=1):
         assert 0.0 <= wait <= min(60.0, 2.0 ** (attempt - 1))
 

@@ -262,6 +262,8 @@ def test_contacts_end_up_in_the_configured_lists(emulator, destination, run) -> 
     assert len(contacts) == 3
     for contact in contacts:
         assert sorted(contact["list_ids"]) == sorted([vip, newsletter])
+    # Without on_behalf_of, no request names a subuser.
+    assert all(r.header("On-Behalf-Of") is None for r in emulator.requests)
 
 
 def test_adding_a_list_later_sends_unchanged_contacts_again_so_they_join_it(
@@ -319,13 +321,6 @@ def test_every_request_carries_on_behalf_of_and_a_user_agent_naming_the_destinat
         assert r.header("On-Behalf-Of") == "subuser-7", r.route
         assert r.header("User-Agent") == f"sendgrid-destination/{__version__}", r.route
     assert emulator.contact("user0@example.com")["custom_fields"] == {plan: "a"}
-
-
-def test_without_on_behalf_of_no_such_header_is_sent(emulator, destination, run) -> None:
-    run(contacts_table(1), destination())
-
-    assert emulator.requests
-    assert all(r.header("On-Behalf-Of") is None for r in emulator.requests)
 
 
 # -- settings from the environment ---------------------------------------------------------

@@ -11,12 +11,15 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.clock import FakeClock
 from sendgrid_destination.destination import use_clock
 from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.errors import ConfigurationError
 from tests.e2e.conftest import (
     API_KEY,
+    cause_of,
     contacts_table,
     destination_for,
     rejects_of,
@@ -48,6 +51,10 @@ VALID = "valid"
 def _row(email: str | None, **values: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "email": email,
+        "ext": None,
+        "phone": None,
+        "zip": None,
+        "city": None,
         "first_name": None,
         "alt": None,
         "plan": None,
@@ -71,6 +78,10 @@ ROWS: list[tuple[dict[str, Any], Any]] = [
     (  # 0: every type, all set; email trimmed and lower-cased
         _row(
             "  Alice@Example.COM ",
+            ext=1001,
+            phone=" +14155550100 ",
+            zip=94105,
+            city="San Francisco",
             first_name="Alice",
             alt=["A.Two@Example.com", " a3@example.org "],
             plan="pro",
@@ -94,7 +105,7 @@ ROWS: list[tuple[dict[str, Any], Any]] = [
     (_row("not-an-email", plan="pro"), [("email", "email: not a valid email address")]),
     (
         _row(None, first_name="Nobody"),
-        [("email", "no identifier: every mapped identifier column is empty")],
+        [("email, ext, phone", "no identifier: every mapped identifier column is empty")],
     ),
     (  # 4: two problems in one row: both are recorded, the row counts once
         _row("broken@", score=float("nan")),
@@ -139,6 +150,11 @@ ROWS: list[tuple[dict[str, Any], Any]] = [
         ),
         VALID,
     ),
+    (_row(None, ext=2002, first_name="Ext Only"), VALID),  # 14: identified by external_id
+    (
+        _row("pat@example.com", phone="555-1234"),
+        [("phone", "phone_number_id: not an E.164 number like +14155550100")],
+    ),
 ]
 
 
@@ -148,6 +164,10 @@ def _typed_table() -> pa.Table:
     return pa.table(
         {
             "email": pa.array(column["email"], pa.string()),
+            "ext": pa.array(column["ext"], pa.int64()),
+            "phone": pa.array(column["phone"], pa.string()),
+            "zip": pa.array(column["zip"], pa.int32()),
+            "city": pa.array(column["city"], pa.string()),
             "first_name": pa.array(column["first_name"], pa.string()),
             "alt": pa.array(column["alt"], pa.list_(pa.string())),
             "plan": pa.array(column["plan"], pa.string()),
@@ -167,10 +187,18 @@ def _typed_table() -> pa.Table:
 
 TYPED_MAPPING: dict[str, Any] = {
     "email": "email",
+    "external_id": "ext",
+    "phone_number_id": "phone",
+    "postal_code": "zip",
+    "city": "city",
     "first_name": "first_name",
     "alternate_emails": "alt",
     "custom_fields": {name: column for name, (_, column) in CUSTOM_FIELDS.items()},
 }
+
+
+def _identity(contact: dict[str, Any]) -> str:
+    return contact.get("email") or f"external_id:{contact['external_id']}"
 
 
 @dataclass
@@ -202,7 +230,7 @@ def typed_load(tmp_path_factory: pytest.TempPathFactory) -> TypedLoad:
             info = pipeline.run(_typed_table(), table_name="contacts")
             return TypedLoad(
                 ids=ids,
-                contacts={c["email"]: c for c in emu.contacts()},
+                contacts={_identity(c): c for c in emu.contacts()},
                 rejects=rejects_of(state_path),
                 summary=run_summary(state_path, info),
                 put_counts=[r.contact_count for r in upserts(emu) if r.status == 202],
@@ -217,6 +245,10 @@ def test_every_valid_row_arrives_with_typed_values_under_the_custom_field_ids(
 
     alice = contacts["alice@example.com"]
     assert alice["first_name"] == "Alice"
+    assert alice["external_id"] == "1001"
+    assert alice["phone_number_id"] == "+14155550100"
+    assert alice["postal_code"] == "94105"
+    assert alice["city"] == "San Francisco"
     assert alice["alternate_emails"] == ["a.two@example.com", "a3@example.org"]
     assert alice["custom_fields"] == {
         ids["plan"]: "pro",
@@ -238,6 +270,10 @@ def test_every_valid_row_arrives_with_typed_values_under_the_custom_field_ids(
     judy = contacts["judy@example.com"]
     assert "first_name" not in judy and "alternate_emails" not in judy
     assert judy["custom_fields"] == {}
+    ext_only = contacts["external_id:2002"]
+    assert "email" not in ext_only
+    assert ext_only["first_name"] == "Ext Only"
+    assert ext_only["custom_fields"] == {}
     assert contacts["mallory@example.com"]["custom_fields"] == {
         ids["last_seen"]: "2024-03-02T00:00:00Z",
         ids["signup_day"]: "1969-12-31T00:00:00Z",
@@ -249,7 +285,11 @@ def test_every_valid_row_arrives_with_typed_values_under_the_custom_field_ids(
 def test_only_the_valid_rows_become_contacts_and_nothing_else_is_lost(
     typed_load: TypedLoad,
 ) -> None:
-    expected = sorted(r["email"].strip().lower() for r, outcome in ROWS if outcome == VALID)
+    expected = sorted(
+        r["email"].strip().lower() if r["email"] else f"external_id:{r['ext']}"
+        for r, outcome in ROWS
+        if outcome == VALID
+    )
 
     assert sorted(typed_load.contacts) == expected
     assert sum(n or 0 for n in typed_load.put_counts) == len(expected)
@@ -417,3 +457,62 @@ def test_streaming_one_job_file_in_small_arrow_batches_loses_no_row(
     summary = run_summary(state_path, info)
     assert summary["rows_read"] == 10
     assert summary["contacts_sent"] == 9
+
+
+def test_the_date_format_setting_shapes_dates_and_timestamps_rendered_as_text(
+    emulator, destination, run, state_path
+) -> None:
+    since = emulator.add_custom_field("since", "Date")
+    seen = emulator.add_custom_field("seen", "Date")
+    seen_text = emulator.add_custom_field("seen_text", "Text")
+    data = contacts_table(
+        1,
+        since=pa.array([dt.date(2024, 3, 5)], pa.date32()),
+        seen=pa.array([dt.datetime(2024, 3, 5, 23, 30, tzinfo=MINUS_TWO)]),
+    )
+    mapping = {
+        "email": "email",
+        "custom_fields": {"since": "since", "seen": "seen", "seen_text": "seen"},
+    }
+
+    info = run(data, destination(mapping=mapping, date_format="%m/%d/%Y"))
+
+    assert emulator.contact("user0@example.com")["custom_fields"] == {
+        since: "03/05/2024",
+        seen: "03/06/2024",  # 23:30 at -02:00 is the next day in UTC
+        seen_text: "03/06/2024",
+    }
+    assert run_summary(state_path, info)["failed_in_jobs"] == 0
+
+
+def test_a_mapped_column_dlt_left_out_as_untyped_and_empty_fails_explaining_how_to_keep_it(
+    emulator, destination, run
+) -> None:
+    # dlt drops a column that has neither a type nor a value in the first load it sees (an
+    # all-null Arrow column, SELECT NULL). It cannot be told from a typo, so the run stops
+    # before any request, and the message says how to keep the column.
+    data = contacts_table(2, last=pa.array([None, None], pa.null()))
+    mapping = {"email": "email", "first_name": "first_name", "last_name": "last"}
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(data, destination(mapping=mapping))
+
+    message = str(cause_of(failed.value, ConfigurationError))
+    assert "last" in message
+    assert "data_type" in message
+    assert emulator.requests == []
+
+
+def test_a_mapped_column_that_is_null_in_a_later_load_is_omitted(
+    emulator, destination, run
+) -> None:
+    mapping = {"email": "email", "first_name": "first_name", "last_name": "last"}
+    run(contacts_table(2, last=["Smith", "Jones"]), destination(mapping=mapping))
+
+    run(
+        contacts_table(2, start=2, last=pa.array([None, None], pa.null())),
+        destination(mapping=mapping),
+    )
+
+    assert emulator.contact("user2@example.com") is not None
+    assert "last_name" not in emulator.contact("user2@example.com")
