@@ -53,16 +53,7 @@ def destination(emulator: Emulator, state_path: Path) -> Callable[..., sendgrid]
     """``destination(**overrides)``: a sendgrid() bound to this test's emulator and state."""
 
     def make(**overrides: Any) -> sendgrid:
-        settings: dict[str, Any] = {
-            "api_key": API_KEY,
-            "base_url": emulator.base_url,
-            "mapping": DEFAULT_MAPPING,
-            "state_path": str(state_path),
-            "job_poll_interval": 1.0,
-            "max_attempts": 8,
-        }
-        settings.update(overrides)
-        return sendgrid(**settings)
+        return destination_for(emulator, overrides.pop("state_path", state_path), **overrides)
 
     return make
 
@@ -128,13 +119,13 @@ def cause_of(exc: BaseException, kind: type[BaseException]) -> BaseException:
     return found[0]
 
 
-def destination_for(emu: Emulator, state_path: Path, **overrides: Any) -> sendgrid:
+def destination_for(emu: Emulator, state_path: Path | None, **overrides: Any) -> sendgrid:
     """Like the ``destination`` fixture, for an emulator a test built itself."""
     settings: dict[str, Any] = {
         "api_key": API_KEY,
         "base_url": emu.base_url,
         "mapping": DEFAULT_MAPPING,
-        "state_path": str(state_path),
+        "state_path": None if state_path is None else str(state_path),
         "job_poll_interval": 1.0,
         "max_attempts": 8,
     }

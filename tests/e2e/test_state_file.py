@@ -24,21 +24,12 @@ from tests.e2e.conftest import (
     cli,
     contact_states,
     contacts_table,
+    exception_chain,
     run_summary,
     state_rows,
     upserted_contacts,
     upserts,
 )
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
 
 # -- one run at a time ----------------------------------------------------------------------
 
@@ -52,8 +43,8 @@ def test_a_run_on_a_state_file_in_use_fails_naming_the_file_and_leaves_it_intact
     with StateStore.open(state_path), pytest.raises(PipelineStepFailed) as failed:
         run(contacts_table(8), destination())
 
-    locked = [e for e in _causes(failed.value) if isinstance(e, StateLockedError)]
-    assert locked, [type(e).__name__ for e in _causes(failed.value)]
+    locked = [e for e in exception_chain(failed.value) if isinstance(e, StateLockedError)]
+    assert locked, [type(e).__name__ for e in exception_chain(failed.value)]
     assert str(state_path) in str(locked[0])
     assert "in use by another run" in str(locked[0])
     assert upserts(emulator) == []  # nothing was sent without the lock

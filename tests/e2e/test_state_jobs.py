@@ -15,33 +15,20 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from sendgrid_destination import sendgrid
 from sendgrid_destination.emulator import Emulator, handlers
 from sendgrid_destination.emulator import control as emulator_control
 from sendgrid_destination.emulator.jobs import view as job_view_of
 from tests.e2e.conftest import (
     API_KEY,
-    DEFAULT_MAPPING,
     cli,
     contact_states,
     contacts_table,
+    destination_for,
     run_summary,
     state_rows,
     upserted_contacts,
     upserts,
 )
-
-
-def _destination(emu: Emulator, state_path, **overrides: Any) -> sendgrid:
-    settings: dict[str, Any] = {
-        "api_key": API_KEY,
-        "base_url": emu.base_url,
-        "mapping": DEFAULT_MAPPING,
-        "state_path": str(state_path),
-        "job_poll_interval": 1.0,
-    }
-    settings.update(overrides)
-    return sendgrid(**settings)
 
 
 def _jobs(state_path) -> list[dict[str, Any]]:
@@ -224,7 +211,7 @@ def test_a_job_still_pending_at_the_wait_timeout_stays_pending_and_the_next_run_
 ) -> None:
     with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=3_600) as emu:
         data = contacts_table(15)
-        destination = _destination(emu, state_path, job_wait_timeout=20.0)
+        destination = destination_for(emu, state_path, job_wait_timeout=20.0)
         started = clock.now()
         first = run(data, destination)
 
@@ -242,7 +229,7 @@ def test_a_job_still_pending_at_the_wait_timeout_stays_pending_and_the_next_run_
 
         clock.advance(3_600)
         emu.clear_requests()
-        second = run(data, _destination(emu, state_path, job_wait_timeout=20.0))
+        second = run(data, destination_for(emu, state_path, job_wait_timeout=20.0))
 
         assert upserts(emu) == []
         assert len(emu.contacts()) == 15
@@ -262,7 +249,7 @@ def test_contacts_that_a_pending_job_failed_after_the_run_are_resent_by_the_next
 ) -> None:
     with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=60) as emu:
         data = contacts_table(6)
-        run(data, _destination(emu, state_path, job_wait_timeout=10.0))
+        run(data, destination_for(emu, state_path, job_wait_timeout=10.0))
         assert [job["status"] for job in _jobs(state_path)] == ["pending"]
         # SendGrid finishes the job between runs and refuses one contact.
         emu.force_contact_errors({"user2@example.com": "bad"})
@@ -270,7 +257,7 @@ def test_contacts_that_a_pending_job_failed_after_the_run_are_resent_by_the_next
         emu.clear_contact_errors()
         emu.clear_requests()
 
-        second = run(data, _destination(emu, state_path, job_wait_timeout=600.0))
+        second = run(data, destination_for(emu, state_path, job_wait_timeout=600.0))
 
         # The earlier job is followed up first, so its failed contact is resent right away.
         assert upserted_contacts(emu) == 1
@@ -309,7 +296,7 @@ def test_a_contact_changed_twice_across_batches_ends_with_its_last_values(
     with Emulator(
         api_key=API_KEY, clock=clock, job_order="reverse", job_polls_until_done=polls
     ) as emu:
-        run(_TWICE, _destination(emu, state_path, read_batch_rows=2))
+        run(_TWICE, destination_for(emu, state_path, read_batch_rows=2))
 
         assert emu.contact("user0@example.com")["first_name"] == "New"
         assert len(emu.contacts()) == 5
@@ -324,11 +311,11 @@ def test_a_contact_whose_previous_job_is_still_pending_is_held_back_until_that_j
     old = pa.table({"email": ["user0@example.com"], "first_name": ["Old"]})
     new = pa.table({"email": ["user0@example.com"], "first_name": ["New"]})
     with Emulator(api_key=API_KEY, clock=clock, job_order="reverse", job_delay_seconds=25) as emu:
-        dest = _destination(emu, state_path, job_wait_timeout=10)
+        dest = destination_for(emu, state_path, job_wait_timeout=10)
         first = run(old, dest)
         assert run_summary(state_path, first)["jobs"] == {"pending": 1}
 
-        second = run(new, _destination(emu, state_path, job_wait_timeout=10))
+        second = run(new, destination_for(emu, state_path, job_wait_timeout=10))
 
         summary = run_summary(state_path, second)
         assert summary["deferred"] == 1
@@ -341,7 +328,7 @@ def test_a_contact_held_twice_in_one_file_is_sent_once_as_its_last_row(
     clock, run, state_path
 ) -> None:
     with Emulator(api_key=API_KEY, clock=clock, job_order="reverse", job_delay_seconds=5) as emu:
-        info = run(_TWICE, _destination(emu, state_path, read_batch_rows=2, max_in_flight=1))
+        info = run(_TWICE, destination_for(emu, state_path, read_batch_rows=2, max_in_flight=1))
 
         assert emu.contact("user0@example.com")["first_name"] == "New"
         summary = run_summary(state_path, info)
@@ -354,7 +341,7 @@ def test_a_contact_changed_twice_ends_with_its_last_values_when_its_jobs_run_in_
     # Each body carries two contacts, so "Old" and "New" ride on different jobs. They are
     # both sent before either 202 is recorded, and SendGrid may apply the jobs in any order.
     with Emulator(api_key=API_KEY, clock=clock, job_order="reverse", job_delay_seconds=5) as emu:
-        run(_TWICE, _destination(emu, state_path, read_batch_rows=2, max_contacts_per_request=2))
+        run(_TWICE, destination_for(emu, state_path, read_batch_rows=2, max_contacts_per_request=2))
 
         assert emu.contact("user0@example.com")["first_name"] == "New"
 
