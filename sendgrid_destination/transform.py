@@ -342,6 +342,8 @@ class Transformer:
         src = normalize_arrow(batch).append_column(ROW_COLUMN, rows)
         if len(superseded):
             src = src.filter(pc.invert(pc.is_in(rows, value_set=superseded)))
+        # DuckDB scans one Arrow chunk per thread: split the batch so every core works.
+        src = pa.Table.from_batches(pa.table(src).to_batches(max_chunksize=_SCAN_CHUNK_ROWS))
         cur = self._con.cursor()
         try:
             cur.register("src", src)
@@ -386,6 +388,7 @@ class Transformer:
 
 
 _BITS = 63
+_SCAN_CHUNK_ROWS = 16_384
 _EMPTY_REJECTS = pa.table(
     {
         "row_number": pa.array([], pa.int64()),
