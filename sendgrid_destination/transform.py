@@ -343,7 +343,8 @@ class Transformer:
         if len(superseded):
             src = src.filter(pc.invert(pc.is_in(rows, value_set=superseded)))
         # DuckDB scans one Arrow chunk per thread: split the batch so every core works.
-        src = pa.Table.from_batches(pa.table(src).to_batches(max_chunksize=_SCAN_CHUNK_ROWS))
+        src = pa.table(src)
+        src = pa.Table.from_batches(src.to_batches(max_chunksize=_SCAN_CHUNK_ROWS), src.schema)
         cur = self._con.cursor()
         try:
             cur.register("src", src)
