@@ -1,0 +1,106 @@
+"""Where the destination's load step spends its time, measured from outside the package.
+
+Contract: ``install()`` wraps a few public functions of ``sendgrid_destination`` in the
+current process (never the files) with timers and returns the ``Timers`` they add to. The
+wrappers call through unchanged; they only time. Buckets:
+
+* ``read_parquet``: the next Arrow batch out of the job file (``destination._file_batches``);
+* ``superseded``: the file-wide last-row-wins scan (``Transformer.superseded_rows``);
+* ``transform``, ``diff``, ``pending_keys``, ``pack``: the per-batch path;
+* ``state_write``: ``record_sent`` and ``record_rejects`` (after each 202, on the load thread);
+* ``waiting_for_api``: the load thread blocked until an in-flight upsert answers (the
+  loader's ``concurrent.futures.wait``): the API's (here the emulator's) time, not ours;
+* ``jobs``: following import jobs to their end (polling and recording their outcomes).
+
+Used by ``benchmarks.stream`` in its own process only.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+class Timers:
+    """Seconds and calls per bucket; safe to add to from several threads."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, bucket: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[bucket] = self.seconds.get(bucket, 0.0) + seconds
+            self.calls[bucket] = self.calls.get(bucket, 0) + 1
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {k: {"seconds": v, "calls": self.calls[k]} for k, v in self.seconds.items()}
+
+
+def _timed(timers: Timers, bucket: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            timers.add(bucket, time.perf_counter() - started)
+
+    return wrapper
+
+
+def _timed_iterator(
+    timers: Timers, bucket: str, func: Callable[..., Iterator[Any]]
+) -> Callable[..., Iterator[Any]]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        items = func(*args, **kwargs)
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                timers.add(bucket, time.perf_counter() - started)
+                return
+            timers.add(bucket, time.perf_counter() - started)
+            yield item
+
+    return wrapper
+
+
+def install() -> Timers:
+    """Wrap the functions listed in the module docstring; return their timers.
+
+    A function the package no longer has is skipped (its time then shows as ``other``).
+    """
+    from sendgrid_destination import destination, jobs, loader, packing, state, transform
+
+    timers = Timers()
+    patches: list[tuple[Any, str, str]] = [
+        (transform.Transformer, "superseded_rows", "superseded"),
+        (transform.Transformer, "run", "transform"),
+        (state.StateStore, "diff", "diff"),
+        (state.StateStore, "pending_keys", "pending_keys"),
+        (packing.Packer, "add", "pack"),
+        (packing.Packer, "flush", "pack"),
+        (state.StateStore, "record_sent", "state_write"),
+        (state.StateStore, "record_rejects", "state_write"),
+        (loader, "wait", "waiting_for_api"),
+        (jobs.JobTracker, "wait", "jobs"),
+    ]
+    for owner, name, bucket in patches:
+        if hasattr(owner, name):
+            setattr(owner, name, _timed(timers, bucket, getattr(owner, name)))
+    for name in ("_file_batches", "_batches"):  # the job-file reader, by either name
+        if hasattr(destination, name):
+            setattr(
+                destination,
+                name,
+                _timed_iterator(timers, "read_parquet", getattr(destination, name)),
+            )
+    return timers

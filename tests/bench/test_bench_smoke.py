@@ -1,0 +1,99 @@
+"""A tiny run of the whole benchmark harness, so ``make bench`` cannot rot.
+
+Runs ``benchmarks.run`` at 2,000 rows, one repeat, into a temporary directory, and checks the
+shape of what it writes and the facts that do not depend on the machine: both paths agree on
+the contacts and the refused rows, the unchanged rerun sends nothing, the changed rerun sends
+only the changed contacts, and every sync stays within one request of the minimum. No timing
+is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import report
+from benchmarks.run import main
+
+ROWS = 2_000
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    code = main(
+        [
+            "--sizes", str(ROWS), "--repeat", "1",
+            "--report", str(out / "BENCHMARKS.md"), "--results-dir", str(out / "results"),
+            "--workdir", str(out / "work"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "results" / "latest.json").read_text())
+    return results, (out / "BENCHMARKS.md").read_text(), out
+
+
+def test_it_writes_the_report_the_json_and_the_chart(bench: tuple[dict[str, Any], str, Path]):
+    results, text, out = bench
+    assert set(results) >= {"machine", "config", "equivalence", "throughput", "sync"}
+    assert results["machine"]["cores"] >= 1 and results["machine"]["versions"]["dlt"]
+    png = (out / "results" / "throughput_memory.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    for heading in (
+        "## Machine",
+        "## Reproduce",
+        "## Targets",
+        "## 1-2.",
+        "## 3-4, 7.",
+        "## 5. Peak memory",
+        "## 6. Request efficiency",
+        "## What limits it",
+    ):
+        assert heading in text
+    assert "python -m benchmarks.run --sizes 2000 --repeat 1" in text
+    assert len(report.targets(results)) == 6
+
+
+def test_both_paths_send_the_same_contacts_and_refuse_the_same_rows(bench):
+    eq = bench[0]["equivalence"]
+    assert eq["same_contacts"] and eq["contacts_ours"] == eq["contacts_baseline"] > 0
+    assert eq["same_rejected_rows"]
+    assert eq["rejected_ours"] == eq["rejected_baseline"] == eq["rejected_expected"] > 0
+
+
+def test_the_in_process_paths_measured_both_passes(bench):
+    (entry,) = bench[0]["throughput"]
+    run = entry["runs"][0]
+    assert run["ours"]["first"]["contacts"] == run["baseline"]["first"]["contacts"]
+    assert run["ours"]["unchanged"]["requests"] == 0
+    assert run["baseline"]["unchanged"]["requests"] == 0
+    assert entry["median"]["ours_rows_per_second"] > 0 and entry["median"]["ratio"] > 0
+
+
+def test_reruns_send_nothing_unchanged_and_only_what_changed(bench):
+    sizes = bench[0]["sync"]["sizes"]
+    entry = sizes[str(ROWS)]
+    run = entry["runs"][0]
+    assert run["first"]["summary"]["rows_read"] == ROWS
+    assert run["unchanged"]["emulator"]["upserts"] == 0
+    assert run["unchanged"]["summary"]["contacts_sent"] == 0
+    assert run["changed"]["summary"]["contacts_sent"] == entry["changed_contacts"] > 0
+    assert run["changed"]["emulator"]["contacts"] == entry["changed_contacts"]
+
+
+def test_requests_stay_within_one_of_the_minimum(bench):
+    results = bench[0]
+    for entry in results["sync"]["sizes"].values():
+        first = entry["runs"][0]["first"]["emulator"]
+        assert first["accepted"] >= 1 and first["extra"] <= 1
+    for entry in results["throughput"]:
+        assert entry["median"]["ours_efficiency"]["extra"] <= 1
+
+
+def test_memory_and_steps_are_reported(bench):
+    first = bench[0]["sync"]["sizes"][str(ROWS)]["runs"][0]["first"]
+    assert first["peak_rss_bytes"] > 0
+    assert set(first["steps"]) == {"extract", "normalize", "load"}
