@@ -275,10 +275,6 @@ class StateStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def job_stream(self, job_id: str) -> str | None:
-        row = self.con.execute("SELECT stream FROM jobs WHERE job_id = ?", [job_id]).fetchone()
-        return None if row is None else str(row[0])
-
     # -- runs --------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, stream: str) -> None:
