@@ -25,9 +25,9 @@ from dlt.common.pipeline import LoadInfo
 from dlt.common.schema import TTableSchema
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
-from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.client import DEFAULT_BASE_URL, SendGridClient
 from sendgrid_destination.clock import Clock, SystemClock
-from sendgrid_destination.config import DEFAULT_BASE_URL, SendGridConfiguration
+from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.loader import ContactLoader
 from sendgrid_destination.mapping import FieldMapping, parse_mapping
 from sendgrid_destination.state import StateStore
