@@ -38,14 +38,14 @@ import pyarrow.compute as pc
 
 from sendgrid_destination.errors import ConfigurationError, StateLockedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STATE_MEMORY_LIMIT = "256MB"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS contacts (
     stream VARCHAR, contact_key VARCHAR, content_hash VARCHAR, job_id VARCHAR,
-    status VARCHAR, reason VARCHAR, run_id VARCHAR, updated_at TIMESTAMP,
-    PRIMARY KEY (stream, contact_key));
+    status VARCHAR, reason VARCHAR, run_id VARCHAR, updated_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS requests (
     job_id VARCHAR PRIMARY KEY, run_id VARCHAR, stream VARCHAR, contact_count BIGINT,
     body_bytes BIGINT, sent_at TIMESTAMP);
@@ -96,7 +96,11 @@ class StateStore:
         previous_umask = os.umask(0o077)
         try:
             with _exclusive_lock(path, shared=read_only):
-                con = duckdb.connect(str(path), read_only=read_only)
+                # The state's tables live in DuckDB's buffer pool, which spills to disk beyond
+                # this cap: memory stays flat however many contacts the account holds.
+                con = duckdb.connect(
+                    str(path), read_only=read_only, config={"memory_limit": STATE_MEMORY_LIMIT}
+                )
                 try:
                     store = cls(con, path)
                     if not read_only:
@@ -131,10 +135,15 @@ class StateStore:
             params=[stream],
         ).to_arrow_table()["change"]
         cur.close()
+        if len(change) != contacts.num_rows:
+            raise ConfigurationError(
+                f"The state file {self.path} holds a contact twice; it was not written by this "
+                "version. Move it away (the next run then resends every contact once)."
+            )
         counts = {k: _count(change, k) for k in ("new", "changed", "unchanged")}
-        to_send = contacts
+        to_send = contacts.append_column("is_new", pc.equal(change, "new"))
         if counts["unchanged"]:
-            to_send = contacts.filter(pc.not_equal(change, "unchanged"))
+            to_send = to_send.filter(pc.not_equal(change, "unchanged"))
         return DiffResult(to_send, counts["new"], counts["changed"], counts["unchanged"])
 
     def pending_keys(self, stream: str, contacts: pa.Table) -> pa.Array:
@@ -167,7 +176,21 @@ class StateStore:
     ) -> None:
         """After a 202: the request and the hashes it carried, in one transaction."""
         cur = self.con.cursor()
-        cur.register("sent", contacts.select(["contact_key", "content_hash"]))
+        is_new = (
+            contacts["is_new"]
+            if "is_new" in contacts.column_names
+            else pa.nulls(contacts.num_rows, pa.bool_()).fill_null(False)
+        )
+        cur.register(
+            "sent",
+            pa.table(
+                {
+                    "contact_key": contacts["contact_key"],
+                    "content_hash": contacts["content_hash"],
+                    "is_new": is_new,
+                }
+            ),
+        )
         cur.execute("BEGIN")
         cur.execute(
             "INSERT INTO requests VALUES (?, ?, ?, ?, ?, now())",
@@ -178,8 +201,17 @@ class StateStore:
             "VALUES (?, ?, ?, 'pending', ?, now())",
             [job_id, run_id, stream, contacts.num_rows],
         )
+        # No primary key on contacts: DuckDB keeps a key index in memory (about 100 bytes a
+        # contact), which made memory grow with the state. One row per key is kept by
+        # deleting the previous row in the same transaction; a contact sent for the first
+        # time has none, and the diff said which ones.
         cur.execute(
-            "INSERT OR REPLACE INTO contacts SELECT ?, contact_key, content_hash, ?, 'sent', "
+            "DELETE FROM contacts WHERE stream = ? AND contact_key IN "
+            "(SELECT contact_key FROM sent WHERE NOT is_new)",
+            [stream],
+        )
+        cur.execute(
+            "INSERT INTO contacts SELECT ?, contact_key, content_hash, ?, 'sent', "
             "NULL, ?, now() FROM sent",
             [stream, job_id, run_id],
         )
