@@ -113,17 +113,18 @@ class JobTracker:
 
 def _failed_contacts(rows: list[dict[str, str]]) -> pa.Table:
     """contact_key (every identifier the row names) and reason, one row per key."""
-    keys: list[str] = []
-    reasons: list[str] = []
+    reasons: dict[str, str] = {}  # a key once, even if two columns or rows name it
     for row in rows:
         reason = next((row[c] for c in _REASON_COLUMNS if row.get(c)), "failed in import job")
         for column, prefix in _ERROR_ID_COLUMNS.items():
             value = (row.get(column) or "").strip()
             if value:
-                keys.append(f"{prefix}:{value.lower() if prefix == 'email' else value}")
-                reasons.append(reason)
+                reasons[f"{prefix}:{value.lower() if prefix == 'email' else value}"] = reason
     return pa.table(
-        {"contact_key": pa.array(keys, pa.string()), "reason": pa.array(reasons, pa.string())}
+        {
+            "contact_key": pa.array(list(reasons), pa.string()),
+            "reason": pa.array(list(reasons.values()), pa.string()),
+        }
     )
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -179,7 +180,7 @@ class StateStore:
         is_new = (
             contacts["is_new"]
             if "is_new" in contacts.column_names
-            else pa.nulls(contacts.num_rows, pa.bool_()).fill_null(False)
+            else pa.array(np.zeros(contacts.num_rows, dtype=bool))
         )
         cur.register(
             "sent",
