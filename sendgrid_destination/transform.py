@@ -23,6 +23,9 @@ is rejected and nothing is sent for that key.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -388,6 +391,7 @@ class Transformer:
         return rejects
 
 
+TRANSFORM_MEMORY_LIMIT = "256MB"
 _BITS = 63
 _SCAN_CHUNK_ROWS = 16_384
 _EMPTY_REJECTS = pa.table(
@@ -447,7 +451,12 @@ def _json_str(text: str) -> str:
 
 
 def _new_connection() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    # A memory cap makes DuckDB spill the file-wide duplicate scan to disk instead of holding
+    # every key of a 10M-row file in memory (1.8 GiB without it); the spill goes to a private
+    # temporary directory, not the current one.
+    spill = tempfile.mkdtemp(prefix="sendgrid-destination-")
+    con = duckdb.connect(config={"memory_limit": TRANSFORM_MEMORY_LIMIT, "temp_directory": spill})
+    weakref.finalize(con, shutil.rmtree, spill, ignore_errors=True)
     # Dates are rendered in UTC whatever the machine's zone.
     con.execute("SET TimeZone = 'UTC'")
     return con
