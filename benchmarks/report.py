@@ -500,17 +500,13 @@ def _equivalence(results: dict[str, Any]) -> list[str]:
 
 LIMITS = """## What limits it
 
-**Changed since the figures above were measured** (re-measure with `make bench`): the
-transform now hands DuckDB 16,384-row chunks, so both cores scan (in a same-run check on an
-idle machine, transform + pack of 1M rows went from 172,741 to 300,452 rows/s, 1.7x, while
-the per-row baseline ran at 48,798 rows/s); `StateStore.diff` joins on keys and hashes only
-and filters the Arrow table just when some contact is unchanged; and the loader skips the
-pending-job join unless a job was pending when the load started; and the state's
-`contacts` table has no primary key any more (one row per key is kept by delete-then-insert
-of changed keys only) and its connection a 256 MB memory limit: in a same-machine check,
-recording 2,000,000 contacts in 20,000-contact bodies took 4.3-5.4 s instead of
-14.3-18.5 s. One diff per batch (a scan of the whole table) and the JSON/SHA-256 cost are
-unchanged; the 10M memory figure needs re-measuring.
+**Changed since the figures above were measured**: the 10M-row peak above comes from the
+file-wide duplicate scan (`Transformer.superseded_rows`), a DuckDB GROUP BY over every key of
+the job file, which ran without a memory cap. The transform's connection now has a 256 MB
+limit and spills to a private temporary directory: on a 10M-row parquet file that scan
+alone went from 1,767 MiB to 419 MiB peak RSS (158 MiB before it) in 5.9-7.2 s. Re-measure
+with `make bench`. The analysis below was written on the previous full run (before the
+chunked scan, the state without a primary key and the leaner diff, which this run includes).
 
 Profiled while the harness was written (`python -m benchmarks.profile` reproduces the
 profile: DuckDB `EXPLAIN ANALYZE` of the transform's SQL, cProfile of a pass, and the batch
