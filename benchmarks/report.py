@@ -504,8 +504,12 @@ LIMITS = """## What limits it
 file-wide duplicate scan (`Transformer.superseded_rows`), a DuckDB GROUP BY over every key of
 the job file, which ran without a memory cap. The transform's connection now has a 256 MB
 limit and spills to a private temporary directory: on a 10M-row parquet file that scan
-alone went from 1,767 MiB to 419 MiB peak RSS (158 MiB before it) in 5.9-7.2 s. Re-measure
-with `make bench`. The analysis below was written on the previous full run (before the
+alone went from 1,767 MiB to 419 MiB peak RSS (158 MiB before it) in 5.9-7.2 s. A later
+sync-only run (`--sizes 100000 --sync-sizes 1000000,10000000 --repeat 1`) measured the real
+dlt sync at 548 MiB peak for 1M rows and 1,186 MiB for 10M rows (was 1,890): better, still
+above the 1 GiB target; dlt's own extract reaches 641 MiB at 10M, and the load step still
+grows with the input (next suspects: the state diff's join, one per batch, over the whole
+`contacts` table, and DuckDB caches). Re-measure with `make bench`. The analysis below was written on the previous full run (before the
 chunked scan, the state without a primary key and the leaner diff, which this run includes).
 
 Profiled while the harness was written (`python -m benchmarks.profile` reproduces the
