@@ -509,8 +509,10 @@ sync-only run (`--sizes 100000 --sync-sizes 1000000,10000000 --repeat 1`) measur
 dlt sync at 548 MiB peak for 1M rows and 1,186 MiB for 10M rows (was 1,890): better, still
 above the 1 GiB target; dlt's own extract reaches 641 MiB at 10M, and the load step still
 grows with the input (next suspects: the state diff's join, one per batch, over the whole
-`contacts` table, and DuckDB caches). Re-measure with `make bench`. The analysis below was written on the previous full run (before the
-chunked scan, the state without a primary key and the leaner diff, which this run includes).
+`contacts` table, and DuckDB caches). Re-measure with `make bench`.
+
+The analysis below was written on the previous full run (before the chunked scan, the
+state without a primary key and the leaner diff, which the figures above include).
 
 Profiled while the harness was written (`python -m benchmarks.profile` reproduces the
 profile: DuckDB `EXPLAIN ANALYZE` of the transform's SQL, cProfile of a pass, and the batch
