@@ -2,15 +2,16 @@
 
 ``ContactLoader.load(batches)`` is the whole pipeline for a dlt job file:
 
-1. follow up import jobs left pending by earlier runs;
-2. on the first batch, check the mapping against the data and resolve custom fields and
-   lists, all before the first upsert;
+1. on the first batch, check the mapping against the data and resolve custom fields and
+   lists, all before any other request; find the rows that a later row of the same contact
+   key replaces, across the whole job file;
+2. follow up import jobs left pending by earlier runs;
 3. per batch: transform (SQL), record rejects, diff against the state, hold back contacts
-   whose previous version rides on an unfinished job, pack, and send up to ``max_in_flight``
-   bodies at once, recording each body's hashes right after its 202;
-4. flush the last body, follow this run's jobs to their end, then send the held-back
-   contacts (SendGrid promises no order between jobs, so a contact changed twice in one run
-   must wait for its first job);
+   whose previous version rides on a job still pending from an earlier run, pack, and send
+   up to ``max_in_flight`` bodies at once, recording each body's hashes right after its 202;
+4. flush the last body, follow this run's jobs to their end, then wait once more for the
+   jobs blocking the held-back contacts and send them (SendGrid promises no order between
+   jobs, so a newer version must not overtake an older one still queued);
 5. return the run's ``RunSummary``.
 """
 
@@ -227,8 +228,8 @@ class ContactLoader:
         diff = self.store.diff(self.stream, held)
         if pc.any(self.store.pending_keys(self.stream, diff.to_send)).as_py():
             raise SendGridTransientError(
-                "Contacts that changed twice in this run are waiting for their first import "
-                "job, which is still pending; the load will be retried. Raise "
+                "Changed contacts are waiting for the import job carrying their previous "
+                "version, which is still pending; the load will be retried. Raise "
                 "job_wait_timeout if SendGrid is slow today."
             )
         packer = Packer(

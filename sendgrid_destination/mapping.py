@@ -93,7 +93,7 @@ def parse_mapping(raw: AbcMapping[str, object] | None) -> FieldMapping:
         if field == "custom_fields":
             custom = _parse_custom(column)
             continue
-        _check_reserved_field(field)
+        _check_reserved_field(field, column)
         reserved[field] = _column_name(field, column)
     mapping = FieldMapping(reserved, custom)
     if not mapping.identifiers:
@@ -131,15 +131,16 @@ def _parse_custom(raw: object) -> dict[str, str]:
     return custom
 
 
-def _check_reserved_field(field: str) -> None:
+def _check_reserved_field(field: str, column: object) -> None:
     if field in READ_ONLY_FIELDS or field in ("id", "contact_id"):
         raise ConfigurationError(
-            f"Field {field!r} is read-only in SendGrid and cannot be set; remove it from the "
-            "mapping."
+            f"Field {field!r} is read-only in SendGrid and cannot be set; remove it (fed by "
+            f"column {column!r}) from the mapping."
         )
     if field not in WRITABLE_FIELDS:
         raise ConfigurationError(
-            f"Unknown SendGrid field {field!r} in the mapping. Writable fields are: "
+            f"Unknown SendGrid field {field!r} (mapped from column {column!r}). "
+            "Writable fields are: "
             f"{', '.join(WRITABLE_FIELDS)}; custom fields go under [mapping.custom_fields]."
         )
 
