@@ -4,10 +4,12 @@ Contract: ``install()`` wraps a few public functions of ``sendgrid_destination``
 current process (never the files) with timers and returns the ``Timers`` they add to. The
 wrappers call through unchanged; they only time. Buckets:
 
-* ``read_parquet``: the next Arrow batch out of the job file (``destination._file_batches``);
+* ``read_parquet``: the next Arrow batch out of the job file for the render (``JobFile.batches``
+  outside the plan; the plan's own read of the file is part of ``plan``);
 * ``superseded``: the file-wide last-row-wins scan (``Transformer.superseded_rows``);
-* ``transform``, ``diff``, ``pending_keys``, ``pack``: the per-batch path;
-* ``state_write``: ``record_sent`` and ``record_rejects`` (after each 202, on the load thread);
+* ``plan``: the file-wide check and join with the state (``loader.build_plan``);
+* ``render``, ``pack``: the per-batch path (``Plan.render``, ``Packer``);
+* ``state_write``: ``record_sent``, ``record_rejects`` and ``refresh_fingerprints``;
 * ``waiting_for_api``: the load thread blocked until an in-flight upsert answers (the
   loader's ``concurrent.futures.wait``): the API's (here the emulator's) time, not ours;
 * ``jobs``: following import jobs to their end (polling and recording their outcomes).
@@ -78,29 +80,30 @@ def install() -> Timers:
 
     A function the package no longer has is skipped (its time then shows as ``other``).
     """
-    from sendgrid_destination import destination, jobs, loader, packing, state, transform
+    from sendgrid_destination import jobfile, jobs, loader, packing, plan, state, transform
 
     timers = Timers()
     patches: list[tuple[Any, str, str]] = [
         (transform.Transformer, "superseded_rows", "superseded"),
-        (transform.Transformer, "run", "transform"),
-        (state.StateStore, "diff", "diff"),
-        (state.StateStore, "pending_keys", "pending_keys"),
+        (loader, "build_plan", "plan"),
+        (plan.Plan, "render", "render"),
         (packing.Packer, "add", "pack"),
         (packing.Packer, "flush", "pack"),
         (state.StateStore, "record_sent", "state_write"),
         (state.StateStore, "record_rejects", "state_write"),
+        (state.StateStore, "refresh_fingerprints", "state_write"),
         (loader, "wait", "waiting_for_api"),
         (jobs.JobTracker, "wait", "jobs"),
     ]
     for owner, name, bucket in patches:
         if hasattr(owner, name):
             setattr(owner, name, _timed(timers, bucket, getattr(owner, name)))
-    for name in ("_file_batches", "_batches"):  # the job-file reader, by either name
-        if hasattr(destination, name):
-            setattr(
-                destination,
-                name,
-                _timed_iterator(timers, "read_parquet", getattr(destination, name)),
-            )
+    batches = jobfile.JobFile.batches
+    timed_batches = _timed_iterator(timers, "read_parquet", batches)
+
+    def render_batches(self: jobfile.JobFile) -> Iterator[Any]:
+        # The plan's read runs inside build_plan and is timed there, not twice.
+        return batches(self) if self.rows_read == 0 else timed_batches(self)
+
+    setattr(jobfile.JobFile, "batches", render_batches)  # noqa: B010
     return timers

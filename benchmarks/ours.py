@@ -1,12 +1,12 @@
 """Our path, from RecordBatch to request bodies, driven the way ``ContactLoader`` drives it.
 
 Contract: ``OursPath(state_path)`` opens a ``StateStore`` on that file for its lifetime (use it
-as a context manager); each ``run_pass(batches)`` first finds the rows a later row of the same
-key supersedes, over all the batches at once (``Transformer.superseded_rows``, as the loader
-does over its whole job file), then per batch does ``Transformer.run`` (map, coerce,
-validate, hash), ``StateStore.diff`` and ``pending_keys``, then ``Packer.add``, and flushes
-the last body at the end. Each body is handed to the pass's ``on_body`` callback and
-then "accepted": its hashes are recorded with ``record_sent`` and its job marked completed
+as a context manager); each ``run_pass(batches)`` treats the batches as one job file, as the
+loader does: the rows a later row of the same key supersedes
+(``Transformer.superseded_rows``), the plan over all rows (``plan.build_plan``: check, one
+join with the state), then per batch ``Plan.render`` and ``Packer.add``, and the last body
+flushed at the end. Each body is handed to the pass's ``on_body`` callback and then
+"accepted": its hashes are recorded with ``record_sent`` and its job marked completed
 (``record_job_outcome``), as after a 202 and a finished import job, so that a second pass over
 the same rows finds them unchanged. The recording is timed apart (``record_seconds``) so the
 headline can be the path alone; no network is involved.
@@ -27,8 +27,9 @@ from benchmarks import data
 from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.mapping import Binding, bind_mapping, parse_mapping
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
+from sendgrid_destination.plan import Plan, build_plan
 from sendgrid_destination.state import ACCEPTED, StateStore
-from sendgrid_destination.transform import Transformer
+from sendgrid_destination.transform import Transformer, with_row_numbers
 
 BodySink = Callable[[bytes, int], None]  # (body bytes, contact count)
 
@@ -110,12 +111,27 @@ class OursPath:
         packer = Packer(prefix, self.max_bytes, self.max_contacts)
         if batches:
             transformer = Transformer(bindings(batches[0].schema))
-            superseded = transformer.superseded_rows(pa.Table.from_batches(batches))
-            stats.add_time("superseded", start)
-            for batch in batches:
-                bodies = self._bodies(transformer, superseded, packer, batch, stats, keep_rejects)
-                for body in bodies:
-                    self._accept(body, stats, on_body)
+            whole = pa.Table.from_batches(batches)
+            superseded = transformer.superseded_rows(whole)
+            clock = stats.add_time("superseded", start)
+            plan = build_plan(
+                self.store.con,
+                str(self.state_path),
+                transformer,
+                data.STREAM,
+                with_row_numbers(whole, 0),
+                superseded,
+            )
+            stats.add_time("plan", clock)
+            try:
+                self._count_rejects(plan.rejects, stats, keep_rejects)
+                for batch in batches:
+                    if plan.to_render:
+                        for body in self._bodies(plan, packer, batch, stats):
+                            self._accept(body, stats, on_body)
+                    stats.rows += batch.num_rows
+            finally:
+                plan.close()
         clock = time.perf_counter()
         last = packer.flush()
         stats.add_time("pack", clock)
@@ -124,29 +140,20 @@ class OursPath:
         stats.seconds = time.perf_counter() - start
         return stats
 
+    def _count_rejects(self, rejects: pa.Table, stats: PassStats, keep: bool) -> None:
+        if rejects.num_rows:
+            rejected = pc.unique(rejects["row_number"])
+            stats.rejected_rows += len(rejected)
+            if keep:
+                stats.rejected_row_numbers += rejected.to_pylist()
+
     def _bodies(
-        self,
-        transformer: Transformer,
-        superseded: pa.Array,
-        packer: Packer,
-        batch: pa.RecordBatch,
-        stats: PassStats,
-        keep_rejects: bool,
+        self, plan: Plan, packer: Packer, batch: pa.RecordBatch, stats: PassStats
     ) -> list[Body]:
         clock = time.perf_counter()
-        result = transformer.run(batch, stats.rows, superseded)
-        clock = stats.add_time("transform", clock)
-        stats.rows += batch.num_rows
-        if result.rejects.num_rows:
-            rejected = pc.unique(result.rejects["row_number"])
-            stats.rejected_rows += len(rejected)
-            if keep_rejects:
-                stats.rejected_row_numbers += rejected.to_pylist()
-        diff = self.store.diff(data.STREAM, result.contacts)
-        clock = stats.add_time("diff", clock)
-        pending = self.store.pending_keys(data.STREAM, diff.to_send)
-        clock = stats.add_time("pending_keys", clock)
-        bodies = packer.add(diff.to_send.filter(pc.invert(pending)))
+        rendered = plan.render(batch, stats.rows)
+        clock = stats.add_time("render", clock)
+        bodies = packer.add(rendered.to_send)
         stats.add_time("pack", clock)
         return bodies
 

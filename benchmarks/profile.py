@@ -3,11 +3,11 @@
     python -m benchmarks.profile [--rows 1000000] [--top 15]
 
 Contract: prints, for ``rows`` generated contacts, (1) DuckDB ``EXPLAIN ANALYZE`` of the
-transform's main query over the whole table: each operator's time (CPU time summed over
-DuckDB's threads) and what it projects; (2) wall and CPU time of ``Transformer.run`` over
-100,000-row batches, with and without splitting each batch into 25,000-row chunks (DuckDB
-gives one thread to one Arrow batch); (3) cProfile's top functions of one first pass of
-``OursPath``. Measures only; writes nothing.
+transform's two queries (the check the plan runs, the render) over the whole table: each
+operator's time (CPU time summed over DuckDB's threads) and what it projects; (2) wall and
+CPU time of ``Transformer.run`` over 100,000-row batches, with and without splitting each
+batch into 25,000-row chunks (DuckDB gives one thread to one Arrow batch); (3) cProfile's
+top functions of one first pass of ``OursPath``. Measures only; writes nothing.
 """
 
 from __future__ import annotations
@@ -34,13 +34,15 @@ _OPERATOR = re.compile(r"╭─\s*([A-Za-z_ ]+?)\s*─")
 _TIMING = re.compile(r"([\d,]+) rows\s+([\d.]+)(m?s)")
 
 
-def explain(table: pa.Table) -> list[tuple[str, float, str]]:
-    """(operator, seconds, first projections) for each operator of the main query."""
+def explain(table: pa.Table, query: str) -> list[tuple[str, float, str]]:
+    """(operator, seconds, first projections) for each operator of one of the transform's
+    queries: ``check`` or ``render``."""
     transformer = Transformer(bindings(table.schema))
     cur = transformer._con.cursor()
     rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
     cur.register("src", normalize_arrow(table).append_column(ROW_COLUMN, rows))
-    plan = str(cur.sql("EXPLAIN ANALYZE " + transformer._sql).fetchall()[0][1])
+    sql = transformer._sql if query == "check" else transformer._render_sql
+    plan = str(cur.sql("EXPLAIN ANALYZE " + sql).fetchall()[0][1])
     found = []
     for block in plan.split("╭─")[1:]:
         name = _OPERATOR.match("╭─" + block)
@@ -98,11 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
     table = data.table(args.rows)
-    operators = explain(table)
-    total = sum(seconds for _, seconds, _ in operators) or 1.0
-    print(f"EXPLAIN ANALYZE of the main query over {args.rows:,} rows (operator CPU time):")
-    for name, seconds, projected in operators:
-        print(f"  {name:<12} {seconds:7.2f} s {seconds / total:5.0%}  {projected}")
+    for query in ("check", "render"):
+        operators = explain(table, query)
+        total = sum(seconds for _, seconds, _ in operators) or 1.0
+        print(f"EXPLAIN ANALYZE of the {query} over {args.rows:,} rows (operator CPU time):")
+        for name, seconds, projected in operators:
+            print(f"  {name:<12} {seconds:7.2f} s {seconds / total:5.0%}  {projected}")
     print(f"\nTransformer.run over {args.rows:,} rows:")
     for label, (wall, cpu) in batch_split(table).items():
         print(f"  {label:<26} wall {wall:6.2f} s  cpu {cpu:6.2f} s  {args.rows / wall:,.0f} rows/s")

@@ -19,7 +19,6 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
 from dlt.common.schema import TTableSchema
@@ -29,7 +28,7 @@ from sendgrid_destination.client import DEFAULT_BASE_URL, SendGridClient
 from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.loader import ContactLoader
-from sendgrid_destination.mapping import FieldMapping, parse_mapping
+from sendgrid_destination.mapping import parse_mapping
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
 
@@ -67,7 +66,7 @@ def load_contacts(
         loader = ContactLoader(config, mapping, client, store, _clock, run_id, stream)
         try:
             if isinstance(items, str):
-                loader.load(_file_batches(items, mapping, config.read_batch_rows), items)
+                loader.load_file(items, config.read_batch_rows)
             else:
                 _load_record_batch(loader, items, stream)
         finally:
@@ -85,7 +84,7 @@ def _load_record_batch(loader: ContactLoader, batch: pa.RecordBatch, stream: str
     (so a resumed package numbers its rows as the first attempt did)."""
     state = _destination_state()
     first_row = int(state.get(ROWS_KEY_PREFIX + stream, 0))
-    loader.load([(batch, first_row)])
+    loader.load_batch(batch, first_row)
     state[ROWS_KEY_PREFIX + stream] = first_row + batch.num_rows
 
 
@@ -100,20 +99,6 @@ def _client(config: SendGridConfiguration) -> SendGridClient:
         max_backoff_seconds=config.max_backoff_seconds,
         clock=_clock,
     )
-
-
-def _file_batches(
-    path: str, mapping: FieldMapping, rows: int
-) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """Arrow batches of the mapped columns, each with the job-file row number of its first row."""
-    with pq.ParquetFile(path) as source:
-        wanted = [c for c in dict.fromkeys(mapping.columns) if c in source.schema_arrow.names]
-        first = 0
-        # An unknown column is reported by the loader, before any request, with the full list.
-        columns = wanted if len(wanted) == len(set(mapping.columns)) else None
-        for batch in source.iter_batches(batch_size=rows, columns=columns):
-            yield batch, first
-            first += batch.num_rows
 
 
 def _load_id() -> str:

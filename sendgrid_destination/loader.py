@@ -1,14 +1,19 @@
-"""One load of one table: batches in, contacts upserted, jobs followed, outcomes recorded.
+"""One load of one table: rows in, contacts upserted, jobs followed, outcomes recorded.
 
-``ContactLoader.load(batches)`` is the whole pipeline for a dlt job file:
+``ContactLoader.load_file(path, batch_rows)`` loads a dlt job file, ``load_batch(batch,
+first_row)`` one RecordBatch (dlt's ``batch_size > 0`` mode). Either way:
 
-1. on the first batch, check the mapping against the data and resolve custom fields and
-   lists, all before any other request; find the rows that a later row of the same contact
-   key replaces, across the whole job file;
-2. follow up import jobs left pending by earlier runs;
-3. per batch: transform (SQL), record rejects, diff against the state, hold back contacts
-   whose previous version rides on a job still pending from an earlier run, pack, and send
-   up to ``max_in_flight`` bodies at once, recording each body's hashes right after its 202;
+1. check the mapping against the data and resolve custom fields and lists, all before any
+   other request; follow up import jobs left pending by earlier runs (contacts they failed
+   must not look unchanged);
+2. plan (``plan.build_plan``): one pass over all the rows finds the rows that a later row of
+   the same contact key replaces, checks the rest, records the rejects, and joins them once
+   with the state, dropping unchanged rows by fingerprint;
+3. per batch, only if the plan kept any row: render the planned rows (JSON, content hash),
+   count as unchanged those whose content hash equals the last one sent (refreshing their
+   fingerprint), hold back contacts whose previous version rides on a job still pending
+   from an earlier run, pack, and send up to ``max_in_flight`` bodies at once, recording
+   each body's hashes right after its 202;
 4. flush the last body, follow this run's jobs to their end, then wait once more for the
    jobs blocking the held-back contacts and send them (SendGrid promises no order between
    jobs, so a newer version must not overtake an older one still queued);
@@ -18,8 +23,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -31,13 +37,15 @@ from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.custom_fields import resolve_custom_fields
 from sendgrid_destination.errors import ConfigurationError, SendGridTransientError
 from sendgrid_destination.fields import FieldType
+from sendgrid_destination.jobfile import JobFile
 from sendgrid_destination.jobs import JobsOutcome, JobTracker
 from sendgrid_destination.mapping import FieldMapping, bind_mapping
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
+from sendgrid_destination.plan import Plan, build_plan
 from sendgrid_destination.sender import BodySender, SendOutcome
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
-from sendgrid_destination.transform import Transformer, keep_last_per_key
+from sendgrid_destination.transform import Transformer, keep_last_per_key, with_row_numbers
 
 logger = logging.getLogger("sendgrid_destination.loader")
 
@@ -47,7 +55,6 @@ class _Prepared:
     transformer: Transformer
     packer: Packer
     sender: BodySender
-    superseded: pa.Array | None  # file-wide rows replaced by a later row of the same key
 
 
 @dataclass
@@ -62,8 +69,8 @@ class ContactLoader:
     summary: RunSummary = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
     _held_back: list[pa.Table] = field(default_factory=list, init=False)
+    _refresh: list[pa.Table] = field(default_factory=list, init=False)
     _prepared: _Prepared | None = field(default=None, init=False)
-    _job_file: str | None = field(default=None, init=False)
     _jobs_pending_at_start: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -77,53 +84,110 @@ class ContactLoader:
             self.config.job_wait_timeout,
         )
 
-    def load(
-        self, batches: Iterable[tuple[pa.RecordBatch, int]], job_file: str | None = None
-    ) -> RunSummary:
-        """Load the batches; ``job_file`` (the parquet file they come from) lets duplicates
-        of a contact key be resolved across the whole file, not just within each batch."""
-        self._job_file = job_file
+    def load_file(self, path: str, batch_rows: int) -> RunSummary:
+        """Load a whole job file; duplicates of a contact key resolve across the file, and the
+        file is read a second time only if some row needs rendering."""
+        job = JobFile(path, self.mapping.columns, batch_rows)
+        with self._sending() as dispatcher:
+            prepared = self._start(job.schema)
+            superseded = prepared.transformer.superseded_rows(path)
+            with self._plan(prepared, job.reader(), superseded, lambda: job.rows_read) as plan:
+                if plan.to_render:
+                    for batch, first_row in job.batches():
+                        self._send_batch(prepared, plan, batch, first_row, dispatcher)
+        return self.summary
+
+    def load_batch(self, batch: pa.RecordBatch, first_row: int) -> RunSummary:
+        """Load one RecordBatch whose first row is row ``first_row`` of the load package."""
+        with self._sending() as dispatcher:
+            prepared = self._start(batch.schema)
+            superseded = pc.add(prepared.transformer.superseded_rows(batch), first_row)
+            source = with_row_numbers(batch, first_row)
+            with self._plan(prepared, source, superseded, lambda: batch.num_rows) as plan:
+                if plan.to_render:
+                    self._send_batch(prepared, plan, batch, first_row, dispatcher)
+        return self.summary
+
+    # -- steps -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _sending(self) -> Iterator[_Dispatcher]:
         self.store.start_run(self.run_id, self.stream)
         with ThreadPoolExecutor(self.config.max_in_flight, "sendgrid-upsert") as pool:
             dispatcher = _Dispatcher(pool, self.config.max_in_flight, self._record)
-            for batch, first_row in batches:
-                prepared = self._prepared or self._start(batch.schema)
-                for body in self._bodies_for(prepared, batch, first_row):
-                    dispatcher.submit(self._sender.send, body)
+            yield dispatcher
             if self._prepared and (last := self._prepared.packer.flush()):
                 dispatcher.submit(self._sender.send, last)
             dispatcher.drain()
             self._finish_jobs()
             self._send_held_back(dispatcher)
-        return self.summary
-
-    # -- per batch ---------------------------------------------------------------------------
 
     def _start(self, schema: pa.Schema) -> _Prepared:
         prepared = self._prepare(schema)
         # Earlier runs' jobs first: contacts they failed must not look unchanged.
         self._absorb_jobs(self._tracker.wait(self.store.pending_jobs(), self.run_id))
-        # Within this call a key occurs once (last row wins file-wide), so only jobs still
-        # pending now can carry an earlier version of a contact.
+        # Within one load a key occurs once (last row wins), so only jobs still pending now
+        # can carry an earlier version of a contact.
         self._jobs_pending_at_start = bool(self.store.pending_jobs(self.stream))
         return prepared
 
-    def _bodies_for(self, prepared: _Prepared, batch: pa.RecordBatch, first_row: int) -> list[Body]:
-        self.summary.rows_read += batch.num_rows
-        result = prepared.transformer.run(batch, first_row, prepared.superseded)
-        self.summary.superseded += result.superseded
-        self._record_rejects(result.rejects, "validation")
-        diff = self.store.diff(self.stream, result.contacts)
-        self.summary.new += diff.new
-        self.summary.changed += diff.changed
-        self.summary.unchanged += diff.unchanged
-        if not self._jobs_pending_at_start:
-            return prepared.packer.add(diff.to_send)
-        pending = self.store.pending_keys(self.stream, diff.to_send)
-        if pc.any(pending).as_py():
-            self._held_back.append(diff.to_send.filter(pending))
-            self.summary.deferred += int(pc.sum(pending).as_py() or 0)
-        return prepared.packer.add(diff.to_send.filter(pc.invert(pending)))
+    @contextmanager
+    def _plan(
+        self,
+        prepared: _Prepared,
+        source: pa.Table | pa.RecordBatchReader,
+        superseded: pa.Array,
+        rows_read: Callable[[], int],
+    ) -> Iterator[Plan]:
+        plan = build_plan(
+            self.store.con,
+            str(self.store.path),
+            prepared.transformer,
+            self.stream,
+            source,
+            superseded,
+        )
+        try:
+            self.summary.rows_read += rows_read()
+            self.summary.superseded += len(superseded)
+            self.summary.unchanged += rows_read() - len(superseded) - plan.kept
+            self._record_rejects(plan.rejects, "validation")
+            yield plan
+            self._refresh_fingerprints()
+        finally:
+            plan.close()
+
+    def _refresh_fingerprints(self) -> None:
+        # Each update reads the whole contacts table: batched, not one per batch.
+        if self._refresh:
+            self.store.refresh_fingerprints(self.stream, pa.concat_tables(self._refresh))
+            self._refresh = []
+
+    def _send_batch(
+        self,
+        prepared: _Prepared,
+        plan: Plan,
+        batch: pa.RecordBatch,
+        first_row: int,
+        dispatcher: _Dispatcher,
+    ) -> None:
+        rendered = plan.render(batch, first_row)
+        if rendered.unchanged.num_rows:
+            self._refresh.append(rendered.unchanged.select(["contact_key", "fingerprint"]))
+            self.summary.unchanged += rendered.unchanged.num_rows
+            if sum(t.num_rows for t in self._refresh) >= _REFRESH_ROWS:
+                self._refresh_fingerprints()
+        contacts = rendered.to_send
+        new = _true_count(contacts["is_new"])
+        self.summary.new += new
+        self.summary.changed += contacts.num_rows - new
+        if self._jobs_pending_at_start and pc.any(contacts["pending"]).as_py():
+            pending = contacts["pending"]
+            self._held_back.append(contacts.filter(pending))
+            self.summary.deferred += _true_count(pending)
+            contacts = contacts.filter(pc.invert(pending))
+        for body in prepared.packer.add(contacts):
+            dispatcher.submit(self._sender.send, body)
 
     def _prepare(self, schema: pa.Schema) -> _Prepared:
         """Everything that must hold before the first upsert; raises ConfigurationError."""
@@ -146,8 +210,7 @@ class ContactLoader:
         sender = BodySender(
             self.client, self._prefix, self.clock, self.config.custom_field_ready_timeout
         )
-        superseded = transformer.superseded_rows(self._job_file) if self._job_file else None
-        self._prepared = _Prepared(transformer, packer, sender, superseded)
+        self._prepared = _Prepared(transformer, packer, sender)
         return self._prepared
 
     @property
@@ -218,7 +281,9 @@ class ContactLoader:
     def _send_held_back(self, dispatcher: _Dispatcher) -> None:
         if not self._held_back:
             return
-        held = keep_last_per_key(pa.concat_tables(self._held_back))
+        held = keep_last_per_key(pa.concat_tables(self._held_back)).select(
+            ["contact_key", "row_number", "fingerprint", "contact_json", "content_hash"]
+        )
         self._held_back = []
         # Their earlier versions ride on jobs of earlier runs that were still pending at the
         # start: give those jobs one more wait before sending over them.
@@ -240,6 +305,10 @@ class ContactLoader:
                 dispatcher.submit(self._sender.send, body)
         dispatcher.drain()
         self._finish_jobs()
+
+
+# Fingerprints found stale (the JSON had not changed) are rewritten in groups of this many.
+_REFRESH_ROWS = 1_000_000
 
 
 class _Dispatcher:
@@ -280,3 +349,7 @@ class _Dispatcher:
                 if not future.cancelled() and future.exception() is None:
                     self._record(future.result())
             raise errors[0]
+
+
+def _true_count(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(mask).as_py() or 0)

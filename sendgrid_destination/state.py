@@ -8,8 +8,9 @@ checkpoint, beside the file) is private too.
 
 Tables:
 
-* ``contacts``: per (stream, contact_key) the content hash last sent, the job that carried it
-  and its outcome: ``sent`` (202 recorded, job not finished), ``accepted``, ``failed`` (the job
+* ``contacts``: per (stream, contact_key) the content hash last sent (and the fingerprint of
+  the values it was rendered from, the plan's shortcut), the job that carried it and its
+  outcome: ``sent`` (202 recorded, job not finished), ``accepted``, ``failed`` (the job
   errored for it; SendGrid's reason kept), ``unconfirmed`` (the job's errors could not be
   fetched). Only ``sent`` and ``accepted`` hashes make a row "unchanged".
 * ``requests``: one row per accepted upsert (job id, contacts, bytes), written in the same
@@ -39,14 +40,15 @@ import pyarrow.compute as pc
 
 from sendgrid_destination.errors import ConfigurationError, StateLockedError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATE_MEMORY_LIMIT = "256MB"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS contacts (
     stream VARCHAR, contact_key VARCHAR, content_hash VARCHAR, job_id VARCHAR,
-    status VARCHAR, reason VARCHAR, run_id VARCHAR, updated_at TIMESTAMP);
+    status VARCHAR, reason VARCHAR, run_id VARCHAR, updated_at TIMESTAMP,
+    fingerprint UBIGINT);
 CREATE TABLE IF NOT EXISTS requests (
     job_id VARCHAR PRIMARY KEY, run_id VARCHAR, stream VARCHAR, contact_count BIGINT,
     body_bytes BIGINT, sent_at TIMESTAMP);
@@ -115,8 +117,11 @@ class StateStore:
 
     def _migrate(self) -> None:
         self.con.execute(_DDL)
+        # Version 2 had no fingerprints: its contacts are compared by content hash once, and
+        # the run that finds them unchanged records their fingerprints.
+        self.con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS fingerprint UBIGINT")
         self.con.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
 
     # -- diff and recording ------------------------------------------------------------------
@@ -137,11 +142,10 @@ class StateStore:
         ).to_arrow_table()["change"]
         cur.close()
         if len(change) != contacts.num_rows:
-            raise ConfigurationError(
-                f"The state file {self.path} holds a contact twice; it was not written by this "
-                "version. Move it away (the next run then resends every contact once)."
-            )
+            raise duplicate_contact_error(self.path)
         counts = {k: _count(change, k) for k in ("new", "changed", "unchanged")}
+        if "is_new" in contacts.column_names:
+            contacts = contacts.drop_columns(["is_new"])
         to_send = contacts.append_column("is_new", pc.equal(change, "new"))
         if counts["unchanged"]:
             to_send = to_send.filter(pc.not_equal(change, "unchanged"))
@@ -182,6 +186,11 @@ class StateStore:
             if "is_new" in contacts.column_names
             else pa.array(np.zeros(contacts.num_rows, dtype=bool))
         )
+        fingerprint = (
+            contacts["fingerprint"]
+            if "fingerprint" in contacts.column_names
+            else pa.nulls(contacts.num_rows, pa.uint64())
+        )
         cur.register(
             "sent",
             pa.table(
@@ -189,6 +198,7 @@ class StateStore:
                     "contact_key": contacts["contact_key"],
                     "content_hash": contacts["content_hash"],
                     "is_new": is_new,
+                    "fingerprint": fingerprint,
                 }
             ),
         )
@@ -213,10 +223,24 @@ class StateStore:
         )
         cur.execute(
             "INSERT INTO contacts SELECT ?, contact_key, content_hash, ?, 'sent', "
-            "NULL, ?, now() FROM sent",
+            "NULL, ?, now(), fingerprint FROM sent",
             [stream, job_id, run_id],
         )
         cur.execute("COMMIT")
+        cur.close()
+
+    def refresh_fingerprints(self, stream: str, contacts: pa.Table) -> None:
+        """Record new fingerprints (``contact_key``, ``fingerprint``) of contacts the render
+        found unchanged, so the next plan skips them without rendering."""
+        if contacts.num_rows == 0:
+            return
+        cur = self.con.cursor()
+        cur.register("fresh", contacts.select(["contact_key", "fingerprint"]))
+        cur.execute(
+            "UPDATE contacts SET fingerprint = f.fingerprint FROM fresh f "
+            "WHERE contacts.stream = ? AND contacts.contact_key = f.contact_key",
+            [stream],
+        )
         cur.close()
 
     def record_rejects(self, *, run_id: str, stream: str, rejects: pa.Table, stage: str) -> None:
@@ -356,6 +380,13 @@ class StateStore:
     def contact_status_counts(self) -> dict[str, int]:
         rows = self.con.execute("SELECT status, count(*) FROM contacts GROUP BY status").fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
+
+
+def duplicate_contact_error(path: Path | str) -> ConfigurationError:
+    return ConfigurationError(
+        f"The state file {path} holds a contact twice; it was not written by this version. "
+        "Move it away (the next run then resends every contact once)."
+    )
 
 
 def _count(column: pa.ChunkedArray, value: str) -> int:

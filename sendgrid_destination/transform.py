@@ -1,17 +1,26 @@
-"""The hot path: an Arrow batch becomes validated, de-duplicated, hashed contact JSON, in SQL.
+"""The hot path: Arrow rows become validated, de-duplicated, hashed contact JSON, in SQL.
 
-``Transformer(bindings, ...)`` compiles the bindings once into DuckDB SQL; ``run(batch,
-first_row)`` executes it over one ``pyarrow.RecordBatch`` (or Table) with no per-row Python
-and returns a ``TransformResult``:
+``Transformer(bindings, ...)`` compiles the bindings once into DuckDB SQL with no per-row
+Python, in two steps, so that rows which have not changed since the last run are never
+rendered:
 
-* ``contacts``: one row per contact key, in source order of its last occurrence, with
-  ``contact_key`` (``"<identifier>:<value>"``), ``row_number`` (0-based position in the job's
-  source rows of the last occurrence), ``contact_json`` (the contact object's UTF-8 JSON
-  followed by one ``,``, so that a run of rows is a ready-made JSON array body) and
-  ``content_hash`` (hex SHA-256 of the list scope plus the contact JSON: stable across runs,
-  processes and library versions).
-* ``rejects``: one row per problem of each refused row: ``row_number``, ``contact_key`` (may be
-  null), ``column``, ``reason``. Reasons never contain the value.
+* the check (``check_sql(source)``, run by the plan next to the state's tables): per source
+  row its ``contact_key`` (``"<identifier>:<value>"``), one problem bitmask per 63 checks,
+  ``ok``, and for ok rows a ``fingerprint``: DuckDB's 64-bit ``hash`` of the coerced values
+  and of everything else that shapes the JSON. It is cheap (a fraction of the JSON's cost)
+  but only as stable as DuckDB's hash, so it serves as a shortcut: a row whose fingerprint
+  matches the state is unchanged; any other row is rendered and compared by content hash.
+* the render (``render(rows)``): ``contact_json`` (the contact object's UTF-8 JSON followed by
+  one ``,``, so that a run of rows is a ready-made JSON array body) and ``content_hash`` (hex
+  SHA-256 of the list scope plus the contact JSON: stable across runs, processes and library
+  versions).
+
+``run(batch, first_row)`` does both over one batch and returns a ``TransformResult``:
+``contacts`` (one row per contact key, in source order of its last occurrence, with
+``contact_key``, ``row_number`` (0-based position in the job's source rows), ``fingerprint``,
+``contact_json`` and ``content_hash``) and ``rejects`` (one row per problem of each refused
+row: ``row_number``, ``contact_key`` (may be null), ``column``, ``reason``; reasons never
+contain the value).
 
 Rules (documented in the README): nulls and empty strings are omitted, never sent; emails and
 identifiers are trimmed, emails lower-cased; Numbers are JSON numbers (NaN and infinity are
@@ -23,6 +32,7 @@ is rejected and nothing is sent for that key.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import weakref
@@ -94,6 +104,7 @@ class Transformer:
         self._con = connection or _new_connection()
         self._values_sql, self._checks = self._compile_values()
         self._sql = self._compile()
+        self._render_sql = self._compile_render()
         self._superseded_sql = self._compile_superseded()
 
     # -- compilation -------------------------------------------------------------------------
@@ -256,20 +267,34 @@ class Transformer:
         return groups
 
     def _compile(self) -> str:
+        """The check: per source row its key, problem masks, ``ok`` and fingerprint."""
         groups = self._problem_groups()
         ok = " AND ".join(f"p{g} = 0" for g in range(len(groups)))
         sources = ", ".join(f"{_ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
-        json = self._json_expr()
+        values = ", ".join(f"v{i}" for i in range(len(self.bindings)))
         return (
             f"SELECT row_number, contact_key, "
-            f"{', '.join(f'p{g}' for g in range(len(groups)))}, ({ok}) AS ok, contact_json, "
-            f"CASE WHEN ({ok}) THEN sha256({_lit(self.scope + chr(10))} || contact_json) END "
-            f"AS content_hash FROM ("
-            f"SELECT *, CASE WHEN ({ok}) THEN {json} END AS contact_json FROM ("
+            f"{', '.join(f'p{g}' for g in range(len(groups)))}, ({ok}) AS ok, "
+            f"CASE WHEN ({ok}) THEN hash({_lit(self._signature())}, {values}) END "
+            f"AS fingerprint FROM ("
             f"SELECT *, {', '.join(f'{e} AS p{g}' for g, e in enumerate(groups))} FROM ("
             f"SELECT *, {self._key_expr()} AS contact_key FROM (SELECT "
-            f"{ROW_COLUMN} AS row_number, {self._values_sql}, {sources} FROM src))))"
+            f"{ROW_COLUMN} AS row_number, {self._values_sql}, {sources} FROM src)))"
         )
+
+    def _compile_render(self) -> str:
+        """The render: per (already checked) row its contact JSON and content hash."""
+        return (
+            f"SELECT contact_json, sha256({_lit(self.scope + chr(10))} || contact_json) "
+            f"AS content_hash FROM (SELECT {self._json_expr()} AS contact_json FROM "
+            f"(SELECT {self._values_sql} FROM src))"
+        )
+
+    def _signature(self) -> str:
+        # Everything besides the values that shapes a contact's JSON: a fingerprint taken
+        # under another mapping, list scope or rendering version never matches.
+        keys = [b.json_key + ("/custom" if b.kind == "custom" else "") for b in self.bindings]
+        return json.dumps([FINGERPRINT_VERSION, self.scope, keys])
 
     def _json_expr(self) -> str:
         # `||` with NULL is NULL and concat_ws skips NULLs: omitted fields cost no CASE.
@@ -328,45 +353,68 @@ class Transformer:
             "WHERE k.row_number < d.last_row ORDER BY k.row_number"
         )
 
+    def check_sql(self, source: str) -> str:
+        """The check over relation ``source`` (with a ``__sg_row`` column): one row per source
+        row with ``row_number``, ``contact_key``, the problem masks ``p0..``, ``ok`` and, for ok
+        rows, ``fingerprint``; to run on any DuckDB connection (the plan runs it beside the
+        state's tables)."""
+        return self._sql.replace("FROM src)", f"FROM {source})")
+
     def run(
         self,
         batch: pa.RecordBatch | pa.Table,
         first_row: int = 0,
         superseded: pa.Array | None = None,
     ) -> TransformResult:
-        """Transform one batch whose first row is source row ``first_row`` of the job.
+        """Check and render one batch whose first row is source row ``first_row`` of the job.
 
         ``superseded`` (from ``superseded_rows`` over the whole job file) lists the rows a later
         row of the same key replaces; without it, duplicates are resolved within the batch.
         """
         if superseded is None:
             superseded = pc.add(self.superseded_rows(batch), first_row)
-        rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
-        src = normalize_arrow(batch).append_column(ROW_COLUMN, rows)
+        src = with_row_numbers(batch, first_row)
         if len(superseded):
-            src = src.filter(pc.invert(pc.is_in(rows, value_set=superseded)))
-        # DuckDB scans one Arrow chunk per thread: split the batch so every core works.
-        src = pa.table(src)
-        src = pa.Table.from_batches(src.to_batches(max_chunksize=_SCAN_CHUNK_ROWS), src.schema)
+            src = src.filter(pc.invert(pc.is_in(src[ROW_COLUMN], value_set=superseded)))
         cur = self._con.cursor()
         try:
-            cur.register("src", src)
+            cur.register("src", _chunked(src))
             checked = cur.sql(self._sql).to_arrow_table()
             cur.unregister("src")
-            ok = checked["ok"]
-            all_ok = bool(pc.all(ok).as_py()) if checked.num_rows else True
-            good = checked if all_ok else checked.filter(ok)
-            contacts = good.select(["contact_key", "row_number", "contact_json", "content_hash"])
-            rejects = _EMPTY_REJECTS if all_ok else self._expand_rejects(cur, checked, ok)
         finally:
             cur.close()
+        ok = checked["ok"]
+        all_ok = bool(pc.all(ok).as_py()) if checked.num_rows else True
+        good = checked if all_ok else checked.filter(ok)
+        rendered = self.render(src if all_ok else src.filter(ok))
+        contacts = good.select(["contact_key", "row_number", "fingerprint"])
+        for name in ("contact_json", "content_hash"):
+            contacts = contacts.append_column(name, rendered[name])
+        rejects = _EMPTY_REJECTS if all_ok else self.expand_rejects(checked.filter(pc.invert(ok)))
         return TransformResult(contacts, rejects, batch.num_rows - src.num_rows)
 
-    def _expand_rejects(
-        self, cur: duckdb.DuckDBPyConnection, checked: pa.Table, ok: pa.ChunkedArray
-    ) -> pa.Table:
+    def render(self, rows: pa.RecordBatch | pa.Table) -> pa.Table:
+        """``contact_json`` and ``content_hash`` of checked rows, in their order.
+
+        ``contact_json`` is the contact object's UTF-8 JSON followed by one ``,`` (a run of
+        cells is a ready-made array body); ``content_hash`` is hex SHA-256 of the list scope
+        and the JSON: stable across runs, processes and library versions.
+        """
+        cur = self._con.cursor()
+        try:
+            cur.register("src", _chunked(pa.table(normalize_arrow(rows))))
+            rendered = cur.sql(self._render_sql).to_arrow_table()
+            cur.unregister("src")
+        finally:
+            cur.close()
+        return rendered
+
+    def expand_rejects(self, bad: pa.Table) -> pa.Table:
+        """One row per problem of each refused row: ``row_number``, ``contact_key``, ``column``,
+        ``reason``, from the check's rows that are not ok."""
+        if bad.num_rows == 0:
+            return _EMPTY_REJECTS
         groups = [f"p{g}" for g in range(0, (len(self._checks) + _BITS - 1) // _BITS)]
-        bad = checked.filter(pc.invert(ok)).select(["row_number", "contact_key", *groups])
         checks = pa.table(
             {
                 "grp": [i // _BITS for i in range(len(self._checks))],
@@ -376,22 +424,36 @@ class Transformer:
                 "reason": [c.reason for c in self._checks],
             }
         )
-        cur.register("bad", bad)
-        cur.register("checks", checks)
-        masks = ", ".join(groups)
-        rejects = cur.sql(
-            "SELECT b.row_number, b.contact_key, c.column, c.reason FROM "
-            f"(SELECT row_number, contact_key, unnest([{masks}]) AS mask, "
-            f"unnest(range({len(groups)})) AS grp FROM bad) b "
-            "JOIN checks c ON c.grp = b.grp AND (b.mask & c.bit) <> 0 "
-            "ORDER BY b.row_number, c.ord"
-        ).to_arrow_table()
-        cur.unregister("bad")
-        cur.unregister("checks")
-        return rejects
+        cur = self._con.cursor()
+        try:
+            cur.register("bad", bad.select(["row_number", "contact_key", *groups]))
+            cur.register("checks", checks)
+            masks = ", ".join(groups)
+            return cur.sql(
+                "SELECT b.row_number, b.contact_key, c.column, c.reason FROM "
+                f"(SELECT row_number, contact_key, unnest([{masks}]) AS mask, "
+                f"unnest(range({len(groups)})) AS grp FROM bad) b "
+                "JOIN checks c ON c.grp = b.grp AND (b.mask & c.bit) <> 0 "
+                "ORDER BY b.row_number, c.ord"
+            ).to_arrow_table()
+        finally:
+            cur.close()
+
+
+def with_row_numbers(batch: pa.RecordBatch | pa.Table, first_row: int) -> pa.Table:
+    """The batch, normalized for DuckDB, with its job-file row numbers as ``__sg_row``."""
+    rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
+    return pa.table(normalize_arrow(batch)).append_column(ROW_COLUMN, rows)
+
+
+def _chunked(table: pa.Table) -> pa.Table:
+    # DuckDB scans one Arrow chunk per thread: split the table so every core works.
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_SCAN_CHUNK_ROWS), table.schema)
 
 
 TRANSFORM_MEMORY_LIMIT = "256MB"
+# Bump when the rendering of a contact changes, so every stored fingerprint stops matching.
+FINGERPRINT_VERSION = 1
 _BITS = 63
 _SCAN_CHUNK_ROWS = 16_384
 _EMPTY_REJECTS = pa.table(

@@ -619,6 +619,7 @@ def test_rejects_have_the_documented_columns_and_types_even_when_empty():
     assert result.contacts.column_names == [
         "contact_key",
         "row_number",
+        "fingerprint",
         "contact_json",
         "content_hash",
     ]

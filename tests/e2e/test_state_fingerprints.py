@@ -1,0 +1,152 @@
+"""The plan's fingerprint is a shortcut, never the judge: when it does not match, the JSON does.
+
+A fingerprint is DuckDB's 64-bit ``hash`` of a contact's values, which DuckDB may change between
+versions; the content hash (SHA-256 of the JSON) is stable. These tests tamper with the
+stored fingerprints, or remove them as a state file of schema version 2 had none, and check
+on the wire that nothing unchanged is resent and that the fingerprints are rewritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from sendgrid_destination.mapping import bind_mapping, parse_mapping
+from sendgrid_destination.plan import build_plan
+from sendgrid_destination.state import SCHEMA_VERSION, StateStore
+from sendgrid_destination.transform import Transformer, with_row_numbers
+from tests.e2e.conftest import contacts_table, run_summary, state_rows, upserts
+
+
+def _fingerprints(state_path: Path) -> dict[str, int | None]:
+    rows = state_rows(state_path, "SELECT contact_key, fingerprint FROM contacts")
+    return {key: fingerprint for key, fingerprint in rows}
+
+
+def _edit_state(state_path: Path, *statements: str) -> None:
+    con = duckdb.connect(str(state_path))
+    try:
+        for sql in statements:
+            con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_every_contact_sent_has_a_fingerprint_in_the_state(
+    emulator, destination, run, state_path
+) -> None:
+    run(contacts_table(50), destination())
+
+    fingerprints = _fingerprints(state_path)
+    assert len(fingerprints) == 50
+    assert all(isinstance(f, int) for f in fingerprints.values())
+    assert len(set(fingerprints.values())) == 50
+
+
+def test_stale_fingerprints_make_the_json_decide_and_nothing_unchanged_is_resent(
+    emulator, destination, run, state_path
+) -> None:
+    data = contacts_table(120)
+    run(data, destination())
+    before = _fingerprints(state_path)
+    # What a DuckDB release with another hash function would leave behind.
+    _edit_state(state_path, "UPDATE contacts SET fingerprint = fingerprint // 2 + 1")
+    emulator.clear_requests()
+
+    second = run(data, destination())
+
+    assert upserts(emulator) == []
+    summary = run_summary(state_path, second)
+    assert (summary["unchanged"], summary["new"], summary["changed"]) == (120, 0, 0)
+    assert _fingerprints(state_path) == before
+
+
+def test_a_changed_row_with_a_stale_fingerprint_is_still_sent(
+    emulator, destination, run, state_path
+) -> None:
+    data = contacts_table(30)
+    run(data, destination())
+    _edit_state(state_path, "UPDATE contacts SET fingerprint = NULL")
+    emulator.clear_requests()
+    names = data["first_name"].to_pylist()
+    names[4] = "Renamed"
+    changed = data.set_column(data.schema.get_field_index("first_name"), "first_name", [names])
+
+    second = run(changed, destination())
+
+    assert sum(r.contact_count or 0 for r in upserts(emulator)) == 1
+    assert emulator.contact("user4@example.com")["first_name"] == "Renamed"
+    summary = run_summary(state_path, second)
+    assert (summary["unchanged"], summary["changed"]) == (29, 1)
+
+
+def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_contacts(
+    emulator, destination, run, state_path
+) -> None:
+    data = contacts_table(40)
+    run(data, destination())
+    _edit_state(
+        state_path,
+        "ALTER TABLE contacts DROP COLUMN fingerprint",
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    )
+    emulator.clear_requests()
+
+    second = run(data, destination())
+
+    assert upserts(emulator) == []
+    assert run_summary(state_path, second)["unchanged"] == 40
+    assert state_rows(state_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+    assert None not in _fingerprints(state_path).values()
+
+
+def _accepted_state(path: Path, transformer: Transformer, data: pa.Table) -> None:
+    result = transformer.run(data)
+    with StateStore.open(path) as store:
+        store.record_sent(
+            run_id="r1", stream="s", job_id="j1", contacts=result.contacts, body_bytes=1
+        )
+        job = {
+            "id": "j1",
+            "status": "completed",
+            "created_count": data.num_rows,
+            "updated_count": 0,
+            "errored_count": 0,
+            "errors_url": None,
+        }
+        store.record_job_outcome(job, failed=None, contacts_status="accepted")
+
+
+def test_the_plan_of_unchanged_rows_leaves_nothing_to_render_and_keeps_only_changes(
+    tmp_path: Path,
+) -> None:
+    data = contacts_table(10)
+    bindings = bind_mapping(
+        parse_mapping({"email": "email", "first_name": "first_name"}), data.schema, {}
+    )
+    transformer = Transformer(bindings)
+    _accepted_state(tmp_path / "state.duckdb", transformer, data)
+    names = data["first_name"].to_pylist()
+    names[3] = "Changed"
+    changed = data.set_column(1, "first_name", [names])
+    nothing = pa.array([], pa.int64())
+
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        same = build_plan(store.con, "state", transformer, "s", with_row_numbers(data, 0), nothing)
+        assert (same.kept, same.to_render, same.rejects.num_rows) == (0, 0, 0)
+        same.close()
+        plan = build_plan(
+            store.con, "state", transformer, "s", with_row_numbers(changed, 0), nothing
+        )
+        rendered = plan.render(changed, 0)
+        plan.close()
+
+    assert (plan.kept, plan.to_render) == (1, 1)
+    assert rendered.to_send["row_number"].to_pylist() == [3]
+    assert rendered.to_send["is_new"].to_pylist() == [False]
+    assert rendered.to_send["prev_hash"][0].as_py() is not None
+    assert rendered.unchanged.num_rows == 0
