@@ -86,10 +86,12 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
     emulator, destination, run, state_path
 ) -> None:
     data = contacts_table(40)
-    run(data, destination())
+    run(data, destination(max_contacts_per_request=15))
     _edit_state(
         state_path,
         "ALTER TABLE contacts DROP COLUMN fingerprint",
+        "ALTER TABLE contacts DROP COLUMN seq",
+        "ALTER TABLE requests DROP COLUMN seq",
         "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
     )
     emulator.clear_requests()
@@ -102,6 +104,14 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
         (str(SCHEMA_VERSION),)
     ]
     assert None not in _fingerprints(state_path).values()
+    # Requests are numbered in the order sent, and each contact carries its request's number.
+    numbered = state_rows(
+        state_path,
+        "SELECT r.seq, count(*) FROM contacts c JOIN requests r USING (job_id) "
+        "WHERE c.seq = r.seq GROUP BY r.seq ORDER BY r.seq",
+    )
+    assert [seq for seq, _ in numbered] == [1, 2, 3]
+    assert sorted(count for _, count in numbered) == [10, 15, 15]
 
 
 def _accepted_state(path: Path, transformer: Transformer, data: pa.Table) -> None:
