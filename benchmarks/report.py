@@ -500,89 +500,49 @@ def _equivalence(results: dict[str, Any]) -> list[str]:
 
 LIMITS = """## What limits it
 
-**Changed since the figures above were measured**: the 10M-row peak above comes from the
-file-wide duplicate scan (`Transformer.superseded_rows`), a DuckDB GROUP BY over every key of
-the job file, which ran without a memory cap. The transform's connection now has a 256 MB
-limit and spills to a private temporary directory: on a 10M-row parquet file that scan
-alone went from 1,767 MiB to 419 MiB peak RSS (158 MiB before it) in 5.9-7.2 s. A later
-sync-only run (`--sizes 100000 --sync-sizes 1000000,10000000 --repeat 1`) measured the real
-dlt sync at 548 MiB peak for 1M rows and 1,186 MiB for 10M rows (was 1,890): better, still
-above the 1 GiB target; dlt's own extract reaches 641 MiB at 10M, and the load step still
-grows with the input (next suspects: the state diff's join, one per batch, over the whole
-`contacts` table, and DuckDB caches). Re-measure with `make bench`.
+Analysis of the run above (idle machine; `python -m benchmarks.profile` reproduces the
+profile: DuckDB `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass).
 
-The analysis below was written on the previous full run (before the chunked scan, the
-state without a primary key and the leaner diff, which the figures above include).
+**What changed since the previous report** (191,848 rows/s at 1M, 7.4x; unchanged rerun
+5.0 s; 10M path at 104,481 rows/s): the loader now plans each job file once. The check
+(keys, validation bit groups, and a *fingerprint*: DuckDB's 64-bit `hash` of the coerced
+values, ~0.06 s per 1M rows) runs over the whole file next to the state's tables and is
+joined with `contacts` once, instead of one join per 100,000-row batch over the whole table
+(which made the 10M path quadratic: `diff` was 47 s of 96). Rows whose fingerprint matches
+are never turned into JSON, and an unchanged file is read once. Contacts carry their
+request's number (`seq`), and the state checkpoints every 128 MB of log instead of 16 MB
+(checkpoints were half the state writes). Result: the unchanged rerun target is met, the
+10M path is as fast per row as the 1M path, and the first pass is 2.4x faster.
 
-Profiled while the harness was written (`python -m benchmarks.profile` reproduces the
-profile: DuckDB `EXPLAIN ANALYZE` of the transform's SQL, cProfile of a pass, and the batch
-split test). The machine was shared (load average 2-4 on 2 cores), so the figures below are
-CPU times or same-run ratios, not idle-machine rates.
-
-* **CPU per row.** `Transformer.run` costs 6-7 microseconds of CPU per row (140,000 to
-  170,000 rows per CPU-second over 400,000 rows). With both cores to itself the path
-  therefore tops out near 300,000 rows/s; 1,000,000 rows/s needs under 2 microseconds of
-  CPU per row, i.e. a third of the current work.
-* **Where that CPU goes** (operator CPU time of the main query over 1M rows): building the
-  contact JSON (`'"field":' || to_json(v)` pieces joined by `concat_ws`) 38%; the SHA-256 of
-  every contact's JSON 33%; trimming and casting the inputs and computing the values 16%;
-  the validation bit groups (two regexes, lengths) 10%; the Arrow scan 2%. Plain `||`
-  concatenation without `to_json` was only ~20% cheaper, so the cost is the string building
-  itself, not the escaping.
-  *Suggestions*: hash with `md5` instead of `sha256` (half the CPU: 159 ms against 314 ms for
-  200,000 contacts / 56 MB on one thread; still stable across versions, and change
-  detection needs no cryptographic strength); or fingerprint the source values instead of
-  the JSON (below).
-* **One Arrow batch is one DuckDB thread.** Registering each 100,000-row batch as four
-  25,000-row chunks (`pa.Table.from_batches(batch.to_batches(max_chunksize=25_000))`) made
-  `Transformer.run` 1.7x faster in wall time for the same CPU (78,000 to 133,000 rows/s over
-  400,000 rows, medians of 3). Cheapest win; a one-line change in `Transformer.run`.
-* **An unchanged rerun does all the work of a first run**: every row is normalized,
-  validated, turned into JSON and hashed before the diff finds it unchanged, so the
-  unchanged rerun is bounded by the transform (1M rows at ~100,000 rows/s is ~10 s, not 3).
-  *Suggestion*: a cheap fingerprint of the mapped source columns (DuckDB `md5` over the
-  concatenated raw values) stored next to the content hash, and a pre-diff on it before the
-  JSON is built; only new or changed rows then pay for the JSON.
-* **The state grows, and so do its costs: the 10M misses are the state file's.** With the
-  batch size fixed, the load step's peak RSS rose from 684 MiB at 1M rows to 1.9 GiB at
-  10M, and in process the state write (`record_sent` + job outcome) went from 13 s at 1M to
-  277 s at 10M and `StateStore.diff` from 1.6 s to 70 s (10x the rows, 20x and 45x the
-  time). Two causes, measured apart:
-  - the `contacts` primary key `(stream, contact_key)` is a DuckDB ART index held in
-    memory: inserting 3M contacts with realistic (unordered) keys through `record_sent`
-    added ~100 bytes of RSS per contact (+310 MiB at 3M, so ~1 GiB at 10M), and each
-    500,000 inserts took 4.1 s at the start and 7.6 s at 3M (65,000-120,000 contacts/s,
-    on the load thread, after each 202, serial with the transform);
-  - `diff` (and `pending_keys`) `LEFT JOIN` each 100,000-row batch against the whole
-    `contacts` table: DuckDB builds the hash table on the batch and scans every stored
-    contact, once per batch, so a first 10M-row load scans the growing table 100 times.
-  *Suggestions*: no primary key on `contacts` (no ART; DuckDB then keeps the table in its
-  buffer pool, which a `memory_limit` on the state connection bounds), with the upsert
-  done as delete-then-insert of the changed keys, or a unique key per run file compacted
-  afterwards; and one diff per job file instead of per batch: the loader already scans
-  the whole file once for `superseded_rows`, and the same pass can join all its keys and
-  hashes against the state once, then each batch filters by that result.
-* **Copies that could be skipped**: `diff.to_send.filter(pc.invert(pending))` in the loader
-  and `classified.filter(keep)` in `StateStore.diff` copy every contact's JSON even when
-  the mask is all true (first runs: nothing pending, nothing unchanged), about 0.08 s per
-  100,000 contacts here. Filter only when the mask has a false; the loader already
-  computes `pc.any(pending)`. `StateStore.diff` also round-trips `contact_json` through
-  DuckDB (join and `ORDER BY`); joining on `contact_key, content_hash, row_number` alone and
-  taking the matching rows from the Arrow table would avoid it.
-* **The emulator, not the destination, dominates a first sync's load step.** It parses and
-  validates each 6 MB body in Python: about 0.9 s of server time per upsert, ~44 s for the
-  48 upserts of 1M contacts, in the harness process on the same two cores
-  (`waiting_for_api` in the load breakdown is the load thread blocked on it). A real
-  SendGrid answer takes time too, but not our CPU; the end-to-end target is judged
-  without it.
-* **dlt is fast here**: an Arrow source is written to parquet once at extract (~500,000
-  rows/s) and normalize passes the file through (well under a second for 1M rows), so "our
-  load step under dlt's extract + normalize" asks the destination for ~500,000 rows/s end
-  to end: the same wall as the first target.
-* **The baseline is not a strawman**: `to_pylist`, one compiled regex and one
-  `json.dumps` per row run at 15,000-30,000 rows/s on this shared machine (40-60
-  microseconds per row). Our path uses 6-7 microseconds of CPU per row, and the ratio in
-  wall time is smaller because the SQL path wants both cores and the machine was busy.
+* **Our path at 1M rows (missed: ~450,000 rows/s, 8.5x).** 60% of it is the render
+  (`Plan.render`: JSON of every new row in DuckDB SQL and the SHA-256 of it), 23% the plan,
+  13% the duplicate-key scan. In the render's SQL, JSON building (`'"field":' ||
+  to_json(v)` joined by `concat_ws`) and SHA-256 each take about a third of the CPU; DuckDB's
+  SHA-256 runs at about a quarter of OpenSSL's speed. 1,000,000 rows/s on 2 cores means
+  2 microseconds of CPU per row for everything; the render alone uses about 2.5. What would
+  close the gap, in order of yield: MD5 instead of SHA-256 for the content hash (measured
+  0.2-0.3 s less per 1M rows; it changes every stored hash, so it needs a state migration
+  that compares old rows by JSON once); folding the duplicate-key scan into the plan's pass
+  (it reads the identifier columns a second time: 0.3 s per 1M); building the JSON of the
+  fixed contact fields outside SQL from Arrow buffers. The baseline is not a strawman: on
+  an idle machine it runs at 50,000-60,000 rows/s, so 20x means 1.0-1.2M rows/s.
+* **Unchanged rerun (met: 1.35 s for 1M rows, 0 upserts).** The plan (0.85 s: read the file,
+  check, fingerprint, join 1M keys) and the duplicate-key scan (0.3 s) are all that runs.
+* **10M rows streamed (missed: 1,198 MiB at 10M vs 707 MiB at 1M).** Time is now linear
+  (every load bucket grows 10-13x from 1M to 10M), memory is not yet flat. The load step
+  holds three DuckDB databases with their own caches: the transform's (256 MB limit), the
+  state's (256 MB limit, plus up to 128 MB of unflushed log between checkpoints) and the
+  plan's temporary table inside the state (one row per row to send: 10M rows on a first
+  load, spilled beyond the limit); DuckDB's limits bound its buffer pool, not its
+  allocator's retained memory, and dlt's own extract reaches 648 MiB at 10M. Next steps:
+  one shared DuckDB instance (one budget instead of two), a lower checkpoint threshold for
+  large first loads, and writing only row numbers, not keys, into the plan table.
+* **End-to-end 1M (missed: load 6.50 s without the emulator vs extract + normalize 0.72 s).**
+  dlt writes an Arrow source to parquet at over 1M rows/s and normalize passes the file
+  through, so this target asks the load step for ~1.4M rows/s including state writes
+  (1.45 s per 1M: 48 transactions of 30,000 contacts each), job polling (0.4 s) and the
+  render (1.9 s). The emulator's time (it parses and validates each 6 MB body in Python,
+  5.6 s here, on the same two cores) is excluded.
 """
 
 
