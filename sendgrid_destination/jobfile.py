@@ -47,15 +47,19 @@ class JobFile:
 
     def reader(self) -> pa.RecordBatchReader:
         self.rows_read = 0
-        numbered = (self._numbered(batch, first) for batch, first in self.batches())
+        numbered = (
+            part
+            for batch, first in self.batches()
+            for part in self._numbered(batch, first).to_batches()
+        )
         first = next(numbered, None)
         if first is None:
             return pa.RecordBatchReader.from_batches(self._empty().schema, iter(()))
         return pa.RecordBatchReader.from_batches(first.schema, _chain(first, numbered))
 
-    def _numbered(self, batch: pa.RecordBatch, first_row: int) -> pa.RecordBatch:
+    def _numbered(self, batch: pa.RecordBatch, first_row: int) -> pa.Table:
         self.rows_read += batch.num_rows
-        return with_row_numbers(batch, first_row).combine_chunks().to_batches()[0]
+        return with_row_numbers(batch, first_row)
 
     def _empty(self) -> pa.Table:
         return with_row_numbers(self.schema.empty_table(), 0)
