@@ -16,8 +16,8 @@ Tables:
 * ``requests``: one row per accepted upsert (job id, contacts, bytes, and ``seq``, its number
   in the file), written in the same transaction as the contacts it carried, right after the
   202. The contacts carry the same ``seq``: they are appended together, so DuckDB's per-row-
-  group min/max lets the updates of one job's outcome skip the rest of the table instead of
-  reading every contact once per job (quadratic in the number of contacts).
+  group min/max lets the queries on one job's contacts skip the rest of the table rather
+  than read every contact once per job.
 * ``jobs``: every job with its final status and counts.
 * ``runs``: one row per run (a dlt load id and table), with its summary counters.
 * ``rejects``: rows refused before sending, by SendGrid's 400, or failed in a job.
