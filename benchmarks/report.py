@@ -509,9 +509,9 @@ profile: DuckDB `EXPLAIN ANALYZE` of the check and the render, cProfile of a pas
 values, ~0.06 s per 1M rows) runs over the whole file next to the state's tables and is
 joined with `contacts` once, instead of one join per 100,000-row batch over the whole table
 (which made the 10M path quadratic: `diff` was 47 s of 96). Rows whose fingerprint matches
-are never turned into JSON, and an unchanged file is read once. Contacts carry their
-request's number (`seq`), and the state checkpoints every 128 MB of log instead of 16 MB
-(checkpoints were half the state writes). Result: the unchanged rerun target is met, the
+are never turned into JSON, and an unchanged file is not read again to render it. Contacts
+carry their request's number (`seq`), and the state checkpoints every 128 MB of log instead
+of 16 MB (checkpoints were half the state writes). Result: the unchanged rerun target is met, the
 10M path is as fast per row as the 1M path, and the first pass is 2.4x faster.
 
 * **Our path at 1M rows (missed: ~450,000 rows/s, 8.5x).** 60% of it is the render

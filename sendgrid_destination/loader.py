@@ -85,8 +85,9 @@ class ContactLoader:
         )
 
     def load_file(self, path: str, batch_rows: int) -> RunSummary:
-        """Load a whole job file; duplicates of a contact key resolve across the file, and the
-        file is read a second time only if some row needs rendering."""
+        """Load a whole job file; duplicates of a contact key resolve across the file. The file
+        is read for its keys (duplicates), whole for the plan, and once more for rendering
+        only if some row needs it."""
         job = JobFile(path, self.mapping.columns, batch_rows)
         with self._sending() as dispatcher:
             prepared = self._start(job.schema)
