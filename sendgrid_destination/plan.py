@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_destination.state import duplicate_contact_error
-from sendgrid_destination.transform import ROW_COLUMN, Transformer
+from sendgrid_destination.transform import ROW_COLUMN, Transformer, utc_cursor
 
 _TABLE = "sg_plan"
 _COLUMNS = "row_number, contact_key, fingerprint, is_new, prev_hash, pending"
@@ -98,9 +98,8 @@ def build_plan(
     source: pa.Table | pa.RecordBatchReader,
     superseded: pa.Array,
 ) -> Plan:
-    cur = con.cursor()
+    cur = utc_cursor(con)
     try:
-        cur.execute("SET TimeZone = 'UTC'")  # as on the transform's connection
         cur.register("plan_src", source)
         cur.register("plan_superseded", pa.table({"row_number": superseded.cast(pa.int64())}))
         rows = (

@@ -139,7 +139,7 @@ class Transformer:
 
     def _date_expr(self, b: Binding, src: str) -> str:
         # Timestamp columns arrive naive in UTC (normalize_arrow). Text is parsed as TIMESTAMPTZ
-        # so an explicit offset is honoured, on a connection whose TimeZone is UTC.
+        # so an explicit offset is honoured, on cursors whose TimeZone is UTC (utc_cursor).
         if b.arrow_kind == "string":
             ts = f"TRY_CAST(nullif(trim({src}), '') AS TIMESTAMPTZ)"
         elif b.arrow_kind == "date":
@@ -320,7 +320,7 @@ class Transformer:
         the grouping to disk beyond its memory limit, so a 10M-row file costs no more memory
         than a 1M-row one.
         """
-        cur = self._con.cursor()
+        cur = utc_cursor(self._con)
         try:
             if isinstance(source, str):
                 relation = (
@@ -376,7 +376,7 @@ class Transformer:
         src = with_row_numbers(batch, first_row)
         if len(superseded):
             src = src.filter(pc.invert(pc.is_in(src[ROW_COLUMN], value_set=superseded)))
-        cur = self._con.cursor()
+        cur = utc_cursor(self._con)
         try:
             cur.register("src", _chunked(src))
             checked = cur.sql(self._sql).to_arrow_table()
@@ -400,7 +400,7 @@ class Transformer:
         cells is a ready-made array body); ``content_hash`` is hex SHA-256 of the list scope
         and the JSON: stable across runs, processes and library versions.
         """
-        cur = self._con.cursor()
+        cur = utc_cursor(self._con)
         try:
             cur.register("src", _chunked(pa.table(normalize_arrow(rows))))
             rendered = cur.sql(self._render_sql).to_arrow_table()
@@ -424,7 +424,7 @@ class Transformer:
                 "reason": [c.reason for c in self._checks],
             }
         )
-        cur = self._con.cursor()
+        cur = utc_cursor(self._con)
         try:
             cur.register("bad", bad.select(["row_number", "contact_key", *groups]))
             cur.register("checks", checks)
@@ -512,6 +512,19 @@ def _json_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def utc_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of ``con`` whose time zone is UTC. A cursor is a new DuckDB session: it starts
+    in the machine's zone, not in whatever an earlier ``SET`` chose, and Dates parsed from text
+    with an offset are rendered in the session's zone."""
+    cur = con.cursor()
+    try:
+        cur.execute("SET TimeZone = 'UTC'")
+    except BaseException:
+        cur.close()
+        raise
+    return cur
+
+
 def _new_connection() -> duckdb.DuckDBPyConnection:
     # A memory cap makes DuckDB spill the file-wide duplicate scan to disk instead of holding
     # every key of a 10M-row file in memory (1.8 GiB without it); the spill goes to a private
@@ -519,6 +532,4 @@ def _new_connection() -> duckdb.DuckDBPyConnection:
     spill = tempfile.mkdtemp(prefix="sendgrid-destination-")
     con = duckdb.connect(config={"memory_limit": TRANSFORM_MEMORY_LIMIT, "temp_directory": spill})
     weakref.finalize(con, shutil.rmtree, spill, ignore_errors=True)
-    # Dates are rendered in UTC whatever the machine's zone.
-    con.execute("SET TimeZone = 'UTC'")
     return con

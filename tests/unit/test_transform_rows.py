@@ -346,6 +346,22 @@ def test_dates_and_timestamps_of_every_kind_are_sent_in_utc():
         assert custom_values(result) == {0: expected}, name
 
 
+def test_dates_are_sent_in_utc_even_when_the_connections_default_zone_is_not_utc():
+    # A DuckDB cursor is a new session in the database's default zone (the machine's, here
+    # forced to New York), not in the zone an earlier SET chose on the connection.
+    elsewhere = duckdb.connect()
+    elsewhere.execute("SET GLOBAL TimeZone = 'America/New_York'")
+    elsewhere.execute("SET TimeZone = 'UTC'")
+
+    result = one_custom(
+        pa.array(["2024-01-02T03:04:05+00:00", "2024-07-02T10:00:00+02:00"]),
+        "Date",
+        connection=elsewhere,
+    )
+
+    assert custom_values(result) == {0: "2024-01-02T03:04:05Z", 1: "2024-07-02T08:00:00Z"}
+
+
 def test_a_tz_aware_timestamp_column_in_a_record_batch_is_converted_to_utc():
     ny = pa.array(
         [dt.datetime(2024, 1, 2, 5, 0, tzinfo=UTC)], pa.timestamp("ms", "America/New_York")
