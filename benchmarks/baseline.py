@@ -4,10 +4,10 @@ Contract: ``BaselinePath().run_pass(batches)`` turns each Arrow batch into per-r
 dicts (``to_pylist``), builds each contact with the destination's documented rules (trim and
 lower-case the email; omit nulls and empty strings; Numbers must be finite; Dates formatted
 ``%Y-%m-%dT%H:%M:%SZ``; maxLengths), validates with ``re`` (``EMAIL_RE``; ``E164_RE`` for the
-phone), hashes each contact's ``json.dumps`` with ``hashlib.sha256``, diffs against a Python
-dict, and packs
-greedily by ``len(json.dumps(contact).encode())`` into ``json.dumps({"contacts": [...]})``
-bodies within both limits. The dict is updated after each body, as after a 202, so a second
+phone), hashes each contact's ``json.dumps`` with ``hashlib.md5`` (the content hash ours
+keeps), diffs against a Python dict, and packs greedily by
+``len(json.dumps(contact).encode())`` into ``json.dumps({"contacts": [...]})`` bodies within
+both limits. The dict is updated after each body, as after a 202, so a second
 pass finds everything unchanged. Same fields, values and validation outcome as our path; the
 JSON bytes differ (``ensure_ascii``, separators), which is allowed. The generated data has no
 repeated contact key, so the baseline needs no last-row-wins pass.
@@ -131,7 +131,7 @@ class BaselinePath:
                     continue
                 encoded = json.dumps(contact)
                 key = "email:" + contact["email"]
-                digest = hashlib.sha256(encoded.encode()).hexdigest()
+                digest = hashlib.md5(encoded.encode()).hexdigest()
                 if self.state.get(key) == digest:
                     continue
                 n = len(encoded.encode()) + (_SEPARATOR if pending else 0)

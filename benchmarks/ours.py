@@ -110,7 +110,7 @@ class OursPath:
         start = time.perf_counter()
         packer = Packer(prefix, self.max_bytes, self.max_contacts)
         if batches:
-            transformer = Transformer(bindings(batches[0].schema))
+            transformer = Transformer(bindings(batches[0].schema), connection=self.store.con)
             whole = pa.Table.from_batches(batches)
             superseded = transformer.superseded_rows(whole)
             clock = stats.add_time("superseded", start)

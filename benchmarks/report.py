@@ -266,10 +266,10 @@ def _throughput(results: dict[str, Any]) -> list[str]:
         "paths, first pass on an empty state. *Ours*, as the loader runs a job file: "
         "`superseded_rows` and the plan (`build_plan`: map, coerce, validate, fingerprint, "
         "one join with the state) over all rows, then per batch `Plan.render` (JSON, "
-        "SHA-256, comparison) and `Packer.add`; the state write "
+        "MD5, comparison) and `Packer.add`; the state write "
         "after each body (`record_sent` + job outcome, which the baseline does as a dict "
         "update) is timed apart. *Baseline*: `to_pylist`, a dict per contact, `re` "
-        "validation, `json.dumps`, `hashlib.sha256`, a dict as the state, greedy packing by "
+        "validation, `json.dumps`, `hashlib.md5`, a dict as the state, greedy packing by "
         "`len(json.dumps(...).encode())`. The ratio is the median of per-repeat ratios.",
         "",
         *_table(header, rows),

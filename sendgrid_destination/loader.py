@@ -11,9 +11,9 @@ first_row)`` one RecordBatch (dlt's ``batch_size > 0`` mode). Either way:
    with the state, dropping unchanged rows by fingerprint;
 3. per batch, only if the plan kept any row: render the planned rows (JSON, content hash),
    count as unchanged those whose content hash equals the last one sent (refreshing their
-   fingerprint), hold back contacts whose previous version rides on a job still pending
-   from an earlier run, pack, and send up to ``max_in_flight`` bodies at once, recording
-   each body's hashes right after its 202;
+   fingerprint and content hash), hold back contacts whose previous version rides on a job
+   still pending from an earlier run, pack, and send up to ``max_in_flight`` bodies at
+   once, recording each body's hashes right after its 202;
 4. flush the last body, follow this run's jobs to their end, then wait once more for the
    jobs blocking the held-back contacts and send them (SendGrid promises no order between
    jobs, so a newer version must not overtake an older one still queued);
@@ -174,7 +174,9 @@ class ContactLoader:
     ) -> None:
         rendered = plan.render(batch, first_row)
         if rendered.unchanged.num_rows:
-            self._refresh.append(rendered.unchanged.select(["contact_key", "fingerprint"]))
+            self._refresh.append(
+                rendered.unchanged.select(["contact_key", "fingerprint", "content_hash"])
+            )
             self.summary.unchanged += rendered.unchanged.num_rows
             if sum(t.num_rows for t in self._refresh) >= _REFRESH_ROWS:
                 self._refresh_fingerprints()
@@ -202,8 +204,13 @@ class ContactLoader:
         )
         bindings = bind_mapping(self.mapping, schema, fields.types, fields.ids)
         self._check_lists()
+        # On the state's DuckDB instance: one memory budget for the duplicate scan, the plan,
+        # the render and the state, not one each (a 10M-row load filled both to their cap).
         transformer = Transformer(
-            bindings, list_ids=self.config.list_ids or [], date_format=self.config.date_format
+            bindings,
+            list_ids=self.config.list_ids or [],
+            date_format=self.config.date_format,
+            connection=self.store.con,
         )
         packer = Packer(
             self._prefix, self.config.max_request_bytes, self.config.max_contacts_per_request

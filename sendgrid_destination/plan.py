@@ -33,6 +33,7 @@ from sendgrid_destination.state import duplicate_contact_error
 from sendgrid_destination.transform import ROW_COLUMN, Transformer, utc_cursor
 
 _TABLE = "sg_plan"
+_SHA256_HEX_DIGITS = 64
 _COLUMNS = "row_number, contact_key, fingerprint, is_new, prev_hash, pending"
 
 
@@ -80,10 +81,24 @@ class Plan:
         contacts = planned.append_column("contact_json", rendered["contact_json"])
         contacts = contacts.append_column("content_hash", rendered["content_hash"])
         # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send.
-        same = pc.fill_null(pc.equal(contacts["content_hash"], contacts["prev_hash"]), False)
+        same = self._same_json(contacts)
         if not pc.any(same).as_py():
             return Rendered(contacts, contacts.slice(0, 0))
         return Rendered(contacts.filter(pc.invert(same)), contacts.filter(same))
+
+    def _same_json(self, contacts: pa.Table) -> pa.Array:
+        """Per row: is its JSON the one last sent? State files before schema 5 hold SHA-256
+        hashes (64 hex digits): those rows are compared by SHA-256 too."""
+        prev = contacts["prev_hash"]
+        same = pc.fill_null(pc.equal(contacts["content_hash"], prev), False).combine_chunks()
+        legacy = pc.fill_null(pc.equal(pc.utf8_length(prev), _SHA256_HEX_DIGITS), False)
+        if not pc.any(legacy).as_py():
+            return same
+        at = pc.indices_nonzero(legacy)
+        old = self.transformer.legacy_hash(contacts["contact_json"].take(at))
+        merged = same.to_numpy(zero_copy_only=False).copy()
+        merged[at.to_numpy()] = pc.equal(old, prev.take(at)).to_numpy(zero_copy_only=False)
+        return pa.array(merged)
 
     def close(self) -> None:
         self.cursor.execute(f"DROP TABLE IF EXISTS {_TABLE}")

@@ -8,11 +8,12 @@ checkpoint, beside the file) is private too.
 
 Tables:
 
-* ``contacts``: per (stream, contact_key) the content hash last sent (and the fingerprint of
-  the values it was rendered from, the plan's shortcut), the job that carried it and its
-  outcome: ``sent`` (202 recorded, job not finished), ``accepted``, ``failed`` (the job
-  errored for it; SendGrid's reason kept), ``unconfirmed`` (the job's errors could not be
-  fetched). Only ``sent`` and ``accepted`` hashes make a row "unchanged".
+* ``contacts``: per (stream, contact_key) the content hash (hex MD5 of the JSON) last sent
+  (and the fingerprint of the values it was rendered from, the plan's shortcut), the job
+  that carried it and its outcome: ``sent`` (202 recorded, job not finished),
+  ``accepted``, ``failed`` (the job errored for it; SendGrid's reason kept),
+  ``unconfirmed`` (the job's errors could not be fetched). Only ``sent`` and ``accepted``
+  hashes make a row "unchanged".
 * ``requests``: one row per accepted upsert (job id, contacts, bytes, and ``seq``, its number
   in the file), written in the same transaction as the contacts it carried, right after the
   202. The contacts carry the same ``seq``: they are appended together, so DuckDB's per-row-
@@ -43,7 +44,9 @@ import pyarrow.compute as pc
 
 from sendgrid_destination.errors import ConfigurationError, StateLockedError
 
-SCHEMA_VERSION = 4
+# 5: content hashes are MD5; the SHA-256 of earlier files is compared as such (plan.py) and
+# replaced by MD5 when its contact is next found unchanged, so no migration reads them all.
+SCHEMA_VERSION = 5
 STATE_MEMORY_LIMIT = "256MB"
 # DuckDB checkpoints when its write-ahead log reaches the threshold (16 MB by default), i.e.
 # every few 6 MB upserts, each time rewriting row groups that the next job outcome updates
@@ -253,14 +256,16 @@ class StateStore:
         cur.close()
 
     def refresh_fingerprints(self, stream: str, contacts: pa.Table) -> None:
-        """Record new fingerprints (``contact_key``, ``fingerprint``) of contacts the render
-        found unchanged, so the next plan skips them without rendering."""
+        """Record the fingerprints and content hashes (``contact_key``, ``fingerprint``,
+        ``content_hash``) of contacts the render found unchanged, so the next plan skips them
+        without rendering (and a SHA-256 of schema 4 or earlier becomes an MD5)."""
         if contacts.num_rows == 0:
             return
         cur = self.con.cursor()
-        cur.register("fresh", contacts.select(["contact_key", "fingerprint"]))
+        cur.register("fresh", contacts.select(["contact_key", "fingerprint", "content_hash"]))
         cur.execute(
-            "UPDATE contacts SET fingerprint = f.fingerprint FROM fresh f "
+            "UPDATE contacts SET fingerprint = f.fingerprint, content_hash = f.content_hash "
+            "FROM fresh f "
             "WHERE contacts.stream = ? AND contacts.contact_key = f.contact_key",
             [stream],
         )

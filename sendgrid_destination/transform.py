@@ -12,8 +12,10 @@ rendered:
   matches the state is unchanged; any other row is rendered and compared by content hash.
 * the render (``render(rows)``): ``contact_json`` (the contact object's UTF-8 JSON followed by
   one ``,``, so that a run of rows is a ready-made JSON array body) and ``content_hash`` (hex
-  SHA-256 of the list scope plus the contact JSON: stable across runs, processes and library
-  versions).
+  MD5 of the list scope plus the contact JSON: stable across runs, processes and library
+  versions). MD5 because it detects changes, it does not defend against anyone (the state
+  file is the user's own), and DuckDB computes it in half SHA-256's time, which was a third
+  of the render. ``legacy_hash(json)`` is the SHA-256 that state files before schema 5 hold.
 
 ``run(batch, first_row)`` does both over one batch and returns a ``TransformResult``:
 ``contacts`` (one row per contact key, in source order of its last occurrence, with
@@ -285,7 +287,7 @@ class Transformer:
     def _compile_render(self) -> str:
         """The render: per (already checked) row its contact JSON and content hash."""
         return (
-            f"SELECT contact_json, sha256({_lit(self.scope + chr(10))} || contact_json) "
+            f"SELECT contact_json, md5({_lit(self.scope + chr(10))} || contact_json) "
             f"AS content_hash FROM (SELECT {self._json_expr()} AS contact_json FROM "
             f"(SELECT {self._values_sql} FROM src))"
         )
@@ -397,7 +399,7 @@ class Transformer:
         """``contact_json`` and ``content_hash`` of checked rows, in their order.
 
         ``contact_json`` is the contact object's UTF-8 JSON followed by one ``,`` (a run of
-        cells is a ready-made array body); ``content_hash`` is hex SHA-256 of the list scope
+        cells is a ready-made array body); ``content_hash`` is hex MD5 of the list scope
         and the JSON: stable across runs, processes and library versions.
         """
         cur = utc_cursor(self._con)
@@ -408,6 +410,18 @@ class Transformer:
         finally:
             cur.close()
         return rendered
+
+    def legacy_hash(self, contact_json: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+        """Hex SHA-256 of the list scope and each rendered ``contact_json``: the content hash
+        of state files before schema 5, compared once when such a contact is rendered."""
+        cur = utc_cursor(self._con)
+        try:
+            cur.register("legacy", pa.table({"contact_json": contact_json}))
+            return cur.sql(
+                f"SELECT sha256({_lit(self.scope + chr(10))} || contact_json) AS h FROM legacy"
+            ).to_arrow_table()["h"]
+        finally:
+            cur.close()
 
     def expand_rejects(self, bad: pa.Table) -> pa.Table:
         """One row per problem of each refused row: ``row_number``, ``contact_key``, ``column``,

@@ -1,9 +1,10 @@
 """The plan's fingerprint is a shortcut, never the judge: when it does not match, the JSON does.
 
 A fingerprint is DuckDB's 64-bit ``hash`` of a contact's values, which DuckDB may change between
-versions; the content hash (SHA-256 of the JSON) is stable. These tests tamper with the
-stored fingerprints, or remove them as a state file of schema version 2 had none, and check
-on the wire that nothing unchanged is resent and that the fingerprints are rewritten.
+versions; the content hash (MD5 of the JSON; SHA-256 before schema 5) is stable. These tests
+tamper with the stored fingerprints, remove them as a state file of schema version 2 had none,
+or put back SHA-256 hashes, and check on the wire that nothing unchanged is resent and that the
+fingerprints and hashes are rewritten.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from sendgrid_destination.mapping import bind_mapping, parse_mapping
 from sendgrid_destination.plan import build_plan
 from sendgrid_destination.state import SCHEMA_VERSION, StateStore
 from sendgrid_destination.transform import Transformer, with_row_numbers
-from tests.e2e.conftest import contacts_table, run_summary, state_rows, upserts
+from tests.e2e.conftest import (
+    DEFAULT_MAPPING,
+    contacts_table,
+    run_summary,
+    state_rows,
+    upserts,
+)
 
 
 def _fingerprints(state_path: Path) -> dict[str, int | None]:
@@ -112,6 +119,56 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
     )
     assert [seq for seq, _ in numbered] == [1, 2, 3]
     assert sorted(count for _, count in numbered) == [10, 15, 15]
+
+
+def _put_back_sha256_hashes(state_path: Path, data: pa.Table) -> None:
+    """Make the state what schema 4 left: SHA-256 content hashes (and no fingerprints, so the
+    render must compare them)."""
+    transformer = Transformer(bind_mapping(parse_mapping(DEFAULT_MAPPING), data.schema, {}))
+    contacts = transformer.run(data).contacts
+    legacy = pa.table(
+        {
+            "contact_key": contacts["contact_key"],
+            "h": transformer.legacy_hash(contacts["contact_json"]),
+        }
+    )
+    con = duckdb.connect(str(state_path))
+    try:
+        con.register("legacy", legacy)
+        con.execute(
+            "UPDATE contacts SET content_hash = l.h, fingerprint = NULL FROM legacy l "
+            "WHERE contacts.contact_key = l.contact_key"
+        )
+        con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    finally:
+        con.close()
+
+
+def test_sha256_hashes_of_a_schema_4_state_are_compared_as_such_then_rewritten_as_md5(
+    emulator, destination, run, state_path
+) -> None:
+    data = contacts_table(40)
+    run(data, destination())
+    _put_back_sha256_hashes(state_path, data)
+    assert {len(h) for (h,) in state_rows(state_path, "SELECT content_hash FROM contacts")} == {64}
+    names = data["first_name"].to_pylist()
+    names[7] = "Renamed"
+    changed = data.set_column(data.schema.get_field_index("first_name"), "first_name", [names])
+    emulator.clear_requests()
+
+    second = run(changed, destination())
+
+    assert sum(r.contact_count or 0 for r in upserts(emulator)) == 1
+    assert emulator.contact("user7@example.com")["first_name"] == "Renamed"
+    summary = run_summary(state_path, second)
+    assert (summary["unchanged"], summary["changed"]) == (39, 1)
+    hashes = state_rows(state_path, "SELECT content_hash FROM contacts")
+    assert {len(h) for (h,) in hashes} == {32}
+    assert None not in _fingerprints(state_path).values()
+
+    emulator.clear_requests()
+    run(changed, destination())
+    assert upserts(emulator) == []
 
 
 def _accepted_state(path: Path, transformer: Transformer, data: pa.Table) -> None:

@@ -33,6 +33,10 @@ def parsed(result: TransformResult) -> list[dict]:
     return [json.loads(cell[:-1]) for cell in result.contacts["contact_json"].to_pylist()]
 
 
+def md5_hex(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -111,12 +115,14 @@ def test_keep_last_per_key_matches_a_reference(keys):
 
 ANN = pa.table({"email": [" Ann@X.co "], "fn": ["Ann"], "city": pa.nulls(1, pa.string())})
 ANN_JSON = '{"email":"ann@x.co","first_name":"Ann"},'
-# sha256("list-a,list-b\n" + ANN_JSON), computed with hashlib from the text above.
-ANN_DIGEST = "c4d4102188485f33e48bbd1fb0baa4561627290085f88feee0a3c689957aad80"
+# md5("list-a,list-b\n" + ANN_JSON), computed with hashlib from the text above.
+ANN_DIGEST = "8b17b358f2af4c28b431421cfbee28f8"
+# The content hash of state files before schema 5: sha256 of the same text.
+ANN_LEGACY_DIGEST = "c4d4102188485f33e48bbd1fb0baa4561627290085f88feee0a3c689957aad80"
 
 
-def test_the_content_hash_is_sha256_of_the_sorted_list_scope_and_the_contact_json():
-    assert sha256_hex("list-a,list-b\n" + ANN_JSON) == ANN_DIGEST
+def test_the_content_hash_is_md5_of_the_sorted_list_scope_and_the_contact_json():
+    assert md5_hex("list-a,list-b\n" + ANN_JSON) == ANN_DIGEST
 
     result = transformer(ANN, list_ids=["list-b", "list-a"]).run(ANN)
 
@@ -127,7 +133,14 @@ def test_the_content_hash_is_sha256_of_the_sorted_list_scope_and_the_contact_jso
 def test_without_lists_the_scope_is_empty_but_still_separated_by_a_newline():
     result = transformer(ANN).run(ANN)
 
-    assert result.contacts["content_hash"].to_pylist() == [sha256_hex("\n" + ANN_JSON)]
+    assert result.contacts["content_hash"].to_pylist() == [md5_hex("\n" + ANN_JSON)]
+
+
+def test_the_legacy_hash_is_sha256_of_the_same_scope_and_json():
+    assert sha256_hex("list-a,list-b\n" + ANN_JSON) == ANN_LEGACY_DIGEST
+    legacy = transformer(ANN, list_ids=["list-b", "list-a"]).legacy_hash(pa.array([ANN_JSON]))
+
+    assert legacy.to_pylist() == [ANN_LEGACY_DIGEST]
 
 
 def test_the_content_hash_changes_with_the_lists_but_not_with_their_order():
@@ -154,7 +167,7 @@ def test_two_transformers_with_their_own_connections_produce_identical_contacts(
         one.contacts["content_hash"].to_pylist(),
         strict=True,
     ):
-        assert digest == sha256_hex("l1\n" + cell)
+        assert digest == md5_hex("l1\n" + cell)
 
 
 # -- no row lost, none invented ----------------------------------------------------------------
