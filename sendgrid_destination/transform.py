@@ -15,7 +15,8 @@ rendered:
   MD5 of the list scope plus the contact JSON: stable across runs, processes and library
   versions). MD5 because it detects changes, it does not defend against anyone (the state
   file is the user's own), and DuckDB computes it in about half SHA-256's time (SHA-256 was
-  45% of the render's time, measured at 1M rows). ``legacy_hash(json)`` is the SHA-256 that state files before schema 5 hold.
+  45% of the render's time, measured at 1M rows). ``legacy_hash(json)`` is the SHA-256 that
+  state files before schema 5 hold.
 
 ``run(batch, first_row)`` does both over one batch and returns a ``TransformResult``:
 ``contacts`` (one row per contact key, in source order of its last occurrence, with
