@@ -500,49 +500,55 @@ def _equivalence(results: dict[str, Any]) -> list[str]:
 
 LIMITS = """## What limits it
 
-Analysis of the run above (idle machine; `python -m benchmarks.profile` reproduces the
-profile: DuckDB `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass).
+Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
+`EXPLAIN ANALYZE` of the check and the render, cProfile of a pass).
 
-**What changed since the previous report** (191,848 rows/s at 1M, 7.4x; unchanged rerun
-5.0 s; 10M path at 104,481 rows/s): the loader now plans each job file once. The check
-(keys, validation bit groups, and a *fingerprint*: DuckDB's 64-bit `hash` of the coerced
-values, ~0.06 s per 1M rows) runs over the whole file next to the state's tables and is
-joined with `contacts` once, instead of one join per 100,000-row batch over the whole table
-(which made the 10M path quadratic: `diff` was 47 s of 96). Rows whose fingerprint matches
-are never turned into JSON, and an unchanged file is not read again to render it. Contacts
-carry their request's number (`seq`), and the state checkpoints every 128 MB of log instead
-of 16 MB (checkpoints were half the state writes). Result: the unchanged rerun target is met, the
-10M path is as fast per row as the 1M path, and the first pass is 2.4x faster.
+**This machine was 2-3x slower than for the previous report** (same 2 cores, low load
+average, no steal reported): for identical work dlt's extract of 1M rows took 1.9 s instead
+of 0.69 s and the per-row baseline ran at 25,000 instead of 53,000 rows/s. Read the ratios,
+not the rates. Interleaved on this machine, the previous commit's path and this one ran at
+the same speed within noise (157,000-165,000 vs 157,000-175,000 rows/s at 1M), the render
+about 10% faster. The slowdown hit our path (DuckDB on both cores) harder than the
+single-threaded baseline, so the ratio fell from 8.5x (idle run) to 7.0x.
 
-* **Our path at 1M rows (missed: ~450,000 rows/s, 8.5x).** 60% of it is the render
-  (`Plan.render`: JSON of every new row in DuckDB SQL and the SHA-256 of it), 23% the plan,
-  13% the duplicate-key scan. In the render's SQL, JSON building (`'"field":' ||
-  to_json(v)` joined by `concat_ws`) and SHA-256 each take about a third of the CPU; DuckDB's
-  SHA-256 runs at about a quarter of OpenSSL's speed. 1,000,000 rows/s on 2 cores means
-  2 microseconds of CPU per row for everything; the render alone uses about 2.5. What would
-  close the gap, in order of yield: MD5 instead of SHA-256 for the content hash (measured
-  0.2-0.3 s less per 1M rows; it changes every stored hash, so it needs a state migration
-  that compares old rows by JSON once); folding the duplicate-key scan into the plan's pass
-  (it reads the identifier columns a second time: 0.3 s per 1M); building the JSON of the
-  fixed contact fields outside SQL from Arrow buffers. The baseline is not a strawman: on
-  an idle machine it runs at 50,000-60,000 rows/s, so 20x means 1.0-1.2M rows/s.
-* **Unchanged rerun (met: 1.35 s for 1M rows, 0 upserts).** The plan (0.85 s: read the file,
-  check, fingerprint, join 1M keys) and the duplicate-key scan (0.3 s) are all that runs.
-* **10M rows streamed (missed: 1,198 MiB at 10M vs 707 MiB at 1M).** Time is now linear
-  (every load bucket grows 10-13x from 1M to 10M), memory is not yet flat. The load step
-  holds three DuckDB databases with their own caches: the transform's (256 MB limit), the
-  state's (256 MB limit, plus up to 128 MB of unflushed log between checkpoints) and the
-  plan's temporary table inside the state (one row per row to send: 10M rows on a first
-  load, spilled beyond the limit); DuckDB's limits bound its buffer pool, not its
-  allocator's retained memory, and dlt's own extract reaches 648 MiB at 10M. Next steps:
-  one shared DuckDB instance (one budget instead of two), a lower checkpoint threshold for
-  large first loads, and writing only row numbers, not keys, into the plan table.
-* **End-to-end 1M (missed: load 6.50 s without the emulator vs extract + normalize 0.72 s).**
-  dlt writes an Arrow source to parquet at over 1M rows/s and normalize passes the file
-  through, so this target asks the load step for ~1.4M rows/s including state writes
-  (1.45 s per 1M: 48 transactions of 30,000 contacts each), job polling (0.4 s) and the
-  render (1.9 s). The emulator's time (it parses and validates each 6 MB body in Python,
-  5.6 s here, on the same two cores) is excluded.
+**What changed since the previous report**: memory. pyarrow's `ParquetFile` pre-buffers by
+default and kept every row group read until the file was closed: streaming a 10M-row job
+file grew the load step by ~600 MiB. The job file is now read without it. The transform
+runs on the state's DuckDB instance (one 160 MB cap for the duplicate scan, the plan, the
+render and the state, instead of two caps of 256 MB), and the sample warehouse source caps
+DuckDB's page cache (dlt's extract of 10M rows held the whole 350 MB file: 646 -> 350 MiB).
+The content hash is MD5 instead of SHA-256 (DuckDB's SHA-256 was ~45% of the render).
+
+* **Our path at 1M rows (missed: 169,612 rows/s here, 7.0x; ~450,000 rows/s and 8.5x on
+  the idle machine).** The render (`Plan.render`) is 57% of it, the plan 25%, the
+  duplicate-key scan 14%. In the render, computing the values costs ~0.4 s per 1M rows,
+  building the JSON by string concatenation ~1.1 s and MD5 ~0.5-0.9 s (on this machine).
+  Tried and dropped: `concat` of pieces instead of `concat_ws` (no gain), escaping with
+  `replace` instead of `to_json` (slower), `to_json` of a STRUCT (40% faster, but it writes
+  nulls, which must be omitted, and `json_merge_patch` to drop them costs more than it
+  saves); DuckDB has no faster stable hash (`hash` may change between DuckDB releases,
+  `md5_number` is slower than `md5`). 1,000,000 rows/s means 2 microseconds of CPU per row
+  on 2 cores for everything; the render alone takes more. What remains: folding the
+  duplicate-key scan into the plan (computing the keys is 75% of its time) and building
+  the JSON outside DuckDB from Arrow buffers.
+* **Unchanged rerun (missed here: 3.41 s; met on the idle machine: 1.35 s).** Only the
+  duplicate-key scan (0.93 s) and the plan (2.16 s: read the file, check, fingerprint,
+  join 1M keys) run; relative to dlt's own extract + normalize of the same rows the load
+  step costs the same as before (1.6x here, 1.9x idle). Folding the scan into the plan
+  would save up to a quarter of it.
+* **10M rows streamed (met: 624 MiB at 10M vs 572 MiB at 1M, +9%).** A probe sampling RSS
+  through a 10M sync (every 0.25 s) saw the load step stay in one band, 500-600 MiB, from
+  its first minute to its last; what differs from 1M is most likely DuckDB filling its
+  160 MB cap as the state grows. The margin is small: a body or batch in flight moves a
+  single peak by 20-30 MiB.
+* **End-to-end 1M (missed: load 14.91 s without the emulator vs extract + normalize
+  2.00 s).** dlt writes an Arrow source to parquet at over 1M rows/s and normalize passes
+  the file through, so the load step would need ~500,000 rows/s here including the render
+  (4.66 s), state writes (3.80 s: a transaction per 202 inserting its ~20,000 contacts) and
+  following the jobs (1.21 s, mostly one UPDATE per completed job of its contacts' status).
+  Next: derive a contact's outcome from its job's row instead of updating
+  every contact when a job completes. The emulator's time (it parses and validates each
+  6 MB body in Python on the same two cores: 15.70 s here) is excluded.
 """
 
 
