@@ -24,6 +24,7 @@ from dlt.common.pipeline import LoadInfo
 from sendgrid_destination import sendgrid
 
 BATCH_ROWS = 50_000
+WAREHOUSE_MEMORY_LIMIT = "256MB"
 
 
 @dlt.source(name="warehouse")
@@ -31,8 +32,10 @@ def customers_source(warehouse: str, query: str = "SELECT * FROM customers") -> 
     @dlt.resource(name="customers", write_disposition="append")
     def customers() -> Iterator[pa.RecordBatch]:
         # Without a cap DuckDB keeps every page it scanned cached (its default limit is 80% of
-        # RAM): extracting 10M rows held the whole 350 MB file. A scan needs a few MB.
-        with duckdb.connect(warehouse, read_only=True, config={"memory_limit": "64MB"}) as con:
+        # RAM): extracting 10M rows held the whole 350 MB file. With one, a heavier ``query``
+        # (a GROUP BY over 10M keys was tried) spills to disk; 64 MB was too little for it.
+        config = {"memory_limit": WAREHOUSE_MEMORY_LIMIT}
+        with duckdb.connect(warehouse, read_only=True, config=config) as con:
             reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
             yield from reader
 
