@@ -34,6 +34,7 @@ def customers_source(warehouse: str, query: str = "SELECT * FROM customers") -> 
         # Without a cap DuckDB keeps every page it scanned cached (its default limit is 80% of
         # RAM): extracting 10M rows held the whole 350 MB file. With one, a heavier ``query``
         # (a GROUP BY over 10M keys was tried) spills to disk; 64 MB was too little for it.
+        config: dict[str, str | bool | int | float | list[str]]
         config = {"memory_limit": WAREHOUSE_MEMORY_LIMIT}
         with duckdb.connect(warehouse, read_only=True, config=config) as con:
             reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
