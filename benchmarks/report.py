@@ -535,7 +535,7 @@ The content hash is MD5 instead of SHA-256 (DuckDB's SHA-256 was ~45% of the ren
   on 2 cores for everything; the render alone takes more. What remains: folding the
   duplicate-key scan into the plan (computing the keys is 75% of its time) and building
   the JSON outside DuckDB from Arrow buffers.
-* **Unchanged rerun (missed here: 3.41 s; met on the idle machine: 1.35 s).** Only the
+* **Unchanged rerun (missed here: 3.41 s; met in the previous report's idle run: 1.35 s).** Only the
   duplicate-key scan (0.93 s) and the plan (2.16 s: read the file, check, fingerprint,
   join 1M keys) run; relative to dlt's own extract + normalize of the same rows the load
   step costs the same as before (1.6x here, 1.9x idle). Folding the scan into the plan
@@ -546,12 +546,13 @@ The content hash is MD5 instead of SHA-256 (DuckDB's SHA-256 was ~45% of the ren
   160 MB cap as the state grows. The margin is small: a body or batch in flight moves a
   single peak by 20-30 MiB.
 * **End-to-end 1M (missed: load 14.91 s without the emulator vs extract + normalize
-  2.00 s).** dlt writes an Arrow source to parquet at over 1M rows/s and normalize passes
-  the file through, so the load step would need ~500,000 rows/s here including the render
-  (4.66 s), state writes (3.80 s: a transaction per 202 inserting its ~20,000 contacts) and
-  following the jobs (1.21 s, mostly one UPDATE per completed job of its contacts' status).
-  Next: derive a contact's outcome from its job's row instead of updating
-  every contact when a job completes. The emulator's time (it parses and validates each
+  2.00 s).** dlt writes an Arrow source to parquet at ~500,000 rows/s here (over 1M idle)
+  and normalize passes the file through, so the load step would need ~500,000 rows/s
+  here including the render (4.66 s), state writes (3.80 s: a transaction per 202
+  inserting its ~20,000 contacts) and following the jobs (1.21 s, mostly one UPDATE per
+  completed job of its contacts' status).
+  Next: derive a contact's outcome from its job's row instead of updating every contact
+  when a job completes. The emulator's time (it parses and validates each
   6 MB body in Python on the same two cores: 15.70 s here) is excluded.
 """
 
