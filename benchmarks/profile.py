@@ -28,7 +28,7 @@ import pyarrow as pa
 from benchmarks import data
 from benchmarks.ours import OursPath, bindings
 from benchmarks.throughput import BATCH_ROWS
-from sendgrid_destination.transform import ROW_COLUMN, Transformer, normalize_arrow
+from sendgrid_destination.transform import ROW_COLUMN, Transformer, normalize_arrow, utc_cursor
 
 _OPERATOR = re.compile(r"╭─\s*([A-Za-z_ ]+?)\s*─")
 _TIMING = re.compile(r"([\d,]+) rows\s+([\d.]+)(m?s)")
@@ -38,7 +38,7 @@ def explain(table: pa.Table, query: str) -> list[tuple[str, float, str]]:
     """(operator, seconds, first projections) for each operator of one of the transform's
     queries: ``check`` or ``render``."""
     transformer = Transformer(bindings(table.schema))
-    cur = transformer._con.cursor()
+    cur = utc_cursor(transformer._con)
     rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
     cur.register("src", normalize_arrow(table).append_column(ROW_COLUMN, rows))
     sql = transformer._sql if query == "check" else transformer._render_sql

@@ -1,8 +1,9 @@
 """The plan of a load: one SQL pass over all its rows decides what each row needs.
 
-``build_plan(con, transformer, stream, source, superseded)`` runs the transform's check over
-``source`` (the load's rows with ``__sg_row``: an Arrow table or a streaming reader of the whole
-job file) minus the ``superseded`` rows, joined once with the state's ``contacts``:
+``build_plan(con, state_path, transformer, stream, source, superseded)`` runs the transform's
+check over ``source`` (the load's rows with ``__sg_row``: an Arrow table or a streaming reader
+of the whole job file) minus the ``superseded`` rows, joined once with the state's
+``contacts``:
 
 * rows that fail the check become ``Plan.rejects``;
 * a row whose fingerprint equals the one recorded for its key, with the last send counting

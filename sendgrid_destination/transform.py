@@ -288,10 +288,14 @@ class Transformer:
     def _compile_render(self) -> str:
         """The render: per (already checked) row its contact JSON and content hash."""
         return (
-            f"SELECT contact_json, md5({_lit(self.scope + chr(10))} || contact_json) "
-            f"AS content_hash FROM (SELECT {self._json_expr()} AS contact_json FROM "
-            f"(SELECT {self._values_sql} FROM src))"
+            f"SELECT contact_json, {self._content_hash('md5')} AS content_hash FROM "
+            f"(SELECT {self._json_expr()} AS contact_json FROM (SELECT {self._values_sql} "
+            "FROM src))"
         )
+
+    def _content_hash(self, function: str) -> str:
+        # What a content hash covers, whatever the function: the list scope and the JSON.
+        return f"{function}({_lit(self.scope + chr(10))} || contact_json)"
 
     def _signature(self) -> str:
         # Everything besides the values that shapes a contact's JSON: a fingerprint taken
@@ -419,7 +423,7 @@ class Transformer:
         try:
             cur.register("legacy", pa.table({"contact_json": contact_json}))
             return cur.sql(
-                f"SELECT sha256({_lit(self.scope + chr(10))} || contact_json) AS h FROM legacy"
+                f"SELECT {self._content_hash('sha256')} AS h FROM legacy"
             ).to_arrow_table()["h"]
         finally:
             cur.close()
