@@ -127,7 +127,7 @@ def build_plan(
             "s.contact_key IS NULL AS is_new, "
             "CASE WHEN s.status IN ('sent', 'accepted') THEN s.content_hash END AS prev_hash, "
             "coalesce(s.status = 'sent', false) AS pending "
-            f"FROM ({transformer.check_sql(rows)}) c LEFT JOIN contacts s "
+            f"FROM ({transformer.check_sql(rows)}) c LEFT JOIN contact_status s "
             "ON s.stream = ? AND s.contact_key = c.contact_key "
             "WHERE NOT coalesce(c.ok AND s.fingerprint = c.fingerprint "
             "AND s.status IN ('sent', 'accepted'), false) ORDER BY c.row_number",

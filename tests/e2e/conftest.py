@@ -146,7 +146,7 @@ def state_rows(
 
 def contact_states(state_path: Path) -> dict[str, tuple[str, str | None]]:
     """``{contact_key: (status, reason)}`` for every contact in the state file."""
-    rows = state_rows(state_path, "SELECT contact_key, status, reason FROM contacts")
+    rows = state_rows(state_path, "SELECT contact_key, status, reason FROM contact_status")
     return {key: (status, reason) for key, status, reason in rows}
 
 

@@ -57,7 +57,7 @@ def _recorded_v2(state_path: Path) -> int:
     """Contacts whose version-2 content the killed run recorded as sent or accepted."""
     with StateStore.open(state_path, read_only=True) as store:
         row = store.con.execute(
-            "SELECT count(*) FROM contacts c JOIN requests r ON c.job_id = r.job_id "
+            "SELECT count(*) FROM contact_status c JOIN requests r ON c.job_id = r.job_id "
             "WHERE r.run_id <> (SELECT min(run_id) FROM runs) "
             "AND c.status IN ('sent', 'accepted')"
         ).fetchone()

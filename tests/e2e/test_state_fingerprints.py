@@ -3,8 +3,9 @@
 A fingerprint is DuckDB's 64-bit ``hash`` of a contact's values, which DuckDB may change between
 versions; the content hash (MD5 of the JSON; SHA-256 before schema 5) is stable. These tests
 tamper with the stored fingerprints, remove them as a state file of schema version 2 had none,
-or put back SHA-256 hashes, and check on the wire that nothing unchanged is resent and that the
-fingerprints and hashes are rewritten.
+put back SHA-256 hashes, or rewrite the state in schema 5's layout (a status per contact), and
+check on the wire that nothing unchanged is resent and that the fingerprints and hashes are
+rewritten.
 """
 
 from __future__ import annotations
@@ -89,11 +90,67 @@ def test_a_changed_row_with_a_stale_fingerprint_is_still_sent(
     assert (summary["unchanged"], summary["changed"]) == (29, 1)
 
 
+def _as_schema_5(state_path: Path, *, last_job_pending: bool = False) -> None:
+    """Rewrite the state in the layout schema 5 left: every contact with its own job id, run
+    id, time and status, jobs without ``contacts_status``, no ``contact_status`` view. With
+    ``last_job_pending``, the last job is unfinished and its contacts are ``sent``."""
+    _edit_state(
+        state_path,
+        "CREATE TABLE old_contacts AS SELECT c.stream, c.contact_key, c.content_hash, "
+        "s.job_id, s.status, c.reason, r.run_id, r.sent_at AS updated_at, c.fingerprint, "
+        "c.seq FROM contacts c JOIN contact_status s USING (stream, contact_key) "
+        "JOIN requests r ON r.seq = c.seq",
+        "DROP VIEW contact_status",
+        "DROP TABLE contacts",
+        "ALTER TABLE old_contacts RENAME TO contacts",
+        "ALTER TABLE jobs DROP COLUMN contacts_status",
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+    )
+    if last_job_pending:
+        _edit_state(
+            state_path,
+            "UPDATE jobs SET status = 'pending', finished_at = NULL "
+            "WHERE job_id = (SELECT job_id FROM requests ORDER BY seq DESC LIMIT 1)",
+            "UPDATE contacts SET status = 'sent' WHERE seq = (SELECT max(seq) FROM requests)",
+        )
+
+
+def test_a_schema_5_state_with_a_pending_job_is_migrated_and_the_job_still_settles_its_contacts(
+    emulator, destination, run, state_path
+) -> None:
+    data = contacts_table(40)
+    run(data, destination(max_contacts_per_request=15))
+    _as_schema_5(state_path, last_job_pending=True)
+    legacy = state_rows(state_path, "SELECT status, count(*) FROM contacts GROUP BY ALL")
+    assert sorted(legacy) == [("accepted", 30), ("sent", 10)]
+    emulator.clear_requests()
+
+    second = run(data, destination())
+
+    assert upserts(emulator) == []
+    assert run_summary(state_path, second)["unchanged"] == 40
+    assert state_rows(state_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+    assert state_rows(state_path, "SELECT status, count(*) FROM contact_status GROUP BY ALL") == [
+        ("accepted", 40)
+    ]
+    changed = data.set_column(
+        data.schema.get_field_index("first_name"), "first_name", [["New"] * data.num_rows]
+    )
+    emulator.clear_requests()
+    run(changed, destination())
+    assert sum(r.contact_count or 0 for r in upserts(emulator)) == 40
+    # Resent contacts are rows of the new layout: no status of their own.
+    assert state_rows(state_path, "SELECT count(*) FROM contacts WHERE status IS NULL") == [(40,)]
+
+
 def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_contacts(
     emulator, destination, run, state_path
 ) -> None:
     data = contacts_table(40)
     run(data, destination(max_contacts_per_request=15))
+    _as_schema_5(state_path)
     _edit_state(
         state_path,
         "ALTER TABLE contacts DROP COLUMN fingerprint",
@@ -114,7 +171,7 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
     # Requests are numbered in the order sent, and each contact carries its request's number.
     numbered = state_rows(
         state_path,
-        "SELECT r.seq, count(*) FROM contacts c JOIN requests r USING (job_id) "
+        "SELECT r.seq, count(*) FROM contact_status c JOIN requests r USING (job_id) "
         "WHERE c.seq = r.seq GROUP BY r.seq ORDER BY r.seq",
     )
     assert [seq for seq, _ in numbered] == [1, 2, 3]
@@ -149,6 +206,7 @@ def test_sha256_hashes_of_a_schema_4_state_are_compared_as_such_then_rewritten_a
 ) -> None:
     data = contacts_table(40)
     run(data, destination())
+    _as_schema_5(state_path)
     _put_back_sha256_hashes(state_path, data)
     assert {len(h) for (h,) in state_rows(state_path, "SELECT content_hash FROM contacts")} == {64}
     names = data["first_name"].to_pylist()
