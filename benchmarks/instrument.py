@@ -6,8 +6,8 @@ wrappers call through unchanged; they only time. Buckets:
 
 * ``read_parquet``: the next Arrow batch out of the job file for the render (``JobFile.batches``
   outside the plan; the plan's own read of the file is part of ``plan``);
-* ``superseded``: the file-wide last-row-wins scan (``Transformer.superseded_rows``);
-* ``plan``: the file-wide check and join with the state (``loader.build_plan``);
+* ``plan``: the file-wide check, last row of each key and join with the state
+  (``loader.build_plan``);
 * ``render``, ``pack``: the per-batch path (``Plan.render``, ``Packer``);
 * ``state_write``: ``record_sent``, ``record_rejects`` and ``refresh_fingerprints``;
 * ``waiting_for_api``: the load thread blocked until an in-flight upsert answers (the
@@ -80,11 +80,10 @@ def install() -> Timers:
 
     A function the package no longer has is skipped (its time then shows as ``other``).
     """
-    from sendgrid_destination import jobfile, jobs, loader, packing, plan, state, transform
+    from sendgrid_destination import jobfile, jobs, loader, packing, plan, state
 
     timers = Timers()
     patches: list[tuple[Any, str, str]] = [
-        (transform.Transformer, "superseded_rows", "superseded"),
         (loader, "build_plan", "plan"),
         (plan.Plan, "render", "render"),
         (packing.Packer, "add", "pack"),

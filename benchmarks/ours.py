@@ -2,8 +2,7 @@
 
 Contract: ``OursPath(state_path)`` opens a ``StateStore`` on that file for its lifetime (use it
 as a context manager); each ``run_pass(batches)`` treats the batches as one job file, as the
-loader does: the rows a later row of the same key supersedes
-(``Transformer.superseded_rows``), the plan over all rows (``plan.build_plan``: check, one
+loader does: the plan over all rows (``plan.build_plan``: check, last row of each key, one
 join with the state), then per batch ``Plan.render`` and ``Packer.add``, and the last body
 flushed at the end. Each body is handed to the pass's ``on_body`` callback and then
 "accepted": its hashes are recorded with ``record_sent`` and its job marked completed
@@ -111,18 +110,9 @@ class OursPath:
         packer = Packer(prefix, self.max_bytes, self.max_contacts)
         if batches:
             transformer = Transformer(bindings(batches[0].schema), connection=self.store.con)
-            whole = pa.Table.from_batches(batches)
-            superseded = transformer.superseded_rows(whole)
-            clock = stats.add_time("superseded", start)
-            plan = build_plan(
-                self.store.con,
-                str(self.state_path),
-                transformer,
-                data.STREAM,
-                with_row_numbers(whole, 0),
-                superseded,
-            )
-            stats.add_time("plan", clock)
+            whole = with_row_numbers(pa.Table.from_batches(batches), 0)
+            plan = build_plan(self.store.con, str(self.state_path), transformer, data.STREAM, whole)
+            stats.add_time("plan", start)
             try:
                 self._count_rejects(plan.rejects, stats, keep_rejects)
                 for batch in batches:

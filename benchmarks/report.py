@@ -264,7 +264,7 @@ def _throughput(results: dict[str, Any]) -> list[str]:
         "",
         "Same generated batches (100,000 rows each, 12 columns, 1% bad rows) through both "
         "paths, first pass on an empty state. *Ours*, as the loader runs a job file: "
-        "`superseded_rows` and the plan (`build_plan`: map, coerce, validate, fingerprint, "
+        "the plan (`build_plan`: map, coerce, validate, fingerprint, last row of each key, "
         "one join with the state) over all rows, then per batch `Plan.render` (JSON, "
         "MD5, comparison) and `Packer.add`; the state write "
         "after each body (`record_sent` + job outcome, which the baseline does as a dict "
@@ -278,7 +278,7 @@ def _throughput(results: dict[str, Any]) -> list[str]:
 
 
 def _stages(results: dict[str, Any]) -> list[str]:
-    names = ["superseded", "plan", "render", "pack", "record"]
+    names = ["plan", "render", "pack", "record"]
     rows = []
     for t in results["throughput"]:
         stages = t["median"]["ours_stage_seconds"]
@@ -348,7 +348,6 @@ def _reruns(results: dict[str, Any]) -> list[str]:
 
 BUCKETS = (
     "read_parquet",
-    "superseded",
     "plan",
     "render",
     "pack",

@@ -6,9 +6,9 @@ first_row)`` one RecordBatch (dlt's ``batch_size > 0`` mode). Either way:
 1. check the mapping against the data and resolve custom fields and lists, all before any
    other request; follow up import jobs left pending by earlier runs (contacts they failed
    must not look unchanged);
-2. plan (``plan.build_plan``): one pass over all the rows finds the rows that a later row of
-   the same contact key replaces, checks the rest, records the rejects, and joins them once
-   with the state, dropping unchanged rows by fingerprint;
+2. plan (``plan.build_plan``): one pass over all the rows checks them; of rows sharing a
+   contact key the last wins; the rejects are recorded, and the rest joined once with the
+   state, dropping unchanged rows by fingerprint;
 3. per batch, only if the plan kept any row: render the planned rows (JSON, content hash),
    count as unchanged those whose content hash equals the last one sent (refreshing their
    fingerprint and content hash), hold back contacts whose previous version rides on a job
@@ -86,13 +86,11 @@ class ContactLoader:
 
     def load_file(self, path: str, batch_rows: int) -> RunSummary:
         """Load a whole job file; duplicates of a contact key resolve across the file. The file
-        is read for its keys (duplicates), whole for the plan, and once more for rendering
-        only if some row needs it."""
+        is read whole for the plan, and once more for rendering only if some row needs it."""
         job = JobFile(path, self.mapping.columns, batch_rows)
         with self._sending() as dispatcher:
             prepared = self._start(job.schema)
-            superseded = prepared.transformer.superseded_rows(path)
-            with self._plan(prepared, job.reader(), superseded, lambda: job.rows_read) as plan:
+            with self._plan(prepared, job.reader(), lambda: job.rows_read) as plan:
                 if plan.to_render:
                     for batch, first_row in job.batches():
                         self._send_batch(prepared, plan, batch, first_row, dispatcher)
@@ -102,9 +100,8 @@ class ContactLoader:
         """Load one RecordBatch whose first row is row ``first_row`` of the load package."""
         with self._sending() as dispatcher:
             prepared = self._start(batch.schema)
-            superseded = pc.add(prepared.transformer.superseded_rows(batch), first_row)
             source = with_row_numbers(batch, first_row)
-            with self._plan(prepared, source, superseded, lambda: batch.num_rows) as plan:
+            with self._plan(prepared, source, lambda: batch.num_rows) as plan:
                 if plan.to_render:
                     self._send_batch(prepared, plan, batch, first_row, dispatcher)
         return self.summary
@@ -137,21 +134,15 @@ class ContactLoader:
         self,
         prepared: _Prepared,
         source: pa.Table | pa.RecordBatchReader,
-        superseded: pa.Array,
         rows_read: Callable[[], int],
     ) -> Iterator[Plan]:
         plan = build_plan(
-            self.store.con,
-            str(self.store.path),
-            prepared.transformer,
-            self.stream,
-            source,
-            superseded,
+            self.store.con, str(self.store.path), prepared.transformer, self.stream, source
         )
         try:
             self.summary.rows_read += rows_read()
-            self.summary.superseded += len(superseded)
-            self.summary.unchanged += rows_read() - len(superseded) - plan.kept
+            self.summary.superseded += plan.superseded
+            self.summary.unchanged += rows_read() - plan.superseded - plan.kept
             self._record_rejects(plan.rejects, "validation")
             yield plan
             self._refresh_fingerprints()

@@ -1,10 +1,12 @@
 """The plan of a load: one SQL pass over all its rows decides what each row needs.
 
-``build_plan(con, state_path, transformer, stream, source, superseded)`` runs the transform's
-check over ``source`` (the load's rows with ``__sg_row``: an Arrow table or a streaming reader
-of the whole job file) minus the ``superseded`` rows, joined once with the state's
-``contacts``:
+``build_plan(con, state_path, transformer, stream, source)`` runs the transform's check over
+``source`` (the load's rows with ``__sg_row``: an Arrow table or a streaming reader of the
+whole job file) once, into a temporary table of its narrow result (row number, key, problem
+masks, fingerprint), and from that:
 
+* of several rows with one contact key, all but the last are superseded (last row wins,
+  before anything else: a superseded row is neither rejected nor sent);
 * rows that fail the check become ``Plan.rejects``;
 * a row whose fingerprint equals the one recorded for its key, with the last send counting
   (``sent`` or ``accepted``), is unchanged and goes no further: it is never rendered;
@@ -16,9 +18,11 @@ The plan is a temporary table in the state's database, written in row order, so 
 ``Plan.render(batch, first_row)`` reads one batch's rows back by range (DuckDB skips the
 other row groups), renders them and sets apart those whose JSON is the one last sent.
 
-One join per job file, not one per batch: against a state of N contacts each join reads all
-N, so per-batch joins made a 10M-row file quadratic. DuckDB spills the table and the join
-beyond the state connection's memory limit.
+One scan of the source, not two: finding the superseded rows needs every row's key, and
+computing keys (reading, trimming, lower-casing) was most of a separate duplicate scan. One
+join per job file, not one per batch: against a state of N contacts each join reads all N,
+so per-batch joins made a 10M-row file quadratic. DuckDB spills the tables, the grouping and
+the join beyond the state connection's memory limit.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_destination.state import duplicate_contact_error
-from sendgrid_destination.transform import ROW_COLUMN, Transformer, utc_cursor
+from sendgrid_destination.transform import Transformer, utc_cursor
 
 _TABLE = "sg_plan"
+_CHECKED = "sg_checked"
+_DUPLICATES = "sg_duplicates"
 _SHA256_HEX_DIGITS = 64
 _COLUMNS = "row_number, contact_key, fingerprint, is_new, prev_hash, pending"
 
@@ -57,6 +63,7 @@ class Plan:
     kept: int  # rows not found unchanged: to render, or rejected
     to_render: int  # ok rows that the render must see
     rejects: pa.Table
+    superseded: int = 0  # rows replaced by a later row with the same contact key
 
     def rows(self, first: int, end: int) -> pa.Table:
         """The plan's ok rows with ``first <= row_number < end``, in row order."""
@@ -77,8 +84,15 @@ class Plan:
             empty = planned.append_column("contact_json", pa.array([], pa.string()))
             empty = empty.append_column("content_hash", pa.array([], pa.string()))
             return Rendered(empty, empty)
-        positions = pc.subtract(planned["row_number"], first_row).combine_chunks()
-        rendered = self.transformer.render(batch.take(positions))
+        # Row numbers are distinct and in range (rows() checks): as many as the batch's
+        # rows means all of them, in order, as on a first load.
+        if planned.num_rows == batch.num_rows:
+            rendered = self.transformer.render(batch)
+        else:
+            # A mask and filter, not take: a third faster over 12 columns (measured).
+            keep = np.zeros(batch.num_rows, dtype=bool)
+            keep[pc.subtract(planned["row_number"], first_row).to_numpy()] = True
+            rendered = self.transformer.render(batch.filter(pa.array(keep)))
         contacts = planned.append_column("contact_json", rendered["contact_json"])
         contacts = contacts.append_column("content_hash", rendered["content_hash"])
         # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send.
@@ -112,35 +126,54 @@ def build_plan(
     transformer: Transformer,
     stream: str,
     source: pa.Table | pa.RecordBatchReader,
-    superseded: pa.Array,
 ) -> Plan:
     cur = utc_cursor(con)
     try:
         cur.register("plan_src", source)
-        cur.register("plan_superseded", pa.table({"row_number": superseded.cast(pa.int64())}))
-        rows = (
-            "(SELECT s.* FROM plan_src s ANTI JOIN plan_superseded x "
-            f"ON s.{ROW_COLUMN} = x.row_number)"
-        )
+        cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {transformer.check_sql('plan_src')}"
+        ).fetchall()
+        cur.unregister("plan_src")
+        superseded = _find_duplicates(cur)
         cur.execute(
             f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT c.*, "
             "s.contact_key IS NULL AS is_new, "
             "CASE WHEN s.status IN ('sent', 'accepted') THEN s.content_hash END AS prev_hash, "
             "coalesce(s.status = 'sent', false) AS pending "
-            f"FROM ({transformer.check_sql(rows)}) c LEFT JOIN contact_status s "
+            f"FROM ({_last_rows()}) c LEFT JOIN contact_status s "
             "ON s.stream = ? AND s.contact_key = c.contact_key "
             "WHERE NOT coalesce(c.ok AND s.fingerprint = c.fingerprint "
             "AND s.status IN ('sent', 'accepted'), false) ORDER BY c.row_number",
             [stream],
         ).fetchall()
-        cur.unregister("plan_src")
+        cur.execute(f"DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}")
         kept, to_render = _counts(cur)
         bad = cur.sql(f"SELECT * FROM {_TABLE} WHERE NOT ok ORDER BY row_number").to_arrow_table()
         rejects = transformer.expand_rejects(bad)
-        return Plan(cur, state_path, transformer, kept, to_render, rejects)
+        return Plan(cur, state_path, transformer, kept, to_render, rejects, superseded)
     except BaseException:
         cur.close()
         raise
+
+
+def _find_duplicates(cur: duckdb.DuckDBPyConnection) -> int:
+    """Keep each duplicated key's last row number; return how many rows they supersede."""
+    cur.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS SELECT contact_key, "
+        f"max(row_number) AS last_row, count(*) AS n FROM {_CHECKED} "
+        "WHERE contact_key IS NOT NULL GROUP BY contact_key HAVING count(*) > 1"
+    ).fetchall()
+    ((superseded,),) = cur.execute(f"SELECT coalesce(sum(n - 1), 0) FROM {_DUPLICATES}").fetchall()
+    return int(superseded)
+
+
+def _last_rows() -> str:
+    """The checked rows that no later row of the same key supersedes."""
+    return (
+        f"SELECT k.* FROM {_CHECKED} k LEFT JOIN {_DUPLICATES} d "
+        "ON d.contact_key = k.contact_key "
+        "WHERE d.last_row IS NULL OR k.row_number = d.last_row"
+    )
 
 
 def _counts(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:

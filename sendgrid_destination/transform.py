@@ -319,27 +319,15 @@ class Transformer:
 
     # -- execution ---------------------------------------------------------------------------
 
-    def superseded_rows(self, source: str | pa.RecordBatch | pa.Table) -> pa.Array:
-        """Row numbers that a later row with the same contact key replaces (last row wins).
-
-        ``source`` is a parquet file (the whole dlt job file, scanned once for its identifier
-        columns only) or a batch. Only duplicated keys are kept in memory, and DuckDB spills
-        the grouping to disk beyond its memory limit, so a 10M-row file costs no more memory
-        than a 1M-row one.
-        """
+    def superseded_rows(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        """Row numbers (0-based in ``batch``) that a later row with the same contact key
+        replaces (last row wins). A job file's rows are resolved file-wide by the plan."""
         cur = utc_cursor(self._con)
         try:
-            if isinstance(source, str):
-                relation = (
-                    f"(SELECT *, file_row_number AS {ROW_COLUMN} FROM read_parquet("
-                    f"{_lit(source)}, file_row_number = true))"
-                )
-            else:
-                rows = pa.array(np.arange(source.num_rows, dtype=np.int64))
-                cur.register("batch_src", normalize_arrow(source).append_column(ROW_COLUMN, rows))
-                relation = "batch_src"
+            rows = pa.array(np.arange(batch.num_rows, dtype=np.int64))
+            cur.register("batch_src", normalize_arrow(batch).append_column(ROW_COLUMN, rows))
             return (
-                cur.sql(self._superseded_sql.replace("{source}", relation))
+                cur.sql(self._superseded_sql.replace("{source}", "batch_src"))
                 .to_arrow_table()["row_number"]
                 .combine_chunks()
             )

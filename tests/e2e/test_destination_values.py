@@ -401,6 +401,29 @@ def test_of_duplicate_rows_of_one_contact_the_last_wins_whole_and_an_invalid_las
     assert summary["contacts_sent"] == 2
 
 
+@pytest.mark.parametrize("batch_rows", [1, 100])
+def test_earlier_rows_of_a_contact_whose_last_row_is_unchanged_are_neither_sent_nor_rejected(
+    emulator, destination, run, state_path, batch_rows
+) -> None:
+    emails = ["ann@example.com", "bob@example.com"]
+    first = pa.table({"email": emails, "first_name": ["Ann", "Bob"]})
+    run(first, destination())
+    emulator.clear_requests()
+    again = pa.table(
+        {
+            "email": ["ann@example.com", "bob@example.com", "ann@example.com", "bob@example.com"],
+            "first_name": ["Changed", "B" * 51, "Ann", "Bob"],
+        }
+    )
+
+    info = run(again, destination(read_batch_rows=batch_rows))
+
+    assert upserts(emulator) == []
+    assert rejects_of(state_path) == []
+    summary = run_summary(state_path, info)
+    assert (summary["superseded"], summary["unchanged"], summary["rejected"]) == (2, 2, 0)
+
+
 def test_record_batch_mode_delivers_every_contact_with_its_values(
     emulator, destination, run, state_path
 ) -> None:

@@ -258,15 +258,12 @@ def test_the_plan_of_unchanged_rows_leaves_nothing_to_render_and_keeps_only_chan
     names = data["first_name"].to_pylist()
     names[3] = "Changed"
     changed = data.set_column(1, "first_name", [names])
-    nothing = pa.array([], pa.int64())
 
     with StateStore.open(tmp_path / "state.duckdb") as store:
-        same = build_plan(store.con, "state", transformer, "s", with_row_numbers(data, 0), nothing)
+        same = build_plan(store.con, "state", transformer, "s", with_row_numbers(data, 0))
         assert (same.kept, same.to_render, same.rejects.num_rows) == (0, 0, 0)
         same.close()
-        plan = build_plan(
-            store.con, "state", transformer, "s", with_row_numbers(changed, 0), nothing
-        )
+        plan = build_plan(store.con, "state", transformer, "s", with_row_numbers(changed, 0))
         rendered = plan.render(changed, 0)
         plan.close()
 
