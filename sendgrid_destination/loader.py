@@ -195,8 +195,8 @@ class ContactLoader:
         )
         bindings = bind_mapping(self.mapping, schema, fields.types, fields.ids)
         self._check_lists()
-        # On the state's DuckDB instance: one memory budget for the duplicate scan, the plan,
-        # the render and the state, not one each (a 10M-row load filled both to their cap).
+        # On the state's DuckDB instance: one memory budget for the plan, the render and the
+        # state, not one each (a 10M-row load filled both to their cap).
         transformer = Transformer(
             bindings,
             list_ids=self.config.list_ids or [],

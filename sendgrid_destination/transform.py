@@ -363,8 +363,9 @@ class Transformer:
     ) -> TransformResult:
         """Check and render one batch whose first row is source row ``first_row`` of the job.
 
-        ``superseded`` (from ``superseded_rows`` over the whole job file) lists the rows a later
-        row of the same key replaces; without it, duplicates are resolved within the batch.
+        ``superseded`` lists the job's row numbers that a later row of the same key replaces
+        (found over more than this batch); without it, duplicates are resolved within the
+        batch. The loader does not call this: its plan does the same over a whole job file.
         """
         if superseded is None:
             superseded = pc.add(self.superseded_rows(batch), first_row)
@@ -533,9 +534,9 @@ def utc_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
 
 def _new_connection() -> duckdb.DuckDBPyConnection:
-    # A memory cap makes DuckDB spill the file-wide duplicate scan to disk instead of holding
-    # every key of a 10M-row file in memory (1.8 GiB without it); the spill goes to a private
-    # temporary directory, not the current one.
+    # For a Transformer used on its own: a memory cap makes DuckDB spill to disk rather than
+    # grow (a file-wide duplicate scan of 10M rows held 1.8 GiB without it); the spill goes to
+    # a private temporary directory, not the current one.
     spill = tempfile.mkdtemp(prefix="sendgrid-destination-")
     con = duckdb.connect(config={"memory_limit": TRANSFORM_MEMORY_LIMIT, "temp_directory": spill})
     weakref.finalize(con, shutil.rmtree, spill, ignore_errors=True)
