@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -16,7 +18,14 @@ from hypothesis import strategies as st
 
 from sendgrid_destination.fields import EMAIL_RE
 from sendgrid_destination.mapping import bind_mapping, parse_mapping
-from sendgrid_destination.transform import Transformer, TransformResult, keep_last_per_key
+from sendgrid_destination.plan import build_plan
+from sendgrid_destination.state import StateStore
+from sendgrid_destination.transform import (
+    Transformer,
+    TransformResult,
+    keep_last_per_key,
+    with_row_numbers,
+)
 
 SHARED = duckdb.connect()
 SHARED.execute("SET TimeZone = 'UTC'")
@@ -264,3 +273,32 @@ def test_every_row_is_sent_rejected_or_replaced_by_its_keys_last_row_nothing_inv
     assert sent_rows == [i for i in kept if not expected[i][1]]
     assert result.contacts["contact_key"].to_pylist() == [expected[i][0] for i in sent_rows]
     assert parsed(result) == [expected[i][2] for i in sent_rows]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=ROWS)
+def test_a_job_files_plan_keeps_each_keys_last_row_rejects_its_problems_and_renders_the_rest(
+    rows,
+):
+    # The loader's path: the plan over the whole file (duplicates resolved there, not by
+    # Transformer.run), then the render of the planned rows.
+    batch = pa.Table.from_pylist(
+        [dict(zip(SCORE_SCHEMA.names, row, strict=True)) for row in rows], schema=SCORE_SCHEMA
+    )
+    expected = [expected_row(*row) for row in rows]
+    with tempfile.TemporaryDirectory() as tmp, StateStore.open(Path(tmp) / "s.duckdb") as store:
+        plan = build_plan(store.con, "s", SCORE_TRANSFORMER, "stream", with_row_numbers(batch, 0))
+        try:
+            sent = plan.render(batch, 0).to_send
+        finally:
+            plan.close()
+
+    last = {key: i for i, (key, _, _) in enumerate(expected) if key is not None}
+    kept = [i for i, (key, _, _) in enumerate(expected) if key is None or last[key] == i]
+    assert plan.superseded == len(rows) - len(kept)
+    rejected = sorted(set(plan.rejects["row_number"].to_pylist()))
+    assert rejected == [i for i in kept if expected[i][1]]
+    assert sent["row_number"].to_pylist() == [i for i in kept if not expected[i][1]]
+    assert sent["is_new"].to_pylist() == [True] * sent.num_rows
+    contacts = [json.loads(cell[:-1]) for cell in sent["contact_json"].to_pylist()]
+    assert contacts == [expected[i][2] for i in sent["row_number"].to_pylist()]
