@@ -502,58 +502,57 @@ LIMITS = """## What limits it
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
 `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass).
 
-**This machine was 2-3x slower than for the previous report** (same 2 cores, low load
-average, no steal reported): for identical work dlt's extract of 1M rows took 1.9 s instead
-of 0.69 s and the per-row baseline ran at 25,000 instead of 53,000 rows/s. Read the ratios,
-not the rates. Interleaved on this machine, the previous commit's path and this one ran at
-the same speed within noise (157,000-165,000 vs 157,000-175,000 rows/s at 1M), the render
-about 10% faster. The slowdown hit our path (DuckDB on both cores) harder than the
-single-threaded baseline, so the ratio fell from 8.5x (idle run) to 7.0x.
+**This machine** ran the per-row baseline at 41,000-48,000 rows/s (53,000 in session 2's
+idle run, 25,000 in the previous report's slow one) and dlt's extract of 1M rows in 1.0 s
+(0.69 s and 1.9 s). Session 2's code, run on this machine beside this one, did its first 1M
+pass at 327,000-358,000 rows/s: the 450,000 rows/s of that report were a faster machine, not
+code that was later lost. Read the ratios.
 
-**What changed since the previous report**: memory. pyarrow's `ParquetFile` pre-buffers by
-default and kept every row group read until the file was closed: streaming a 10M-row job
-file grew the load step by ~600 MiB. The job file is now read without it. The transform
-runs on the state's DuckDB instance (one 160 MB cap for the duplicate scan, the plan, the
-render and the state, instead of two caps of 256 MB), and the sample warehouse source caps
-DuckDB's page cache (dlt's extract of 10M rows held the whole 350 MB file: 646 MiB). This
-run's extract column was measured with a 64 MB cap (350 MiB at 10M); the cap was then
-raised to 256 MB because a heavier `query` (a GROUP BY over 10M keys) ran out of memory at
-64 MB, and an extract-only run of 10M rows then peaks at 538 MiB, still under the load
-step's peak, so the whole-sync figures below stand.
-The content hash is MD5 instead of SHA-256 (DuckDB's SHA-256 was ~45% of the render).
+**What changed since the previous report**: (1) a contact's outcome is now its job's (state
+schema 6, view `contact_status`): finishing a job writes one row instead of updating each of
+its ~20,000 contacts, and contacts no longer carry job id, run id and time. Measured on this
+machine before and after, the state writes of a 1M first pass fell from 2.2 s to 1.0-1.15 s;
+in the sync they took 1.16 s and following the jobs 0.38 s (3.80 s and 1.21 s in the
+previous report, on a machine 2-3x slower). (2) The separate duplicate-key scan is gone: the
+plan finds superseded rows from its own check (the job file is read once, keys computed
+once), grouping 64-bit hashes of the keys before the keys themselves. (3) The render selects
+a batch's rows by mask instead of `take`.
 
-* **Our path at 1M rows (missed: 169,612 rows/s here, 7.0x; ~450,000 rows/s and 8.5x on
-  the idle machine).** The render (`Plan.render`) is 57% of it, the plan 25%, the
-  duplicate-key scan 14%. In the render, computing the values costs ~0.4 s per 1M rows,
-  building the JSON by string concatenation ~1.1 s and MD5 ~0.5-0.9 s (on this machine).
-  Tried and dropped: `concat` of pieces instead of `concat_ws` (no gain), escaping with
-  `replace` instead of `to_json` (slower), `to_json` of a STRUCT (40% faster, but it writes
-  nulls, which must be omitted, and `json_merge_patch` to drop them costs more than it
-  saves); DuckDB has no faster stable hash (`hash` may change between DuckDB releases,
-  `md5_number` is slower than `md5`). 1,000,000 rows/s means 2 microseconds of CPU per row
-  on 2 cores for everything; the render alone takes more. What remains: folding the
-  duplicate-key scan into the plan (computing the keys is 75% of its time) and building
-  the JSON outside DuckDB from Arrow buffers.
-* **Unchanged rerun (missed here: 3.41 s; met in the previous report's idle run: 1.35 s).** Only the
-  duplicate-key scan (0.93 s) and the plan (2.16 s: read the file, check, fingerprint,
-  join 1M keys) run; relative to dlt's own extract + normalize of the same rows the load
-  step costs the same as before (1.6x here, 1.9x idle). Folding the scan into the plan
-  would save up to a quarter of it.
-* **10M rows streamed (met: 624 MiB at 10M vs 572 MiB at 1M, +9%).** A probe sampling RSS
-  through a 10M sync (every 0.25 s) saw the load step stay in one band, 500-600 MiB, from
-  its first minute to its last; what differs from 1M is most likely DuckDB filling its
-  160 MB cap as the state grows. The margin is small: a body or batch in flight moves a
-  single peak by 20-30 MiB.
-* **End-to-end 1M (missed: load 14.91 s without the emulator vs extract + normalize
-  2.00 s).** dlt writes an Arrow source to parquet at ~500,000 rows/s here (over 1M idle)
-  and normalize passes the file through, so the load step would need ~500,000 rows/s
-  here including the render (4.66 s), state writes (3.80 s: a transaction per 202
-  inserting its ~20,000 contacts) and following the jobs (1.21 s, mostly one UPDATE per
-  completed job of its contacts' status).
-  Next: derive a contact's outcome from its job's row instead of updating every contact
-  when a job completes. The emulator's time (it parses and validates each
-  6 MB body in Python on the same two cores: 15.70 s here) is excluded.
-"""
+* **Our path at 1M rows (missed: 330,427 rows/s, 7.6x).** The render is 60% of it, the plan
+  34%. DuckDB's `EXPLAIN ANALYZE` of the render over 1M rows, in CPU seconds summed over
+  both threads: computing the values 0.63, building the JSON by string concatenation 0.68,
+  MD5 of 282 MB of JSON 0.58 (~500 MB/s, MD5's own speed), the Arrow scan 0.09: ~2 CPU-s,
+  i.e. 1 s of wall time on 2 cores for the render alone, where 1,000,000 rows/s allows 2
+  CPU-microseconds per row for everything. Tried and dropped: `concat` instead of
+  `concat_ws` (no gain), `replace` instead of `to_json` for escaping (slower), `to_json` of
+  a STRUCT (40% faster, but it writes nulls, which must be omitted, and `json_merge_patch`
+  to drop them costs more than it saves); DuckDB has no faster stable hash (`hash` may
+  change between releases, `md5_number` is slower than `md5`). DuckDB's memory cap also
+  costs speed: with the state's cap at 512 MB instead of 160 MB the 1M pass ran at
+  410,000-430,000 rows/s and the unchanged pass in 0.85 s instead of 1.2 s, but with a 320
+  MB cap a 10M sync peaked at 793 MiB against 624 MiB at 1M (+27%): the flat-memory target
+  sets the cap. What remains: building the JSON outside DuckDB from Arrow buffers (a
+  compiled extension, which the project's "DuckDB SQL or pyarrow.compute" rule has kept
+  out), and hashing fewer bytes (the keys are 52% of a contact's JSON here, but any change
+  of what is hashed makes every stored hash differ once).
+* **Unchanged rerun (met: load step 1.64 s; 0 upserts).** Only the plan runs (read the job
+  file, check, fingerprint, group the keys' hashes, one join with 1M contacts); nothing is
+  rendered. dlt's own extract of the same rows took 0.97 s.
+* **10M rows streamed (met: 623 MiB at 10M vs 568 MiB at 1M, +9.7%).** The margin is thin: a
+  probe sampling RSS through a 10M sync (previous report) saw the load step stay in one band
+  from its first minute to its last, where a body or batch in flight moves a single peak by
+  20-30 MiB; the 1M peak itself ranged 554-569 MiB over the three repeats. What differs
+  from 1M is DuckDB filling its 160 MB cap as the state grows.
+* **End-to-end 1M (missed: load 7.57 s without the 6.88 s blocked on the emulator vs extract
+  and normalize 1.04 s).** dlt writes an Arrow source to parquet at ~1M rows/s and normalize
+  passes the file through: no per-row work. The load step has to do per-row work dlt does
+  not: validate, render and hash 282 MB of JSON (2.56 s here against 1.83 s in process: the
+  emulator parses every body in Python on the same two cores), plan and join with the state
+  (1.33 s), record 1M contacts (1.16 s) and follow 48 jobs (0.38 s). `other` (1.64 s)
+  includes the state's final checkpoint when the file is closed (0.47 s measured apart for
+  1M new contacts); the rest is dlt's loader and the threads sending bodies, not broken down
+  further. Its floor is the in-process path with its state writes (4.2 s for 1M here), four
+  times dlt's extract + normalize."""
 
 
 def render(results: dict[str, Any]) -> str:
