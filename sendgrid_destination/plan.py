@@ -41,7 +41,8 @@ _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
 _SHA256_HEX_DIGITS = 64
-_COLUMNS = "row_number, contact_key, fingerprint, is_new, prev_hash, pending"
+
+_COLUMNS = "row_number, fingerprint, is_new, prev_hash, pending"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class Plan:
         """Render this batch's planned rows (the batch's first row is ``first_row``)."""
         planned = self.rows(first_row, first_row + batch.num_rows)
         if planned.num_rows == 0:
-            empty = planned.append_column("contact_json", pa.array([], pa.string()))
+            empty = planned.add_column(1, "contact_key", pa.array([], pa.string()))
+            empty = empty.append_column("contact_json", pa.array([], pa.string()))
             empty = empty.append_column("content_hash", pa.array([], pa.string()))
             return Rendered(empty, empty)
         # Row numbers are distinct and in range (rows() checks): as many as the batch's
@@ -93,7 +95,8 @@ class Plan:
             keep = np.zeros(batch.num_rows, dtype=bool)
             keep[pc.subtract(planned["row_number"], first_row).to_numpy()] = True
             rendered = self.transformer.render(batch.filter(pa.array(keep)))
-        contacts = planned.append_column("contact_json", rendered["contact_json"])
+        contacts = planned.add_column(1, "contact_key", rendered["contact_key"])
+        contacts = contacts.append_column("contact_json", rendered["contact_json"])
         contacts = contacts.append_column("content_hash", rendered["content_hash"])
         # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send.
         same = self._same_json(contacts)
@@ -136,7 +139,7 @@ def build_plan(
         cur.unregister("plan_src")
         superseded = _find_duplicates(cur)
         cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT c.*, "
+            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT {_kept_columns(transformer)}, "
             "s.contact_key IS NULL AS is_new, "
             "CASE WHEN s.status IN ('sent', 'accepted') THEN s.content_hash END AS prev_hash, "
             "coalesce(s.status = 'sent', false) AS pending "
@@ -154,6 +157,17 @@ def build_plan(
     except BaseException:
         cur.close()
         raise
+
+
+def _kept_columns(transformer: Transformer) -> str:
+    # The plan table stays resident through the render, beside the contacts being recorded:
+    # an ok row keeps no key or problem masks (the render recomputes its key: ~70 -> ~35 MB
+    # per 1M rows, within the state's cap); a refused row keeps them for its rejects.
+    refused = ", ".join(
+        f"CASE WHEN NOT c.ok THEN c.{name} END AS {name}"
+        for name in ("contact_key", *transformer.problem_columns())
+    )
+    return f"c.row_number, c.ok, c.fingerprint, {refused}"
 
 
 def _find_duplicates(cur: duckdb.DuckDBPyConnection) -> int:

@@ -10,13 +10,13 @@ rendered:
   and of everything else that shapes the JSON. It is cheap (a fraction of the JSON's cost)
   but only as stable as DuckDB's hash, so it serves as a shortcut: a row whose fingerprint
   matches the state is unchanged; any other row is rendered and compared by content hash.
-* the render (``render(rows)``): ``contact_json`` (the contact object's UTF-8 JSON followed by
-  one ``,``, so that a run of rows is a ready-made JSON array body) and ``content_hash`` (hex
-  MD5 of the list scope plus the contact JSON: stable across runs, processes and library
-  versions). MD5 because it detects changes, it does not defend against anyone (the state
-  file is the user's own), and DuckDB computes it in about half SHA-256's time (SHA-256 was
-  45% of the render's time, measured at 1M rows). ``legacy_hash(json)`` is the SHA-256 that
-  state files before schema 5 hold.
+* the render (``render(rows)``): ``contact_key`` (as the check computes it), ``contact_json``
+  (the contact object's UTF-8 JSON followed by one ``,``, so that a run of rows is a
+  ready-made JSON array body) and ``content_hash`` (hex MD5 of the list scope plus the contact
+  JSON: stable across runs, processes and library versions). MD5 because it detects changes,
+  it does not defend against anyone (the state file is the user's own), and DuckDB computes it
+  in about half SHA-256's time (SHA-256 was 45% of the render's time, measured at 1M rows).
+  ``legacy_hash(json)`` is the SHA-256 that state files before schema 5 hold.
 
 ``run(batch, first_row)`` does both over one batch and returns a ``TransformResult``:
 ``contacts`` (one row per contact key, in source order of its last occurrence, with
@@ -288,9 +288,9 @@ class Transformer:
     def _compile_render(self) -> str:
         """The render: per (already checked) row its contact JSON and content hash."""
         return (
-            f"SELECT contact_json, {self._content_hash('md5')} AS content_hash FROM "
-            f"(SELECT {self._json_expr()} AS contact_json FROM (SELECT {self._values_sql} "
-            "FROM src))"
+            f"SELECT contact_key, contact_json, {self._content_hash('md5')} AS content_hash "
+            f"FROM (SELECT {self._key_expr()} AS contact_key, {self._json_expr()} AS "
+            f"contact_json FROM (SELECT {self._values_sql} FROM src))"
         )
 
     def _content_hash(self, function: str) -> str:
@@ -390,7 +390,8 @@ class Transformer:
         return TransformResult(contacts, rejects, batch.num_rows - src.num_rows)
 
     def render(self, rows: pa.RecordBatch | pa.Table) -> pa.Table:
-        """``contact_json`` and ``content_hash`` of checked rows, in their order.
+        """``contact_key``, ``contact_json`` and ``content_hash`` of checked rows, in their
+        order (the key as the check computes it).
 
         ``contact_json`` is the contact object's UTF-8 JSON followed by one ``,`` (a run of
         cells is a ready-made array body); ``content_hash`` is hex MD5 of the list scope
@@ -417,12 +418,16 @@ class Transformer:
         finally:
             cur.close()
 
+    def problem_columns(self) -> list[str]:
+        """The check's problem masks, ``p0``, ``p1``..., one per 63 checks."""
+        return [f"p{g}" for g in range(0, (len(self._checks) + _BITS - 1) // _BITS)]
+
     def expand_rejects(self, bad: pa.Table) -> pa.Table:
         """One row per problem of each refused row: ``row_number``, ``contact_key``, ``column``,
         ``reason``, from the check's rows that are not ok."""
         if bad.num_rows == 0:
             return _EMPTY_REJECTS
-        groups = [f"p{g}" for g in range(0, (len(self._checks) + _BITS - 1) // _BITS)]
+        groups = self.problem_columns()
         checks = pa.table(
             {
                 "grp": [i // _BITS for i in range(len(self._checks))],
