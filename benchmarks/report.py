@@ -502,8 +502,8 @@ LIMITS = """## What limits it
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
 `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass).
 
-**This machine** ran the per-row baseline at 41,000-48,000 rows/s (53,000 in session 2's
-idle run, 25,000 in the previous report's slow one) and dlt's extract of 1M rows in 1.0 s
+**This machine** ran the per-row baseline at 38,000-52,000 rows/s (53,000 in session 2's
+idle run, 25,000 in the previous report's slow one) and dlt's extract of 1M rows in 1.1 s
 (0.69 s and 1.9 s). Session 2's code, run on this machine beside this one, did its first 1M
 pass at 327,000-358,000 rows/s: the 450,000 rows/s of that report were a faster machine, not
 code that was later lost. Read the ratios.
@@ -512,47 +512,53 @@ code that was later lost. Read the ratios.
 schema 6, view `contact_status`): finishing a job writes one row instead of updating each of
 its ~20,000 contacts, and contacts no longer carry job id, run id and time. Measured on this
 machine before and after, the state writes of a 1M first pass fell from 2.2 s to 1.0-1.15 s;
-in the sync they took 1.16 s and following the jobs 0.38 s (3.80 s and 1.21 s in the
+in the sync they took 1.31 s and following the jobs 0.42 s (3.80 s and 1.21 s in the
 previous report, on a machine 2-3x slower). (2) The separate duplicate-key scan is gone: the
 plan finds superseded rows from its own check (the job file is read once, keys computed
 once), grouping 64-bit hashes of the keys before the keys themselves. (3) The render selects
-a batch's rows by mask instead of `take`.
+a batch's rows by mask instead of `take`. (4) The plan table, which stays in DuckDB's memory
+through the render beside the contacts being recorded, keeps no key or problem masks for ok
+rows (the render computes the key again): half its size, 5-8% off the 1M pass in an
+interleaved comparison (a full run between changes (3) and (4) peaked at 623 MiB at 10M,
+this one at 609 MiB).
 
-* **Our path at 1M rows (missed: 330,427 rows/s, 7.6x).** The render is 60% of it, the plan
-  34%. DuckDB's `EXPLAIN ANALYZE` of the render over 1M rows, in CPU seconds summed over
+* **Our path at 1M rows (missed: 377,618 rows/s, 8.5x).** The render is 61% of it, the plan
+  31%. DuckDB's `EXPLAIN ANALYZE` of the render over 1M rows, in CPU seconds summed over
   both threads: computing the values 0.63, building the JSON by string concatenation 0.68,
   MD5 of 282 MB of JSON 0.58 (~500 MB/s, MD5's own speed), the Arrow scan 0.09: ~2 CPU-s,
   i.e. 1 s of wall time on 2 cores for the render alone, where 1,000,000 rows/s allows 2
   CPU-microseconds per row for everything. Tried and dropped: `concat` instead of
   `concat_ws` (no gain), `replace` instead of `to_json` for escaping (slower), `to_json` of
   a STRUCT (40% faster, but it writes nulls, which must be omitted, and `json_merge_patch`
-  to drop them costs more than it saves); DuckDB has no faster stable hash (`hash` may
-  change between releases, `md5_number` is slower than `md5`). DuckDB's memory cap also
-  costs speed: with the state's cap at 512 MB instead of 160 MB the 1M pass ran at
-  410,000-430,000 rows/s and the unchanged pass in 0.85 s instead of 1.2 s, but with a 320
-  MB cap a 10M sync peaked at 793 MiB against 624 MiB at 1M (+27%): the flat-memory target
-  sets the cap. What remains: building the JSON outside DuckDB from Arrow buffers (a
-  compiled extension, which the project's "DuckDB SQL or pyarrow.compute" rule has kept
-  out), and hashing fewer bytes (the keys are 52% of a contact's JSON here, but any change
-  of what is hashed makes every stored hash differ once).
-* **Unchanged rerun (met: load step 1.64 s; 0 upserts).** Only the plan runs (read the job
+  to drop them costs more than it saves), the pieces from DuckDB joined by pyarrow's
+  `binary_join_element_wise` (no faster: 1.0 s against 0.9 s for 1M); DuckDB has no faster
+  stable hash (`hash` may change between releases, `md5_number` is slower than `md5`).
+  DuckDB's memory cap also costs speed: before change (4), with the state's cap at 512 MB
+  instead of 160 MB the 1M pass ran at 410,000-430,000 rows/s and the unchanged pass in 0.85
+  s instead of 1.2 s, but with a 320 MB cap a 10M sync peaked at 793 MiB against 624 MiB at
+  1M (+27%): the flat-memory target sets the cap. What remains: building the JSON outside
+  DuckDB from Arrow buffers (a compiled extension, which the project's "DuckDB SQL or
+  pyarrow.compute" rule has kept out), and hashing fewer bytes (the keys are 52% of a
+  contact's JSON here, but any change of what is hashed makes every stored hash differ
+  once).
+* **Unchanged rerun (met: load step 1.78 s; 0 upserts).** Only the plan runs (read the job
   file, check, fingerprint, group the keys' hashes, one join with 1M contacts); nothing is
-  rendered. dlt's own extract of the same rows took 0.97 s.
-* **10M rows streamed (met: 623 MiB at 10M vs 568 MiB at 1M, +9.7%).** The margin is thin: a
+  rendered. dlt's own extract of the same rows took 1.09 s.
+* **10M rows streamed (met: 609 MiB at 10M vs 566 MiB at 1M, +7%).** The margin is thin: a
   probe sampling RSS through a 10M sync (previous report) saw the load step stay in one band
   from its first minute to its last, where a body or batch in flight moves a single peak by
-  20-30 MiB; the 1M peak itself ranged 554-569 MiB over the three repeats. What differs
-  from 1M is DuckDB filling its 160 MB cap as the state grows.
-* **End-to-end 1M (missed: load 7.57 s without the 6.88 s blocked on the emulator vs extract
-  and normalize 1.04 s).** dlt writes an Arrow source to parquet at ~1M rows/s and normalize
+  20-30 MiB; the 1M peak itself ranged 563-572 MiB over the three repeats. What differs from
+  1M is DuckDB filling its 160 MB cap as the state grows.
+* **End-to-end 1M (missed: load 7.91 s without the 7.63 s blocked on the emulator vs extract
+  and normalize 1.11 s).** dlt writes an Arrow source to parquet at ~1M rows/s and normalize
   passes the file through: no per-row work. The load step has to do per-row work dlt does
-  not: validate, render and hash 282 MB of JSON (2.56 s here against 1.83 s in process: the
+  not: validate, render and hash 282 MB of JSON (2.53 s here against 1.61 s in process: the
   emulator parses every body in Python on the same two cores), plan and join with the state
-  (1.33 s), record 1M contacts (1.16 s) and follow 48 jobs (0.38 s). `other` (1.64 s)
+  (1.29 s), record 1M contacts (1.31 s) and follow 48 jobs (0.42 s). `other` (1.73 s)
   includes the state's final checkpoint when the file is closed (0.47 s measured apart for
   1M new contacts); the rest is dlt's loader and the threads sending bodies, not broken down
-  further. Its floor is the in-process path with its state writes (4.2 s for 1M here), four
-  times dlt's extract + normalize."""
+  further. Its floor is the in-process path with its state writes (3.7 s for 1M here), over
+  three times dlt's extract and normalize."""
 
 
 def render(results: dict[str, Any]) -> str:
