@@ -300,5 +300,8 @@ def test_a_job_files_plan_keeps_each_keys_last_row_rejects_its_problems_and_rend
     assert rejected == [i for i in kept if expected[i][1]]
     assert sent["row_number"].to_pylist() == [i for i in kept if not expected[i][1]]
     assert sent["is_new"].to_pylist() == [True] * sent.num_rows
+    assert sent["contact_key"].to_pylist() == [
+        expected[i][0] for i in sent["row_number"].to_pylist()
+    ]
     contacts = [json.loads(cell[:-1]) for cell in sent["contact_json"].to_pylist()]
     assert contacts == [expected[i][2] for i in sent["row_number"].to_pylist()]
