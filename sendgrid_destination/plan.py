@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_destination.state import duplicate_contact_error
-from sendgrid_destination.transform import Transformer, utc_cursor
+from sendgrid_destination.transform import Transformer, duplicate_keys_sql, utc_cursor
 
 _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
@@ -172,15 +172,8 @@ def _kept_columns(transformer: Transformer) -> str:
 
 def _find_duplicates(cur: duckdb.DuckDBPyConnection) -> int:
     """Keep each duplicated key's last row number; return how many rows they supersede."""
-    # Grouping 64-bit hashes first, then only the keys whose hash repeats, halves the time
-    # of grouping every key (and its memory, within the state's cap); a hash collision only
-    # makes a key a candidate, the keys themselves decide.
     cur.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS SELECT contact_key, "
-        f"max(row_number) AS last_row, count(*) AS n FROM {_CHECKED} "
-        f"WHERE hash(contact_key) IN (SELECT hash(contact_key) AS h FROM {_CHECKED} "
-        "WHERE contact_key IS NOT NULL GROUP BY h HAVING count(*) > 1) "
-        "AND contact_key IS NOT NULL GROUP BY contact_key HAVING count(*) > 1"
+        f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS {duplicate_keys_sql(_CHECKED)}"
     ).fetchall()
     ((superseded,),) = cur.execute(f"SELECT coalesce(sum(n - 1), 0) FROM {_DUPLICATES}").fetchall()
     return int(superseded)

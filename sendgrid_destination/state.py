@@ -53,7 +53,8 @@ from sendgrid_destination.errors import ConfigurationError, StateLockedError
 # replaced by MD5 when its contact is next found unchanged, so no migration reads them all.
 # 6: a contact's outcome is its job's (``contact_status``): finishing a job no longer updates
 # each of its contacts, and contacts no longer carry job id, run id and time (a first load of
-# 1M contacts spent 1.8 s writing the state, 1.0 s now). Older rows keep their own status.
+# 1M contacts spent 1.8 s in record_sent and record_job_outcome, 0.95 s now). Older rows keep
+# their own status.
 SCHEMA_VERSION = 6
 # DuckDB's cap for everything the load does in it: the state's pages, the plan (with its
 # duplicate keys) and the render (the loader runs them on this instance), spilling beyond

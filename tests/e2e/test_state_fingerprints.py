@@ -115,6 +115,20 @@ def _as_schema_5(state_path: Path, *, last_job_pending: bool = False) -> None:
         )
 
 
+def _rerun_resends_nothing(emulator, destination, run, state_path: Path, data: pa.Table) -> None:
+    """Run ``data`` again on the upgraded state: nothing sent, every row unchanged, the file
+    now at the current schema version."""
+    emulator.clear_requests()
+
+    second = run(data, destination())
+
+    assert upserts(emulator) == []
+    assert run_summary(state_path, second)["unchanged"] == data.num_rows
+    assert state_rows(state_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+
+
 def test_a_schema_5_state_with_a_pending_job_is_migrated_and_the_job_still_settles_its_contacts(
     emulator, destination, run, state_path
 ) -> None:
@@ -123,15 +137,7 @@ def test_a_schema_5_state_with_a_pending_job_is_migrated_and_the_job_still_settl
     _as_schema_5(state_path, last_job_pending=True)
     legacy = state_rows(state_path, "SELECT status, count(*) FROM contacts GROUP BY ALL")
     assert sorted(legacy) == [("accepted", 30), ("sent", 10)]
-    emulator.clear_requests()
-
-    second = run(data, destination())
-
-    assert upserts(emulator) == []
-    assert run_summary(state_path, second)["unchanged"] == 40
-    assert state_rows(state_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
-        (str(SCHEMA_VERSION),)
-    ]
+    _rerun_resends_nothing(emulator, destination, run, state_path, data)
     assert state_rows(state_path, "SELECT status, count(*) FROM contact_status GROUP BY ALL") == [
         ("accepted", 40)
     ]
@@ -158,15 +164,7 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
         "ALTER TABLE requests DROP COLUMN seq",
         "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
     )
-    emulator.clear_requests()
-
-    second = run(data, destination())
-
-    assert upserts(emulator) == []
-    assert run_summary(state_path, second)["unchanged"] == 40
-    assert state_rows(state_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
-        (str(SCHEMA_VERSION),)
-    ]
+    _rerun_resends_nothing(emulator, destination, run, state_path, data)
     assert None not in _fingerprints(state_path).values()
     # Requests are numbered in the order sent, and each contact carries its request's number.
     numbered = state_rows(
