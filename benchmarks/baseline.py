@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from benchmarks.ours import BodySink, PassStats
-from sendgrid_destination.fields import (
+from sendgrid_destination.contact_model import (
     E164_RE,
     EMAIL_RE,
     MAX_CONTACTS_PER_REQUEST,

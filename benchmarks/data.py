@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from sendgrid_destination.fields import FieldType
+from sendgrid_destination.contact_model import FieldType
 
 TABLE = "customers"
 STREAM = "customers"

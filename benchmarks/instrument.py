@@ -4,14 +4,13 @@ Contract: ``install()`` wraps a few public functions of ``sendgrid_destination``
 current process (never the files) with timers and returns the ``Timers`` they add to. The
 wrappers call through unchanged; they only time. Buckets:
 
-* ``read_parquet``: the next Arrow batch out of the job file for the render (``JobFile.batches``
-  outside the plan; the plan's own read of the file is part of ``plan``);
-* ``plan``: the file-wide check, last row of each key and join with the state
-  (``loader.build_plan``);
+* ``read_parquet``: the next Arrow batch out of the job file for the render
+  (``SourceRows.batches`` outside the plan; the plan's own read of the file is part of ``plan``);
+* ``plan``: the file-wide check, last row of each key and join with the state (``Plan.build``);
 * ``render``, ``pack``: the per-batch path (``Plan.render``, ``Packer``);
 * ``state_write``: ``record_sent``, ``record_rejects`` and ``refresh_fingerprints``;
 * ``waiting_for_api``: the load thread blocked until an in-flight upsert answers (the
-  loader's ``concurrent.futures.wait``): the API's (here the emulator's) time, not ours;
+  dispatcher's ``concurrent.futures.wait``): the API's (here the emulator's) time, not ours;
 * ``jobs``: following import jobs to their end (polling and recording their outcomes).
 
 Used by ``benchmarks.stream`` in its own process only.
@@ -80,29 +79,30 @@ def install() -> Timers:
 
     A function the package no longer has is skipped (its time then shows as ``other``).
     """
-    from sendgrid_destination import jobfile, jobs, loader, packing, plan, state
+    from sendgrid_destination import dispatch, import_jobs, packing, plan, source_rows, state
 
     timers = Timers()
     patches: list[tuple[Any, str, str]] = [
-        (loader, "build_plan", "plan"),
+        (plan.Plan, "build", "plan"),
         (plan.Plan, "render", "render"),
         (packing.Packer, "add", "pack"),
         (packing.Packer, "flush", "pack"),
         (state.StateStore, "record_sent", "state_write"),
         (state.StateStore, "record_rejects", "state_write"),
         (state.StateStore, "refresh_fingerprints", "state_write"),
-        (loader, "wait", "waiting_for_api"),
-        (jobs.JobTracker, "wait", "jobs"),
+        (dispatch, "wait", "waiting_for_api"),
+        (import_jobs.JobTracker, "wait", "jobs"),
     ]
     for owner, name, bucket in patches:
         if hasattr(owner, name):
             setattr(owner, name, _timed(timers, bucket, getattr(owner, name)))
-    batches = jobfile.JobFile.batches
+    file_rows = source_rows._FileRows
+    batches = file_rows.batches
     timed_batches = _timed_iterator(timers, "read_parquet", batches)
 
-    def render_batches(self: jobfile.JobFile) -> Iterator[Any]:
-        # The plan's read runs inside build_plan and is timed there, not twice.
+    def render_batches(self: source_rows._FileRows) -> Iterator[Any]:
+        # The plan's read runs inside Plan.build and is timed there, not twice.
         return batches(self) if self.rows_read == 0 else timed_batches(self)
 
-    setattr(jobfile.JobFile, "batches", render_batches)  # noqa: B010
+    setattr(file_rows, "batches", render_batches)  # noqa: B010
     return timers

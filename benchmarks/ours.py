@@ -1,9 +1,9 @@
-"""Our path, from RecordBatch to request bodies, driven the way ``ContactLoader`` drives it.
+"""Our path, from RecordBatch to request bodies, driven the way ``ContactSync`` drives it.
 
 Contract: ``OursPath(state_path)`` opens a ``StateStore`` on that file for its lifetime (use it
 as a context manager); each ``run_pass(batches)`` treats the batches as one job file, as the
-loader does: the plan over all rows (``plan.build_plan``: check, last row of each key, one
-join with the state), then per batch ``Plan.render`` and ``Packer.add``, and the last body
+sync does: the plan over all rows (``Plan.build``: check, last row of each key, one join with
+the state), then per batch ``Plan.render`` and ``Packer.add``, and the last body
 flushed at the end. Each body is handed to the pass's ``on_body`` callback and then
 "accepted": its hashes are recorded with ``record_sent`` and its job marked completed
 (``record_job_outcome``), as after a 202 and a finished import job, so that a second pass over
@@ -14,7 +14,7 @@ headline can be the path alone; no network is involved.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,12 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from benchmarks import data
-from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
+from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
+from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.mapping import Binding, bind_mapping, parse_mapping
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
-from sendgrid_destination.plan import Plan, build_plan
-from sendgrid_destination.state import ACCEPTED, StateStore
-from sendgrid_destination.transform import Transformer, with_row_numbers
+from sendgrid_destination.plan import Plan
+from sendgrid_destination.source_rows import SourceRows
+from sendgrid_destination.state import ContactStatus, StateStore
 
 BodySink = Callable[[bytes, int], None]  # (body bytes, contact count)
 
@@ -109,19 +110,15 @@ class OursPath:
         start = time.perf_counter()
         packer = Packer(prefix, self.max_bytes, self.max_contacts)
         if batches:
-            transformer = Transformer(bindings(batches[0].schema), connection=self.store.con)
-            whole = with_row_numbers(pa.Table.from_batches(batches), 0)
-            plan = build_plan(self.store.con, str(self.state_path), transformer, data.STREAM, whole)
-            stats.add_time("plan", start)
-            try:
+            sql = ContactSql(bindings(batches[0].schema))
+            with Plan.build(self.store, sql, data.STREAM, _InMemoryRows(batches)) as plan:
+                stats.add_time("plan", start)
                 self._count_rejects(plan.rejects, stats, keep_rejects)
                 for batch in batches:
-                    if plan.to_render:
+                    if plan.counts.to_render:
                         for body in self._bodies(plan, packer, batch, stats):
                             self._accept(body, stats, on_body)
                     stats.rows += batch.num_rows
-            finally:
-                plan.close()
         clock = time.perf_counter()
         last = packer.flush()
         stats.add_time("pack", clock)
@@ -163,7 +160,9 @@ class OursPath:
             body_bytes=len(body.data),
         )
         self.store.record_job_outcome(
-            _completed_job(job_id, body.contact_count), failed=None, contacts_status=ACCEPTED
+            _completed_job(job_id, body.contact_count),
+            failed=None,
+            contacts_status=ContactStatus.ACCEPTED,
         )
         stats.add_time("record", started)
 
@@ -177,3 +176,17 @@ def _completed_job(job_id: str, contacts: int) -> dict[str, object]:
         "errored_count": 0,
         "errors_url": None,
     }
+
+
+class _InMemoryRows(SourceRows):
+    """Batches already in memory, numbered in order, as one job file's rows."""
+
+    def __init__(self, batches: Sequence[pa.RecordBatch]) -> None:
+        super().__init__(batches[0].schema)
+        self._batches = batches
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
+        first = 0
+        for batch in self._batches:
+            yield batch, first
+            first += batch.num_rows

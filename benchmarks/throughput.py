@@ -25,7 +25,7 @@ import pyarrow as pa
 from benchmarks import data
 from benchmarks.baseline import BaselinePath
 from benchmarks.ours import OursPath, PassStats
-from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
+from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 
 BATCH_ROWS = 100_000  # SendGridConfiguration.read_batch_rows
 

@@ -26,7 +26,7 @@ from sendgrid_destination._version import __version__
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.emulator import cli as emulator_cli
 from sendgrid_destination.errors import SendGridError
-from sendgrid_destination.state import StateStore
+from sendgrid_destination.state import StateStore, reports
 from sendgrid_destination.summary import RunSummary
 
 
@@ -95,14 +95,14 @@ def _open(args: argparse.Namespace) -> AbstractContextManager[StateStore]:
 def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
         print(f"state file: {store.path}")
-        counts = store.contact_status_counts()
+        counts = reports.contact_status_counts(store)
         print(
             "contacts by outcome: "
             + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
         )
         pending = store.pending_jobs()
         print(f"import jobs still pending: {len(pending)}")
-        for run in store.recent_runs(args.runs):
+        for run in reports.recent_runs(store, args.runs):
             print()
             if run["summary"]:
                 print(RunSummary.from_dict(run["summary"]).format())
@@ -116,7 +116,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _rejects(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        rows = store.rejects(args.run).to_pylist()
+        rows = reports.rejects(store, args.run).to_pylist()
     out: TextIO = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
         if args.format == "json":

@@ -22,8 +22,8 @@ from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 
 from sendgrid_destination.client import DEFAULT_BASE_URL
+from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.errors import ConfigurationError
-from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 
 DEFAULT_STATE_DIR = "~/.local/state/sendgrid-destination"
 

@@ -1,9 +1,11 @@
 """The dlt destination: ``sendgrid(...)`` and the sink dlt calls once per job file.
 
-Glue only. ``sendgrid`` subclasses dlt's custom-destination factory (pattern C of
-notes/dlt-destination.md): it fixes the sink, the spec, parquet files and one load job at a
-time (the state file and SendGrid's rate limits want one writer), and its defaults equal the
-spec's, because dlt drops arguments equal to the factory defaults as "not explicit".
+Glue only. ``sendgrid`` subclasses dlt's custom-destination factory (a spec class, a sink and
+a factory subclass, the pattern dlt's own destinations follow): it fixes the sink, the spec,
+parquet files and one load job at a time (the state file and SendGrid's rate limits want one
+writer), and its defaults equal the spec's, because dlt drops arguments equal to the factory
+defaults as "not explicit" and falls back to the spec's. The clock comes in through the
+factory: there is no module-level state.
 
 With the default ``batch_size = 0`` dlt hands the sink the path of the whole job file, which the
 sink streams in ``read_batch_rows`` Arrow batches, so bodies pack across the whole file. With
@@ -13,8 +15,7 @@ sink streams in ``read_batch_rows`` Arrow batches, so bodies pack across the who
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import dlt
@@ -27,50 +28,51 @@ from dlt.destinations.impl.destination.factory import destination as _custom_des
 from sendgrid_destination.client import DEFAULT_BASE_URL, SendGridClient
 from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import SendGridConfiguration
-from sendgrid_destination.loader import ContactLoader
+from sendgrid_destination.contact_sync import ContactSync
 from sendgrid_destination.mapping import parse_mapping
+from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
 
 logger = logging.getLogger("sendgrid_destination")
 
-_clock: Clock = SystemClock()
+Sink = Callable[..., None]
 
 
-@contextmanager
-def use_clock(clock: Clock) -> Iterator[None]:
-    """Make every wait of loads inside the block go through ``clock`` (tests use a FakeClock
-    so rate-limit and backoff waits are asserted, not slept)."""
-    global _clock
-    previous, _clock = _clock, clock
-    try:
-        yield
-    finally:
-        _clock = previous
+def sink_with(clock: Clock) -> Sink:
+    """The sink dlt calls once per job file (``batch_size = 0``) or per RecordBatch; every
+    wait of its loads goes through ``clock`` (tests pass a FakeClock, so rate-limit and
+    backoff waits are asserted, not slept)."""
+
+    def load_contacts(
+        items: str | pa.RecordBatch,
+        table: TTableSchema,
+        config: SendGridConfiguration = None,  # type: ignore[assignment]
+    ) -> None:
+        run_sink(items, table, config, clock)
+
+    return load_contacts
 
 
-def load_contacts(
-    items: str | pa.RecordBatch,
-    table: TTableSchema,
-    config: SendGridConfiguration = None,  # type: ignore[assignment]
+def run_sink(
+    items: str | pa.RecordBatch, table: TTableSchema, config: SendGridConfiguration, clock: Clock
 ) -> None:
-    """The sink: one call per job file (``batch_size = 0``) or per RecordBatch."""
     config.validate()
     mapping = parse_mapping(config.mapping)
     stream = str(table["name"])
     run_id = f"{_load_id()}:{stream}"
     with (
         StateStore.open(config.resolved_state_path()) as store,
-        _client(config) as client,
+        _client(config, clock) as client,
     ):
-        loader = ContactLoader(config, mapping, client, store, _clock, run_id, stream)
+        sync = ContactSync(config, mapping, client, store, clock, run_id, stream)
         try:
             if isinstance(items, str):
-                loader.load_file(items, config.read_batch_rows)
+                sync.run(SourceRows.from_file(items, mapping.columns, config.read_batch_rows))
             else:
-                _load_record_batch(loader, items, stream)
+                _load_record_batch(sync, items, stream)
         finally:
-            summary = _save_summary(store, loader.summary)
+            summary = _save_summary(store, sync.summary)
             _publish_summary(summary)
     logger.info("SendGrid sync summary\n%s", summary.format())
 
@@ -78,17 +80,17 @@ def load_contacts(
 ROWS_KEY_PREFIX = "sendgrid_rows."
 
 
-def _load_record_batch(loader: ContactLoader, batch: pa.RecordBatch, stream: str) -> None:
+def _load_record_batch(sync: ContactSync, batch: pa.RecordBatch, stream: str) -> None:
     """RecordBatch mode: row numbers continue across the calls of one load package, through a
     counter in the package's destination state, which dlt commits after each successful call
     (so a resumed package numbers its rows as the first attempt did)."""
     state = _destination_state()
     first_row = int(state.get(ROWS_KEY_PREFIX + stream, 0))
-    loader.load_batch(batch, first_row)
+    sync.run(SourceRows.from_batch(batch, first_row))
     state[ROWS_KEY_PREFIX + stream] = first_row + batch.num_rows
 
 
-def _client(config: SendGridConfiguration) -> SendGridClient:
+def _client(config: SendGridConfiguration, clock: Clock) -> SendGridClient:
     return SendGridClient(
         str(config.api_key),
         base_url=config.base_url,
@@ -97,7 +99,7 @@ def _client(config: SendGridConfiguration) -> SendGridClient:
         read_timeout=config.read_timeout,
         max_attempts=config.max_attempts,
         max_backoff_seconds=config.max_backoff_seconds,
-        clock=_clock,
+        clock=clock,
     )
 
 
@@ -149,7 +151,8 @@ def run_summaries(pipeline: dlt.Pipeline, load_info: LoadInfo) -> list[RunSummar
 
 class sendgrid(_custom_destination):
     """``dlt.pipeline(destination=sendgrid(mapping={...}))``; every argument may instead come
-    from ``[destination.sendgrid]`` config, secrets or environment variables."""
+    from ``[destination.sendgrid]`` config, secrets or environment variables. ``clock`` is
+    for tests: every wait of the loads goes through it."""
 
     def __init__(
         self,
@@ -160,10 +163,11 @@ class sendgrid(_custom_destination):
         destination_name: str = "sendgrid",
         batch_size: int = 0,
         loader_file_format: TLoaderFileFormat = "parquet",
+        clock: Clock | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            destination_callable=load_contacts,
+            destination_callable=sink_with(clock or SystemClock()),
             destination_name=destination_name,
             spec=SendGridConfiguration,
             api_key=api_key,
@@ -176,3 +180,8 @@ class sendgrid(_custom_destination):
             loader_parallelism_strategy="sequential",
             **kwargs,
         )
+
+    def __repr__(self) -> str:
+        # dlt's repr lists the explicit config params, the API key among them.
+        params = {k: ("***" if k == "api_key" and v else v) for k, v in self.config_params.items()}
+        return f"sendgrid({', '.join(f'{k}={v!r}' for k, v in params.items())})"

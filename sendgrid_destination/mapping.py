@@ -5,9 +5,10 @@ Input is the user's dict (from arguments or ``[destination.sendgrid.mapping]`` i
     {"email": "email", "first_name": "given_name", "custom_fields": {"plan_tier": "plan"}}
 
 ``parse_mapping`` checks what can be checked without data (field names exist and are
-writable, at least one identifier); ``bind_mapping`` checks it against the Arrow schema of
-the first batch (columns exist, types can feed the field) and, once custom field names are
-resolved to IDs, yields the ``Binding`` list that the transform compiles to SQL. Every error
+writable, at least one identifier); ``bind_reserved`` checks it against the rows' Arrow schema
+(columns exist, types can feed the reserved fields) before any request, and ``bind_custom``,
+once custom field names are resolved to IDs and types, completes the ``Binding`` list that
+``contact_sql`` compiles (``bind_mapping`` does both). Every error
 names the column and the field, and is raised before any request is sent.
 """
 
@@ -19,8 +20,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from sendgrid_destination.errors import ConfigurationError
-from sendgrid_destination.fields import (
+from sendgrid_destination.contact_model import (
     CUSTOM_FIELD_NAME_RE,
     IDENTIFIERS,
     MAX_CUSTOM_TEXT_LENGTH,
@@ -29,6 +29,7 @@ from sendgrid_destination.fields import (
     WRITABLE_FIELDS,
     FieldType,
 )
+from sendgrid_destination.errors import ConfigurationError
 
 ArrowKind = Literal[
     "string",
@@ -199,13 +200,26 @@ def bind_mapping(
     custom_types: AbcMapping[str, FieldType],
     custom_ids: AbcMapping[str, str] | None = None,
 ) -> list[Binding]:
-    """Check the mapping against the data's schema; return the bindings to compile.
+    """Check the mapping against the data's schema; return the bindings to compile."""
+    return bind_reserved(mapping, schema) + bind_custom(mapping, schema, custom_types, custom_ids)
 
-    ``custom_types`` gives each custom field's SendGrid type (from the account's field
-    definitions, or inferred for fields about to be created); ``custom_ids`` its ID once known.
-    """
+
+def bind_reserved(mapping: FieldMapping, schema: pa.Schema) -> list[Binding]:
+    """Every mapped column exists and every reserved field can take its column: all that can
+    be checked before the account's custom fields are known (so before any request)."""
     _check_columns_exist(mapping, schema)
-    bindings = [_reserved_binding(f, c, schema) for f, c in mapping.reserved.items()]
+    return [_reserved_binding(f, c, schema) for f, c in mapping.reserved.items()]
+
+
+def bind_custom(
+    mapping: FieldMapping,
+    schema: pa.Schema,
+    custom_types: AbcMapping[str, FieldType],
+    custom_ids: AbcMapping[str, str] | None = None,
+) -> list[Binding]:
+    """The custom fields' bindings, once their SendGrid types (``custom_types``, from the
+    account's field definitions) and IDs are known."""
+    bindings = []
     for name, column in mapping.custom.items():
         kind = arrow_kind(schema.field(column).type)
         field_type = custom_types[name]

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.errors import ConfigurationError
-from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 
 _SUFFIX = b"]}"
 

@@ -1,195 +1,257 @@
 """The plan of a load: one SQL pass over all its rows decides what each row needs.
 
-``build_plan(con, state_path, transformer, stream, source)`` runs the transform's check over
-``source`` (the load's rows with ``__sg_row``: an Arrow table or a streaming reader of the
-whole job file) once, into a temporary table of its narrow result (row number, key, problem
-masks, fingerprint), and from that:
+``Plan.build(store, sql, stream, rows)`` runs the check (``ContactSql.check``) over every row
+once, into a temporary table of its narrow result (row number, key, problem masks,
+fingerprint), in the state's workspace, and from that:
 
 * of several rows with one contact key, all but the last are superseded (last row wins,
   before anything else: a superseded row is neither rejected nor sent);
 * rows that fail the check become ``Plan.rejects``;
-* a row whose fingerprint equals the one recorded for its key, with the last send counting
-  (``sent`` or ``accepted``), is unchanged and goes no further: it is never rendered;
-* every other row stays in the plan, with ``is_new``, ``prev_hash`` (the content hash of the
-  send that counts, else null: the render compares it, since a fingerprint may also differ
-  because DuckDB's hash did) and ``pending`` (its last version rides on an unfinished job).
+* the rest are classified by the state store (``changes_sql``): a row unchanged by fingerprint
+  goes no further and is never rendered; every other row stays in the plan with ``is_new``,
+  ``prev_hash`` and ``pending``.
 
-The plan is a temporary table in the state's database, written in row order, so that
-``Plan.render(batch, first_row)`` reads one batch's rows back by range (DuckDB skips the
-other row groups), renders them and sets apart those whose JSON is the one last sent.
+The plan table is written in row order, so that ``render(batch, first_row)`` reads one batch's
+rows back by range (DuckDB skips the other row groups), renders them and sets apart, through
+the store's ``same_content``, those whose JSON is the one last sent. ``decide_again(contacts)``
+runs the same classification over contacts already rendered (held back behind a pending job):
+one path, one definition of "unchanged".
 
 One scan of the source, not two: finding the superseded rows needs every row's key, and
 computing keys (reading, trimming, lower-casing) was most of a separate duplicate scan. One
-join per job file, not one per batch: against a state of N contacts each join reads all N,
-so per-batch joins made a 10M-row file quadratic. DuckDB spills the tables, the grouping and
-the join beyond the state connection's memory limit.
+join per load, not one per batch: against a state of N contacts each join reads all N, so
+per-batch joins made a 10M-row file quadratic. DuckDB spills the tables, the grouping and the
+join beyond the state's memory limit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.state import duplicate_contact_error
-from sendgrid_destination.transform import Transformer, duplicate_keys_sql, utc_cursor
+from sendgrid_destination.arrow_utils import chunked, normalize_arrow
+from sendgrid_destination.contact_sql import ContactSql, duplicate_keys
+from sendgrid_destination.schemas import REJECTS, RENDERED
+from sendgrid_destination.source_rows import SourceRows
+from sendgrid_destination.state.store import duplicate_contact_error
 
 _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
-_SHA256_HEX_DIGITS = 64
+_PLANNED = "row_number, fingerprint, is_new, prev_hash, pending"
 
-_COLUMNS = "row_number, fingerprint, is_new, prev_hash, pending"
+
+class PlanStore(Protocol):
+    """What the plan needs of the state: a scratch workspace and its decisions."""
+
+    path: Any
+
+    def workspace(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+    def changes_sql(
+        self, relation: str, stream: str, *, checked: bool = True
+    ) -> tuple[str, list[Any]]: ...
+
+    def same_content(
+        self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
+    ) -> pa.Array: ...
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """One batch's planned rows, rendered."""
+    """Contacts decided and rendered (``RENDERED``, in row order)."""
 
-    to_send: pa.Table  # row_number, contact_key, fingerprint, is_new, prev_hash, pending,
-    #                    contact_json, content_hash; in row order
-    unchanged: pa.Table  # the same columns: rows whose JSON is the one last sent
+    to_send: pa.Table
+    unchanged: pa.Table  # rows whose JSON is the one last sent
 
 
-@dataclass
-class Plan:
-    """A built plan; ``close()`` drops its table."""
-
-    cursor: duckdb.DuckDBPyConnection
-    state_path: str
-    transformer: Transformer
-    kept: int  # rows not found unchanged: to render, or rejected
+@dataclass(frozen=True)
+class PlanCounts:
+    rows_read: int
+    superseded: int  # rows replaced by a later row with the same contact key
+    unchanged: int  # rows found unchanged by fingerprint (never rendered)
     to_render: int  # ok rows that the render must see
-    rejects: pa.Table
-    superseded: int = 0  # rows replaced by a later row with the same contact key
 
-    def rows(self, first: int, end: int) -> pa.Table:
+
+class Plan:
+    """A built plan; a context manager that drops its table on exit."""
+
+    def __init__(self, store: PlanStore, sql: ContactSql, stream: str, rows: SourceRows) -> None:
+        self._store = store
+        self._sql = sql
+        self._stream = stream
+        self._rows = rows
+        self._exit = ExitStack()
+        self._cur = self._exit.enter_context(store.workspace())
+        self._exit.callback(self._cur.execute, f"DROP TABLE IF EXISTS {_TABLE}")
+
+    @classmethod
+    def build(cls, store: PlanStore, sql: ContactSql, stream: str, rows: SourceRows) -> Plan:
+        plan = cls(store, sql, stream, rows)
+        try:
+            plan._build()
+        except BaseException:
+            plan.close()
+            raise
+        return plan
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._exit.close()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        cur = self._cur
+        cur.register("plan_src", self._rows.reader())
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {self._sql.check('plan_src')}")
+        cur.unregister("plan_src")
+        superseded = self._find_duplicates()
+        cur.execute(
+            f"CREATE OR REPLACE TEMP VIEW sg_last AS SELECT {self._kept_columns()} "
+            f"FROM {_CHECKED} c LEFT JOIN {_DUPLICATES} d ON d.contact_key = c.contact_key "
+            "WHERE d.last_row IS NULL OR c.row_number = d.last_row"
+        )
+        changes, params = self._store.changes_sql("sg_last", self._stream)
+        cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE (unchanged, contact_key) "
+            f"FROM ({changes}) WHERE NOT unchanged ORDER BY row_number",
+            params,
+        )
+        cur.execute(f"DROP VIEW sg_last; DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}")
+        ((kept, to_render),) = cur.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE ok) FROM {_TABLE}"
+        ).fetchall()
+        rows_read = self._rows.rows_read
+        self.counts = PlanCounts(
+            rows_read, superseded, rows_read - superseded - int(kept), int(to_render)
+        )
+        self.rejects = self._rejects()
+
+    def _find_duplicates(self) -> int:
+        """Keep each duplicated key's last row number; return how many rows they supersede."""
+        self._cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS {duplicate_keys(_CHECKED)}"
+        )
+        ((superseded,),) = self._cur.execute(
+            f"SELECT coalesce(sum(n - 1), 0) FROM {_DUPLICATES}"
+        ).fetchall()
+        return int(superseded)
+
+    def _kept_columns(self) -> str:
+        # The plan table stays resident through the render, beside the contacts being
+        # recorded: an ok row keeps no key or problem masks (the render recomputes its key:
+        # ~70 -> ~35 MB per 1M rows, within the state's cap); a refused row keeps them, as
+        # ``refused_key``, for its rejects. ``contact_key`` is only for the state's join.
+        refused = ", ".join(
+            f"CASE WHEN NOT c.ok THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
+        )
+        return (
+            "c.row_number, c.ok, c.fingerprint, c.contact_key, "
+            f"CASE WHEN NOT c.ok THEN c.contact_key END AS refused_key, {refused}"
+        )
+
+    def _rejects(self) -> pa.Table:
+        cur = self._cur
+        masks = ", ".join(self._sql.problem_columns())
+        bad = cur.sql(
+            f"SELECT row_number, refused_key AS contact_key, {masks} "
+            f"FROM {_TABLE} WHERE NOT ok ORDER BY row_number"
+        ).to_arrow_table()
+        if bad.num_rows == 0:
+            return REJECTS.empty_table()
+        cur.register("sg_bad", bad)
+        cur.register("sg_checks", self._sql.checks_table())
+        try:
+            return cur.sql(self._sql.rejects("sg_bad", "sg_checks")).to_arrow_table().cast(REJECTS)
+        finally:
+            cur.unregister("sg_bad")
+            cur.unregister("sg_checks")
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def rendered_batches(self) -> Iterator[Rendered]:
+        """Each source batch's planned rows, rendered (nothing when no row needs it)."""
+        if not self.counts.to_render:
+            return
+        for batch, first_row in self._rows.batches():
+            yield self.render(batch, first_row)
+
+    def render(self, batch: pa.RecordBatch | pa.Table, first_row: int) -> Rendered:
+        """Render this batch's planned rows (the batch's first row is ``first_row``)."""
+        planned = self._planned(first_row, first_row + batch.num_rows)
+        if planned.num_rows == batch.num_rows:
+            # Row numbers are distinct and in range (_planned checks): all of them, in order.
+            rendered = self._render_rows(batch)
+        else:
+            # A mask and filter, not take: a third faster over 12 columns (measured).
+            keep = np.zeros(batch.num_rows, dtype=bool)
+            keep[pc.subtract(planned["row_number"], first_row).to_numpy()] = True
+            rendered = self._render_rows(batch.filter(pa.array(keep)))
+        contacts = planned.add_column(1, "contact_key", rendered["contact_key"])
+        contacts = contacts.append_column("contact_json", rendered["contact_json"])
+        contacts = contacts.append_column("content_hash", rendered["content_hash"])
+        return self._split_unchanged(contacts.cast(RENDERED))
+
+    def decide_again(self, contacts: pa.Table) -> Rendered:
+        """Classify rendered contacts again (``RENDERED``), now: what jobs settled since the
+        plan was built (a held-back contact's earlier version, say) counts."""
+        cur = self._cur
+        cur.register("sg_again", contacts.drop_columns(["is_new", "prev_hash", "pending"]))
+        try:
+            changes, params = self._store.changes_sql("sg_again", self._stream, checked=False)
+            decided = cur.sql(
+                f"SELECT * EXCLUDE (unchanged) FROM ({changes}) ORDER BY row_number",
+                params=params,
+            ).to_arrow_table()
+        finally:
+            cur.unregister("sg_again")
+        if decided.num_rows != contacts.num_rows:
+            raise duplicate_contact_error(self._store.path)
+        return self._split_unchanged(decided.select(RENDERED.names).cast(RENDERED))
+
+    def _split_unchanged(self, contacts: pa.Table) -> Rendered:
+        # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send.
+        same = self._store.same_content(contacts, self._legacy_hash)
+        if not pc.any(same).as_py():
+            return Rendered(contacts, contacts.slice(0, 0))
+        return Rendered(contacts.filter(pc.invert(same)), contacts.filter(same))
+
+    def _planned(self, first: int, end: int) -> pa.Table:
         """The plan's ok rows with ``first <= row_number < end``, in row order."""
-        rows = self.cursor.sql(
-            f"SELECT {_COLUMNS} FROM {_TABLE} WHERE ok AND row_number >= ? AND row_number < ? "
+        rows = self._cur.sql(
+            f"SELECT {_PLANNED} FROM {_TABLE} WHERE ok AND row_number >= ? AND row_number < ? "
             "ORDER BY row_number",
             params=[first, end],
         ).to_arrow_table()
         numbers = rows["row_number"].to_numpy()
         if len(numbers) > 1 and not np.all(np.diff(numbers) > 0):
-            raise duplicate_contact_error(self.state_path)
+            raise duplicate_contact_error(self._store.path)
         return rows
 
-    def render(self, batch: pa.RecordBatch | pa.Table, first_row: int) -> Rendered:
-        """Render this batch's planned rows (the batch's first row is ``first_row``)."""
-        planned = self.rows(first_row, first_row + batch.num_rows)
-        if planned.num_rows == 0:
-            empty = planned.add_column(1, "contact_key", pa.array([], pa.string()))
-            empty = empty.append_column("contact_json", pa.array([], pa.string()))
-            empty = empty.append_column("content_hash", pa.array([], pa.string()))
-            return Rendered(empty, empty)
-        # Row numbers are distinct and in range (rows() checks): as many as the batch's
-        # rows means all of them, in order, as on a first load.
-        if planned.num_rows == batch.num_rows:
-            rendered = self.transformer.render(batch)
-        else:
-            # A mask and filter, not take: a third faster over 12 columns (measured).
-            keep = np.zeros(batch.num_rows, dtype=bool)
-            keep[pc.subtract(planned["row_number"], first_row).to_numpy()] = True
-            rendered = self.transformer.render(batch.filter(pa.array(keep)))
-        contacts = planned.add_column(1, "contact_key", rendered["contact_key"])
-        contacts = contacts.append_column("contact_json", rendered["contact_json"])
-        contacts = contacts.append_column("content_hash", rendered["content_hash"])
-        # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send.
-        same = self._same_json(contacts)
-        if not pc.any(same).as_py():
-            return Rendered(contacts, contacts.slice(0, 0))
-        return Rendered(contacts.filter(pc.invert(same)), contacts.filter(same))
+    def _render_rows(self, rows: pa.RecordBatch | pa.Table) -> pa.Table:
+        """``contact_key``, ``contact_json`` and ``content_hash`` of checked rows, in order."""
+        self._cur.register("sg_render", chunked(pa.table(normalize_arrow(rows))))
+        try:
+            return self._cur.sql(self._sql.render("sg_render")).to_arrow_table()
+        finally:
+            self._cur.unregister("sg_render")
 
-    def _same_json(self, contacts: pa.Table) -> pa.Array:
-        """Per row: is its JSON the one last sent? State files before schema 5 hold SHA-256
-        hashes (64 hex digits): those rows are compared by SHA-256 too."""
-        prev = contacts["prev_hash"]
-        same = pc.fill_null(pc.equal(contacts["content_hash"], prev), False).combine_chunks()
-        legacy = pc.fill_null(pc.equal(pc.utf8_length(prev), _SHA256_HEX_DIGITS), False)
-        if not pc.any(legacy).as_py():
-            return same
-        at = pc.indices_nonzero(legacy)
-        old = self.transformer.legacy_hash(contacts["contact_json"].take(at))
-        merged = same.to_numpy(zero_copy_only=False).copy()
-        merged[at.to_numpy()] = pc.equal(old, prev.take(at)).to_numpy(zero_copy_only=False)
-        return pa.array(merged)
-
-    def close(self) -> None:
-        self.cursor.execute(f"DROP TABLE IF EXISTS {_TABLE}")
-        self.cursor.close()
-
-
-def build_plan(
-    con: duckdb.DuckDBPyConnection,
-    state_path: str,
-    transformer: Transformer,
-    stream: str,
-    source: pa.Table | pa.RecordBatchReader,
-) -> Plan:
-    cur = utc_cursor(con)
-    try:
-        cur.register("plan_src", source)
-        cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {transformer.check_sql('plan_src')}"
-        ).fetchall()
-        cur.unregister("plan_src")
-        superseded = _find_duplicates(cur)
-        cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT {_kept_columns(transformer)}, "
-            "s.contact_key IS NULL AS is_new, "
-            "CASE WHEN s.status IN ('sent', 'accepted') THEN s.content_hash END AS prev_hash, "
-            "coalesce(s.status = 'sent', false) AS pending "
-            f"FROM ({_last_rows()}) c LEFT JOIN contact_status s "
-            "ON s.stream = ? AND s.contact_key = c.contact_key "
-            "WHERE NOT coalesce(c.ok AND s.fingerprint = c.fingerprint "
-            "AND s.status IN ('sent', 'accepted'), false) ORDER BY c.row_number",
-            [stream],
-        ).fetchall()
-        cur.execute(f"DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}")
-        kept, to_render = _counts(cur)
-        bad = cur.sql(f"SELECT * FROM {_TABLE} WHERE NOT ok ORDER BY row_number").to_arrow_table()
-        rejects = transformer.expand_rejects(bad)
-        return Plan(cur, state_path, transformer, kept, to_render, rejects, superseded)
-    except BaseException:
-        cur.close()
-        raise
-
-
-def _kept_columns(transformer: Transformer) -> str:
-    # The plan table stays resident through the render, beside the contacts being recorded:
-    # an ok row keeps no key or problem masks (the render recomputes its key: ~70 -> ~35 MB
-    # per 1M rows, within the state's cap); a refused row keeps them for its rejects.
-    refused = ", ".join(
-        f"CASE WHEN NOT c.ok THEN c.{name} END AS {name}"
-        for name in ("contact_key", *transformer.problem_columns())
-    )
-    return f"c.row_number, c.ok, c.fingerprint, {refused}"
-
-
-def _find_duplicates(cur: duckdb.DuckDBPyConnection) -> int:
-    """Keep each duplicated key's last row number; return how many rows they supersede."""
-    cur.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS {duplicate_keys_sql(_CHECKED)}"
-    ).fetchall()
-    ((superseded,),) = cur.execute(f"SELECT coalesce(sum(n - 1), 0) FROM {_DUPLICATES}").fetchall()
-    return int(superseded)
-
-
-def _last_rows() -> str:
-    """The checked rows that no later row of the same key supersedes."""
-    return (
-        f"SELECT k.* FROM {_CHECKED} k LEFT JOIN {_DUPLICATES} d "
-        "ON d.contact_key = k.contact_key "
-        "WHERE d.last_row IS NULL OR k.row_number = d.last_row"
-    )
-
-
-def _counts(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    ((kept, to_render),) = cur.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE ok) FROM {_TABLE}"
-    ).fetchall()
-    return int(kept), int(to_render)
+    def _legacy_hash(self, contact_json: pa.ChunkedArray) -> pa.ChunkedArray:
+        self._cur.register("sg_legacy", pa.table({"contact_json": contact_json}))
+        try:
+            return self._cur.sql(self._sql.legacy_hash("sg_legacy")).to_arrow_table()["h"]
+        finally:
+            self._cur.unregister("sg_legacy")

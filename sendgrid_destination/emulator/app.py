@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sendgrid_destination.fields import MAX_REQUEST_BYTES
+from sendgrid_destination.contact_model import MAX_REQUEST_BYTES
 
 from .backend import Backend
 from .faults import FaultPlan, FaultRule

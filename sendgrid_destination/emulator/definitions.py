@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from sendgrid_destination.fields import (
+from sendgrid_destination.contact_model import (
     CUSTOM_FIELD_NAME_RE,
     FIELD_TYPE_SUFFIX,
     MAX_CUSTOM_FIELD_NAME_LENGTH,

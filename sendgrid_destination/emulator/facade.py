@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from sendgrid_destination.clock import Clock, SystemClock
-from sendgrid_destination.fields import FieldType
+from sendgrid_destination.contact_model import FieldType
 
 from .app import ApiApp, Auth, RecordedRequest, Recorder
 from .backend import Backend, JobOrder

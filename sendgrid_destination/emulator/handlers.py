@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sendgrid_destination.fields import EMAIL_RE, IDENTIFIERS, MAX_SEARCH_VALUES
+from sendgrid_destination.contact_model import EMAIL_RE, IDENTIFIERS, MAX_SEARCH_VALUES
 
 from .backend import Backend
 from .definitions import CustomField, MarketingList, reserved_definitions

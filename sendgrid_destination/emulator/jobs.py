@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sendgrid_destination.fields import FORBIDDEN_UPSERT_KEYS, IDENTIFIERS, WRITABLE_FIELDS
+from sendgrid_destination.contact_model import FORBIDDEN_UPSERT_KEYS, IDENTIFIERS, WRITABLE_FIELDS
 
 from .definitions import CustomField
 from .store import ContactStore, StoredContact, iso

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sendgrid_destination.fields import MAX_REQUEST_BYTES
+from sendgrid_destination.contact_model import MAX_REQUEST_BYTES
 
 from .responses import Request, Response, error_response
 

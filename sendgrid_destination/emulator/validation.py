@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any
 
-from sendgrid_destination.fields import (
+from sendgrid_destination.contact_model import (
     E164_RE,
     EMAIL_RE,
     FORBIDDEN_UPSERT_KEYS,

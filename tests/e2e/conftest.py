@@ -2,8 +2,8 @@
 
 Each test gets its own emulator, state file and dlt working directory, runs from an empty
 temporary directory (so the repository's ``.dlt/config.toml`` is not read), and shares one
-``FakeClock`` between the emulator and the destination, so every wait (rate limits, backoff,
-job polling) is recorded instead of slept.
+``FakeClock`` between the emulator and the destination (``sendgrid(clock=...)``), so every
+wait (rate limits, backoff, job polling) is recorded instead of slept.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from dlt.common.pipeline import LoadInfo
 
 from sendgrid_destination import sendgrid
 from sendgrid_destination.clock import FakeClock
-from sendgrid_destination.destination import use_clock
 from sendgrid_destination.emulator import Emulator
-from sendgrid_destination.state import StateStore
+from sendgrid_destination.state import StateStore, reports
 
 API_KEY = "SG.test-e2e-key"
 DEFAULT_MAPPING: dict[str, Any] = {"email": "email", "first_name": "first_name"}
@@ -33,8 +32,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeClock
     monkeypatch.chdir(tmp_path)
     for name in ("DESTINATION__SENDGRID__API_KEY", "DESTINATION__SENDGRID__BASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    with use_clock(fake):
-        yield fake
+    yield fake
 
 
 @pytest.fixture
@@ -98,7 +96,7 @@ def run_summary(state_path: Path, info: LoadInfo, stream: str = "contacts") -> d
 def rejects_of(state_path: Path, stage: str | None = None) -> list[dict[str, Any]]:
     """Every row of the state file's rejects table (optionally of one stage)."""
     with StateStore.open(state_path, read_only=True) as store:
-        rows = store.rejects().to_pylist()
+        rows = reports.rejects(store).to_pylist()
     return [r for r in rows if stage is None or r["stage"] == stage]
 
 
@@ -128,6 +126,7 @@ def destination_for(emu: Emulator, state_path: Path | None, **overrides: Any) ->
         "state_path": None if state_path is None else str(state_path),
         "job_poll_interval": 1.0,
         "max_attempts": 8,
+        "clock": emu.clock,
     }
     settings.update(overrides)
     return sendgrid(**settings)

@@ -334,7 +334,12 @@ def test_the_api_key_and_base_url_come_from_environment_variables_the_dlt_way(
 
     run(
         contacts_table(3),
-        sendgrid(mapping=DEFAULT_MAPPING, state_path=str(state_path), job_poll_interval=1.0),
+        sendgrid(
+            mapping=DEFAULT_MAPPING,
+            state_path=str(state_path),
+            job_poll_interval=1.0,
+            clock=emulator.clock,
+        ),
     )
 
     assert sorted(c["email"] for c in emulator.contacts()) == [
@@ -345,7 +350,12 @@ def test_the_api_key_and_base_url_come_from_environment_variables_the_dlt_way(
 def test_a_missing_api_key_fails_naming_the_environment_variable_to_set(
     emulator, run, state_path
 ) -> None:
-    dest = sendgrid(base_url=emulator.base_url, mapping=DEFAULT_MAPPING, state_path=str(state_path))
+    dest = sendgrid(
+        base_url=emulator.base_url,
+        mapping=DEFAULT_MAPPING,
+        state_path=str(state_path),
+        clock=emulator.clock,
+    )
 
     error = _failure(run, contacts_table(1), dest, ConfigurationError)
 

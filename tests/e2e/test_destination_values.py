@@ -14,7 +14,6 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.clock import FakeClock
-from sendgrid_destination.destination import use_clock
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.errors import ConfigurationError
 from tests.e2e.conftest import (
@@ -221,7 +220,7 @@ def typed_load(tmp_path_factory: pytest.TempPathFactory) -> TypedLoad:
         mp.chdir(root)
         for name in ("DESTINATION__SENDGRID__API_KEY", "DESTINATION__SENDGRID__BASE_URL"):
             mp.delenv(name, raising=False)
-        with use_clock(clock), Emulator(api_key=API_KEY, clock=clock) as emu:
+        with Emulator(api_key=API_KEY, clock=clock) as emu:
             ids = {
                 name: emu.add_custom_field(name, kind) for name, (kind, _) in CUSTOM_FIELDS.items()
             }

@@ -15,10 +15,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from sendgrid_destination.mapping import bind_mapping, parse_mapping
-from sendgrid_destination.plan import build_plan
-from sendgrid_destination.state import SCHEMA_VERSION, StateStore
-from sendgrid_destination.transform import Transformer, with_row_numbers
+from sendgrid_destination.contact_sql import ContactSql
+from sendgrid_destination.plan import Plan
+from sendgrid_destination.source_rows import SourceRows
+from sendgrid_destination.state import SCHEMA_VERSION, ContactStatus, StateStore
 from tests.e2e.conftest import (
     DEFAULT_MAPPING,
     contacts_table,
@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     state_rows,
     upserts,
 )
+from tests.planning import contact_sql, legacy_hash, plan_rows
 
 
 def _fingerprints(state_path: Path) -> dict[str, int | None]:
@@ -179,12 +180,12 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
 def _put_back_sha256_hashes(state_path: Path, data: pa.Table) -> None:
     """Make the state what schema 4 left: SHA-256 content hashes (and no fingerprints, so the
     render must compare them)."""
-    transformer = Transformer(bind_mapping(parse_mapping(DEFAULT_MAPPING), data.schema, {}))
-    contacts = transformer.run(data).contacts
+    sql = contact_sql(DEFAULT_MAPPING, data.schema)
+    contacts = plan_rows(sql, data).contacts
     legacy = pa.table(
         {
             "contact_key": contacts["contact_key"],
-            "h": transformer.legacy_hash(contacts["contact_json"]),
+            "h": legacy_hash(sql, contacts["contact_json"]),
         }
     )
     con = duckdb.connect(str(state_path))
@@ -227,8 +228,8 @@ def test_sha256_hashes_of_a_schema_4_state_are_compared_as_such_then_rewritten_a
     assert upserts(emulator) == []
 
 
-def _accepted_state(path: Path, transformer: Transformer, data: pa.Table) -> None:
-    result = transformer.run(data)
+def _accepted_state(path: Path, sql: ContactSql, data: pa.Table) -> None:
+    result = plan_rows(sql, data)
     with StateStore.open(path) as store:
         store.record_sent(
             run_id="r1", stream="s", job_id="j1", contacts=result.contacts, body_bytes=1
@@ -241,32 +242,35 @@ def _accepted_state(path: Path, transformer: Transformer, data: pa.Table) -> Non
             "errored_count": 0,
             "errors_url": None,
         }
-        store.record_job_outcome(job, failed=None, contacts_status="accepted")
+        store.record_job_outcome(job, failed=None, contacts_status=ContactStatus.ACCEPTED)
 
 
 def test_the_plan_of_unchanged_rows_leaves_nothing_to_render_and_keeps_only_changes(
     tmp_path: Path,
 ) -> None:
     data = contacts_table(10)
-    bindings = bind_mapping(
-        parse_mapping({"email": "email", "first_name": "first_name"}), data.schema, {}
-    )
-    transformer = Transformer(bindings)
-    _accepted_state(tmp_path / "state.duckdb", transformer, data)
+    sql = contact_sql({"email": "email", "first_name": "first_name"}, data.schema)
+    _accepted_state(tmp_path / "state.duckdb", sql, data)
     names = data["first_name"].to_pylist()
     names[3] = "Changed"
     changed = data.set_column(1, "first_name", [names])
 
     with StateStore.open(tmp_path / "state.duckdb") as store:
-        same = build_plan(store.con, "state", transformer, "s", with_row_numbers(data, 0))
-        assert (same.kept, same.to_render, same.rejects.num_rows) == (0, 0, 0)
-        same.close()
-        plan = build_plan(store.con, "state", transformer, "s", with_row_numbers(changed, 0))
-        rendered = plan.render(changed, 0)
-        plan.close()
+        with Plan.build(store, sql, "s", SourceRows.from_batch(_batch(data))) as same:
+            assert (same.counts.unchanged, same.counts.to_render, same.rejects.num_rows) == (
+                10,
+                0,
+                0,
+            )
+        with Plan.build(store, sql, "s", SourceRows.from_batch(_batch(changed))) as plan:
+            rendered = plan.render(changed, 0)
 
-    assert (plan.kept, plan.to_render) == (1, 1)
+    assert (plan.counts.unchanged, plan.counts.to_render) == (9, 1)
     assert rendered.to_send["row_number"].to_pylist() == [3]
     assert rendered.to_send["is_new"].to_pylist() == [False]
     assert rendered.to_send["prev_hash"][0].as_py() is not None
     assert rendered.unchanged.num_rows == 0
+
+
+def _batch(table: pa.Table) -> pa.RecordBatch:
+    return table.combine_chunks().to_batches()[0]

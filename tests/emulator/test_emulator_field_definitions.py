@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sendgrid_destination.clock import FakeClock
+from sendgrid_destination.contact_model import MAX_CUSTOM_FIELDS, RESERVED_FIELDS
 from sendgrid_destination.emulator import Emulator
-from sendgrid_destination.fields import MAX_CUSTOM_FIELDS, RESERVED_FIELDS
 
 if TYPE_CHECKING:
     from .support import Api

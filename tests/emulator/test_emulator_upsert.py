@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sendgrid_destination.emulator import Emulator
-from sendgrid_destination.fields import (
+from sendgrid_destination.contact_model import (
     MAX_CONTACTS_PER_REQUEST,
     MAX_REQUEST_BYTES,
     RESERVED_BY_NAME,
 )
+from sendgrid_destination.emulator import Emulator
 
 if TYPE_CHECKING:
     from .support import Api

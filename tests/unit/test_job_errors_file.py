@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sendgrid_destination.jobs import _failed_contacts
+from sendgrid_destination.import_jobs import _failed_contacts
 
 
 def test_every_identifier_of_an_error_row_becomes_a_contact_key_with_its_reason():

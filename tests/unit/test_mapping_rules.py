@@ -9,8 +9,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from sendgrid_destination.contact_model import IDENTIFIERS, MAX_CUSTOM_TEXT_LENGTH, READ_ONLY_FIELDS
 from sendgrid_destination.errors import ConfigurationError, SendGridTerminalError
-from sendgrid_destination.fields import IDENTIFIERS, MAX_CUSTOM_TEXT_LENGTH, READ_ONLY_FIELDS
 from sendgrid_destination.mapping import (
     Binding,
     arrow_kind,

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.errors import ConfigurationError
-from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.packing import Body, Packer, encode_body, envelope_prefix
 
 PLAIN = envelope_prefix([])

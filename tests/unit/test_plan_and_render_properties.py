@@ -1,4 +1,4 @@
-"""Transformer: de-duplication, ordering, content hashes, and a no-row-lost property."""
+"""The plan and render: de-duplication, ordering, content hashes, and a no-row-lost property."""
 
 from __future__ import annotations
 
@@ -8,37 +8,39 @@ import math
 import tempfile
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sendgrid_destination.fields import EMAIL_RE
-from sendgrid_destination.mapping import bind_mapping, parse_mapping
-from sendgrid_destination.plan import build_plan
+from sendgrid_destination.contact_model import EMAIL_RE
+from sendgrid_destination.contact_sql import ContactSql
+from sendgrid_destination.plan import Plan
+from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
-from sendgrid_destination.transform import (
-    Transformer,
-    TransformResult,
-    keep_last_per_key,
-    with_row_numbers,
-)
-
-SHARED = duckdb.connect()
-SHARED.execute("SET TimeZone = 'UTC'")
+from tests.planning import Planned, contact_sql, legacy_hash, plan_rows
 
 MAPPING = {"email": "email", "first_name": "fn", "city": "city"}
 
 
-def transformer(batch: pa.Table, mapping: dict = MAPPING, **options) -> Transformer:
-    options.setdefault("connection", SHARED)
-    return Transformer(bind_mapping(parse_mapping(mapping), batch.schema, {}, {}), **options)
+class _Compiled:
+    """A mapping compiled for a batch's schema; ``run`` plans and renders rows as a load."""
+
+    def __init__(self, sql: ContactSql) -> None:
+        self.sql = sql
+
+    def run(self, batch: pa.Table, first_row: int = 0, store: StateStore | None = None) -> Planned:
+        return plan_rows(self.sql, batch, first_row=first_row, store=store)
 
 
-def parsed(result: TransformResult) -> list[dict]:
+def transformer(batch: pa.Table, mapping: dict = MAPPING, **options) -> _Compiled:
+    return _Compiled(contact_sql(mapping, batch.schema, **options))
+
+
+def parsed(result: Planned) -> list[dict]:
     return [json.loads(cell[:-1]) for cell in result.contacts["contact_json"].to_pylist()]
 
 
@@ -95,29 +97,33 @@ def test_contacts_come_out_in_row_order_of_their_last_occurrence_across_a_large_
     assert result.rejects.num_rows == 0
 
 
-def _table(keys: list[str]) -> pa.Table:
-    return pa.table({"contact_key": keys, "row_number": pa.array(range(len(keys)), pa.int64())})
+def _last_rows(keys: list[str]) -> list[int]:
+    """The row numbers the plan sends for rows with these contact keys (emails)."""
+    batch = pa.table(
+        {
+            "email": [f"{k}@x.co" for k in keys],
+            "fn": pa.array(["n"] * len(keys), pa.string()),
+            "city": pa.nulls(len(keys), pa.string()),
+        }
+    )
+    return transformer(batch).run(batch).contacts["row_number"].to_pylist()
 
 
-def test_keep_last_per_key_keeps_the_last_row_of_each_key_in_order():
-    kept = keep_last_per_key(_table(["a", "b", "a", "c", "b", "d"]))
-
-    assert kept["row_number"].to_pylist() == [2, 3, 4, 5]
+def test_the_plan_keeps_the_last_row_of_each_key_in_order():
+    assert _last_rows(["a", "b", "a", "c", "b", "d"]) == [2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("keys", [[], ["only"]])
-def test_keep_last_per_key_returns_tiny_tables_unchanged(keys):
-    assert keep_last_per_key(_table(keys)).equals(_table(keys))
+def test_the_plan_keeps_tiny_inputs_whole(keys):
+    assert _last_rows(keys) == list(range(len(keys)))
 
 
 @settings(max_examples=150, deadline=None)
 @given(keys=st.lists(st.sampled_from("abcdefg"), max_size=40))
-def test_keep_last_per_key_matches_a_reference(keys):
+def test_the_plans_last_row_per_key_matches_a_reference(keys):
     last = {k: i for i, k in enumerate(keys)}
 
-    kept = keep_last_per_key(_table(keys))
-
-    assert kept["row_number"].to_pylist() == sorted(last.values())
+    assert _last_rows(keys) == sorted(last.values())
 
 
 # -- content hash ------------------------------------------------------------------------------
@@ -147,7 +153,7 @@ def test_without_lists_the_scope_is_empty_but_still_separated_by_a_newline():
 
 def test_the_legacy_hash_is_sha256_of_the_same_scope_and_json():
     assert sha256_hex("list-a,list-b\n" + ANN_JSON) == ANN_LEGACY_DIGEST
-    legacy = transformer(ANN, list_ids=["list-b", "list-a"]).legacy_hash(pa.array([ANN_JSON]))
+    legacy = legacy_hash(transformer(ANN, list_ids=["list-b", "list-a"]).sql, pa.array([ANN_JSON]))
 
     assert legacy.to_pylist() == [ANN_LEGACY_DIGEST]
 
@@ -162,13 +168,15 @@ def test_the_content_hash_changes_with_the_lists_but_not_with_their_order():
     assert digest([]) != ANN_DIGEST
 
 
-def test_two_transformers_with_their_own_connections_produce_identical_contacts():
+def test_two_plans_on_their_own_state_files_produce_identical_contacts(tmp_path):
     batch = pa.table(
         {"email": ["a@x.co", "b@x.co"], "fn": ["é日😀", None], "city": ['q"\\', "Oslo"]}
     )
 
-    one = transformer(batch, list_ids=["l1"], connection=None).run(batch)
-    two = transformer(batch, list_ids=["l1"], connection=None).run(batch)
+    with StateStore.open(tmp_path / "one.duckdb") as first:
+        one = transformer(batch, list_ids=["l1"]).run(batch, store=first)
+    with StateStore.open(tmp_path / "two.duckdb") as second:
+        two = transformer(batch, list_ids=["l1"]).run(batch, store=second)
 
     assert one.contacts.equals(two.contacts)
     for cell, digest in zip(
@@ -207,14 +215,11 @@ ROWS = st.lists(
     max_size=25,
 )
 SCORE_SCHEMA = pa.schema([("email", pa.string()), ("fn", pa.string()), ("score", pa.float64())])
-SCORE_TRANSFORMER = Transformer(
-    bind_mapping(
-        parse_mapping({"email": "email", "first_name": "fn", "custom_fields": {"score": "score"}}),
-        SCORE_SCHEMA,
-        {"score": "Number"},
-        {"score": "e5_N"},
-    ),
-    connection=SHARED,
+SCORE_SQL = contact_sql(
+    {"email": "email", "first_name": "fn", "custom_fields": {"score": "score"}},
+    SCORE_SCHEMA,
+    {"score": "Number"},
+    {"score": "e5_N"},
 )
 
 
@@ -249,7 +254,7 @@ def test_every_row_is_sent_rejected_or_replaced_by_its_keys_last_row_nothing_inv
     )
     expected = [expected_row(*row) for row in rows]
 
-    result = SCORE_TRANSFORMER.run(batch, first_row)
+    result = plan_rows(SCORE_SQL, batch, first_row=first_row)
 
     # The last row of each key decides (valid or not); rows without a key stand alone.
     last = {key: i for i, (key, _, _) in enumerate(expected) if key is not None}
@@ -275,27 +280,30 @@ def test_every_row_is_sent_rejected_or_replaced_by_its_keys_last_row_nothing_inv
     assert parsed(result) == [expected[i][2] for i in sent_rows]
 
 
+SCORE_SQL_EMPTY = plan_rows(SCORE_SQL, SCORE_SCHEMA.empty_table()).contacts
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=ROWS)
 def test_a_job_files_plan_keeps_each_keys_last_row_rejects_its_problems_and_renders_the_rest(
     rows,
 ):
-    # The loader's path: the plan over the whole file (duplicates resolved there, not by
-    # Transformer.run), then the render of the planned rows.
+    # The load's path over a job file streamed in batches of 4 rows: the plan over the whole
+    # file (duplicates resolved across batches), then the render of each batch's planned rows.
     batch = pa.Table.from_pylist(
         [dict(zip(SCORE_SCHEMA.names, row, strict=True)) for row in rows], schema=SCORE_SCHEMA
     )
     expected = [expected_row(*row) for row in rows]
     with tempfile.TemporaryDirectory() as tmp, StateStore.open(Path(tmp) / "s.duckdb") as store:
-        plan = build_plan(store.con, "s", SCORE_TRANSFORMER, "stream", with_row_numbers(batch, 0))
-        try:
-            sent = plan.render(batch, 0).to_send
-        finally:
-            plan.close()
+        pq.write_table(batch, Path(tmp) / "job.parquet")
+        source = SourceRows.from_file(str(Path(tmp) / "job.parquet"), SCORE_SCHEMA.names, 4)
+        with Plan.build(store, SCORE_SQL, "stream", source) as plan:
+            rendered = [r.to_send for r in plan.rendered_batches()]
+        sent = pa.concat_tables(rendered) if rendered else SCORE_SQL_EMPTY
 
     last = {key: i for i, (key, _, _) in enumerate(expected) if key is not None}
     kept = [i for i, (key, _, _) in enumerate(expected) if key is None or last[key] == i]
-    assert plan.superseded == len(rows) - len(kept)
+    assert plan.counts.superseded == len(rows) - len(kept)
     rejected = sorted(set(plan.rejects["row_number"].to_pylist()))
     assert rejected == [i for i in kept if expected[i][1]]
     assert sent["row_number"].to_pylist() == [i for i in kept if not expected[i][1]]

@@ -1,4 +1,5 @@
-"""Transformer: one Arrow batch in, contact JSON and reject rows out (example-based).
+"""The mapping's rules, through the real plan and render: rows in, contact JSON and rejects out
+(example-based).
 
 Each ``contact_json`` cell is one JSON object followed by a comma; the tests strip the comma
 and parse it, so they check values, not DuckDB's formatting, except where the exact text is the
@@ -11,24 +12,18 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-import duckdb
 import pyarrow as pa
 import pytest
 
-from sendgrid_destination.fields import (
+from sendgrid_destination.contact_model import (
     MAX_CUSTOM_TEXT_LENGTH,
     RESERVED_FIELDS,
     UPSERT_ONLY_FIELDS,
 )
-from sendgrid_destination.mapping import bind_mapping, parse_mapping
-from sendgrid_destination.transform import Transformer, TransformResult
+from sendgrid_destination.state import StateStore
+from tests.planning import Planned, contact_sql, plan_rows
 
 UTC = dt.UTC
-
-# One connection for the module (a fresh one costs ~70 ms); set up as Transformer's own is, and
-# the date tests below use a fresh default connection so that set-up is covered too.
-SHARED = duckdb.connect()
-SHARED.execute("SET TimeZone = 'UTC'")
 
 
 def transform(
@@ -38,27 +33,27 @@ def transform(
     ids: dict | None = None,
     *,
     first_row: int = 0,
+    store=None,
     **options,
-) -> TransformResult:
-    bindings = bind_mapping(parse_mapping(mapping), batch.schema, types or {}, ids or {})
-    options.setdefault("connection", SHARED)
-    return Transformer(bindings, **options).run(batch, first_row)
+) -> Planned:
+    sql = contact_sql(mapping, batch.schema, types, ids, **options)
+    return plan_rows(sql, batch, first_row=first_row, store=store)
 
 
-def parsed(result: TransformResult) -> list[dict]:
+def parsed(result: Planned) -> list[dict]:
     cells = result.contacts["contact_json"].to_pylist()
     assert all(cell.endswith(",") for cell in cells)
     return [json.loads(cell[:-1]) for cell in cells]
 
 
-def rejects(result: TransformResult) -> list[tuple[int, str | None, str, str]]:
+def rejects(result: Planned) -> list[tuple[int, str | None, str, str]]:
     return [
         (r["row_number"], r["contact_key"], r["column"], r["reason"])
         for r in result.rejects.to_pylist()
     ]
 
 
-def one_custom(column: pa.Array, field_type: str, **options) -> TransformResult:
+def one_custom(column: pa.Array, field_type: str, **options) -> Planned:
     """Rows u0@x.co, u1@x.co, ... with ``column`` mapped to custom field ``f`` (ID e1_X)."""
     batch = pa.table({"email": [f"u{i}@x.co" for i in range(len(column))], "c": column})
     return transform(
@@ -70,7 +65,7 @@ def one_custom(column: pa.Array, field_type: str, **options) -> TransformResult:
     )
 
 
-def custom_values(result: TransformResult) -> dict[int, object]:
+def custom_values(result: Planned) -> dict[int, object]:
     """row_number -> value of custom field e1_X (absent when the key is missing)."""
     out = {}
     for row, contact in zip(result.contacts["row_number"].to_pylist(), parsed(result), strict=True):
@@ -342,22 +337,25 @@ def test_dates_and_timestamps_of_every_kind_are_sent_in_utc():
     }
 
     for name, (column, expected) in cases.items():
-        result = one_custom(column, "Date", connection=None)
+        result = one_custom(column, "Date")
         assert custom_values(result) == {0: expected}, name
 
 
-def test_dates_are_sent_in_utc_even_when_the_connections_default_zone_is_not_utc():
-    # A DuckDB cursor is a new session in the database's default zone (the machine's, here
-    # forced to New York), not in the zone an earlier SET chose on the connection.
-    elsewhere = duckdb.connect()
-    elsewhere.execute("SET GLOBAL TimeZone = 'America/New_York'")
-    elsewhere.execute("SET TimeZone = 'UTC'")
+def test_dates_are_sent_in_utc_even_when_the_state_databases_default_zone_is_not_utc(
+    tmp_path,
+):
+    # A DuckDB cursor is a new session in the database's default zone (here forced to New
+    # York), not in the zone an earlier SET chose on the connection: the plan's workspace
+    # sets UTC on every cursor it opens.
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        store.con.execute("SET GLOBAL TimeZone = 'America/New_York'")
+        store.con.execute("SET TimeZone = 'UTC'")
 
-    result = one_custom(
-        pa.array(["2024-01-02T03:04:05+00:00", "2024-07-02T10:00:00+02:00"]),
-        "Date",
-        connection=elsewhere,
-    )
+        result = one_custom(
+            pa.array(["2024-01-02T03:04:05+00:00", "2024-07-02T10:00:00+02:00"]),
+            "Date",
+            store=store,
+        )
 
     assert custom_values(result) == {0: "2024-01-02T03:04:05Z", 1: "2024-07-02T08:00:00Z"}
 
@@ -633,9 +631,12 @@ def test_rejects_have_the_documented_columns_and_types_even_when_empty():
     assert result.rejects.num_rows == 0
     assert result.rejects.column_names == ["row_number", "contact_key", "column", "reason"]
     assert result.contacts.column_names == [
-        "contact_key",
         "row_number",
+        "contact_key",
         "fingerprint",
+        "is_new",
+        "prev_hash",
+        "pending",
         "contact_json",
         "content_hash",
     ]

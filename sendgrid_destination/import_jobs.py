@@ -21,7 +21,7 @@ import pyarrow as pa
 from sendgrid_destination.client import ImportJob, SendGridClient, redact
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.errors import SendGridError
-from sendgrid_destination.state import ACCEPTED, UNCONFIRMED, StateStore
+from sendgrid_destination.state import ContactStatus, StateStore
 
 logger = logging.getLogger("sendgrid_destination.jobs")
 
@@ -84,7 +84,7 @@ class JobTracker:
         return True
 
     def _finish(self, job: ImportJob, run_id: str, outcome: JobsOutcome) -> None:
-        failed, rest_status, note = None, ACCEPTED, None
+        failed, rest_status, note = None, ContactStatus.ACCEPTED, None
         if job.status in ("errored", "failed"):
             failed, rest_status, note = self._failures(job)
         self.store.record_job_outcome(
@@ -94,21 +94,25 @@ class JobTracker:
         for reason, n in self.store.job_failure_reasons(job.id).items():
             outcome.failed += n
             outcome.failed_by_reason[redact(reason)] += n
-        if rest_status == UNCONFIRMED:
-            outcome.unconfirmed += self.store.job_contact_count(job.id, UNCONFIRMED)
+        if rest_status == ContactStatus.UNCONFIRMED:
+            outcome.unconfirmed += self.store.job_contact_count(job.id, ContactStatus.UNCONFIRMED)
 
-    def _failures(self, job: ImportJob) -> tuple[pa.Table | None, str, str | None]:
+    def _failures(self, job: ImportJob) -> tuple[pa.Table | None, ContactStatus, str | None]:
         if not job.errors_url:
-            return None, UNCONFIRMED, f"{job.status} without errors_url"
+            return None, ContactStatus.UNCONFIRMED, f"{job.status} without errors_url"
         try:
             rows = self.client.download_errors(job.errors_url)
         except SendGridError as exc:
             logger.warning("could not fetch the errors of job %s: %s", job.id, exc)
-            return None, UNCONFIRMED, "errors_url could not be fetched"
+            return None, ContactStatus.UNCONFIRMED, "errors_url could not be fetched"
         failed = _failed_contacts(rows)
         if len(rows) < job.errored_count:
-            return failed, UNCONFIRMED, "errors file names fewer contacts than errored_count"
-        return failed, ACCEPTED, None
+            return (
+                failed,
+                ContactStatus.UNCONFIRMED,
+                "errors file names fewer contacts than errored_count",
+            )
+        return failed, ContactStatus.ACCEPTED, None
 
 
 def _failed_contacts(rows: list[dict[str, str]]) -> pa.Table:

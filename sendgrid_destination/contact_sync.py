@@ -1,0 +1,235 @@
+"""One load of one table, as a pipeline: rows in, contacts upserted, jobs followed, outcomes
+recorded.
+
+``ContactSync(...).run(rows)`` runs these steps, in this order (``run`` reads as the list):
+
+1. **bind**: the mapping against the rows' schema, custom field names resolved to the
+   account's IDs, list IDs checked: everything that must hold before the first upsert;
+2. **settle earlier jobs**: import jobs left pending by earlier runs are followed first, since
+   contacts they failed must not look unchanged;
+3. **plan** (``Plan``): one pass over all the rows checks them, keeps each contact key's last
+   row, records the rejects and drops rows unchanged by fingerprint;
+4. **send**: per batch, render the planned rows, set apart those unchanged by content and
+   those whose previous version rides on a job still pending from an earlier run (held back:
+   SendGrid promises no order between jobs, so a newer version must not overtake an older one
+   still queued), pack the rest and dispatch up to ``max_in_flight`` bodies; then the last
+   body. Every 202 is recorded right after it arrives, and this run's jobs are followed to
+   their end, whatever raises (``Dispatcher``, ``_following_jobs``);
+5. **held back**: wait once more for the jobs blocking the held-back contacts, decide again
+   through the plan, and send what still needs it.
+
+The counters live in one ``Tally``; the returned ``RunSummary`` is its result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.clock import Clock
+from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.contact_sql import ContactSql
+from sendgrid_destination.custom_fields import resolve_custom_fields
+from sendgrid_destination.dispatch import Dispatcher
+from sendgrid_destination.errors import SendGridError, SendGridTransientError
+from sendgrid_destination.import_jobs import JobTracker
+from sendgrid_destination.lists import check_list_ids
+from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
+from sendgrid_destination.packing import Body, Packer, envelope_prefix
+from sendgrid_destination.plan import Plan, Rendered
+from sendgrid_destination.sender import BodySender, SendOutcome
+from sendgrid_destination.source_rows import SourceRows
+from sendgrid_destination.state import StateStore
+from sendgrid_destination.summary import RunSummary
+from sendgrid_destination.tally import Tally
+
+logger = logging.getLogger("sendgrid_destination.sync")
+
+# Fingerprints found stale (the JSON had not changed) are rewritten in groups of this many:
+# each update reads the whole contacts table.
+_REFRESH_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What ``bind`` produced: the compiled SQL, the one packer, the sender."""
+
+    sql: ContactSql
+    packer: Packer
+    sender: BodySender
+
+
+@dataclass
+class ContactSync:
+    config: SendGridConfiguration
+    mapping: FieldMapping
+    client: SendGridClient
+    store: StateStore
+    clock: Clock
+    run_id: str
+    stream: str
+    tally: Tally = field(init=False)
+    _job_ids: list[str] = field(default_factory=list, init=False)
+    _refresh: list[pa.Table] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.tally = Tally(self.run_id, self.stream)
+        self._tracker = JobTracker(
+            self.client,
+            self.store,
+            self.clock,
+            self.config.job_poll_interval,
+            self.config.job_wait_timeout,
+        )
+
+    @property
+    def summary(self) -> RunSummary:
+        return self.tally.summary
+
+    def run(self, rows: SourceRows) -> RunSummary:
+        self.store.start_run(self.run_id, self.stream)
+        setup = self._bind(rows.schema)
+        pending_at_start = self._settle_earlier_jobs()
+        with Plan.build(self.store, setup.sql, self.stream, rows) as plan:
+            self._record_plan(plan)
+            held_back = self._send_planned(plan, setup, hold_back=pending_at_start)
+            self._send_held_back(plan, setup, held_back)
+        return self.summary
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def _bind(self, schema: pa.Schema) -> _Setup:
+        """Everything that must hold before the first upsert; raises ConfigurationError."""
+        reserved = bind_reserved(self.mapping, schema)  # before the network: columns exist
+        fields = resolve_custom_fields(
+            self.client,
+            self.mapping,
+            schema,
+            create_missing=self.config.create_missing_custom_fields,
+        )
+        custom = bind_custom(self.mapping, schema, fields.types, fields.ids)
+        list_ids = list(self.config.list_ids or [])
+        check_list_ids(self.client, list_ids)
+        prefix = envelope_prefix(list_ids)
+        return _Setup(
+            ContactSql(reserved + custom, list_ids=list_ids, date_format=self.config.date_format),
+            Packer(prefix, self.config.max_request_bytes, self.config.max_contacts_per_request),
+            BodySender(self.client, prefix, self.clock, self.config.custom_field_ready_timeout),
+        )
+
+    def _settle_earlier_jobs(self) -> bool:
+        """Follow earlier runs' pending jobs; whether this table still has any pending."""
+        self.tally.jobs_settled(self._tracker.wait(self.store.pending_jobs(), self.run_id))
+        # Within one load a key occurs once (last row wins), so only jobs still pending now
+        # can carry an earlier version of a contact.
+        return bool(self.store.pending_jobs(self.stream))
+
+    def _record_plan(self, plan: Plan) -> None:
+        self.tally.planned(plan.counts)
+        self._record_rejects(plan.rejects, "validation")
+
+    def _send_planned(self, plan: Plan, setup: _Setup, *, hold_back: bool) -> list[pa.Table]:
+        """Render, pack and send every planned row; return the contacts held back."""
+        held: list[pa.Table] = []
+        with self._following_jobs(), self._dispatcher(setup) as dispatch:
+            for rendered in plan.rendered_batches():
+                to_send = self._take_unchanged(rendered)
+                if hold_back and pc.any(to_send["pending"]).as_py():
+                    held.append(to_send.filter(to_send["pending"]))
+                    self.tally.held_back(held[-1].num_rows)
+                    to_send = to_send.filter(pc.invert(to_send["pending"]))
+                dispatch.send(setup.packer.add(to_send))
+            dispatch.send([setup.packer.flush()])
+            self._refresh_fingerprints()
+        return held
+
+    def _send_held_back(self, plan: Plan, setup: _Setup, held: list[pa.Table]) -> None:
+        if not held:
+            return
+        contacts = pa.concat_tables(held)
+        # Their earlier versions ride on jobs of earlier runs that were still pending at the
+        # start: give those jobs one more wait before sending over them.
+        blocking = self.store.pending_jobs_of(self.stream, contacts)
+        if blocking:
+            self.tally.jobs_settled(self._tracker.wait(blocking, self.run_id))
+        decided = plan.decide_again(contacts)
+        self._remember_unchanged(decided.unchanged)
+        if pc.any(decided.to_send["pending"]).as_py():
+            raise SendGridTransientError(
+                "Changed contacts are waiting for the import job carrying their previous "
+                "version, which is still pending; the load will be retried. Raise "
+                "job_wait_timeout if SendGrid is slow today."
+            )
+        with self._following_jobs(), self._dispatcher(setup) as dispatch:
+            dispatch.send([*setup.packer.add(decided.to_send), setup.packer.flush()])
+            self._refresh_fingerprints()
+
+    # -- unchanged contacts ------------------------------------------------------------------
+
+    def _take_unchanged(self, rendered: Rendered) -> pa.Table:
+        """Count what the render found, remember the unchanged; return what is to send."""
+        self.tally.rendered(rendered.to_send, rendered.unchanged.num_rows)
+        self._remember_unchanged(rendered.unchanged)
+        return rendered.to_send
+
+    def _remember_unchanged(self, unchanged: pa.Table) -> None:
+        if unchanged.num_rows:
+            self._refresh.append(unchanged.select(["contact_key", "fingerprint", "content_hash"]))
+            if sum(t.num_rows for t in self._refresh) >= _REFRESH_ROWS:
+                self._refresh_fingerprints()
+
+    def _refresh_fingerprints(self) -> None:
+        if self._refresh:
+            self.store.refresh_fingerprints(self.stream, pa.concat_tables(self._refresh))
+            self._refresh = []
+
+    # -- sending and recording (recording on the main thread only) ---------------------------
+
+    def _dispatcher(self, setup: _Setup) -> Dispatcher[Body, SendOutcome]:
+        return Dispatcher(setup.sender.send, self._record_outcome, self.config.max_in_flight)
+
+    def _record_outcome(self, outcome: SendOutcome) -> None:
+        for job_id, contacts, nbytes in outcome.accepted:
+            self.store.record_sent(
+                run_id=self.run_id,
+                stream=self.stream,
+                job_id=job_id,
+                contacts=contacts,
+                body_bytes=nbytes,
+            )
+            self._job_ids.append(job_id)
+            self.tally.accepted(contacts.num_rows, nbytes)
+        for rejected in outcome.rejected:
+            self._record_rejects(rejected, "api")
+
+    def _record_rejects(self, rejects: pa.Table, stage: str) -> None:
+        if rejects.num_rows:
+            self.store.record_rejects(
+                run_id=self.run_id, stream=self.stream, rejects=rejects, stage=stage
+            )
+            self.tally.rejected(rejects, by_api=stage == "api")
+
+    @contextmanager
+    def _following_jobs(self) -> Iterator[None]:
+        """On leaving the block, follow this run's jobs to their end, even when it raised
+        (then the original error wins; a job still pending is followed by the next run)."""
+        try:
+            yield
+        except Exception:
+            try:
+                self._follow_jobs()
+            except SendGridError as follow_error:
+                logger.warning("could not follow this run's jobs after an error: %s", follow_error)
+            raise
+        self._follow_jobs()
+
+    def _follow_jobs(self) -> None:
+        job_ids, self._job_ids = self._job_ids, []
+        if job_ids:
+            self.tally.jobs_settled(self._tracker.wait(job_ids, self.run_id))

@@ -1,0 +1,66 @@
+"""The Arrow tables that cross modules, declared once.
+
+Each schema names who writes the table and who reads it; modules build these tables through
+the helpers here (or select exactly these columns), so a column renamed in one place cannot
+silently disappear in another.
+
+* ``REJECTS``: rows refused before SendGrid accepted them (the plan's validation, the sender's
+  400s); the state's ``rejects`` table and the summary read them. ``column`` is null when the
+  refusal names no column; ``reason`` never contains a value.
+* ``RENDERED``: the plan's rows ready to send (or found unchanged by content): what the packer,
+  the sender and ``StateStore.record_sent`` read.
+* ``FAILED_IN_JOB``: contacts an import job failed, from its errors file (the job tracker writes,
+  the store records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+REJECTS = pa.schema(
+    [
+        pa.field("row_number", pa.int64()),
+        pa.field("contact_key", pa.string()),
+        pa.field("column", pa.string()),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+RENDERED = pa.schema(
+    [
+        pa.field("row_number", pa.int64()),
+        pa.field("contact_key", pa.string()),
+        pa.field("fingerprint", pa.uint64()),
+        pa.field("is_new", pa.bool_()),
+        pa.field("prev_hash", pa.string()),
+        pa.field("pending", pa.bool_()),
+        pa.field("contact_json", pa.string()),
+        pa.field("content_hash", pa.string()),
+    ]
+)
+
+FAILED_IN_JOB = pa.schema(
+    [
+        pa.field("contact_key", pa.string()),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def rejects_of(contacts: pa.Table, reasons: Sequence[str]) -> pa.Table:
+    """``REJECTS`` rows for whole contacts (``row_number``, ``contact_key``) that name no column."""
+    return pa.table(
+        {
+            "row_number": contacts["row_number"],
+            "contact_key": contacts["contact_key"],
+            "column": pa.nulls(contacts.num_rows, pa.string()),
+            "reason": pa.array(list(reasons), pa.string()),
+        },
+        schema=REJECTS,
+    )

@@ -1,0 +1,100 @@
+"""The rows dlt hands the destination for one table, read in Arrow batches that know their
+positions: a whole job file (``batch_size = 0``), or one RecordBatch (``batch_size > 0``).
+
+``SourceRows.from_file(path, columns, batch_rows)`` reads only the mapped ``columns`` (all of
+them when one is missing, so that the mapping check can name every missing column);
+``SourceRows.from_batch(batch, first_row)`` wraps a batch whose first row is ``first_row`` of
+the load. Either way:
+
+* ``schema``: the Arrow schema of what is read (for a file, from its footer: no data read);
+* ``batches()``: ``(batch, first_row)`` pairs, ``first_row`` being the 0-based row number of the
+  batch's first row;
+* ``reader()``: the same rows as one streaming ``RecordBatchReader`` for DuckDB to scan,
+  normalized and with the row numbers as ``ROW_COLUMN`` (``arrow_utils.with_row_numbers``);
+  ``rows_read`` counts what it has yielded.
+
+A file may be read several times (the plan reads it whole, the render only if a row needs
+sending); each read streams, so memory is bounded by ``batch_rows``, not by the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sendgrid_destination.arrow_utils import with_row_numbers
+
+
+class SourceRows:
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.rows_read = 0
+
+    @staticmethod
+    def from_file(path: str, columns: Sequence[str], batch_rows: int) -> SourceRows:
+        return _FileRows(path, columns, batch_rows)
+
+    @staticmethod
+    def from_batch(batch: pa.RecordBatch, first_row: int = 0) -> SourceRows:
+        return _BatchRows(batch, first_row)
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
+        raise NotImplementedError
+
+    def reader(self) -> pa.RecordBatchReader:
+        self.rows_read = 0
+        numbered = (
+            part
+            for batch, first in self.batches()
+            for part in self._numbered(batch, first).to_batches()
+        )
+        first = next(numbered, None)
+        if first is None:
+            empty = with_row_numbers(self.schema.empty_table(), 0)
+            return pa.RecordBatchReader.from_batches(empty.schema, iter(()))
+        return pa.RecordBatchReader.from_batches(first.schema, _chain(first, numbered))
+
+    def _numbered(self, batch: pa.RecordBatch, first_row: int) -> pa.Table:
+        self.rows_read += batch.num_rows
+        return with_row_numbers(batch, first_row)
+
+
+class _FileRows(SourceRows):
+    def __init__(self, path: str, columns: Sequence[str], batch_rows: int) -> None:
+        self.path = path
+        self.batch_rows = batch_rows
+        available = pq.read_schema(path)
+        wanted = [c for c in dict.fromkeys(columns) if c in available.names]
+        self._columns = wanted if len(wanted) == len(set(columns)) else None
+        super().__init__(
+            available
+            if self._columns is None
+            else pa.schema([available.field(c) for c in self._columns])
+        )
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
+        # pre_buffer (pyarrow's default) keeps every row group read so far buffered until the
+        # file is closed: streaming a 10M-row file grew RSS by 600 MB; without it, by 60 MB.
+        with pq.ParquetFile(self.path, pre_buffer=False) as source:
+            first = 0
+            for batch in source.iter_batches(batch_size=self.batch_rows, columns=self._columns):
+                yield batch, first
+                first += batch.num_rows
+
+
+class _BatchRows(SourceRows):
+    def __init__(self, batch: pa.RecordBatch, first_row: int) -> None:
+        super().__init__(batch.schema)
+        self._batch = batch
+        self._first_row = first_row
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
+        if self._batch.num_rows:
+            yield self._batch, self._first_row
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest

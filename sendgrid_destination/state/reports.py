@@ -1,0 +1,47 @@
+"""Read-only questions about a state file, for the CLI and for people: recent runs, rejects,
+contacts by outcome. Row-level output (``rejects``) carries contact keys because the user asked
+for it; nothing else here does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from sendgrid_destination.state.store import StateStore
+
+
+def recent_runs(store: StateStore, limit: int = 10) -> list[dict[str, Any]]:
+    rows = store.con.execute(
+        "SELECT run_id, stream, started_at, finished_at, summary FROM runs "
+        "ORDER BY started_at DESC LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [
+        {
+            "run_id": r[0],
+            "stream": r[1],
+            "started_at": r[2],
+            "finished_at": r[3],
+            "summary": json.loads(r[4]) if r[4] else None,
+        }
+        for r in rows
+    ]
+
+
+def rejects(store: StateStore, run_id: str | None = None) -> pa.Table:
+    sql = 'SELECT run_id, stream, stage, row_number, contact_key, "column", reason FROM rejects'
+    params: list[Any] = []
+    if run_id:
+        sql += " WHERE run_id = ?"
+        params.append(run_id)
+    return store.con.sql(sql + " ORDER BY recorded_at, row_number", params=params).to_arrow_table()
+
+
+def contact_status_counts(store: StateStore) -> dict[str, int]:
+    rows = store.con.execute(
+        "SELECT status, count(*) FROM contact_status GROUP BY status"
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}

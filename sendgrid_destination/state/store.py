@@ -1,0 +1,354 @@
+"""The state store: the one owner of what was sent, what SendGrid made of it, and "unchanged".
+
+``StateStore.open(path)`` opens (creating it ``0600``, upgrading an older file) and locks the
+DuckDB state file for one run. Everything the run decides about the past goes through here:
+
+* ``changes_sql(relation, stream)``: per planned row, is it new, what content hash counts as
+  its last send, does that send ride on a job still pending, and is the row unchanged by
+  fingerprint. The plan runs it over a whole load's rows, and again over held-back contacts:
+  one definition of "unchanged", one place that knows which statuses count.
+* ``same_content(contacts, legacy_hash)``: unchanged by content hash (the fingerprint is only
+  a shortcut), including the SHA-256 hashes of files before schema 5.
+* recording: ``record_sent`` (right after each 202, one transaction with its request),
+  ``refresh_fingerprints``, ``record_rejects``, ``record_job_outcome``, and the runs table.
+
+Every write that spans statements runs in a transaction that rolls back on error, and every set
+operation is SQL over Arrow tables: no Python loop touches individual contacts. While a store
+is open the process umask is ``077``, so DuckDB's write-ahead log (re-created beside the file
+at every checkpoint) is private too: it holds contact keys, i.e. emails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.schemas import REJECTS
+from sendgrid_destination.state.lock import file_lock
+from sendgrid_destination.state.schema import COUNTING, ContactStatus, migrate
+
+# DuckDB's cap for everything the load does in it: the state's pages, the plan (with its
+# duplicate keys) and the render (the plan runs them in this instance's workspace), spilling
+# beyond it. At 160 MB a 10M-row load peaked at ~600 MiB RSS (~720 with 256 MB), same time.
+STATE_MEMORY_LIMIT = "160MB"
+# DuckDB checkpoints when its write-ahead log reaches the threshold (16 MB by default), i.e.
+# every few 6 MB upserts, each time rewriting row groups that the next job outcome updates
+# again: a 1M-contact first load spent half its state writes in checkpoints. 128 MB cut
+# them by 40% for about 20 MB more peak memory; a crash replays at most that much log.
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "memory_limit": STATE_MEMORY_LIMIT,
+    "checkpoint_threshold": "128MB",
+}
+_SHA256_HEX_DIGITS = 64
+_COUNTING_SQL = "(" + ", ".join(f"'{s}'" for s in COUNTING) + ")"
+
+LegacyHash = Callable[[pa.ChunkedArray], pa.ChunkedArray]
+
+
+def utc_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of ``con`` whose time zone is UTC. A cursor is a new DuckDB session: it starts
+    in the machine's zone, not in whatever an earlier ``SET`` chose, and Dates parsed from text
+    with an offset are rendered in the session's zone."""
+    cur = con.cursor()
+    try:
+        cur.execute("SET TimeZone = 'UTC'")
+    except BaseException:
+        cur.close()
+        raise
+    return cur
+
+
+@contextmanager
+def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` if the block raises."""
+    cur.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
+
+
+class StateStore:
+    """An open state file; use ``StateStore.open(path)`` as a context manager."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.con = con
+        self.path = path
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path, *, read_only: bool = False) -> Iterator[StateStore]:
+        """Open (creating it unless ``read_only``) and lock the state file."""
+        if read_only and not path.exists():
+            raise ConfigurationError(
+                f"No state file at {path}: nothing has been loaded with it yet."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        previous_umask = os.umask(0o077)
+        try:
+            with file_lock(path, shared=read_only):
+                # The state's tables live in DuckDB's buffer pool, which spills to disk beyond
+                # this cap: memory stays flat however many contacts the account holds.
+                con = duckdb.connect(str(path), read_only=read_only, config=_CONFIG)
+                try:
+                    if not read_only:
+                        os.chmod(path, 0o600)
+                        with transaction(con):
+                            migrate(con)
+                    yield cls(con, path)
+                finally:
+                    con.close()
+        finally:
+            os.umask(previous_umask)
+
+    @contextmanager
+    def workspace(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A UTC cursor on the state's database for temporary tables: the plan and the render
+        share the state's one memory budget (a 10M-row load filled two separate caps)."""
+        cur = utc_cursor(self.con)
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    # -- deciding what changed ---------------------------------------------------------------
+
+    def changes_sql(
+        self, relation: str, stream: str, *, checked: bool = True
+    ) -> tuple[str, list[Any]]:
+        """A query over ``relation`` (``contact_key``, ``fingerprint``, and ``ok`` when
+        ``checked``: rows that may be refused) returning its columns plus:
+
+        * ``is_new``: the state has no send of this contact;
+        * ``prev_hash``: the content hash of the send that counts (its job pending or
+          accepted), else null: failed and unconfirmed contacts are always sent again;
+        * ``pending``: that send rides on a job not yet finished;
+        * ``unchanged``: the row is ok and its fingerprint is the counting send's.
+        """
+        ok = "c.ok" if checked else "true"
+        quoted = '"' + relation.replace('"', '""') + '"'
+        sql = (
+            "SELECT c.*, s.contact_key IS NULL AS is_new, "
+            f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_hash END AS prev_hash, "
+            f"coalesce(s.status = '{ContactStatus.SENT}', false) AS pending, "
+            f"coalesce({ok} AND s.fingerprint = c.fingerprint "
+            f"AND s.status IN {_COUNTING_SQL}, false) AS unchanged "
+            f"FROM {quoted} c LEFT JOIN contact_status s "
+            "ON s.stream = ? AND s.contact_key = c.contact_key"
+        )
+        return sql, [stream]
+
+    def same_content(self, contacts: pa.Table, legacy_hash: LegacyHash) -> pa.Array:
+        """Per row of ``contacts`` (``content_hash``, ``prev_hash``, ``contact_json``): is its
+        JSON the one last sent? ``prev_hash`` of 64 hex digits is a SHA-256 of a state file
+        before schema 5: those rows are compared by ``legacy_hash`` of their JSON."""
+        prev = contacts["prev_hash"]
+        same = pc.fill_null(pc.equal(contacts["content_hash"], prev), False).combine_chunks()
+        legacy = pc.fill_null(pc.equal(pc.utf8_length(prev), _SHA256_HEX_DIGITS), False)
+        if not pc.any(legacy).as_py():
+            return same
+        at = pc.indices_nonzero(legacy)
+        old = legacy_hash(contacts["contact_json"].take(at))
+        merged = same.to_numpy(zero_copy_only=False).copy()
+        merged[at.to_numpy()] = pc.equal(old, prev.take(at)).to_numpy(zero_copy_only=False)
+        return pa.array(merged)
+
+    def pending_jobs(self, stream: str | None = None) -> list[str]:
+        sql = "SELECT job_id FROM jobs WHERE status = 'pending'"
+        params: list[Any] = []
+        if stream is not None:
+            sql += " AND stream = ?"
+            params.append(stream)
+        return [r[0] for r in self.con.execute(sql + " ORDER BY created_at", params).fetchall()]
+
+    def pending_jobs_of(self, stream: str, contacts: pa.Table) -> list[str]:
+        """Unfinished jobs carrying an earlier version of any of these contacts."""
+        with self.workspace() as cur:
+            cur.register("incoming", contacts.select(["contact_key"]))
+            rows = cur.execute(
+                "SELECT DISTINCT s.job_id FROM incoming i JOIN contact_status s "
+                f"ON s.stream = ? AND s.contact_key = i.contact_key "
+                f"AND s.status = '{ContactStatus.SENT}'",
+                [stream],
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record_sent(
+        self, *, run_id: str, stream: str, job_id: str, contacts: pa.Table, body_bytes: int
+    ) -> None:
+        """After a 202: the request and the hashes it carried (``contact_key``,
+        ``content_hash``, ``fingerprint``, ``is_new``), in one transaction."""
+        with self.workspace() as cur:
+            cur.register(
+                "sent", contacts.select(["contact_key", "content_hash", "fingerprint", "is_new"])
+            )
+            with transaction(cur):
+                ((seq,),) = cur.execute("SELECT coalesce(max(seq), 0) + 1 FROM requests").fetchall()
+                cur.execute(
+                    "INSERT INTO requests VALUES (?, ?, ?, ?, ?, now(), ?)",
+                    [job_id, run_id, stream, contacts.num_rows, body_bytes, seq],
+                )
+                cur.execute(
+                    "INSERT INTO jobs (job_id, run_id, stream, status, requested_count, "
+                    "created_at) VALUES (?, ?, ?, 'pending', ?, now())",
+                    [job_id, run_id, stream, contacts.num_rows],
+                )
+                # No primary key on contacts: DuckDB keeps a key index in memory (about 100
+                # bytes a contact), which made memory grow with the state. One row per key is
+                # kept by deleting the previous row in the same transaction; a contact sent
+                # for the first time has none, and the plan said which ones.
+                if not pc.all(contacts["is_new"]).as_py():
+                    cur.execute(
+                        "DELETE FROM contacts WHERE stream = ? AND contact_key IN "
+                        "(SELECT contact_key FROM sent WHERE NOT is_new)",
+                        [stream],
+                    )
+                # No status: a contact's outcome is its job's until the job says otherwise.
+                cur.execute(
+                    "INSERT INTO contacts (stream, contact_key, content_hash, fingerprint, seq) "
+                    "SELECT ?, contact_key, content_hash, fingerprint, ? FROM sent",
+                    [stream, seq],
+                )
+
+    def refresh_fingerprints(self, stream: str, contacts: pa.Table) -> None:
+        """Record the fingerprints and content hashes (``contact_key``, ``fingerprint``,
+        ``content_hash``) of contacts found unchanged by content, so the next plan skips them
+        without rendering (and a SHA-256 of schema 4 or earlier becomes an MD5)."""
+        if contacts.num_rows == 0:
+            return
+        with self.workspace() as cur:
+            cur.register("fresh", contacts.select(["contact_key", "fingerprint", "content_hash"]))
+            cur.execute(
+                "UPDATE contacts SET fingerprint = f.fingerprint, content_hash = f.content_hash "
+                "FROM fresh f WHERE contacts.stream = ? AND contacts.contact_key = f.contact_key",
+                [stream],
+            )
+
+    def record_rejects(self, *, run_id: str, stream: str, rejects: pa.Table, stage: str) -> None:
+        """Rows refused (``REJECTS``), at ``stage`` (validation, api, job)."""
+        if rejects.num_rows == 0:
+            return
+        with self.workspace() as cur:
+            cur.register("r", rejects.select(REJECTS.names))
+            cur.execute(
+                'INSERT INTO rejects SELECT ?, ?, row_number, contact_key, "column", reason, ?, '
+                "now() FROM r",
+                [run_id, stream, stage],
+            )
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def record_job_outcome(
+        self,
+        job: dict[str, Any],
+        *,
+        failed: pa.Table | None,
+        contacts_status: ContactStatus,
+        note: str | None = None,
+    ) -> None:
+        """A finished job: its counts and outcome, and the contacts it failed.
+
+        ``failed`` (``FAILED_IN_JOB``) are the contacts SendGrid refused in the job; every
+        other contact of the job gets ``contacts_status`` (``accepted``, or ``unconfirmed``
+        when the errors could not be read), written once on the job.
+        """
+        where, params = self._of_job(job["id"], "contacts.")
+        with self.workspace() as cur, transaction(cur):
+            cur.execute(
+                "UPDATE jobs SET status = ?, created_count = ?, updated_count = ?, "
+                "errored_count = ?, errors_url = ?, note = ?, finished_at = now(), "
+                "contacts_status = ? WHERE job_id = ?",
+                [
+                    job["status"],
+                    job["created_count"],
+                    job["updated_count"],
+                    job["errored_count"],
+                    job["errors_url"],
+                    note,
+                    str(contacts_status),
+                    job["id"],
+                ],
+            )
+            # Rows written before schema 6 carry their own 'sent'; newer rows have no status.
+            cur.execute(
+                f"UPDATE contacts SET status = ? WHERE {where} AND status = '{ContactStatus.SENT}'",
+                [str(contacts_status), *params],
+            )
+            if failed is not None and failed.num_rows:
+                cur.register("failed", failed.select(["contact_key", "reason"]))
+                cur.execute(
+                    f"UPDATE contacts SET status = '{ContactStatus.FAILED}', reason = f.reason "
+                    f"FROM failed f WHERE {where} AND contacts.contact_key = f.contact_key",
+                    params,
+                )
+
+    def record_job_failures_as_rejects(self, *, run_id: str, job_id: str) -> None:
+        """Copy a job's failed contacts into the rejects table of this run."""
+        where, params = self._of_job(job_id)
+        self.con.execute(
+            "INSERT INTO rejects SELECT ?, stream, NULL, contact_key, NULL, reason, 'job', now() "
+            f"FROM contacts WHERE {where} AND status = '{ContactStatus.FAILED}'",
+            [run_id, *params],
+        )
+
+    def job_failure_reasons(self, job_id: str) -> dict[str, int]:
+        where, params = self._of_job(job_id)
+        rows = self.con.execute(
+            f"SELECT reason, count(*) FROM contacts WHERE {where} "
+            f"AND status = '{ContactStatus.FAILED}' GROUP BY reason",
+            params,
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def job_contact_count(self, job_id: str, status: ContactStatus) -> int:
+        where, params = self._of_job(job_id)
+        rows = self.con.execute(
+            f"SELECT count(*) FROM contact_status WHERE {where} AND status = ?",
+            [*params, str(status)],
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def _of_job(self, job_id: str, prefix: str = "") -> tuple[str, list[Any]]:
+        """A filter on a job's contacts that DuckDB can serve by skipping row groups."""
+        rows = self.con.execute("SELECT seq FROM requests WHERE job_id = ?", [job_id]).fetchall()
+        if not rows or rows[0][0] is None:
+            return "false", []  # never sent, so no contact rides on it
+        return f"{prefix}seq = ?", [rows[0][0]]
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, stream: str) -> None:
+        self.con.execute(
+            "INSERT OR IGNORE INTO runs (run_id, stream, started_at) VALUES (?, ?, now())",
+            [run_id, stream],
+        )
+
+    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        self.con.execute(
+            "UPDATE runs SET finished_at = now(), summary = ? WHERE run_id = ?",
+            [json.dumps(summary), run_id],
+        )
+
+    def run_summary(self, run_id: str) -> dict[str, Any] | None:
+        row = self.con.execute("SELECT summary FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+
+def duplicate_contact_error(path: Path | str) -> ConfigurationError:
+    return ConfigurationError(
+        f"The state file {path} holds a contact twice; it was not written by this version. "
+        "Move it away (the next run then resends every contact once)."
+    )
