@@ -6,6 +6,7 @@
     - AuthenticationError            401, or a 403 that is not a temporary block
     - RequestRejectedError           a 4xx that retrying cannot fix
     - StateLockedError               another run holds the state file
+    - CorruptStateError              the state file is damaged or was not written by us
   x SendGridTransientError           dlt retries the job; a rerun resumes
     - RateLimitedError               429 (or 403 "temporary block") after our own retries
     - ServerError                    5xx after our own retries
@@ -62,6 +63,17 @@ class RequestRejectedError(SendGridTerminalError):
 
 class StateLockedError(SendGridTerminalError):
     """Another process holds the state file's lock."""
+
+
+class CorruptStateError(SendGridTerminalError):
+    """The state file cannot be trusted; the message says how to recover."""
+
+    @classmethod
+    def duplicate_contact(cls, path: object) -> CorruptStateError:
+        return cls(
+            f"The state file {path} holds a contact twice; it was not written by this version. "
+            "Move it away (the next run then resends every contact once)."
+        )
 
 
 class RateLimitedError(SendGridTransientError):

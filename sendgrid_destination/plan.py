@@ -38,9 +38,9 @@ import pyarrow.compute as pc
 
 from sendgrid_destination.arrow_utils import chunked, normalize_arrow
 from sendgrid_destination.contact_sql import ContactSql, duplicate_keys
+from sendgrid_destination.errors import CorruptStateError
 from sendgrid_destination.schemas import REJECTS, RENDERED
 from sendgrid_destination.source_rows import SourceRows
-from sendgrid_destination.state.store import duplicate_contact_error
 
 _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
@@ -219,7 +219,7 @@ class Plan:
         finally:
             cur.unregister("sg_again")
         if decided.num_rows != contacts.num_rows:
-            raise duplicate_contact_error(self._store.path)
+            raise CorruptStateError.duplicate_contact(self._store.path)
         return self._split_unchanged(decided.select(RENDERED.names).cast(RENDERED))
 
     def _split_unchanged(self, contacts: pa.Table) -> Rendered:
@@ -238,7 +238,7 @@ class Plan:
         ).to_arrow_table()
         numbers = rows["row_number"].to_numpy()
         if len(numbers) > 1 and not np.all(np.diff(numbers) > 0):
-            raise duplicate_contact_error(self._store.path)
+            raise CorruptStateError.duplicate_contact(self._store.path)
         return rows
 
     def _render_rows(self, rows: pa.RecordBatch | pa.Table) -> pa.Table:

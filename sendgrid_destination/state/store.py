@@ -345,10 +345,3 @@ class StateStore:
     def run_summary(self, run_id: str) -> dict[str, Any] | None:
         row = self.con.execute("SELECT summary FROM runs WHERE run_id = ?", [run_id]).fetchone()
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
-
-
-def duplicate_contact_error(path: Path | str) -> ConfigurationError:
-    return ConfigurationError(
-        f"The state file {path} holds a contact twice; it was not written by this version. "
-        "Move it away (the next run then resends every contact once)."
-    )

@@ -538,3 +538,24 @@ def test_a_mapped_column_that_is_null_in_a_later_load_is_omitted(
 
     assert emulator.contact("user2@example.com") is not None
     assert "last_name" not in emulator.contact("user2@example.com")
+
+
+@pytest.mark.parametrize(
+    "column",
+    # dlt's "direct" naming keeps these as they are (it replaces quotes: see the unit tests).
+    ["e FROM src) x", "semi; DROP TABLE contacts; --", "日本 名", "a) x UNION SELECT (b"],
+)
+def test_a_column_name_with_sql_syntax_in_it_is_only_ever_quoted_never_rewritten(
+    emulator, destination, run, state_path, column
+) -> None:
+    data = pa.table({"email": ["a@x.co", "b@x.co"], column: ["Ann", "Bob"]})
+
+    run(data, destination(mapping={"email": "email", "first_name": column}))
+    emulator.clear_requests()
+    run(data, destination(mapping={"email": "email", "first_name": column}))
+
+    assert {c["email"]: c["first_name"] for c in emulator.contacts()} == {
+        "a@x.co": "Ann",
+        "b@x.co": "Bob",
+    }
+    assert upserts(emulator) == []  # the state and its fingerprints work with the name too

@@ -697,3 +697,27 @@ def test_awkward_text_in_custom_fields_and_alternate_email_lists_round_trips_too
     assert parsed(result) == [
         {"email": "a@x.co", "alternate_emails": ["b@x.co"], "custom_fields": {"e9_T": 'q"\\\n日😀'}}
     ]
+
+
+@pytest.mark.parametrize(
+    "field_id", ['e1"_T', "e1\\_T", "e1\n_T", "e1\x01_T", "e1'_T", "e1\u2028_T", "é_T"]
+)
+def test_a_custom_field_id_is_written_as_a_proper_json_key_whatever_it_holds(field_id):
+    result = transform(
+        {"email": "email", "custom_fields": {"f": "c"}},
+        pa.table({"email": ["a@x.co"], "c": ["v"]}),
+        {"f": "Text"},
+        {"f": field_id},
+    )
+
+    assert parsed(result) == [{"email": "a@x.co", "custom_fields": {field_id: "v"}}]
+
+
+@pytest.mark.parametrize("column", ['a "quoted" name', "e FROM src) x", 'x"" FROM "y', "it's"])
+def test_a_column_name_holding_quotes_or_sql_is_read_as_a_name(column):
+    result = transform(
+        {"email": "email", "first_name": column},
+        pa.table({"email": ["a@x.co"], column: ["Ann"]}),
+    )
+
+    assert parsed(result) == [{"email": "a@x.co", "first_name": "Ann"}]
