@@ -111,7 +111,9 @@ class OursPath:
         packer = Packer(prefix, self.max_bytes, self.max_contacts)
         if batches:
             sql = ContactSql(bindings(batches[0].schema))
-            with Plan.build(self.store, sql, data.STREAM, _InMemoryRows(batches)) as plan:
+            with Plan.build(
+                self.store, sql, data.STREAM, f"bench-{self._passes}", _InMemoryRows(batches)
+            ) as plan:
                 stats.add_time("plan", start)
                 self._count_rejects(plan.rejects, stats, keep_rejects)
                 for batch in batches:

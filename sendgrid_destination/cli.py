@@ -1,12 +1,15 @@
 """``sendgrid-destination``: the command line.
 
 * ``emulator``: serve the local SendGrid emulator.
-* ``status``: recent runs, pending jobs and contact outcomes from the state file.
+* ``status``: recent runs (when, how long, their summaries), pending jobs and contact
+  outcomes from the state file; ``--json`` prints one JSON object.
 * ``rejects``: export rejected and failed rows (key, column, reason) as CSV or JSON. This is
   row-level output the user asks for, so it carries contact keys; nothing else here does.
 
 The state file is ``--state PATH``, or the one the destination would use, resolved from the
-same ``[destination.sendgrid]`` settings and environment variables as a pipeline.
+same ``[destination.sendgrid]`` settings and environment variables as a pipeline. Both read a
+private copy of it (``state.snapshot``): never blocked by a load, never blocking one. Output
+piped into a reader that stops early (``| head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from dlt.common.configuration import resolve_configuration
 
@@ -27,6 +31,7 @@ from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.emulator import cli as emulator_cli
 from sendgrid_destination.errors import SendGridError
 from sendgrid_destination.state import StateStore, reports
+from sendgrid_destination.state.snapshot import read_snapshot
 from sendgrid_destination.summary import RunSummary
 
 
@@ -38,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SendGridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``... | head``): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="recent runs, pending jobs, failure counts")
     _state_option(status)
     status.add_argument("--runs", type=int, default=5, help="how many runs (default 5)")
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
     status.set_defaults(handler=_status)
 
     rejects = commands.add_parser("rejects", help="export rejected and failed rows")
@@ -89,29 +101,44 @@ def _state_path(args: argparse.Namespace) -> Path:
 
 
 def _open(args: argparse.Namespace) -> AbstractContextManager[StateStore]:
-    return StateStore.open(_state_path(args), read_only=True)
+    # A private copy: reading never blocks (or waits for) a load writing the file.
+    return read_snapshot(_state_path(args))
 
 
 def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        print(f"state file: {store.path}")
         counts = reports.contact_status_counts(store)
-        print(
-            "contacts by outcome: "
-            + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
-        )
-        pending = store.pending_jobs()
-        print(f"import jobs still pending: {len(pending)}")
-        for run in reports.recent_runs(store, args.runs):
-            print()
-            if run["summary"]:
-                print(RunSummary.from_dict(run["summary"]).format())
-            else:
-                print(
-                    f"run {run['run_id']} ({run['stream']}): started {run['started_at']}, "
-                    "did not finish"
-                )
+        pending = len(store.pending_jobs())
+        runs = reports.recent_runs(store, args.runs)
+        path = str(store.path)
+    if args.json:
+        status = {
+            "state_file": path,
+            "contacts_by_outcome": counts,
+            "pending_jobs": pending,
+            "runs": runs,
+        }
+        json.dump(status, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    print(f"state file: {path}")
+    print(f"contacts by outcome: {outcomes}")
+    print(f"import jobs still pending: {pending}")
+    for run in runs:
+        print()
+        print(_when(run))
+        if run["summary"]:
+            print(RunSummary.from_dict(run["summary"]).format())
     return 0
+
+
+def _when(run: dict[str, Any]) -> str:
+    started, finished = run["started_at"], run["finished_at"]
+    if finished is None:
+        return f"started {started:%Y-%m-%d %H:%M:%S} UTC, did not finish"
+    seconds = (finished - started).total_seconds()
+    return f"started {started:%Y-%m-%d %H:%M:%S} UTC, took {seconds:.1f} s"
 
 
 def _rejects(args: argparse.Namespace) -> int:

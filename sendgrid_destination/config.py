@@ -10,8 +10,6 @@ to the spec's value (notes/dlt-destination.md §1.4, pattern C).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,10 @@ from dlt.common.destination import TLoaderFileFormat
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 
+from sendgrid_destination.account import Account, default_state_path, legacy_state_path
 from sendgrid_destination.client import DEFAULT_BASE_URL
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.errors import ConfigurationError
-
-DEFAULT_STATE_DIR = "~/.local/state/sendgrid-destination"
 
 
 @configspec
@@ -51,6 +48,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     job_wait_timeout: float = 600.0
     job_poll_interval: float = 3.0
     read_batch_rows: int = 100_000
+    # Fail the run (after the good rows are sent) when more rows than this were refused:
+    # a count (0: any), or a fraction of the rows read when below 1. None: never.
+    fail_on_rejects: float | None = None
     # 0: dlt hands over the whole job file and the destination streams it itself, so bodies
     # are packed across the whole file (fewest requests); N > 0: N-row RecordBatches.
     batch_size: int = 0
@@ -73,22 +73,31 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             )
         if self.max_in_flight < 1:
             raise ConfigurationError("max_in_flight must be at least 1.")
+        if self.fail_on_rejects is not None and self.fail_on_rejects < 0:
+            raise ConfigurationError(
+                "fail_on_rejects must be a count of rows (0 fails on any reject) or a fraction "
+                "of the rows read between 0 and 1, e.g. 0.05."
+            )
 
-    def account_fingerprint(self) -> str:
-        """Identifies the account (host, subuser, key) without revealing the key."""
-        key_digest = hashlib.sha256(str(self.api_key).encode()).hexdigest()[:12]
-        material = json.dumps([self.base_url.rstrip("/"), self.on_behalf_of, key_digest])
-        return hashlib.sha256(material.encode()).hexdigest()[:16]
+    @property
+    def account(self) -> Account:
+        """The account (host and subuser) this configuration points at; not the key."""
+        return Account.of(self.base_url, self.on_behalf_of)
 
     def resolved_state_path(self) -> Path:
-        """The state file: ``state_path`` if set, else one file per account under the
-        default directory, which is outside dlt's pipeline directory on purpose: the Airflow
-        and Dagster helpers wipe that directory before every run."""
+        """The state file: ``state_path`` if set, else one file per account (host and
+        subuser, not the key: rotating it must not start an empty state) under
+        ``$XDG_STATE_HOME/sendgrid-destination`` or ``~/.local/state/sendgrid-destination``."""
         if self.state_path:
             return Path(os.path.expanduser(self.state_path))
-        base = os.environ.get("XDG_STATE_HOME")
-        root = Path(base) / "sendgrid-destination" if base else Path(DEFAULT_STATE_DIR).expanduser()
-        return root / f"state-{self.account_fingerprint()}.duckdb"
+        return default_state_path(self.account)
+
+    def legacy_state_path(self) -> Path | None:
+        """Where versions before 0.2 kept the default state file (its name had a digest of
+        the key), when no ``state_path`` is set."""
+        if self.state_path or not self.api_key:
+            return None
+        return legacy_state_path(self.base_url, self.on_behalf_of, str(self.api_key))
 
     def __repr__(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -96,7 +96,7 @@ class ContactSync:
         self.store.start_run(self.run_id, self.stream)
         setup = self._bind(rows.schema)
         pending_at_start = self._settle_earlier_jobs()
-        with Plan.build(self.store, setup.sql, self.stream, rows) as plan:
+        with Plan.build(self.store, setup.sql, self.stream, self.run_id, rows) as plan:
             self._record_plan(plan)
             held_back = self._send_planned(plan, setup, hold_back=pending_at_start)
             self._send_held_back(plan, setup, held_back)
@@ -132,7 +132,9 @@ class ContactSync:
 
     def _record_plan(self, plan: Plan) -> None:
         self.tally.planned(plan.counts)
-        self._record_rejects(plan.rejects, "validation")
+        if plan.rejects.num_rows:
+            self._record_rejects(plan.rejects, "validation")
+            self.tally.refused_by_checks(plan.rejects)
 
     def _send_planned(self, plan: Plan, setup: _Setup, *, hold_back: bool) -> list[pa.Table]:
         """Render, pack and send every planned row; return the contacts held back."""
@@ -173,8 +175,8 @@ class ContactSync:
     # -- unchanged contacts ------------------------------------------------------------------
 
     def _take_unchanged(self, rendered: Rendered) -> pa.Table:
-        """Count what the render found, remember the unchanged; return what is to send."""
-        self.tally.rendered(rendered.to_send, rendered.unchanged.num_rows)
+        """Count and remember the rows found unchanged by content; return what is to send."""
+        self.tally.found_unchanged(rendered.unchanged.num_rows)
         self._remember_unchanged(rendered.unchanged)
         return rendered.to_send
 
@@ -204,16 +206,15 @@ class ContactSync:
                 body_bytes=nbytes,
             )
             self._job_ids.append(job_id)
-            self.tally.accepted(contacts.num_rows, nbytes)
+            self.tally.accepted(contacts, nbytes)
         for rejected in outcome.rejected:
             self._record_rejects(rejected, "api")
+            self.tally.refused_by_api(rejected)
 
     def _record_rejects(self, rejects: pa.Table, stage: str) -> None:
-        if rejects.num_rows:
-            self.store.record_rejects(
-                run_id=self.run_id, stream=self.stream, rejects=rejects, stage=stage
-            )
-            self.tally.rejected(rejects, by_api=stage == "api")
+        self.store.record_rejects(
+            run_id=self.run_id, stream=self.stream, rejects=rejects, stage=stage
+        )
 
     @contextmanager
     def _following_jobs(self) -> Iterator[None]:

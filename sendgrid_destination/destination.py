@@ -15,6 +15,7 @@ sink streams in ``read_batch_rows`` Arrow batches, so bodies pack across the who
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,14 +26,17 @@ from dlt.common.pipeline import LoadInfo
 from dlt.common.schema import TTableSchema
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
+from sendgrid_destination.account import adopt_legacy_state, check_same_account, recorded_for
 from sendgrid_destination.client import DEFAULT_BASE_URL, SendGridClient
 from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
+from sendgrid_destination.errors import RejectsThresholdError
 from sendgrid_destination.mapping import parse_mapping
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
+from sendgrid_destination.tally import Tally
 
 logger = logging.getLogger("sendgrid_destination")
 
@@ -61,33 +65,61 @@ def run_sink(
     mapping = parse_mapping(config.mapping)
     stream = str(table["name"])
     run_id = f"{_load_id()}:{stream}"
-    with (
-        StateStore.open(config.resolved_state_path()) as store,
-        _client(config, clock) as client,
-    ):
+    state_path = config.resolved_state_path()
+    if legacy := config.legacy_state_path():
+        adopt_legacy_state(state_path, legacy)
+    with StateStore.open(state_path) as store, _client(config, clock) as client:
+        _claim_account(store, config)
         sync = ContactSync(config, mapping, client, store, clock, run_id, stream)
+        rows, file_key, loaded = _rows(items, mapping.columns, config, stream)
         try:
-            if isinstance(items, str):
-                sync.run(SourceRows.from_file(items, mapping.columns, config.read_batch_rows))
-            else:
-                _load_record_batch(sync, items, stream)
+            sync.run(rows)
+            loaded()
         finally:
-            summary = _save_summary(store, sync.summary)
+            summary = _save_attempt(store, sync.tally, file_key)
             _publish_summary(summary)
-    logger.info("SendGrid sync summary\n%s", summary.format())
+        logger.info("SendGrid sync summary\n%s", summary.format())
+        _check_rejects(store, config, summary)
+
+
+def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
+    """Before any request: the state file is this account's (or becomes it)."""
+    recorded = store.account()
+    check_same_account(recorded, config.account, store.path)
+    current = recorded_for(config.account, str(config.api_key))
+    if recorded.get("key_digest") not in (None, current["key_digest"]):
+        logger.info("the API key changed since the last run on this state file")
+    if recorded != current:
+        store.set_account(current)
 
 
 ROWS_KEY_PREFIX = "sendgrid_rows."
 
 
-def _load_record_batch(sync: ContactSync, batch: pa.RecordBatch, stream: str) -> None:
-    """RecordBatch mode: row numbers continue across the calls of one load package, through a
-    counter in the package's destination state, which dlt commits after each successful call
-    (so a resumed package numbers its rows as the first attempt did)."""
+def _rows(
+    items: str | pa.RecordBatch, columns: list[str], config: SendGridConfiguration, stream: str
+) -> tuple[SourceRows, str, Callable[[], None]]:
+    """The rows of this call, the key of their file across dlt's retries, and what to do once
+    they are loaded."""
+    if isinstance(items, str):
+        # dlt names a job file <table>.<file_id>.<retry count>.<format>: a retry is the same file.
+        file_key = os.path.basename(items).rsplit(".", 2)[0]
+        return SourceRows.from_file(items, columns, config.read_batch_rows), file_key, _nothing
+    # RecordBatch mode: row numbers continue across the calls of one load package, through a
+    # counter in the package's destination state, which dlt commits after each successful
+    # call (so a resumed package numbers its rows as the first attempt did).
     state = _destination_state()
-    first_row = int(state.get(ROWS_KEY_PREFIX + stream, 0))
-    sync.run(SourceRows.from_batch(batch, first_row))
-    state[ROWS_KEY_PREFIX + stream] = first_row + batch.num_rows
+    key = ROWS_KEY_PREFIX + stream
+    first_row = int(state.get(key, 0))
+
+    def advance() -> None:
+        state[key] = first_row + items.num_rows
+
+    return SourceRows.from_batch(items, first_row), f"batch:{first_row}", advance
+
+
+def _nothing() -> None:
+    pass
 
 
 def _client(config: SendGridConfiguration, clock: Clock) -> SendGridClient:
@@ -110,15 +142,38 @@ def _load_id() -> str:
         return "adhoc"
 
 
-def _save_summary(store: StateStore, summary: RunSummary) -> RunSummary:
-    """Runs may span several job files of one table: their counters add up."""
-    previous = store.run_summary(summary.run_id)
-    if previous is not None:
-        merged = RunSummary.from_dict(previous)
-        merged.merge(summary)
-        summary = merged
-    store.finish_run(summary.run_id, summary.as_dict())
-    return summary
+def _save_attempt(store: StateStore, tally: Tally, file_key: str) -> RunSummary:
+    """Record this attempt at one file; return the run's summary over all its files, each row
+    counted once however many times dlt ran its file (see ``Tally``)."""
+    run = tally.plan
+    files = store.record_file_attempt(
+        run.run_id, file_key, tally.plan.as_dict(), tally.sent.as_dict()
+    )
+    total = RunSummary(run.run_id, run.stream)
+    for plan, sent in files:
+        total.merge(RunSummary.from_dict(plan))
+        for attempt in sent.get("attempts", []):
+            total.merge(RunSummary.from_dict(attempt))
+    store.finish_run(run.run_id, total.as_dict())
+    return total
+
+
+def _check_rejects(store: StateStore, config: SendGridConfiguration, summary: RunSummary) -> None:
+    """``fail_on_rejects``: fail the run once the good rows are sent, and only once: dlt keeps
+    the failed package pending, and its next attempt (which sends nothing again) completes it."""
+    limit = config.fail_on_rejects
+    refused = summary.rejected + summary.rejected_by_api + summary.failed_in_jobs
+    if limit is None or not refused:
+        return
+    over = refused > limit if limit >= 1 or limit == 0 else refused > limit * summary.rows_read
+    if not over or not store.report_once(summary.run_id, "rejects"):
+        return
+    raise RejectsThresholdError(
+        f"{refused} of the {summary.rows_read} rows of table {summary.stream!r} were refused "
+        f"(fail_on_rejects = {limit:g}); the other rows were sent. See why with "
+        f"`sendgrid-destination rejects --run '{summary.run_id}'`. The next run completes this "
+        "load without sending these rows again."
+    )
 
 
 SUMMARY_KEY_PREFIX = "sendgrid_summary."

@@ -7,6 +7,7 @@
     - RequestRejectedError           a 4xx that retrying cannot fix
     - StateLockedError               another run holds the state file
     - CorruptStateError              the state file is damaged or was not written by us
+    - RejectsThresholdError          fail_on_rejects: too many rows refused (good rows sent)
   x SendGridTransientError           dlt retries the job; a rerun resumes
     - RateLimitedError               429 (or 403 "temporary block") after our own retries
     - ServerError                    5xx after our own retries
@@ -74,6 +75,10 @@ class CorruptStateError(SendGridTerminalError):
             f"The state file {path} holds a contact twice; it was not written by this version. "
             "Move it away (the next run then resends every contact once)."
         )
+
+
+class RejectsThresholdError(SendGridTerminalError):
+    """More rows were refused than ``fail_on_rejects`` allows; the good rows were sent."""
 
 
 class RateLimitedError(SendGridTransientError):

@@ -45,7 +45,8 @@ from sendgrid_destination.source_rows import SourceRows
 _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
-_PLANNED = "row_number, fingerprint, is_new, prev_hash, pending"
+_PLANNED = "row_number, fingerprint, is_new, prev_hash, pending, retry"
+_NOT_PLANNED = "unchanged, this_run"
 
 
 class PlanStore(Protocol):
@@ -56,8 +57,10 @@ class PlanStore(Protocol):
     def workspace(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
     def changes_sql(
-        self, relation: str, stream: str, *, checked: bool = True
+        self, relation: str, stream: str, run_id: str, *, checked: bool = True
     ) -> tuple[str, list[Any]]: ...
+
+    def sent_in_run(self, run_id: str) -> bool: ...
 
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
@@ -78,23 +81,32 @@ class PlanCounts:
     superseded: int  # rows replaced by a later row with the same contact key
     unchanged: int  # rows found unchanged by fingerprint (never rendered)
     to_render: int  # ok rows that the render must see
+    # Of ``unchanged``: rows an earlier attempt of this run sent (dlt retried the file), which
+    # that attempt counted already.
+    sent_earlier: int = 0
 
 
 class Plan:
     """A built plan; a context manager that drops its table on exit."""
 
-    def __init__(self, store: PlanStore, sql: ContactSql, stream: str, rows: SourceRows) -> None:
+    def __init__(
+        self, store: PlanStore, sql: ContactSql, stream: str, run_id: str, rows: SourceRows
+    ) -> None:
         self._store = store
         self._sql = sql
         self._stream = stream
+        self._run_id = run_id
         self._rows = rows
         self._exit = ExitStack()
         self._cur = self._exit.enter_context(store.workspace())
         self._exit.callback(self._cur.execute, f"DROP TABLE IF EXISTS {_TABLE}")
 
     @classmethod
-    def build(cls, store: PlanStore, sql: ContactSql, stream: str, rows: SourceRows) -> Plan:
-        plan = cls(store, sql, stream, rows)
+    def build(
+        cls, store: PlanStore, sql: ContactSql, stream: str, run_id: str, rows: SourceRows
+    ) -> Plan:
+        """Plan ``rows`` of ``stream`` for run ``run_id`` (see the module docstring)."""
+        plan = cls(store, sql, stream, run_id, rows)
         try:
             plan._build()
         except BaseException:
@@ -124,19 +136,28 @@ class Plan:
             f"FROM {_CHECKED} c LEFT JOIN {_DUPLICATES} d ON d.contact_key = c.contact_key "
             "WHERE d.last_row IS NULL OR c.row_number = d.last_row"
         )
-        changes, params = self._store.changes_sql("sg_last", self._stream)
+        changes, params = self._store.changes_sql("sg_last", self._stream, self._run_id)
         cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE (unchanged, contact_key) "
-            f"FROM ({changes}) WHERE NOT unchanged ORDER BY row_number",
+            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE ({_NOT_PLANNED}, "
+            f"contact_key) FROM ({changes}) WHERE NOT unchanged ORDER BY row_number",
             params,
         )
+        sent_earlier = 0
+        if self._store.sent_in_run(self._run_id):  # a retry: rarely worth a second join
+            ((sent_earlier,),) = cur.execute(
+                f"SELECT count(*) FROM ({changes}) WHERE unchanged AND this_run", params
+            ).fetchall()
         cur.execute(f"DROP VIEW sg_last; DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}")
         ((kept, to_render),) = cur.execute(
             f"SELECT count(*), count(*) FILTER (WHERE ok) FROM {_TABLE}"
         ).fetchall()
         rows_read = self._rows.rows_read
         self.counts = PlanCounts(
-            rows_read, superseded, rows_read - superseded - int(kept), int(to_render)
+            rows_read,
+            superseded,
+            rows_read - superseded - int(kept),
+            int(to_render),
+            int(sent_earlier),
         )
         self.rejects = self._rejects()
 
@@ -209,11 +230,13 @@ class Plan:
         """Classify rendered contacts again (``RENDERED``), now: what jobs settled since the
         plan was built (a held-back contact's earlier version, say) counts."""
         cur = self._cur
-        cur.register("sg_again", contacts.drop_columns(["is_new", "prev_hash", "pending"]))
+        cur.register("sg_again", contacts.drop_columns(["is_new", "prev_hash", "pending", "retry"]))
         try:
-            changes, params = self._store.changes_sql("sg_again", self._stream, checked=False)
+            changes, params = self._store.changes_sql(
+                "sg_again", self._stream, self._run_id, checked=False
+            )
             decided = cur.sql(
-                f"SELECT * EXCLUDE (unchanged) FROM ({changes}) ORDER BY row_number",
+                f"SELECT * EXCLUDE ({_NOT_PLANNED}) FROM ({changes}) ORDER BY row_number",
                 params=params,
             ).to_arrow_table()
         finally:

@@ -36,6 +36,7 @@ RENDERED = pa.schema(
         pa.field("is_new", pa.bool_()),
         pa.field("prev_hash", pa.string()),
         pa.field("pending", pa.bool_()),
+        pa.field("retry", pa.bool_()),  # its last send failed or is unconfirmed
         pa.field("contact_json", pa.string()),
         pa.field("content_hash", pa.string()),
     ]

@@ -18,6 +18,7 @@ class RunSummary:
     superseded: int = 0  # rows replaced by a later row with the same contact key
     new: int = 0
     changed: int = 0
+    retried: int = 0  # sent again because their last send failed in its job or is unconfirmed
     unchanged: int = 0
     deferred: int = 0
     rejected: int = 0
@@ -61,7 +62,9 @@ class RunSummary:
         """A few readable lines (no keys, no values)."""
         lines = [
             f"run {self.run_id} ({self.stream}): {self.rows_read} rows read; "
-            f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged (skipped)"
+            f"{self.new} new, {self.changed} changed, "
+            + (f"{self.retried} retried (failed before), " if self.retried else "")
+            + f"{self.unchanged} unchanged (skipped)"
             + (f", {self.superseded} replaced by a later row" if self.superseded else ""),
             f"  sent {self.contacts_sent} contacts in {self.requests} requests "
             f"({self.bytes_sent:,} bytes)",

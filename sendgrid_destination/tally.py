@@ -1,8 +1,18 @@
 """The run's counters, bumped in one place: each event of a sync is one method here.
 
-``Tally(run_id, stream)`` builds a ``RunSummary``; the sync reports what happened (the plan's
-counts, rejects, renders, held-back contacts, accepted requests, settled jobs) and never touches
-a counter itself. Reasons go through ``redact``: they become log lines and summary keys.
+``Tally(run_id, stream)`` keeps two ``RunSummary`` parts, because dlt may run one file several
+times (a retried load job) and each row must be counted once across the attempts:
+
+* ``plan``: what the file's rows are (read, replaced by a later row, rejected by the checks,
+  unchanged, held back): every attempt reads the whole file, so the last attempt's counts
+  replace the earlier ones';
+* ``sent``: what this attempt did on the wire (contacts accepted as new, changed or retried,
+  requests, bytes, refusals, jobs settled): attempts add up.
+
+A contact is counted new, changed or retried when SendGrid accepts it (202), not when it is
+rendered, so rows an attempt rendered but never sent are counted by the attempt that sends
+them; rows an earlier attempt sent are "unchanged" to the next one and are not counted again.
+Reasons go through ``redact``: they become log lines and summary keys.
 """
 
 from __future__ import annotations
@@ -18,47 +28,69 @@ from sendgrid_destination.summary import RunSummary
 
 class Tally:
     def __init__(self, run_id: str, stream: str) -> None:
-        self.summary = RunSummary(run_id, stream)
+        self.plan = RunSummary(run_id, stream)
+        self.sent = RunSummary(run_id, stream)
+
+    @property
+    def summary(self) -> RunSummary:
+        """This attempt's counts, both parts together."""
+        both = RunSummary.from_dict(self.plan.as_dict())
+        both.merge(self.sent)
+        return both
+
+    # -- what the rows are (the last attempt's counts stand) ---------------------------------
 
     def planned(self, counts: PlanCounts) -> None:
-        s = self.summary
-        s.rows_read += counts.rows_read
-        s.superseded += counts.superseded
-        s.unchanged += counts.unchanged
+        self.plan.rows_read += counts.rows_read
+        self.plan.superseded += counts.superseded
+        self.plan.unchanged += counts.unchanged - counts.sent_earlier
 
-    def rendered(self, to_send: pa.Table, unchanged: int) -> None:
-        new = _true_count(to_send["is_new"])
-        self.summary.new += new
-        self.summary.changed += to_send.num_rows - new
-        self.summary.unchanged += unchanged
+    def found_unchanged(self, contacts: int) -> None:
+        self.plan.unchanged += contacts
 
     def held_back(self, contacts: int) -> None:
-        self.summary.deferred += contacts
+        self.plan.deferred += contacts
 
-    def accepted(self, contacts: int, body_bytes: int) -> None:
-        self.summary.requests += 1
-        self.summary.bytes_sent += body_bytes
-        self.summary.contacts_sent += contacts
+    def refused_by_checks(self, rejects: pa.Table) -> None:
+        self.plan.rejected += _rows(rejects)
+        _add_reasons(self.plan, rejects)
 
-    def rejected(self, rejects: pa.Table, *, by_api: bool) -> None:
-        if rejects.num_rows == 0:
-            return
-        rows = int(pc.count_distinct(rejects["row_number"]).as_py())
-        if by_api:
-            self.summary.rejected_by_api += rows
-        else:
-            self.summary.rejected += rows
-        counts = rejects.group_by("reason").aggregate([("row_number", "count")])
-        for reason, n in zip(
-            counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(), strict=True
-        ):
-            self.summary.rejected_by_reason[redact(str(reason))] += int(n)
+    # -- what this attempt did (attempts add up) ---------------------------------------------
+
+    def accepted(self, contacts: pa.Table, body_bytes: int) -> None:
+        new = _true_count(contacts["is_new"])
+        retried = _true_count(pc.and_(contacts["retry"], pc.invert(contacts["is_new"])))
+        s = self.sent
+        s.new += new
+        s.retried += retried
+        s.changed += contacts.num_rows - new - retried
+        s.requests += 1
+        s.bytes_sent += body_bytes
+        s.contacts_sent += contacts.num_rows
+
+    def refused_by_api(self, rejects: pa.Table) -> None:
+        self.sent.rejected_by_api += _rows(rejects)
+        _add_reasons(self.sent, rejects)
 
     def jobs_settled(self, outcome: JobsOutcome) -> None:
-        self.summary.jobs.update(outcome.statuses)
-        self.summary.failed_in_jobs += outcome.failed
-        self.summary.failed_by_reason.update(outcome.failed_by_reason)
-        self.summary.unconfirmed += outcome.unconfirmed
+        self.sent.jobs.update(outcome.statuses)
+        self.sent.failed_in_jobs += outcome.failed
+        self.sent.failed_by_reason.update(outcome.failed_by_reason)
+        self.sent.unconfirmed += outcome.unconfirmed
+
+
+def _rows(rejects: pa.Table) -> int:
+    return int(pc.count_distinct(rejects["row_number"]).as_py()) if rejects.num_rows else 0
+
+
+def _add_reasons(summary: RunSummary, rejects: pa.Table) -> None:
+    if rejects.num_rows == 0:
+        return
+    counts = rejects.group_by("reason").aggregate([("row_number", "count")])
+    for reason, n in zip(
+        counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(), strict=True
+    ):
+        summary.rejected_by_reason[redact(str(reason))] += int(n)
 
 
 def _true_count(mask: pa.Array | pa.ChunkedArray) -> int:

@@ -78,7 +78,7 @@ def plan_rows(
     stream = stream or f"test-{next(_streams)}"
     batch = data if isinstance(data, pa.RecordBatch) else _one_batch(data)
     rows = SourceRows.from_batch(batch, first_row)
-    with Plan.build(store, sql, stream, rows) as plan:
+    with Plan.build(store, sql, stream, "test-run", rows) as plan:
         rendered = list(plan.rendered_batches())
         contacts = [r.to_send for r in rendered]
         unchanged = [r.unchanged for r in rendered]

@@ -60,7 +60,7 @@ class Emulator:
         self._recorder = Recorder()
         self._server = HttpServer(self._dispatch)
         limiter = RateLimiter(self.clock, rate_limits, default_rate_limit)
-        auth = Auth(api_key, forbidden_keys)
+        auth = self._auth = Auth(api_key, forbidden_keys)
         self._api = ApiApp(
             self.backend, self.faults, limiter, auth, self._recorder, self._url, self._server.wait
         )
@@ -105,6 +105,10 @@ class Emulator:
         return self._api.handle(request)
 
     # -- steering -----------------------------------------------------------------------
+
+    def rotate_api_key(self, new_key: str) -> None:
+        """The account's key is replaced: from now on only ``new_key`` authenticates."""
+        self.api_key = self._auth.api_key = new_key
 
     def force_contact_errors(self, reasons: Mapping[str, str]) -> None:
         """Contacts with any of these identifier values error in their job with the reason."""

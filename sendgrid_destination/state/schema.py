@@ -20,7 +20,12 @@ Tables:
 * ``jobs``: every job with its final status and counts, and ``contacts_status``: the outcome
   of its contacts not marked otherwise (``accepted``, or ``unconfirmed`` when the errors file
   could not be read; null while the job is pending).
-* ``runs``: one row per run (a dlt load id and table), with its summary counters.
+* ``runs``: one row per run (a dlt load id and table), with its summary counters: the sum of
+  ``run_files``, one row per job file (or RecordBatch) of the run, which keeps the counters of
+  the file's last attempt that describe its rows (``plan``) apart from the sum over attempts of
+  what was sent (``sent``), so that dlt retrying a file counts each row once.
+* ``meta``: the schema version, and the account the file belongs to (``account.base_url``,
+  ``account.on_behalf_of``, ``account.key_digest``: a short digest, never the key).
 * ``rejects``: rows refused before sending, by SendGrid's 400, or failed in a job.
 """
 
@@ -37,7 +42,8 @@ import duckdb
 # each of its contacts, and contacts no longer carry job id, run id and time (a first load of
 # 1M contacts spent 1.8 s in record_sent and record_job_outcome, 0.95 s now). Older rows keep
 # their own status.
-SCHEMA_VERSION = 6
+# 7: ``run_files`` (each row counted once across dlt's retries) and the account in ``meta``.
+SCHEMA_VERSION = 7
 
 
 class ContactStatus(StrEnum):
@@ -51,6 +57,8 @@ class ContactStatus(StrEnum):
 
 # Only these make a contact's last send count: a row whose content equals it is unchanged.
 COUNTING = (ContactStatus.SENT, ContactStatus.ACCEPTED)
+# A contact in one of these is sent again whatever its content: "retried", not "changed".
+RESEND = (ContactStatus.FAILED, ContactStatus.UNCONFIRMED)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -68,6 +76,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, stream VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
     summary JSON);
+CREATE TABLE IF NOT EXISTS run_files (
+    run_id VARCHAR, file_key VARCHAR, plan JSON, sent JSON, attempts INTEGER,
+    PRIMARY KEY (run_id, file_key));
 CREATE TABLE IF NOT EXISTS rejects (
     run_id VARCHAR, stream VARCHAR, row_number BIGINT, contact_key VARCHAR,
     "column" VARCHAR, reason VARCHAR, stage VARCHAR, recorded_at TIMESTAMP);

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state.lock import file_lock
-from sendgrid_destination.state.schema import COUNTING, ContactStatus, migrate
+from sendgrid_destination.state.schema import COUNTING, RESEND, ContactStatus, migrate
 
 # DuckDB's cap for everything the load does in it: the state's pages, the plan (with its
 # duplicate keys) and the render (the plan runs them in this instance's workspace), spilling
@@ -50,6 +50,7 @@ _CONFIG: dict[str, str | bool | int | float | list[str]] = {
 }
 _SHA256_HEX_DIGITS = 64
 _COUNTING_SQL = "(" + ", ".join(f"'{s}'" for s in COUNTING) + ")"
+_RESEND_SQL = "(" + ", ".join(f"'{s}'" for s in RESEND) + ")"
 
 LegacyHash = Callable[[pa.ChunkedArray], pa.ChunkedArray]
 
@@ -122,10 +123,33 @@ class StateStore:
         finally:
             cur.close()
 
+    # -- the account ---------------------------------------------------------------------------
+
+    def account(self) -> dict[str, str]:
+        """The account this file belongs to (``meta``'s ``account.*`` keys), if recorded."""
+        rows = self.con.execute("SELECT key, value FROM meta WHERE key LIKE 'account.%'").fetchall()
+        return {str(k).removeprefix("account."): str(v) for k, v in rows if v is not None}
+
+    def set_account(self, account: dict[str, str]) -> None:
+        with self.workspace() as cur, transaction(cur):
+            for key, value in account.items():
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"account.{key}", value])
+
+    def has_contacts(self) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM contacts").fetchall()[0][0])
+
+    def accepted_sample(self, limit: int) -> list[str]:
+        """Keys of up to ``limit`` contacts recorded as accepted, most recently sent first."""
+        rows = self.con.execute(
+            "SELECT contact_key FROM contact_status WHERE status = ? ORDER BY seq DESC LIMIT ?",
+            [str(ContactStatus.ACCEPTED), limit],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     # -- deciding what changed ---------------------------------------------------------------
 
     def changes_sql(
-        self, relation: str, stream: str, *, checked: bool = True
+        self, relation: str, stream: str, run_id: str, *, checked: bool = True
     ) -> tuple[str, list[Any]]:
         """A query over ``relation`` (``contact_key``, ``fingerprint``, and ``ok`` when
         ``checked``: rows that may be refused) returning its columns plus:
@@ -134,7 +158,10 @@ class StateStore:
         * ``prev_hash``: the content hash of the send that counts (its job pending or
           accepted), else null: failed and unconfirmed contacts are always sent again;
         * ``pending``: that send rides on a job not yet finished;
-        * ``unchanged``: the row is ok and its fingerprint is the counting send's.
+        * ``retry``: the last send failed or is unconfirmed (sent again: "retried");
+        * ``unchanged``: the row is ok and its fingerprint is the counting send's;
+        * ``this_run``: that send was made by ``run_id`` (an earlier attempt of this run,
+          which counted the contact already).
         """
         ok = "c.ok" if checked else "true"
         quoted = '"' + relation.replace('"', '""') + '"'
@@ -142,12 +169,19 @@ class StateStore:
             "SELECT c.*, s.contact_key IS NULL AS is_new, "
             f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_hash END AS prev_hash, "
             f"coalesce(s.status = '{ContactStatus.SENT}', false) AS pending, "
+            f"coalesce(s.status IN {_RESEND_SQL}, false) AS retry, "
             f"coalesce({ok} AND s.fingerprint = c.fingerprint "
-            f"AND s.status IN {_COUNTING_SQL}, false) AS unchanged "
+            f"AND s.status IN {_COUNTING_SQL}, false) AS unchanged, "
+            "coalesce(s.seq IN (SELECT seq FROM requests WHERE run_id = ?), false) AS this_run "
             f"FROM {quoted} c LEFT JOIN contact_status s "
             "ON s.stream = ? AND s.contact_key = c.contact_key"
         )
-        return sql, [stream]
+        return sql, [run_id, stream]
+
+    def sent_in_run(self, run_id: str) -> bool:
+        """Whether ``run_id`` has accepted requests already (dlt is retrying one of its files)."""
+        row = self.con.execute("SELECT count(*) FROM requests WHERE run_id = ?", [run_id])
+        return bool(row.fetchall()[0][0])
 
     def same_content(self, contacts: pa.Table, legacy_hash: LegacyHash) -> pa.Array:
         """Per row of ``contacts`` (``content_hash``, ``prev_hash``, ``contact_json``): is its
@@ -342,6 +376,45 @@ class StateStore:
             [json.dumps(summary), run_id],
         )
 
+    def record_file_attempt(
+        self, run_id: str, file_key: str, plan: dict[str, Any], sent: dict[str, Any]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """One attempt at one file of a run: its ``plan`` counters replace the file's earlier
+        ones (each attempt reads the whole file), its ``sent`` counters add to them (each
+        attempt sent other contacts). Returns every file's (plan, sent) of the run."""
+        with self.workspace() as cur, transaction(cur):
+            row = cur.execute(
+                "SELECT sent, attempts FROM run_files WHERE run_id = ? AND file_key = ?",
+                [run_id, file_key],
+            ).fetchone()
+            earlier = [] if row is None else [json.loads(row[0])]
+            cur.execute(
+                "INSERT OR REPLACE INTO run_files VALUES (?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    file_key,
+                    json.dumps(plan),
+                    json.dumps({"attempts": [*_attempts(earlier), sent]}),
+                    (row[1] if row else 0) + 1,
+                ],
+            )
+            rows = cur.execute(
+                "SELECT plan, sent FROM run_files WHERE run_id = ? ORDER BY file_key", [run_id]
+            ).fetchall()
+        return [(json.loads(p), json.loads(s)) for p, s in rows]
+
+    def report_once(self, run_id: str, what: str) -> bool:
+        """True the first time ``what`` is reported for ``run_id``, False ever after."""
+        key = f"reported.{what}.{run_id}"
+        if self.con.execute("SELECT 1 FROM meta WHERE key = ?", [key]).fetchone():
+            return False
+        self.con.execute("INSERT INTO meta VALUES (?, 'true')", [key])
+        return True
+
     def run_summary(self, run_id: str) -> dict[str, Any] | None:
         row = self.con.execute("SELECT summary FROM runs WHERE run_id = ?", [run_id]).fetchone()
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+
+def _attempts(earlier: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [a for doc in earlier for a in doc.get("attempts", [])]

@@ -18,7 +18,8 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sendgrid_destination.cli import main as sendgrid_destination_cli
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.errors import StateLockedError
-from sendgrid_destination.state import StateStore
+from sendgrid_destination.state import StateStore, reports
+from sendgrid_destination.state.snapshot import read_snapshot
 from tests.e2e.conftest import (
     API_KEY,
     cli,
@@ -59,18 +60,30 @@ def test_a_run_on_a_state_file_in_use_fails_naming_the_file_and_leaves_it_intact
     assert set(contact_states(state_path).values()) == {("accepted", None)}
 
 
-def test_the_command_line_refuses_a_state_file_in_use_with_a_clear_message(
+def test_the_command_line_reads_a_state_file_a_load_holds_without_blocking_it(
     emulator, destination, run, state_path, capsys
 ) -> None:
     run(contacts_table(2), destination())
     capsys.readouterr()
 
-    with StateStore.open(state_path):
+    with StateStore.open(state_path):  # as a load holds it
         code = sendgrid_destination_cli(["status", "--state", str(state_path)])
 
-    err = capsys.readouterr().err
-    assert code == 2
-    assert f"The state file {state_path} is in use by another run" in err
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "contacts by outcome: accepted 2" in out
+
+
+def test_a_load_starts_while_the_command_line_reads_the_state(
+    emulator, destination, run, state_path
+) -> None:
+    run(contacts_table(2), destination())
+
+    with read_snapshot(state_path) as reading:
+        run(contacts_table(5), destination())  # neither waits nor fails
+        assert reports.contact_status_counts(reading) == {"accepted": 2}  # its own copy
+
+    assert len(emulator.contacts()) == 5
 
 
 # -- where the file is and who may read it ---------------------------------------------------
@@ -125,7 +138,7 @@ def test_the_default_state_path_is_per_account_and_outside_the_dlt_pipelines_dir
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     config = SendGridConfiguration(api_key=API_KEY, base_url="https://api.sendgrid.com")
-    fingerprint = config.account_fingerprint()
+    fingerprint = config.account.fingerprint()
 
     default = config.resolved_state_path()
     monkeypatch.setenv("XDG_STATE_HOME", str(xdg))
@@ -137,11 +150,17 @@ def test_the_default_state_path_is_per_account_and_outside_the_dlt_pipelines_dir
     pipelines = Path(get_dlt_pipelines_dir())
     assert not default.is_relative_to(pipelines)
     assert not under_xdg.is_relative_to(pipelines)
-    # The same account, however its URL is written, shares a file; another key does not.
-    same = SendGridConfiguration(api_key=API_KEY, base_url="https://api.sendgrid.com/")
-    other = SendGridConfiguration(api_key="SG.other", base_url="https://api.sendgrid.com")
-    assert same.resolved_state_path() == under_xdg
-    assert other.resolved_state_path() != under_xdg
+    # The same account, however its URL is written and whatever its key (rotated keys are
+    # routine), shares a file; another host or subuser does not.
+    same = SendGridConfiguration(api_key=API_KEY, base_url="https://API.sendgrid.com/")
+    rotated = SendGridConfiguration(api_key="SG.other", base_url="https://api.sendgrid.com")
+    subuser = SendGridConfiguration(
+        api_key=API_KEY, base_url="https://api.sendgrid.com", on_behalf_of="team-b"
+    )
+    eu = SendGridConfiguration(api_key=API_KEY, base_url="https://api.eu.sendgrid.com")
+    assert same.resolved_state_path() == rotated.resolved_state_path() == under_xdg
+    assert subuser.resolved_state_path() != under_xdg
+    assert eu.resolved_state_path() != under_xdg
     assert API_KEY not in str(under_xdg)
 
 
@@ -208,6 +227,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "superseded": 0,
         "new": 8,
         "changed": 0,
+        "retried": 0,
         "unchanged": 0,
         "deferred": 0,
         "rejected": 2,
@@ -228,7 +248,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         **expected_first,
         "run_id": second_id,
         "new": 0,
-        "changed": 1,
+        "retried": 1,  # user3 failed in the first run's job: sent again, not "changed"
         "unchanged": 7,
         "contacts_sent": 1,
         "bytes_sent": second_bytes,

@@ -256,13 +256,13 @@ def test_the_plan_of_unchanged_rows_leaves_nothing_to_render_and_keeps_only_chan
     changed = data.set_column(1, "first_name", [names])
 
     with StateStore.open(tmp_path / "state.duckdb") as store:
-        with Plan.build(store, sql, "s", SourceRows.from_batch(_batch(data))) as same:
+        with Plan.build(store, sql, "s", "r2", SourceRows.from_batch(_batch(data))) as same:
             assert (same.counts.unchanged, same.counts.to_render, same.rejects.num_rows) == (
                 10,
                 0,
                 0,
             )
-        with Plan.build(store, sql, "s", SourceRows.from_batch(_batch(changed))) as plan:
+        with Plan.build(store, sql, "s", "r2", SourceRows.from_batch(_batch(changed))) as plan:
             rendered = plan.render(changed, 0)
 
     assert (plan.counts.unchanged, plan.counts.to_render) == (9, 1)

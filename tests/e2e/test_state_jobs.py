@@ -84,7 +84,8 @@ def test_contacts_that_error_in_a_job_are_failed_with_sendgrids_reason_and_only_
     assert emulator.contact("user3@example.com")["first_name"] == "First3"
     assert contact_states(state_path)["email:user3@example.com"] == ("accepted", None)
     summary = run_summary(state_path, second)
-    assert (summary["changed"], summary["unchanged"], summary["contacts_sent"]) == (1, 11, 1)
+    assert (summary["retried"], summary["unchanged"], summary["contacts_sent"]) == (1, 11, 1)
+    assert summary["changed"] == 0
 
 
 def test_a_failed_job_fails_all_its_contacts_and_the_next_run_resends_them(
@@ -108,7 +109,7 @@ def test_a_failed_job_fails_all_its_contacts_and_the_next_run_resends_them(
     assert upserted_contacts(emulator) == 8
     assert len(emulator.contacts()) == 8
     assert set(contact_states(state_path).values()) == {("accepted", None)}
-    assert run_summary(state_path, second)["changed"] == 8
+    assert run_summary(state_path, second)["retried"] == 8
 
 
 def _closed_port() -> int:
@@ -156,7 +157,7 @@ def test_when_a_jobs_errors_cannot_be_fetched_its_contacts_are_unconfirmed_and_r
     assert upserted_contacts(emulator) == 6
     assert emulator.contact("user2@example.com")["first_name"] == "First2"
     assert set(contact_states(state_path).values()) == {("accepted", None)}
-    assert run_summary(state_path, second)["changed"] == 6
+    assert run_summary(state_path, second)["retried"] == 6
 
 
 def test_the_counts_of_each_job_are_stored_with_it(emulator, destination, run, state_path) -> None:
@@ -264,7 +265,7 @@ def test_contacts_that_a_pending_job_failed_after_the_run_are_resent_by_the_next
         assert emu.contact("user2@example.com")["first_name"] == "First2"
         summary = run_summary(state_path, second)
         assert _active(summary["jobs"]) == {"errored": 1, "completed": 1}
-        assert (summary["failed_in_jobs"], summary["changed"], summary["unchanged"]) == (1, 1, 5)
+        assert (summary["failed_in_jobs"], summary["retried"], summary["unchanged"]) == (1, 1, 5)
         run_id = f"{second.loads_ids[-1]}:contacts"
         assert state_rows(
             state_path, "SELECT run_id, contact_key, reason FROM rejects WHERE stage = 'job'"

@@ -297,7 +297,7 @@ def test_a_job_files_plan_keeps_each_keys_last_row_rejects_its_problems_and_rend
     with tempfile.TemporaryDirectory() as tmp, StateStore.open(Path(tmp) / "s.duckdb") as store:
         pq.write_table(batch, Path(tmp) / "job.parquet")
         source = SourceRows.from_file(str(Path(tmp) / "job.parquet"), SCORE_SCHEMA.names, 4)
-        with Plan.build(store, SCORE_SQL, "stream", source) as plan:
+        with Plan.build(store, SCORE_SQL, "stream", "r", source) as plan:
             rendered = [r.to_send for r in plan.rendered_batches()]
         sent = pa.concat_tables(rendered) if rendered else SCORE_SQL_EMPTY
 

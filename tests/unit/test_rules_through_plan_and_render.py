@@ -637,6 +637,7 @@ def test_rejects_have_the_documented_columns_and_types_even_when_empty():
         "is_new",
         "prev_hash",
         "pending",
+        "retry",
         "contact_json",
         "content_hash",
     ]

@@ -1,0 +1,89 @@
+"""``status`` and ``rejects`` as people and scripts use them: times, JSON, wrong files, pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from sendgrid_destination.cli import main as sendgrid_destination_cli
+from tests.e2e.conftest import cli, contacts_table
+
+
+def test_status_shows_when_each_run_started_and_how_long_it_took(
+    emulator, destination, run, state_path, capsys
+) -> None:
+    run(contacts_table(3), destination())
+
+    out = cli(capsys, "status", "--state", str(state_path))
+
+    assert " UTC, took " in out
+
+
+def test_status_json_is_one_object_with_the_runs_and_their_summaries(
+    emulator, destination, run, state_path, capsys
+) -> None:
+    info = run(contacts_table(4), destination())
+
+    status = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))
+
+    assert status["state_file"] == str(state_path)
+    assert status["contacts_by_outcome"] == {"accepted": 4}
+    assert status["pending_jobs"] == 0
+    (latest,) = status["runs"]
+    assert latest["run_id"] == f"{info.loads_ids[-1]}:contacts"
+    assert latest["summary"]["new"] == 4 and latest["started_at"] <= latest["finished_at"]
+
+
+@pytest.mark.parametrize("command", ["status", "rejects"])
+def test_a_duckdb_file_that_is_not_a_state_file_is_refused_in_one_line_leaving_nothing_beside_it(
+    tmp_path: Path, capsys, command
+) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE TABLE customers AS SELECT 'a@x.co' AS email")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    code = sendgrid_destination_cli([command, "--state", str(warehouse)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "is not a sendgrid-destination state file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_file_that_is_not_a_database_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+
+    code = sendgrid_destination_cli(["status", "--state", str(notes)])
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not a DuckDB database" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_rejects_piped_into_head_ends_quietly(emulator, destination, run, state_path) -> None:
+    bad = pa.table({"email": [f"broken-{i}" for i in range(3000)], "first_name": ["x"] * 3000})
+    run(bad, destination())
+    command = (
+        f"{sys.executable} -m sendgrid_destination.cli rejects --state {state_path} | head -n 2"
+    )
+
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"},
+    )
+
+    assert done.stderr == ""
+    assert done.returncode == 0
+    assert done.stdout.startswith("run_id,stream,stage")

@@ -1,0 +1,93 @@
+"""What a scheduler can act on: fail_on_rejects, each row counted once across dlt's retries,
+"retried" apart from "changed", and a summary for a load of zero rows."""
+
+from __future__ import annotations
+
+import dlt
+import pyarrow as pa
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from sendgrid_destination import run_summaries
+from sendgrid_destination.errors import RejectsThresholdError
+from tests.e2e.conftest import cause_of, contacts_table, run_summary, upserts
+
+PUT = "PUT /v3/marketing/contacts"
+
+
+def _with_bad_emails(n: int, bad: int) -> pa.Table:
+    emails = [f"user{i}@example.com" for i in range(n)]
+    for i in range(bad):
+        emails[i] = f"not-an-email-{i}"
+    return contacts_table(n).set_column(0, "email", [emails])
+
+
+@pytest.mark.parametrize("limit", [0, 2, 0.01])
+def test_fail_on_rejects_fails_the_run_after_sending_the_good_rows(
+    emulator, destination, run, state_path, limit
+) -> None:
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(_with_bad_emails(100, 3), destination(fail_on_rejects=limit))
+
+    error = cause_of(failed.value, RejectsThresholdError)
+    assert "3 of the 100 rows" in str(error) and "sendgrid-destination rejects" in str(error)
+    assert len(emulator.contacts()) == 97  # the good rows went out before the failure
+
+
+@pytest.mark.parametrize("limit", [3, 0.05])
+def test_fail_on_rejects_lets_a_run_within_the_limit_pass(
+    emulator, destination, run, state_path, limit
+) -> None:
+    run(_with_bad_emails(100, 3), destination(fail_on_rejects=limit))
+
+    assert len(emulator.contacts()) == 97
+
+
+def test_a_run_failed_for_its_rejects_is_completed_by_the_next_run_without_resending(
+    emulator, destination, tmp_path
+) -> None:
+    pipeline = dlt.pipeline(
+        "rejects", destination=destination(fail_on_rejects=0), pipelines_dir=str(tmp_path / "d")
+    )
+    with pytest.raises(PipelineStepFailed):
+        pipeline.run(_with_bad_emails(20, 1), table_name="contacts")
+    assert pipeline.has_pending_data
+    emulator.clear_requests()
+
+    pipeline.load()  # dlt retries the pending package: it completes, nothing is sent twice
+
+    assert not pipeline.has_pending_data
+    assert upserts(emulator) == []
+
+
+def test_a_file_dlt_retries_after_a_transient_failure_counts_each_row_once(
+    emulator, destination, run, state_path
+) -> None:
+    # The first upsert passes; the second fails until the client gives up (a transient
+    # error), so dlt runs the whole file again, which sends the rest.
+    emulator.faults.add(PUT, action="delay", delay=0.0, times=1)
+    emulator.faults.add(PUT, status=500, times=2)
+
+    info = run(
+        contacts_table(300),
+        destination(max_contacts_per_request=100, max_in_flight=1, max_attempts=2),
+    )
+
+    summary = run_summary(state_path, info)
+    assert (summary["rows_read"], summary["new"], summary["unchanged"]) == (300, 300, 0)
+    assert (summary["contacts_sent"], summary["requests"]) == (300, 3)
+    assert len(emulator.contacts()) == 300
+
+
+def test_a_load_of_zero_rows_records_a_run_and_its_summary(
+    emulator, destination, tmp_path, state_path
+) -> None:
+    pipeline = dlt.pipeline("empty", destination=destination(), pipelines_dir=str(tmp_path / "d"))
+
+    empty = pa.table({"email": pa.array([], pa.string()), "first_name": pa.array([], pa.string())})
+    info = pipeline.run(empty, table_name="contacts")
+
+    (summary,) = run_summaries(pipeline, info)
+    assert (summary.rows_read, summary.contacts_sent, summary.requests) == (0, 0, 0)
+    assert run_summary(state_path, info)["rows_read"] == 0
+    assert "0 rows read" in summary.format()
