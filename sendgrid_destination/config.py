@@ -21,7 +21,7 @@ from dlt.common.destination import TLoaderFileFormat
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 
-from sendgrid_destination.client import DEFAULT_BASE_URL
+from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.fields import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 

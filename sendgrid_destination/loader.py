@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.client import SendGridClient, redact
+from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.custom_fields import resolve_custom_fields
@@ -42,6 +42,7 @@ from sendgrid_destination.jobs import JobsOutcome, JobTracker
 from sendgrid_destination.mapping import FieldMapping, bind_mapping
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
 from sendgrid_destination.plan import Plan, build_plan
+from sendgrid_destination.redaction import redact
 from sendgrid_destination.sender import BodySender, SendOutcome
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary

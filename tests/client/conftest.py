@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.clock import FakeClock
 
 API_KEY = "SG.test-key"

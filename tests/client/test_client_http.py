@@ -18,7 +18,8 @@ from dlt.common.destination.exceptions import (
 )
 
 from sendgrid_destination._version import __version__
-from sendgrid_destination.client import CustomField, SendGridClient
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.models import CustomField
 from sendgrid_destination.clock import FakeClock
 from sendgrid_destination.emulator import RateLimit
 from sendgrid_destination.errors import (
@@ -603,7 +604,7 @@ def test_no_log_record_repr_or_error_message_contains_the_api_key_or_an_email(
     texts += [str(e) for e in errors] + [repr(e) for e in errors]
     records = [r for r in caplog.records if not r.name.startswith("sendgrid_destination.emulator")]
     texts += [r.getMessage() for r in records]
-    assert any(r.name == "sendgrid_destination.client" for r in records)
+    assert any(r.name == "sendgrid_destination.api.transport" for r in records)
     for text in texts:
         assert api_key not in text and wrong_key not in text
         assert EMAIL_LIKE.search(text) is None, text

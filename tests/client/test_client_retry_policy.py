@@ -1,4 +1,4 @@
-"""retry.py: status classification, hostile reset headers and exact sleep sequences."""
+"""api/retry_policy.py: status classification, hostile reset headers and exact sleep sequences."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sendgrid_destination.retry import (
+from sendgrid_destination.api.retry_policy import (
     Decision,
     RetryPolicy,
     backoff_seconds,

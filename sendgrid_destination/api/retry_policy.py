@@ -8,7 +8,8 @@ Contract:
   dropped connection).
 * Retried: 429, every 5xx, transport failures, and the 403 "Too many bad requests. Temporary
   block" that SendGrid's errors page lists (it is not an auth problem, so it must not be
-  reported as one). Terminal: 401, any other 403, and every other 4xx (400, 404, 405, 413...).
+  reported as one; ``messages`` recognises it). Terminal: 401, any other 403, and every
+  other 4xx (400, 404, 405, 413...).
 * A 429 waits until ``X-RateLimit-Reset`` (never less) plus a small jitter; without a usable
   header it falls back to exponential backoff with full jitter. Every wait is clamped to
   ``max_backoff_seconds`` so a hostile header cannot park a load for hours.
@@ -26,6 +27,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from sendgrid_destination.api.messages import is_temporary_block
 
 Outcome = Literal["ok", "retry", "terminal"]
 Kind = Literal[
@@ -48,8 +51,6 @@ RESET_DELTA_THRESHOLD: Final = 1e9
 # the new window in the same instant; small because the reset itself is the real floor.
 RATE_LIMIT_JITTER_SECONDS: Final = 1.0
 BASE_BACKOFF_SECONDS: Final = 1.0
-# SendGrid's errors page: 403 "Too many bad requests. Temporary block".
-TEMPORARY_BLOCK_MARKERS: Final = ("too many bad requests", "temporary block")
 
 _TERMINAL_KINDS: Final[frozenset[Kind]] = frozenset({"unauthorized", "forbidden", "rejected"})
 
@@ -131,12 +132,6 @@ def pacing_wait(headers: Mapping[str, str], now: float, policy: RetryPolicy) -> 
     if reset_wait is None:
         return None
     return min(policy.max_backoff_seconds, reset_wait)
-
-
-def is_temporary_block(messages: Sequence[str]) -> bool:
-    """Whether a 403's messages describe SendGrid's temporary block, not a missing scope."""
-    lowered = " ".join(messages).lower()
-    return any(marker in lowered for marker in TEMPORARY_BLOCK_MARKERS)
 
 
 def classify(status: int | None, messages: Sequence[str] = ()) -> Kind:

@@ -1,0 +1,281 @@
+"""Sending requests: one session per thread, one send, the retry loop and rate-limit pacing.
+
+Contract:
+
+* ``Transport.call(route, url, body=...)`` waits for the route's rate-limit budget, sends
+  once, lets ``retry_policy.retry_decision`` classify the outcome, then returns, or sleeps and
+  sends again. It returns the ``Response`` of a success or of a refusal that retrying cannot
+  fix (``kind`` says which; the caller turns a refusal into its typed error). When attempts
+  run out it raises ``RateLimitedError`` / ``ServerError`` / ``TransportError`` (transient).
+  All waiting goes through the injected ``Clock``; all randomness through the injected
+  ``random.Random``.
+* Pacing: a response with ``X-RateLimit-Remaining: 0`` makes the next request to that route,
+  from any thread, wait until ``X-RateLimit-Reset``.
+* The API key is only sent on ``authenticated`` calls, in the ``Authorization`` header set by
+  the auth object the client gives; pre-signed URLs get no credentials and no
+  ``On-Behalf-Of``. Log lines carry route, status, attempt and wait, never bodies, headers or
+  URLs with query strings.
+* One ``requests.Session`` per thread, so a transport may be shared by dlt's loader threads.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import requests
+from requests.auth import AuthBase
+
+from sendgrid_destination._version import __version__
+from sendgrid_destination.api.messages import parse_error_body
+from sendgrid_destination.api.models import ClientStats
+from sendgrid_destination.api.retry_policy import (
+    Decision,
+    Kind,
+    RetryPolicy,
+    pacing_wait,
+    retry_decision,
+)
+from sendgrid_destination.clock import Clock
+from sendgrid_destination.errors import (
+    ApiErrorDetail,
+    RateLimitedError,
+    SendGridTransientError,
+    ServerError,
+    TransportError,
+)
+
+logger = logging.getLogger("sendgrid_destination.api.transport")
+
+USER_AGENT: Final = f"sendgrid-destination/{__version__}"
+
+_TRANSPORT_ERRORS: Final = (
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    http.client.HTTPException,  # RemoteDisconnected, if it ever escapes requests' wrapping
+    ConnectionResetError,
+)
+
+
+@dataclass(frozen=True)
+class Response:
+    """One answer: a success (``kind == "ok"``) or a refusal retrying cannot fix."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    kind: Kind = "ok"
+    details: list[ApiErrorDetail] = field(default_factory=list)
+
+
+class BearerAuth(AuthBase):
+    """Sets ``Authorization`` per request; being an auth object also stops ~/.netrc lookups."""
+
+    def __init__(self, api_key: str) -> None:
+        self._header = f"Bearer {api_key}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<masked>)"
+
+
+class _NoAuth(AuthBase):
+    """For pre-signed URLs: no credentials at all (a truthy auth keeps netrc out too)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+class _RouteBudget:
+    """Per-route "not before" instants learned from ``X-RateLimit-Remaining: 0``."""
+
+    def __init__(self, clock: Clock, policy: RetryPolicy) -> None:
+        self._clock = clock
+        self._policy = policy
+        self._lock = threading.Lock()
+        self._not_before: dict[str, float] = {}
+
+    def observe(self, route: str, headers: Mapping[str, str]) -> None:
+        now = self._clock.now()
+        wait = pacing_wait(headers, now, self._policy)
+        if wait:
+            with self._lock:
+                self._not_before[route] = now + wait
+
+    def wait_needed(self, route: str) -> float:
+        # Computed under the lock, slept outside it: other routes must not queue behind us.
+        with self._lock:
+            not_before = self._not_before.get(route, 0.0)
+        return max(0.0, not_before - self._clock.now())
+
+
+class Transport:
+    """Sends requests with retries and pacing; shared by every thread of one client."""
+
+    def __init__(
+        self,
+        auth: AuthBase,
+        *,
+        on_behalf_of: str | None,
+        connect_timeout: float,
+        read_timeout: float,
+        policy: RetryPolicy,
+        clock: Clock,
+        rng: random.Random,
+        stats: ClientStats,
+    ) -> None:
+        self._auth = auth
+        self._on_behalf_of = on_behalf_of
+        self._timeout = (connect_timeout, read_timeout)
+        self._policy = policy
+        self._clock = clock
+        self._rng = rng
+        self._budget = _RouteBudget(clock, policy)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        self.stats = stats
+
+    def close(self) -> None:
+        """Close every thread's session."""
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def call(
+        self, route: str, url: str, *, body: bytes | None = None, authenticated: bool = True
+    ) -> Response:
+        """Send until a success or a refusal that retrying cannot fix; see the module doc."""
+        attempt = 0
+        while True:
+            attempt += 1
+            self._wait_for_budget(route)
+            response, failure = self._send_once(route, url, body, authenticated)
+            details = parse_error_body(response.body) if response and response.status >= 400 else []
+            decision = retry_decision(
+                response.status if response else None,
+                response.headers if response else {},
+                [d.message for d in details],
+                attempt=attempt,
+                now=self._clock.now(),
+                rng=self._rng,
+                policy=self._policy,
+            )
+            if decision.outcome != "retry" and response is not None:
+                return Response(
+                    response.status, response.headers, response.body, decision.kind, details
+                )
+            if attempt >= self._policy.max_attempts:
+                status = response.status if response else None
+                raise _exhausted_error(route, decision.kind, attempt, status) from failure
+            self._back_off(route, attempt, decision, response)
+
+    def _send_once(
+        self, route: str, url: str, body: bytes | None, authenticated: bool
+    ) -> tuple[Response | None, Exception | None]:
+        method = route.split(" ", 1)[0]
+        self.stats.record_request(route, len(body) if body else 0)
+        try:
+            raw = self._session().request(
+                method,
+                url,
+                data=body,
+                headers=self._headers(authenticated),
+                auth=self._auth if authenticated else _NoAuth(),
+                timeout=self._timeout,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            self.stats.record_transport_error()
+            logger.debug("%s -> %s", route, type(exc).__name__)
+            return None, exc
+        response = Response(raw.status_code, raw.headers, raw.content)
+        self.stats.record_response(response.status)
+        self._budget.observe(route, response.headers)
+        logger.debug("%s -> %d", route, response.status)
+        return response, None
+
+    def _back_off(
+        self, route: str, attempt: int, decision: Decision, response: Response | None
+    ) -> None:
+        outcome = str(response.status) if response else "no response"
+        logger.info(
+            "%s: %s (%s) on attempt %d/%d; retrying in %.2fs",
+            route,
+            outcome,
+            decision.kind,
+            attempt,
+            self._policy.max_attempts,
+            decision.wait_seconds,
+        )
+        self.stats.record_retry()
+        self._sleep(decision.wait_seconds, decision.wait_reason or "backoff")
+
+    def _wait_for_budget(self, route: str) -> None:
+        wait = self._budget.wait_needed(route)
+        if wait > 0:
+            logger.info("%s: rate-limit budget spent; waiting %.2fs for the reset", route, wait)
+            self._sleep(wait, "rate_limit")
+
+    def _sleep(self, seconds: float, reason: str) -> None:
+        self.stats.record_wait(reason, seconds)
+        self._clock.sleep(seconds)
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def _headers(self, authenticated: bool) -> dict[str, str]:
+        if not authenticated:
+            return {"Accept": "text/csv, */*"}
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        if self._on_behalf_of:
+            headers["On-Behalf-Of"] = self._on_behalf_of
+        return headers
+
+
+def _exhausted_error(
+    route: str, kind: Kind, attempts: int, status: int | None
+) -> SendGridTransientError:
+    if kind == "rate_limited":
+        return RateLimitedError(
+            f"{route} was still rate limited (429) after {attempts} attempts; "
+            "lower the load's parallelism if this keeps happening",
+            status=status,
+            route=route,
+        )
+    if kind == "temporary_block":
+        return RateLimitedError(
+            f"SendGrid still answered 403 'temporary block' on {route} after {attempts} "
+            "attempts: too many bad requests were sent; fix the rejected requests first",
+            status=status,
+            route=route,
+        )
+    if kind == "server_error":
+        return ServerError(
+            f"SendGrid kept answering {status} on {route} for {attempts} attempts",
+            status=status,
+            route=route,
+        )
+    return TransportError(
+        f"{route}: no response (timeout or dropped connection) for {attempts} attempts",
+        status=status,
+        route=route,
+    )
