@@ -3,8 +3,8 @@
 Contract: ``redact(text)`` replaces what can be recognised by its shape as a secret or as
 personal data with ``<redacted>``: email-like tokens, API-key-like tokens (``SG.…``), the
 credentials and the query string of URLs (pre-signed URLs carry their signature there), and
-values in quotes (SendGrid quotes the values it echoes: ``email 'x@y' is not valid``). ``safe_url(url)`` is a URL reduced to what may
-be shown: scheme, host, port and path.
+values in quotes (SendGrid quotes the values it echoes: ``email 'x@y' is not valid``).
+``safe_url(url)`` is a URL reduced to what may be shown: scheme, host, port and path.
 
 Used on every text that does not come from this package before it reaches a log line, an
 exception message or a summary. The raw text stays only where rows are recorded for the user
