@@ -24,9 +24,14 @@ import json
 import random
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL, EU_BASE_URL, on_base_host
+from sendgrid_destination.api.endpoint import (
+    DEFAULT_BASE_URL,
+    EU_BASE_URL,
+    normalize_base_url,
+    on_base_host,
+)
 from sendgrid_destination.api.messages import describe
 from sendgrid_destination.api.models import (
     ClientStats,
@@ -83,9 +88,8 @@ class SendGridClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        _validate_settings(api_key, base_url, on_behalf_of, max_attempts)
+        self._base_url = _validate_settings(api_key, base_url, on_behalf_of, max_attempts)
         self._auth = BearerAuth(api_key.strip())
-        self._base_url = base_url.rstrip("/")
         self._on_behalf_of = on_behalf_of
         self.stats = ClientStats()
         self._transport = Transport(
@@ -259,21 +263,23 @@ def _contacts_rejected(details: list[ApiErrorDetail], route: str) -> ContactsRej
 
 def _validate_settings(
     api_key: str, base_url: str, on_behalf_of: str | None, max_attempts: int
-) -> None:
+) -> str:
+    """Refuse settings that cannot work, before any request; returns the base URL to use."""
     key = api_key.strip() if isinstance(api_key, str) else ""
     # requests echoes an invalid header value in its exception text: refuse such keys first.
     if not key or not key.isprintable() or any(c.isspace() for c in key):
         raise ConfigurationError(
             f"The SendGrid API key is empty or malformed; set {_SETTINGS_HINT}."
         )
-    if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
-        raise ConfigurationError(
-            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL} or {EU_BASE_URL}."
-        )
+    try:
+        normalized = normalize_base_url(base_url)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     if on_behalf_of is not None and not on_behalf_of.isprintable():
         raise ConfigurationError("on_behalf_of must be a subuser name without control characters.")
     if max_attempts < 1:
         raise ConfigurationError("max_attempts must be at least 1.")
+    return normalized
 
 
 def _json_object(response: Response, route: str) -> Mapping[str, Any]:

@@ -11,10 +11,15 @@ Contract:
   ``random.Random``.
 * Pacing: a response with ``X-RateLimit-Remaining: 0`` makes the next request to that route,
   from any thread, wait until ``X-RateLimit-Reset``.
+* An unreachable host (refused connection, unresolvable name, connect timeout) fails within
+  ``connect_timeout × max_attempts`` in total, attempts and waits included: while no attempt of
+  a call has connected, waits are shortened and attempts stopped to keep within that bound.
+  Each retry after no response logs a WARNING naming the host (never the URL's path or query).
 * The API key is only sent on ``authenticated`` calls, in the ``Authorization`` header set by
   the auth object the client gives; pre-signed URLs get no credentials and no
-  ``On-Behalf-Of``. Log lines carry route, status, attempt and wait, never bodies, headers or
-  URLs with query strings.
+  ``On-Behalf-Of``. Log lines and exception messages carry route, host, status, attempt and
+  wait, never bodies, headers or URLs with query strings; the exceptions of requests (whose
+  text holds the URL) are never chained.
 * One ``requests.Session`` per thread, so a transport may be shared by dlt's loader threads.
 """
 
@@ -24,11 +29,14 @@ import http.client
 import logging
 import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.auth import AuthBase
 
 from sendgrid_destination._version import __version__
@@ -158,10 +166,13 @@ class Transport:
         self, route: str, url: str, *, body: bytes | None = None, authenticated: bool = True
     ) -> Response:
         """Send until a success or a refusal that retrying cannot fix; see the module doc."""
+        host = _host_of(url)
+        budget = _ConnectBudget(self._timeout[0], self._policy.max_attempts)
         attempt = 0
         while True:
             attempt += 1
             self._wait_for_budget(route)
+            started = time.monotonic()
             response, failure = self._send_once(route, url, body, authenticated)
             details = parse_error_body(response.body) if response and response.status >= 400 else []
             decision = retry_decision(
@@ -177,10 +188,12 @@ class Transport:
                 return Response(
                     response.status, response.headers, response.body, decision.kind, details
                 )
-            if attempt >= self._policy.max_attempts:
+            unreachable = _connect_failure(failure)
+            wait = budget.after_attempt(time.monotonic() - started, unreachable, decision)
+            if attempt >= self._policy.max_attempts or wait is None:
                 status = response.status if response else None
-                raise _exhausted_error(route, decision.kind, attempt, status) from failure
-            self._back_off(route, attempt, decision, response)
+                raise _exhausted_error(route, host, decision.kind, attempt, status, budget, failure)
+            self._back_off(route, host, attempt, decision, wait, response, failure, unreachable)
 
     def _send_once(
         self, route: str, url: str, body: bytes | None, authenticated: bool
@@ -207,20 +220,34 @@ class Transport:
         return response, None
 
     def _back_off(
-        self, route: str, attempt: int, decision: Decision, response: Response | None
+        self,
+        route: str,
+        host: str,
+        attempt: int,
+        decision: Decision,
+        wait: float,
+        response: Response | None,
+        failure: Exception | None,
+        unreachable: str | None,
     ) -> None:
-        outcome = str(response.status) if response else "no response"
-        logger.info(
-            "%s: %s (%s) on attempt %d/%d; retrying in %.2fs",
-            route,
-            outcome,
-            decision.kind,
-            attempt,
-            self._policy.max_attempts,
-            decision.wait_seconds,
-        )
+        of = f"{attempt}/{self._policy.max_attempts}"
+        if response is not None:
+            logger.info(
+                "%s: %d (%s) on attempt %s; retrying in %.2fs",
+                *(route, response.status, decision.kind, of, wait),
+            )
+        elif unreachable:
+            logger.warning(
+                "%s: could not connect to %s (%s) on attempt %s; retrying in %.2fs",
+                *(route, host, unreachable, of, wait),
+            )
+        else:
+            logger.warning(
+                "%s: no response from %s (%s) on attempt %s; retrying in %.2fs",
+                *(route, host, type(failure).__name__, of, wait),
+            )
         self.stats.record_retry()
-        self._sleep(decision.wait_seconds, decision.wait_reason or "backoff")
+        self._sleep(wait, decision.wait_reason or "backoff")
 
     def _wait_for_budget(self, route: str) -> None:
         wait = self._budget.wait_needed(route)
@@ -251,9 +278,80 @@ class Transport:
         return headers
 
 
+class _ConnectBudget:
+    """``connect_timeout × max_attempts`` for a call none of whose attempts has connected.
+
+    Time spent is counted as attempt durations (measured) plus waits (as asked of the clock),
+    so the bound holds in real time with the system clock and stays exact with a fake one.
+    """
+
+    def __init__(self, connect_timeout: float, max_attempts: int) -> None:
+        self.connect_timeout = connect_timeout
+        self.total = connect_timeout * max_attempts
+        self.spent = 0.0
+        self.unreachable = True  # until an attempt connects
+        self.reason = ""
+
+    def after_attempt(
+        self, elapsed: float, unreachable: str | None, decision: Decision
+    ) -> float | None:
+        """The wait before the next attempt, or ``None`` when the bound leaves no room for
+        one (a next attempt may itself take ``connect_timeout``)."""
+        self.unreachable = self.unreachable and unreachable is not None
+        if not self.unreachable:
+            return decision.wait_seconds
+        self.reason = unreachable or ""
+        self.spent += elapsed
+        room = self.total - self.spent - self.connect_timeout
+        if room < 0:
+            return None
+        wait = min(decision.wait_seconds, room)
+        self.spent += wait
+        return wait
+
+
+def _connect_failure(failure: Exception | None) -> str | None:
+    """What kept a connection from being made, or ``None`` if one was (or no failure)."""
+    if isinstance(failure, requests.exceptions.ConnectTimeout):
+        return "connect timeout"
+    if not isinstance(failure, requests.exceptions.ConnectionError) or not failure.args:
+        return None
+    reason = getattr(failure.args[0], "reason", failure.args[0])
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return "name not resolved"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return "connection refused"
+    return None
+
+
+def _host_of(url: str) -> str:
+    """``host[:port]`` of a URL: what log lines and messages may name of where we sent."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "?", parts.port
+    except ValueError:
+        return "?"
+    return f"{host}:{port}" if port is not None else host
+
+
 def _exhausted_error(
-    route: str, kind: Kind, attempts: int, status: int | None
+    route: str,
+    host: str,
+    kind: Kind,
+    attempts: int,
+    status: int | None,
+    budget: _ConnectBudget,
+    failure: Exception | None,
 ) -> SendGridTransientError:
+    if kind == "transport" and budget.unreachable:
+        return TransportError(
+            f"Could not connect to {host} ({budget.reason}) for {route}: {attempts} attempts "
+            f"in {budget.spent:.1f} s (at most connect_timeout × max_attempts = "
+            f"{budget.total:.0f} s). Check base_url and that this machine can reach the host "
+            "(DNS, proxy, firewall).",
+            status=status,
+            route=route,
+        )
     if kind == "rate_limited":
         return RateLimitedError(
             f"{route} was still rate limited (429) after {attempts} attempts; "
@@ -275,7 +373,8 @@ def _exhausted_error(
             route=route,
         )
     return TransportError(
-        f"{route}: no response (timeout or dropped connection) for {attempts} attempts",
+        f"{route}: no response from {host} ({type(failure).__name__}: timeout or dropped "
+        f"connection) for {attempts} attempts",
         status=status,
         route=route,
     )
