@@ -4,6 +4,8 @@ Contract: ``redact(text)`` replaces what can be recognised by its shape as a sec
 personal data with ``<redacted>``: email-like tokens, API-key-like tokens (``SG.…``), the
 credentials and the query string of URLs (pre-signed URLs carry their signature there), and
 values in quotes (SendGrid quotes the values it echoes: ``email 'x@y' is not valid``).
+``redact_url_secrets(text)`` only replaces URL credentials, query strings and key-like
+tokens, for text that is about requests (a library's DEBUG line) and must keep its paths.
 ``safe_url(url)`` is a URL reduced to what may be shown: scheme, host, port and path.
 
 Used on every text that does not come from this package before it reaches a log line, an
@@ -41,6 +43,12 @@ def redact(text: str) -> str:
     text = _EMAIL_LIKE.sub(REDACTED, text)
     text = _KEY_LIKE.sub(REDACTED, text)
     return _QUERY.sub("?" + REDACTED, text)
+
+
+def redact_url_secrets(text: str) -> str:
+    """``text`` with URL credentials, query strings and API-key-like tokens replaced."""
+    text = _URL_CREDENTIALS.sub(REDACTED + "@", text)
+    return _QUERY.sub("?" + REDACTED, _KEY_LIKE.sub(REDACTED, text))
 
 
 def safe_url(url: str) -> str:

@@ -8,9 +8,9 @@ Contract:
 * Retried by the transport: 429, 5xx, timeouts, refused or dropped connections, and
   SendGrid's 403 "temporary block"; out of attempts these raise ``RateLimitedError`` /
   ``ServerError`` / ``TransportError`` (transient: dlt retries the job). Refusals raise here:
-  401 and other 403s ``AuthenticationError`` naming the settings to check; other 4xx
-  ``RequestRejectedError`` (``ContactsRejectedError`` for a 400 on the upsert). All of these
-  are terminal.
+  401 and other 403s ``AuthenticationError`` naming the settings to check; a 3xx (redirects
+  are never followed) and other 4xx ``RequestRejectedError`` (``ContactsRejectedError`` for a
+  400 on the upsert). All of these are terminal.
 * Secrets and PII: the API key is only ever put in the ``Authorization`` header of requests
   to ``base_url``'s host; it is masked in ``repr``. Exception messages carry SendGrid's
   messages redacted (``api.messages.describe``); the raw ones stay on ``ApiErrorDetail``.
@@ -53,6 +53,7 @@ from sendgrid_destination.errors import (
     SendGridError,
     ServerError,
 )
+from sendgrid_destination.redaction import safe_url
 
 # Route templates: the keys of stats, pacing and log lines. They never carry ids or queries.
 ROUTE_UPSERT: Final = "PUT /v3/marketing/contacts"
@@ -204,6 +205,10 @@ class SendGridClient:
     def _refusal(self, route: str, response: Response, authenticated: bool) -> SendGridError:
         """The typed error of a refusal that retrying cannot fix."""
         status, summary, details = response.status, describe(response.details), response.details
+        if response.kind == "redirect":
+            return RequestRejectedError(
+                self._redirect_message(route, response), status=status, route=route
+            )
         if not authenticated:
             return RequestRejectedError(
                 f"{route} answered {status}: {summary}. The pre-signed errors file may have "
@@ -225,6 +230,15 @@ class SendGridClient:
             f"SendGrid rejected {route} with {status}: {summary}{_status_hint(status)}",
             status=status,
             route=route,
+        )
+
+    def _redirect_message(self, route: str, response: Response) -> str:
+        location = response.headers.get("Location")
+        target = f" to {safe_url(location)}" if location else ""
+        return (
+            f"{route} answered {response.status}, a redirect{target}; API calls never follow "
+            f"redirects, so nothing was sent there. Check base_url ({self._base_url}): it must "
+            "be the API host itself, not a proxy or an old address that redirects."
         )
 
     def _unauthorized_message(self, route: str, summary: str) -> str:

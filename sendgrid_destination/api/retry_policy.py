@@ -8,8 +8,9 @@ Contract:
   dropped connection).
 * Retried: 429, every 5xx, transport failures, and the 403 "Too many bad requests. Temporary
   block" that SendGrid's errors page lists (it is not an auth problem, so it must not be
-  reported as one; ``messages`` recognises it). Terminal: 401, any other 403, and every
-  other 4xx (400, 404, 405, 413...).
+  reported as one; ``messages`` recognises it). Terminal: 401, any other 403, every other
+  4xx (400, 404, 405, 413...) and every 3xx: API calls never follow redirects (a 307 on PUT
+  once forwarded contact bodies to another host, whose 202 was taken as success).
 * A 429 waits until ``X-RateLimit-Reset`` (never less) plus a small jitter; without a usable
   header it falls back to exponential backoff with full jitter. Every wait is clamped to
   ``max_backoff_seconds`` so a hostile header cannot park a load for hours.
@@ -33,6 +34,7 @@ from sendgrid_destination.api.messages import is_temporary_block
 Outcome = Literal["ok", "retry", "terminal"]
 Kind = Literal[
     "ok",
+    "redirect",
     "rate_limited",
     "temporary_block",
     "server_error",
@@ -52,7 +54,9 @@ RESET_DELTA_THRESHOLD: Final = 1e9
 RATE_LIMIT_JITTER_SECONDS: Final = 1.0
 BASE_BACKOFF_SECONDS: Final = 1.0
 
-_TERMINAL_KINDS: Final[frozenset[Kind]] = frozenset({"unauthorized", "forbidden", "rejected"})
+_TERMINAL_KINDS: Final[frozenset[Kind]] = frozenset(
+    {"redirect", "unauthorized", "forbidden", "rejected"}
+)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ def classify(status: int | None, messages: Sequence[str] = ()) -> Kind:
         return "transport"
     if 200 <= status < 300:
         return "ok"
+    if 300 <= status < 400:
+        return "redirect"
     if status == 429:
         return "rate_limited"
     if status >= 500:

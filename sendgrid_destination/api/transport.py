@@ -19,7 +19,10 @@ Contract:
   the auth object the client gives; pre-signed URLs get no credentials and no
   ``On-Behalf-Of``. Log lines and exception messages carry route, host, status, attempt and
   wait, never bodies, headers or URLs with query strings; the exceptions of requests (whose
-  text holds the URL) are never chained.
+  text holds the URL) are never chained. urllib3's own DEBUG records (its request lines hold
+  the pre-signed ``errors_url`` query) pass through a filter that redacts query strings and
+  credentials, installed on every urllib3 logger when a transport is built.
+* Redirects are never followed: a 3xx is returned as a refusal (``kind == "redirect"``).
 * One ``requests.Session`` per thread, so a transport may be shared by dlt's loader threads.
 """
 
@@ -57,6 +60,7 @@ from sendgrid_destination.errors import (
     ServerError,
     TransportError,
 )
+from sendgrid_destination.redaction import redact_url_secrets
 
 logger = logging.getLogger("sendgrid_destination.api.transport")
 
@@ -153,6 +157,7 @@ class Transport:
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
         self.stats = stats
+        install_urllib3_log_redaction()
 
     def close(self) -> None:
         """Close every thread's session."""
@@ -208,6 +213,7 @@ class Transport:
                 headers=self._headers(authenticated),
                 auth=self._auth if authenticated else _NoAuth(),
                 timeout=self._timeout,
+                allow_redirects=False,
             )
         except _TRANSPORT_ERRORS as exc:
             self.stats.record_transport_error()
@@ -276,6 +282,28 @@ class Transport:
         if self._on_behalf_of:
             headers["On-Behalf-Of"] = self._on_behalf_of
         return headers
+
+
+class _RedactUrlSecrets(logging.Filter):
+    """Rewrites a record whose text holds a query string or credentials, before any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        cleaned = redact_url_secrets(text)
+        if cleaned != text:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def install_urllib3_log_redaction() -> None:
+    """Put the filter on urllib3's loggers (idempotent). A logger's filters see only its own
+    records, not its children's, so every urllib3 logger gets one."""
+    names = {"urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager"}
+    names |= {n for n in logging.Logger.manager.loggerDict if n.startswith("urllib3.")}
+    for name in sorted(names):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _RedactUrlSecrets) for f in log.filters):
+            log.addFilter(_RedactUrlSecrets())
 
 
 class _ConnectBudget:

@@ -95,15 +95,27 @@ class PresignedHost:
     def __init__(self) -> None:
         self.status = 200
         self.body = b""
-        self.requests: list[dict[str, str]] = []  # lower-cased headers of each GET
+        self.headers: dict[str, str] = {}
+        self.requests: list[dict[str, str]] = []  # lower-cased headers of each request
         host = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 host.requests.append({k.lower(): v for k, v in self.headers.items()})
+                self.answer()
+
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                host.requests.append({k.lower(): v for k, v in self.headers.items()})
+                self.answer()
+
+            def answer(self) -> None:
                 self.send_response(host.status)
                 self.send_header("Content-Type", "text/csv")
                 self.send_header("Content-Length", str(len(host.body)))
+                for name, value in host.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(host.body)
 

@@ -64,6 +64,9 @@ def decide(
         (405, (), "rejected", "terminal"),
         (413, (), "rejected", "terminal"),
         (406, (), "rejected", "terminal"),
+        (301, (), "redirect", "terminal"),
+        (307, (), "redirect", "terminal"),
+        (308, (), "redirect", "terminal"),
     ],
     ids=[
         "200-ok",
@@ -86,6 +89,9 @@ def decide(
         "405-is-terminal",
         "413-is-terminal",
         "406-is-terminal",
+        "301-is-terminal-redirects-are-never-followed",
+        "307-is-terminal-redirects-are-never-followed",
+        "308-is-terminal-redirects-are-never-followed",
     ],
 )
 def test_each_status_is_classified_as_retry_terminal_or_ok(
