@@ -11,6 +11,7 @@
     - ServerError                    5xx after our own retries
     - TransportError                 timeout or dropped connection after our own retries
     - CustomFieldsNotReadyError      new custom fields not yet accepted by upserts
+    - ErrorsFileUnreadableError      a job's errors file is not a CSV we can match to contacts
 
 Messages say what to fix. They never contain the API key, an email address or a field value:
 row-level detail goes to the rejects table, which the user asks for explicitly.
@@ -78,6 +79,11 @@ class TransportError(SendGridTransientError):
 
 class CustomFieldsNotReadyError(SendGridTransientError):
     """Newly created custom fields were still refused by upserts when the wait ran out."""
+
+
+class ErrorsFileUnreadableError(SendGridTransientError):
+    """A job's errors file could not be read or names no contact we can identify; the job's
+    contacts cannot be told apart, so they are unconfirmed and sent again."""
 
 
 class ApiErrorDetail:

@@ -18,20 +18,20 @@ Contract:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
+from sendgrid_destination.api import errors_file
 from sendgrid_destination.api.endpoint import (
     DEFAULT_BASE_URL,
     EU_BASE_URL,
     normalize_base_url,
     on_base_host,
 )
+from sendgrid_destination.api.errors_file import ErrorsFile
 from sendgrid_destination.api.messages import describe
 from sendgrid_destination.api.models import (
     ClientStats,
@@ -145,13 +145,23 @@ class SendGridClient:
         response = self._call(ROUTE_IMPORT_STATUS, url)
         return ImportJob.from_json(_json_object(response, ROUTE_IMPORT_STATUS), job_id)
 
-    def download_errors(self, url: str) -> list[dict[str, str]]:
-        """Rows of the CSV behind a job's pre-signed ``errors_url``, fetched without the key."""
+    def fetch_errors_file(self, url: str) -> ErrorsFile:
+        """The errors file behind a job's pre-signed ``errors_url`` (fetched without the key),
+        matched to contact keys; see ``api.errors_file`` for what makes it incomplete.
+
+        Raises:
+            ErrorsFileUnreadableError: not a CSV, or no identifier column (transient).
+            RequestRejectedError: the URL answered 4xx or 3xx (an expired link, say).
+            SendGridTransientError: no usable answer after the transport's retries.
+        """
         response = self._call(ROUTE_ERRORS_FILE, url, authenticated=False)
-        text = response.body.decode("utf-8-sig", errors="replace")
-        reader = csv.DictReader(io.StringIO(text), restval="")
-        # Extra cells land under the key None; the column layout is undocumented anyway.
-        return [{k: v for k, v in row.items() if isinstance(k, str)} for row in reader]
+        return errors_file.parse(response.body, response.headers.get("Content-Type"))
+
+    def download_errors(self, url: str) -> list[dict[str, str]]:
+        """The rows of a job's errors file under normalized column names (``Email`` is
+        ``email``); raises as ``fetch_errors_file`` does."""
+        response = self._call(ROUTE_ERRORS_FILE, url, authenticated=False)
+        return errors_file.read_rows(response.body, response.headers.get("Content-Type"))
 
     def field_definitions(self) -> FieldDefinitions:
         """``GET /v3/marketing/field_definitions``: custom and reserved fields."""
