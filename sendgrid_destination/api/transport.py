@@ -23,6 +23,11 @@ Contract:
   the pre-signed ``errors_url`` query) pass through a filter that redacts query strings and
   credentials, installed on every urllib3 logger when a transport is built.
 * Redirects are never followed: a 3xx is returned as a refusal (``kind == "redirect"``).
+* Each attempt is bounded in total: connecting takes at most ``connect_timeout``, each wait
+  for the server (sending, the response's first bytes) at most ``read_timeout``, and the
+  whole attempt, body included, ends ``connect_timeout + read_timeout`` after it started: the
+  body is read in single socket reads whose timeout is the time left, so a response dripping
+  a byte a second is cut off (and retried like a timeout) instead of holding the load.
 * One ``requests.Session`` per thread, so a transport may be shared by dlt's loader threads.
 """
 
@@ -72,8 +77,15 @@ _TRANSPORT_ERRORS: Final = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
     http.client.HTTPException,  # RemoteDisconnected, if it ever escapes requests' wrapping
-    ConnectionResetError,
+    urllib3.exceptions.HTTPError,  # the body is read from urllib3 directly: its own errors
+    TimeoutError,  # AttemptDeadlineExceeded
+    ConnectionError,  # the builtin one: resets and broken pipes that escape urllib3's wrapping
 )
+_READ_CHUNK: Final = 64 * 1024
+
+
+class AttemptDeadlineExceeded(TimeoutError):
+    """The attempt's total time (``connect_timeout + read_timeout``) ran out mid-body."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,7 @@ class Transport:
     ) -> tuple[Response | None, Exception | None]:
         method = route.split(" ", 1)[0]
         self.stats.record_request(route, len(body) if body else 0)
+        deadline = time.monotonic() + sum(self._timeout)
         try:
             raw = self._session().request(
                 method,
@@ -214,12 +227,14 @@ class Transport:
                 auth=self._auth if authenticated else _NoAuth(),
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,
             )
+            content = _read_body(raw, deadline)
         except _TRANSPORT_ERRORS as exc:
             self.stats.record_transport_error()
             logger.debug("%s -> %s", route, type(exc).__name__)
             return None, exc
-        response = Response(raw.status_code, raw.headers, raw.content)
+        response = Response(raw.status_code, raw.headers, content)
         self.stats.record_response(response.status)
         self._budget.observe(route, response.headers)
         logger.debug("%s -> %d", route, response.status)
@@ -282,6 +297,34 @@ class Transport:
         if self._on_behalf_of:
             headers["On-Behalf-Of"] = self._on_behalf_of
         return headers
+
+
+def _read_body(response: requests.Response, deadline: float) -> bytes:
+    """The whole body, or ``AttemptDeadlineExceeded`` once ``deadline`` (monotonic) passes.
+
+    ``read1`` makes one socket read per call, and the socket's timeout is set to the time
+    left before each one, so no read can outlast the deadline (a plain ``read`` loops over
+    reads, each allowed the full ``read_timeout``).
+    """
+    stream = response.raw
+    sock = getattr(stream.connection, "sock", None)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AttemptDeadlineExceeded("the response did not arrive in time")
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = stream.read1(_READ_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except BaseException:
+        response.close()  # the connection is mid-response: it must not be reused
+        raise
+    stream.release_conn()
+    return b"".join(chunks)
 
 
 class _RedactUrlSecrets(logging.Filter):
