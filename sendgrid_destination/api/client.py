@@ -10,7 +10,8 @@ Contract:
   ``ServerError`` / ``TransportError`` (transient: dlt retries the job). Refusals raise here:
   401 and other 403s ``AuthenticationError`` naming the settings to check; a 3xx (redirects
   are never followed) and other 4xx ``RequestRejectedError`` (``ContactsRejectedError`` for a
-  400 on the upsert). All of these are terminal.
+  400 on the upsert). All of these are terminal, except ``BodyTooLargeError`` (a 413, or a
+  4xx saying the body is too large): transient, and the sender halves its bodies.
 * Secrets and PII: the API key is only ever put in the ``Authorization`` header of requests
   to ``base_url``'s host; it is masked in ``repr``. Exception messages carry SendGrid's
   messages redacted (``api.messages.describe``); the raw ones stay on ``ApiErrorDetail``.
@@ -47,6 +48,7 @@ from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.errors import (
     ApiErrorDetail,
     AuthenticationError,
+    BodyTooLargeError,
     ConfigurationError,
     ContactsRejectedError,
     RequestRejectedError,
@@ -205,6 +207,8 @@ class SendGridClient:
         self, route: str, url: str, *, body: bytes | None = None, authenticated: bool = True
     ) -> Response:
         response = self._transport.call(route, url, body=body, authenticated=authenticated)
+        if response.kind == "too_large":
+            raise _too_large(route, response, len(body or b""))
         if response.kind != "ok":
             raise self._refusal(route, response, authenticated)
         return response
@@ -270,11 +274,20 @@ def _forbidden_message(route: str, summary: str) -> str:
 
 
 def _status_hint(status: int) -> str:
-    hints = {
-        413: " (the request body is over SendGrid's size limit; lower the batch size)",
-        451: f" (data residency: EU subusers must use base_url {EU_BASE_URL})",
-    }
-    return hints.get(status, "")
+    if status == 451:
+        return f" (data residency: EU subusers must use base_url {EU_BASE_URL})"
+    return ""
+
+
+def _too_large(route: str, response: Response, body_bytes: int) -> BodyTooLargeError:
+    return BodyTooLargeError(
+        f"SendGrid refused {route} as too large ({response.status}: "
+        f"{describe(response.details)}) for a body of {body_bytes:,} bytes; smaller bodies "
+        "may pass (lower max_request_bytes if this keeps happening).",
+        body_bytes=body_bytes,
+        status=response.status,
+        route=route,
+    )
 
 
 def _contacts_rejected(details: list[ApiErrorDetail], route: str) -> ContactsRejectedError:

@@ -5,7 +5,9 @@ Contract:
 * ``parse_error_body(body)`` returns the error entries of any body shape seen in the wild
   (``ApiErrorDetail``: the field it names, SendGrid's raw message).
 * Every place that reads meaning into SendGrid's text asks this module:
-  ``is_temporary_block``, ``refused_custom_field_ids``, ``is_request_level``.
+  ``is_temporary_block``, ``refused_custom_field_ids``, ``is_request_level``,
+  ``says_body_too_large``. Meaning is read from the text with the values SendGrid echoes
+  (quoted values, addresses) blanked out, so a contact's own data cannot trigger it.
 * ``describe(details)`` is the text exception messages carry: redacted and bounded.
 """
 
@@ -26,6 +28,15 @@ _CUSTOM_IDS: Final = re.compile(r"invalid custom field ids supplied\s*-\s*(.+)",
 # since a contact's own text (an address like alistair@...) may contain any word.
 _REQUEST_LEVEL: Final = re.compile(
     r"^(invalid json$|invalid input$|.*\blist_ids?\b)", re.IGNORECASE
+)
+# SendGrid documents 6 MB per upsert; one production integration met a stricter limit near
+# 4 MB whose wording is not recorded, so the request (body, message, payload, content,
+# entity) being "too large/big" or "exceeding" a size or limit counts. A field's length
+# ("first_name exceeds max length") names none of those nouns and does not.
+_TOO_LARGE: Final = re.compile(
+    r"\b(request|body|message|payload|content|entity)\b[\w\s]{0,30}?"
+    r"\b(too (large|big)|exceed(s|ed)?\b[\w\s]{0,30}?\b(size|limit))\b"
+    r"|\bmax(imum)? (request|body|message|payload|content) size\b"
 )
 _MAX_MESSAGE_CHARS: Final = 300
 _MAX_NON_JSON_BODY_CHARS: Final = 200
@@ -91,6 +102,16 @@ def refused_custom_field_ids(messages: Iterable[str]) -> set[str]:
 def is_request_level(message: str) -> bool:
     """Whether a message describes the request as a whole (invalid JSON, unknown lists)."""
     return _REQUEST_LEVEL.match(message.strip()) is not None
+
+
+def says_body_too_large(messages: Iterable[str]) -> bool:
+    """Whether the messages say the request body (the message) is too large."""
+    return any(_TOO_LARGE.search(_blanked(m)) for m in messages)
+
+
+def _blanked(message: str) -> str:
+    """The message with echoed values blanked, lower-cased: what meaning is read from."""
+    return redact(message).lower()
 
 
 def describe(details: list[ApiErrorDetail]) -> str:

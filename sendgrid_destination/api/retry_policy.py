@@ -9,8 +9,10 @@ Contract:
 * Retried: 429, every 5xx, transport failures, and the 403 "Too many bad requests. Temporary
   block" that SendGrid's errors page lists (it is not an auth problem, so it must not be
   reported as one; ``messages`` recognises it). Terminal: 401, any other 403, every other
-  4xx (400, 404, 405, 413...) and every 3xx: API calls never follow redirects (a 307 on PUT
-  once forwarded contact bodies to another host, whose 202 was taken as success).
+  4xx (400, 404, 405...) and every 3xx: API calls never follow redirects (a 307 on PUT
+  once forwarded contact bodies to another host, whose 202 was taken as success). A 413, or a
+  4xx whose message says the body is too large, is ``too_large``: not retried as is (the
+  same body would be refused), the caller sends smaller bodies.
 * A 429 waits until ``X-RateLimit-Reset`` (never less) plus a small jitter; without a usable
   header it falls back to exponential backoff with full jitter. Every wait is clamped to
   ``max_backoff_seconds`` so a hostile header cannot park a load for hours.
@@ -29,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from sendgrid_destination.api.messages import is_temporary_block
+from sendgrid_destination.api.messages import is_temporary_block, says_body_too_large
 
 Outcome = Literal["ok", "retry", "terminal"]
 Kind = Literal[
@@ -41,6 +43,7 @@ Kind = Literal[
     "transport",
     "unauthorized",
     "forbidden",
+    "too_large",
     "rejected",
 ]
 WaitReason = Literal["rate_limit", "backoff"]
@@ -55,7 +58,7 @@ RATE_LIMIT_JITTER_SECONDS: Final = 1.0
 BASE_BACKOFF_SECONDS: Final = 1.0
 
 _TERMINAL_KINDS: Final[frozenset[Kind]] = frozenset(
-    {"redirect", "unauthorized", "forbidden", "rejected"}
+    {"redirect", "unauthorized", "forbidden", "too_large", "rejected"}
 )
 
 
@@ -154,6 +157,8 @@ def classify(status: int | None, messages: Sequence[str] = ()) -> Kind:
         return "unauthorized"
     if status == 403:
         return "temporary_block" if is_temporary_block(messages) else "forbidden"
+    if status == 413 or says_body_too_large(messages):
+        return "too_large"
     return "rejected"
 
 
