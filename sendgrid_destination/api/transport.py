@@ -23,11 +23,12 @@ Contract:
   the pre-signed ``errors_url`` query) pass through a filter that redacts query strings and
   credentials, installed on every urllib3 logger when a transport is built.
 * Redirects are never followed: a 3xx is returned as a refusal (``kind == "redirect"``).
-* Each attempt is bounded in total: connecting takes at most ``connect_timeout``, each wait
-  for the server (sending, the response's first bytes) at most ``read_timeout``, and the
-  whole attempt, body included, ends ``connect_timeout + read_timeout`` after it started: the
-  body is read in single socket reads whose timeout is the time left, so a response dripping
-  a byte a second is cut off (and retried like a timeout) instead of holding the load.
+* Each attempt is bounded: connecting takes at most ``connect_timeout`` (name resolution is
+  the system's), each socket write of the body at most ``connect_timeout`` (urllib3's send
+  timeout), each read of the response's status and headers at most ``read_timeout``, and the
+  response body is cut off ``connect_timeout + read_timeout`` after the attempt started: it is
+  read in single socket reads whose timeout is the time left, so a response dripping a byte a
+  second ends (and is retried like a timeout) instead of holding the load.
 * One ``requests.Session`` per thread, so a transport may be shared by dlt's loader threads.
 """
 
