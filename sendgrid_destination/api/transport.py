@@ -211,7 +211,7 @@ class Transport:
             if attempt >= self._policy.max_attempts or wait is None:
                 status = response.status if response else None
                 raise _exhausted_error(route, host, decision.kind, attempt, status, budget, failure)
-            self._back_off(route, host, attempt, decision, wait, response, failure, unreachable)
+            self._back_off(route, host, attempt, decision, wait, response, failure)
 
     def _send_once(
         self, route: str, url: str, body: bytes | None, authenticated: bool
@@ -250,9 +250,9 @@ class Transport:
         wait: float,
         response: Response | None,
         failure: Exception | None,
-        unreachable: str | None,
     ) -> None:
         of = f"{attempt}/{self._policy.max_attempts}"
+        unreachable = _connect_failure(failure)
         if response is not None:
             logger.info(
                 "%s: %d (%s) on attempt %s; retrying in %.2fs",
