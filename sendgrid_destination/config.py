@@ -20,7 +20,7 @@ from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 
 from sendgrid_destination.account import Account, default_state_path, legacy_state_path
-from sendgrid_destination.client import DEFAULT_BASE_URL
+from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.errors import ConfigurationError
 

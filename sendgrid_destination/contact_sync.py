@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sql import ContactSql

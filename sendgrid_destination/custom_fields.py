@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.contact_model import FieldType
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.mapping import FieldMapping, infer_custom_type

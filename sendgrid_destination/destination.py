@@ -27,7 +27,8 @@ from dlt.common.schema import TTableSchema
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
 from sendgrid_destination.account import adopt_legacy_state, check_same_account, recorded_for
-from sendgrid_destination.client import DEFAULT_BASE_URL, SendGridClient
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync

@@ -13,6 +13,8 @@
     - ServerError                    5xx after our own retries
     - TransportError                 timeout or dropped connection after our own retries
     - CustomFieldsNotReadyError      new custom fields not yet accepted by upserts
+    - ErrorsFileUnreadableError      a job's errors file is not a CSV we can match to contacts
+    - BodyTooLargeError              413, or a 4xx saying the body is too large: send less
 
 Messages say what to fix. They never contain the API key, an email address or a field value:
 row-level detail goes to the rejects table, which the user asks for explicitly.
@@ -95,6 +97,26 @@ class TransportError(SendGridTransientError):
 
 class CustomFieldsNotReadyError(SendGridTransientError):
     """Newly created custom fields were still refused by upserts when the wait ran out."""
+
+
+class ErrorsFileUnreadableError(SendGridTransientError):
+    """A job's errors file could not be read or names no contact we can identify; the job's
+    contacts cannot be told apart, so they are unconfirmed and sent again."""
+
+
+class BodyTooLargeError(SendGridTransientError):
+    """SendGrid refused a request body as too large (a 413, or a 4xx whose message says so).
+
+    The same body would be refused again, a smaller one may pass: whoever sends bodies halves
+    its byte budget and sends the contacts again. Neither terminal nor a 400 about contacts;
+    left uncaught it is transient, so dlt retries the job.
+    """
+
+    def __init__(
+        self, message: str, *, body_bytes: int, status: int | None = 413, route: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, route=route)
+        self.body_bytes = body_bytes
 
 
 class ApiErrorDetail:

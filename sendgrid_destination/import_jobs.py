@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from sendgrid_destination.client import ImportJob, SendGridClient, redact
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.models import ImportJob
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.errors import SendGridError
+from sendgrid_destination.redaction import redact
 from sendgrid_destination.state import ContactStatus, StateStore
 
 logger = logging.getLogger("sendgrid_destination.jobs")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.errors import ConfigurationError
 
 

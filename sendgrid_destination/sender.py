@@ -17,13 +17,13 @@ dropped whole:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from sendgrid_destination.client import SendGridClient, redact
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.messages import is_request_level, refused_custom_field_ids
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.errors import (
     ContactsRejectedError,
@@ -31,11 +31,7 @@ from sendgrid_destination.errors import (
     RequestRejectedError,
 )
 from sendgrid_destination.packing import Body, encode_body
-
-_CUSTOM_IDS_RE = re.compile(r"invalid custom field ids supplied\s*-\s*(.+)", re.IGNORECASE)
-# Messages that describe the request, not a contact: splitting cannot help. Matched whole,
-# since a contact's own text (an address like alistair@...) may contain any word.
-_REQUEST_LEVEL = re.compile(r"^(invalid json$|invalid input$|.*\blist_ids?\b)", re.IGNORECASE)
+from sendgrid_destination.redaction import redact
 
 
 @dataclass
@@ -91,7 +87,7 @@ class BodySender:
         # No error names a contact of this body (none at all, or only out-of-range indexes):
         # split until the culprit is alone.
         messages = [e.message for e in exc.errors] or [exc.message]
-        if any(_REQUEST_LEVEL.match(m.strip()) for m in messages):
+        if any(is_request_level(m) for m in messages):
             raise RequestRejectedError(
                 f"SendGrid refused the request as a whole: {redact('; '.join(messages))}. "
                 "Check list_ids against the account.",
@@ -136,15 +132,7 @@ class BodySender:
 
 
 def _refused_custom_field_ids(exc: ContactsRejectedError) -> set[str]:
-    """The IDs in ``invalid custom field ids supplied - <ids>`` errors, if every error of the
-    400 is of that kind (SendGrid may name the contact or not); else an empty set."""
-    refused: set[str] = set()
-    for error in exc.errors:
-        match = _CUSTOM_IDS_RE.search(error.message)
-        if not match:
-            return set()
-        refused |= {i.strip() for i in match.group(1).split(",") if i.strip()}
-    return refused
+    return refused_custom_field_ids(e.message for e in exc.errors)
 
 
 def _rejects(contacts: pa.Table, reasons: list[str]) -> pa.Table:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.client import redact
 from sendgrid_destination.import_jobs import JobsOutcome
 from sendgrid_destination.plan import PlanCounts
+from sendgrid_destination.redaction import redact
 from sendgrid_destination.summary import RunSummary
 
 

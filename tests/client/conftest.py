@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.clock import FakeClock
 
 API_KEY = "SG.test-key"
@@ -95,15 +96,27 @@ class PresignedHost:
     def __init__(self) -> None:
         self.status = 200
         self.body = b""
-        self.requests: list[dict[str, str]] = []  # lower-cased headers of each GET
+        self.headers: dict[str, str] = {}
+        self.requests: list[dict[str, str]] = []  # lower-cased headers of each request
         host = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 host.requests.append({k.lower(): v for k, v in self.headers.items()})
+                self.answer()
+
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                host.requests.append({k.lower(): v for k, v in self.headers.items()})
+                self.answer()
+
+            def answer(self) -> None:
                 self.send_response(host.status)
                 self.send_header("Content-Type", "text/csv")
                 self.send_header("Content-Length", str(len(host.body)))
+                for name, value in host.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(host.body)
 
@@ -125,5 +138,53 @@ class PresignedHost:
 @pytest.fixture
 def presigned_host() -> Iterator[PresignedHost]:
     host = PresignedHost()
+    yield host
+    host.close()
+
+
+class DripHost:
+    """A loopback server whose JSON answer arrives one byte every ``interval`` seconds."""
+
+    def __init__(self) -> None:
+        self.body = b'{"custom_fields": [], "reserved_fields": []}' + b" " * 100
+        self.interval = 0.1
+        self.requests = 0
+        self.bytes_sent = 0
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(host.body)))
+                self.end_headers()
+                try:
+                    for index in range(len(host.body)):  # bounded by the body's length
+                        self.wfile.write(host.body[index : index + 1])
+                        self.wfile.flush()
+                        host.bytes_sent += 1
+                        time.sleep(host.interval)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up: that is what the tests want to see
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def drip_host() -> Iterator[DripHost]:
+    host = DripHost()
     yield host
     host.close()

@@ -18,11 +18,13 @@ from dlt.common.destination.exceptions import (
 )
 
 from sendgrid_destination._version import __version__
-from sendgrid_destination.client import CustomField, SendGridClient
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.models import CustomField
 from sendgrid_destination.clock import FakeClock
 from sendgrid_destination.emulator import RateLimit
 from sendgrid_destination.errors import (
     AuthenticationError,
+    BodyTooLargeError,
     ContactsRejectedError,
     RateLimitedError,
     RequestRejectedError,
@@ -381,14 +383,52 @@ def test_a_400_that_names_no_contact_is_kept_as_an_unindexed_error(
 def test_other_4xx_raise_request_rejected_with_status_route_and_message(
     emu: Any, client: SendGridClient
 ) -> None:
-    emu.faults.add(PUT, status=413, body={"errors": [{"message": "payload too large"}]})
+    emu.faults.add(PUT, status=422, body={"errors": [{"message": "unprocessable entity"}]})
 
     with pytest.raises(RequestRejectedError) as caught:
         client.upsert_contacts(body_for("a@x.com"))
 
     assert not isinstance(caught.value, ContactsRejectedError)
-    assert (caught.value.status, caught.value.route) == (413, PUT)
-    assert "payload too large" in str(caught.value)
+    assert (caught.value.status, caught.value.route) == (422, PUT)
+    assert "unprocessable entity" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (413, "payload too large"),
+        (400, "Message size exceeds the 4MB limit"),
+        (400, "request body too large"),
+    ],
+    ids=["413", "400-message-size-exceeds", "400-body-too-large"],
+)
+def test_a_body_refused_as_too_large_raises_a_transient_body_too_large_error_without_retrying(
+    status: int, message: str, emu: Any, client: SendGridClient, clock: FakeClock
+) -> None:
+    emu.faults.add(PUT, status=status, body={"errors": [{"field": None, "message": message}]})
+    body = body_for("a@x.com", "b@x.com")
+
+    with pytest.raises(BodyTooLargeError) as caught:
+        client.upsert_contacts(body)
+
+    error = caught.value
+    assert isinstance(error, DestinationTransientException)
+    assert not isinstance(error, RequestRejectedError | DestinationTerminalException)
+    assert (error.status, error.route, error.body_bytes) == (status, PUT, len(body))
+    assert f"{len(body):,} bytes" in str(error)
+    assert statuses(emu) == [status] and clock.sleeps == []
+
+
+def test_a_body_over_the_emulators_six_megabytes_raises_body_too_large(
+    emu: Any, client: SendGridClient
+) -> None:
+    body = json.dumps({"contacts": [{"email": "a@x.com", "first_name": "x" * 6_000_000}]})
+
+    with pytest.raises(BodyTooLargeError) as caught:
+        client.upsert_contacts(body.encode())
+
+    assert caught.value.status == 413
+    assert caught.value.body_bytes == len(body)
 
 
 def test_an_upsert_answer_without_a_job_id_is_a_transient_server_error(
@@ -603,7 +643,7 @@ def test_no_log_record_repr_or_error_message_contains_the_api_key_or_an_email(
     texts += [str(e) for e in errors] + [repr(e) for e in errors]
     records = [r for r in caplog.records if not r.name.startswith("sendgrid_destination.emulator")]
     texts += [r.getMessage() for r in records]
-    assert any(r.name == "sendgrid_destination.client" for r in records)
+    assert any(r.name == "sendgrid_destination.api.transport" for r in records)
     for text in texts:
         assert api_key not in text and wrong_key not in text
         assert EMAIL_LIKE.search(text) is None, text

@@ -1,4 +1,4 @@
-"""client.py without the network: error bodies, contact indexes, lenient results, masking."""
+"""The API layer without the network: error bodies, contact indexes, lenient results, masking."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import json
 
 import pytest
 
-from sendgrid_destination.client import (
-    FieldDefinitions,
-    ImportJob,
-    SendGridClient,
-    parse_error_body,
-    redact,
-)
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.messages import parse_error_body
+from sendgrid_destination.api.models import FieldDefinitions, ImportJob
 from sendgrid_destination.errors import ApiErrorDetail, ConfigurationError, ContactsRejectedError
+from sendgrid_destination.redaction import redact
 
 KEY = "SG.unit-test-key.abcdefghijklmnopqrstuvwxyz0123456789"
 

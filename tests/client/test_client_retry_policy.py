@@ -1,4 +1,4 @@
-"""retry.py: status classification, hostile reset headers and exact sleep sequences."""
+"""api/retry_policy.py: status classification, hostile reset headers and exact sleep sequences."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sendgrid_destination.retry import (
+from sendgrid_destination.api.retry_policy import (
     Decision,
     RetryPolicy,
     backoff_seconds,
@@ -62,8 +62,15 @@ def decide(
         (400, ("email 'x@y' is not valid",), "rejected", "terminal"),
         (404, (), "rejected", "terminal"),
         (405, (), "rejected", "terminal"),
-        (413, (), "rejected", "terminal"),
+        (413, (), "too_large", "terminal"),
+        (400, ("request entity too large",), "too_large", "terminal"),
+        (400, ("Message size exceeds the 4MB limit",), "too_large", "terminal"),
+        (400, ("email 'message.too.large@x.com' is not valid",), "rejected", "terminal"),
+        (400, ("first_name exceeds max length of 50",), "rejected", "terminal"),
         (406, (), "rejected", "terminal"),
+        (301, (), "redirect", "terminal"),
+        (307, (), "redirect", "terminal"),
+        (308, (), "redirect", "terminal"),
     ],
     ids=[
         "200-ok",
@@ -84,8 +91,15 @@ def decide(
         "400-is-terminal",
         "404-is-terminal",
         "405-is-terminal",
-        "413-is-terminal",
+        "413-is-too-large",
+        "400-saying-too-large-is-too-large",
+        "400-saying-size-exceeds-the-limit-is-too-large",
+        "400-echoing-an-address-that-says-too-large-is-rejected",
+        "400-about-a-fields-length-is-rejected",
         "406-is-terminal",
+        "301-is-terminal-redirects-are-never-followed",
+        "307-is-terminal-redirects-are-never-followed",
+        "308-is-terminal-redirects-are-never-followed",
     ],
 )
 def test_each_status_is_classified_as_retry_terminal_or_ok(

@@ -9,10 +9,10 @@ import math
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from sendgrid_destination.api.retry_policy import RATE_LIMIT_JITTER_SECONDS
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.emulator.ratelimit import RateLimit
 from sendgrid_destination.errors import RequestRejectedError
-from sendgrid_destination.retry import RATE_LIMIT_JITTER_SECONDS
 from tests.e2e.conftest import (
     API_KEY,
     cause_of,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sendgrid_destination.client import SendGridClient
+from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
 from sendgrid_destination.emulator import Emulator

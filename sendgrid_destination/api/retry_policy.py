@@ -8,7 +8,11 @@ Contract:
   dropped connection).
 * Retried: 429, every 5xx, transport failures, and the 403 "Too many bad requests. Temporary
   block" that SendGrid's errors page lists (it is not an auth problem, so it must not be
-  reported as one). Terminal: 401, any other 403, and every other 4xx (400, 404, 405, 413...).
+  reported as one; ``messages`` recognises it). Terminal: 401, any other 403, every other
+  4xx (400, 404, 405...) and every 3xx: API calls never follow redirects (a 307 on PUT
+  once forwarded contact bodies to another host, whose 202 was taken as success). A 413, or a
+  4xx whose message says the body is too large, is ``too_large``: not retried as is (the
+  same body would be refused), the caller sends smaller bodies.
 * A 429 waits until ``X-RateLimit-Reset`` (never less) plus a small jitter; without a usable
   header it falls back to exponential backoff with full jitter. Every wait is clamped to
   ``max_backoff_seconds`` so a hostile header cannot park a load for hours.
@@ -27,15 +31,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from sendgrid_destination.api.messages import is_temporary_block, says_body_too_large
+
 Outcome = Literal["ok", "retry", "terminal"]
 Kind = Literal[
     "ok",
+    "redirect",
     "rate_limited",
     "temporary_block",
     "server_error",
     "transport",
     "unauthorized",
     "forbidden",
+    "too_large",
     "rejected",
 ]
 WaitReason = Literal["rate_limit", "backoff"]
@@ -48,10 +56,10 @@ RESET_DELTA_THRESHOLD: Final = 1e9
 # the new window in the same instant; small because the reset itself is the real floor.
 RATE_LIMIT_JITTER_SECONDS: Final = 1.0
 BASE_BACKOFF_SECONDS: Final = 1.0
-# SendGrid's errors page: 403 "Too many bad requests. Temporary block".
-TEMPORARY_BLOCK_MARKERS: Final = ("too many bad requests", "temporary block")
 
-_TERMINAL_KINDS: Final[frozenset[Kind]] = frozenset({"unauthorized", "forbidden", "rejected"})
+_TERMINAL_KINDS: Final[frozenset[Kind]] = frozenset(
+    {"redirect", "unauthorized", "forbidden", "too_large", "rejected"}
+)
 
 
 @dataclass(frozen=True)
@@ -133,18 +141,14 @@ def pacing_wait(headers: Mapping[str, str], now: float, policy: RetryPolicy) -> 
     return min(policy.max_backoff_seconds, reset_wait)
 
 
-def is_temporary_block(messages: Sequence[str]) -> bool:
-    """Whether a 403's messages describe SendGrid's temporary block, not a missing scope."""
-    lowered = " ".join(messages).lower()
-    return any(marker in lowered for marker in TEMPORARY_BLOCK_MARKERS)
-
-
 def classify(status: int | None, messages: Sequence[str] = ()) -> Kind:
     """The kind of outcome a status (``None``: no response) and its error messages are."""
     if status is None:
         return "transport"
     if 200 <= status < 300:
         return "ok"
+    if 300 <= status < 400:
+        return "redirect"
     if status == 429:
         return "rate_limited"
     if status >= 500:
@@ -153,6 +157,8 @@ def classify(status: int | None, messages: Sequence[str] = ()) -> Kind:
         return "unauthorized"
     if status == 403:
         return "temporary_block" if is_temporary_block(messages) else "forbidden"
+    if status == 413 or says_body_too_large(messages):
+        return "too_large"
     return "rejected"
 
 

@@ -1,0 +1,337 @@
+"""``SendGridClient``: the typed calls of the Marketing Contacts API.
+
+Contract:
+
+* Each call builds its URL on ``base_url`` and goes through one ``Transport`` (retries,
+  pacing, sessions; see ``api.transport``), then parses the answer into a typed result
+  (``api.models``).
+* Retried by the transport: 429, 5xx, timeouts, refused or dropped connections, and
+  SendGrid's 403 "temporary block"; out of attempts these raise ``RateLimitedError`` /
+  ``ServerError`` / ``TransportError`` (transient: dlt retries the job). Refusals raise here:
+  401 and other 403s ``AuthenticationError`` naming the settings to check; a 3xx (redirects
+  are never followed) and other 4xx ``RequestRejectedError`` (``ContactsRejectedError`` for a
+  400 on the upsert). All of these are terminal, except ``BodyTooLargeError`` (a 413, or a
+  4xx saying the body is too large): transient, and the sender halves its bodies.
+* Secrets and PII: the API key is only ever put in the ``Authorization`` header of requests
+  to ``base_url``'s host; it is masked in ``repr``. Exception messages carry SendGrid's
+  messages redacted (``api.messages.describe``); the raw ones stay on ``ApiErrorDetail``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+from sendgrid_destination.api import errors_file
+from sendgrid_destination.api.endpoint import (
+    DEFAULT_BASE_URL,
+    EU_BASE_URL,
+    normalize_base_url,
+    on_base_host,
+)
+from sendgrid_destination.api.errors_file import ErrorsFile
+from sendgrid_destination.api.messages import describe
+from sendgrid_destination.api.models import (
+    ClientStats,
+    ContactList,
+    CustomField,
+    FieldDefinitions,
+    ImportJob,
+    objects,
+)
+from sendgrid_destination.api.retry_policy import RetryPolicy
+from sendgrid_destination.api.transport import BearerAuth, Response, Transport
+from sendgrid_destination.clock import Clock, SystemClock
+from sendgrid_destination.errors import (
+    ApiErrorDetail,
+    AuthenticationError,
+    BodyTooLargeError,
+    ConfigurationError,
+    ContactsRejectedError,
+    RequestRejectedError,
+    SendGridError,
+    ServerError,
+)
+from sendgrid_destination.redaction import safe_url
+
+# Route templates: the keys of stats, pacing and log lines. They never carry ids or queries.
+ROUTE_UPSERT: Final = "PUT /v3/marketing/contacts"
+ROUTE_IMPORT_STATUS: Final = "GET /v3/marketing/contacts/imports/{id}"
+ROUTE_FIELDS: Final = "GET /v3/marketing/field_definitions"
+ROUTE_CREATE_FIELD: Final = "POST /v3/marketing/field_definitions"
+ROUTE_LISTS: Final = "GET /v3/marketing/lists"
+ROUTE_CREATE_LIST: Final = "POST /v3/marketing/lists"
+ROUTE_ERRORS_FILE: Final = "GET errors_url"
+
+# GET /v3/marketing/lists takes page_size 1..1000; an account holds at most 1000 lists.
+LISTS_PAGE_SIZE: Final = 1000
+
+_SETTINGS_HINT: Final = (
+    "the api_key setting (env DESTINATION__SENDGRID__API_KEY or api_key under "
+    "[destination.sendgrid] in .dlt/secrets.toml)"
+)
+
+
+class SendGridClient:
+    """Typed calls to the Marketing Contacts API with retries, pacing and counters."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        on_behalf_of: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        max_attempts: int = 8,
+        max_backoff_seconds: float = 60.0,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._base_url = _validate_settings(api_key, base_url, on_behalf_of, max_attempts)
+        self._auth = BearerAuth(api_key.strip())
+        self._on_behalf_of = on_behalf_of
+        self.stats = ClientStats()
+        self._transport = Transport(
+            self._auth,
+            on_behalf_of=on_behalf_of,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            policy=RetryPolicy(max_attempts=max_attempts, max_backoff_seconds=max_backoff_seconds),
+            clock=clock or SystemClock(),
+            rng=rng or random.Random(),
+            stats=self.stats,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SendGridClient(base_url={self._base_url!r}, api_key='<masked>', "
+            f"on_behalf_of={self._on_behalf_of!r})"
+        )
+
+    def __enter__(self) -> SendGridClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every thread's session."""
+        self._transport.close()
+
+    # --- typed calls ---
+
+    def upsert_contacts(self, body: bytes) -> str:
+        """``PUT /v3/marketing/contacts`` with an already encoded body; returns the job id.
+
+        Raises:
+            ContactsRejectedError: on 400; ``errors_by_contact()`` names the bad contacts.
+        """
+        response = self._call(ROUTE_UPSERT, self._url("/v3/marketing/contacts"), body=body)
+        # The spec says 202, a proxied live capture says 200: any 2xx with a job_id counts.
+        job_id = _json_object(response, ROUTE_UPSERT).get("job_id")
+        if not isinstance(job_id, str | int) or isinstance(job_id, bool) or job_id == "":
+            raise ServerError(
+                f"{ROUTE_UPSERT} answered {response.status} without a job_id",
+                status=response.status,
+                route=ROUTE_UPSERT,
+            )
+        return str(job_id)
+
+    def import_status(self, job_id: str) -> ImportJob:
+        """``GET /v3/marketing/contacts/imports/{id}``."""
+        url = self._url(f"/v3/marketing/contacts/imports/{quote(job_id, safe='')}")
+        response = self._call(ROUTE_IMPORT_STATUS, url)
+        return ImportJob.from_json(_json_object(response, ROUTE_IMPORT_STATUS), job_id)
+
+    def fetch_errors_file(self, url: str) -> ErrorsFile:
+        """The errors file behind a job's pre-signed ``errors_url`` (fetched without the key),
+        matched to contact keys; see ``api.errors_file`` for what makes it incomplete.
+
+        Raises:
+            ErrorsFileUnreadableError: not a CSV, or no identifier column (transient).
+            RequestRejectedError: the URL answered 4xx or 3xx (an expired link, say).
+            SendGridTransientError: no usable answer after the transport's retries.
+        """
+        response = self._call(ROUTE_ERRORS_FILE, url, authenticated=False)
+        return errors_file.parse(response.body, response.headers.get("Content-Type"))
+
+    def download_errors(self, url: str) -> list[dict[str, str]]:
+        """The rows of a job's errors file under normalized column names (``Email`` is
+        ``email``); raises as ``fetch_errors_file`` does."""
+        response = self._call(ROUTE_ERRORS_FILE, url, authenticated=False)
+        return errors_file.read_rows(response.body, response.headers.get("Content-Type"))
+
+    def field_definitions(self) -> FieldDefinitions:
+        """``GET /v3/marketing/field_definitions``: custom and reserved fields."""
+        response = self._call(ROUTE_FIELDS, self._url("/v3/marketing/field_definitions"))
+        return FieldDefinitions.from_json(_json_object(response, ROUTE_FIELDS))
+
+    def create_custom_field(self, name: str, field_type: str) -> CustomField:
+        """``POST /v3/marketing/field_definitions``; a new field may take seconds to be usable."""
+        body = json.dumps({"name": name, "field_type": field_type}).encode()
+        url = self._url("/v3/marketing/field_definitions")
+        response = self._call(ROUTE_CREATE_FIELD, url, body=body)
+        return CustomField.from_json(_json_object(response, ROUTE_CREATE_FIELD))
+
+    def lists(self, *, page_size: int = LISTS_PAGE_SIZE) -> list[ContactList]:
+        """Every marketing list, following ``_metadata.next`` (``page_size``: 1..1000)."""
+        url: str | None = self._url(f"/v3/marketing/lists?page_size={page_size}")
+        seen: set[str] = set()
+        found: list[ContactList] = []
+        while url and url not in seen:
+            seen.add(url)
+            doc = _json_object(self._call(ROUTE_LISTS, url), ROUTE_LISTS)
+            found.extend(ContactList.from_json(d) for d in objects(doc.get("result")))
+            metadata = doc.get("_metadata")
+            next_url = metadata.get("next") if isinstance(metadata, Mapping) else None
+            url = (
+                on_base_host(self._base_url, next_url)
+                if isinstance(next_url, str) and next_url
+                else None
+            )
+        return found
+
+    def create_list(self, name: str) -> ContactList:
+        """``POST /v3/marketing/lists`` (201 since the 2025-01 spec, 200 before)."""
+        body = json.dumps({"name": name}).encode()
+        response = self._call(ROUTE_CREATE_LIST, self._url("/v3/marketing/lists"), body=body)
+        return ContactList.from_json(_json_object(response, ROUTE_CREATE_LIST))
+
+    # --- helpers ---
+
+    def _call(
+        self, route: str, url: str, *, body: bytes | None = None, authenticated: bool = True
+    ) -> Response:
+        response = self._transport.call(route, url, body=body, authenticated=authenticated)
+        if response.kind == "too_large":
+            raise _too_large(route, response, len(body or b""))
+        if response.kind != "ok":
+            raise self._refusal(route, response, authenticated)
+        return response
+
+    def _url(self, path: str) -> str:
+        return self._base_url + path
+
+    def _refusal(self, route: str, response: Response, authenticated: bool) -> SendGridError:
+        """The typed error of a refusal that retrying cannot fix."""
+        status, summary, details = response.status, describe(response.details), response.details
+        if response.kind == "redirect":
+            return RequestRejectedError(
+                self._redirect_message(route, response), status=status, route=route
+            )
+        if not authenticated:
+            return RequestRejectedError(
+                f"{route} answered {status}: {summary}. The pre-signed errors file may have "
+                "expired; its job's counts are still valid.",
+                status=status,
+                route=route,
+            )
+        if response.kind == "unauthorized":
+            return AuthenticationError(
+                self._unauthorized_message(route, summary), status=status, route=route
+            )
+        if response.kind == "forbidden":
+            return AuthenticationError(
+                _forbidden_message(route, summary), status=status, route=route
+            )
+        if route == ROUTE_UPSERT and status == 400:
+            return _contacts_rejected(details, route)
+        return RequestRejectedError(
+            f"SendGrid rejected {route} with {status}: {summary}{_status_hint(status)}",
+            status=status,
+            route=route,
+        )
+
+    def _redirect_message(self, route: str, response: Response) -> str:
+        location = response.headers.get("Location")
+        target = f" to {safe_url(location)}" if location else ""
+        return (
+            f"{route} answered {response.status}, a redirect{target}; API calls never follow "
+            f"redirects, so nothing was sent there. Check base_url ({self._base_url}): it must "
+            "be the API host itself, not a proxy or an old address that redirects."
+        )
+
+    def _unauthorized_message(self, route: str, summary: str) -> str:
+        subuser = repr(self._on_behalf_of) if self._on_behalf_of else "not set"
+        return (
+            f"SendGrid refused the API key (401 on {route}: {summary}). Check {_SETTINGS_HINT}; "
+            f"that base_url ({self._base_url}) matches the key's region (EU subusers use "
+            f"{EU_BASE_URL}); and the On-Behalf-Of subuser (on_behalf_of: {subuser})."
+        )
+
+
+def _forbidden_message(route: str, summary: str) -> str:
+    return (
+        f"SendGrid refused the API key's permissions (403 on {route}: {summary}). The key "
+        "needs the Marketing (Full Access) scope; also check IP Access Management, the "
+        "on_behalf_of subuser and that base_url matches the key's region. Key: "
+        f"{_SETTINGS_HINT}."
+    )
+
+
+def _status_hint(status: int) -> str:
+    if status == 451:
+        return f" (data residency: EU subusers must use base_url {EU_BASE_URL})"
+    return ""
+
+
+def _too_large(route: str, response: Response, body_bytes: int) -> BodyTooLargeError:
+    return BodyTooLargeError(
+        f"SendGrid refused {route} as too large ({response.status}: "
+        f"{describe(response.details)}) for a body of {body_bytes:,} bytes; smaller bodies "
+        "may pass (lower max_request_bytes if this keeps happening).",
+        body_bytes=body_bytes,
+        status=response.status,
+        route=route,
+    )
+
+
+def _contacts_rejected(details: list[ApiErrorDetail], route: str) -> ContactsRejectedError:
+    indexes = sorted({d.contact_index for d in details if d.contact_index is not None})
+    shown = ", ".join(str(i) for i in indexes[:10]) + (", ..." if len(indexes) > 10 else "")
+    where = f"contacts at indexes [{shown}]" if indexes else "the request as a whole"
+    message = f"SendGrid rejected {route} with 400 for {where}: {describe(details)}"
+    return ContactsRejectedError(message, errors=details, status=400, route=route)
+
+
+def _validate_settings(
+    api_key: str, base_url: str, on_behalf_of: str | None, max_attempts: int
+) -> str:
+    """Refuse settings that cannot work, before any request; returns the base URL to use."""
+    key = api_key.strip() if isinstance(api_key, str) else ""
+    # requests echoes an invalid header value in its exception text: refuse such keys first.
+    if not key or not key.isprintable() or any(c.isspace() for c in key):
+        raise ConfigurationError(
+            f"The SendGrid API key is empty or malformed; set {_SETTINGS_HINT}."
+        )
+    try:
+        normalized = normalize_base_url(base_url)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if on_behalf_of is not None and not on_behalf_of.isprintable():
+        raise ConfigurationError("on_behalf_of must be a subuser name without control characters.")
+    if max_attempts < 1:
+        raise ConfigurationError("max_attempts must be at least 1.")
+    return normalized
+
+
+def _json_object(response: Response, route: str) -> Mapping[str, Any]:
+    try:
+        doc = json.loads(response.body)
+    except ValueError as exc:
+        raise ServerError(
+            f"{route} answered {response.status} with a body that is not JSON",
+            status=response.status,
+            route=route,
+        ) from exc
+    if not isinstance(doc, Mapping):
+        raise ServerError(
+            f"{route} answered {response.status} with JSON that is not an object",
+            status=response.status,
+            route=route,
+        )
+    return doc
