@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sendgrid_destination.api.endpoint import normalize_base_url
 from sendgrid_destination.errors import ConfigurationError
 
 logger = logging.getLogger("sendgrid_destination.account")
@@ -32,10 +33,12 @@ class Account:
 
     @classmethod
     def of(cls, base_url: str, on_behalf_of: str | None) -> Account:
-        parts = urlsplit(base_url.strip())
-        host = (parts.hostname or "").lower()
-        port = f":{parts.port}" if parts.port else ""
-        return cls(f"{parts.scheme.lower()}://{host}{port}", on_behalf_of or None)
+        try:
+            origin = normalize_base_url(base_url)
+        except ValueError:  # refused by the settings check before any run; name it anyway
+            parts = urlsplit(base_url.strip())
+            origin = f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}"
+        return cls(origin, on_behalf_of or None)
 
     def fingerprint(self) -> str:
         """A short stable name for the default state file."""

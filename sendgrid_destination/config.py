@@ -20,9 +20,10 @@ from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 
 from sendgrid_destination.account import Account, default_state_path, legacy_state_path
-from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
+from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL, normalize_base_url
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.redaction import redact
 
 
 @configspec
@@ -73,6 +74,10 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             )
         if self.max_in_flight < 1:
             raise ConfigurationError("max_in_flight must be at least 1.")
+        try:
+            normalize_base_url(self.base_url)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         if self.fail_on_rejects is not None and self.fail_on_rejects < 0:
             raise ConfigurationError(
                 "fail_on_rejects must be a count of rows (0 fails on any reject) or a fraction "
@@ -102,5 +107,6 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     def __repr__(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields["api_key"] = "***" if self.api_key else None
+        fields["base_url"] = redact(str(self.base_url))  # a password in it stays out
         fields.pop("destination_callable", None)
         return f"SendGridConfiguration({fields})"

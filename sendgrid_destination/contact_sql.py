@@ -76,6 +76,58 @@ def _trim(sql: str) -> str:
     return f"trim({sql}, {literal(_BLANKS)})"
 
 
+def _ascii_lower(sql: str) -> str:
+    """Lower-cased ASCII letters only: ``lower`` folds look-alikes (the Kelvin sign, a dotted
+    capital I) into ASCII, so a refused address would take someone else's contact key."""
+    upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return f"translate({sql}, '{upper}', '{upper.lower()}')"
+
+
+# A number as text: digits, one optional point, an optional exponent. DuckDB's own cast also
+# reads "1_000", "inf" and hexadecimal, and goes through DOUBLE, rounding away digits.
+_NUMBER_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+# ISO 8601 dates and date-times, with an optional zone. DuckDB's cast also reads "epoch",
+# "infinity" and years beyond four digits.
+_DATE_TEXT = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
+    r" ?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?"
+)
+
+
+def _number_text(src: str) -> str:
+    """The JSON number a numeric text spells, digit for digit (``+007.50e3`` -> ``7.50e3``)."""
+    s = f"trim({src})"
+    body = f"ltrim({s}, '+-')"
+    whole = f"coalesce(nullif(ltrim(regexp_extract({body}, '^[0-9]*'), '0'), ''), '0')"
+    fraction = f"regexp_extract({body}, '\\.([0-9]+)', 1)"
+    exponent = f"regexp_extract({body}, '[eE]([+-]?[0-9]+)$', 1)"
+    return (
+        f"CASE WHEN regexp_full_match({s}, {literal(_NUMBER_TEXT)}) THEN "
+        f"(CASE WHEN starts_with({s}, '-') THEN '-' ELSE '' END) || {whole} || "
+        f"(CASE WHEN {fraction} <> '' THEN '.' || {fraction} ELSE '' END) || "
+        f"(CASE WHEN {exponent} <> '' THEN 'e' || {exponent} ELSE '' END) END"
+    )
+
+
+def _is_number_text(b: Binding) -> bool:
+    return b.field_type == "Number" and b.arrow_kind == "string"
+
+
+def _timestamp(b: Binding, src: str) -> str:
+    """A Date field's value as a timestamp in UTC (null when absent or unreadable)."""
+    # Timestamp columns arrive naive in UTC (normalize_arrow). Text is parsed as TIMESTAMPTZ
+    # so an explicit offset is honoured, on cursors whose TimeZone is UTC (utc_cursor).
+    if b.arrow_kind == "string":
+        text = f"trim({src})"
+        return (
+            f"CASE WHEN regexp_full_match({text}, {literal(_DATE_TEXT)}) "
+            f"THEN TRY_CAST({text} AS TIMESTAMPTZ) END"
+        )
+    if b.arrow_kind == "date":
+        return f"CAST({src} AS TIMESTAMP)"
+    return src
+
+
 def duplicate_keys(relation: str) -> str:
     """Last row wins, defined once: per contact key occurring more than once in ``relation``
     (columns ``row_number``, ``contact_key``), ``contact_key``, ``last_row`` (the row that
@@ -170,18 +222,16 @@ class ContactSql:
     def _value_expr(self, b: Binding, src: str) -> str:
         if b.kind == "identifier":
             text = f"nullif({_trim(f'CAST({src} AS VARCHAR)')}, '')"
-            return f"lower({text})" if b.field == "email" else text
+            return _ascii_lower(text) if b.field == "email" else text
         if b.kind == "alternate_emails":
             items = src if b.arrow_kind == "string_list" else f"string_split({src}, ',')"
             cleaned = (
-                f"list_filter(list_transform({items}, lambda x: lower({_trim('x')})), "
+                f"list_filter(list_transform({items}, lambda x: {_ascii_lower(_trim('x'))}), "
                 "lambda x: x <> '')"
             )
             return f"CASE WHEN len({cleaned}) > 0 THEN {cleaned} END"
         if b.field_type == "Number":
-            if b.arrow_kind == "string":
-                return f"TRY_CAST(nullif(trim({src}), '') AS DOUBLE)"
-            return src
+            return _number_text(src) if b.arrow_kind == "string" else src
         if b.field_type == "Date":
             return self._date_expr(b, src)
         return f"nullif({self._text_expr(b, src)}, '')"
@@ -196,15 +246,7 @@ class ContactSql:
         return f"CAST({src} AS VARCHAR)"
 
     def _date_expr(self, b: Binding, src: str) -> str:
-        # Timestamp columns arrive naive in UTC (normalize_arrow). Text is parsed as TIMESTAMPTZ
-        # so an explicit offset is honoured, on cursors whose TimeZone is UTC (utc_cursor).
-        if b.arrow_kind == "string":
-            ts = f"TRY_CAST(nullif(trim({src}), '') AS TIMESTAMPTZ)"
-        elif b.arrow_kind == "date":
-            ts = f"CAST({src} AS TIMESTAMP)"
-        else:
-            ts = src
-        return f"strftime({ts}, {literal(self.date_format)})"
+        return f"strftime({_timestamp(b, src)}, {literal(self.date_format)})"
 
     def _key_expr(self) -> str:
         # The key is the first non-empty identifier in SendGrid's priority order (email
@@ -283,28 +325,33 @@ class ContactSql:
 
     def _typed_checks(self, b: Binding, v: str, src: str) -> list[_Check]:
         col, name = b.column, b.field
+        given = f"nullif(trim({src}), '') IS NOT NULL"
         if b.field_type == "Number" and b.arrow_kind == "string":
+            spelled = f"regexp_full_match(lower(trim({src})), '[+-]?(nan|inf|infinity)')"
             return [
+                _Check(col, f"{v} IS NULL AND {given} AND NOT {spelled}", f"{name}: not a number"),
                 _Check(
                     col,
-                    f"{v} IS NULL AND nullif(trim({src}), '') IS NOT NULL",
-                    f"{name}: not a number",
+                    f"{spelled} OR NOT isfinite(TRY_CAST({v} AS DOUBLE))",
+                    f"{name}: not a finite number",
                 ),
-                _Check(col, f"NOT isfinite({v})", f"{name}: not a finite number"),
             ]
         if b.field_type == "Number" and b.arrow_kind == "floating":
             return [
                 _Check(col, f"NOT isfinite({v})", f"{name}: not a finite number (NaN or infinity)")
             ]
-        if b.field_type == "Date" and b.arrow_kind == "string":
-            # DuckDB parses 'infinity' as a timestamp; SendGrid has no such date.
+        if b.field_type == "Date":
+            ts = _timestamp(b, src)
+            # SendGrid's dates are years 1 to 9999; beyond, its job fails the contact and every
+            # run would send it again.
+            out_of_range = (
+                f"NOT ({ts} BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59')"
+            )
+            if b.arrow_kind != "string":
+                return [_Check(col, out_of_range, f"{name}: a date outside years 1 to 9999")]
             return [
-                _Check(
-                    col,
-                    f"({v} IS NULL AND nullif(trim({src}), '') IS NOT NULL) OR "
-                    f"NOT isfinite(TRY_CAST(nullif(trim({src}), '') AS TIMESTAMPTZ))",
-                    f"{name}: not a date or timestamp",
-                )
+                _Check(col, f"{ts} IS NULL AND {given}", f"{name}: not a date or timestamp"),
+                _Check(col, out_of_range, f"{name}: a date outside years 1 to 9999"),
             ]
         return []
 
@@ -328,7 +375,9 @@ class ContactSql:
     def _json_expr(self) -> str:
         # `||` with NULL is NULL and concat_ws skips NULLs: omitted fields cost no CASE.
         def piece(i: int, b: Binding) -> str:
-            return f"{literal(json_key(b.json_key) + ':')} || to_json(v{i})"
+            # A Number read from text is already its JSON text (every digit kept).
+            value = f"v{i}" if _is_number_text(b) else f"to_json(v{i})"
+            return f"{literal(json_key(b.json_key) + ':')} || {value}"
 
         top = [piece(i, b) for i, b in enumerate(self.bindings) if b.kind != "custom"]
         custom = [piece(i, b) for i, b in enumerate(self.bindings) if b.kind == "custom"]

@@ -6,8 +6,9 @@ growing interval and an overall limit; a job still pending at the limit stays pe
 state and is picked up by the next run. For errored and failed jobs the pre-signed
 ``errors_url`` is downloaded (without the API key), each row matched to a contact key, and
 those contacts marked failed with SendGrid's reason, so the next run sends them again. When
-the errors cannot be fetched, or match fewer contacts than the job errored, the job's other
-contacts are marked unconfirmed: also sent again, since we cannot tell which ones failed.
+the errors cannot be read, name rows that match no contact, or match fewer contacts of the job
+than it errored, the job's other contacts are marked unconfirmed: also sent again, since we
+cannot tell which ones failed.
 """
 
 from __future__ import annotations
@@ -19,24 +20,16 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.errors_file import ErrorsFile
+from sendgrid_destination.api.messages import reason
 from sendgrid_destination.api.models import ImportJob
 from sendgrid_destination.clock import Clock
-from sendgrid_destination.errors import SendGridError
-from sendgrid_destination.redaction import redact
+from sendgrid_destination.errors import ErrorsFileUnreadableError, SendGridError
+from sendgrid_destination.schemas import FAILED_IN_JOB
 from sendgrid_destination.state import ContactStatus, StateStore
 
 logger = logging.getLogger("sendgrid_destination.jobs")
 
-# Columns of the errors CSV that carry an identifier, and the contact-key prefix of each
-# (the CSV layout is undocumented; these are the ones Castled's connector reads).
-_ERROR_ID_COLUMNS = {
-    "primary_email": "email",
-    "email": "email",
-    "phone_number_id": "phone_number_id",
-    "external_id": "external_id",
-    "anonymous_id": "anonymous_id",
-}
-_REASON_COLUMNS = ("errors_occurred", "error", "errors", "reason")
 MAX_POLL_INTERVAL = 30.0
 
 
@@ -93,44 +86,47 @@ class JobTracker:
             _job_row(job), failed=failed, contacts_status=rest_status, note=note
         )
         self.store.record_job_failures_as_rejects(run_id=run_id, job_id=job.id)
-        for reason, n in self.store.job_failure_reasons(job.id).items():
+        for raw, n in self.store.job_failure_reasons(job.id).items():
             outcome.failed += n
-            outcome.failed_by_reason[redact(reason)] += n
+            # Summaries and logs carry SendGrid's wording, never the values it echoes.
+            outcome.failed_by_reason[reason(raw)] += n
         if rest_status == ContactStatus.UNCONFIRMED:
             outcome.unconfirmed += self.store.job_contact_count(job.id, ContactStatus.UNCONFIRMED)
 
     def _failures(self, job: ImportJob) -> tuple[pa.Table | None, ContactStatus, str | None]:
+        """The contacts the errors file names, and what the job's other contacts are: accepted
+        only when the file accounts for every contact the job errored."""
         if not job.errors_url:
             return None, ContactStatus.UNCONFIRMED, f"{job.status} without errors_url"
         try:
-            rows = self.client.download_errors(job.errors_url)
+            errors = self.client.fetch_errors_file(job.errors_url)
+        except ErrorsFileUnreadableError as exc:
+            logger.warning("could not read the errors of job %s: %s", job.id, exc)
+            return None, ContactStatus.UNCONFIRMED, "errors file unreadable"
         except SendGridError as exc:
             logger.warning("could not fetch the errors of job %s: %s", job.id, exc)
             return None, ContactStatus.UNCONFIRMED, "errors_url could not be fetched"
-        failed = _failed_contacts(rows)
-        if len(rows) < job.errored_count:
-            return (
-                failed,
-                ContactStatus.UNCONFIRMED,
-                "errors file names fewer contacts than errored_count",
+        failed = failed_contacts(errors)
+        matched = self.store.count_job_contacts(job.id, failed)
+        if errors.unmatched_rows or matched < job.errored_count:
+            # Rows naming no contact of the job: the job's failures cannot be told apart
+            # from its successes, so the others are sent again rather than taken as accepted.
+            note = (
+                f"errors file matched {matched} of {job.errored_count} errored contacts "
+                f"({errors.unmatched_rows} rows named no known identifier)"
             )
+            return failed, ContactStatus.UNCONFIRMED, note
         return failed, ContactStatus.ACCEPTED, None
 
 
-def _failed_contacts(rows: list[dict[str, str]]) -> pa.Table:
-    """contact_key (every identifier the row names) and reason, one row per key."""
-    reasons: dict[str, str] = {}  # a key once, even if two columns or rows name it
-    for row in rows:
-        reason = next((row[c] for c in _REASON_COLUMNS if row.get(c)), "failed in import job")
-        for column, prefix in _ERROR_ID_COLUMNS.items():
-            value = (row.get(column) or "").strip()
-            if value:
-                reasons[f"{prefix}:{value.lower() if prefix == 'email' else value}"] = reason
+def failed_contacts(errors: ErrorsFile) -> pa.Table:
+    """``FAILED_IN_JOB`` rows of an errors file: each contact key it names, with its reason."""
     return pa.table(
         {
-            "contact_key": pa.array(list(reasons), pa.string()),
-            "reason": pa.array(list(reasons.values()), pa.string()),
-        }
+            "contact_key": pa.array(list(errors.failed), pa.string()),
+            "reason": pa.array(list(errors.failed.values()), pa.string()),
+        },
+        schema=FAILED_IN_JOB,
     )
 
 

@@ -12,7 +12,8 @@ times (a retried load job) and each row must be counted once across the attempts
 A contact is counted new, changed or retried when SendGrid accepts it (202), not when it is
 rendered, so rows an attempt rendered but never sent are counted by the attempt that sends
 them; rows an earlier attempt sent are "unchanged" to the next one and are not counted again.
-Reasons go through ``redact``: they become log lines and summary keys.
+Reasons go through ``api.messages.reason``: they become log lines and summary keys, so they
+carry SendGrid's wording and never a value it echoed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sendgrid_destination.api.messages import reason
 from sendgrid_destination.import_jobs import JobsOutcome
 from sendgrid_destination.plan import PlanCounts
-from sendgrid_destination.redaction import redact
 from sendgrid_destination.summary import RunSummary
 
 
@@ -87,10 +88,10 @@ def _add_reasons(summary: RunSummary, rejects: pa.Table) -> None:
     if rejects.num_rows == 0:
         return
     counts = rejects.group_by("reason").aggregate([("row_number", "count")])
-    for reason, n in zip(
+    for text, n in zip(
         counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(), strict=True
     ):
-        summary.rejected_by_reason[redact(str(reason))] += int(n)
+        summary.rejected_by_reason[reason(str(text))] += int(n)
 
 
 def _true_count(mask: pa.Array | pa.ChunkedArray) -> int:

@@ -347,6 +347,20 @@ class StateStore:
         ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
 
+    def count_job_contacts(self, job_id: str, contacts: pa.Table) -> int:
+        """How many of these contact keys (``contact_key``) the job carried."""
+        if contacts.num_rows == 0:
+            return 0
+        where, params = self._of_job(job_id, "c.")
+        with self.workspace() as cur:
+            cur.register("named", contacts.select(["contact_key"]))
+            rows = cur.execute(
+                f"SELECT count(DISTINCT c.contact_key) FROM contacts c JOIN named n "
+                f"ON n.contact_key = c.contact_key WHERE {where}",
+                params,
+            ).fetchall()
+        return int(rows[0][0])
+
     def job_contact_count(self, job_id: str, status: ContactStatus) -> int:
         where, params = self._of_job(job_id)
         rows = self.con.execute(

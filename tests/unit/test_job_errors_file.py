@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from sendgrid_destination.import_jobs import _failed_contacts
+from sendgrid_destination.api.errors_file import match_rows
+from sendgrid_destination.import_jobs import failed_contacts
+
+
+def _failed_contacts(rows: list[dict[str, str]]):
+    """The job tracker's failed contacts for these errors-file rows."""
+    return failed_contacts(match_rows(rows))
 
 
 def test_every_identifier_of_an_error_row_becomes_a_contact_key_with_its_reason():

@@ -722,3 +722,81 @@ def test_a_column_name_holding_quotes_or_sql_is_read_as_a_name(column):
     )
 
     assert parsed(result) == [{"email": "a@x.co", "first_name": "Ann"}]
+
+
+# -- look-alikes and texts DuckDB would read too generously ------------------------------------
+
+
+@pytest.mark.parametrize("look_alike", ["\u212aate@x.co", "\u212aATE@X.CO", "\u0130nfo@x.co"])
+def test_a_look_alike_address_is_refused_and_never_takes_the_real_contacts_key(look_alike):
+    real = "kate@x.co" if "ate" in look_alike.lower() else "info@x.co"
+    batch = pa.table({"email": [real, look_alike], "fn": ["Real", "Fake"]})
+
+    result = transform({"email": "email", "first_name": "fn"}, batch)
+
+    assert parsed(result) == [{"email": real, "first_name": "Real"}]  # not superseded
+    ((row, key, column, reason),) = rejects(result)
+    assert (row, column, reason) == (1, "email", "email: not a valid email address")
+    assert key != f"email:{real}"
+
+
+def test_look_alike_alternate_emails_are_refused():
+    batch = pa.table({"email": ["a@x.co"], "alt": ["b@x.co, \u212aate@x.co"]})
+
+    result = transform({"email": "email", "alternate_emails": "alt"}, batch)
+
+    assert [reason for *_, reason in rejects(result)] == [
+        "alternate_emails: contains an invalid email address"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["epoch", "infinity", "-infinity", "today", "now", "10000-01-01", "0000-12-31", "2024-13-01"],
+)
+def test_date_text_that_is_not_an_iso_date_of_years_1_to_9999_is_refused(text):
+    result = one_custom(pa.array([text]), "Date")
+
+    assert result.contacts.num_rows == 0
+    assert len(rejects(result)) >= 1
+
+
+def test_dates_beyond_year_9999_in_a_date_column_are_refused():
+    column = pa.array([dt.date(2024, 1, 2), None], pa.date32())
+    far = pa.array([(dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days + 5], pa.int32())
+    dates = pa.concat_arrays([column, far.cast(pa.date32())])
+
+    result = one_custom(dates, "Date")
+
+    assert custom_values(result) == {0: "2024-01-02T00:00:00Z"}
+    assert [(row, reason) for row, _, _, reason in rejects(result)] == [
+        (2, "f: a date outside years 1 to 9999")
+    ]
+
+
+@pytest.mark.parametrize("text", ["1_000", "0x10", "1e999", "1,5", "1.2.3", "--1", "e5", "."])
+def test_number_text_is_refused_unless_it_is_a_plain_finite_number(text):
+    result = one_custom(pa.array([text]), "Number")
+
+    assert result.contacts.num_rows == 0
+    assert len(rejects(result)) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        ("12345678901234567890", "12345678901234567890"),
+        ("+007.50", "7.50"),
+        (" -0.000001 ", "-0.000001"),
+        (".5", "0.5"),
+        ("5.", "5"),
+        ("1E5", "1e5"),
+        ("-2.5e-3", "-2.5e-3"),
+        ("0", "0"),
+    ],
+)
+def test_number_text_is_sent_as_the_json_number_it_spells_digit_for_digit(text, sent):
+    result = one_custom(pa.array([text]), "Number")
+
+    (cell,) = result.contacts["contact_json"].to_pylist()
+    assert cell == '{"email":"u0@x.co","custom_fields":{"e1_X":' + sent + "}},"
