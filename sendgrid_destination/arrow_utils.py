@@ -2,24 +2,102 @@
 
 * ``normalize_arrow(batch)``: the same values in types DuckDB handles (see its docstring);
 * ``with_row_numbers(batch, first_row)``: the batch, normalized, with its 0-based row numbers
-  in the load's rows as ``ROW_COLUMN``;
+  in the load's rows as ``ROW_COLUMN`` and, as ``BAD_TEXT_COLUMN``, which of its text columns
+  held bytes that are not UTF-8 in each row (``bad_text_marker(name)`` for each, or null);
+* ``valid_text(batch)``: the batch with every value that is not valid UTF-8 made null (DuckDB
+  scanning such a value failed with an internal error), and those columns per row;
 * ``chunked(table)``: the table split into chunks of ``SCAN_CHUNK_ROWS``, so that DuckDB, which
   scans one Arrow chunk per thread, uses every core.
 """
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 ROW_COLUMN = "__sg_row"
+BAD_TEXT_COLUMN = "__sg_bad_text"
+# Separates column names in BAD_TEXT_COLUMN: a control character no column name holds.
+_SEPARATOR = "\x1f"
 SCAN_CHUNK_ROWS = 16_384
 
 
 def with_row_numbers(batch: pa.RecordBatch | pa.Table, first_row: int) -> pa.Table:
-    """The batch, normalized for DuckDB, with its row numbers as ``ROW_COLUMN``."""
+    """The batch, normalized for DuckDB, with its row numbers as ``ROW_COLUMN`` and the
+    text columns each row had to lose as ``BAD_TEXT_COLUMN``."""
     rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
-    return pa.table(normalize_arrow(batch)).append_column(ROW_COLUMN, rows)
+    table, bad_text = valid_text(pa.table(normalize_arrow(batch)))
+    return table.append_column(ROW_COLUMN, rows).append_column(BAD_TEXT_COLUMN, bad_text)
+
+
+def bad_text_marker(column: str) -> str:
+    """How ``BAD_TEXT_COLUMN`` names a column (to search with ``contains``)."""
+    return f"{_SEPARATOR}{column}{_SEPARATOR}"
+
+
+def valid_text(table: pa.Table) -> tuple[pa.Table, pa.Array]:
+    """``table`` with values that are not valid UTF-8 made null, and per row the markers of
+    the columns that had one (null for rows without). Validation is one pass in C++; only a
+    column that fails it is converted (in DuckDB, vectorized)."""
+    marks: list[pa.Array] = []
+    for i, field in enumerate(table.schema):
+        if not _is_text(field.type) or _valid(table.column(i)):
+            continue
+        fixed, bad = _drop_invalid(table.column(i), field.type)
+        table = table.set_column(i, field.name, fixed)
+        marks.append(pc.if_else(bad, bad_text_marker(field.name), ""))
+    if not marks:
+        return table, pa.nulls(table.num_rows, pa.string())
+    joined = marks[0]
+    for mark in marks[1:]:
+        joined = pc.binary_join_element_wise(joined, mark, "")
+    return table, pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
+
+
+def _is_text(data_type: pa.DataType) -> bool:
+    t = pa.types
+    if t.is_list(data_type):
+        return bool(t.is_string(data_type.value_type))
+    return bool(t.is_string(data_type) or t.is_large_string(data_type))
+
+
+def _valid(column: pa.ChunkedArray) -> bool:
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _drop_invalid(column: pa.ChunkedArray, data_type: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    """The column with invalid values (or lists holding one) made null; the mask of those."""
+    binary = pa.list_(pa.binary()) if pa.types.is_list(data_type) else pa.binary()
+    raw = pa.table({"v": column.combine_chunks().view(_as_binary(data_type)).cast(binary)})
+    con = duckdb.connect()
+    try:
+        con.register("raw", raw)
+        decoded = (
+            "list_transform(v, lambda x: try(decode(x)))"
+            if pa.types.is_list(data_type)
+            else "try(decode(v))"
+        )
+        lost = "len(list_filter(d, lambda x: x IS NULL)) > len(list_filter(v, lambda x: x IS NULL))"
+        lost = lost if pa.types.is_list(data_type) else "d IS NULL AND v IS NOT NULL"
+        out = con.sql(
+            f"SELECT CASE WHEN {lost} THEN NULL ELSE d END AS d, coalesce({lost}, false) AS bad "
+            f"FROM (SELECT v, {decoded} AS d FROM raw)"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return out["d"].combine_chunks().cast(data_type), out["bad"].combine_chunks()
+
+
+def _as_binary(data_type: pa.DataType) -> pa.DataType:
+    if pa.types.is_list(data_type):
+        return pa.list_(_as_binary(data_type.value_type))
+    return pa.large_binary() if pa.types.is_large_string(data_type) else pa.binary()
 
 
 def chunked(table: pa.Table) -> pa.Table:

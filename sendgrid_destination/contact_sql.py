@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from sendgrid_destination.arrow_utils import ROW_COLUMN
+from sendgrid_destination.arrow_utils import BAD_TEXT_COLUMN, ROW_COLUMN, bad_text_marker
 from sendgrid_destination.contact_model import (
     E164_PATTERN,
     EMAIL_PATTERN,
@@ -176,8 +176,8 @@ class ContactSql:
             f"CASE WHEN ({ok}) THEN hash({literal(self._signature())}, {values}) END "
             f"AS fingerprint FROM (SELECT *, {masks} FROM ("
             f"SELECT *, {self._key_expr()} AS contact_key FROM (SELECT "
-            f"{ident(ROW_COLUMN)} AS row_number, {self._values}, {sources} "
-            f"FROM {ident(relation)})))"
+            f"{ident(ROW_COLUMN)} AS row_number, {self._values}, {sources}, "
+            f"{ident(BAD_TEXT_COLUMN)} AS bad_text FROM {ident(relation)})))"
         )
 
     def render(self, relation: str) -> str:
@@ -282,6 +282,15 @@ class ContactSql:
     def _binding_checks(self, b: Binding, v: str, src: str) -> list[_Check]:
         col = b.column
         checks: list[_Check] = []
+        if b.arrow_kind in ("string", "string_list"):
+            # Bytes that are not UTF-8 were made null before DuckDB saw them (arrow_utils).
+            checks.append(
+                _Check(
+                    col,
+                    f"contains(coalesce(bad_text, ''), {literal(bad_text_marker(col))})",
+                    f"{b.field}: not valid UTF-8 text",
+                )
+            )
         if b.field == "email":
             checks.append(
                 _Check(

@@ -146,7 +146,7 @@ class ContactSync:
                     held.append(to_send.filter(to_send["pending"]))
                     self.tally.held_back(held[-1].num_rows)
                     to_send = to_send.filter(pc.invert(to_send["pending"]))
-                dispatch.send(setup.packer.add(to_send))
+                dispatch.send(setup.packer.add(self._refuse_oversize(setup, to_send)))
             dispatch.send([setup.packer.flush()])
             self._refresh_fingerprints()
         return held
@@ -168,9 +168,17 @@ class ContactSync:
                 "version, which is still pending; the load will be retried. Raise "
                 "job_wait_timeout if SendGrid is slow today."
             )
+        to_send = self._refuse_oversize(setup, decided.to_send)
         with self._following_jobs(), self._dispatcher(setup) as dispatch:
-            dispatch.send([*setup.packer.add(decided.to_send), setup.packer.flush()])
+            dispatch.send([*setup.packer.add(to_send), setup.packer.flush()])
             self._refresh_fingerprints()
+
+    def _refuse_oversize(self, setup: _Setup, contacts: pa.Table) -> pa.Table:
+        fitting, too_big = setup.packer.split_oversize(contacts)
+        if too_big.num_rows:
+            self._record_rejects(too_big, "validation")
+            self.tally.refused_by_checks(too_big)
+        return fitting
 
     # -- unchanged contacts ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.schemas import REJECTS, rejects_of
 
 _SUFFIX = b"]}"
 
@@ -123,15 +124,36 @@ class Packer:
         self._open, self._open_bytes, self._open_count = [], 0, 0
         return Body(encode_body(self.prefix, contacts), contacts)
 
+    @property
+    def max_contact_bytes(self) -> int:
+        """The largest contact JSON (with its comma) that fits a body alone."""
+        return self.max_bytes - len(self.prefix) - len(_SUFFIX) + 1
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        """A smaller byte budget from now on (SendGrid refused a body as too large)."""
+        self.max_bytes = max_bytes
+
+    def split_oversize(self, contacts: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """``(fitting, too_big)``: contacts larger than any body may be are refused as rows
+        (``REJECTS``), like any other bad row; they never stop the rest."""
+        sizes = pc.binary_length(contacts["contact_json"])
+        too_big = pc.greater(sizes, self.max_contact_bytes)
+        if not pc.any(too_big).as_py():
+            return contacts, REJECTS.empty_table()
+        big = contacts.filter(too_big)
+        reasons = [
+            f"contact is {n:,} bytes of JSON, more than one request may carry "
+            f"({self.max_bytes:,} bytes with the envelope): shorten its longest values"
+            for n in pc.binary_length(big["contact_json"]).to_pylist()
+        ]
+        return contacts.filter(pc.invert(too_big)), rejects_of(big, reasons)
+
     def _check_single_sizes(self, contacts: pa.Table, sizes: np.ndarray) -> None:
-        limit = self.max_bytes - len(self.prefix) - len(_SUFFIX) + 1
-        too_big = np.flatnonzero(sizes > limit)
-        if len(too_big):
-            row = contacts["row_number"][int(too_big[0])].as_py()
-            raise ConfigurationError(
-                f"Source row {row} encodes to {int(sizes[too_big[0]])} bytes, more than one "
-                f"request may carry ({self.max_bytes} bytes with the envelope); raise "
-                "max_request_bytes or drop long columns from the mapping."
+        too_big = np.flatnonzero(sizes > self.max_contact_bytes)
+        if len(too_big):  # split_oversize must run first: this is a bug, not a bad row
+            raise AssertionError(
+                f"a contact of {int(sizes[too_big[0]])} bytes reached the packer "
+                f"(limit {self.max_contact_bytes})"
             )
 
 

@@ -8,10 +8,8 @@ import json
 import math
 
 import pytest
-from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sendgrid_destination.errors import ConfigurationError
-from tests.e2e.conftest import cause_of, contacts_table, run_summary, upserts
+from tests.e2e.conftest import contacts_table, rejects_of, run_summary, upserts
 
 PREFIX = b'{"contacts":['
 SUFFIX = b"]}"
@@ -100,15 +98,24 @@ def test_bodies_are_filled_to_the_limit_before_the_next_one_starts(
     assert got == _greedy_bodies(_contact_bytes(n), max_bytes, max_contacts)
 
 
-def test_a_contact_larger_than_one_request_fails_naming_its_row_before_any_upsert(
-    emulator, destination, run
+def test_a_contact_larger_than_one_request_is_refused_as_a_row_and_the_others_are_sent(
+    emulator, destination, run, state_path
 ) -> None:
     data = contacts_table(3, first_name=["A", "B" * 50, "C"])
 
-    with pytest.raises(PipelineStepFailed) as failed:
-        run(data, destination(max_request_bytes=80))
+    info = run(data, destination(max_request_bytes=80))
 
-    error = cause_of(failed.value, ConfigurationError)
-    assert "Source row 1 encodes to" in str(error)
-    assert "max_request_bytes" in str(error)
+    assert sorted(c["email"] for c in emulator.contacts()) == [
+        "user0@example.com",
+        "user2@example.com",
+    ]
+    (refused,) = rejects_of(state_path)
+    assert refused["row_number"] == 1 and refused["contact_key"] == "email:user1@example.com"
+    assert "more than one request may carry" in refused["reason"]
+    summary = run_summary(state_path, info)
+    assert (summary["rejected"], summary["new"]) == (1, 2)
+    emulator.clear_requests()
+
+    run(data, destination(max_request_bytes=80))  # and it never blocks later runs
+
     assert upserts(emulator) == []

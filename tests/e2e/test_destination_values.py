@@ -559,3 +559,22 @@ def test_a_column_name_with_sql_syntax_in_it_is_only_ever_quoted_never_rewritten
         "b@x.co": "Bob",
     }
     assert upserts(emulator) == []  # the state and its fingerprints work with the name too
+
+
+def test_text_that_is_not_utf8_refuses_its_row_and_the_other_rows_are_sent(
+    emulator, destination, run, state_path
+) -> None:
+    names = pa.array([b"Ann", b"B\xff\xfeb", b"Cy"], pa.binary()).view(pa.string())
+    data = pa.table({"email": ["a@x.co", "b@x.co", "c@x.co"], "first_name": names})
+
+    run(data, destination())
+
+    assert sorted(c["email"] for c in emulator.contacts()) == ["a@x.co", "c@x.co"]
+    (refused,) = rejects_of(state_path)
+    assert (refused["row_number"], refused["column"]) == (1, "first_name")
+    assert refused["reason"] == "first_name: not valid UTF-8 text"
+
+    fixed = data.set_column(1, "first_name", [["Ann", "Bob", "Cy"]])
+    run(fixed, destination())  # the next load, with the value repaired, goes through
+
+    assert emulator.contact("b@x.co")["first_name"] == "Bob"

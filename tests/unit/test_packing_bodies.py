@@ -240,22 +240,22 @@ def test_a_contact_exactly_as_large_as_a_body_allows_is_sent_alone():
     assert [len(b.data) for b in bodies] == [max_bytes, max_bytes]
 
 
-def test_a_contact_larger_than_the_limit_is_refused_naming_its_row_number():
+def test_a_contact_larger_than_the_limit_is_refused_as_a_row_naming_its_size():
     cells = [sized_cell(50)] * 7 + [sized_cell(200 - len(PLAIN))] + [sized_cell(50)]
 
-    with pytest.raises(ConfigurationError) as caught:
-        Packer(PLAIN, 200).add(contacts_table(cells, first_row=100))
+    fitting, too_big = Packer(PLAIN, 200).split_oversize(contacts_table(cells, first_row=100))
 
-    assert "Source row 107 " in caught.value.message
-    assert f"encodes to {200 - len(PLAIN)} bytes" in caught.value.message
+    assert too_big["row_number"].to_pylist() == [107]
+    assert f"contact is {200 - len(PLAIN)} bytes of JSON" in too_big["reason"][0].as_py()
+    assert fitting["row_number"].to_pylist() == [*range(100, 107), 108]
 
 
-def test_a_refused_add_leaves_the_open_body_as_it_was():
+def test_setting_a_too_large_contact_apart_leaves_the_open_body_as_it_was():
     packer = Packer(PLAIN, 200)
     assert packer.add(contacts_table([sized_cell(20)])) == []
 
-    with pytest.raises(ConfigurationError):
-        packer.add(contacts_table([sized_cell(300)], first_row=1))
+    fitting, too_big = packer.split_oversize(contacts_table([sized_cell(300)], first_row=1))
+    assert packer.add(fitting) == [] and too_big.num_rows == 1
 
     tail = packer.flush()
     assert tail is not None

@@ -800,3 +800,32 @@ def test_number_text_is_sent_as_the_json_number_it_spells_digit_for_digit(text, 
 
     (cell,) = result.contacts["contact_json"].to_pylist()
     assert cell == '{"email":"u0@x.co","custom_fields":{"e1_X":' + sent + "}},"
+
+
+def test_bytes_that_are_not_utf8_in_any_text_column_refuse_the_row_naming_each_column():
+    def text(*values: bytes | None) -> pa.Array:
+        return pa.array(list(values), pa.binary()).view(pa.string())
+
+    alternates = pa.array([["b@x.co"], [b"c\xff@x.co".decode("latin-1")], None])
+    bad_child = pa.ListArray.from_arrays(
+        alternates.offsets, text(b"b@x.co", b"c\xff@x.co"), mask=alternates.is_null()
+    )
+    batch = pa.table(
+        {
+            "email": ["a@x.co", "b@x.co", "c@x.co"],
+            "fn": text(b"Ann", b"\xc3", b"Cy"),
+            "city": text(b"Oslo", b"\xe9", b"Rome"),
+            "alt": bad_child,
+        }
+    )
+
+    result = transform(
+        {"email": "email", "first_name": "fn", "city": "city", "alternate_emails": "alt"}, batch
+    )
+
+    assert [(row, column) for row, _, column, _ in rejects(result)] == [
+        (1, "fn"),
+        (1, "city"),
+        (1, "alt"),
+    ]
+    assert [c["email"] for c in parsed(result)] == ["a@x.co", "c@x.co"]
