@@ -24,7 +24,11 @@ from sendgrid_destination.api.errors_file import ErrorsFile
 from sendgrid_destination.api.messages import reason
 from sendgrid_destination.api.models import ImportJob
 from sendgrid_destination.clock import Clock
-from sendgrid_destination.errors import ErrorsFileUnreadableError, SendGridError
+from sendgrid_destination.errors import (
+    ErrorsFileUnreadableError,
+    RequestRejectedError,
+    SendGridError,
+)
 from sendgrid_destination.schemas import FAILED_IN_JOB
 from sendgrid_destination.state import ContactStatus, StateStore
 
@@ -71,12 +75,33 @@ class JobTracker:
         return outcome
 
     def _poll_once(self, job_id: str, run_id: str, outcome: JobsOutcome) -> bool:
-        job = self.client.import_status(job_id)
+        try:
+            job = self.client.import_status(job_id)
+        except RequestRejectedError as exc:
+            if exc.status != 404:
+                raise
+            self._settle_unknown(job_id, outcome)
+            return True
         if not job.is_terminal:
             return False
         self._finish(job, run_id, outcome)
         outcome.statuses[job.status] += 1
         return True
+
+    def _settle_unknown(self, job_id: str, outcome: JobsOutcome) -> None:
+        """SendGrid answers 404 for the job (expired, or never kept): nothing says what became
+        of its contacts, so they are unconfirmed and sent again, and the job stops blocking
+        every later run."""
+        logger.warning("import job %s is unknown to SendGrid (404); resending its contacts", job_id)
+        job = ImportJob.from_json({"id": job_id, "status": "unknown"}, job_id)
+        self.store.record_job_outcome(
+            _job_row(job),
+            failed=None,
+            contacts_status=ContactStatus.UNCONFIRMED,
+            note="SendGrid answered 404 for this job",
+        )
+        outcome.statuses["unknown"] += 1
+        outcome.unconfirmed += self.store.job_contact_count(job_id, ContactStatus.UNCONFIRMED)
 
     def _finish(self, job: ImportJob, run_id: str, outcome: JobsOutcome) -> None:
         failed, rest_status, note = None, ContactStatus.ACCEPTED, None

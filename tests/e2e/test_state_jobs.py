@@ -245,6 +245,26 @@ def test_a_job_still_pending_at_the_wait_timeout_stays_pending_and_the_next_run_
         assert "contacts by outcome: accepted 15" in status
 
 
+def test_a_pending_job_that_sendgrid_no_longer_knows_is_settled_and_its_contacts_resent(
+    clock, run, state_path
+) -> None:
+    with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=3_600) as emu:
+        data = contacts_table(6)
+        run(data, destination_for(emu, state_path, job_wait_timeout=10.0))
+        assert [job["status"] for job in _jobs(state_path)] == ["pending"]
+        # The import-status route answers 404 for it (the next poll is of that job).
+        emu.faults.add("GET /v3/marketing/contacts/imports/{id}", status=404, times=1)
+        emu.clear_requests()
+
+        second = run(data, destination_for(emu, state_path, job_wait_timeout=10.0))
+
+        summary = run_summary(state_path, second)
+        assert _active(summary["jobs"])["unknown"] == 1
+        assert (summary["unconfirmed"], summary["retried"]) == (6, 6)
+        assert sum(r.contact_count or 0 for r in upserts(emu)) == 6
+        assert sorted(job["status"] for job in _jobs(state_path)) == ["pending", "unknown"]
+
+
 def test_contacts_that_a_pending_job_failed_after_the_run_are_resent_by_the_next_run(
     clock, run, state_path
 ) -> None:
