@@ -117,9 +117,11 @@ class ContactSync:
         list_ids = list(self.config.list_ids or [])
         check_list_ids(self.client, list_ids)
         prefix = envelope_prefix(list_ids)
+        learned = self.store.learned_max_bytes()
+        max_bytes = min(self.config.max_request_bytes, learned or self.config.max_request_bytes)
         return _Setup(
             ContactSql(reserved + custom, list_ids=list_ids, date_format=self.config.date_format),
-            Packer(prefix, self.config.max_request_bytes, self.config.max_contacts_per_request),
+            Packer(prefix, max_bytes, self.config.max_contacts_per_request),
             BodySender(self.client, prefix, self.clock, self.config.custom_field_ready_timeout),
         )
 
@@ -202,7 +204,23 @@ class ContactSync:
     # -- sending and recording (recording on the main thread only) ---------------------------
 
     def _dispatcher(self, setup: _Setup) -> Dispatcher[Body, SendOutcome]:
-        return Dispatcher(setup.sender.send, self._record_outcome, self.config.max_in_flight)
+        def record(outcome: SendOutcome) -> None:
+            self._record_outcome(outcome)
+            if outcome.learned_max_bytes is not None:
+                self._learn_max_bytes(setup, outcome.learned_max_bytes)
+
+        return Dispatcher(setup.sender.send, record, self.config.max_in_flight)
+
+    def _learn_max_bytes(self, setup: _Setup, max_bytes: int) -> None:
+        """Bodies from now on, and in later runs, are packed to what SendGrid accepted."""
+        if max_bytes < setup.packer.max_bytes:
+            logger.warning(
+                "SendGrid refused a request body as too large: packing bodies of at most "
+                "%d bytes from now on (remembered in the state file)",
+                max_bytes,
+            )
+            setup.packer.set_max_bytes(max_bytes)
+            self.store.set_learned_max_bytes(max_bytes)
 
     def _record_outcome(self, outcome: SendOutcome) -> None:
         for job_id, contacts, nbytes in outcome.accepted:

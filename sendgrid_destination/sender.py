@@ -8,6 +8,9 @@ dropped whole:
 * errors naming no contact split the body in halves until the culprit is alone, except the
   request-level ones (invalid JSON, unknown lists), which no split can fix and which stop the
   load (terminal);
+* a body refused as too large (a 413, or a message saying so: some accounts enforce less
+  than the documented 6 MB) goes again as two halves, and the smaller budget is reported
+  (``SendOutcome.learned_max_bytes``) so that the following bodies are packed to it;
 * ``invalid custom field ids`` (whether or not SendGrid names contacts) naming fields that
   field_definitions still lists means a new field is not ready yet: the same body is retried
   with backoff until ``custom_field_ready_timeout`` (then a transient error, so dlt retries);
@@ -26,6 +29,7 @@ from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.messages import is_request_level, refused_custom_field_ids
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.errors import (
+    BodyTooLargeError,
     ContactsRejectedError,
     CustomFieldsNotReadyError,
     RequestRejectedError,
@@ -40,6 +44,8 @@ class SendOutcome:
     accepted: list[tuple[str, pa.Table, int]] = field(default_factory=list)
     # row_number, contact_key, column, reason of each contact SendGrid refused
     rejected: list[pa.Table] = field(default_factory=list)
+    # A smaller byte budget learned from a "too large" refusal (None: the budget held).
+    learned_max_bytes: int | None = None
 
 
 @dataclass
@@ -59,6 +65,9 @@ class BodySender:
                 job_id = self._upsert(data)
             except ContactsRejectedError as exc:
                 queue.extend(reversed(self._handle_rejection(exc, contacts, outcome)))
+                continue
+            except BodyTooLargeError:
+                queue.extend(reversed(_too_large(contacts, len(data), outcome)))
                 continue
             outcome.accepted.append((job_id, contacts, len(data)))
         return outcome
@@ -129,6 +138,20 @@ class BodySender:
     def _still_defined(self, field_ids: set[str]) -> bool:
         defined = {f.id for f in self.client.field_definitions().custom}
         return field_ids <= defined
+
+
+def _too_large(contacts: pa.Table, body_bytes: int, outcome: SendOutcome) -> list[pa.Table]:
+    """SendGrid refused ``body_bytes`` as too large (its real limit is below the documented
+    6 MB): the byte budget halves and the contacts go again in two bodies; a contact too large
+    even alone is refused as a row. Never terminal."""
+    if contacts.num_rows == 1:  # says nothing of the budget: only of this contact
+        reason = f"request body too large even for this contact alone ({body_bytes:,} bytes)"
+        outcome.rejected.append(_rejects(contacts, [reason]))
+        return []
+    budget = body_bytes // 2
+    outcome.learned_max_bytes = min(outcome.learned_max_bytes or budget, budget)
+    half = contacts.num_rows // 2
+    return [contacts.slice(0, half), contacts.slice(half)]
 
 
 def _refused_custom_field_ids(exc: ContactsRejectedError) -> set[str]:

@@ -135,6 +135,19 @@ class StateStore:
             for key, value in account.items():
                 cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"account.{key}", value])
 
+    def learned_max_bytes(self) -> int | None:
+        """The request size SendGrid accepted for this account, when it refused a larger one
+        as too large (``learned.max_request_bytes`` in ``meta``)."""
+        row = self.con.execute(
+            "SELECT value FROM meta WHERE key = 'learned.max_request_bytes'"
+        ).fetchone()
+        return int(row[0]) if row and row[0] else None
+
+    def set_learned_max_bytes(self, max_bytes: int) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('learned.max_request_bytes', ?)", [str(max_bytes)]
+        )
+
     def has_contacts(self) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM contacts").fetchall()[0][0])
 

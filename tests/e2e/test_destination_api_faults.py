@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     destination_for,
     rejects_of,
     run_summary,
+    state_rows,
     upserts,
 )
 
@@ -276,3 +277,41 @@ def test_a_tight_rate_limit_is_paced_by_waiting_up_to_each_window_reset(
             assert 0.0 <= min(times) - w * window <= RATE_LIMIT_JITTER_SECONDS
         assert any(first_reset - start <= s <= first_reset - start + 1 for s in clock.sleeps)
         assert max(clock.sleeps) <= window + RATE_LIMIT_JITTER_SECONDS
+
+
+def test_a_body_refused_as_too_large_goes_again_in_halves_and_later_bodies_are_smaller(
+    emulator, destination, run, state_path
+) -> None:
+    emulator.faults.add(PUT, status=413, times=1)
+
+    first = run(contacts_table(300), destination())
+
+    sizes = [r.body_bytes for r in upserts(emulator)]
+    assert [r.status for r in upserts(emulator)] == [413, 202, 202]
+    assert sizes[1] + sizes[2] < sizes[0] + 20 and max(sizes[1:]) < sizes[0]
+    assert len(emulator.contacts()) == 300
+    summary = run_summary(state_path, first)
+    assert (summary["new"], summary["requests"], summary["rejected_by_api"]) == (300, 2, 0)
+    learned = state_rows(state_path, "SELECT value FROM meta WHERE key LIKE 'learned.%'")
+    assert learned == [(str(sizes[0] // 2),)]
+    emulator.clear_requests()
+
+    run(contacts_table(300, start=300), destination())  # a later run packs to what passed
+
+    later = upserts(emulator)
+    assert len(later) >= 2 and max(r.body_bytes for r in later) <= sizes[0] // 2
+    assert {r.status for r in later} == {202}
+
+
+def test_a_single_contact_refused_as_too_large_is_a_reject_not_a_failed_load(
+    emulator, destination, run, state_path
+) -> None:
+    emulator.faults.add(PUT, status=413, times=3)
+
+    run(contacts_table(2), destination())
+
+    # 2 contacts -> 413; each alone -> 413, 413: both refused as rows, the load completes.
+    assert [r.status for r in upserts(emulator)] == [413, 413, 413]
+    refused = rejects_of(state_path, "api")
+    assert sorted(r["row_number"] for r in refused) == [0, 1]
+    assert all("too large even for this contact alone" in r["reason"] for r in refused)
