@@ -5,9 +5,11 @@ dropped whole:
 
 * errors naming contacts (``contacts[3].identifier``) reject exactly those contacts, with
   SendGrid's message, and the rest is re-sent;
-* errors naming no contact split the body in halves until the culprit is alone, except the
-  request-level ones (invalid JSON, unknown lists), which no split can fix and which stop the
-  load (terminal);
+* errors naming no contact split the body in halves until the culprit is alone, within a
+  budget of about 2*log2(n) splits per body (enough to find one culprit): beyond it, a part
+  still refused is rejected whole with SendGrid's reason, instead of one request per contact;
+  except the request-level ones (invalid JSON, unknown lists), which no split can fix and
+  which stop the load (terminal);
 * a body refused as too large (a 413, or a message saying so: some accounts enforce less
   than the documented 6 MB) goes again as two halves, and the smaller budget is reported
   (``SendOutcome.learned_max_bytes``) so that the following bodies are packed to it;
@@ -20,6 +22,7 @@ dropped whole:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,13 +61,18 @@ class BodySender:
     def send(self, body: Body) -> SendOutcome:
         outcome = SendOutcome()
         queue = [body.contacts]
+        # Splits to find contacts a 400 does not name: one culprit among n costs about
+        # 2*log2(n) requests; beyond this, the rest of a refused part is rejected whole.
+        splits_left = 2 * max(1, math.ceil(math.log2(max(body.contact_count, 2)))) + 2
         while queue:
             contacts = queue.pop()
             data = body.data if contacts is body.contacts else encode_body(self.prefix, contacts)
             try:
                 job_id = self._upsert(data)
             except ContactsRejectedError as exc:
-                queue.extend(reversed(self._handle_rejection(exc, contacts, outcome)))
+                parts = self._handle_rejection(exc, contacts, outcome, may_split=splits_left > 0)
+                splits_left -= len(parts) > 1
+                queue.extend(reversed(parts))
                 continue
             except BodyTooLargeError:
                 queue.extend(reversed(_too_large(contacts, len(data), outcome)))
@@ -73,7 +81,12 @@ class BodySender:
         return outcome
 
     def _handle_rejection(
-        self, exc: ContactsRejectedError, contacts: pa.Table, outcome: SendOutcome
+        self,
+        exc: ContactsRejectedError,
+        contacts: pa.Table,
+        outcome: SendOutcome,
+        *,
+        may_split: bool = True,
     ) -> list[pa.Table]:
         """Record what the 400 rejected; return what should be sent again, in order."""
         if _refused_custom_field_ids(exc):
@@ -103,8 +116,9 @@ class BodySender:
                 status=exc.status,
                 route=exc.route,
             ) from exc
-        if contacts.num_rows == 1:
-            outcome.rejected.append(_rejects(contacts, ["; ".join(messages)]))
+        if contacts.num_rows == 1 or not may_split:
+            reason = "; ".join(messages)
+            outcome.rejected.append(_rejects(contacts, [reason] * contacts.num_rows))
             return []
         half = contacts.num_rows // 2
         return [contacts.slice(0, half), contacts.slice(half)]

@@ -140,6 +140,23 @@ def test_a_400_naming_only_contacts_outside_the_body_neither_crashes_nor_loses_c
     assert set(rejected.values()) <= {message}
 
 
+def test_a_400_naming_no_contact_that_every_part_gets_costs_a_bounded_number_of_requests(
+    emulator, destination, run, state_path
+) -> None:
+    # Every request is refused without naming a contact: splitting down to single contacts
+    # would cost about 2n requests; the budget stops it and rejects the rest with the reason.
+    body = {"errors": [{"field": None, "message": "something about the batch"}]}
+    emulator.faults.add(PUT, status=400, body=body, times=1_000)
+
+    info = run(contacts_table(200), destination())
+
+    assert len(upserts(emulator)) <= 2 * 8 + 2 + 1 + 2 * 8 + 2  # splits, then one try per part
+    refused = rejects_of(state_path, stage="api")
+    assert len(refused) == 200
+    assert {r["reason"] for r in refused} == {"something about the batch"}
+    assert run_summary(state_path, info)["rejected_by_api"] == 200
+
+
 def test_a_400_about_the_request_as_a_whole_stops_the_load_instead_of_splitting(
     emulator, destination, run
 ) -> None:
