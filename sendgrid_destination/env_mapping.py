@@ -45,7 +45,7 @@ def overlay_mapping(
     """A copy of ``mapping`` with the entries of the variables under ``prefixes`` applied in
     order (``None`` stays ``None`` when no such variable is set)."""
     env = os.environ if environ is None else environ
-    entries = [(name[len(p) :], env[name]) for p in prefixes for name in sorted(env) if _under(name, p)]
+    entries = [(n[len(p) :], env[n]) for p in prefixes for n in sorted(env) if _under(n, p)]
     if not entries:
         return None if mapping is None else dict(mapping)
     merged: dict[str, Any] = dict(mapping or {})

@@ -26,7 +26,7 @@ def test_a_pipeline_created_in_the_test_suite_starts_no_telemetry(tmp_path: Path
 def test_every_make_target_runs_with_telemetry_off_unless_the_caller_turns_it_on() -> None:
     def seen_by_make(**env: str) -> str:
         clean = {k: v for k, v in os.environ.items() if k != "RUNTIME__DLTHUB_TELEMETRY"}
-        show = "show-telemetry: ; @echo \"$$RUNTIME__DLTHUB_TELEMETRY\""
+        show = 'show-telemetry: ; @echo "$$RUNTIME__DLTHUB_TELEMETRY"'
         result = subprocess.run(
             ["make", "-s", "--no-print-directory", f"--eval={show}", "show-telemetry"],
             cwd=ROOT, env=clean | env, capture_output=True, text=True, timeout=60, check=True,
@@ -42,4 +42,3 @@ def test_ci_turns_telemetry_off_before_it_runs_anything() -> None:
     export = lines.index("export RUNTIME__DLTHUB_TELEMETRY=false")
     first_make = next(i for i, line in enumerate(lines) if line.startswith("make "))
     assert export < first_make
-
