@@ -39,7 +39,7 @@ check: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m pipelines.demo
 
-# The quick start's sample warehouse: 50,000 synthetic customers in warehouse.duckdb.
+# The quick start's sample warehouse: 1,000 synthetic customers in warehouse.duckdb.
 warehouse: $(STAMP)
 	$(BIN)/python -m pipelines.sample_warehouse --output warehouse.duckdb
 

@@ -88,7 +88,7 @@ def touch(path: Path, count: int, seed: int = 7) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build the sample customer warehouse (DuckDB).")
     parser.add_argument("--output", type=Path, default=Path("warehouse.duckdb"), help="file")
-    parser.add_argument("--rows", type=int, default=50_000, help="customers (default 50,000)")
+    parser.add_argument("--rows", type=int, default=1_000, help="customers (default 1,000)")
     parser.add_argument("--seed", type=int, default=42, help="same seed, same customers")
     args = parser.parse_args(argv)
     build(args.output, rows=args.rows, seed=args.seed)
