@@ -9,14 +9,15 @@ last (``DESTINATION__<NAME>__MAPPING__…``, then ``<PIPELINE>__DESTINATION__<NA
 
     DESTINATION__SENDGRID__MAPPING__EMAIL=email             -> mapping["email"] = "email"
     DESTINATION__SENDGRID__MAPPING__CUSTOM_FIELDS__PLAN=plan -> mapping["custom_fields"]["plan"]
-    DESTINATION__SENDGRID__MAPPING__CUSTOM_FIELDS='{"Plan Tier": "plan"}'  (JSON: merged)
+    DESTINATION__SENDGRID__MAPPING__CUSTOM_FIELDS='{"PlanTier": "plan"}'  (JSON: merged)
     DESTINATION__SENDGRID__MAPPING__PHONE_NUMBER=            -> the entry is removed
 
 A variable wins over the same entry from any other source, an argument of ``sendgrid(...)``
 included: the spec cannot tell an argument from a config file, and a deployment that sets a
-variable means it. Names come lower-cased (environment names are upper case by convention);
-a custom field whose name has capitals or spaces is set through the JSON form. Values (the
-column names) are kept as written. Unknown field names are left for ``parse_mapping`` to refuse.
+variable means it. Names come lower-cased (environment names are upper case by convention;
+SendGrid matches custom field names case-insensitively), so a custom field to be created with
+capitals is given through the JSON form. Values (the column names) are kept as written.
+Unknown field names are left for ``parse_mapping`` to refuse, naming them.
 """
 
 from __future__ import annotations
