@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # turns it back on.
 export RUNTIME__DLTHUB_TELEMETRY ?= false
 
-.PHONY: venv test test-slow test-all check demo warehouse bench emulator lock clean
+.PHONY: venv test test-slow test-all test-lowest check demo warehouse bench emulator lock clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The suite on the lowest dependency versions pyproject.toml allows (requirements-lowest.txt),
+# in .venv-lowest; needs the package index. Not part of CI: run it when changing a bound.
+test-lowest:
+	test -x .venv-lowest/bin/python || $(PYTHON) -m venv .venv-lowest
+	.venv-lowest/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lowest.txt
+	.venv-lowest/bin/python -m pytest -m "not slow" tests/unit tests/client tests/emulator tests/e2e
 
 check: $(STAMP)
 	$(BIN)/ruff check .
@@ -60,4 +67,4 @@ lock: $(STAMP)
 	mv requirements.lock.new requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-lowest .mypy_cache .ruff_cache .pytest_cache

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "sendgrid_destination"
@@ -135,3 +136,15 @@ def test_the_postgres_extra_brings_sqlalchemy_2_and_psycopg2() -> None:
     extra = {canonicalize_name(r.name): r for r in _requirements("postgres")}
     assert {"sqlalchemy", "psycopg2-binary"} <= set(extra)
     assert not extra["sqlalchemy"].specifier.contains("1.4.54")
+
+
+def test_make_test_lowest_installs_exactly_the_lower_bounds_of_the_runtime_dependencies() -> None:
+    lowest = {}
+    for line in (ROOT / "requirements-lowest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            pinned = Requirement(line)
+            (version,) = [Version(s.version) for s in pinned.specifier if s.operator == "=="]
+            lowest[canonicalize_name(pinned.name)] = (pinned.extras, version)
+    for requirement in _requirements():
+        (bound,) = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+        assert lowest.get(canonicalize_name(requirement.name)) == (requirement.extras, bound)
