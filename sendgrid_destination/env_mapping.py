@@ -50,7 +50,12 @@ def overlay_mapping(
     if not entries:
         return None if mapping is None else dict(mapping)
     merged: dict[str, Any] = dict(mapping or {})
-    merged[CUSTOM_FIELDS] = dict(merged.get(CUSTOM_FIELDS) or {})
+    custom = merged.get(CUSTOM_FIELDS) or {}
+    if not isinstance(custom, Mapping):
+        raise ConfigurationError(
+            "mapping.custom_fields must be a table of custom field name = source column."
+        )
+    merged[CUSTOM_FIELDS] = dict(custom)
     for key, value in entries:
         _apply(merged, key, value)
     if not merged[CUSTOM_FIELDS]:
