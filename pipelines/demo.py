@@ -5,11 +5,13 @@
    a real account but with ``base_url`` and ``api_key`` pointing at the emulator;
 3. changes 25 customers and syncs again: only those 25 are sent.
 
-Everything lives under ``.demo/`` (warehouse, state file, dlt's working directory).
+Everything lives under ``.demo/`` (warehouse, state file, dlt's working directory). Nothing
+leaves the machine: dlt's anonymous telemetry is off unless the environment turns it on.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +28,7 @@ CHANGED = 25
 
 
 def main() -> None:
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     shutil.rmtree(WORK, ignore_errors=True)
     warehouse = build(WORK / "warehouse.duckdb", rows=CUSTOMERS)
     print(f"Built {warehouse} with {CUSTOMERS:,} customers (and a few broken rows).\n")
@@ -50,8 +53,8 @@ def main() -> None:
 
 
 def _sync(warehouse: Path, settings: dict[str, object]) -> str:
-    info = sync(warehouse, **settings)  # type: ignore[arg-type]
-    return f"{info.loads_ids[-1]}:customers"
+    (summary,) = sync(warehouse, **settings)  # type: ignore[arg-type]
+    return summary.run_id
 
 
 def _report(run_id: str, settings: dict[str, object]) -> None:
@@ -71,7 +74,7 @@ def _report(run_id: str, settings: dict[str, object]) -> None:
         for reason, count, row in examples:
             print(f"    {count:>4} x {reason}  e.g. row {row}")
     print(
-        f"  rejects with keys: sendgrid-destination rejects --state "
+        f"  rejects with keys: .venv/bin/sendgrid-destination rejects --state "
         f"{settings['state_path']} --run '{run_id}'"
     )
 

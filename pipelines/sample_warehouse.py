@@ -5,11 +5,14 @@ city, country, postal_code, phone, plan, lifetime_value, signed_up_at, updated_a
 few realistic bad rows spread through it: malformed emails, rows with no email, names longer
 than SendGrid's 50 characters, addresses without a domain, and one duplicated customer.
 ``touch(path, n)`` changes ``n`` customers, as an upstream update between two syncs would.
-All in SQL, so a million rows take seconds.
+All in SQL, so a million rows take seconds. The quick start's warehouse comes from here:
+
+    .venv/bin/python -m pipelines.sample_warehouse --output warehouse.duckdb   (make warehouse)
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import duckdb
@@ -80,3 +83,17 @@ def touch(path: Path, count: int, seed: int = 7) -> int:
         )
         row = con.execute("SELECT count(*) FROM customers WHERE plan = 'vip'").fetchone()
     return int(row[0]) if row else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build the sample customer warehouse (DuckDB).")
+    parser.add_argument("--output", type=Path, default=Path("warehouse.duckdb"), help="file")
+    parser.add_argument("--rows", type=int, default=1_000, help="customers (default 1,000)")
+    parser.add_argument("--seed", type=int, default=42, help="same seed, same customers")
+    args = parser.parse_args(argv)
+    build(args.output, rows=args.rows, seed=args.seed)
+    print(f"Built {args.output}: table customers, {args.rows:,} customers (a few broken rows).")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,9 +4,15 @@
 as Arrow record batches straight out of DuckDB (no rows become Python objects).
 ``sync(warehouse)`` runs it into the ``sendgrid`` destination, configured entirely from
 ``.dlt/config.toml`` (the mapping), ``.dlt/secrets.toml`` (the API key) and environment
-variables, so pointing it at a real account is a matter of setting the key:
+variables, so pointing it at a real account is a matter of setting the key, and returns the
+SendGrid summary of each load it made. From the command line (the README's quick start)::
 
-    python -m pipelines.warehouse_to_sendgrid --warehouse path/to/warehouse.duckdb
+    .venv/bin/python -m pipelines.warehouse_to_sendgrid --warehouse warehouse.duckdb \
+        --create-custom-fields
+
+``--create-custom-fields`` creates the custom fields the mapping names and the account lacks
+(``plan``, ``lifetime_value`` and ``signed_up_at`` on a fresh account), like
+``DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELDS=true``; without it they stop the run.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ from typing import Any
 import dlt
 import duckdb
 import pyarrow as pa
-from dlt.common.pipeline import LoadInfo
 
-from sendgrid_destination import sendgrid
+from sendgrid_destination import run_summaries, sendgrid
+from sendgrid_destination.summary import RunSummary
 
 BATCH_ROWS = 50_000
 WAREHOUSE_MEMORY_LIMIT = "256MB"
@@ -49,25 +55,44 @@ def sync(
     pipeline_name: str = "warehouse_to_sendgrid",
     pipelines_dir: str | None = None,
     **destination_args: Any,
-) -> LoadInfo:
-    """One sync run; ``destination_args`` override the settings from config."""
+) -> list[RunSummary]:
+    """One sync run; ``destination_args`` override the settings from config. Returns the
+    summary of each table of each load package it loaded (a pending one first)."""
     pipeline = dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=sendgrid(**destination_args),
         pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None means dlt's default
     )
-    # A package left pending by a failed run is finished first (dlt then skips new data):
-    # load it, then extract afresh, so one scheduled run always catches up.
+    summaries = []
+    # A package left pending by a failed run is finished first (given pending data, dlt's
+    # run() loads only that package and ignores the new data): load it, then extract afresh,
+    # so one scheduled run always catches up.
     if pipeline.has_pending_data:
-        pipeline.load()
-    return pipeline.run(customers_source(str(warehouse)))
+        summaries += run_summaries(pipeline, pipeline.load())
+    info = pipeline.run(customers_source(str(warehouse)))
+    return summaries + run_summaries(pipeline, info)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", type=Path, required=True, help="DuckDB file")
-    args = parser.parse_args()
-    print(sync(args.warehouse))
+    parser.add_argument(
+        "--create-custom-fields",
+        action="store_true",
+        help="create the mapped custom fields the account does not have yet",
+    )
+    args = parser.parse_args(argv)
+    if not args.warehouse.is_file():
+        parser.error(f"no warehouse at {args.warehouse} (build one: make warehouse)")
+    # Only when asked: an explicit argument beats config, so False would override the env var.
+    extra: dict[str, Any] = (
+        {"create_missing_custom_fields": True} if args.create_custom_fields else {}
+    )
+    summaries = sync(args.warehouse, **extra)
+    for summary in summaries:
+        print(summary.format())
+    if not summaries:
+        print("Nothing was loaded: the source produced no rows.")
 
 
 if __name__ == "__main__":

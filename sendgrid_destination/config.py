@@ -4,7 +4,9 @@ Every field comes from an argument of ``sendgrid(...)``, ``[destination.sendgrid
 ``.dlt/config.toml`` (``api_key`` only from ``.dlt/secrets.toml``), or an environment variable
 such as ``DESTINATION__SENDGRID__API_KEY``. The defaults here must equal those of the factory's
 ``__init__``: dlt drops arguments equal to the factory defaults as "not explicit", and falls back
-to the spec's value (notes/dlt-destination.md §1.4, pattern C).
+to the spec's value (docs/dlt-behaviour.md, "Configuration"). The mapping, a dict that dlt
+resolves as one value, also takes single entries from nested environment variables
+(``DESTINATION__SENDGRID__MAPPING__EMAIL``; see ``env_mapping``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from dlt.common.configuration import configspec
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
@@ -22,6 +26,7 @@ from dlt.destinations.impl.destination.configuration import CustomDestinationCli
 from sendgrid_destination.account import Account, default_state_path, legacy_state_path
 from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL, normalize_base_url
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
+from sendgrid_destination.env_mapping import mapping_prefixes, overlay_mapping
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.redaction import redact
 
@@ -56,6 +61,11 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     # are packed across the whole file (fewest requests); N > 0: N-row RecordBatches.
     batch_size: int = 0
     loader_file_format: TLoaderFileFormat = "parquet"
+
+    def on_resolved(self) -> None:
+        """dlt's hook after resolution: nested mapping variables take effect here."""
+        prefixes = mapping_prefixes(self.destination_name or "sendgrid", _pipeline_name())
+        self.mapping = overlay_mapping(self.mapping, prefixes)
 
     def validate(self) -> None:
         """Checks that need no data and no network; raise ConfigurationError naming the fix."""
@@ -110,3 +120,11 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
         fields["base_url"] = redact(str(self.base_url))  # a password in it stays out
         fields.pop("destination_callable", None)
         return f"SendGridConfiguration({fields})"
+
+
+def _pipeline_name() -> str | None:
+    """The pipeline whose configuration dlt is resolving, if any (its scoped variables win)."""
+    try:
+        return Container()[ConfigSectionContext].pipeline_name
+    except Exception:  # no section context outside a pipeline (the CLI, direct calls)
+        return None

@@ -20,6 +20,9 @@ from benchmarks.run import main
 
 ROWS = 2_000
 
+# The harness takes ~9 s to set up: `make test-slow` (and CI) runs it, `make test` does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
