@@ -12,8 +12,8 @@ times (a retried load job) and each row must be counted once across the attempts
 A contact is counted new, changed or retried when SendGrid accepts it (202), not when it is
 rendered, so rows an attempt rendered but never sent are counted by the attempt that sends
 them; rows an earlier attempt sent are "unchanged" to the next one and are not counted again.
-Reasons go through ``api.messages.reason``: they become log lines and summary keys, so they
-carry SendGrid's wording and never a value it echoed.
+SendGrid's reasons go through ``api.messages.reason``: they become log lines and summary keys,
+so they carry its wording and never a value it echoed; the checks' own reasons never hold one.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Tally:
 
     def refused_by_checks(self, rejects: pa.Table) -> None:
         self.plan.rejected += _rows(rejects)
-        _add_reasons(self.plan, rejects)
+        _add_reasons(self.plan, rejects, ours=True)
 
     # -- what this attempt did (attempts add up) ---------------------------------------------
 
@@ -71,7 +71,7 @@ class Tally:
 
     def refused_by_api(self, rejects: pa.Table) -> None:
         self.sent.rejected_by_api += _rows(rejects)
-        _add_reasons(self.sent, rejects)
+        _add_reasons(self.sent, rejects, ours=False)
 
     def jobs_settled(self, outcome: JobsOutcome) -> None:
         self.sent.jobs.update(outcome.statuses)
@@ -84,14 +84,15 @@ def _rows(rejects: pa.Table) -> int:
     return int(pc.count_distinct(rejects["row_number"]).as_py()) if rejects.num_rows else 0
 
 
-def _add_reasons(summary: RunSummary, rejects: pa.Table) -> None:
+def _add_reasons(summary: RunSummary, rejects: pa.Table, *, ours: bool) -> None:
+    """Count rejects by reason: ours carry no value already; SendGrid's lose what it echoed."""
     if rejects.num_rows == 0:
         return
     counts = rejects.group_by("reason").aggregate([("row_number", "count")])
     for text, n in zip(
         counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(), strict=True
     ):
-        summary.rejected_by_reason[reason(str(text))] += int(n)
+        summary.rejected_by_reason[str(text) if ours else reason(str(text))] += int(n)
 
 
 def _true_count(mask: pa.Array | pa.ChunkedArray) -> int:
