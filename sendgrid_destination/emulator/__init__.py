@@ -5,10 +5,13 @@ definitions, lists, search, delete, count) on a real loopback port, enforces the
 limits and error bodies, processes accepted writes as asynchronous jobs, and adds a fault
 plan and a ``/_emulator/`` control plane. See ``docs/emulator.md``.
 
-Layout (moto's split): ``backend`` (state and jobs) / ``app``, ``handlers``, ``routes``
-(HTTP) / ``faults`` / ``ratelimit`` / ``server`` (transport) / ``facade`` (this API).
+Layout (moto's split): ``rules`` (SendGrid's rules, from the specs) / ``backend`` (state
+and jobs) / ``app``, ``handlers``, ``routes`` (HTTP) / ``faults`` / ``ratelimit`` /
+``server`` (transport) / ``facade`` (this API). The emulator imports nothing from the
+destination package: it is the independent statement the destination is tested against.
 """
 
+from . import rules
 from .app import RecordedRequest
 from .facade import Emulator
 from .faults import FaultPlan, FaultRule
@@ -21,4 +24,5 @@ __all__ = [
     "FaultRule",
     "RateLimit",
     "RecordedRequest",
+    "rules",
 ]

@@ -22,14 +22,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sendgrid_destination.fields import MAX_REQUEST_BYTES
-
 from .backend import Backend
 from .faults import FaultPlan, FaultRule
 from .handlers import Call, Handlers
 from .ratelimit import RateLimiter
 from .responses import Request, Response, error_response, json_response
 from .routes import API_ROUTES, NotAllowed, Route, match
+from .rules import MAX_REQUEST_BYTES
 
 _UPSERT_ROUTE = "PUT /v3/marketing/contacts"
 _UNMATCHED = "unmatched"

@@ -16,8 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from sendgrid_destination.clock import Clock
-
+from .clock import Clock
 from .definitions import CustomField, FieldCatalog, ListCatalog, MarketingList
 from .jobs import Job, JobContext, JobType, apply
 from .responses import ErrorItem

@@ -13,27 +13,26 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, get_args
-
-from sendgrid_destination.fields import (
-    CUSTOM_FIELD_NAME_RE,
-    FIELD_TYPE_SUFFIX,
-    MAX_CUSTOM_FIELD_NAME_LENGTH,
-    MAX_CUSTOM_FIELDS,
-    MAX_LIST_NAME_LENGTH,
-    MAX_LISTS,
-    RESERVED_BY_NAME,
-    RESERVED_FIELDS,
-    FieldType,
-)
+from typing import Any
 
 from .responses import ErrorItem, error_item
+from .rules import (
+    FIELD_TYPES,
+    MAX_CUSTOM_FIELDS,
+    MAX_FIELD_NAME_LENGTH,
+    MAX_LIST_NAME_LENGTH,
+    MAX_LISTS,
+    RESERVED_FIELDS,
+    RESERVED_NAMES,
+    TYPE_SUFFIX,
+    FieldType,
+    is_field_name,
+)
 
 # Twilio error 19045, verbatim.
 INVALID_FIELD_TYPE = (
     "Field definition type is invalid; data types that are supported are text, date, and number"
 )
-_FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def _name_errors(name: Any, max_length: int, pattern_check: bool) -> list[ErrorI
         return [error_item("name is required", "name")]
     if len(name) > max_length:
         return [error_item(f"name must be at most {max_length} characters", "name")]
-    if pattern_check and CUSTOM_FIELD_NAME_RE.fullmatch(name) is None:
+    if pattern_check and not is_field_name(name):
         return [
             error_item(
                 "name may contain only letters, digits and underscores "
@@ -100,8 +99,8 @@ class FieldCatalog:
         )
 
     def create(self, name: Any, field_type: Any, now: float) -> CustomField | list[ErrorItem]:
-        errors = _name_errors(name, MAX_CUSTOM_FIELD_NAME_LENGTH, pattern_check=True)
-        if field_type not in _FIELD_TYPES:
+        errors = _name_errors(name, MAX_FIELD_NAME_LENGTH, pattern_check=True)
+        if field_type not in FIELD_TYPES:
             errors.append(error_item(INVALID_FIELD_TYPE, "field_type"))
         if errors:
             return errors
@@ -110,7 +109,7 @@ class FieldCatalog:
         if len(self._fields) >= MAX_CUSTOM_FIELDS:
             return [error_item(f"cannot create more than {MAX_CUSTOM_FIELDS} custom fields")]
         self._counter += 1
-        new_id = f"e{self._counter}_{FIELD_TYPE_SUFFIX[field_type]}"
+        new_id = f"e{self._counter}_{TYPE_SUFFIX[field_type]}"
         created = CustomField(new_id, name, field_type, now)
         self._fields[new_id] = created
         return created
@@ -118,7 +117,7 @@ class FieldCatalog:
     def _name_taken(self, name: str) -> bool:
         # Names are stored as given but must be unique case-insensitively, reserved included.
         folded = name.casefold()
-        reserved = any(r.casefold() == folded for r in RESERVED_BY_NAME)
+        reserved = any(r.casefold() == folded for r in RESERVED_NAMES)
         return reserved or any(f.name.casefold() == folded for f in self._fields.values())
 
 

@@ -13,15 +13,14 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from sendgrid_destination.clock import Clock, SystemClock
-from sendgrid_destination.fields import FieldType
-
 from .app import ApiApp, Auth, RecordedRequest, Recorder
 from .backend import Backend, JobOrder
+from .clock import Clock, SystemClock
 from .control import PREFIX, ControlApp, contacts_view, jobs_view
 from .faults import FaultPlan
 from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
 from .responses import Request, Response
+from .rules import FieldType
 from .server import HttpServer
 
 

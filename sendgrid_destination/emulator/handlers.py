@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sendgrid_destination.fields import EMAIL_RE, IDENTIFIERS, MAX_SEARCH_VALUES
-
 from .backend import Backend
 from .definitions import CustomField, MarketingList, reserved_definitions
 from .jobs import Job, view
@@ -29,11 +27,16 @@ from .responses import (
     invalid_json,
     json_response,
 )
+from .rules import (
+    DEFAULT_PAGE_SIZE,
+    IDENTIFIERS,
+    MAX_PAGE_SIZE,
+    MAX_SEARCH_VALUES,
+    is_email,
+)
 from .validation import validate_upsert
 
 _UNPARSED: Any = object()
-_MAX_PAGE_SIZE = 1000
-_DEFAULT_PAGE_SIZE = 100
 
 
 def _refuse_constant(name: str) -> Any:
@@ -137,7 +140,7 @@ class Handlers:
             return values
         # "Empty strings are excluded" (spec, ListContactByEmail).
         emails = [email for email in values if email]
-        bad = next((e for e in emails if EMAIL_RE.fullmatch(e) is None), None)
+        bad = next((e for e in emails if not is_email(e)), None)
         if bad is not None:
             return error_response(400, f"email '{bad}' is not valid", "emails")
         return _search_result(self._backend.search("any_email", emails))
@@ -275,12 +278,12 @@ def _split_ids(raw: str | None) -> list[str]:
 
 def _page_size(raw: str | None) -> int | None:
     if raw is None:
-        return _DEFAULT_PAGE_SIZE
+        return DEFAULT_PAGE_SIZE
     try:
         size = int(raw)
     except ValueError:
         return None
-    return size if 1 <= size <= _MAX_PAGE_SIZE else None
+    return size if 1 <= size <= MAX_PAGE_SIZE else None
 
 
 def _page_token(offset: int) -> str:

@@ -23,15 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sendgrid_destination.fields import FORBIDDEN_UPSERT_KEYS, IDENTIFIERS, WRITABLE_FIELDS
-
 from .definitions import CustomField
+from .rules import ID_KEYS, IDENTIFIERS, WRITABLE_FIELDS
 from .store import ContactStore, StoredContact, iso
 
 JobType = Literal["upsert_contacts", "delete_contacts"]
 JobStatus = Literal["pending", "completed", "errored", "failed"]
 
-_WRITABLE = frozenset(WRITABLE_FIELDS)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
 _DATE_FORMATS = "RFC3339, MM/DD/YYYY, or M/D/YYYY"
@@ -173,7 +171,7 @@ def _upsert_one(job: Job, contact: dict[str, Any], store: ContactStore, ctx: Job
 
 def _id_key_reason(contact: Mapping[str, Any]) -> str | None:
     # A stray "id" got a 202 and the contact "never shows up" (sendgrid-nodejs#1004).
-    sent = [key for key in FORBIDDEN_UPSERT_KEYS if key in contact]
+    sent = [key for key in ID_KEYS if key in contact]
     if sent:
         return "a contact's ID cannot be used to update the contact: " + ", ".join(sent)
     return None
@@ -206,7 +204,7 @@ def _merged(
     # A fresh object, so the store can un-index the previous version.
     merged = target.copy()
     for key, value in contact.items():
-        if key in _WRITABLE:
+        if key in WRITABLE_FIELDS:
             merged.fields[key] = _normalised(key, value)
     merged.custom_fields.update(contact.get("custom_fields") or {})
     merged.list_ids.extend(lid for lid in dict.fromkeys(list_ids) if lid not in merged.list_ids)

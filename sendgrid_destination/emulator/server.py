@@ -20,9 +20,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sendgrid_destination.fields import MAX_REQUEST_BYTES
-
 from .responses import Request, Response, error_response
+from .rules import MAX_REQUEST_BYTES
 
 Dispatch = Callable[[Request], Response]
 # Bodies up to this size are read so the app can answer 413 on a live connection, as

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sendgrid_destination.fields import IDENTIFIERS
+from .rules import IDENTIFIERS
 
 # ContactDetails3 lists reserved fields in this order; we render set fields in it too.
 _DETAIL_ORDER = (

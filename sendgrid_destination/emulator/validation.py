@@ -20,32 +20,22 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any
 
-from sendgrid_destination.fields import (
-    E164_RE,
-    EMAIL_RE,
-    FORBIDDEN_UPSERT_KEYS,
+from .responses import ErrorItem, error_item
+from .rules import (
+    ID_KEYS,
     IDENTIFIERS,
     MAX_ALTERNATE_EMAILS,
     MAX_CONTACTS_PER_REQUEST,
     MAX_CUSTOM_TEXT_LENGTH,
-    RESERVED_BY_NAME,
-    WRITABLE_FIELDS,
-    custom_field_type_from_id,
+    MAX_LENGTHS,
+    READ_ONLY_FIELDS,
+    STRING_FIELDS,
+    is_e164,
+    is_email,
+    type_of_field_id,
 )
 
-from .responses import ErrorItem, error_item
-
-_STRING_FIELDS = frozenset(WRITABLE_FIELDS) - {"alternate_emails"}
-_MAX_LENGTH = {
-    name: f.max_length
-    for name, f in RESERVED_BY_NAME.items()
-    if f.max_length is not None and name != "alternate_emails"
-}
-_EMAIL_MAX = RESERVED_BY_NAME["email"].max_length or 254
-_READ_ONLY = frozenset(f.name for f in RESERVED_BY_NAME.values() if f.read_only)
-# "A contact's ID cannot be used to update the contact", yet sending one got a 202
-# (sendgrid-nodejs#1004), so these pass here and fail per contact in the job.
-_ID_KEYS = frozenset(FORBIDDEN_UPSERT_KEYS)
+_EMAIL_MAX = MAX_LENGTHS["email"]
 
 
 class InvalidInput(Exception):
@@ -119,7 +109,7 @@ def _check_types(contact: Any) -> None:
     if not isinstance(contact, dict):
         raise InvalidInput
     for key, value in contact.items():
-        if key in _STRING_FIELDS:
+        if key in STRING_FIELDS:
             ok = isinstance(value, str)
         elif key == "alternate_emails":
             ok = _is_str_list(value)
@@ -132,33 +122,35 @@ def _check_types(contact: Any) -> None:
 
 
 def _key_error(key: str, value: Any, ready_field_ids: Set[str]) -> tuple[str, str] | None:
-    if key in _STRING_FIELDS:
+    if key in STRING_FIELDS:
         return _string_field_error(key, value)
     if key == "alternate_emails":
         return _alternate_emails_error(value)
     if key == "custom_fields":
         return _custom_fields_error(value, ready_field_ids)
-    if key in _ID_KEYS:
+    if key in ID_KEYS:
+        # "A contact's ID cannot be used to update the contact", yet sending one got a 202
+        # (sendgrid-nodejs#1004): it passes here and fails that contact in the job.
         return None
-    if key in _READ_ONLY:
+    if key in READ_ONLY_FIELDS:
         return f"{key} is a read-only field", f".{key}"
     return f"unknown field {key!r}", f".{key}"
 
 
 def _string_field_error(key: str, value: str) -> tuple[str, str] | None:
     if key == "email":
-        if EMAIL_RE.fullmatch(value) is None:
+        if not is_email(value):
             return f"email '{value}' is not valid", ".identifier"
     elif key == "phone_number_id":
-        if E164_RE.fullmatch(value) is None:
+        if not is_e164(value):
             return f"phone_number_id '{value}' is not valid", ".identifier"
     elif key == "phone_number":
         # "Both [phone_number_id and phone_number] must use E.164" (managing-contacts docs).
-        if E164_RE.fullmatch(value) is None:
+        if not is_e164(value):
             return f"phone_number '{value}' is not valid", ".phone_number"
     elif key in IDENTIFIERS and not value:
         return f"{key} '' is not valid", ".identifier"
-    limit = _MAX_LENGTH.get(key)
+    limit = MAX_LENGTHS.get(key)
     if limit is not None and len(value) > limit:
         return f"{key} must be at most {limit} characters", f".{key}"
     return None
@@ -171,7 +163,7 @@ def _alternate_emails_error(value: list[str]) -> tuple[str, str] | None:
             ".alternate_emails",
         )
     for position, email in enumerate(value):
-        if EMAIL_RE.fullmatch(email) is None:
+        if not is_email(email):
             return f"email '{email}' is not valid", f".alternate_emails[{position}]"
         if len(email) > _EMAIL_MAX:
             return (
@@ -191,7 +183,7 @@ def _custom_fields_error(
         if field_value is None:
             return f'custom field "{field_id}" cannot be null', f".custom_fields.{field_id}"
         if (
-            custom_field_type_from_id(field_id) == "Text"
+            type_of_field_id(field_id) == "Text"
             and isinstance(field_value, str)
             and len(field_value) > MAX_CUSTOM_TEXT_LENGTH
         ):

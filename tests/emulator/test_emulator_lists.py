@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sendgrid_destination.emulator import Emulator
-from sendgrid_destination.fields import MAX_LISTS
+from sendgrid_destination.emulator.rules import MAX_LISTS
 
 if TYPE_CHECKING:
     from .support import Api

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import requests
 
-from sendgrid_destination.emulator import Emulator, RateLimit
+from sendgrid_destination.emulator import Emulator, RateLimit, rules
 
 from .support import DEVIATIONS, OpenApi, spec_dir
 
@@ -332,3 +332,63 @@ def test_creating_a_list_answers_201_as_the_current_spec_says(openapi: OpenApi) 
 def test_the_deviation_patches_do_not_touch_the_raw_specs(openapi: OpenApi) -> None:
     assert openapi.raw != openapi.specs
     assert copy.deepcopy(openapi.raw) == openapi.raw
+
+
+# -- the emulator's rules module states the specs ------------------------------------------
+
+
+def _schemas(openapi: OpenApi, file: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = openapi.raw[file]["components"]["schemas"]
+    return schemas
+
+
+def _request_schema(openapi: OpenApi, route: str) -> dict[str, Any]:
+    _, _, op = openapi.operation(route)
+    schema: dict[str, Any] = op["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
+def test_the_rules_state_the_contact_request_max_lengths_and_item_limits(
+    openapi: OpenApi,
+) -> None:
+    props = _schemas(openapi, "tsg_mc_contacts_v3.json")["ContactRequest"]["properties"]
+    spec_lengths = {name: p["maxLength"] for name, p in props.items() if "maxLength" in p}
+    spec_lengths["alternate_emails"] = props["alternate_emails"]["items"]["maxLength"]
+    upsert = _request_schema(openapi, UPSERT)["properties"]["contacts"]
+
+    assert spec_lengths == rules.MAX_LENGTHS
+    assert props["alternate_emails"]["maxItems"] == rules.MAX_ALTERNATE_EMAILS
+    assert (upsert["minItems"], upsert["maxItems"]) == (1, rules.MAX_CONTACTS_PER_REQUEST)
+    search = _request_schema(openapi, EMAILS)["properties"]["emails"]["items"]
+    assert search["maxLength"] == rules.MAX_SEARCH_EMAIL_LENGTH
+
+
+def test_the_rules_state_the_identifiers_and_reserved_fields_of_the_specs(
+    openapi: OpenApi,
+) -> None:
+    identifier_types = _schemas(openapi, "tsg_mc_contacts_v3.json")["IdentifierType1"]["enum"]
+    _, _, op = openapi.operation(FIELDS_GET)
+    example = op["responses"]["200"]["content"]["application/json"]["examples"]["response"]
+    reserved = example["value"]["reserved_fields"]
+
+    assert list(rules.IDENTIFIERS) == identifier_types
+    assert [(f.id, f.name, f.field_type, f.read_only) for f in rules.RESERVED_FIELDS] == [
+        (r["id"], r["name"], r["field_type"], r.get("read_only", False)) for r in reserved
+    ]
+    field_types = _schemas(openapi, "tsg_mc_custom_fields_v3.json")["FieldType"]["enum"]
+    assert list(rules.FIELD_TYPES) == field_types
+
+
+def test_the_rules_state_the_name_and_page_limits_of_the_specs(openapi: OpenApi) -> None:
+    field_name = _request_schema(openapi, FIELDS_POST)["properties"]["name"]
+    list_name = _request_schema(openapi, LISTS_POST)["properties"]["name"]
+    _, _, lists_get = openapi.operation(LISTS_GET)
+    [page_size] = [p["schema"] for p in lists_get["parameters"] if p["name"] == "page_size"]
+
+    assert (field_name["minLength"], field_name["maxLength"]) == (1, rules.MAX_FIELD_NAME_LENGTH)
+    assert (list_name["minLength"], list_name["maxLength"]) == (1, rules.MAX_LIST_NAME_LENGTH)
+    assert (page_size["minimum"], page_size["maximum"], page_size["default"]) == (
+        1,
+        rules.MAX_PAGE_SIZE,
+        rules.DEFAULT_PAGE_SIZE,
+    )
