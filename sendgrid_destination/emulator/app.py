@@ -25,8 +25,8 @@ from typing import Any
 from .backend import Backend
 from .faults import FaultPlan, FaultRule
 from .handlers import Call, Handlers
+from .http_types import Request, Response, error_response, json_response
 from .ratelimit import RateLimiter
-from .responses import Request, Response, error_response, json_response
 from .routes import API_ROUTES, NotAllowed, Route, match
 from .rules import MAX_REQUEST_BYTES
 

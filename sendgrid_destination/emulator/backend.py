@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from .clock import Clock
 from .definitions import CustomField, FieldCatalog, ListCatalog, MarketingList
-from .jobs import Job, JobContext, JobType, apply
-from .responses import ErrorItem
+from .http_types import ErrorItem
+from .import_jobs import Job, JobContext, JobType, apply
 from .store import ContactStore, StoredContact
 
 JobOrder = Literal["fifo", "reverse"]

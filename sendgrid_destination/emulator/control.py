@@ -26,7 +26,7 @@ from .app import Recorder
 from .backend import Backend
 from .faults import FaultPlan
 from .handlers import job_view
-from .responses import Request, Response, error_response, json_response
+from .http_types import Request, Response, error_response, json_response
 from .routes import NotAllowed, Route, match
 
 PREFIX = "/_emulator/"

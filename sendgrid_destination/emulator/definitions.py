@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .responses import ErrorItem, error_item
+from .http_types import ErrorItem, error_item
 from .rules import (
     FIELD_TYPES,
     MAX_CUSTOM_FIELDS,

@@ -18,8 +18,8 @@ from .backend import Backend, JobOrder
 from .clock import Clock, SystemClock
 from .control import PREFIX, ControlApp, contacts_view, jobs_view
 from .faults import FaultPlan
+from .http_types import Request, Response
 from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
-from .responses import Request, Response
 from .rules import FieldType
 from .server import HttpServer
 

@@ -17,8 +17,7 @@ from typing import Any
 
 from .backend import Backend
 from .definitions import CustomField, MarketingList, reserved_definitions
-from .jobs import Job, view
-from .responses import (
+from .http_types import (
     Request,
     Response,
     error_response,
@@ -27,6 +26,7 @@ from .responses import (
     invalid_json,
     json_response,
 )
+from .import_jobs import Job, view
 from .rules import (
     DEFAULT_PAGE_SIZE,
     IDENTIFIERS,

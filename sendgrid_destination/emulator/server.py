@@ -20,7 +20,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .responses import Request, Response, error_response
+from .http_types import Request, Response, error_response
 from .rules import MAX_REQUEST_BYTES
 
 Dispatch = Callable[[Request], Response]

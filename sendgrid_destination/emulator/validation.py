@@ -11,7 +11,7 @@ re-sends the rest). Two stages, like a decoder followed by a validator:
   ``contacts[<index>]...``.
 
 Value checks that the real API only makes while processing the job (Number/Date custom
-field values) live in ``jobs.py``. Kept to dictionary look-ups and compiled regexes so a
+field values) live in ``import_jobs.py``. Kept to dictionary look-ups and compiled regexes so a
 30,000-contact body validates in tens of milliseconds.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any
 
-from .responses import ErrorItem, error_item
+from .http_types import ErrorItem, error_item
 from .rules import (
     ID_KEYS,
     IDENTIFIERS,
