@@ -13,19 +13,31 @@ this order:
 Every response except 404/405 carries ``X-RateLimit-*`` headers (404/405 carry the default
 window's, uncounted). Every request is recorded (``RecordedRequest``) without its
 Authorization header and without its body.
+
+Each stage raises ``errors.ApiError`` to refuse; ``handle`` is the one place that turns a
+refusal into its status, body and headers.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .backend import Backend
+from .errors import (
+    ApiError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from .faults import FaultPlan, FaultRule
 from .handlers import Call, Handlers
-from .http_types import Request, Response, error_response, json_response
+from .http_types import Request, Response, json_response
 from .ratelimit import RateLimiter
 from .routes import API_ROUTES, NotAllowed, Route, match
 from .rules import MAX_REQUEST_BYTES
@@ -34,13 +46,9 @@ _UPSERT_ROUTE = "PUT /v3/marketing/contacts"
 _UNMATCHED = "unmatched"
 # The observed 401 for a wrong key (sendgrid-csharp#185) carries "help": null as well.
 _BAD_GRANT = {
-    "errors": [
-        {
-            "message": "The provided authorization grant is invalid, expired, or revoked",
-            "field": None,
-            "help": None,
-        }
-    ]
+    "message": "The provided authorization grant is invalid, expired, or revoked",
+    "field": None,
+    "help": None,
 }
 
 
@@ -94,16 +102,25 @@ class Auth:
         self.api_key = api_key
         self.forbidden_keys = frozenset(forbidden_keys)
 
-    def refusal(self, header: str | None) -> Response | None:
+    def check(self, header: str | None) -> None:
+        """Raise ``Unauthorized`` or ``Forbidden`` unless the header carries the valid key."""
         scheme, _, token = (header or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return error_response(401, "authorization required")
+            raise Unauthorized("authorization required")
         if token in self.forbidden_keys:
-            return error_response(403, "access forbidden")
+            raise Forbidden("access forbidden")
         if token != self.api_key:
-            return json_response(401, _BAD_GRANT)
-        return None
+            raise Unauthorized([dict(_BAD_GRANT)])
+
+
+@dataclass
+class _Exchange:
+    """What one request went through: its route key, fault and rate-limit headers."""
+
+    key: str = _UNMATCHED
+    fault: FaultRule | None = None
+    rate_headers: dict[str, str] = field(default_factory=dict)
 
 
 class ApiApp:
@@ -128,59 +145,62 @@ class ApiApp:
         self._handlers = Handlers(backend, base_url).table()
 
     def handle(self, request: Request) -> Response:
-        found = match(API_ROUTES, request.method, request.path)
         call = Call(request)
-        if found is None:
-            key, fault = _UNMATCHED, None
-            response = error_response(404, "not found")
-        elif isinstance(found, NotAllowed):
-            key, fault = _UNMATCHED, None
-            response = error_response(405, "method not allowed")
-            response.headers["Allow"] = ", ".join(found.allowed)
-        else:
-            route, call.params = found
-            key, fault = route.key, self._faults.take(route.key)
-            response = self._with_fault(route, call, fault)
-        if found is None or isinstance(found, NotAllowed):
-            response.headers.update(self._limiter.peek(_UNMATCHED))
-        self._record(request, key, call, response, fault)
+        exchange = _Exchange()
+        try:
+            response = self._answer(call, exchange)
+        except ApiError as refused:
+            response = json_response(refused.status, refused.payload(), refused.headers)
+        for name, value in exchange.rate_headers.items():
+            response.headers.setdefault(name, value)
+        self._record(call, response, exchange)
         return response
 
-    def _with_fault(self, route: Route, call: Call, fault: FaultRule | None) -> Response:
+    def _answer(self, call: Call, exchange: _Exchange) -> Response:
+        route = self._route(call, exchange)
+        exchange.key, exchange.fault = route.key, self._faults.take(route.key)
+        fault = exchange.fault
         if fault is None:
-            return self._serve(route, call)
+            return self._serve(route, call, exchange)
         if fault.action == "status":
-            counted = self._limiter.consume(route.key).headers
-            status = fault.status or 500
-            return json_response(status, fault.response_body(), counted | fault.headers)
+            exchange.rate_headers = self._limiter.consume(route.key).headers
+            return json_response(fault.status or 500, fault.response_body(), fault.headers)
         if fault.action in ("drop", "hang"):
             return Response(0, disposition="hang" if fault.action == "hang" else "drop")
         if fault.action == "delay":
             self._sleep(fault.delay)
-        response = self._serve(route, call)
+        response = self._serve(route, call, exchange)
         if fault.action == "drop_after":
             response.disposition = "drop"
         return response
 
-    def _serve(self, route: Route, call: Call) -> Response:
-        refused = self._auth.refusal(call.request.header("Authorization"))
-        if refused is not None:
-            refused.headers.update(self._limiter.peek(route.key))
-            return refused
-        decision = self._limiter.consume(route.key)
-        if not decision.allowed:
-            response = error_response(429, "too many requests")
-        elif len(call.request.body) > MAX_REQUEST_BYTES:
-            response = error_response(413, "request entity too large")
-        else:
-            self._backend.process_due()
-            response = self._handlers[route.handler](call)
-        response.headers.update(decision.headers)
-        return response
+    def _route(self, call: Call, exchange: _Exchange) -> Route:
+        request = call.request
+        found = match(API_ROUTES, request.method, request.path)
+        if found is None or isinstance(found, NotAllowed):
+            exchange.rate_headers = self._limiter.peek(_UNMATCHED)
+        if found is None:
+            raise NotFound("not found")
+        if isinstance(found, NotAllowed):
+            allow = {"Allow": ", ".join(found.allowed)}
+            raise MethodNotAllowed("method not allowed", headers=allow)
+        route, call.params = found
+        return route
 
-    def _record(
-        self, request: Request, key: str, call: Call, response: Response, fault: FaultRule | None
-    ) -> None:
+    def _serve(self, route: Route, call: Call, exchange: _Exchange) -> Response:
+        exchange.rate_headers = self._limiter.peek(route.key)
+        self._auth.check(call.request.header("Authorization"))
+        decision = self._limiter.consume(route.key)
+        exchange.rate_headers = decision.headers
+        if not decision.allowed:
+            raise TooManyRequests("too many requests")
+        if len(call.request.body) > MAX_REQUEST_BYTES:
+            raise PayloadTooLarge("request entity too large")
+        self._backend.process_due()
+        return self._handlers[route.handler](call)
+
+    def _record(self, call: Call, response: Response, exchange: _Exchange) -> None:
+        request, key, fault = call.request, exchange.key, exchange.fault
         route = key if key != _UNMATCHED else f"{request.method} {request.path}"
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         self._recorder.add(

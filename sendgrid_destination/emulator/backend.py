@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from .clock import Clock
 from .definitions import CustomField, FieldCatalog, ListCatalog, MarketingList
-from .http_types import ErrorItem
 from .import_jobs import Job, JobContext, JobType, apply
 from .store import ContactStore, StoredContact
 
@@ -55,7 +54,7 @@ class Backend:
 
     # -- schema -----------------------------------------------------------------------
 
-    def create_field(self, name: Any, field_type: Any) -> CustomField | list[ErrorItem]:
+    def create_field(self, name: Any, field_type: Any) -> CustomField:
         with self.lock:
             return self.fields.create(name, field_type, self.clock.now())
 
@@ -67,7 +66,7 @@ class Backend:
         with self.lock:
             return self.fields.ready_ids(self.clock.now())
 
-    def create_list(self, name: Any) -> MarketingList | list[ErrorItem]:
+    def create_list(self, name: Any) -> MarketingList:
         with self.lock:
             return self.lists.create(name)
 

@@ -2,7 +2,7 @@
 
 Contract: ``FieldCatalog.create`` and ``ListCatalog.create`` apply SendGrid's rules (name
 syntax, case-insensitive uniqueness also against reserved names, the 500-field and
-1,000-list caps) and return either the new entry or a list of error items for a 400.
+1,000-list caps) and return the new entry, or raise ``errors.BadRequest`` for a 400.
 Custom field IDs encode the type in their suffix (``e1_T``, ``e2_N``, ``e3_D``) as real
 IDs do. A field is "ready" for upserts only ``ready_seconds`` after creation, because real
 fields take a few seconds to propagate (StrongGrid waits 5 s; Jitsu retries). Not
@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .http_types import ErrorItem, error_item
+from .errors import BadRequest, ErrorItem, error_item
 from .rules import (
     FIELD_TYPES,
     MAX_CUSTOM_FIELDS,
@@ -79,6 +79,13 @@ def _name_errors(name: Any, max_length: int, pattern_check: bool) -> list[ErrorI
     return []
 
 
+def _check_name(name: Any, max_length: int, pattern_check: bool) -> str:
+    errors = _name_errors(name, max_length, pattern_check)
+    if errors:
+        raise BadRequest(errors)
+    return str(name)
+
+
 class FieldCatalog:
     """Custom field definitions, in creation order."""
 
@@ -98,16 +105,16 @@ class FieldCatalog:
             f.id for f in self._fields.values() if now - f.created_at >= self.ready_seconds
         )
 
-    def create(self, name: Any, field_type: Any, now: float) -> CustomField | list[ErrorItem]:
+    def create(self, name: Any, field_type: Any, now: float) -> CustomField:
         errors = _name_errors(name, MAX_FIELD_NAME_LENGTH, pattern_check=True)
         if field_type not in FIELD_TYPES:
             errors.append(error_item(INVALID_FIELD_TYPE, "field_type"))
         if errors:
-            return errors
+            raise BadRequest(errors)
         if self._name_taken(name):
-            return [error_item("Name already exists", "name")]
+            raise BadRequest("Name already exists", "name")
         if len(self._fields) >= MAX_CUSTOM_FIELDS:
-            return [error_item(f"cannot create more than {MAX_CUSTOM_FIELDS} custom fields")]
+            raise BadRequest(f"cannot create more than {MAX_CUSTOM_FIELDS} custom fields")
         self._counter += 1
         new_id = f"e{self._counter}_{TYPE_SUFFIX[field_type]}"
         created = CustomField(new_id, name, field_type, now)
@@ -133,14 +140,12 @@ class ListCatalog:
     def get(self, list_id: str) -> MarketingList | None:
         return self._lists.get(list_id)
 
-    def create(self, name: Any) -> MarketingList | list[ErrorItem]:
-        errors = _name_errors(name, MAX_LIST_NAME_LENGTH, pattern_check=False)
-        if errors:
-            return errors
+    def create(self, name: Any) -> MarketingList:
+        name = _check_name(name, MAX_LIST_NAME_LENGTH, pattern_check=False)
         if any(existing.name == name for existing in self._lists.values()):
-            return [error_item("Name already exists", "name")]
+            raise BadRequest("Name already exists", "name")
         if len(self._lists) >= MAX_LISTS:
-            return [error_item(f"cannot create more than {MAX_LISTS} lists")]
+            raise BadRequest(f"cannot create more than {MAX_LISTS} lists")
         created = MarketingList(str(uuid.uuid4()), name)
         self._lists[created.id] = created
         return created

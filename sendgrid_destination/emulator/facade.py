@@ -17,6 +17,7 @@ from .app import ApiApp, Auth, RecordedRequest, Recorder
 from .backend import Backend, JobOrder
 from .clock import Clock, SystemClock
 from .control import PREFIX, ControlApp, contacts_view, jobs_view
+from .errors import ApiError
 from .faults import FaultPlan
 from .http_types import Request, Response
 from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
@@ -122,16 +123,16 @@ class Emulator:
 
     def add_custom_field(self, name: str, field_type: FieldType = "Text") -> str:
         """Create a custom field as the API would; its new ID (``e1_T``...)."""
-        created = self.backend.create_field(name, field_type)
-        if isinstance(created, list):
-            raise ValueError(created[0]["message"])
-        return created.id
+        try:
+            return self.backend.create_field(name, field_type).id
+        except ApiError as refused:
+            raise ValueError(refused.message) from None
 
     def add_list(self, name: str) -> str:
-        created = self.backend.create_list(name)
-        if isinstance(created, list):
-            raise ValueError(created[0]["message"])
-        return created.id
+        try:
+            return self.backend.create_list(name).id
+        except ApiError as refused:
+            raise ValueError(refused.message) from None
 
     # -- introspection ------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Contract: a ``Job`` is created ``pending`` when a PUT/DELETE is accepted and is applied
 later, in one go, by ``apply`` (the backend decides when). Applying an upsert merges each
-contact into the store or records a per-contact error; the job then ends ``completed`` (no
-errors), ``errored`` (some) or ``failed`` (all, or forced). Per-contact rules, from the
+contact into the store or records a per-contact error (raised inside as ``ContactFailed``,
+kept as a row of the errors file); the job then ends ``completed`` (no errors), ``errored``
+(some) or ``failed`` (all, or forced). Per-contact rules, from the
 spec and observed behaviour:
 
 * omitted fields keep their values; ``custom_fields`` merge by ID; ``list_ids`` are added;
@@ -149,15 +150,17 @@ def _identifiers(contact: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+class ContactFailed(Exception):
+    """A contact this job cannot apply; the message is its reason in the errors file."""
+
+
 def _upsert_one(job: Job, contact: dict[str, Any], store: ContactStore, ctx: JobContext) -> None:
     identifiers = _identifiers(contact)
-    target: StoredContact | None = None
-    reason = ctx.forced_reason(identifiers) or _id_key_reason(contact)
-    reason = reason or _custom_value_reason(contact.get("custom_fields") or {}, ctx)
-    if reason is None:
-        target, reason = _match(identifiers, store)
-    if reason is not None:
-        job.errors.append(ContactError(identifiers, reason))
+    try:
+        _check_applicable(contact, identifiers, ctx)
+        target = _match(identifiers, store)
+    except ContactFailed as failed:
+        job.errors.append(ContactError(identifiers, str(failed)))
         return
     created = target is None
     if target is None:
@@ -169,33 +172,39 @@ def _upsert_one(job: Job, contact: dict[str, Any], store: ContactStore, ctx: Job
         job.updated_count += 1
 
 
-def _id_key_reason(contact: Mapping[str, Any]) -> str | None:
+def _check_applicable(
+    contact: Mapping[str, Any], identifiers: Mapping[str, str], ctx: JobContext
+) -> None:
+    forced = ctx.forced_reason(identifiers)
+    if forced is not None:
+        raise ContactFailed(forced)
     # A stray "id" got a 202 and the contact "never shows up" (sendgrid-nodejs#1004).
     sent = [key for key in ID_KEYS if key in contact]
     if sent:
-        return "a contact's ID cannot be used to update the contact: " + ", ".join(sent)
-    return None
+        raise ContactFailed(
+            "a contact's ID cannot be used to update the contact: " + ", ".join(sent)
+        )
+    _check_custom_values(contact.get("custom_fields") or {}, ctx)
 
 
-def _match(
-    identifiers: Mapping[str, str], store: ContactStore
-) -> tuple[StoredContact | None, str | None]:
+def _match(identifiers: Mapping[str, str], store: ContactStore) -> StoredContact | None:
+    """The stored contact this one updates, ``None`` for a new one; else ``ContactFailed``."""
     matches = store.matching(identifiers)
     if not matches:
-        return None, None
+        return None
     if len(matches) > 1:
-        return None, "identifiers match more than one existing contact"
+        raise ContactFailed("identifiers match more than one existing contact")
     existing = matches[0]
     stored = existing.identifiers()
     missing = [name for name in stored if name not in identifiers]
     if missing:
-        return None, "contact is missing existing identifier(s): " + ", ".join(missing)
+        raise ContactFailed("contact is missing existing identifier(s): " + ", ".join(missing))
     conflicting = [name for name in stored if stored[name] != identifiers[name]]
     if conflicting:
-        return None, "contact identifier(s) differ from the existing contact: " + ", ".join(
-            conflicting
+        raise ContactFailed(
+            "contact identifier(s) differ from the existing contact: " + ", ".join(conflicting)
         )
-    return existing, None
+    return existing
 
 
 def _merged(
@@ -221,18 +230,17 @@ def _normalised(key: str, value: Any) -> Any:
     return value
 
 
-def _custom_value_reason(custom_fields: Mapping[str, Any], ctx: JobContext) -> str | None:
+def _check_custom_values(custom_fields: Mapping[str, Any], ctx: JobContext) -> None:
     for field_id, value in custom_fields.items():
         definition = ctx.fields.get(field_id)
         if definition is None:
-            return f"invalid custom field ids supplied - {field_id}"
+            raise ContactFailed(f"invalid custom field ids supplied - {field_id}")
         problem = _value_problem(definition.field_type, value)
         if problem is not None:
-            return (
+            raise ContactFailed(
                 f"error storing custom field name={definition.name} "
                 f"type={definition.field_type}: {problem}"
             )
-    return None
 
 
 def _value_problem(field_type: str, value: Any) -> str | None:
