@@ -3,10 +3,16 @@ OpenAPI specs as jsonschema validators with the documented allow-list of deviati
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
-from collections.abc import Callable
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +74,70 @@ class Api:
         response = self.upsert(contacts, **extra)
         assert response.status_code == 202, response.text
         return self.finish(response.json()["job_id"])
+
+
+# -- the emulator as a child process ----------------------------------------------------
+
+CHILD_TIMEOUT = 15.0
+
+
+class Child:
+    """A child process whose stdout is read with a deadline, never a blocking readline."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._buffer = b""
+
+    def read_lines(self, count: int, timeout: float = CHILD_TIMEOUT) -> list[str]:
+        """The next ``count`` lines of stdout; ``AssertionError`` if they do not come in time."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while self._buffer.count(b"\n") < count:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {count} lines in {timeout} s; got {self._buffer!r}"
+            readable, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            chunk = os.read(self.proc.stdout.fileno(), 4096) if readable else b""
+            assert chunk or not readable, f"stdout closed early; got {self._buffer!r}"
+            self._buffer += chunk
+        lines = self._buffer.split(b"\n")
+        self._buffer = b"\n".join(lines[count:])
+        return [line.decode() for line in lines[:count]]
+
+    def stop_with(self, signum: int, timeout: float = CHILD_TIMEOUT) -> tuple[int, str]:
+        """Send ``signum``; the exit code and the rest of stdout, within ``timeout``."""
+        self.proc.send_signal(signum)
+        rest, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, (self._buffer + rest).decode()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def emulator_child(*args: str, ignore_sigint: bool = False) -> Iterator[Child]:
+    """``python -m sendgrid_destination.emulator ARGS``; killed in ``finally`` whatever happens.
+
+    ``ignore_sigint`` starts the child with SIGINT ignored, as ``nohup`` and some CI runners
+    do.
+    """
+    command = [sys.executable, "-m", "sendgrid_destination.emulator", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        env=env,
+        preexec_fn=_ignore_sigint if ignore_sigint else None,
+    )
+    try:
+        yield Child(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=CHILD_TIMEOUT)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 # -- the official OpenAPI specs ---------------------------------------------------------
