@@ -14,14 +14,16 @@ destination package: it is the independent statement the destination is tested a
 from . import rules
 from .app import RecordedRequest
 from .facade import Emulator
-from .faults import FaultPlan, FaultRule
+from .faults import BodyLimit, FaultPlan, FaultRule, JobFault
 from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit
 
 __all__ = [
     "DEFAULT_RATE_LIMIT",
+    "BodyLimit",
     "Emulator",
     "FaultPlan",
     "FaultRule",
+    "JobFault",
     "RateLimit",
     "RecordedRequest",
     "rules",

@@ -3,12 +3,17 @@
 Contract: ``ApiApp.handle(request)`` answers one request to an emulated SendGrid route, in
 this order:
 
-1. match the route (unknown path -> 404 ``not found``; known path, other method -> 405);
+1. a request target over ``MAX_URL_BYTES`` (414), then match the route (unknown path ->
+   404 ``not found``; known path, other method -> 405);
 2. the fault plan for that route (a ``status`` fault answers here and counts against the
-   rate limit; ``delay`` sleeps and continues; ``drop``/``hang`` go back to the transport);
+   rate limit; ``redirect`` answers here uncounted; ``delay`` sleeps and continues;
+   ``drop``/``hang`` go back to the transport; ``drop_after``/``drip`` change how the
+   final answer is delivered);
 3. ``Authorization: Bearer <key>`` (401 missing or wrong, 403 for a key without scopes);
 4. the route's rate-limit window (429 ``too many requests``);
-5. the 6,000,000-byte body cap (413), then due jobs are applied and the handler runs.
+5. the body cap: 6,000,000 bytes (413), or the lower ``body_limit`` a test set for
+   ``PUT /v3/marketing/contacts`` (413 or 400); then due jobs are applied and the handler
+   runs.
 
 Every response except 404/405 carries ``X-RateLimit-*`` headers (404/405 carry the default
 window's, uncounted). Every request is recorded (``RecordedRequest``) without its
@@ -34,13 +39,14 @@ from .errors import (
     PayloadTooLarge,
     TooManyRequests,
     Unauthorized,
+    UriTooLong,
 )
-from .faults import FaultPlan, FaultRule
+from .faults import BodyLimit, FaultPlan, FaultRule
 from .handlers import Call, Handlers
 from .http_types import Request, Response, json_response
 from .ratelimit import RateLimiter
 from .routes import API_ROUTES, NotAllowed, Route, match
-from .rules import MAX_REQUEST_BYTES
+from .rules import MAX_REQUEST_BYTES, MAX_URL_BYTES
 
 _UPSERT_ROUTE = "PUT /v3/marketing/contacts"
 _UNMATCHED = "unmatched"
@@ -143,6 +149,7 @@ class ApiApp:
         self._recorder = recorder
         self._sleep = sleep
         self._handlers = Handlers(backend, base_url).table()
+        self.body_limit = BodyLimit()
 
     def handle(self, request: Request) -> Response:
         call = Call(request)
@@ -153,6 +160,7 @@ class ApiApp:
             response = json_response(refused.status, refused.payload(), refused.headers)
         for name, value in exchange.rate_headers.items():
             response.headers.setdefault(name, value)
+        _deliver_as_the_fault_says(response, exchange.fault)
         self._record(call, response, exchange)
         return response
 
@@ -165,20 +173,24 @@ class ApiApp:
         if fault.action == "status":
             exchange.rate_headers = self._limiter.consume(route.key).headers
             return json_response(fault.status or 500, fault.response_body(), fault.headers)
+        if fault.action == "redirect":
+            return Response(fault.status or 307, headers={"Location": fault.location or ""})
         if fault.action in ("drop", "hang"):
             return Response(0, disposition="hang" if fault.action == "hang" else "drop")
         if fault.action == "delay":
             self._sleep(fault.delay)
-        response = self._serve(route, call, exchange)
-        if fault.action == "drop_after":
-            response.disposition = "drop"
-        return response
+        return self._serve(route, call, exchange)
 
     def _route(self, call: Call, exchange: _Exchange) -> Route:
         request = call.request
         found = match(API_ROUTES, request.method, request.path)
         if found is None or isinstance(found, NotAllowed):
             exchange.rate_headers = self._limiter.peek(_UNMATCHED)
+        # A front end refuses an over-long request line before any routing (RudderStack saw
+        # 414 on long DELETE ?ids= queries).
+        if len(request.target) > MAX_URL_BYTES:
+            exchange.rate_headers = self._limiter.peek(_UNMATCHED)
+            raise UriTooLong("request URI too long")
         if found is None:
             raise NotFound("not found")
         if isinstance(found, NotAllowed):
@@ -194,10 +206,17 @@ class ApiApp:
         exchange.rate_headers = decision.headers
         if not decision.allowed:
             raise TooManyRequests("too many requests")
-        if len(call.request.body) > MAX_REQUEST_BYTES:
-            raise PayloadTooLarge("request entity too large")
+        self._check_body_size(route, call)
         self._backend.process_due()
         return self._handlers[route.handler](call)
+
+    def _check_body_size(self, route: Route, call: Call) -> None:
+        size = len(call.request.body)
+        if size > MAX_REQUEST_BYTES:
+            raise PayloadTooLarge("request entity too large")
+        limit = self.body_limit
+        if route.key == _UPSERT_ROUTE and size > limit.max_bytes:
+            raise limit.refusal()
 
     def _record(self, call: Call, response: Response, exchange: _Exchange) -> None:
         request, key, fault = call.request, exchange.key, exchange.fault
@@ -216,6 +235,17 @@ class ApiApp:
                 fault=fault.action if fault else None,
             )
         )
+
+
+def _deliver_as_the_fault_says(response: Response, fault: FaultRule | None) -> None:
+    """``drop_after`` loses the answer it computed; ``drip`` sends it a byte at a time."""
+    if fault is None:
+        return
+    if fault.action == "drop_after":
+        response.disposition = "drop"
+    elif fault.action == "drip":
+        response.disposition = "drip"
+        response.drip_interval = fault.delay
 
 
 def _contact_count(call: Call) -> int | None:

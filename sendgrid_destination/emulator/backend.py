@@ -5,19 +5,20 @@ from any request thread. Accepted writes become pending ``Job``s; a job is *due*
 has been polled ``job_polls_until_done`` times and is ``job_delay_seconds`` old (on the
 injected clock). ``process_due`` applies all due jobs together, in ``job_order`` ("fifo",
 or "reverse" because SendGrid promises no order between jobs); ``process_all`` ignores the
-due rule. Test hooks (forced contact errors, failing the next jobs) live here too, so a
-fault is part of the state a job sees when it runs. No HTTP here.
+due rule. Test hooks (forced contact errors, the next jobs' faults) live here too, so a
+fault is part of the state a job sees when it runs. A job whose fault keeps it
+``pending_forever`` is never applied. No HTTP here.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal
 
 from .clock import Clock
 from .definitions import CustomField, FieldCatalog, ListCatalog, MarketingList
+from .faults import JobFault, JobFaults
 from .import_jobs import Job, JobContext, JobType, apply
 from .store import ContactStore, StoredContact
 
@@ -50,7 +51,7 @@ class Backend:
         self.lists = ListCatalog()
         self._jobs: dict[str, Job] = {}
         self._forced_errors: dict[str, str] = {}
-        self._failing_jobs: deque[str] = deque()
+        self.job_faults = JobFaults()
 
     # -- schema -----------------------------------------------------------------------
 
@@ -107,8 +108,11 @@ class Backend:
 
     def _enqueue(self, job_type: JobType, requested: int, **payload: Any) -> Job:
         with self.lock:
-            forced = self._failing_jobs.popleft() if self._failing_jobs else None
-            job = Job.new(job_type, self.clock.now(), requested, forced_failure=forced, **payload)
+            fault = self.job_faults.take()
+            forced = fault.fail_reason if fault else None
+            job = Job.new(
+                job_type, self.clock.now(), requested, forced_failure=forced, fault=fault, **payload
+            )
             self._jobs[job.id] = job
             return job
 
@@ -116,9 +120,13 @@ class Backend:
         """The job for the imports route; a poll may make it (and others) due and apply them."""
         with self.lock:
             job = self._jobs.get(job_id)
-            if job is not None and job.status == "pending":
+            if job is None:
+                return None
+            if job.status == "pending":
                 self.process_due()
-                job.polls += 1
+            # Counted after processing, on finished jobs too: a job fault's pending-then-404
+            # counts every poll.
+            job.polls += 1
             return job
 
     def process_due(self) -> int:
@@ -135,7 +143,7 @@ class Backend:
             return self._apply(self._jobs.values())
 
     def _apply(self, candidates: Iterable[Job]) -> int:
-        pending = [job for job in candidates if job.status == "pending"]
+        pending = [job for job in candidates if job.status == "pending" and not job.stuck]
         if self.job_order == "reverse":
             pending.reverse()
         if not pending:
@@ -166,8 +174,7 @@ class Backend:
             self._forced_errors.clear()
 
     def fail_next_jobs(self, count: int, reason: str) -> None:
-        with self.lock:
-            self._failing_jobs.extend([reason] * count)
+        self.job_faults.add(JobFault(fail_reason=reason), count)
 
     # -- contacts ---------------------------------------------------------------------
 

@@ -18,7 +18,13 @@ from .backend import Backend, JobOrder
 from .clock import Clock, SystemClock
 from .control import PREFIX, ControlApp, contacts_view, jobs_view
 from .errors import ApiError
-from .faults import FaultPlan
+from .faults import (
+    BodyLimit,
+    ErrorsFileFault,
+    FaultPlan,
+    ImportStatusFault,
+    JobFault,
+)
 from .http_types import Request, Response
 from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
 from .rules import FieldType
@@ -64,7 +70,7 @@ class Emulator:
         self._api = ApiApp(
             self.backend, self.faults, limiter, auth, self._recorder, self._url, self._server.wait
         )
-        self._control = ControlApp(self.backend, self.faults, self._recorder, self._url)
+        self._control = ControlApp(self.backend, self.faults, self._recorder, self._url, self._api)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -116,6 +122,29 @@ class Emulator:
     def fail_next_jobs(self, count: int, reason: str = "job failed") -> None:
         """The next ``count`` jobs created end ``failed``; all their contacts error."""
         self.backend.fail_next_jobs(count, reason)
+
+    def fault_next_jobs(
+        self,
+        count: int = 1,
+        *,
+        import_status: ImportStatusFault = "normal",
+        pending_polls: int = 1,
+        errors_file: ErrorsFileFault = "normal",
+        fail_reason: str | None = None,
+    ) -> JobFault:
+        """The next ``count`` jobs created misbehave so (see ``faults.JobFault``)."""
+        fault = JobFault(import_status, pending_polls, errors_file, fail_reason)
+        return self.backend.job_faults.add(fault, count)
+
+    def limit_upsert_body(
+        self, max_bytes: int, *, answer: int = 413, message: str = BodyLimit.message
+    ) -> None:
+        """Refuse ``PUT /v3/marketing/contacts`` bodies over ``max_bytes`` (413, or 400)."""
+        self._api.body_limit = BodyLimit(max_bytes, answer, message)
+
+    def clear_upsert_body_limit(self) -> None:
+        """Back to the documented 6,000,000 bytes and 413."""
+        self._api.body_limit = BodyLimit()
 
     def process_jobs(self) -> int:
         """Apply every pending job now (in ``job_order``); the number applied."""

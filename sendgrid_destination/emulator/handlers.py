@@ -131,8 +131,11 @@ class Handlers:
 
     def import_status(self, call: Call) -> Response:
         job = self._backend.poll(call.params["id"])
-        if job is None:
+        shown = job.apparent_status() if job is not None else "missing"
+        if job is None or shown == "missing":
             raise NotFound("job not found")
+        if shown == "pending":
+            return json_response(200, view(job, "", as_pending=True))
         return json_response(200, job_view(job, self._base_url()))
 
     def search_emails(self, call: Call) -> Response:

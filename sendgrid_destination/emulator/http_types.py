@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-Disposition = Literal["reply", "drop", "hang"]
+Disposition = Literal["reply", "drop", "hang", "drip"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     disposition: Disposition = "reply"
+    # For ``drip``: seconds between two bytes of the whole response.
+    drip_interval: float = 0.0
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .definitions import CustomField
+from .faults import JobFault
 from .rules import ID_KEYS, IDENTIFIERS, WRITABLE_FIELDS
 from .store import ContactStore, StoredContact, iso
 
@@ -55,6 +56,7 @@ class Job:
     contact_ids: list[str] | None = None  # delete: None means delete_all_contacts
     remove_from_list: str | None = None  # DELETE /lists/{id}/contacts
     forced_failure: str | None = None
+    fault: JobFault | None = None
     polls: int = 0
     status: JobStatus = "pending"
     finished_at: float | None = None
@@ -66,6 +68,20 @@ class Job:
     @classmethod
     def new(cls, job_type: JobType, now: float, requested_count: int, **kwargs: Any) -> Job:
         return cls(str(uuid.uuid4()), job_type, now, requested_count, **kwargs)
+
+    @property
+    def stuck(self) -> bool:
+        """A job its fault keeps pending forever: never applied."""
+        return self.fault is not None and self.fault.import_status == "pending_forever"
+
+    def apparent_status(self) -> Literal["actual", "pending", "missing"]:
+        """What the imports route shows, after this job's fault: itself, pending, or 404."""
+        fault = self.fault
+        if fault is None or fault.import_status in ("normal", "pending_forever"):
+            return "actual"
+        if fault.import_status == "pending_then_not_found" and self.polls <= fault.pending_polls:
+            return "pending"
+        return "missing"
 
 
 @dataclass(frozen=True)
@@ -85,11 +101,12 @@ class JobContext:
         return None
 
 
-def view(job: Job, errors_url: str) -> dict[str, Any]:
+def view(job: Job, errors_url: str, *, as_pending: bool = False) -> dict[str, Any]:
     """The job as the imports route shows it; pending jobs show only requested_count."""
+    status = "pending" if as_pending else job.status
     results: dict[str, Any] = {"requested_count": job.requested_count}
-    out: dict[str, Any] = {"id": job.id, "status": job.status, "job_type": job.job_type}
-    if job.status != "pending":
+    out: dict[str, Any] = {"id": job.id, "status": status, "job_type": job.job_type}
+    if status != "pending":
         results.update(
             created_count=job.created_count,
             updated_count=job.updated_count,
@@ -100,7 +117,7 @@ def view(job: Job, errors_url: str) -> dict[str, Any]:
             results["errors_url"] = errors_url
     out["results"] = results
     out["started_at"] = iso(job.created_at)
-    if job.finished_at is not None:
+    if job.finished_at is not None and status != "pending":
         out["finished_at"] = iso(job.finished_at)
     return out
 

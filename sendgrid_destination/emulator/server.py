@@ -5,7 +5,9 @@ Contract: ``HttpServer(dispatch).start(host, port)`` serves on daemon threads un
 the accept loop, wakes every delayed or hanging handler, and shuts down every open
 connection (so a pooled keep-alive socket cannot reach a stopped emulator). A response
 with disposition ``drop`` closes the socket without writing anything; ``hang`` holds the
-socket silently until the client hangs up or the server stops. Bodies may come with
+socket silently until the client hangs up or the server stops; ``drip`` writes the whole
+response (status line, headers, body) one byte per ``drip_interval`` seconds, then closes,
+stopping early when the client hangs up or the server stops. Bodies may come with
 ``Content-Length`` or chunked; anything larger than ``HARD_BODY_CAP`` is refused with 413
 before it is read, and the connection is closed.
 """
@@ -13,6 +15,7 @@ before it is read, and the connection is closed.
 from __future__ import annotations
 
 import contextlib
+import io
 import select
 import socket
 import threading
@@ -92,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(response)
         elif response.disposition == "drop":
             self.close_connection = True
+        elif response.disposition == "drip":
+            self._drip(response)
         else:
             self._hang()
 
@@ -136,6 +141,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(response.body)
+
+    def _drip(self, response: Response) -> None:
+        # The headers and body the normal path would write, captured, then sent slowly.
+        wire, captured = self.wfile, io.BytesIO()
+        self.wfile = captured
+        try:
+            self._send(response, close=True)
+        finally:
+            self.wfile = wire
+        raw = captured.getvalue()
+        for position in range(len(raw)):
+            if self.server.stopping.wait(response.drip_interval):
+                return
+            try:
+                self.wfile.write(raw[position : position + 1])
+                self.wfile.flush()
+            except OSError:
+                return  # the client gave up
 
     def _hang(self) -> None:
         self.close_connection = True
