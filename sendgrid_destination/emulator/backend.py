@@ -37,6 +37,7 @@ class Backend:
         job_order: JobOrder = "fifo",
         custom_field_ready_seconds: float = 0.0,
         retain_contacts: bool = True,
+        unique_list_names: bool = True,
     ) -> None:
         if job_order not in ("fifo", "reverse"):
             raise ValueError(f"job_order must be 'fifo' or 'reverse', not {job_order!r}")
@@ -48,7 +49,7 @@ class Backend:
         self.lock = threading.RLock()
         self.store = ContactStore()
         self.fields = FieldCatalog(custom_field_ready_seconds)
-        self.lists = ListCatalog()
+        self.lists = ListCatalog(unique_list_names)
         self._jobs: dict[str, Job] = {}
         self._forced_errors: dict[str, str] = {}
         self.job_faults = JobFaults()
@@ -67,9 +68,9 @@ class Backend:
         with self.lock:
             return self.fields.ready_ids(self.clock.now())
 
-    def create_list(self, name: Any) -> MarketingList:
+    def create_list(self, name: Any, allow_duplicate_name: bool = False) -> MarketingList:
         with self.lock:
-            return self.lists.create(name)
+            return self.lists.create(name, allow_duplicate_name)
 
     def all_lists(self) -> list[tuple[MarketingList, int]]:
         """Every list with its contact count."""

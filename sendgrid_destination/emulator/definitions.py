@@ -129,9 +129,16 @@ class FieldCatalog:
 
 
 class ListCatalog:
-    """Marketing lists, in creation order."""
+    """Marketing lists, in creation order.
 
-    def __init__(self) -> None:
+    The specs say nothing about duplicate list names; one integration saw a 400 when it
+    created a second list with an existing name (podkrepi-bg/api#634, 2024), so duplicates
+    are refused unless ``unique_names`` is off. ``allow_duplicate_name`` lets a test seed
+    two lists of one name anyway (made in the UI, or renamed), as an account may have.
+    """
+
+    def __init__(self, unique_names: bool = True) -> None:
+        self.unique_names = unique_names
         self._lists: dict[str, MarketingList] = {}
 
     def all(self) -> list[MarketingList]:
@@ -140,9 +147,10 @@ class ListCatalog:
     def get(self, list_id: str) -> MarketingList | None:
         return self._lists.get(list_id)
 
-    def create(self, name: Any) -> MarketingList:
+    def create(self, name: Any, allow_duplicate_name: bool = False) -> MarketingList:
         name = _check_name(name, MAX_LIST_NAME_LENGTH, pattern_check=False)
-        if any(existing.name == name for existing in self._lists.values()):
+        unique = self.unique_names and not allow_duplicate_name
+        if unique and any(existing.name == name for existing in self._lists.values()):
             raise BadRequest("Name already exists", "name")
         if len(self._lists) >= MAX_LISTS:
             raise BadRequest(f"cannot create more than {MAX_LISTS} lists")

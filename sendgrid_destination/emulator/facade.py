@@ -49,6 +49,7 @@ class Emulator:
         default_rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
         forbidden_keys: Iterable[str] = (),
         retain_contacts: bool = True,
+        unique_list_names: bool = True,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -61,6 +62,7 @@ class Emulator:
             job_order=job_order,
             custom_field_ready_seconds=custom_field_ready_seconds,
             retain_contacts=retain_contacts,
+            unique_list_names=unique_list_names,
         )
         self.faults = FaultPlan()
         self._recorder = Recorder()
@@ -157,9 +159,14 @@ class Emulator:
         except ApiError as refused:
             raise ValueError(refused.message) from None
 
-    def add_list(self, name: str) -> str:
+    def add_list(self, name: str, *, allow_duplicate_name: bool = False) -> str:
+        """Create a list as the API would (``ValueError`` if refused); its new ID.
+
+        ``allow_duplicate_name`` seeds a second list of an existing name, which the API
+        refuses by default but an account can still hold.
+        """
         try:
-            return self.backend.create_list(name).id
+            return self.backend.create_list(name, allow_duplicate_name).id
         except ApiError as refused:
             raise ValueError(refused.message) from None
 

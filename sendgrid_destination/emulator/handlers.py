@@ -25,6 +25,7 @@ from .rules import (
     DEFAULT_PAGE_SIZE,
     IDENTIFIERS,
     MAX_PAGE_SIZE,
+    MAX_SEARCH_EMAIL_LENGTH,
     MAX_SEARCH_VALUES,
     is_email,
 )
@@ -142,6 +143,11 @@ class Handlers:
         values = self._search_values(call, "emails")
         # "Empty strings are excluded" (spec, ListContactByEmail).
         emails = [email for email in values if email]
+        # The spec gives search emails maxLength 100, below a contact's 254.
+        if any(len(email) > MAX_SEARCH_EMAIL_LENGTH for email in emails):
+            raise BadRequest(
+                f"emails must be at most {MAX_SEARCH_EMAIL_LENGTH} characters each", "emails"
+            )
         bad = next((e for e in emails if not is_email(e)), None)
         if bad is not None:
             raise BadRequest(f"email '{bad}' is not valid", "emails")

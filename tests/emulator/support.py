@@ -240,6 +240,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
 UNDECLARED_STATUSES: dict[int, str] = {
     405: "wrong method on an emulated path (plain HTTP)",
     413: "body over 6,000,000 bytes (413 is in SendGrid's error docs, not in these specs)",
+    414: "request target over 8 KiB (RudderStack saw 414 on long ?ids= queries)",
     429: "rate limit (rate-limit docs; no contacts spec declares 429)",
     401: "the custom fields and lists specs declare no 401/403 at all",
     403: "the custom fields and lists specs declare no 401/403 at all",

@@ -203,6 +203,36 @@ def test_lists_match_the_spec(
         openapi.check_response(LIST_REMOVE, response)
 
 
+def test_list_paging_search_and_removal_edges_match_the_spec(
+    api: Api, emu: Emulator, seeded: dict[str, str], openapi: OpenApi
+) -> None:
+    for i in range(4):
+        emu.add_list(f"list {i}")
+    pages = [api.get("/v3/marketing/lists", params={"page_size": 2})]
+    for _ in range(5):  # bounded: 5 lists in pages of 2 is 3 pages
+        following = pages[-1].json()["_metadata"].get("next")
+        if following is None:
+            break
+        pages.append(api.session.get(following, timeout=5))
+    long_email = api.post(
+        "/v3/marketing/contacts/search/emails", json={"emails": ["x" * 90 + "@example.com"]}
+    )
+    too_long_url = api.delete(f"/v3/marketing/contacts?ids={'x,' * 4_200}x")
+    removal = api.delete(f"/v3/marketing/lists/{seeded['list']}/contacts?ids={'x,' * 4_200}x")
+
+    assert len(pages) == 3
+    for page in pages:
+        openapi.check_response(LISTS_GET, page)
+    assert [long_email.status_code, too_long_url.status_code, removal.status_code] == [
+        400,
+        414,
+        414,
+    ]
+    openapi.check_response(EMAILS, long_email)
+    openapi.check_response(DELETE, too_long_url)
+    openapi.check_response(LIST_REMOVE, removal)
+
+
 def test_auth_failures_and_rate_limits_match_the_error_schema(
     emu: Emulator, openapi: OpenApi, api_for: type[Api]
 ) -> None:
