@@ -107,6 +107,11 @@ class Backend:
             "delete_contacts", len(contact_ids), contact_ids=contact_ids, remove_from_list=list_id
         )
 
+    def enqueue_identifier_removal(self, contact_id: str, kind: str, value: str) -> Job:
+        return self._enqueue(
+            "delete_contacts", 1, contact_ids=[contact_id], remove_identifier=(kind, value)
+        )
+
     def _enqueue(self, job_type: JobType, requested: int, **payload: Any) -> Job:
         with self.lock:
             fault = self.job_faults.take()

@@ -94,6 +94,7 @@ class Handlers:
             "delete_contacts": self.delete_contacts,
             "contact_count": self.contact_count,
             "import_status": self.import_status,
+            "delete_contact_identifier": self.delete_contact_identifier,
             "search_emails": self.search_emails,
             "search_identifiers": self.search_identifiers,
             "list_field_definitions": self.list_field_definitions,
@@ -138,6 +139,21 @@ class Handlers:
         if shown == "pending":
             return json_response(200, view(job, "", as_pending=True))
         return json_response(200, job_view(job, self._base_url()))
+
+    def delete_contact_identifier(self, call: Call) -> Response:
+        doc = call.body_object()
+        kind = _IDENTIFIER_TYPES.get(doc.get("identifier_type"))  # type: ignore[arg-type]
+        value = doc.get("identifier_value")
+        if kind is None:
+            raise BadRequest(
+                f"identifier_type must be one of {', '.join(_IDENTIFIER_TYPES)}", "identifier_type"
+            )
+        if not isinstance(value, str) or not value:
+            raise BadRequest("identifier_value is required", "identifier_value")
+        contact_id = call.params["contact_id"]
+        if not self._backend.contact_exists(contact_id):
+            raise NotFound("contact not found", "contact_id")
+        return self._job_accepted(self._backend.enqueue_identifier_removal(contact_id, kind, value))
 
     def search_emails(self, call: Call) -> Response:
         values = self._search_values(call, "emails")
@@ -242,6 +258,16 @@ class Handlers:
     @staticmethod
     def _job_accepted(job: Job) -> Response:
         return json_response(202, {"job_id": job.id})
+
+
+# DeleteContactIdentifier names identifier types in upper case (spec IdentifierType), unlike
+# the lower-case names of the search route and the contact fields.
+_IDENTIFIER_TYPES = {
+    "EMAIL": "email",
+    "PHONENUMBERID": "phone_number_id",
+    "EXTERNALID": "external_id",
+    "ANONYMOUSID": "anonymous_id",
+}
 
 
 def job_view(job: Job, base_url: str) -> dict[str, Any]:

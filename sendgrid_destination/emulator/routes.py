@@ -37,12 +37,14 @@ class NotAllowed:
     allowed: tuple[str, ...]
 
 
-# Order matters only where templates overlap; none of these do.
+# Order matters only where templates overlap: ``/contacts/imports/identifiers`` fits both
+# the import status (GET) and the identifier removal (DELETE), told apart by the method.
 API_ROUTES: tuple[Route, ...] = (
     Route("PUT", "/v3/marketing/contacts", "upsert_contacts"),
     Route("DELETE", "/v3/marketing/contacts", "delete_contacts"),
     Route("GET", "/v3/marketing/contacts/count", "contact_count"),
     Route("GET", "/v3/marketing/contacts/imports/{id}", "import_status"),
+    Route("DELETE", "/v3/marketing/contacts/{contact_id}/identifiers", "delete_contact_identifier"),
     Route("POST", "/v3/marketing/contacts/search/emails", "search_emails"),
     Route(
         "POST",

@@ -186,9 +186,10 @@ def _error_field_nullable(specs: dict[str, Any]) -> None:
 
 
 def _delete_job_id_string(specs: dict[str, Any]) -> None:
-    op = _schema_at(specs, "tsg_mc_contacts_v3.json", "paths", "/v3/marketing/contacts", "delete")
-    schema = op["responses"]["202"]["content"]["application/json"]["schema"]
-    schema["properties"]["job_id"] = {"type": "string"}
+    for path in ("/v3/marketing/contacts", "/v3/marketing/contacts/{contact_id}/identifiers"):
+        op = _schema_at(specs, "tsg_mc_contacts_v3.json", "paths", path, "delete")
+        schema = op["responses"]["202"]["content"]["application/json"]["schema"]
+        schema["properties"]["job_id"] = {"type": "string"}
 
 
 def _errors_always_wrapped(specs: dict[str, Any]) -> None:
@@ -222,7 +223,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         "delete_job_id_is_a_string",
-        "DELETE /v3/marketing/contacts answers job_id typed object",
+        "DELETE /v3/marketing/contacts (and .../{contact_id}/identifiers) answers job_id "
+        "typed object",
         "job_id is a UUID string (NANGO fixture delete-contacts.test.json)",
         _delete_job_id_string,
     ),
