@@ -75,10 +75,7 @@ class Backend:
     def all_lists(self) -> list[tuple[MarketingList, int]]:
         """Every list with its contact count."""
         with self.lock:
-            counts: dict[str, int] = {}
-            for contact in self.store.all():
-                for list_id in contact.list_ids:
-                    counts[list_id] = counts.get(list_id, 0) + 1
+            counts = self.store.list_counts()
             return [(lst, counts.get(lst.id, 0)) for lst in self.lists.all()]
 
     def list_ids(self) -> frozenset[str]:

@@ -68,6 +68,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="seconds before a new custom field is accepted by upserts (default %(default)s)",
     )
+    parser.add_argument(
+        "--no-retain",
+        dest="retain_contacts",
+        action="store_false",
+        help="validate and answer upserts, complete their jobs, but keep no contact "
+        "(for pushing millions of contacts through it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,11 +86,14 @@ def run(args: argparse.Namespace) -> int:
         job_delay_seconds=args.job_delay_seconds,
         job_order=args.job_order,
         custom_field_ready_seconds=args.custom_field_ready_seconds,
+        retain_contacts=args.retain_contacts,
     )
     stop = StopRequest()
     with stop.installed(), emulator:
         print(f"SendGrid emulator listening on {emulator.base_url}", flush=True)
         print(f"API key: {emulator.api_key}", flush=True)
+        if not args.retain_contacts:
+            print("Contacts are not retained (--no-retain).", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         stop.wait()
     print("SendGrid emulator stopped.", flush=True)

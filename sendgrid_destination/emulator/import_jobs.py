@@ -136,13 +136,16 @@ def apply(job: Job, store: ContactStore, ctx: JobContext) -> None:
     elif job.remove_identifier is not None:
         _apply_identifier_removal(job, job.remove_identifier, store)
     elif job.job_type == "delete_contacts":
-        ids = [c.id for c in store.all()] if job.contact_ids is None else job.contact_ids
+        ids = store.ids() if job.contact_ids is None else job.contact_ids
         job.deleted_count = store.delete(ids)
     else:
         for contact in job.contacts:
             _upsert_one(job, contact, store, ctx)
     job.finished_at = ctx.now
     job.status = _final_status(job)
+    # What was applied lives in the store now; the request's contacts are not kept (a
+    # million contacts through jobs once cost the CLI emulator gigabytes).
+    job.contacts = []
 
 
 def _as_contacts(job: Job) -> list[dict[str, Any]]:
@@ -214,7 +217,7 @@ def _upsert_one(job: Job, contact: dict[str, Any], store: ContactStore, ctx: Job
         return
     created = target is None
     if target is None:
-        target = StoredContact(str(uuid.uuid4()), ctx.now, ctx.now)
+        target = store.new(ctx.now)
     store.save(_merged(target, contact, job.list_ids, ctx.now))
     if created:
         job.created_count += 1

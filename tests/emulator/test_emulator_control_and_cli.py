@@ -95,6 +95,27 @@ def test_the_cli_parser_has_the_documented_defaults() -> None:
         "fifo",
         0.0,
     )
+    assert args.retain_contacts is True
+    assert parser.parse_args(["--no-retain"]).retain_contacts is False
+
+
+def test_the_cli_can_run_without_retaining_contacts() -> None:
+    args = ("--port", "0", "--api-key", "SG.cli", "--job-polls-until-done", "0", "--no-retain")
+    with emulator_child(*args) as child:
+        base_url = _serves(child, "SG.cli")
+        headers = {"Authorization": "Bearer SG.cli"}
+        body = {"contacts": [{"email": f"u{i}@example.com"} for i in range(3)]}
+        put = requests.put(
+            base_url + "/v3/marketing/contacts", json=body, headers=headers, timeout=5
+        )
+        job_url = base_url + "/v3/marketing/contacts/imports/" + put.json()["job_id"]
+        job = requests.get(job_url, headers=headers, timeout=5).json()
+        stored = requests.get(base_url + "/_emulator/contacts", timeout=5).json()
+        code, _ = child.stop_with(signal.SIGTERM)
+
+    assert (job["status"], job["results"]["created_count"]) == ("completed", 3)
+    assert stored == []
+    assert code == 0
 
 
 def _serves(child: Child, key: str) -> str:
