@@ -41,7 +41,7 @@ from .errors import (
     Unauthorized,
     UriTooLong,
 )
-from .faults import BodyLimit, FaultPlan, FaultRule
+from .faults import BodyLimit, FaultPlan, FaultRule, deliver_as_the_fault_says
 from .handlers import Call, Handlers
 from .http_types import Request, Response, json_response
 from .ratelimit import RateLimiter
@@ -160,7 +160,7 @@ class ApiApp:
             response = json_response(refused.status, refused.payload(), refused.headers)
         for name, value in exchange.rate_headers.items():
             response.headers.setdefault(name, value)
-        _deliver_as_the_fault_says(response, exchange.fault)
+        deliver_as_the_fault_says(response, exchange.fault)
         self._record(call, response, exchange)
         return response
 
@@ -227,7 +227,7 @@ class ApiApp:
                 method=request.method,
                 route=route,
                 path=request.target,
-                status=response.status if response.disposition == "reply" else 0,
+                status=0 if response.disposition in ("drop", "hang") else response.status,
                 body_bytes=len(request.body),
                 contact_count=_contact_count(call) if key == _UPSERT_ROUTE else None,
                 headers=headers,
@@ -235,17 +235,6 @@ class ApiApp:
                 fault=fault.action if fault else None,
             )
         )
-
-
-def _deliver_as_the_fault_says(response: Response, fault: FaultRule | None) -> None:
-    """``drop_after`` loses the answer it computed; ``drip`` sends it a byte at a time."""
-    if fault is None:
-        return
-    if fault.action == "drop_after":
-        response.disposition = "drop"
-    elif fault.action == "drip":
-        response.disposition = "drip"
-        response.drip_interval = fault.delay
 
 
 def _contact_count(call: Call) -> int | None:

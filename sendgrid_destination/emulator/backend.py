@@ -12,14 +12,17 @@ fault is part of the state a job sees when it runs. A job whose fault keeps it
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterable
 from typing import Any, Literal
 
 from .clock import Clock
+from .csv_import import Column
 from .definitions import CustomField, FieldCatalog, ListCatalog, MarketingList
 from .faults import JobFault, JobFaults
 from .import_jobs import Job, JobContext, JobType, apply
+from .rules import FieldType
 from .store import ContactStore, StoredContact
 
 JobOrder = Literal["fifo", "reverse"]
@@ -104,6 +107,27 @@ class Backend:
             "delete_contacts", len(contact_ids), contact_ids=contact_ids, remove_from_list=list_id
         )
 
+    def enqueue_import(self, columns: list[Column | None], list_ids: list[str]) -> Job:
+        """A CSV import: pending, and not processed before its file is uploaded."""
+        return self._enqueue(
+            "upsert",
+            0,
+            columns=columns,
+            list_ids=list_ids,
+            upload_signature=secrets.token_urlsafe(24),
+            upload_header=secrets.token_urlsafe(24),
+        )
+
+    def attach_upload(self, job: Job, data: bytes) -> None:
+        with self.lock:
+            job.upload = data
+
+    def custom_field_types(self) -> dict[str, FieldType]:
+        """The types of the custom fields upserts and imports may use now."""
+        with self.lock:
+            ready = self.fields.ready_ids(self.clock.now())
+            return {f.id: f.field_type for f in self.fields.all() if f.id in ready}
+
     def enqueue_identifier_removal(self, contact_id: str, kind: str, value: str) -> Job:
         return self._enqueue(
             "delete_contacts", 1, contact_ids=[contact_id], remove_identifier=(kind, value)
@@ -152,7 +176,10 @@ class Backend:
         if not pending:
             return 0
         ctx = JobContext(
-            {f.id: f for f in self.fields.all()}, dict(self._forced_errors), self.clock.now()
+            {f.id: f for f in self.fields.all()},
+            dict(self._forced_errors),
+            self.clock.now(),
+            self.retain_contacts,
         )
         for job in pending:
             apply(job, self.store, ctx)

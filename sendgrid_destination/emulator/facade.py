@@ -27,8 +27,18 @@ from .faults import (
 )
 from .http_types import Request, Response
 from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
+from .routes import UPLOAD_PREFIX
 from .rules import FieldType
-from .server import HttpServer
+from .server import HARD_BODY_CAP, HttpServer
+from .uploads import UploadApp
+
+# An upload is held in memory until its job runs: the emulator takes files up to 1 GiB
+# (the real limit is 5 GB of CSV; a gzip file of a million contacts is tens of MB).
+UPLOAD_BODY_CAP = 1 << 30
+
+
+def _body_cap(path: str) -> int:
+    return UPLOAD_BODY_CAP if path.startswith(UPLOAD_PREFIX) else HARD_BODY_CAP
 
 
 class Emulator:
@@ -66,12 +76,13 @@ class Emulator:
         )
         self.faults = FaultPlan()
         self._recorder = Recorder()
-        self._server = HttpServer(self._dispatch)
+        self._server = HttpServer(self._dispatch, _body_cap)
         limiter = RateLimiter(self.clock, rate_limits, default_rate_limit)
         auth = Auth(api_key, forbidden_keys)
         self._api = ApiApp(
             self.backend, self.faults, limiter, auth, self._recorder, self._url, self._server.wait
         )
+        self._uploads = UploadApp(self.backend, self.faults, self._recorder, self._server.wait)
         self._control = ControlApp(self.backend, self.faults, self._recorder, self._url, self._api)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -110,6 +121,8 @@ class Emulator:
     def _dispatch(self, request: Request) -> Response:
         if request.path.startswith(PREFIX):
             return self._control.handle(request)
+        if request.path.startswith(UPLOAD_PREFIX):
+            return self._uploads.handle(request)
         return self._api.handle(request)
 
     # -- steering -----------------------------------------------------------------------

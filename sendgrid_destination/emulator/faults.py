@@ -31,6 +31,7 @@ from http import HTTPStatus
 from typing import Any, Literal, get_args
 
 from .errors import ApiError, BadRequest, PayloadTooLarge
+from .http_types import Response
 from .routes import check_route_key
 from .rules import MAX_REQUEST_BYTES
 
@@ -89,6 +90,17 @@ class FaultRule:
             "times": self.times,
             "location": self.location,
         }
+
+
+def deliver_as_the_fault_says(response: Response, fault: FaultRule | None) -> None:
+    """``drop_after`` loses the answer it computed; ``drip`` sends it a byte at a time."""
+    if fault is None:
+        return
+    if fault.action == "drop_after":
+        response.disposition = "drop"
+    elif fault.action == "drip":
+        response.disposition = "drip"
+        response.drip_interval = fault.delay
 
 
 class FaultPlan:

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import Backend
+from .csv_import import map_columns
 from .definitions import CustomField, MarketingList, reserved_definitions
 from .errors import BadRequest, InvalidInput, InvalidJson, NotFound
 from .http_types import Request, Response, json_response
 from .import_jobs import Job, view
+from .routes import UPLOAD_PREFIX
 from .rules import (
     DEFAULT_PAGE_SIZE,
     IDENTIFIERS,
@@ -91,6 +93,7 @@ class Handlers:
         """Handler by ``Route.handler`` name."""
         return {
             "upsert_contacts": self.upsert_contacts,
+            "import_contacts": self.import_contacts,
             "delete_contacts": self.delete_contacts,
             "contact_count": self.contact_count,
             "import_status": self.import_status,
@@ -112,6 +115,25 @@ class Handlers:
         contacts = validate_upsert(doc, backend.ready_field_ids(), backend.list_ids())
         job = backend.enqueue_upsert(contacts, list(doc.get("list_ids") or []))
         return self._job_accepted(job)
+
+    def import_contacts(self, call: Call) -> Response:
+        doc = call.body_object()
+        if doc.get("file_type") != "csv":
+            raise BadRequest("file_type must be csv", "file_type")
+        backend = self._backend
+        columns = map_columns(doc.get("field_mappings"), backend.custom_field_types())
+        list_ids = doc.get("list_ids") or []
+        if not isinstance(list_ids, list) or not all(isinstance(i, str) for i in list_ids):
+            raise InvalidInput
+        unknown = [list_id for list_id in list_ids if list_id not in backend.list_ids()]
+        if unknown:
+            # The spec's 404: "If any of the specified lists do not exist."
+            raise NotFound(f"invalid list ids supplied - {','.join(unknown)}", "list_ids")
+        job = backend.enqueue_import(columns, list_ids)
+        upload = f"{self._base_url()}{UPLOAD_PREFIX}{job.id}?signature={job.upload_signature}"
+        headers = [{"header": UPLOAD_HEADER, "value": job.upload_header}]
+        body = {"job_id": job.id, "upload_uri": upload, "upload_headers": headers}
+        return json_response(200, body)
 
     def delete_contacts(self, call: Call) -> Response:
         ids, delete_all = call.query_value("ids"), call.query_value("delete_all_contacts")
@@ -262,6 +284,9 @@ class Handlers:
 
 # DeleteContactIdentifier names identifier types in upper case (spec IdentifierType), unlike
 # the lower-case names of the search route and the contact fields.
+# The header a CSV import's upload must carry (real upload_headers are unobserved; what
+# matters is that the client sends what it is given, and nothing else, such as the key).
+UPLOAD_HEADER = "X-Upload-Token"
 _IDENTIFIER_TYPES = {
     "EMAIL": "email",
     "PHONENUMBERID": "phone_number_id",

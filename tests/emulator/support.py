@@ -192,6 +192,13 @@ def _delete_job_id_string(specs: dict[str, Any]) -> None:
         schema["properties"]["job_id"] = {"type": "string"}
 
 
+def _import_mappings_nullable(specs: dict[str, Any]) -> None:
+    path = "/v3/marketing/contacts/imports"
+    op = _schema_at(specs, "tsg_mc_contacts_v3.json", "paths", path, "put")
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    schema["properties"]["field_mappings"]["items"] = {"type": ["string", "null"]}
+
+
 def _errors_always_wrapped(specs: dict[str, Any]) -> None:
     wrapped = {"$ref": "#/components/schemas/ErrorResponse"}
     search = "/v3/marketing/contacts/search/identifiers/{identifier_type}"
@@ -227,6 +234,13 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "typed object",
         "job_id is a UUID string (NANGO fixture delete-contacts.test.json)",
         _delete_job_id_string,
+    ),
+    Deviation(
+        "import_field_mappings_may_be_null",
+        "ImportContact field_mappings items are strings ('nullable' is OpenAPI 3.0, ignored by "
+        "3.1)",
+        'the description says null skips a column (\'[null, "w1", "_rf1"]\')',
+        _import_mappings_nullable,
     ),
     Deviation(
         "errors_always_wrapped",
