@@ -5,7 +5,8 @@ Contract: ``map_columns(field_mappings, custom_types)`` turns the request's list
 definition IDs (``null`` skips a column) into ``Column``s, or raises ``BadRequest``.
 ``read_rows(data, columns)`` reads an uploaded file (gzip or not) and yields, per data row,
 the contact an upsert would have carried, or a ``RowError``; a file that cannot be read as
-a whole raises ``ImportFileError`` (the job fails). Pure; no store.
+a whole raises ``ImportFileError`` (the job fails). ``count_rows`` reads it without
+building contacts. Pure; no store.
 
 The spec's rules (OAI-C ImportContact): up to 1,000,000 contacts or 5 GB; the file may be
 gzip-compressed; ``field_mappings`` holds the IDs that ``GET /v3/marketing/field_definitions``
@@ -98,19 +99,27 @@ def _column(field_id: str, custom_types: Mapping[str, FieldType]) -> Column:
 
 def read_rows(data: bytes, columns: list[Column | None]) -> Iterator[dict[str, Any] | RowError]:
     """Each data row as a contact dict, or a ``RowError``; ``ImportFileError`` for the file."""
+    for row in _csv_rows(data, len(columns)):
+        yield _contact(row, columns)
+
+
+def count_rows(data: bytes, columns: list[Column | None]) -> int:
+    """The number of data rows, reading the whole file; ``ImportFileError`` if it cannot."""
+    return sum(1 for _ in _csv_rows(data, len(columns)))
+
+
+def _csv_rows(data: bytes, width: int) -> Iterator[list[str]]:
     text = io.TextIOWrapper(io.BufferedReader(_Decoded(data)), encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
     try:
         header = next(reader, None)
-        if header is None or len(header) != len(columns):
+        if header is None or len(header) != width:
             found = 0 if header is None else len(header)
-            raise ImportFileError(
-                f"the header has {found} columns; field_mappings has {len(columns)}"
-            )
+            raise ImportFileError(f"the header has {found} columns; field_mappings has {width}")
         for count, row in enumerate(reader, start=1):
             if count > MAX_IMPORT_ROWS:
                 raise ImportFileError(f"the file has more than {MAX_IMPORT_ROWS} contacts")
-            yield _contact(row, columns)
+            yield row
     except (csv.Error, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
         raise ImportFileError(f"the file cannot be read as CSV: {type(exc).__name__}") from None
 

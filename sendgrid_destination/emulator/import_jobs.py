@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from .csv_import import Column, ImportFileError, RowError, read_rows
+from .csv_import import Column, ImportFileError, RowError, count_rows, read_rows
 from .definitions import CustomField
 from .errors import ApiError
 from .faults import JobFault
@@ -197,7 +197,7 @@ def _apply_csv_import(
     data = job.upload or b""
     try:
         # A first pass over the file, so an unreadable one fails before any row applies.
-        job.requested_count = sum(1 for _ in read_rows(data, columns))
+        job.requested_count = count_rows(data, columns)
     except ImportFileError as unreadable:
         job.forced_failure = str(unreadable)
         job.errors = [ContactError({}, str(unreadable))]

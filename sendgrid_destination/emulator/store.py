@@ -81,6 +81,8 @@ class StoredContact:
     fields: dict[str, Any] = field(default_factory=dict)
     custom_fields: dict[str, Any] = field(default_factory=dict)
     list_ids: list[str] = field(default_factory=list)
+    # The store's serial number for ``id``, so saving does not parse the ID back.
+    serial: int | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> StoredContact:
         """A copy whose containers can change without touching this one."""
@@ -91,6 +93,7 @@ class StoredContact:
             dict(self.fields),
             dict(self.custom_fields),
             list(self.list_ids),
+            self.serial,
         )
 
     def identifiers(self) -> dict[str, str]:
@@ -170,12 +173,13 @@ class ContactStore:
         """An empty contact with a fresh ID, stored once it is ``save``d."""
         self._offsets.append(0)
         self._lengths.append(_ABSENT)
-        return StoredContact(self._id(len(self._lengths) - 1), now, now)
+        n = len(self._lengths) - 1
+        return StoredContact(self._id(n), now, now, serial=n)
 
     def save(self, contact: StoredContact) -> None:
         """Insert or replace ``contact`` (made by ``new`` or read from here) and index it."""
-        n = self._serial(contact.id)
-        if n is None:
+        n = contact.serial if contact.serial is not None else self._serial(contact.id)
+        if n is None or self._id(n) != contact.id:
             raise KeyError(f"not a contact of this store: {contact.id}")
         if self._lengths[n] == _ABSENT:
             self._live += 1
@@ -251,6 +255,7 @@ class ContactStore:
             fields,
             custom_fields,
             [self._list_ids[i] for i in lists],
+            n,
         )
 
     def _encode(self, contact: StoredContact) -> bytes:
