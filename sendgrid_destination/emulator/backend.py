@@ -5,22 +5,24 @@ from any request thread. Accepted writes become pending ``Job``s; a job is *due*
 has been polled ``job_polls_until_done`` times and is ``job_delay_seconds`` old (on the
 injected clock). ``process_due`` applies all due jobs together, in ``job_order`` ("fifo",
 or "reverse" because SendGrid promises no order between jobs); ``process_all`` ignores the
-due rule. Test hooks (forced contact errors, failing the next jobs) live here too, so a
-fault is part of the state a job sees when it runs. No HTTP here.
+due rule. Test hooks (forced contact errors, the next jobs' faults) live here too, so a
+fault is part of the state a job sees when it runs. A job whose fault keeps it
+``pending_forever`` is never applied. No HTTP here.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
-from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from sendgrid_destination.clock import Clock
-
+from .clock import Clock
+from .csv_import import Column
 from .definitions import CustomField, FieldCatalog, ListCatalog, MarketingList
-from .jobs import Job, JobContext, JobType, apply
-from .responses import ErrorItem
+from .faults import JobFault, JobFaults
+from .import_jobs import Job, JobContext, JobType, apply
+from .rules import FieldType
 from .store import ContactStore, StoredContact
 
 JobOrder = Literal["fifo", "reverse"]
@@ -38,6 +40,7 @@ class Backend:
         job_order: JobOrder = "fifo",
         custom_field_ready_seconds: float = 0.0,
         retain_contacts: bool = True,
+        unique_list_names: bool = True,
     ) -> None:
         if job_order not in ("fifo", "reverse"):
             raise ValueError(f"job_order must be 'fifo' or 'reverse', not {job_order!r}")
@@ -49,14 +52,14 @@ class Backend:
         self.lock = threading.RLock()
         self.store = ContactStore()
         self.fields = FieldCatalog(custom_field_ready_seconds)
-        self.lists = ListCatalog()
+        self.lists = ListCatalog(unique_list_names)
         self._jobs: dict[str, Job] = {}
         self._forced_errors: dict[str, str] = {}
-        self._failing_jobs: deque[str] = deque()
+        self.job_faults = JobFaults()
 
     # -- schema -----------------------------------------------------------------------
 
-    def create_field(self, name: Any, field_type: Any) -> CustomField | list[ErrorItem]:
+    def create_field(self, name: Any, field_type: Any) -> CustomField:
         with self.lock:
             return self.fields.create(name, field_type, self.clock.now())
 
@@ -68,17 +71,14 @@ class Backend:
         with self.lock:
             return self.fields.ready_ids(self.clock.now())
 
-    def create_list(self, name: Any) -> MarketingList | list[ErrorItem]:
+    def create_list(self, name: Any, allow_duplicate_name: bool = False) -> MarketingList:
         with self.lock:
-            return self.lists.create(name)
+            return self.lists.create(name, allow_duplicate_name)
 
     def all_lists(self) -> list[tuple[MarketingList, int]]:
         """Every list with its contact count."""
         with self.lock:
-            counts: dict[str, int] = {}
-            for contact in self.store.all():
-                for list_id in contact.list_ids:
-                    counts[list_id] = counts.get(list_id, 0) + 1
+            counts = self.store.list_counts()
             return [(lst, counts.get(lst.id, 0)) for lst in self.lists.all()]
 
     def list_ids(self) -> frozenset[str]:
@@ -107,10 +107,39 @@ class Backend:
             "delete_contacts", len(contact_ids), contact_ids=contact_ids, remove_from_list=list_id
         )
 
+    def enqueue_import(self, columns: list[Column | None], list_ids: list[str]) -> Job:
+        """A CSV import: pending, and not processed before its file is uploaded."""
+        return self._enqueue(
+            "upsert",
+            0,
+            columns=columns,
+            list_ids=list_ids,
+            upload_signature=secrets.token_urlsafe(24),
+            upload_header=secrets.token_urlsafe(24),
+        )
+
+    def attach_upload(self, job: Job, data: bytes) -> None:
+        with self.lock:
+            job.upload = data
+
+    def custom_field_types(self) -> dict[str, FieldType]:
+        """The types of the custom fields upserts and imports may use now."""
+        with self.lock:
+            ready = self.fields.ready_ids(self.clock.now())
+            return {f.id: f.field_type for f in self.fields.all() if f.id in ready}
+
+    def enqueue_identifier_removal(self, contact_id: str, kind: str, value: str) -> Job:
+        return self._enqueue(
+            "delete_contacts", 1, contact_ids=[contact_id], remove_identifier=(kind, value)
+        )
+
     def _enqueue(self, job_type: JobType, requested: int, **payload: Any) -> Job:
         with self.lock:
-            forced = self._failing_jobs.popleft() if self._failing_jobs else None
-            job = Job.new(job_type, self.clock.now(), requested, forced_failure=forced, **payload)
+            fault = self.job_faults.take()
+            forced = fault.fail_reason if fault else None
+            job = Job.new(
+                job_type, self.clock.now(), requested, forced_failure=forced, fault=fault, **payload
+            )
             self._jobs[job.id] = job
             return job
 
@@ -118,9 +147,13 @@ class Backend:
         """The job for the imports route; a poll may make it (and others) due and apply them."""
         with self.lock:
             job = self._jobs.get(job_id)
-            if job is not None and job.status == "pending":
+            if job is None:
+                return None
+            if job.status == "pending":
                 self.process_due()
-                job.polls += 1
+            # Counted after processing, on finished jobs too: a job fault's pending-then-404
+            # counts every poll.
+            job.polls += 1
             return job
 
     def process_due(self) -> int:
@@ -137,13 +170,16 @@ class Backend:
             return self._apply(self._jobs.values())
 
     def _apply(self, candidates: Iterable[Job]) -> int:
-        pending = [job for job in candidates if job.status == "pending"]
+        pending = [job for job in candidates if job.status == "pending" and not job.stuck]
         if self.job_order == "reverse":
             pending.reverse()
         if not pending:
             return 0
         ctx = JobContext(
-            {f.id: f for f in self.fields.all()}, dict(self._forced_errors), self.clock.now()
+            {f.id: f for f in self.fields.all()},
+            dict(self._forced_errors),
+            self.clock.now(),
+            self.retain_contacts,
         )
         for job in pending:
             apply(job, self.store, ctx)
@@ -168,8 +204,7 @@ class Backend:
             self._forced_errors.clear()
 
     def fail_next_jobs(self, count: int, reason: str) -> None:
-        with self.lock:
-            self._failing_jobs.extend([reason] * count)
+        self.job_faults.add(JobFault(fail_reason=reason), count)
 
     # -- contacts ---------------------------------------------------------------------
 

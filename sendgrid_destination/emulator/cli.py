@@ -2,22 +2,33 @@
 
 Contract: ``configure_parser`` adds the options to a parser (the lead mounts it as a
 sub-command); ``run`` starts an ``Emulator``, prints its base URL and API key, serves
-until Ctrl-C (or SIGTERM), stops it and returns 0.
+until SIGINT (Ctrl-C) or SIGTERM, stops it and returns 0.
+
+Both signal handlers are installed explicitly, because a process started with SIGINT
+ignored (under ``nohup``, ``&`` in a non-interactive shell, some CI runners) inherits the
+ignore and Python then never raises ``KeyboardInterrupt``. The previous handlers are put
+back when ``run`` returns.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from .facade import Emulator
 
 DEFAULT_PORT = 3030
 DEFAULT_API_KEY = "SG.test-emulator-key"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How often the serving loop looks for a stop request: a signal handler only sets a flag,
+# so stopping takes at most this long.
+_POLL_SECONDS = 0.1
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +68,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="seconds before a new custom field is accepted by upserts (default %(default)s)",
     )
+    parser.add_argument(
+        "--no-retain",
+        dest="retain_contacts",
+        action="store_false",
+        help="validate and answer upserts, complete their jobs, but keep no contact "
+        "(for pushing millions of contacts through it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,28 +86,54 @@ def run(args: argparse.Namespace) -> int:
         job_delay_seconds=args.job_delay_seconds,
         job_order=args.job_order,
         custom_field_ready_seconds=args.custom_field_ready_seconds,
+        retain_contacts=args.retain_contacts,
     )
-    with emulator:
+    stop = StopRequest()
+    with stop.installed(), emulator:
         print(f"SendGrid emulator listening on {emulator.base_url}", flush=True)
         print(f"API key: {emulator.api_key}", flush=True)
+        if not args.retain_contacts:
+            print("Contacts are not retained (--no-retain).", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            _wait_for_interrupt()
+        stop.wait()
     print("SendGrid emulator stopped.", flush=True)
     return 0
 
 
-def _wait_for_interrupt() -> None:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-    # Event.wait without a timeout can block signal delivery on some platforms; poll.
-    forever = threading.Event()
-    while not forever.wait(0.5):
-        pass
+class StopRequest:
+    """Set by SIGINT or SIGTERM; ``wait`` returns once it is."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def installed(self) -> _Installed:
+        return _Installed(self._on_signal)
+
+    def wait(self) -> None:
+        # Serving until told to stop is this command's job: the loop ends only on a signal.
+        while self.signal is None:
+            time.sleep(_POLL_SECONDS)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signum
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _Installed:
+    """Installs the stop handler for SIGINT and SIGTERM, and restores the previous ones."""
+
+    def __init__(self, handler: Callable[[int, FrameType | None], None]) -> None:
+        self._handler = handler
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        # Signal handlers can only be set from the main thread; elsewhere nothing changes.
+        if threading.current_thread() is threading.main_thread():
+            for signum in _STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,16 +13,32 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from sendgrid_destination.clock import Clock, SystemClock
-from sendgrid_destination.contact_model import FieldType
-
 from .app import ApiApp, Auth, RecordedRequest, Recorder
 from .backend import Backend, JobOrder
+from .clock import Clock, SystemClock
 from .control import PREFIX, ControlApp, contacts_view, jobs_view
-from .faults import FaultPlan
+from .errors import ApiError
+from .faults import (
+    BodyLimit,
+    ErrorsFileFault,
+    FaultPlan,
+    ImportStatusFault,
+    JobFault,
+)
+from .http_types import Request, Response
 from .ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
-from .responses import Request, Response
-from .server import HttpServer
+from .routes import UPLOAD_PREFIX
+from .rules import FieldType
+from .server import HARD_BODY_CAP, HttpServer
+from .uploads import UploadApp
+
+# An upload is held in memory until its job runs: the emulator takes files up to 1 GiB
+# (the real limit is 5 GB of CSV; a gzip file of a million contacts is tens of MB).
+UPLOAD_BODY_CAP = 1 << 30
+
+
+def _body_cap(path: str) -> int:
+    return UPLOAD_BODY_CAP if path.startswith(UPLOAD_PREFIX) else HARD_BODY_CAP
 
 
 class Emulator:
@@ -43,6 +59,7 @@ class Emulator:
         default_rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
         forbidden_keys: Iterable[str] = (),
         retain_contacts: bool = True,
+        unique_list_names: bool = True,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -55,16 +72,18 @@ class Emulator:
             job_order=job_order,
             custom_field_ready_seconds=custom_field_ready_seconds,
             retain_contacts=retain_contacts,
+            unique_list_names=unique_list_names,
         )
         self.faults = FaultPlan()
         self._recorder = Recorder()
-        self._server = HttpServer(self._dispatch)
+        self._server = HttpServer(self._dispatch, _body_cap)
         limiter = RateLimiter(self.clock, rate_limits, default_rate_limit)
         auth = self._auth = Auth(api_key, forbidden_keys)
         self._api = ApiApp(
             self.backend, self.faults, limiter, auth, self._recorder, self._url, self._server.wait
         )
-        self._control = ControlApp(self.backend, self.faults, self._recorder, self._url)
+        self._uploads = UploadApp(self.backend, self.faults, self._recorder, self._server.wait)
+        self._control = ControlApp(self.backend, self.faults, self._recorder, self._url, self._api)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -102,6 +121,8 @@ class Emulator:
     def _dispatch(self, request: Request) -> Response:
         if request.path.startswith(PREFIX):
             return self._control.handle(request)
+        if request.path.startswith(UPLOAD_PREFIX):
+            return self._uploads.handle(request)
         return self._api.handle(request)
 
     # -- steering -----------------------------------------------------------------------
@@ -121,22 +142,50 @@ class Emulator:
         """The next ``count`` jobs created end ``failed``; all their contacts error."""
         self.backend.fail_next_jobs(count, reason)
 
+    def fault_next_jobs(
+        self,
+        count: int = 1,
+        *,
+        import_status: ImportStatusFault = "normal",
+        pending_polls: int = 1,
+        errors_file: ErrorsFileFault = "normal",
+        fail_reason: str | None = None,
+    ) -> JobFault:
+        """The next ``count`` jobs created misbehave so (see ``faults.JobFault``)."""
+        fault = JobFault(import_status, pending_polls, errors_file, fail_reason)
+        return self.backend.job_faults.add(fault, count)
+
+    def limit_upsert_body(
+        self, max_bytes: int, *, answer: int = 413, message: str = BodyLimit.message
+    ) -> None:
+        """Refuse ``PUT /v3/marketing/contacts`` bodies over ``max_bytes`` (413, or 400)."""
+        self._api.body_limit = BodyLimit(max_bytes, answer, message)
+
+    def clear_upsert_body_limit(self) -> None:
+        """Back to the documented 6,000,000 bytes and 413."""
+        self._api.body_limit = BodyLimit()
+
     def process_jobs(self) -> int:
         """Apply every pending job now (in ``job_order``); the number applied."""
         return self.backend.process_all()
 
     def add_custom_field(self, name: str, field_type: FieldType = "Text") -> str:
         """Create a custom field as the API would; its new ID (``e1_T``...)."""
-        created = self.backend.create_field(name, field_type)
-        if isinstance(created, list):
-            raise ValueError(created[0]["message"])
-        return created.id
+        try:
+            return self.backend.create_field(name, field_type).id
+        except ApiError as refused:
+            raise ValueError(refused.message) from None
 
-    def add_list(self, name: str) -> str:
-        created = self.backend.create_list(name)
-        if isinstance(created, list):
-            raise ValueError(created[0]["message"])
-        return created.id
+    def add_list(self, name: str, *, allow_duplicate_name: bool = False) -> str:
+        """Create a list as the API would (``ValueError`` if refused); its new ID.
+
+        ``allow_duplicate_name`` seeds a second list of an existing name, which the API
+        refuses by default but an account can still hold.
+        """
+        try:
+            return self.backend.create_list(name, allow_duplicate_name).id
+        except ApiError as refused:
+            raise ValueError(refused.message) from None
 
     # -- introspection ------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Contract: one method per emulated route (see ``routes.API_ROUTES``); each takes a ``Call``
 that already passed auth, rate limiting and the body-size cap, and returns a ``Response``
-with the real API's status and body shape. Error messages quote the real ones where they
-are known (``notes/sendgrid-api.md``); the others are documented in ``docs/emulator.md``.
+with the real API's status and body shape, or raises ``errors.ApiError`` (the app answers
+it). Error messages quote the real ones where they are known (``notes/sendgrid-api.md``);
+the others are documented in ``docs/emulator.md``.
 """
 
 from __future__ import annotations
@@ -15,25 +16,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sendgrid_destination.contact_model import EMAIL_RE, IDENTIFIERS, MAX_SEARCH_VALUES
-
 from .backend import Backend
+from .csv_import import map_columns
 from .definitions import CustomField, MarketingList, reserved_definitions
-from .jobs import Job, view
-from .responses import (
-    Request,
-    Response,
-    error_response,
-    errors_response,
-    invalid_input,
-    invalid_json,
-    json_response,
+from .errors import BadRequest, InvalidInput, InvalidJson, NotFound
+from .http_types import Request, Response, json_response
+from .import_jobs import Job, view
+from .routes import UPLOAD_PREFIX
+from .rules import (
+    DEFAULT_PAGE_SIZE,
+    IDENTIFIERS,
+    MAX_PAGE_SIZE,
+    MAX_SEARCH_EMAIL_LENGTH,
+    MAX_SEARCH_VALUES,
+    is_email,
 )
 from .validation import validate_upsert
 
 _UNPARSED: Any = object()
-_MAX_PAGE_SIZE = 1000
-_DEFAULT_PAGE_SIZE = 100
 
 
 def _refuse_constant(name: str) -> Any:
@@ -60,6 +60,20 @@ class Call:
             raise self._doc
         return self._doc
 
+    def body(self) -> Any:
+        """The parsed body; ``InvalidJson`` (the observed 400) when it is not JSON."""
+        try:
+            return self.json()
+        except ValueError:
+            raise InvalidJson from None
+
+    def body_object(self) -> dict[str, Any]:
+        """The parsed body as a JSON object; ``InvalidInput`` for any other JSON value."""
+        doc = self.body()
+        if not isinstance(doc, dict):
+            raise InvalidInput
+        return doc
+
     def query_value(self, name: str) -> str | None:
         values = self.request.query.get(name)
         return values[0] if values else None
@@ -79,9 +93,11 @@ class Handlers:
         """Handler by ``Route.handler`` name."""
         return {
             "upsert_contacts": self.upsert_contacts,
+            "import_contacts": self.import_contacts,
             "delete_contacts": self.delete_contacts,
             "contact_count": self.contact_count,
             "import_status": self.import_status,
+            "delete_contact_identifier": self.delete_contact_identifier,
             "search_emails": self.search_emails,
             "search_identifiers": self.search_identifiers,
             "list_field_definitions": self.list_field_definitions,
@@ -94,30 +110,42 @@ class Handlers:
     # -- contacts ---------------------------------------------------------------------
 
     def upsert_contacts(self, call: Call) -> Response:
-        try:
-            doc = call.json()
-        except ValueError:
-            return invalid_json()
+        doc = call.body()
         backend = self._backend
-        errors = validate_upsert(doc, backend.ready_field_ids(), backend.list_ids())
-        if errors:
-            return errors_response(400, errors)
-        job = backend.enqueue_upsert(doc["contacts"], list(doc.get("list_ids") or []))
+        contacts = validate_upsert(doc, backend.ready_field_ids(), backend.list_ids())
+        job = backend.enqueue_upsert(contacts, list(doc.get("list_ids") or []))
         return self._job_accepted(job)
+
+    def import_contacts(self, call: Call) -> Response:
+        doc = call.body_object()
+        if doc.get("file_type") != "csv":
+            raise BadRequest("file_type must be csv", "file_type")
+        backend = self._backend
+        columns = map_columns(doc.get("field_mappings"), backend.custom_field_types())
+        list_ids = doc.get("list_ids") or []
+        if not isinstance(list_ids, list) or not all(isinstance(i, str) for i in list_ids):
+            raise InvalidInput
+        unknown = [list_id for list_id in list_ids if list_id not in backend.list_ids()]
+        if unknown:
+            # The spec's 404: "If any of the specified lists do not exist."
+            raise NotFound(f"invalid list ids supplied - {','.join(unknown)}", "list_ids")
+        job = backend.enqueue_import(columns, list_ids)
+        upload = f"{self._base_url()}{UPLOAD_PREFIX}{job.id}?signature={job.upload_signature}"
+        headers = [{"header": UPLOAD_HEADER, "value": job.upload_header}]
+        body = {"job_id": job.id, "upload_uri": upload, "upload_headers": headers}
+        return json_response(200, body)
 
     def delete_contacts(self, call: Call) -> Response:
         ids, delete_all = call.query_value("ids"), call.query_value("delete_all_contacts")
         if ids is not None and delete_all is not None:
-            return error_response(400, "ids and delete_all_contacts cannot be combined")
+            raise BadRequest("ids and delete_all_contacts cannot be combined")
         if delete_all is not None:
             if delete_all != "true":
-                return error_response(
-                    400, "delete_all_contacts must be 'true'", "delete_all_contacts"
-                )
+                raise BadRequest("delete_all_contacts must be 'true'", "delete_all_contacts")
             return self._job_accepted(self._backend.enqueue_delete(None))
         contact_ids = _split_ids(ids)
         if not contact_ids:
-            return error_response(400, "ids or delete_all_contacts is required", "ids")
+            raise BadRequest("ids or delete_all_contacts is required", "ids")
         return self._job_accepted(self._backend.enqueue_delete(contact_ids))
 
     def contact_count(self, call: Call) -> Response:
@@ -127,45 +155,63 @@ class Handlers:
 
     def import_status(self, call: Call) -> Response:
         job = self._backend.poll(call.params["id"])
-        if job is None:
-            return error_response(404, "job not found")
+        shown = job.apparent_status() if job is not None else "missing"
+        if job is None or shown == "missing":
+            raise NotFound("job not found")
+        if shown == "pending":
+            return json_response(200, view(job, "", as_pending=True))
         return json_response(200, job_view(job, self._base_url()))
+
+    def delete_contact_identifier(self, call: Call) -> Response:
+        doc = call.body_object()
+        kind = _IDENTIFIER_TYPES.get(doc.get("identifier_type"))  # type: ignore[arg-type]
+        value = doc.get("identifier_value")
+        if kind is None:
+            raise BadRequest(
+                f"identifier_type must be one of {', '.join(_IDENTIFIER_TYPES)}", "identifier_type"
+            )
+        if not isinstance(value, str) or not value:
+            raise BadRequest("identifier_value is required", "identifier_value")
+        contact_id = call.params["contact_id"]
+        if not self._backend.contact_exists(contact_id):
+            raise NotFound("contact not found", "contact_id")
+        return self._job_accepted(self._backend.enqueue_identifier_removal(contact_id, kind, value))
 
     def search_emails(self, call: Call) -> Response:
         values = self._search_values(call, "emails")
-        if isinstance(values, Response):
-            return values
         # "Empty strings are excluded" (spec, ListContactByEmail).
         emails = [email for email in values if email]
-        bad = next((e for e in emails if EMAIL_RE.fullmatch(e) is None), None)
+        # The spec gives search emails maxLength 100, below a contact's 254.
+        if any(len(email) > MAX_SEARCH_EMAIL_LENGTH for email in emails):
+            raise BadRequest(
+                f"emails must be at most {MAX_SEARCH_EMAIL_LENGTH} characters each", "emails"
+            )
+        bad = next((e for e in emails if not is_email(e)), None)
         if bad is not None:
-            return error_response(400, f"email '{bad}' is not valid", "emails")
+            raise BadRequest(f"email '{bad}' is not valid", "emails")
         return _search_result(self._backend.search("any_email", emails))
 
     def search_identifiers(self, call: Call) -> Response:
         kind = call.params["identifier_type"]
         if kind not in IDENTIFIERS:
-            return error_response(
-                400, f"identifier_type must be one of {', '.join(IDENTIFIERS)}", "identifier_type"
+            raise BadRequest(
+                f"identifier_type must be one of {', '.join(IDENTIFIERS)}", "identifier_type"
             )
         values = self._search_values(call, "identifiers")
-        if isinstance(values, Response):
-            return values
         return _search_result(self._backend.search(kind, values))
 
     @staticmethod
-    def _search_values(call: Call, key: str) -> list[str] | Response:
-        try:
-            doc = call.json()
-        except ValueError:
-            return invalid_json()
+    def _search_values(call: Call, key: str) -> list[str]:
+        doc = call.body()
         values = doc.get(key) if isinstance(doc, dict) else None
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            return invalid_input() if isinstance(doc, dict) and key in doc else _required(key)
+            if isinstance(doc, dict) and key in doc:
+                raise InvalidInput
+            raise _required(key)
         if not values:
-            return _required(key)
+            raise _required(key)
         if len(values) > MAX_SEARCH_VALUES:
-            return error_response(400, f"{key} must contain at most {MAX_SEARCH_VALUES} items", key)
+            raise BadRequest(f"{key} must contain at most {MAX_SEARCH_VALUES} items", key)
         return values
 
     # -- field definitions --------------------------------------------------------------
@@ -182,15 +228,8 @@ class Handlers:
         )
 
     def create_field_definition(self, call: Call) -> Response:
-        try:
-            doc = call.json()
-        except ValueError:
-            return invalid_json()
-        if not isinstance(doc, dict):
-            return invalid_input()
+        doc = call.body_object()
         created = self._backend.create_field(doc.get("name"), doc.get("field_type"))
-        if isinstance(created, list):
-            return errors_response(400, created)
         return json_response(200, self._field_body(created))
 
     def _field_body(self, created: CustomField) -> dict[str, Any]:
@@ -202,10 +241,6 @@ class Handlers:
     def list_lists(self, call: Call) -> Response:
         size = _page_size(call.query_value("page_size"))
         offset = _page_offset(call.query_value("page_token"))
-        if size is None:
-            return error_response(400, "page_size must be an integer from 1 to 1000", "page_size")
-        if offset is None:
-            return error_response(400, "page_token is not valid", "page_token")
         lists = self._backend.all_lists()
         page = lists[offset : offset + size]
         metadata: dict[str, Any] = {"self": self._lists_url(size, offset), "count": len(lists)}
@@ -217,28 +252,21 @@ class Handlers:
         return json_response(200, {"result": result, "_metadata": metadata})
 
     def create_list(self, call: Call) -> Response:
-        try:
-            doc = call.json()
-        except ValueError:
-            return invalid_json()
-        if not isinstance(doc, dict):
-            return invalid_input()
+        doc = call.body_object()
         created = self._backend.create_list(doc.get("name"))
-        if isinstance(created, list):
-            return errors_response(400, created)
         return json_response(201, self._list_body(created, 0))
 
     def remove_list_contacts(self, call: Call) -> Response:
         list_id = call.params["id"]
         if list_id not in self._backend.list_ids():
-            return error_response(404, "list not found", "id")
+            raise NotFound("list not found", "id")
         contact_ids = _split_ids(call.query_value("contact_ids"))
         if not contact_ids:
-            return error_response(400, "contact_ids is required", "contact_ids")
+            raise BadRequest("contact_ids is required", "contact_ids")
         unknown = [cid for cid in contact_ids if not self._backend.contact_exists(cid)]
         if unknown:
             # The spec's 404: "one or more contact IDs do not exist".
-            return error_response(404, "one or more contact IDs do not exist", "contact_ids")
+            raise NotFound("one or more contact IDs do not exist", "contact_ids")
         return self._job_accepted(self._backend.enqueue_list_removal(list_id, contact_ids))
 
     def _list_body(self, lst: MarketingList, count: int) -> dict[str, Any]:
@@ -254,6 +282,19 @@ class Handlers:
         return json_response(202, {"job_id": job.id})
 
 
+# DeleteContactIdentifier names identifier types in upper case (spec IdentifierType), unlike
+# the lower-case names of the search route and the contact fields.
+# The header a CSV import's upload must carry (real upload_headers are unobserved; what
+# matters is that the client sends what it is given, and nothing else, such as the key).
+UPLOAD_HEADER = "X-Upload-Token"
+_IDENTIFIER_TYPES = {
+    "EMAIL": "email",
+    "PHONENUMBERID": "phone_number_id",
+    "EXTERNALID": "external_id",
+    "ANONYMOUSID": "anonymous_id",
+}
+
+
 def job_view(job: Job, base_url: str) -> dict[str, Any]:
     """A job as the imports route shows it; errors_url points at the emulator's CSV route."""
     return view(job, f"{base_url}/_emulator/errors/{job.id}.csv")
@@ -261,38 +302,42 @@ def job_view(job: Job, base_url: str) -> dict[str, Any]:
 
 def _search_result(result: dict[str, dict[str, Any]]) -> Response:
     if not any("contact" in entry for entry in result.values()):
-        return error_response(404, "contacts not found")
+        raise NotFound("contacts not found")
     return json_response(200, {"result": result})
 
 
-def _required(key: str) -> Response:
-    return error_response(400, f"{key} is required", key)
+def _required(key: str) -> BadRequest:
+    return BadRequest(f"{key} is required", key)
 
 
 def _split_ids(raw: str | None) -> list[str]:
     return [part for part in (raw or "").split(",") if part]
 
 
-def _page_size(raw: str | None) -> int | None:
+def _page_size(raw: str | None) -> int:
     if raw is None:
-        return _DEFAULT_PAGE_SIZE
+        return DEFAULT_PAGE_SIZE
     try:
         size = int(raw)
     except ValueError:
-        return None
-    return size if 1 <= size <= _MAX_PAGE_SIZE else None
+        size = 0
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise BadRequest("page_size must be an integer from 1 to 1000", "page_size")
+    return size
 
 
 def _page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
 
 
-def _page_offset(token: str | None) -> int | None:
+def _page_offset(token: str | None) -> int:
     if not token:
         return 0
     try:
         decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError):
-        return None
+        decoded = ""
     prefix, _, number = decoded.partition(":")
-    return int(number) if prefix == "offset" and number.isdigit() else None
+    if prefix != "offset" or not number.isdigit():
+        raise BadRequest("page_token is not valid", "page_token")
+    return int(number)

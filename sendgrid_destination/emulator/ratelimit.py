@@ -16,8 +16,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sendgrid_destination.clock import Clock
-
+from .clock import Clock
 from .routes import check_route_key
 
 

@@ -1,9 +1,10 @@
 """The emulated SendGrid routes and how a request path is matched to one.
 
-Contract: ``API_ROUTES`` lists every emulated ``(method, template)`` pair; a route's ``key``
-(``"PUT /v3/marketing/contacts"``) is the name used by the fault plan, the rate limiter and
-``RecordedRequest.route``. ``match`` returns the route and its path parameters, the methods
-allowed on a known path (for 405), or ``None`` (404). Pure; no state.
+Contract: ``API_ROUTES`` lists every emulated ``(method, template)`` pair and
+``UPLOAD_ROUTES`` the upload host's; a route's ``key`` (``"PUT /v3/marketing/contacts"``)
+is the name used by the fault plan, the rate limiter and ``RecordedRequest.route``.
+``match`` returns the route and its path parameters, the methods allowed on a known path
+(for 405), or ``None`` (404). Pure; no state.
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ class NotAllowed:
     allowed: tuple[str, ...]
 
 
-# Order matters only where templates overlap; none of these do.
+# Order matters only where templates overlap: ``/contacts/imports/identifiers`` fits both
+# the import status (GET) and the identifier removal (DELETE), told apart by the method.
 API_ROUTES: tuple[Route, ...] = (
     Route("PUT", "/v3/marketing/contacts", "upsert_contacts"),
+    Route("PUT", "/v3/marketing/contacts/imports", "import_contacts"),
     Route("DELETE", "/v3/marketing/contacts", "delete_contacts"),
     Route("GET", "/v3/marketing/contacts/count", "contact_count"),
     Route("GET", "/v3/marketing/contacts/imports/{id}", "import_status"),
+    Route("DELETE", "/v3/marketing/contacts/{contact_id}/identifiers", "delete_contact_identifier"),
     Route("POST", "/v3/marketing/contacts/search/emails", "search_emails"),
     Route(
         "POST",
@@ -56,7 +60,11 @@ API_ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/v3/marketing/lists/{id}/contacts", "remove_list_contacts"),
 )
 
-ROUTE_KEYS: frozenset[str] = frozenset(route.key for route in API_ROUTES)
+# Where a CSV import's file is PUT: the upload host of ``upload_uri``, not the API (no API
+# key, no rate limit), served by ``uploads.py`` under its own prefix.
+UPLOAD_PREFIX = "/_uploads/"
+UPLOAD_ROUTES: tuple[Route, ...] = (Route("PUT", UPLOAD_PREFIX + "{job_id}", "upload"),)
+ROUTE_KEYS: frozenset[str] = frozenset(route.key for route in API_ROUTES + UPLOAD_ROUTES)
 
 
 def match(

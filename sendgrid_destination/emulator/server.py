@@ -5,14 +5,17 @@ Contract: ``HttpServer(dispatch).start(host, port)`` serves on daemon threads un
 the accept loop, wakes every delayed or hanging handler, and shuts down every open
 connection (so a pooled keep-alive socket cannot reach a stopped emulator). A response
 with disposition ``drop`` closes the socket without writing anything; ``hang`` holds the
-socket silently until the client hangs up or the server stops. Bodies may come with
-``Content-Length`` or chunked; anything larger than ``HARD_BODY_CAP`` is refused with 413
-before it is read, and the connection is closed.
+socket silently until the client hangs up or the server stops; ``drip`` writes the whole
+response (status line, headers, body) one byte per ``drip_interval`` seconds, then closes,
+stopping early when the client hangs up or the server stops. Bodies may come with
+``Content-Length`` or chunked; anything larger than ``body_cap(path)`` (by default
+``HARD_BODY_CAP``) is refused with 413 before it is read, and the connection is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import select
 import socket
 import threading
@@ -20,11 +23,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sendgrid_destination.contact_model import MAX_REQUEST_BYTES
-
-from .responses import Request, Response, error_response
+from .http_types import Request, Response, error_response
+from .rules import MAX_REQUEST_BYTES
 
 Dispatch = Callable[[Request], Response]
+BodyCap = Callable[[str], int]
 # Bodies up to this size are read so the app can answer 413 on a live connection, as
 # the real API does for bodies just over 6 MB; beyond it we refuse without reading.
 HARD_BODY_CAP = 4 * MAX_REQUEST_BYTES
@@ -39,8 +42,9 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], dispatch: Dispatch) -> None:
+    def __init__(self, address: tuple[str, int], dispatch: Dispatch, body_cap: BodyCap) -> None:
         self.dispatch = dispatch
+        self.body_cap = body_cap
         self.stopping = threading.Event()
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
@@ -93,6 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(response)
         elif response.disposition == "drop":
             self.close_connection = True
+        elif response.disposition == "drip":
+            self._drip(response)
         else:
             self._hang()
 
@@ -104,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(error_response(400, "invalid Content-Length"), close=True)
             return None
-        if length > HARD_BODY_CAP:
+        if length > self.server.body_cap(self.path):
             self._send(error_response(413, "request entity too large"), close=True)
             return None
         return self.rfile.read(length) if length > 0 else b""
@@ -119,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
                     pass  # trailers
                 return b"".join(parts)
             total += size
-            if total > HARD_BODY_CAP:
+            if total > self.server.body_cap(self.path):
                 self._send(error_response(413, "request entity too large"), close=True)
                 return None
             parts.append(self.rfile.read(size))
@@ -137,6 +143,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(response.body)
+
+    def _drip(self, response: Response) -> None:
+        # The headers and body the normal path would write, captured, then sent slowly.
+        wire, captured = self.wfile, io.BytesIO()
+        self.wfile = captured
+        try:
+            self._send(response, close=True)
+        finally:
+            self.wfile = wire
+        raw = captured.getvalue()
+        for position in range(len(raw)):
+            if self.server.stopping.wait(response.drip_interval):
+                return
+            try:
+                self.wfile.write(raw[position : position + 1])
+                self.wfile.flush()
+            except OSError:
+                return  # the client gave up
 
     def _hang(self) -> None:
         self.close_connection = True
@@ -159,8 +183,9 @@ class _Handler(BaseHTTPRequestHandler):
 class HttpServer:
     """Serves ``dispatch`` on a background thread."""
 
-    def __init__(self, dispatch: Dispatch) -> None:
+    def __init__(self, dispatch: Dispatch, body_cap: BodyCap = lambda path: HARD_BODY_CAP) -> None:
         self._dispatch = dispatch
+        self._body_cap = body_cap
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -178,7 +203,7 @@ class HttpServer:
     def start(self, host: str, port: int) -> None:
         if self._server is not None:
             raise RuntimeError("the emulator is already started")
-        self._server = _Server((host, port), self._dispatch)
+        self._server = _Server((host, port), self._dispatch, self._body_cap)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _ACCEPT_POLL_SECONDS},

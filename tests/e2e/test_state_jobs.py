@@ -17,7 +17,7 @@ import pytest
 
 from sendgrid_destination.emulator import Emulator, handlers
 from sendgrid_destination.emulator import control as emulator_control
-from sendgrid_destination.emulator.jobs import view as job_view_of
+from sendgrid_destination.emulator.import_jobs import view as job_view_of
 from tests.e2e.conftest import (
     API_KEY,
     cli,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import requests
 
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.emulator.cli import configure_parser
+
+from .support import Child, emulator_child
 
 if TYPE_CHECKING:
     from .support import Api
@@ -95,24 +95,78 @@ def test_the_cli_parser_has_the_documented_defaults() -> None:
         "fifo",
         0.0,
     )
+    assert args.retain_contacts is True
+    assert parser.parse_args(["--no-retain"]).retain_contacts is False
+
+
+def test_the_cli_can_run_without_retaining_contacts() -> None:
+    args = ("--port", "0", "--api-key", "SG.cli", "--job-polls-until-done", "0", "--no-retain")
+    with emulator_child(*args) as child:
+        base_url = _serves(child, "SG.cli")
+        headers = {"Authorization": "Bearer SG.cli"}
+        body = {"contacts": [{"email": f"u{i}@example.com"} for i in range(3)]}
+        put = requests.put(
+            base_url + "/v3/marketing/contacts", json=body, headers=headers, timeout=5
+        )
+        job_url = base_url + "/v3/marketing/contacts/imports/" + put.json()["job_id"]
+        job = requests.get(job_url, headers=headers, timeout=5).json()
+        stored = requests.get(base_url + "/_emulator/contacts", timeout=5).json()
+        code, _ = child.stop_with(signal.SIGTERM)
+
+    assert (job["status"], job["results"]["created_count"]) == ("completed", 3)
+    assert stored == []
+    assert code == 0
+
+
+def _serves(child: Child, key: str) -> str:
+    first, key_line = child.read_lines(2)
+    found = re.search(r"(http://127\.0\.0\.1:\d+)", first)
+    assert found, first
+    assert key in key_line
+    headers = {"Authorization": f"Bearer {key}"}
+    url = found.group(1) + "/v3/marketing/contacts/count"
+    assert requests.get(url, headers=headers, timeout=5).status_code == 200
+    return found.group(1)
 
 
 def test_python_m_serves_until_interrupted_and_prints_url_and_key() -> None:
-    command = [sys.executable, "-m", "sendgrid_destination.emulator", "--port", "0"]
-    command += ["--api-key", "SG.cli", "--job-polls-until-done", "0"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as proc:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        key_line = proc.stdout.readline()
-        found = re.search(r"(http://127\.0\.0\.1:\d+)", first)
-        assert found, first
-        headers = {"Authorization": "Bearer SG.cli"}
-        count = requests.get(found.group(1) + "/v3/marketing/contacts/count", headers=headers)
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=10)
+    with emulator_child(
+        "--port", "0", "--api-key", "SG.cli", "--job-polls-until-done", "0"
+    ) as child:
+        _serves(child, "SG.cli")
+        code, rest = child.stop_with(signal.SIGINT)
 
-    assert count.status_code == 200
-    assert "SG.cli" in key_line
-    assert proc.returncode == 0
+    assert code == 0
     assert "stopped" in rest
+
+
+def test_sigint_stops_it_even_when_the_child_was_started_with_sigint_ignored() -> None:
+    with emulator_child("--port", "0", "--api-key", "SG.cli", ignore_sigint=True) as child:
+        _serves(child, "SG.cli")
+        code, rest = child.stop_with(signal.SIGINT)
+
+    assert code == 0
+    assert "stopped" in rest
+
+
+def test_sigterm_stops_it_and_frees_the_port() -> None:
+    with emulator_child("--port", "0", "--api-key", "SG.cli") as child:
+        base_url = _serves(child, "SG.cli")
+        code, rest = child.stop_with(signal.SIGTERM)
+
+    assert code == 0
+    assert "stopped" in rest
+    with pytest.raises(requests.ConnectionError):
+        requests.get(base_url + "/v3/marketing/contacts/count", timeout=2)
+
+
+def test_a_child_that_never_prints_is_killed_when_the_test_gives_up() -> None:
+    # The guard every CLI test relies on: a child that does not answer within the deadline
+    # fails the test and is killed, instead of hanging the run and leaving an orphan.
+    with (
+        pytest.raises(AssertionError, match=r"no 5 lines in 0\.5 s"),
+        emulator_child("--port", "0", ignore_sigint=True) as child,
+    ):
+        child.read_lines(1)  # the banner arrives ...
+        child.read_lines(5, timeout=0.5)  # ... but no further lines ever do
+    assert child.proc.poll() is not None

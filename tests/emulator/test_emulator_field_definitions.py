@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sendgrid_destination.clock import FakeClock
-from sendgrid_destination.contact_model import MAX_CUSTOM_FIELDS, RESERVED_FIELDS
 from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.emulator.rules import MAX_CUSTOM_FIELDS, RESERVED_FIELDS
 
 if TYPE_CHECKING:
     from .support import Api
@@ -19,7 +19,7 @@ INVALID_TYPE = (
 )
 
 
-def test_reserved_fields_are_exactly_those_of_fields_py_with_read_only_where_true(
+def test_reserved_fields_are_exactly_the_rules_table_with_read_only_where_true(
     api: Api,
 ) -> None:
     body = api.get(FIELDS).json()

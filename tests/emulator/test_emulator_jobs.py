@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from sendgrid_destination.clock import FakeClock
 from sendgrid_destination.emulator import Emulator
 
+from .support import Api
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from .support import Api
 
 IMPORTS = "/v3/marketing/contacts/imports/"
 
@@ -235,6 +235,52 @@ def test_upserts_merge_like_a_fold_of_dict_updates(
     assert {k: stored[k] for k in TEXT_FIELDS if k in stored} == expected["fields"]
     assert stored["custom_fields"] == expected["custom"]
     assert stored["list_ids"] == expected["lists"]
+
+
+def test_many_rewrites_of_contacts_keep_every_contact_intact(api: Api, emu: Emulator) -> None:
+    # Each rewrite leaves the old record behind until the store compacts its buffer (when
+    # the dead bytes pass 1 MiB and the live ones): 1,500 rewrites of 1 KB get it there.
+    plan = emu.add_custom_field("plan", "Text")
+    keep = emu.add_list("keep")
+    api.upsert_and_finish(
+        [{"email": f"other{i}@example.com", "city": f"City {i}"} for i in range(50)],
+        list_ids=[keep],
+    )
+    rewrites = [
+        {
+            "email": "a@example.com",
+            "first_name": f"v{i}",
+            "custom_fields": {plan: f"{i:0>1000}"},
+        }
+        for i in range(1_500)
+    ]
+
+    job = api.upsert_and_finish(rewrites)
+
+    assert (job["results"]["created_count"], job["results"]["updated_count"]) == (1, 1_499)
+    contact = emu.contact("a@example.com") or {}
+    assert (contact["first_name"], contact["custom_fields"][plan]) == ("v1499", f"{1499:0>1000}")
+    cities = sorted(c.get("city", "") for c in emu.contacts() if c["email"] != "a@example.com")
+    assert cities == sorted(f"City {i}" for i in range(50))
+    assert api.get("/v3/marketing/lists").json()["result"][0]["contact_count"] == 50
+
+
+def test_a_contact_id_from_another_emulator_is_unknown(api: Api, emu: Emulator) -> None:
+    with Emulator("SG.k", job_polls_until_done=0) as other:
+        other_api = Api(other)
+        other_api.upsert_and_finish([{"email": "a@example.com"}])
+        foreign = (other.contact("a@example.com") or {})["id"]
+        other_api.session.close()
+    list_id = emu.add_list("Customers")
+    api.upsert_and_finish([{"email": "a@example.com"}])
+
+    response = api.delete(
+        f"/v3/marketing/lists/{list_id}/contacts", params={"contact_ids": foreign}
+    )
+
+    assert uuid.UUID(foreign)
+    assert foreign != (emu.contact("a@example.com") or {})["id"]
+    assert response.status_code == 404
 
 
 # -- the identifier rule and per-contact errors ---------------------------------------------

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sendgrid_destination.contact_model import MAX_LISTS
 from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.emulator.rules import MAX_LISTS
 
 if TYPE_CHECKING:
     from .support import Api
@@ -43,6 +43,27 @@ def test_a_duplicate_list_name_is_refused(api: Api) -> None:
     assert response.json()["errors"] == [{"field": "name", "message": "Name already exists"}]
 
 
+def test_an_account_can_still_hold_two_lists_of_one_name(api: Api, emu: Emulator) -> None:
+    first = emu.add_list("VIP")
+    second = emu.add_list("VIP", allow_duplicate_name=True)
+
+    listed = api.get(LISTS).json()["result"]
+
+    assert first != second
+    assert [(item["id"], item["name"]) for item in listed] == [(first, "VIP"), (second, "VIP")]
+    with pytest.raises(ValueError, match="Name already exists"):
+        emu.add_list("VIP")
+
+
+def test_duplicate_list_names_can_be_allowed_for_the_api_too(api_for: type[Api]) -> None:
+    with Emulator("SG.k", unique_list_names=False) as emu:
+        api = api_for(emu)
+        created = [api.post(LISTS, json={"name": "VIP"}) for _ in range(2)]
+
+    assert [r.status_code for r in created] == [201, 201]
+    assert created[0].json()["id"] != created[1].json()["id"]
+
+
 def test_the_1001st_list_is_refused(api: Api, emu: Emulator) -> None:
     for i in range(MAX_LISTS):
         emu.add_list(f"list {i}")
@@ -59,7 +80,9 @@ def test_lists_page_with_a_full_next_url_until_the_end(api: Api, emu: Emulator) 
     seen: list[str] = []
     url: str | None = emu.base_url + LISTS + "?page_size=100"
     pages = 0
-    while url:
+    for _ in range(10):  # bounded: 3 pages expected
+        if url is None:
+            break
         body = api.session.get(url, timeout=5).json()
         seen += [item["id"] for item in body["result"]]
         assert body["_metadata"]["count"] == 250
@@ -68,6 +91,7 @@ def test_lists_page_with_a_full_next_url_until_the_end(api: Api, emu: Emulator) 
 
     assert seen == created
     assert pages == 3
+    assert url is None
 
 
 def test_the_default_page_size_is_100(api: Api, emu: Emulator) -> None:

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import requests
 
-from sendgrid_destination.emulator import Emulator, RateLimit
+from sendgrid_destination.emulator import Emulator, RateLimit, rules
 
 from .support import DEVIATIONS, OpenApi, spec_dir
 
@@ -203,6 +203,36 @@ def test_lists_match_the_spec(
         openapi.check_response(LIST_REMOVE, response)
 
 
+def test_list_paging_search_and_removal_edges_match_the_spec(
+    api: Api, emu: Emulator, seeded: dict[str, str], openapi: OpenApi
+) -> None:
+    for i in range(4):
+        emu.add_list(f"list {i}")
+    pages = [api.get("/v3/marketing/lists", params={"page_size": 2})]
+    for _ in range(5):  # bounded: 5 lists in pages of 2 is 3 pages
+        following = pages[-1].json()["_metadata"].get("next")
+        if following is None:
+            break
+        pages.append(api.session.get(following, timeout=5))
+    long_email = api.post(
+        "/v3/marketing/contacts/search/emails", json={"emails": ["x" * 90 + "@example.com"]}
+    )
+    too_long_url = api.delete(f"/v3/marketing/contacts?ids={'x,' * 4_200}x")
+    removal = api.delete(f"/v3/marketing/lists/{seeded['list']}/contacts?ids={'x,' * 4_200}x")
+
+    assert len(pages) == 3
+    for page in pages:
+        openapi.check_response(LISTS_GET, page)
+    assert [long_email.status_code, too_long_url.status_code, removal.status_code] == [
+        400,
+        414,
+        414,
+    ]
+    openapi.check_response(EMAILS, long_email)
+    openapi.check_response(DELETE, too_long_url)
+    openapi.check_response(LIST_REMOVE, removal)
+
+
 def test_auth_failures_and_rate_limits_match_the_error_schema(
     emu: Emulator, openapi: OpenApi, api_for: type[Api]
 ) -> None:
@@ -256,10 +286,16 @@ def test_every_body_the_spec_rejects_is_refused_by_the_emulator(
 # -- the documented deviations -----------------------------------------------------------------
 
 
-def _deviation_samples(api: Api, emu: Emulator) -> dict[str, tuple[str, requests.Response]]:
+def _deviation_samples(
+    api: Api, emu: Emulator
+) -> dict[str, tuple[str, requests.Response | dict[str, Any]]]:
+    """Per deviation, a response the emulator sent, or a request body it accepts."""
     unauthorised = requests.get(emu.base_url + "/v3/marketing/contacts/count", timeout=5)
     search = "/v3/marketing/contacts/search/identifiers/external_id"
+    import_body = {"file_type": "csv", "field_mappings": ["_rf2_T", None]}
+    assert api.put("/v3/marketing/contacts/imports", json=import_body).status_code == 200
     return {
+        "import_field_mappings_may_be_null": ("PUT /v3/marketing/contacts/imports", import_body),
         "error_field_may_be_null": (COUNT, unauthorised),
         "delete_job_id_is_a_string": (
             DELETE,
@@ -277,11 +313,16 @@ def test_every_documented_deviation_is_still_a_real_disagreement(
     samples = _deviation_samples(api, emu)
     assert set(samples) == {d.name for d in DEVIATIONS}
     for deviation in DEVIATIONS:
-        route, response = samples[deviation.name]
-        others = tuple(d for d in DEVIATIONS if d is not deviation)
-        openapi.check_response(route, response)
-        with pytest.raises(jsonschema.ValidationError):
-            OpenApi(spec_dir(), others).check_response(route, response)
+        route, sample = samples[deviation.name]
+        without = OpenApi(spec_dir(), tuple(d for d in DEVIATIONS if d is not deviation))
+        if isinstance(sample, dict):
+            openapi.check_request(route, sample)
+            with pytest.raises(jsonschema.ValidationError):
+                without.check_request(route, sample)
+        else:
+            openapi.check_response(route, sample)
+            with pytest.raises(jsonschema.ValidationError):
+                without.check_response(route, sample)
 
 
 def test_job_type_follows_observed_values_not_the_spec_description(
@@ -332,3 +373,63 @@ def test_creating_a_list_answers_201_as_the_current_spec_says(openapi: OpenApi) 
 def test_the_deviation_patches_do_not_touch_the_raw_specs(openapi: OpenApi) -> None:
     assert openapi.raw != openapi.specs
     assert copy.deepcopy(openapi.raw) == openapi.raw
+
+
+# -- the emulator's rules module states the specs ------------------------------------------
+
+
+def _schemas(openapi: OpenApi, file: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = openapi.raw[file]["components"]["schemas"]
+    return schemas
+
+
+def _request_schema(openapi: OpenApi, route: str) -> dict[str, Any]:
+    _, _, op = openapi.operation(route)
+    schema: dict[str, Any] = op["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
+def test_the_rules_state_the_contact_request_max_lengths_and_item_limits(
+    openapi: OpenApi,
+) -> None:
+    props = _schemas(openapi, "tsg_mc_contacts_v3.json")["ContactRequest"]["properties"]
+    spec_lengths = {name: p["maxLength"] for name, p in props.items() if "maxLength" in p}
+    spec_lengths["alternate_emails"] = props["alternate_emails"]["items"]["maxLength"]
+    upsert = _request_schema(openapi, UPSERT)["properties"]["contacts"]
+
+    assert spec_lengths == rules.MAX_LENGTHS
+    assert props["alternate_emails"]["maxItems"] == rules.MAX_ALTERNATE_EMAILS
+    assert (upsert["minItems"], upsert["maxItems"]) == (1, rules.MAX_CONTACTS_PER_REQUEST)
+    search = _request_schema(openapi, EMAILS)["properties"]["emails"]["items"]
+    assert search["maxLength"] == rules.MAX_SEARCH_EMAIL_LENGTH
+
+
+def test_the_rules_state_the_identifiers_and_reserved_fields_of_the_specs(
+    openapi: OpenApi,
+) -> None:
+    identifier_types = _schemas(openapi, "tsg_mc_contacts_v3.json")["IdentifierType1"]["enum"]
+    _, _, op = openapi.operation(FIELDS_GET)
+    example = op["responses"]["200"]["content"]["application/json"]["examples"]["response"]
+    reserved = example["value"]["reserved_fields"]
+
+    assert list(rules.IDENTIFIERS) == identifier_types
+    assert [(f.id, f.name, f.field_type, f.read_only) for f in rules.RESERVED_FIELDS] == [
+        (r["id"], r["name"], r["field_type"], r.get("read_only", False)) for r in reserved
+    ]
+    field_types = _schemas(openapi, "tsg_mc_custom_fields_v3.json")["FieldType"]["enum"]
+    assert list(rules.FIELD_TYPES) == field_types
+
+
+def test_the_rules_state_the_name_and_page_limits_of_the_specs(openapi: OpenApi) -> None:
+    field_name = _request_schema(openapi, FIELDS_POST)["properties"]["name"]
+    list_name = _request_schema(openapi, LISTS_POST)["properties"]["name"]
+    _, _, lists_get = openapi.operation(LISTS_GET)
+    [page_size] = [p["schema"] for p in lists_get["parameters"] if p["name"] == "page_size"]
+
+    assert (field_name["minLength"], field_name["maxLength"]) == (1, rules.MAX_FIELD_NAME_LENGTH)
+    assert (list_name["minLength"], list_name["maxLength"]) == (1, rules.MAX_LIST_NAME_LENGTH)
+    assert (page_size["minimum"], page_size["maximum"], page_size["default"]) == (
+        1,
+        rules.MAX_PAGE_SIZE,
+        rules.DEFAULT_PAGE_SIZE,
+    )

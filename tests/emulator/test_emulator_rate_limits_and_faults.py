@@ -217,7 +217,8 @@ def test_stop_returns_promptly_while_a_request_hangs(api_for: type[Api]) -> None
 
     caller = threading.Thread(target=call, daemon=True)
     caller.start()
-    while not emu.requests:
+    deadline = time.monotonic() + 5
+    while not emu.requests and time.monotonic() < deadline:
         time.sleep(0.01)
     started = time.monotonic()
     emu.stop()

@@ -61,6 +61,24 @@ def test_search_by_email_refuses_an_invalid_address(api: Api) -> None:
     assert response.json()["errors"][0]["message"] == "email 'not-an-email' is not valid"
 
 
+def test_search_by_email_refuses_an_address_over_the_specs_100_characters(
+    api: Api, emu: Emulator
+) -> None:
+    long_email = "x" * 60 + "@" + "d" * 27 + ".example.com"  # 100 characters: searchable
+    api.upsert_and_finish([{"email": long_email}])
+
+    found = api.post(EMAILS, json={"emails": [long_email]})
+    refused = api.post(EMAILS, json={"emails": ["x" + long_email]})
+    by_identifier = api.post(
+        "/v3/marketing/contacts/search/identifiers/email", json={"identifiers": ["x" + long_email]}
+    )
+
+    assert found.status_code == 200
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["field"] == "emails"
+    assert by_identifier.status_code == 404  # longer addresses are searched by identifier
+
+
 def test_search_does_not_see_contacts_whose_job_is_still_pending(api: Api) -> None:
     api.upsert([{"email": "jane@example.com"}])
 
@@ -140,6 +158,40 @@ def test_deleting_contacts_by_id_is_a_delete_job(api: Api, emu: Emulator) -> Non
     assert job["results"]["requested_count"] == 2
     assert job["results"]["deleted_count"] == 1
     assert [c["email"] for c in emu.contacts()] == ["b@example.com"]
+
+
+def test_a_contact_deleted_by_id_leaves_its_lists_and_its_identifiers_free(
+    api: Api, emu: Emulator
+) -> None:
+    list_id = emu.add_list("Customers")
+    api.upsert_and_finish([{"email": "a@example.com", "external_id": "crm-1"}], list_ids=[list_id])
+    doomed = (emu.contact("a@example.com") or {})["id"]
+
+    api.finish(api.delete(CONTACTS, params={"ids": doomed}).json()["job_id"])
+    again = api.upsert_and_finish([{"external_id": "crm-1"}])
+
+    assert api.get("/v3/marketing/lists").json()["result"][0]["contact_count"] == 0
+    assert again["results"]["created_count"] == 1
+    assert emu.contact("a@example.com") is None
+
+
+def test_a_request_url_over_8_kib_is_refused_with_414_and_changes_nothing(
+    api: Api, emu: Emulator
+) -> None:
+    api.upsert_and_finish([{"email": "a@example.com"}])
+    contact_id = (emu.contact("a@example.com") or {})["id"]
+    ids_that_fit = ",".join([contact_id] * ((8_192 - 60) // 37))
+    too_many = ids_that_fit + "," + ",".join([contact_id] * 5)
+
+    refused = api.delete(f"{CONTACTS}?ids={too_many}")
+    accepted = api.delete(f"{CONTACTS}?ids={ids_that_fit}")
+
+    assert len(refused.request.path_url) > 8_192 >= len(accepted.request.path_url)
+    assert refused.status_code == 414
+    assert refused.json() == {"errors": [{"field": None, "message": "request URI too long"}]}
+    assert "X-RateLimit-Limit" in refused.headers
+    assert accepted.status_code == 202
+    assert len(emu.jobs()) == 2  # the upsert and the accepted delete only
 
 
 def test_deleting_all_contacts_needs_the_string_true(api: Api, emu: Emulator) -> None:

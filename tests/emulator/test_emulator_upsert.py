@@ -9,21 +9,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sendgrid_destination.contact_model import (
-    MAX_CONTACTS_PER_REQUEST,
-    MAX_REQUEST_BYTES,
-    RESERVED_BY_NAME,
-)
 from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.emulator.rules import (
+    MAX_CONTACTS_PER_REQUEST,
+    MAX_LENGTHS,
+    MAX_REQUEST_BYTES,
+)
 
 if TYPE_CHECKING:
     from .support import Api
 
 CONTACTS = "/v3/marketing/contacts"
 LIMITED = sorted(
-    (name, f.max_length)
-    for name, f in RESERVED_BY_NAME.items()
-    if f.max_length is not None and name not in ("email", "alternate_emails")
+    (name, limit)
+    for name, limit in MAX_LENGTHS.items()
+    if name not in ("email", "alternate_emails")
 )
 
 

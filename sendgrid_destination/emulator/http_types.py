@@ -1,9 +1,10 @@
-"""HTTP requests and responses as plain values, and SendGrid's error envelopes.
+"""HTTP requests and responses as plain values.
 
 Contract: ``Request`` is what the transport hands to the app; ``Response`` is what it writes
-back (``disposition`` tells it to reply, drop the socket or hang). Error bodies use the
-envelope SendGrid answers with on the contacts routes, ``{"errors": [{"field", "message"}]}``;
-``field`` is ``null`` when no field is at fault, as in the observed 401/403/429 bodies.
+back (``disposition`` tells it to reply, drop the socket, hang or drip). ``json_response``
+serialises compactly; ``error_response`` builds SendGrid's error envelope for the answers
+made outside the API pipeline (the transport's own 400/413, the control plane). Inside the
+pipeline, refusals are raised as ``errors.ApiError`` instead.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-Disposition = Literal["reply", "drop", "hang"]
-ErrorItem = dict[str, Any]
+Disposition = Literal["reply", "drop", "hang", "drip"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     disposition: Disposition = "reply"
+    # For ``drip``: seconds between two bytes of the whole response.
+    drip_interval: float = 0.0
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -57,24 +59,5 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
     return Response(status, body, dict(headers or {}))
 
 
-def error_item(message: str, field: str | None = None) -> ErrorItem:
-    return {"field": field, "message": message}
-
-
-def errors_response(status: int, errors: list[ErrorItem]) -> Response:
-    return json_response(status, {"errors": errors})
-
-
 def error_response(status: int, message: str, field: str | None = None) -> Response:
-    return errors_response(status, [error_item(message, field)])
-
-
-def invalid_json() -> Response:
-    # Observed wording for a malformed body (sendgrid-nodejs#957); field is "" there, not null.
-    return error_response(400, "invalid JSON", "")
-
-
-def invalid_input() -> Response:
-    # Observed when custom_fields was an array (sendgrid-csharp#1021): a decode-level type
-    # error rejects the whole body with field "", so we answer every type mismatch this way.
-    return error_response(400, "invalid input", "")
+    return json_response(status, {"errors": [{"field": field, "message": message}]})
