@@ -37,12 +37,13 @@ from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.custom_fields import resolve_custom_fields
 from sendgrid_destination.dispatch import Dispatcher
-from sendgrid_destination.errors import SendGridError, SendGridTransientError
+from sendgrid_destination.errors import SendGridError
 from sendgrid_destination.import_jobs import JobTracker
 from sendgrid_destination.lists import check_list_ids
 from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
 from sendgrid_destination.plan import Plan, Rendered
+from sendgrid_destination.schemas import RENDERED
 from sendgrid_destination.sender import BodySender, SendOutcome
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
@@ -76,6 +77,7 @@ class ContactSync:
     stream: str
     tally: Tally = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
+    _deadline: float = field(default=0.0, init=False)
     _refresh: list[pa.Table] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +96,9 @@ class ContactSync:
 
     def run(self, rows: SourceRows) -> RunSummary:
         self.store.start_run(self.run_id, self.stream)
+        # One budget for every wait on import jobs in this run (settling, following, held
+        # back): a job pending forever costs the run job_wait_timeout once, not per wait.
+        self._deadline = self.clock.now() + self.config.job_wait_timeout
         setup = self._bind(rows.schema)
         pending_at_start = self._settle_earlier_jobs()
         with Plan.build(self.store, setup.sql, self.stream, self.run_id, rows) as plan:
@@ -126,11 +131,11 @@ class ContactSync:
         )
 
     def _settle_earlier_jobs(self) -> bool:
-        """Follow earlier runs' pending jobs; whether this table still has any pending."""
-        self.tally.jobs_settled(self._tracker.wait(self.store.pending_jobs(), self.run_id))
+        """Follow earlier runs' pending jobs; whether any (of any table) is still pending."""
+        self._wait_for(self.store.pending_jobs())
         # Within one load a key occurs once (last row wins), so only jobs still pending now
         # can carry an earlier version of a contact.
-        return bool(self.store.pending_jobs(self.stream))
+        return bool(self.store.pending_jobs())
 
     def _record_plan(self, plan: Plan) -> None:
         self.tally.planned(plan.counts)
@@ -154,26 +159,34 @@ class ContactSync:
         return held
 
     def _send_held_back(self, plan: Plan, setup: _Setup, held: list[pa.Table]) -> None:
-        if not held:
+        """Contacts whose previous version rides on a pending job (this load's, and those an
+        earlier run deferred): wait for those jobs within the run's budget, send what they
+        no longer block, and defer the rest to a later run (kept in the state)."""
+        contacts = pa.concat_tables([*held, self.store.deferred(self.stream).cast(RENDERED)])
+        if contacts.num_rows == 0:
             return
-        contacts = pa.concat_tables(held)
-        # Their earlier versions ride on jobs of earlier runs that were still pending at the
-        # start: give those jobs one more wait before sending over them.
-        blocking = self.store.pending_jobs_of(self.stream, contacts)
-        if blocking:
-            self.tally.jobs_settled(self._tracker.wait(blocking, self.run_id))
+        self._wait_for(self.store.pending_jobs_of(contacts))
         decided = plan.decide_again(contacts)
         self._remember_unchanged(decided.unchanged)
-        if pc.any(decided.to_send["pending"]).as_py():
-            raise SendGridTransientError(
-                "Changed contacts are waiting for the import job carrying their previous "
-                "version, which is still pending; the load will be retried. Raise "
-                "job_wait_timeout if SendGrid is slow today."
+        free = decided.to_send.filter(pc.invert(decided.to_send["pending"]))
+        waiting = decided.to_send.filter(decided.to_send["pending"])
+        # Until accepted, the free ones stay deferred too: a crash must not lose them.
+        self.store.defer(self.run_id, self.stream, decided.to_send)
+        self.tally.left_waiting(waiting.num_rows)
+        if waiting.num_rows:
+            logger.warning(
+                "%d changed contact(s) wait for the import job carrying their previous version; "
+                "a later run sends them once it has finished",
+                waiting.num_rows,
             )
-        to_send = self._refuse_oversize(setup, decided.to_send)
+        to_send = self._refuse_oversize(setup, free)
         with self._following_jobs(), self._dispatcher(setup) as dispatch:
             dispatch.send([*setup.packer.add(to_send), setup.packer.flush()])
             self._refresh_fingerprints()
+
+    def _wait_for(self, job_ids: list[str]) -> None:
+        if job_ids:
+            self.tally.jobs_settled(self._tracker.wait(job_ids, self.run_id, self._deadline))
 
     def _refuse_oversize(self, setup: _Setup, contacts: pa.Table) -> pa.Table:
         fitting, too_big = setup.packer.split_oversize(contacts)
@@ -258,5 +271,4 @@ class ContactSync:
 
     def _follow_jobs(self) -> None:
         job_ids, self._job_ids = self._job_ids, []
-        if job_ids:
-            self.tally.jobs_settled(self._tracker.wait(job_ids, self.run_id))
+        self._wait_for(job_ids)

@@ -39,10 +39,12 @@ MAX_POLL_INTERVAL = 30.0
 
 @dataclass
 class JobsOutcome:
-    statuses: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)  # of the jobs that finished
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     unconfirmed: int = 0
+    finished: list[str] = field(default_factory=list)  # job ids
+    still_pending: list[str] = field(default_factory=list)  # job ids at the end of the wait
 
 
 @dataclass
@@ -53,10 +55,12 @@ class JobTracker:
     poll_interval: float = 3.0
     wait_timeout: float = 600.0
 
-    def wait(self, job_ids: list[str], run_id: str) -> JobsOutcome:
+    def wait(self, job_ids: list[str], run_id: str, deadline: float | None = None) -> JobsOutcome:
+        """Poll until every job finished or ``deadline`` (default: ``wait_timeout`` from now);
+        every job is polled at least once."""
         outcome = JobsOutcome()
         pending = list(dict.fromkeys(job_ids))
-        deadline = self.clock.now() + self.wait_timeout
+        deadline = self.clock.now() + self.wait_timeout if deadline is None else deadline
         interval = self.poll_interval
         while pending:
             pending = [j for j in pending if not self._poll_once(j, run_id, outcome)]
@@ -66,9 +70,10 @@ class JobTracker:
             self.clock.sleep(min(interval, remaining))
             interval = min(interval * 1.5, MAX_POLL_INTERVAL)
         if pending:
-            outcome.statuses["pending"] += len(pending)
+            outcome.still_pending = pending
             logger.warning(
-                "%d import job(s) still pending after %.0f s; the next run will follow them up",
+                "%d import job(s) still pending at the end of the wait (job_wait_timeout %.0f s); "
+                "the next run follows them up",
                 len(pending),
                 self.wait_timeout,
             )
@@ -81,11 +86,13 @@ class JobTracker:
             if exc.status != 404:
                 raise
             self._settle_unknown(job_id, outcome)
+            outcome.finished.append(job_id)
             return True
         if not job.is_terminal:
             return False
         self._finish(job, run_id, outcome)
         outcome.statuses[job.status] += 1
+        outcome.finished.append(job_id)
         return True
 
     def _settle_unknown(self, job_id: str, outcome: JobsOutcome) -> None:

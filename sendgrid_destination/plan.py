@@ -62,6 +62,8 @@ class PlanStore(Protocol):
 
     def sent_in_run(self, run_id: str) -> bool: ...
 
+    def forget_deferred_sql(self, relation: str, stream: str) -> tuple[str, list[Any]]: ...
+
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
     ) -> pa.Array: ...
@@ -130,6 +132,8 @@ class Plan:
         cur.register("plan_src", self._rows.reader())
         cur.execute(f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {self._sql.check('plan_src')}")
         cur.unregister("plan_src")
+        # A contact deferred by an earlier run that has a row in this load: the row decides.
+        cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream))
         superseded = self._find_duplicates()
         cur.execute(
             f"CREATE OR REPLACE TEMP VIEW sg_last AS SELECT {self._kept_columns()} "

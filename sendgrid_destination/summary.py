@@ -20,7 +20,8 @@ class RunSummary:
     changed: int = 0
     retried: int = 0  # sent again because their last send failed in its job or is unconfirmed
     unchanged: int = 0
-    deferred: int = 0
+    deferred: int = 0  # held back behind a pending job carrying the contact's previous version
+    waiting: int = 0  # of those (and of earlier runs'), left for a later run to send
     rejected: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     contacts_sent: int = 0
@@ -75,6 +76,11 @@ class RunSummary:
         lines.append(f"  jobs: {jobs}")
         lines.append(f"  contacts failed in jobs: {self.failed_in_jobs}")
         lines += [f"    {n} x {reason}" for reason, n in self.failed_by_reason.most_common()]
+        if self.deferred or self.waiting:
+            lines.append(
+                f"  held back behind a pending job: {self.deferred}; "
+                f"left for a later run: {self.waiting}"
+            )
         if self.unconfirmed:
             lines.append(f"  contacts unconfirmed (job errors unreadable): {self.unconfirmed}")
         return "\n".join(lines)

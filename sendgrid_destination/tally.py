@@ -31,6 +31,7 @@ class Tally:
     def __init__(self, run_id: str, stream: str) -> None:
         self.plan = RunSummary(run_id, stream)
         self.sent = RunSummary(run_id, stream)
+        self._pending_jobs: set[str] = set()
 
     @property
     def summary(self) -> RunSummary:
@@ -51,6 +52,9 @@ class Tally:
 
     def held_back(self, contacts: int) -> None:
         self.plan.deferred += contacts
+
+    def left_waiting(self, contacts: int) -> None:
+        self.plan.waiting = contacts
 
     def refused_by_checks(self, rejects: pa.Table) -> None:
         self.plan.rejected += _rows(rejects)
@@ -74,7 +78,13 @@ class Tally:
         _add_reasons(self.sent, rejects, ours=False)
 
     def jobs_settled(self, outcome: JobsOutcome) -> None:
+        # A job is counted once: finished, or (waited for more than once) still pending.
         self.sent.jobs.update(outcome.statuses)
+        self._pending_jobs.update(outcome.still_pending)
+        self._pending_jobs.difference_update(outcome.finished)
+        self.sent.jobs.pop("pending", None)
+        if self._pending_jobs:
+            self.sent.jobs["pending"] = len(self._pending_jobs)
         self.sent.failed_in_jobs += outcome.failed
         self.sent.failed_by_reason.update(outcome.failed_by_reason)
         self.sent.unconfirmed += outcome.unconfirmed

@@ -24,6 +24,9 @@ Tables:
   ``run_files``, one row per job file (or RecordBatch) of the run, which keeps the counters of
   the file's last attempt that describe its rows (``plan``) apart from the sum over attempts of
   what was sent (``sent``), so that dlt retrying a file counts each row once.
+* ``deferred``: contacts rendered but not sent because the job carrying their previous version
+  was still pending when the run ended (SendGrid promises no order between jobs); the next run
+  sends them once that job has finished, unless a newer row of the contact came since.
 * ``meta``: the schema version, and the account the file belongs to (``account.base_url``,
   ``account.on_behalf_of``, ``account.key_digest``: a short digest, never the key).
 * ``rejects``: rows refused before sending, by SendGrid's 400, or failed in a job.
@@ -42,7 +45,8 @@ import duckdb
 # each of its contacts, and contacts no longer carry job id, run id and time (a first load of
 # 1M contacts spent 1.8 s in record_sent and record_job_outcome, 0.95 s now). Older rows keep
 # their own status.
-# 7: ``run_files`` (each row counted once across dlt's retries) and the account in ``meta``.
+# 7: ``run_files`` (each row counted once across dlt's retries), the account in ``meta``, and
+# ``deferred`` (held-back contacts outlive the run instead of failing it).
 SCHEMA_VERSION = 7
 
 
@@ -79,6 +83,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_files (
     run_id VARCHAR, file_key VARCHAR, plan JSON, sent JSON, attempts INTEGER,
     PRIMARY KEY (run_id, file_key));
+CREATE TABLE IF NOT EXISTS deferred (
+    stream VARCHAR, contact_key VARCHAR, row_number BIGINT, run_id VARCHAR,
+    fingerprint UBIGINT, content_hash VARCHAR, contact_json VARCHAR, deferred_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS rejects (
     run_id VARCHAR, stream VARCHAR, row_number BIGINT, contact_key VARCHAR,
     "column" VARCHAR, reason VARCHAR, stage VARCHAR, recorded_at TIMESTAMP);

@@ -170,7 +170,8 @@ class StateStore:
         * ``is_new``: the state has no send of this contact;
         * ``prev_hash``: the content hash of the send that counts (its job pending or
           accepted), else null: failed and unconfirmed contacts are always sent again;
-        * ``pending``: that send rides on a job not yet finished;
+        * ``pending``: that send, or a send of the same contact from another table (one
+          account, one contact), rides on a job not yet finished;
         * ``retry``: the last send failed or is unconfirmed (sent again: "retried");
         * ``unchanged``: the row is ok and its fingerprint is the counting send's;
         * ``this_run``: that send was made by ``run_id`` (an earlier attempt of this run,
@@ -178,10 +179,18 @@ class StateStore:
         """
         ok = "c.ok" if checked else "true"
         quoted = '"' + relation.replace('"', '""') + '"'
+        pending = f"coalesce(s.status = '{ContactStatus.SENT}', false)"
+        params: list[Any] = [run_id]
+        if self._pending_elsewhere(stream):
+            pending += (
+                " OR c.contact_key IN (SELECT contact_key FROM contact_status "
+                f"WHERE status = '{ContactStatus.SENT}' AND stream <> ?)"
+            )
+            params.insert(0, stream)
         sql = (
             "SELECT c.*, s.contact_key IS NULL AS is_new, "
             f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_hash END AS prev_hash, "
-            f"coalesce(s.status = '{ContactStatus.SENT}', false) AS pending, "
+            f"({pending}) AS pending, "
             f"coalesce(s.status IN {_RESEND_SQL}, false) AS retry, "
             f"coalesce({ok} AND s.fingerprint = c.fingerprint "
             f"AND s.status IN {_COUNTING_SQL}, false) AS unchanged, "
@@ -189,7 +198,15 @@ class StateStore:
             f"FROM {quoted} c LEFT JOIN contact_status s "
             "ON s.stream = ? AND s.contact_key = c.contact_key"
         )
-        return sql, [run_id, stream]
+        return sql, [*params, stream]
+
+    def _pending_elsewhere(self, stream: str) -> bool:
+        """Whether another table of this account has jobs pending (then a contact's pending
+        send may come from there: checked only then, it costs a second scan)."""
+        rows = self.con.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'pending' AND stream <> ?", [stream]
+        ).fetchall()
+        return bool(rows[0][0])
 
     def sent_in_run(self, run_id: str) -> bool:
         """Whether ``run_id`` has accepted requests already (dlt is retrying one of its files)."""
@@ -219,17 +236,55 @@ class StateStore:
             params.append(stream)
         return [r[0] for r in self.con.execute(sql + " ORDER BY created_at", params).fetchall()]
 
-    def pending_jobs_of(self, stream: str, contacts: pa.Table) -> list[str]:
-        """Unfinished jobs carrying an earlier version of any of these contacts."""
+    def pending_jobs_of(self, contacts: pa.Table) -> list[str]:
+        """Unfinished jobs carrying an earlier version of any of these contacts, from any
+        table of the account."""
         with self.workspace() as cur:
             cur.register("incoming", contacts.select(["contact_key"]))
             rows = cur.execute(
                 "SELECT DISTINCT s.job_id FROM incoming i JOIN contact_status s "
-                f"ON s.stream = ? AND s.contact_key = i.contact_key "
-                f"AND s.status = '{ContactStatus.SENT}'",
-                [stream],
+                f"ON s.contact_key = i.contact_key AND s.status = '{ContactStatus.SENT}'"
             ).fetchall()
         return [str(r[0]) for r in rows]
+
+    # -- contacts waiting for a pending job -------------------------------------------------
+
+    def forget_deferred_sql(self, relation: str, stream: str) -> tuple[str, list[Any]]:
+        """A statement dropping the deferred contacts of ``stream`` that ``relation`` (the
+        load's checked rows: ``contact_key``) has a row for: its last row decides now."""
+        quoted = '"' + relation.replace('"', '""') + '"'
+        return (
+            "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
+            f"(SELECT contact_key FROM {quoted} WHERE contact_key IS NOT NULL)",
+            [stream],
+        )
+
+    def deferred(self, stream: str) -> pa.Table:
+        """The contacts of ``stream`` waiting for a pending job (``RENDERED``'s columns)."""
+        return self.con.sql(
+            "SELECT row_number, contact_key, fingerprint, false AS is_new, "
+            "NULL::VARCHAR AS prev_hash, false AS pending, false AS retry, contact_json, "
+            "content_hash FROM deferred WHERE stream = ? ORDER BY row_number",
+            params=[stream],
+        ).to_arrow_table()
+
+    def defer(self, run_id: str, stream: str, contacts: pa.Table) -> None:
+        """``contacts`` (``RENDERED``) are the stream's deferred contacts from now on: what is
+        still to send once their blocking jobs end; accepted sends remove theirs."""
+        with self.workspace() as cur, transaction(cur):
+            cur.execute("DELETE FROM deferred WHERE stream = ?", [stream])
+            if contacts.num_rows:
+                cur.register(
+                    "waiting",
+                    contacts.select(
+                        ["contact_key", "row_number", "fingerprint", "content_hash", "contact_json"]
+                    ),
+                )
+                cur.execute(
+                    "INSERT INTO deferred SELECT ?, contact_key, row_number, ?, fingerprint, "
+                    "content_hash, contact_json, now() FROM waiting",
+                    [stream, run_id],
+                )
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -268,6 +323,11 @@ class StateStore:
                     "INSERT INTO contacts (stream, contact_key, content_hash, fingerprint, seq) "
                     "SELECT ?, contact_key, content_hash, fingerprint, ? FROM sent",
                     [stream, seq],
+                )
+                cur.execute(
+                    "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
+                    "(SELECT contact_key FROM sent)",
+                    [stream],
                 )
 
     def refresh_fingerprints(self, stream: str, contacts: pa.Table) -> None:

@@ -230,6 +230,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "retried": 0,
         "unchanged": 0,
         "deferred": 0,
+        "waiting": 0,
         "rejected": 2,
         "rejected_by_reason": rejected_by_reason,
         "contacts_sent": 8,

@@ -327,22 +327,49 @@ def test_a_contact_whose_previous_job_is_still_pending_is_held_back_until_that_j
     clock, run, state_path
 ) -> None:
     # The first run's job is still pending when the run gives up (job_wait_timeout=10 s,
-    # the job needs 25 s). The second run's start-up wait gives up again, so "New" rides over
-    # a pending "Old": it is held back, the job is waited for once more, and only then sent.
+    # the job needs 25 s). The second run's wait gives up again, so "New" would ride over a
+    # pending "Old" (SendGrid promises no order between jobs): it is held back, kept in the
+    # state, and the run completes. A later run whose load no longer holds the contact (an
+    # incremental source) sends it once the job has ended.
     old = pa.table({"email": ["user0@example.com"], "first_name": ["Old"]})
     new = pa.table({"email": ["user0@example.com"], "first_name": ["New"]})
+    other = pa.table({"email": ["user9@example.com"], "first_name": ["Nine"]})
     with Emulator(api_key=API_KEY, clock=clock, job_order="reverse", job_delay_seconds=25) as emu:
-        dest = destination_for(emu, state_path, job_wait_timeout=10)
-        first = run(old, dest)
+        first = run(old, destination_for(emu, state_path, job_wait_timeout=10))
         assert run_summary(state_path, first)["jobs"] == {"pending": 1}
 
         second = run(new, destination_for(emu, state_path, job_wait_timeout=10))
 
         summary = run_summary(state_path, second)
-        assert summary["deferred"] == 1
-        assert summary["contacts_sent"] == 1
+        assert (summary["deferred"], summary["waiting"], summary["contacts_sent"]) == (1, 1, 0)
+        assert state_rows(state_path, "SELECT contact_key FROM deferred") == [
+            ("email:user0@example.com",)
+        ]
+
+        third = run(other, destination_for(emu, state_path, job_wait_timeout=60))
+
+        summary = run_summary(state_path, third)
+        assert (summary["contacts_sent"], summary["waiting"]) == (2, 0)
         emu.process_jobs()
         assert emu.contact("user0@example.com")["first_name"] == "New"
+        assert state_rows(state_path, "SELECT count(*) FROM deferred") == [(0,)]
+
+
+def test_a_deferred_contact_is_dropped_when_a_newer_row_of_it_arrives(
+    clock, run, state_path
+) -> None:
+    old = pa.table({"email": ["user0@example.com"], "first_name": ["Old"]})
+    new = pa.table({"email": ["user0@example.com"], "first_name": ["New"]})
+    with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=25) as emu:
+        run(old, destination_for(emu, state_path, job_wait_timeout=10))
+        run(new, destination_for(emu, state_path, job_wait_timeout=10))  # "New" deferred
+
+        # The source reverted the change: the load's last row decides, "New" is never sent.
+        run(old, destination_for(emu, state_path, job_wait_timeout=60))
+
+        emu.process_jobs()
+        assert emu.contact("user0@example.com")["first_name"] == "Old"
+        assert state_rows(state_path, "SELECT count(*) FROM deferred") == [(0,)]
 
 
 def test_a_contact_held_twice_in_one_file_is_sent_once_as_its_last_row(
@@ -393,3 +420,41 @@ def test_a_rerun_never_puts_back_an_older_version_of_a_contact_held_twice_in_one
     run(_TWICE, destination(**settings))
 
     assert emulator.contact("user0@example.com")["first_name"] == "New"
+
+
+def test_a_job_pending_forever_costs_a_run_its_wait_budget_once_and_does_not_fail_it(
+    clock, run, state_path
+) -> None:
+    old = pa.table({"email": ["user0@example.com"], "first_name": ["Old"]})
+    new = pa.table({"email": ["user0@example.com"], "first_name": ["New"]})
+    with Emulator(api_key=API_KEY, clock=clock, job_polls_until_done=1) as emu:
+        emu.fault_next_jobs(1, import_status="pending_forever")
+        run(old, destination_for(emu, state_path, job_wait_timeout=600))
+        started = clock.now()
+
+        # Settling the old job, holding "New" back, waiting for it again: one budget.
+        second = run(new, destination_for(emu, state_path, job_wait_timeout=600))
+
+        assert 600 <= clock.now() - started < 700
+        summary = run_summary(state_path, second)
+        assert (summary["waiting"], summary["jobs"].get("pending")) == (1, 1)
+
+
+def test_a_contact_fed_by_two_tables_waits_for_the_other_tables_pending_job(
+    clock, run, state_path
+) -> None:
+    # One account, one contact: a send from "crm" must not overtake "billing"'s pending one.
+    with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=25) as emu:
+        billing = pa.table({"email": ["user0@example.com"], "first_name": ["Billing"]})
+        crm = pa.table({"email": ["user0@example.com"], "first_name": ["Crm"]})
+        run(billing, destination_for(emu, state_path, job_wait_timeout=10), name="billing")
+
+        second = run(crm, destination_for(emu, state_path, job_wait_timeout=10), name="crm")
+
+        summary = run_summary(state_path, second, stream="crm")
+        assert (summary["deferred"], summary["waiting"], summary["contacts_sent"]) == (1, 1, 0)
+        clock.advance(30)
+        emu.process_jobs()
+        run(crm.slice(0, 0), destination_for(emu, state_path, job_wait_timeout=10), name="crm")
+        emu.process_jobs()
+        assert emu.contact("user0@example.com")["first_name"] == "Crm"
