@@ -24,7 +24,7 @@ The counters live in one ``Tally``; the returned ``RunSummary`` is its result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -37,7 +37,7 @@ from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.custom_fields import resolve_custom_fields
 from sendgrid_destination.dispatch import Dispatcher
-from sendgrid_destination.errors import SendGridError
+from sendgrid_destination.errors import SendGridError, StoppedError
 from sendgrid_destination.import_jobs import JobTracker
 from sendgrid_destination.lists import check_list_ids
 from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
@@ -75,6 +75,9 @@ class ContactSync:
     clock: Clock
     run_id: str
     stream: str
+    # Asked between bodies and batches: true once a signal (SIGTERM, Ctrl-C) asked the load
+    # to stop; then no new body is sent and what was accepted is recorded.
+    stop: Callable[[], bool] = lambda: False
     tally: Tally = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
     _deadline: float = field(default=0.0, init=False)
@@ -88,6 +91,7 @@ class ContactSync:
             self.clock,
             self.config.job_poll_interval,
             self.config.job_wait_timeout,
+            self.stop,
         )
 
     @property
@@ -148,6 +152,8 @@ class ContactSync:
         held: list[pa.Table] = []
         with self._following_jobs(), self._dispatcher(setup) as dispatch:
             for rendered in plan.rendered_batches():
+                if (stopped := self._stopped()) is not None:
+                    raise stopped
                 to_send = self._take_unchanged(rendered)
                 if hold_back and pc.any(to_send["pending"]).as_py():
                     held.append(to_send.filter(to_send["pending"]))
@@ -222,7 +228,15 @@ class ContactSync:
             if outcome.learned_max_bytes is not None:
                 self._learn_max_bytes(setup, outcome.learned_max_bytes)
 
-        return Dispatcher(setup.sender.send, record, self.config.max_in_flight)
+        return Dispatcher(setup.sender.send, record, self.config.max_in_flight, self._stopped)
+
+    def _stopped(self) -> StoppedError | None:
+        if not self.stop():
+            return None
+        return StoppedError(
+            "The load was asked to stop (a signal): no new request was sent, every request "
+            "SendGrid accepted is recorded, and the next run goes on from there."
+        )
 
     def _learn_max_bytes(self, setup: _Setup, max_bytes: int) -> None:
         """Bodies from now on, and in later runs, are packed to what SendGrid accepted."""
@@ -261,6 +275,8 @@ class ContactSync:
         (then the original error wins; a job still pending is followed by the next run)."""
         try:
             yield
+        except StoppedError:
+            raise  # stopping is bounded: the next run follows the jobs
         except Exception:
             try:
                 self._follow_jobs()

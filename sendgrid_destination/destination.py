@@ -23,6 +23,7 @@ import dlt
 import pyarrow as pa
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
+from dlt.common.runtime import signals
 from dlt.common.schema import TTableSchema
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
@@ -42,6 +43,15 @@ from sendgrid_destination.tally import Tally
 logger = logging.getLogger("sendgrid_destination")
 
 Sink = Callable[..., None]
+
+
+class _SignalAwareClock(SystemClock):
+    """The wall clock, whose sleeps (backoff, rate limits, job polls) end early when a signal
+    asks dlt to stop, so that stopping takes at most one request attempt."""
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0 and not signals.was_signal_received():
+            signals.sleep(seconds)
 
 
 def sink_with(clock: Clock) -> Sink:
@@ -69,9 +79,10 @@ def run_sink(
     state_path = config.resolved_state_path()
     if legacy := config.legacy_state_path():
         adopt_legacy_state(state_path, legacy)
-    with StateStore.open(state_path) as store, _client(config, clock) as client:
+    stop = signals.was_signal_received  # dlt's flag for SIGTERM and Ctrl-C
+    with StateStore.open(state_path) as store, _client(config, clock, stop) as client:
         _claim_account(store, config)
-        sync = ContactSync(config, mapping, client, store, clock, run_id, stream)
+        sync = ContactSync(config, mapping, client, store, clock, run_id, stream, stop)
         rows, file_key, loaded = _rows(items, mapping.columns, config, stream)
         try:
             sync.run(rows)
@@ -123,7 +134,9 @@ def _nothing() -> None:
     pass
 
 
-def _client(config: SendGridConfiguration, clock: Clock) -> SendGridClient:
+def _client(
+    config: SendGridConfiguration, clock: Clock, stop: Callable[[], bool]
+) -> SendGridClient:
     return SendGridClient(
         str(config.api_key),
         base_url=config.base_url,
@@ -133,6 +146,7 @@ def _client(config: SendGridConfiguration, clock: Clock) -> SendGridClient:
         max_attempts=config.max_attempts,
         max_backoff_seconds=config.max_backoff_seconds,
         clock=clock,
+        stop=stop,
     )
 
 
@@ -223,7 +237,7 @@ class sendgrid(_custom_destination):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            destination_callable=sink_with(clock or SystemClock()),
+            destination_callable=sink_with(clock or _SignalAwareClock()),
             destination_name=destination_name,
             spec=SendGridConfiguration,
             api_key=api_key,

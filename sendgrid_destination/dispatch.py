@@ -8,7 +8,8 @@ arrived is always in the state, so its job is followed and its contacts are not 
 queued but not yet started are dropped when the block raises (they never left).
 
 If a send fails, the other bodies in flight still finish and are recorded, then the first
-failure is raised.
+failure is raised. ``stop()`` is asked before each new body: the error it returns (a signal
+asked the load to stop) is raised instead of sending it.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ O = TypeVar("O")  # noqa: E741 - the outcome type
 
 
 class Dispatcher(Generic[B, O]):
-    def __init__(self, send: Callable[[B], O], record: Callable[[O], None], limit: int) -> None:
+    def __init__(
+        self,
+        send: Callable[[B], O],
+        record: Callable[[O], None],
+        limit: int,
+        stop: Callable[[], BaseException | None] = lambda: None,
+    ) -> None:
         self._send = send
         self._record = record
         self._limit = limit
+        self._stop = stop
         self._pool = ThreadPoolExecutor(limit, "sendgrid-upsert")
         self._inflight: set[Future[O]] = set()
 
@@ -57,6 +65,8 @@ class Dispatcher(Generic[B, O]):
                 continue
             while len(self._inflight) >= self._limit:
                 self._collect()
+            if (stopped := self._stop()) is not None:
+                raise stopped
             self._inflight.add(self._pool.submit(self._send, body))
 
     def drain(self) -> None:

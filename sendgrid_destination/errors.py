@@ -13,6 +13,7 @@
     - ServerError                    5xx after our own retries
     - TransportError                 timeout or dropped connection after our own retries
     - CustomFieldsNotReadyError      new custom fields not yet accepted by upserts
+    - StoppedError                   a signal (SIGTERM, Ctrl-C) asked the load to stop
     - ErrorsFileUnreadableError      a job's errors file is not a CSV we can match to contacts
     - BodyTooLargeError              413, or a 4xx saying the body is too large: send less
 
@@ -93,6 +94,10 @@ class ServerError(SendGridTransientError):
 
 class TransportError(SendGridTransientError):
     """Timeouts or dropped connections outlasted the retries."""
+
+
+class StoppedError(SendGridTransientError):
+    """A signal asked the load to stop: no new body was sent, every accepted one recorded."""
 
 
 class CustomFieldsNotReadyError(SendGridTransientError):

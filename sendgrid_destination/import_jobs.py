@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -54,6 +55,8 @@ class JobTracker:
     clock: Clock
     poll_interval: float = 3.0
     wait_timeout: float = 600.0
+    # A signal asked the load to stop: jobs still pending are left to the next run.
+    stop: Callable[[], bool] = lambda: False
 
     def wait(self, job_ids: list[str], run_id: str, deadline: float | None = None) -> JobsOutcome:
         """Poll until every job finished or ``deadline`` (default: ``wait_timeout`` from now);
@@ -62,10 +65,10 @@ class JobTracker:
         pending = list(dict.fromkeys(job_ids))
         deadline = self.clock.now() + self.wait_timeout if deadline is None else deadline
         interval = self.poll_interval
-        while pending:
+        while pending and not self.stop():
             pending = [j for j in pending if not self._poll_once(j, run_id, outcome)]
             remaining = deadline - self.clock.now()
-            if not pending or remaining <= 0:
+            if not pending or remaining <= 0 or self.stop():
                 break
             self.clock.sleep(min(interval, remaining))
             interval = min(interval * 1.5, MAX_POLL_INTERVAL)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -90,6 +90,7 @@ class SendGridClient:
         max_backoff_seconds: float = 60.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         self._base_url = _validate_settings(api_key, base_url, on_behalf_of, max_attempts)
         self._auth = BearerAuth(api_key.strip())
@@ -104,6 +105,7 @@ class SendGridClient:
             clock=clock or SystemClock(),
             rng=rng or random.Random(),
             stats=self.stats,
+            stop=stop,
         )
 
     def __repr__(self) -> str:

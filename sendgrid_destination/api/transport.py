@@ -39,7 +39,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
@@ -64,6 +64,7 @@ from sendgrid_destination.errors import (
     RateLimitedError,
     SendGridTransientError,
     ServerError,
+    StoppedError,
     TransportError,
 )
 from sendgrid_destination.redaction import redact_url_secrets
@@ -158,8 +159,12 @@ class Transport:
         clock: Clock,
         rng: random.Random,
         stats: ClientStats,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         self._auth = auth
+        # Asked between attempts: once it says stop, no request is retried or started again
+        # (a signal to the load; what is on the wire still finishes its attempt).
+        self._stop = stop or (lambda: False)
         self._on_behalf_of = on_behalf_of
         self._timeout = (connect_timeout, read_timeout)
         self._policy = policy
@@ -189,6 +194,7 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
+            self._raise_if_stopped(route)
             self._wait_for_budget(route)
             started = time.monotonic()
             response, failure = self._send_once(route, url, body, authenticated)
@@ -240,6 +246,14 @@ class Transport:
         self._budget.observe(route, response.headers)
         logger.debug("%s -> %d", route, response.status)
         return response, None
+
+    def _raise_if_stopped(self, route: str) -> None:
+        if self._stop():
+            raise StoppedError(
+                f"{route} not sent: the load was asked to stop (a signal); every request "
+                "SendGrid accepted is recorded, and the next run goes on from there",
+                route=route,
+            )
 
     def _back_off(
         self,

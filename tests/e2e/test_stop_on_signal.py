@@ -1,0 +1,66 @@
+"""SIGTERM (or Ctrl-C) during a load: no new body goes out, every accepted one is recorded,
+and the process ends within one request attempt (``connect_timeout + read_timeout``), not
+after the whole load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sendgrid_destination.emulator import Emulator
+from tests.e2e.conftest import state_rows, upserts
+from tests.e2e.signal_worker import API_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+DELAY = 1.0  # real seconds per upsert, so that a load of 40 bodies would take 20 s
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_load_sending_nothing_new_and_recording_every_accepted_body(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    state_path = tmp_path / "state.duckdb"
+    with Emulator(api_key=API_KEY, job_polls_until_done=1) as emu:
+        emu.faults.add("PUT /v3/marketing/contacts", action="delay", delay=DELAY, times=100)
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.signal_worker",
+                emu.base_url,
+                str(state_path),
+                str(tmp_path / "dlt"),
+                "4000",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len([r for r in upserts(emu) if r.status == 202]) < 2:
+                assert time.monotonic() < deadline and child.poll() is None
+                time.sleep(0.05)
+            signalled = time.monotonic()
+            sent_before = len(upserts(emu))
+            child.send_signal(sig)
+            child.wait(timeout=30)
+            took = time.monotonic() - signalled
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+        accepted = [r for r in upserts(emu) if r.status == 202]
+
+    # At most the bodies already on the wire (max_in_flight = 2) finished after the signal.
+    assert len(upserts(emu)) <= sent_before + 2
+    assert len(accepted) < 40
+    assert took < 2 * DELAY + 10
+    (recorded,) = state_rows(state_path, "SELECT count(*) FROM requests")[0]
+    assert recorded == len(accepted)
