@@ -3,6 +3,8 @@
 * ``emulator``: serve the local SendGrid emulator.
 * ``status``: recent runs (when, how long, their summaries), pending jobs and contact
   outcomes from the state file; ``--json`` prints one JSON object.
+* ``restore-state``: put back the copy of the state file taken after the last complete run
+  (``<state>.bak``), when the file was damaged or lost what it recorded.
 * ``rejects``: export rejected and failed rows (key, column, reason) as CSV or JSON. This is
   row-level output the user asks for, so it carries contact keys; nothing else here does.
 
@@ -30,7 +32,8 @@ from sendgrid_destination._version import __version__
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.emulator import cli as emulator_cli
 from sendgrid_destination.errors import SendGridError
-from sendgrid_destination.state import StateStore, reports
+from sendgrid_destination.state import StateStore, recovery, reports
+from sendgrid_destination.state.lock import file_lock
 from sendgrid_destination.state.snapshot import read_snapshot
 from sendgrid_destination.summary import RunSummary
 
@@ -75,7 +78,24 @@ def _parser() -> argparse.ArgumentParser:
     rejects.add_argument("--format", choices=("csv", "json"), default="csv")
     rejects.add_argument("--output", type=Path, help="file to write (default: stdout)")
     rejects.set_defaults(handler=_rejects)
+
+    restore = commands.add_parser(
+        "restore-state", help="put back the copy of the state file taken after the last run"
+    )
+    _state_option(restore)
+    restore.set_defaults(handler=_restore_state)
     return parser
+
+
+def _restore_state(args: argparse.Namespace) -> int:
+    path = _state_path(args)
+    with file_lock(path):  # no load may be writing it meanwhile
+        seq = recovery.restore(path)
+    print(
+        f"restored {path} from {recovery.backup_path(path)} (last recorded request: {seq}); "
+        "contacts accepted after that copy are sent once more by the next run"
+    )
+    return 0
 
 
 def _state_option(parser: argparse.ArgumentParser) -> None:

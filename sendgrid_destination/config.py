@@ -57,6 +57,8 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     # Fail the run (after the good rows are sent) when more rows than this were refused:
     # a count (0: any), or a fraction of the rows read when below 1. None: never.
     fail_on_rejects: float | None = None
+    # Copy the state file to <state>.bak after each run that completed (restore-state).
+    state_backup: bool = True
     # 0: dlt hands over the whole job file and the destination streams it itself, so bodies
     # are packed across the whole file (fewest requests); N > 0: N-row RecordBatches.
     batch_size: int = 0

@@ -87,6 +87,8 @@ def run_sink(
         try:
             sync.run(rows)
             loaded()
+            if config.state_backup:
+                store.back_up()
         finally:
             summary = _save_attempt(store, sync.tally, file_key)
             _publish_summary(summary)

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.schemas import REJECTS
+from sendgrid_destination.state import recovery
 from sendgrid_destination.state.lock import file_lock
 from sendgrid_destination.state.schema import COUNTING, RESEND, ContactStatus, migrate
 
@@ -80,6 +81,25 @@ def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
     cur.execute("COMMIT")
 
 
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    # The state's tables live in DuckDB's buffer pool, which spills to disk beyond the cap:
+    # memory stays flat however many contacts the account holds.
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=_CONFIG)
+    except duckdb.Error as exc:
+        raise recovery.unreadable(path, exc) from None
+
+
+def _upgrade(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        with transaction(con):
+            migrate(con)
+        ((seq,),) = con.execute("SELECT coalesce(max(seq), 0) FROM requests").fetchall()
+    except duckdb.Error as exc:
+        raise recovery.unreadable(path, exc) from None
+    recovery.check_against_journal(path, int(seq))
+
+
 class StateStore:
     """An open state file; use ``StateStore.open(path)`` as a context manager."""
 
@@ -96,22 +116,25 @@ class StateStore:
                 f"No state file at {path}: nothing has been loaded with it yet."
             )
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        recovery.refuse_missing(path)
         previous_umask = os.umask(0o077)
         try:
             with file_lock(path, shared=read_only):
-                # The state's tables live in DuckDB's buffer pool, which spills to disk beyond
-                # this cap: memory stays flat however many contacts the account holds.
-                con = duckdb.connect(str(path), read_only=read_only, config=_CONFIG)
+                con = _connect(path, read_only)
                 try:
                     if not read_only:
                         os.chmod(path, 0o600)
-                        with transaction(con):
-                            migrate(con)
+                        _upgrade(con, path)
                     yield cls(con, path)
                 finally:
                     con.close()
         finally:
             os.umask(previous_umask)
+
+    def back_up(self) -> None:
+        """Keep a copy of the file as it is now (after a run that completed)."""
+        self.con.execute("CHECKPOINT")
+        recovery.back_up(self.path)
 
     @contextmanager
     def workspace(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -329,6 +352,7 @@ class StateStore:
                     "(SELECT contact_key FROM sent)",
                     [stream],
                 )
+        recovery.write_journal(self.path, int(seq))
 
     def refresh_fingerprints(self, stream: str, contacts: pa.Table) -> None:
         """Record the fingerprints and content hashes (``contact_key``, ``fingerprint``,
