@@ -59,6 +59,8 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     fail_on_rejects: float | None = None
     # Copy the state file to <state>.bak after each run that completed (restore-state).
     state_backup: bool = True
+    # Rejects (and per-file counters) are kept for each table's latest runs only.
+    keep_runs: int = 30
     # 0: dlt hands over the whole job file and the destination streams it itself, so bodies
     # are packed across the whole file (fewest requests); N > 0: N-row RecordBatches.
     batch_size: int = 0
@@ -86,6 +88,8 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             )
         if self.max_in_flight < 1:
             raise ConfigurationError("max_in_flight must be at least 1.")
+        if self.keep_runs < 1:
+            raise ConfigurationError("keep_runs must be at least 1 (the run just made).")
         try:
             normalize_base_url(self.base_url)
         except ValueError as exc:

@@ -92,6 +92,7 @@ def run_sink(
         finally:
             summary = _save_attempt(store, sync.tally, file_key)
             _publish_summary(summary)
+            store.prune_runs(stream, config.keep_runs)
         logger.info("SendGrid sync summary\n%s", summary.format())
         _check_rejects(store, config, summary)
 

@@ -514,6 +514,24 @@ class StateStore:
             ).fetchall()
         return [(json.loads(p), json.loads(s)) for p, s in rows]
 
+    def prune_runs(self, stream: str, keep: int) -> None:
+        """Keep the rejects and per-file counters of the stream's latest ``keep`` runs only:
+        a row refused on every run would otherwise be stored again on every run."""
+        latest = (
+            "SELECT run_id FROM runs WHERE stream = ? ORDER BY started_at DESC, run_id DESC "
+            "LIMIT ?"
+        )
+        with self.workspace() as cur, transaction(cur):
+            cur.execute(
+                f"DELETE FROM rejects WHERE stream = ? AND run_id NOT IN ({latest})",
+                [stream, stream, keep],
+            )
+            cur.execute(
+                "DELETE FROM run_files WHERE run_id IN (SELECT run_id FROM runs WHERE stream = ?) "
+                f"AND run_id NOT IN ({latest})",
+                [stream, stream, keep],
+            )
+
     def report_once(self, run_id: str, what: str) -> bool:
         """True the first time ``what`` is reported for ``run_id``, False ever after."""
         key = f"reported.{what}.{run_id}"

@@ -349,3 +349,15 @@ def test_rejects_name_the_source_row_when_dlt_hands_over_record_batches(
     ]
     summary = run_summary(state_path, info)
     assert (summary["rows_read"], summary["rejected"], summary["contacts_sent"]) == (10, 2, 8)
+
+
+def test_rejects_are_kept_for_the_latest_runs_only_so_the_state_stops_growing(
+    emulator, destination, run, state_path
+) -> None:
+    for _ in range(5):
+        run(_mixed_rows(), destination(keep_runs=3))  # 2 refused rows every run
+
+    per_run = state_rows(state_path, "SELECT run_id, count(*) FROM rejects GROUP BY run_id")
+    assert sorted(n for _, n in per_run) == [2, 2, 2]
+    latest = state_rows(state_path, "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 3")
+    assert {r for r, _ in per_run} == {r for (r,) in latest}
