@@ -102,3 +102,35 @@ def test_no_log_record_contains_the_api_key_or_a_contact_email(
         if secret.lower() in text.lower()
     ]
     assert leaks == []
+
+
+def test_values_sendgrid_echoes_in_a_400_reach_neither_the_log_nor_the_summary(
+    emulator, destination, run, state_path, caplog, dlt_records
+) -> None:
+    echo = "contact +14155550123 named Greta Garbo at greta@example.com is not valid"
+    body = {"errors": [{"field": "contacts[1].identifier", "message": echo}]}
+    emulator.faults.add(PUT, status=400, body=body)
+
+    with caplog.at_level(logging.DEBUG):
+        info = run(contacts_table(4), destination())
+
+    summary = run_summary(state_path, info)
+    texts = [t for r in [*caplog.records, *dlt_records] for t in _texts(r)]
+    texts.append(repr(summary))
+    for secret in ("+14155550123", "4155550123", "Greta", "Garbo", "greta@example.com"):
+        assert not [t for t in texts if secret in t], secret
+    # The row-level export the user asks for keeps SendGrid's own words.
+    assert [r["reason"] for r in rejects_of(state_path, "api")] == [echo]
+
+
+def test_the_destination_and_the_pipelines_destination_never_show_the_key(tmp_path) -> None:
+    import dlt
+
+    from sendgrid_destination import sendgrid
+
+    destination = sendgrid(api_key=API_KEY, mapping={"email": "email"})
+    pipeline = dlt.pipeline("repr", destination=destination, pipelines_dir=str(tmp_path))
+
+    for shown in (repr(destination), str(destination), repr(pipeline.destination)):
+        assert API_KEY not in shown
+        assert "api_key='***'" in shown or "api_key" not in shown

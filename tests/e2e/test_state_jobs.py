@@ -458,3 +458,30 @@ def test_a_contact_fed_by_two_tables_waits_for_the_other_tables_pending_job(
         run(crm.slice(0, 0), destination_for(emu, state_path, job_wait_timeout=10), name="crm")
         emu.process_jobs()
         assert emu.contact("user0@example.com")["first_name"] == "Crm"
+
+
+# -- errors files that say less than the job did ---------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["html", "not_found", "long_field", "other_header"])
+def test_failed_contacts_are_never_taken_as_accepted_whatever_the_errors_file_looks_like(
+    emulator, destination, run, state_path, variant
+) -> None:
+    emulator.force_contact_errors({"user2@example.com": "bad", "user5@example.com": "bad"})
+    emulator.fault_next_jobs(1, errors_file=variant)
+
+    run(contacts_table(8), destination())
+
+    states = contact_states(state_path)
+    failed = {k for k, (status, _) in states.items() if status != "accepted"}
+    # Matched: exactly those two failed; unreadable: the job's contacts are all resent.
+    assert {"email:user2@example.com", "email:user5@example.com"} <= failed
+    emulator.clear_contact_errors()
+    emulator.clear_requests()
+
+    run(contacts_table(8), destination())
+
+    resent = {r.contact_count for r in upserts(emulator)}
+    assert sum(resent) >= 2
+    assert emulator.contact("user2@example.com") is not None
+    assert emulator.contact("user5@example.com") is not None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pytest
 
+from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.state import ContactStatus, StateStore
 
 
@@ -67,3 +69,19 @@ def test_a_job_outcome_that_fails_half_way_changes_nothing(tmp_path: Path) -> No
 
         status = store.con.execute("SELECT status FROM jobs WHERE job_id = 'j1'").fetchall()
         assert status == [("pending",)]
+
+
+def test_a_lock_file_replaced_by_a_symbolic_link_is_refused_and_its_target_untouched(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    target.chmod(0o644)
+    state = tmp_path / "state.duckdb"
+    (tmp_path / "state.duckdb.lock").symlink_to(target)
+
+    with pytest.raises(ConfigurationError, match="symbolic link"), StateStore.open(state):
+        pass
+
+    assert target.read_text() == "keep me"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
