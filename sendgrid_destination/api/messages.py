@@ -41,6 +41,7 @@ class MessageKind(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     MISSING_IDENTIFIERS = "missing_identifiers"
     REQUEST_LEVEL = "request_level"
+    VALUE_REFUSED = "value_refused"  # a contact's value SendGrid will refuse until it changes
     OTHER = "other"
 
 
@@ -72,6 +73,14 @@ _TOO_LARGE: Final = re.compile(
     r"\b(request|body|message|payload|content|entity)\b[\w\s]{0,30}?"
     r"\b(too (large|big)|exceed(s|ed)?\b[\w\s]{0,30}?\b(size|limit))\b"
     r"|\bmax(imum)? (request|body|message|payload|content) size\b"
+)
+# A job's refusal of a value it will refuse again ("email '<v>' is not valid", "... not in any
+# of the following date formats", "... exceeds max length", "identifiers match more than one
+# existing contact"): resending the same row can only fail the same way.
+_VALUE_REFUSED: Final = re.compile(
+    r"\bis not (a )?valid\b|\bnot in any of the following date formats\b|\bexceeds? max"
+    r"|\bmust be (a|an|one of)\b|\bmatch(es)? more than one existing contact\b"
+    r"|\binvalid (email|phone|date|number|value)\b|\bcannot be null\b"
 )
 _NAME_TOKEN: Final = re.compile(r"[A-Za-z0-9_]{1,64}")
 _DIGIT_RUN: Final = re.compile(r"\+?\(?\d(?:[\d\s().\-/]*\d){4,}")
@@ -142,7 +151,16 @@ def classify(message: str) -> Classified:
         return Classified(MessageKind.MISSING_IDENTIFIERS, reason, names)
     if _REQUEST_LEVEL.search(blanked):
         return Classified(MessageKind.REQUEST_LEVEL, _sanitized(message))
+    if _VALUE_REFUSED.search(blanked):
+        return Classified(MessageKind.VALUE_REFUSED, _sanitized(message))
     return Classified(MessageKind.OTHER, _sanitized(message))
+
+
+def is_permanent(message: str) -> bool:
+    """Whether a contact failed for something only a change of its data can fix (a missing
+    identifier, a value refused): then resending the same row fails the same way. Anything
+    else, and anything unknown, may pass next time."""
+    return classify(message).kind in (MessageKind.MISSING_IDENTIFIERS, MessageKind.VALUE_REFUSED)
 
 
 def reason(message: str) -> str:
