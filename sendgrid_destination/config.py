@@ -57,6 +57,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     # Fail the run (after the good rows are sent) when more rows than this were refused:
     # a count (0: any), or a fraction of the rows read when below 1. None: never.
     fail_on_rejects: float | None = None
+    # A row leaving out an identifier its contact has in SendGrid is completed from the state
+    # (SendGrid refuses such an update); false: the row is refused, naming the identifier.
+    fill_missing_identifiers: bool = True
     # Copy the state file to <state>.bak after each run that completed (restore-state).
     state_backup: bool = True
     # Rejects (and per-file counters) are kept for each table's latest runs only.

@@ -76,6 +76,19 @@ def _trim(sql: str) -> str:
     return f"trim({sql}, {literal(_BLANKS)})"
 
 
+def fill_column(identifier: str) -> str:
+    """The column of a rendered relation that holds an identifier the state completes."""
+    return f"__sg_fill_{identifier}"
+
+
+def _ids_expr() -> str:
+    """The identifiers a contact is sent with, as a JSON object, when there are several (a
+    contact with one identifier can never miss another)."""
+    present = " + ".join(f"(x_{name} IS NOT NULL)::INTEGER" for name in IDENTIFIERS)
+    pairs = ", ".join(f"'{name}', x_{name}" for name in IDENTIFIERS)
+    return f"CASE WHEN {present} >= 2 THEN CAST(json_object({pairs}) AS VARCHAR) END"
+
+
 def _ascii_lower(sql: str) -> str:
     """Lower-cased ASCII letters only: ``lower`` folds look-alikes (the Kelvin sign, a dotted
     capital I) into ASCII, so a refused address would take someone else's contact key."""
@@ -153,10 +166,16 @@ class ContactSql:
         *,
         list_ids: Sequence[str] = (),
         date_format: str = DEFAULT_DATE_FORMAT,
+        identities: bool = False,
     ) -> None:
         self.bindings = list(bindings)
         self.date_format = date_format
         self.scope = ",".join(sorted(list_ids))
+        # The identifier rule is in play (the mapping has several identifiers, or the account
+        # has contacts with several): the check also gives each row's identifiers
+        # (``i_<identifier>``), and the render takes identifiers the state completes
+        # (``fill_column(name)``) and gives the identifiers sent (``ids``).
+        self.identities = identities
         self._values = ", ".join(
             f"{self._value_expr(b, ident(b.column))} AS v{i}" for i, b in enumerate(self.bindings)
         )
@@ -170,9 +189,10 @@ class ContactSql:
         sources = ", ".join(f"{ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
         values = ", ".join(f"v{i}" for i in range(len(self.bindings)))
         masks = ", ".join(f"{e} AS p{g}" for g, e in enumerate(groups))
+        given = "".join(f", {self._identifier(name)} AS i_{name}" for name in IDENTIFIERS)
         return (
             f"SELECT row_number, contact_key, {', '.join(self.problem_columns())}, "
-            f"({ok}) AS ok, "
+            f"({ok}) AS ok{given if self.identities else ''}, "
             f"CASE WHEN ({ok}) THEN hash({literal(self._signature())}, {values}) END "
             f"AS fingerprint FROM (SELECT *, {masks} FROM ("
             f"SELECT *, {self._key_expr()} AS contact_key FROM (SELECT "
@@ -181,11 +201,32 @@ class ContactSql:
         )
 
     def render(self, relation: str) -> str:
+        """Per row: ``contact_key``, ``contact_json``, ``content_hash`` and ``ids``."""
+        source = f"SELECT {self._values} FROM {ident(relation)}"
+        ids = "NULL::VARCHAR"
+        if self.identities:
+            fills = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
+            completed = ", ".join(
+                f"coalesce({self._identifier(name)}, {ident(fill_column(name))}) AS x_{name}"
+                for name in IDENTIFIERS
+            )
+            source = f"SELECT *, {completed} FROM (SELECT {self._values}, {fills} FROM " + (
+                f"{ident(relation)})"
+            )
+            ids = _ids_expr()
         return (
-            f"SELECT contact_key, contact_json, {self._content_hash('md5')} AS content_hash "
-            f"FROM (SELECT {self._key_expr()} AS contact_key, {self._json_expr()} AS "
-            f"contact_json FROM (SELECT {self._values} FROM {ident(relation)}))"
+            f"SELECT contact_key, contact_json, {self._content_hash('md5')} AS content_hash, "
+            f"ids FROM (SELECT {self._key_expr()} AS contact_key, {self._json_expr()} AS "
+            f"contact_json, {ids} AS ids FROM ({source}))"
         )
+
+    def _identifier(self, name: str) -> str:
+        """The row's (cleaned) value of identifier ``name``, or NULL when it is not mapped."""
+        at = next(
+            (i for i, b in enumerate(self.bindings) if b.kind == "identifier" and b.field == name),
+            None,
+        )
+        return "NULL::VARCHAR" if at is None else f"v{at}"
 
     def legacy_hash(self, relation: str) -> str:
         """``h``: per row of ``relation`` (column ``contact_json``), the schema-4 SHA-256."""
@@ -386,9 +427,18 @@ class ContactSql:
         def piece(i: int, b: Binding) -> str:
             # A Number read from text is already its JSON text (every digit kept).
             value = f"v{i}" if _is_number_text(b) else f"to_json(v{i})"
+            if self.identities and b.kind == "identifier":
+                value = f"to_json(x_{b.field})"  # the row's, or the one the state completes
             return f"{literal(json_key(b.json_key) + ':')} || {value}"
 
         top = [piece(i, b) for i, b in enumerate(self.bindings) if b.kind != "custom"]
+        if self.identities:  # identifiers the mapping lacks but the contact has
+            mapped = {b.field for b in self.bindings if b.kind == "identifier"}
+            top += [
+                f"{literal(json_key(name) + ':')} || to_json(x_{name})"
+                for name in IDENTIFIERS
+                if name not in mapped
+            ]
         custom = [piece(i, b) for i, b in enumerate(self.bindings) if b.kind == "custom"]
         if custom:
             top.append(

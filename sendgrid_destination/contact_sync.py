@@ -34,10 +34,12 @@ import pyarrow.compute as pc
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.contact_model import IDENTIFIERS
 from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.custom_fields import resolve_custom_fields
 from sendgrid_destination.dispatch import Dispatcher
 from sendgrid_destination.errors import SendGridError, StoppedError
+from sendgrid_destination.identifiers import IdentifierPolicy
 from sendgrid_destination.import_jobs import JobTracker
 from sendgrid_destination.lists import check_list_ids
 from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
@@ -59,11 +61,13 @@ _REFRESH_ROWS = 1_000_000
 
 @dataclass(frozen=True)
 class _Setup:
-    """What ``bind`` produced: the compiled SQL, the one packer, the sender."""
+    """What ``bind`` produced: the compiled SQL, the one packer, the sender, and the
+    identifier rule when several identifiers are in play."""
 
     sql: ContactSql
     packer: Packer
     sender: BodySender
+    identifiers: IdentifierPolicy | None
 
 
 @dataclass
@@ -105,7 +109,9 @@ class ContactSync:
         self._deadline = self.clock.now() + self.config.job_wait_timeout
         setup = self._bind(rows.schema)
         pending_at_start = self._settle_earlier_jobs()
-        with Plan.build(self.store, setup.sql, self.stream, self.run_id, rows) as plan:
+        with Plan.build(
+            self.store, setup.sql, self.stream, self.run_id, rows, setup.identifiers
+        ) as plan:
             self._record_plan(plan)
             held_back = self._send_planned(plan, setup, hold_back=pending_at_start)
             self._send_held_back(plan, setup, held_back)
@@ -128,11 +134,26 @@ class ContactSync:
         prefix = envelope_prefix(list_ids)
         learned = self.store.learned_max_bytes()
         max_bytes = min(self.config.max_request_bytes, learned or self.config.max_request_bytes)
+        identifiers = self._identifier_policy()
         return _Setup(
-            ContactSql(reserved + custom, list_ids=list_ids, date_format=self.config.date_format),
+            ContactSql(
+                reserved + custom,
+                list_ids=list_ids,
+                date_format=self.config.date_format,
+                identities=identifiers is not None,
+            ),
             Packer(prefix, max_bytes, self.config.max_contacts_per_request),
             BodySender(self.client, prefix, self.clock, self.config.custom_field_ready_timeout),
+            identifiers,
         )
+
+    def _identifier_policy(self) -> IdentifierPolicy | None:
+        """The identifier rule is in play when the mapping has several identifiers, or the
+        account has contacts accepted with several (another table's mapping, say)."""
+        mapped = {f: c for f, c in self.mapping.reserved.items() if f in IDENTIFIERS}
+        if len(mapped) < 2 and not self.store.has_identities():
+            return None
+        return IdentifierPolicy(self.config.fill_missing_identifiers, mapped)
 
     def _settle_earlier_jobs(self) -> bool:
         """Follow earlier runs' pending jobs; whether any (of any table) is still pending."""

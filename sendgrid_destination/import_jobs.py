@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.errors_file import ErrorsFile
-from sendgrid_destination.api.messages import reason
+from sendgrid_destination.api.messages import is_permanent, reason
 from sendgrid_destination.api.models import ImportJob
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.errors import (
@@ -43,6 +43,7 @@ class JobsOutcome:
     statuses: Counter[str] = field(default_factory=Counter)  # of the jobs that finished
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     failed: int = 0
+    failed_for_good: int = 0  # of failed: only a change of the row can fix it
     unconfirmed: int = 0
     finished: list[str] = field(default_factory=list)  # job ids
     still_pending: list[str] = field(default_factory=list)  # job ids at the end of the wait
@@ -123,6 +124,7 @@ class JobTracker:
         self.store.record_job_failures_as_rejects(run_id=run_id, job_id=job.id)
         for raw, n in self.store.job_failure_reasons(job.id).items():
             outcome.failed += n
+            outcome.failed_for_good += n if is_permanent(raw) else 0
             # Summaries and logs carry SendGrid's wording, never the values it echoes.
             outcome.failed_by_reason[reason(raw)] += n
         if rest_status == ContactStatus.UNCONFIRMED:
@@ -155,11 +157,14 @@ class JobTracker:
 
 
 def failed_contacts(errors: ErrorsFile) -> pa.Table:
-    """``FAILED_IN_JOB`` rows of an errors file: each contact key it names, with its reason."""
+    """``FAILED_IN_JOB`` rows of an errors file: each contact key it names, with its reason
+    and whether only a change of the row can fix it."""
+    reasons = list(errors.failed.values())
     return pa.table(
         {
             "contact_key": pa.array(list(errors.failed), pa.string()),
-            "reason": pa.array(list(errors.failed.values()), pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+            "permanent": pa.array([is_permanent(r) for r in reasons], pa.bool_()),
         },
         schema=FAILED_IN_JOB,
     )

@@ -37,8 +37,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_destination.arrow_utils import chunked, normalize_arrow
-from sendgrid_destination.contact_sql import ContactSql, duplicate_keys
+from sendgrid_destination.contact_model import IDENTIFIERS
+from sendgrid_destination.contact_sql import ContactSql, duplicate_keys, fill_column, ident
 from sendgrid_destination.errors import CorruptStateError
+from sendgrid_destination.identifiers import IdentifierPolicy
 from sendgrid_destination.schemas import REJECTS, RENDERED
 from sendgrid_destination.source_rows import SourceRows
 
@@ -46,7 +48,8 @@ _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
 _PLANNED = "row_number, fingerprint, is_new, prev_hash, pending, retry"
-_NOT_PLANNED = "unchanged, this_run"
+_NOT_PLANNED = "unchanged, this_run, waits"
+_FILLS = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
 
 
 class PlanStore(Protocol):
@@ -63,6 +66,8 @@ class PlanStore(Protocol):
     def sent_in_run(self, run_id: str) -> bool: ...
 
     def forget_deferred_sql(self, relation: str, stream: str) -> tuple[str, list[Any]]: ...
+
+    def identities_sql(self, relation: str) -> tuple[str, list[Any]]: ...
 
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
@@ -86,15 +91,27 @@ class PlanCounts:
     # Of ``unchanged``: rows an earlier attempt of this run sent (dlt retried the file), which
     # that attempt counted already.
     sent_earlier: int = 0
+    # Of ``unchanged``: rows whose last send SendGrid refused for good (a missing identifier,
+    # a value it refuses): not sent again until their data changes.
+    waiting_for_change: int = 0
 
 
 class Plan:
     """A built plan; a context manager that drops its table on exit."""
 
     def __init__(
-        self, store: PlanStore, sql: ContactSql, stream: str, run_id: str, rows: SourceRows
+        self,
+        store: PlanStore,
+        sql: ContactSql,
+        stream: str,
+        run_id: str,
+        rows: SourceRows,
+        identifiers: IdentifierPolicy | None = None,
     ) -> None:
         self._store = store
+        # Resolving rows against the identifiers SendGrid holds, when ``sql`` is compiled
+        # for it (several identifiers in play).
+        self._identifiers = identifiers if sql.identities else None
         self._sql = sql
         self._stream = stream
         self._run_id = run_id
@@ -105,10 +122,16 @@ class Plan:
 
     @classmethod
     def build(
-        cls, store: PlanStore, sql: ContactSql, stream: str, run_id: str, rows: SourceRows
+        cls,
+        store: PlanStore,
+        sql: ContactSql,
+        stream: str,
+        run_id: str,
+        rows: SourceRows,
+        identifiers: IdentifierPolicy | None = None,
     ) -> Plan:
         """Plan ``rows`` of ``stream`` for run ``run_id`` (see the module docstring)."""
-        plan = cls(store, sql, stream, run_id, rows)
+        plan = cls(store, sql, stream, run_id, rows, identifiers)
         try:
             plan._build()
         except BaseException:
@@ -132,6 +155,8 @@ class Plan:
         cur.register("plan_src", self._rows.reader())
         cur.execute(f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {self._sql.check('plan_src')}")
         cur.unregister("plan_src")
+        if self._identifiers is not None:
+            self._resolve_identifiers(self._identifiers)
         # A contact deferred by an earlier run that has a row in this load: the row decides.
         cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream))
         superseded = self._find_duplicates()
@@ -141,9 +166,10 @@ class Plan:
             "WHERE d.last_row IS NULL OR c.row_number = d.last_row"
         )
         changes, params = self._store.changes_sql("sg_last", self._stream, self._run_id)
+        # Rows that wait for a change of their data are kept (few) to be counted, not rendered.
         cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE ({_NOT_PLANNED}, "
-            f"contact_key) FROM ({changes}) WHERE NOT unchanged ORDER BY row_number",
+            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE (unchanged, this_run, "
+            f"contact_key) FROM ({changes}) WHERE NOT unchanged OR waits ORDER BY row_number",
             params,
         )
         sent_earlier = 0
@@ -152,8 +178,9 @@ class Plan:
                 f"SELECT count(*) FROM ({changes}) WHERE unchanged AND this_run", params
             ).fetchall()
         cur.execute(f"DROP VIEW sg_last; DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}")
-        ((kept, to_render),) = cur.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE ok) FROM {_TABLE}"
+        ((kept, to_render, waits),) = cur.execute(
+            f"SELECT count(*) FILTER (WHERE NOT waits), count(*) FILTER (WHERE ok AND NOT waits), "
+            f"count(*) FILTER (WHERE waits) FROM {_TABLE}"
         ).fetchall()
         rows_read = self._rows.rows_read
         self.counts = PlanCounts(
@@ -162,8 +189,22 @@ class Plan:
             rows_read - superseded - int(kept),
             int(to_render),
             int(sent_earlier),
+            int(waits),
         )
         self.rejects = self._rejects()
+
+    def _resolve_identifiers(self, policy: IdentifierPolicy) -> None:
+        """Match the checked rows to the contacts whose identifiers SendGrid holds; the
+        checked rows become the resolved ones (see ``identifiers``)."""
+        matched, params = self._store.identities_sql(_CHECKED)
+        self._cur.execute(f"CREATE OR REPLACE TEMP TABLE sg_matched AS {matched}", params)
+        self._cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE sg_resolved AS {policy.resolve_sql('sg_matched')}"
+        )
+        self._cur.execute(
+            f"DROP TABLE sg_matched; DROP TABLE {_CHECKED}; "
+            f"ALTER TABLE sg_resolved RENAME TO {_CHECKED}"
+        )
 
     def _find_duplicates(self) -> int:
         """Keep each duplicated key's last row number; return how many rows they supersede."""
@@ -183,9 +224,17 @@ class Plan:
         refused = ", ".join(
             f"CASE WHEN NOT c.ok THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
         )
-        return (
+        kept = (
             "c.row_number, c.ok, c.fingerprint, c.contact_key, "
             f"CASE WHEN NOT c.ok THEN c.contact_key END AS refused_key, {refused}"
+        )
+        if self._identifiers is None:
+            return kept
+        # The render cannot recompute a key resolved through another identifier, nor the
+        # identifiers the state completes: ok rows keep them.
+        return (
+            f"{kept}, c.id_problem, c.id_column, "
+            f"CASE WHEN c.ok THEN c.contact_key END AS resolved_key, {_FILLS}"
         )
 
     def _rejects(self) -> pa.Table:
@@ -200,10 +249,18 @@ class Plan:
         cur.register("sg_bad", bad)
         cur.register("sg_checks", self._sql.checks_table())
         try:
-            return cur.sql(self._sql.rejects("sg_bad", "sg_checks")).to_arrow_table().cast(REJECTS)
+            found = cur.sql(self._sql.rejects("sg_bad", "sg_checks")).to_arrow_table()
         finally:
             cur.unregister("sg_bad")
             cur.unregister("sg_checks")
+        if self._identifiers is not None:  # rows refused by the identifier rule
+            broken = cur.sql(
+                f'SELECT row_number, refused_key AS contact_key, id_column AS "column", '
+                f"id_problem AS reason FROM {_TABLE} WHERE id_problem IS NOT NULL"
+            ).to_arrow_table()
+            found = pa.concat_tables([found.cast(REJECTS), broken.cast(REJECTS)])
+            found = found.sort_by("row_number")
+        return found.cast(REJECTS)
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -217,18 +274,24 @@ class Plan:
     def render(self, batch: pa.RecordBatch | pa.Table, first_row: int) -> Rendered:
         """Render this batch's planned rows (the batch's first row is ``first_row``)."""
         planned = self._planned(first_row, first_row + batch.num_rows)
-        if planned.num_rows == batch.num_rows:
-            # Row numbers are distinct and in range (_planned checks): all of them, in order.
-            rendered = self._render_rows(batch)
-        else:
+        rows = pa.table(batch)
+        if planned.num_rows != batch.num_rows:
             # A mask and filter, not take: a third faster over 12 columns (measured).
             keep = np.zeros(batch.num_rows, dtype=bool)
             keep[pc.subtract(planned["row_number"], first_row).to_numpy()] = True
-            rendered = self._render_rows(batch.filter(pa.array(keep)))
-        contacts = planned.add_column(1, "contact_key", rendered["contact_key"])
-        contacts = contacts.append_column("contact_json", rendered["contact_json"])
-        contacts = contacts.append_column("content_hash", rendered["content_hash"])
-        return self._split_unchanged(contacts.cast(RENDERED))
+            rows = rows.filter(pa.array(keep))
+        # (Otherwise row numbers are distinct and in range, _planned checks: all, in order.)
+        if self._identifiers is not None:
+            for name in IDENTIFIERS:  # aligned: both in row order
+                rows = rows.append_column(fill_column(name), planned[fill_column(name)])
+        rendered = self._render_rows(rows)
+        key = planned["resolved_key"] if self._identifiers is not None else rendered["contact_key"]
+        columns = {
+            **{name: planned[name] for name in _PLANNED.split(", ")},
+            "contact_key": key,
+            **{name: rendered[name] for name in ("contact_json", "content_hash", "ids")},
+        }
+        return self._split_unchanged(pa.table(columns).select(RENDERED.names).cast(RENDERED))
 
     def decide_again(self, contacts: pa.Table) -> Rendered:
         """Classify rendered contacts again (``RENDERED``), now: what jobs settled since the
@@ -258,9 +321,10 @@ class Plan:
 
     def _planned(self, first: int, end: int) -> pa.Table:
         """The plan's ok rows with ``first <= row_number < end``, in row order."""
+        extra = f", resolved_key, {_FILLS}" if self._identifiers is not None else ""
         rows = self._cur.sql(
-            f"SELECT {_PLANNED} FROM {_TABLE} WHERE ok AND row_number >= ? AND row_number < ? "
-            "ORDER BY row_number",
+            f"SELECT {_PLANNED}{extra} FROM {_TABLE} WHERE ok AND NOT waits "
+            "AND row_number >= ? AND row_number < ? ORDER BY row_number",
             params=[first, end],
         ).to_arrow_table()
         numbers = rows["row_number"].to_numpy()

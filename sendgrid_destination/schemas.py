@@ -39,6 +39,8 @@ RENDERED = pa.schema(
         pa.field("retry", pa.bool_()),  # its last send failed or is unconfirmed
         pa.field("contact_json", pa.string()),
         pa.field("content_hash", pa.string()),
+        # The identifiers sent, as a JSON object, when more than one (else null).
+        pa.field("ids", pa.string()),
     ]
 )
 
@@ -46,6 +48,8 @@ FAILED_IN_JOB = pa.schema(
     [
         pa.field("contact_key", pa.string()),
         pa.field("reason", pa.string()),
+        # Only a change of the row can fix it: not resent until the row changes.
+        pa.field("permanent", pa.bool_()),
     ]
 )
 

@@ -20,6 +20,9 @@ class RunSummary:
     changed: int = 0
     retried: int = 0  # sent again because their last send failed in its job or is unconfirmed
     unchanged: int = 0
+    # Rows whose last send SendGrid refused for good (a missing identifier, a value it
+    # refuses), unchanged since: not sent again until their data changes.
+    waiting_for_change: int = 0
     deferred: int = 0  # held back behind a pending job carrying the contact's previous version
     waiting: int = 0  # of those (and of earlier runs'), left for a later run to send
     rejected: int = 0
@@ -30,6 +33,7 @@ class RunSummary:
     rejected_by_api: int = 0
     jobs: Counter[str] = field(default_factory=Counter)
     failed_in_jobs: int = 0
+    failed_for_good: int = 0  # of failed_in_jobs: not resent until the row changes
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     unconfirmed: int = 0
 
@@ -74,7 +78,15 @@ class RunSummary:
         lines += [f"    {n} x {reason}" for reason, n in self.rejected_by_reason.most_common()]
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items()) if n) or "none"
         lines.append(f"  jobs: {jobs}")
-        lines.append(f"  contacts failed in jobs: {self.failed_in_jobs}")
+        lines.append(
+            f"  contacts failed in jobs: {self.failed_in_jobs} "
+            f"({self.failed_in_jobs - self.failed_for_good} will be retried, "
+            f"{self.failed_for_good} wait for a change in their data)"
+        )
+        if self.waiting_for_change:
+            lines.append(
+                f"  not sent, refused before and unchanged since: {self.waiting_for_change}"
+            )
         lines += [f"    {n} x {reason}" for reason, n in self.failed_by_reason.most_common()]
         if self.deferred or self.waiting:
             lines.append(

@@ -45,7 +45,8 @@ class Tally:
     def planned(self, counts: PlanCounts) -> None:
         self.plan.rows_read += counts.rows_read
         self.plan.superseded += counts.superseded
-        self.plan.unchanged += counts.unchanged - counts.sent_earlier
+        self.plan.unchanged += counts.unchanged - counts.sent_earlier - counts.waiting_for_change
+        self.plan.waiting_for_change += counts.waiting_for_change
 
     def found_unchanged(self, contacts: int) -> None:
         self.plan.unchanged += contacts
@@ -86,6 +87,7 @@ class Tally:
         if self._pending_jobs:
             self.sent.jobs["pending"] = len(self._pending_jobs)
         self.sent.failed_in_jobs += outcome.failed
+        self.sent.failed_for_good += outcome.failed_for_good
         self.sent.failed_by_reason.update(outcome.failed_by_reason)
         self.sent.unconfirmed += outcome.unconfirmed
 

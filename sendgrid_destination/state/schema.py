@@ -10,8 +10,9 @@ Tables:
   number of the request that carried it. Its outcome is its job's, so that finishing a job
   writes one row, not one per contact: ``status`` is set only where a contact's outcome
   differs from its job's (``failed``, with SendGrid's reason; and rows of state files before
-  schema 6, which kept a status per contact). The view ``contact_status`` gives every
-  contact's ``job_id`` and ``status`` (see ``ContactStatus``).
+  schema 6, which kept a status per contact); ``permanent`` marks a failure only a change of
+  the row can fix (a missing identifier, a value refused). The view ``contact_status`` gives
+  every contact's ``job_id`` and ``status`` (see ``ContactStatus``).
 * ``requests``: one row per accepted upsert (job id, contacts, bytes, and ``seq``, its number
   in the file), written in the same transaction as the contacts it carried, right after the
   202. Contacts are appended a request at a time, so DuckDB's per-row-group min/max of
@@ -24,6 +25,11 @@ Tables:
   ``run_files``, one row per job file (or RecordBatch) of the run, which keeps the counters of
   the file's last attempt that describe its rows (``plan``) apart from the sum over attempts of
   what was sent (``sent``), so that dlt retrying a file counts each row once.
+* ``identities``: for contacts sent with more than one identifier, every identifier SendGrid
+  accepted (its job finished without failing the contact), under the key the contact is
+  tracked by. SendGrid refuses an update that omits an identifier the contact has, and a row
+  may match the contact by any of them: the plan completes (or refuses) rows from here.
+  ``contacts.ids`` holds the identifiers a send carried until its job says so.
 * ``deferred``: contacts rendered but not sent because the job carrying their previous version
   was still pending when the run ended (SendGrid promises no order between jobs); the next run
   sends them once that job has finished, unless a newer row of the contact came since.
@@ -83,9 +89,13 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_files (
     run_id VARCHAR, file_key VARCHAR, plan JSON, sent JSON, attempts INTEGER,
     PRIMARY KEY (run_id, file_key));
+CREATE TABLE IF NOT EXISTS identities (
+    contact_key VARCHAR PRIMARY KEY, email VARCHAR, phone_number_id VARCHAR,
+    external_id VARCHAR, anonymous_id VARCHAR);
 CREATE TABLE IF NOT EXISTS deferred (
     stream VARCHAR, contact_key VARCHAR, row_number BIGINT, run_id VARCHAR,
-    fingerprint UBIGINT, content_hash VARCHAR, contact_json VARCHAR, deferred_at TIMESTAMP);
+    fingerprint UBIGINT, content_hash VARCHAR, contact_json VARCHAR, deferred_at TIMESTAMP,
+    ids VARCHAR);
 CREATE TABLE IF NOT EXISTS rejects (
     run_id VARCHAR, stream VARCHAR, row_number BIGINT, contact_key VARCHAR,
     "column" VARCHAR, reason VARCHAR, stage VARCHAR, recorded_at TIMESTAMP);
@@ -97,7 +107,7 @@ CREATE TABLE IF NOT EXISTS rejects (
 _CONTACT_STATUS_VIEW = f"""
 CREATE OR REPLACE VIEW contact_status AS
 SELECT c.stream, c.contact_key, c.content_hash, c.fingerprint, c.seq, o.job_id,
-    coalesce(c.status, o.outcome) AS status, c.reason
+    coalesce(c.status, o.outcome) AS status, c.reason, coalesce(c.permanent, false) AS permanent
 FROM contacts c LEFT JOIN (
     SELECT r.seq, r.job_id,
         CASE WHEN j.status = 'pending' THEN '{ContactStatus.SENT}' ELSE j.contacts_status END
@@ -116,6 +126,9 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS seq BIGINT")
     con.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS seq BIGINT")
     con.execute("ALTER TABLE jobs ADD COLUMN IF NOT EXISTS contacts_status VARCHAR")
+    # 7: a failure only a change of the data can fix, and the identifiers a send carried.
+    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS permanent BOOLEAN")
+    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS ids VARCHAR")
     con.execute(
         "UPDATE requests SET seq = n.seq FROM (SELECT job_id, row_number() OVER "
         "(ORDER BY sent_at, job_id) AS seq FROM requests) n "

@@ -31,6 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sendgrid_destination.contact_model import IDENTIFIERS
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state import recovery
@@ -196,7 +197,9 @@ class StateStore:
         * ``pending``: that send, or a send of the same contact from another table (one
           account, one contact), rides on a job not yet finished;
         * ``retry``: the last send failed or is unconfirmed (sent again: "retried");
-        * ``unchanged``: the row is ok and its fingerprint is the counting send's;
+        * ``unchanged``: the row is ok and its fingerprint is the counting send's, or the
+          fingerprint of a send SendGrid refused for good (a missing identifier, a value it
+          refuses): such a row waits for a change of its data (``waits``);
         * ``this_run``: that send was made by ``run_id`` (an earlier attempt of this run,
           which counted the contact already).
         """
@@ -216,7 +219,8 @@ class StateStore:
             f"({pending}) AS pending, "
             f"coalesce(s.status IN {_RESEND_SQL}, false) AS retry, "
             f"coalesce({ok} AND s.fingerprint = c.fingerprint "
-            f"AND s.status IN {_COUNTING_SQL}, false) AS unchanged, "
+            f"AND (s.status IN {_COUNTING_SQL} OR s.permanent), false) AS unchanged, "
+            f"coalesce({ok} AND s.fingerprint = c.fingerprint AND s.permanent, false) AS waits, "
             "coalesce(s.seq IN (SELECT seq FROM requests WHERE run_id = ?), false) AS this_run "
             f"FROM {quoted} c LEFT JOIN contact_status s "
             "ON s.stream = ? AND s.contact_key = c.contact_key"
@@ -270,6 +274,33 @@ class StateStore:
             ).fetchall()
         return [str(r[0]) for r in rows]
 
+    # -- identifiers SendGrid holds -----------------------------------------------------------
+
+    def has_identities(self) -> bool:
+        """Whether any contact was accepted with several identifiers."""
+        return bool(self.con.execute("SELECT count(*) FROM identities").fetchall()[0][0])
+
+    def identities_sql(self, relation: str) -> tuple[str, list[Any]]:
+        """Over ``relation`` (``row_number`` and ``i_<identifier>`` for the four
+        identifiers): its columns plus, for the contact its identifiers match,
+        ``known_key``, ``k_<identifier>`` (every identifier SendGrid holds for it) and
+        ``matches``, the number of different contacts matched (over 1: ambiguous)."""
+        quoted = '"' + relation.replace('"', '""') + '"'
+        names = IDENTIFIERS
+        found = " UNION ALL ".join(
+            f"SELECT r.row_number, i.* FROM {quoted} r JOIN identities i ON i.{n} = r.i_{n}"
+            for n in names
+        )
+        known = ", ".join(f"min({n}) AS k_{n}" for n in names)
+        return (
+            f"SELECT r.*, m.known_key, {', '.join(f'm.k_{n}' for n in names)}, "
+            "coalesce(m.matches, 0) AS matches FROM "
+            f"{quoted} r LEFT JOIN (SELECT row_number, min(contact_key) AS known_key, {known}, "
+            f"count(DISTINCT contact_key) AS matches FROM ({found}) GROUP BY row_number) m "
+            "ON m.row_number = r.row_number",
+            [],
+        )
+
     # -- contacts waiting for a pending job -------------------------------------------------
 
     def forget_deferred_sql(self, relation: str, stream: str) -> tuple[str, list[Any]]:
@@ -287,7 +318,7 @@ class StateStore:
         return self.con.sql(
             "SELECT row_number, contact_key, fingerprint, false AS is_new, "
             "NULL::VARCHAR AS prev_hash, false AS pending, false AS retry, contact_json, "
-            "content_hash FROM deferred WHERE stream = ? ORDER BY row_number",
+            "content_hash, ids FROM deferred WHERE stream = ? ORDER BY row_number",
             params=[stream],
         ).to_arrow_table()
 
@@ -300,12 +331,19 @@ class StateStore:
                 cur.register(
                     "waiting",
                     contacts.select(
-                        ["contact_key", "row_number", "fingerprint", "content_hash", "contact_json"]
+                        [
+                            "contact_key",
+                            "row_number",
+                            "fingerprint",
+                            "content_hash",
+                            "contact_json",
+                            "ids",
+                        ]
                     ),
                 )
                 cur.execute(
                     "INSERT INTO deferred SELECT ?, contact_key, row_number, ?, fingerprint, "
-                    "content_hash, contact_json, now() FROM waiting",
+                    "content_hash, contact_json, now(), ids FROM waiting",
                     [stream, run_id],
                 )
 
@@ -318,7 +356,8 @@ class StateStore:
         ``content_hash``, ``fingerprint``, ``is_new``), in one transaction."""
         with self.workspace() as cur:
             cur.register(
-                "sent", contacts.select(["contact_key", "content_hash", "fingerprint", "is_new"])
+                "sent",
+                contacts.select(["contact_key", "content_hash", "fingerprint", "is_new", "ids"]),
             )
             with transaction(cur):
                 ((seq,),) = cur.execute("SELECT coalesce(max(seq), 0) + 1 FROM requests").fetchall()
@@ -343,8 +382,9 @@ class StateStore:
                     )
                 # No status: a contact's outcome is its job's until the job says otherwise.
                 cur.execute(
-                    "INSERT INTO contacts (stream, contact_key, content_hash, fingerprint, seq) "
-                    "SELECT ?, contact_key, content_hash, fingerprint, ? FROM sent",
+                    "INSERT INTO contacts "
+                    "(stream, contact_key, content_hash, fingerprint, seq, ids) "
+                    "SELECT ?, contact_key, content_hash, fingerprint, ?, ids FROM sent",
                     [stream, seq],
                 )
                 cur.execute(
@@ -419,12 +459,24 @@ class StateStore:
                 [str(contacts_status), *params],
             )
             if failed is not None and failed.num_rows:
-                cur.register("failed", failed.select(["contact_key", "reason"]))
+                cur.register("failed", failed.select(["contact_key", "reason", "permanent"]))
                 cur.execute(
-                    f"UPDATE contacts SET status = '{ContactStatus.FAILED}', reason = f.reason "
+                    f"UPDATE contacts SET status = '{ContactStatus.FAILED}', reason = f.reason, "
+                    "permanent = f.permanent "
                     f"FROM failed f WHERE {where} AND contacts.contact_key = f.contact_key",
                     params,
                 )
+            # What SendGrid now holds for each contact sent with several identifiers.
+            cur.execute(
+                "INSERT OR REPLACE INTO identities SELECT contact_key, "
+                "json_extract_string(ids, '$.email'), "
+                "json_extract_string(ids, '$.phone_number_id'), "
+                "json_extract_string(ids, '$.external_id'), "
+                "json_extract_string(ids, '$.anonymous_id') "
+                f"FROM contacts WHERE {where} AND ids IS NOT NULL "
+                f"AND coalesce(status, '') <> '{ContactStatus.FAILED}'",
+                params,
+            )
 
     def record_job_failures_as_rejects(self, *, run_id: str, job_id: str) -> None:
         """Copy a job's failed contacts into the rejects table of this run."""
@@ -518,8 +570,7 @@ class StateStore:
         """Keep the rejects and per-file counters of the stream's latest ``keep`` runs only:
         a row refused on every run would otherwise be stored again on every run."""
         latest = (
-            "SELECT run_id FROM runs WHERE stream = ? ORDER BY started_at DESC, run_id DESC "
-            "LIMIT ?"
+            "SELECT run_id FROM runs WHERE stream = ? ORDER BY started_at DESC, run_id DESC LIMIT ?"
         )
         with self.workspace() as cur, transaction(cur):
             cur.execute(

@@ -229,6 +229,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "changed": 0,
         "retried": 0,
         "unchanged": 0,
+        "waiting_for_change": 0,
         "deferred": 0,
         "waiting": 0,
         "rejected": 2,
@@ -238,6 +239,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "bytes_sent": first_bytes,
         "rejected_by_api": 0,
         "failed_in_jobs": 1,
+        "failed_for_good": 0,
         "failed_by_reason": {"bad": 1},
         "unconfirmed": 0,
     }

@@ -7,8 +7,20 @@ from sendgrid_destination.import_jobs import failed_contacts
 
 
 def _failed_contacts(rows: list[dict[str, str]]):
-    """The job tracker's failed contacts for these errors-file rows."""
-    return failed_contacts(match_rows(rows))
+    """The job tracker's failed contacts for these errors-file rows (key and reason)."""
+    return failed_contacts(match_rows(rows)).select(["contact_key", "reason"])
+
+
+def test_a_failure_only_a_change_of_data_can_fix_is_marked_permanent():
+    rows = [
+        {"email": "a@x.co", "errors": "contact is missing existing identifier(s): external_id"},
+        {"email": "b@x.co", "errors": "email 'b@x.co' is not valid"},
+        {"email": "c@x.co", "errors": "internal error, try again"},
+    ]
+
+    failed = failed_contacts(match_rows(rows)).to_pylist()
+
+    assert [f["permanent"] for f in failed] == [True, True, False]
 
 
 def test_every_identifier_of_an_error_row_becomes_a_contact_key_with_its_reason():

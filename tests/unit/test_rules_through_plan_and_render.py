@@ -640,6 +640,7 @@ def test_rejects_have_the_documented_columns_and_types_even_when_empty():
         "retry",
         "contact_json",
         "content_hash",
+        "ids",
     ]
     assert pa.types.is_integer(result.rejects.schema.field("row_number").type)
 

@@ -20,6 +20,7 @@ def _sent(n: int) -> pa.Table:
             "content_hash": ["h"] * n,
             "fingerprint": pa.array([1] * n, pa.uint64()),
             "is_new": [True] * n,
+            "ids": pa.nulls(n, pa.string()),
         }
     )
 

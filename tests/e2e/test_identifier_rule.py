@@ -1,0 +1,133 @@
+"""SendGrid's identifier rule: "in order to update a contact, all of its existing identifiers
+must be present". Every update carries the identifiers the contact has; a change SendGrid
+cannot make is refused before sending; a permanent failure is not resent forever."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from tests.e2e.conftest import contact_states, rejects_of, run_summary, upserts
+
+MAPPING = {"email": "email", "external_id": "crm_id", "first_name": "first_name"}
+
+
+def _rows(*rows: tuple[str | None, str | None, str]) -> pa.Table:
+    emails, ids, names = zip(*rows, strict=True)
+    return pa.table(
+        {
+            "email": pa.array(emails, pa.string()),
+            "crm_id": pa.array(ids, pa.string()),
+            "first_name": pa.array(names, pa.string()),
+        }
+    )
+
+
+def test_a_row_whose_identifier_became_null_is_completed_and_its_new_name_arrives(
+    emulator, destination, run, state_path
+) -> None:
+    run(_rows(("a@x.com", "A1", "Ann")), destination(mapping=MAPPING))
+
+    second = run(_rows(("a@x.com", None, "Anna")), destination(mapping=MAPPING))
+
+    contact = emulator.contact("a@x.com")
+    assert (contact["first_name"], contact["external_id"]) == ("Anna", "A1")
+    summary = run_summary(state_path, second)
+    assert (summary["changed"], summary["failed_in_jobs"]) == (1, 0)
+    (put,) = [r for r in upserts(emulator) if r.status == 202][1:]
+    assert put.contact_count == 1
+
+
+def test_with_filling_off_such_a_row_is_refused_before_sending_naming_the_identifier(
+    emulator, destination, run, state_path
+) -> None:
+    run(_rows(("a@x.com", "A1", "Ann")), destination(mapping=MAPPING))
+    emulator.clear_requests()
+
+    run(
+        _rows(("a@x.com", None, "Anna")),
+        destination(mapping=MAPPING, fill_missing_identifiers=False),
+    )
+
+    assert upserts(emulator) == []
+    (refused,) = rejects_of(state_path, "validation")
+    assert refused["column"] == "crm_id" and refused["reason"].startswith("external_id:")
+    assert emulator.contact("a@x.com")["first_name"] == "Ann"
+
+
+def test_a_row_reaching_the_contact_by_its_other_identifier_updates_the_same_contact(
+    emulator, destination, run, state_path
+) -> None:
+    run(_rows(("a@x.com", "A1", "Ann")), destination(mapping=MAPPING))
+
+    run(_rows((None, "A1", "Annie")), destination(mapping=MAPPING))
+
+    assert len(emulator.contacts()) == 1
+    assert emulator.contact("a@x.com")["first_name"] == "Annie"
+    assert set(contact_states(state_path)) == {"email:a@x.com"}  # one contact, one key
+
+
+def test_an_email_change_beside_a_stable_external_id_is_refused_clearly_not_failed_forever(
+    emulator, destination, run, state_path
+) -> None:
+    run(_rows(("a@x.com", "A1", "Ann")), destination(mapping=MAPPING))
+    emulator.clear_requests()
+
+    run(_rows(("b@x.com", "A1", "Ann")), destination(mapping=MAPPING))
+
+    assert upserts(emulator) == []
+    (refused,) = rejects_of(state_path, "validation")
+    assert refused["column"] == "email"
+    assert "an upsert cannot change an identifier" in refused["reason"]
+    assert [c["email"] for c in emulator.contacts()] == ["a@x.com"]
+
+
+def test_a_table_mapping_only_the_email_still_sends_the_identifiers_its_contacts_have(
+    emulator, destination, run, state_path
+) -> None:
+    run(_rows(("a@x.com", "A1", "Ann")), destination(mapping=MAPPING), name="crm")
+
+    run(
+        pa.table({"email": ["a@x.com"], "first_name": ["Anne"]}),
+        destination(mapping={"email": "email", "first_name": "first_name"}),
+        name="newsletter",
+    )
+
+    contact = emulator.contact("a@x.com")
+    assert (contact["first_name"], contact["external_id"]) == ("Anne", "A1")
+
+
+def test_a_permanent_failure_is_sent_once_then_waits_for_its_row_to_change(
+    emulator, destination, run, state_path
+) -> None:
+    data = pa.table({"email": ["u1@x.com", "u2@x.com"], "first_name": ["One", "Two"]})
+    emulator.force_contact_errors({"u2@x.com": "email 'u2@x.com' is not valid"})
+    first = run(data, destination())
+    assert run_summary(state_path, first)["failed_for_good"] == 1
+    emulator.clear_contact_errors()
+    emulator.clear_requests()
+
+    second = run(data, destination())
+
+    assert upserts(emulator) == []  # not resent while the row is the same
+    assert run_summary(state_path, second)["waiting_for_change"] == 1
+
+    changed = data.set_column(1, "first_name", [["One", "Deux"]])
+    run(changed, destination())
+
+    assert sum(r.contact_count or 0 for r in upserts(emulator)) == 1
+    assert emulator.contact("u2@x.com")["first_name"] == "Deux"
+
+
+def test_a_failure_the_job_does_not_explain_is_resent_as_before(
+    emulator, destination, run, state_path
+) -> None:
+    data = pa.table({"email": ["u1@x.com"], "first_name": ["One"]})
+    emulator.force_contact_errors({"u1@x.com": "internal error, try again"})
+    run(data, destination())
+    emulator.clear_contact_errors()
+    emulator.clear_requests()
+
+    second = run(data, destination())
+
+    assert sum(r.contact_count or 0 for r in upserts(emulator)) == 1
+    assert run_summary(state_path, second)["retried"] == 1
