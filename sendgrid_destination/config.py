@@ -30,6 +30,13 @@ from sendgrid_destination.env_mapping import mapping_prefixes, overlay_mapping
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.redaction import redact
 
+BATCHES_REFUSED = (
+    "batch_size must be 0 (the default): the destination plans a whole job file at once, "
+    "which is what makes 'last row wins', 'only changes are sent' and 'never an older value' "
+    "hold across a load; dlt's RecordBatches (batch_size > 0) would be planned one by one. "
+    "Remove batch_size from the settings (read_batch_rows bounds memory instead)."
+)
+
 
 @configspec
 class SendGridConfiguration(CustomDestinationClientConfiguration):
@@ -64,8 +71,7 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     state_backup: bool = True
     # Rejects (and per-file counters) are kept for each table's latest runs only.
     keep_runs: int = 30
-    # 0: dlt hands over the whole job file and the destination streams it itself, so bodies
-    # are packed across the whole file (fewest requests); N > 0: N-row RecordBatches.
+    # 0, always: dlt hands over whole job files, planned at once (see validate()).
     batch_size: int = 0
     loader_file_format: TLoaderFileFormat = "parquet"
 
@@ -91,6 +97,8 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             )
         if self.max_in_flight < 1:
             raise ConfigurationError("max_in_flight must be at least 1.")
+        if self.batch_size != 0:
+            raise ConfigurationError(BATCHES_REFUSED)
         if self.keep_runs < 1:
             raise ConfigurationError("keep_runs must be at least 1 (the run just made).")
         try:

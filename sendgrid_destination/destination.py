@@ -7,9 +7,9 @@ writer), and its defaults equal the spec's, because dlt drops arguments equal to
 defaults as "not explicit" and falls back to the spec's. The clock comes in through the
 factory: there is no module-level state.
 
-With the default ``batch_size = 0`` dlt hands the sink the path of the whole job file, which the
-sink streams in ``read_batch_rows`` Arrow batches, so bodies pack across the whole file. With
-``batch_size > 0`` the sink receives RecordBatches and each call packs its own batch.
+dlt hands the sink the path of each whole job file (``batch_size = 0``, the only value
+accepted), which the sink streams in ``read_batch_rows`` Arrow batches: the plan sees every
+row of the file, and bodies pack across it.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from sendgrid_destination.account import adopt_legacy_state, check_same_account,
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
-from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.config import BATCHES_REFUSED, SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
-from sendgrid_destination.errors import RejectsThresholdError
+from sendgrid_destination.errors import ConfigurationError, RejectsThresholdError
 from sendgrid_destination.mapping import parse_mapping
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
@@ -83,10 +83,9 @@ def run_sink(
     with StateStore.open(state_path) as store, _client(config, clock, stop) as client:
         _claim_account(store, config)
         sync = ContactSync(config, mapping, client, store, clock, run_id, stream, stop)
-        rows, file_key, loaded = _rows(items, mapping.columns, config, stream)
+        rows, file_key = _rows(items, mapping.columns, config)
         try:
             sync.run(rows)
-            loaded()
             if config.state_backup:
                 store.back_up()
         finally:
@@ -108,33 +107,15 @@ def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
         store.set_account(current)
 
 
-ROWS_KEY_PREFIX = "sendgrid_rows."
-
-
 def _rows(
-    items: str | pa.RecordBatch, columns: list[str], config: SendGridConfiguration, stream: str
-) -> tuple[SourceRows, str, Callable[[], None]]:
-    """The rows of this call, the key of their file across dlt's retries, and what to do once
-    they are loaded."""
-    if isinstance(items, str):
-        # dlt names a job file <table>.<file_id>.<retry count>.<format>: a retry is the same file.
-        file_key = os.path.basename(items).rsplit(".", 2)[0]
-        return SourceRows.from_file(items, columns, config.read_batch_rows), file_key, _nothing
-    # RecordBatch mode: row numbers continue across the calls of one load package, through a
-    # counter in the package's destination state, which dlt commits after each successful
-    # call (so a resumed package numbers its rows as the first attempt did).
-    state = _destination_state()
-    key = ROWS_KEY_PREFIX + stream
-    first_row = int(state.get(key, 0))
-
-    def advance() -> None:
-        state[key] = first_row + items.num_rows
-
-    return SourceRows.from_batch(items, first_row), f"batch:{first_row}", advance
-
-
-def _nothing() -> None:
-    pass
+    items: str | pa.RecordBatch, columns: list[str], config: SendGridConfiguration
+) -> tuple[SourceRows, str]:
+    """The rows of this call (the whole job file), and the file's key across dlt's retries."""
+    if not isinstance(items, str):  # batch_size > 0: validate() refuses it first
+        raise ConfigurationError(BATCHES_REFUSED)
+    # dlt names a job file <table>.<file_id>.<retry count>.<format>: a retry is the same file.
+    file_key = os.path.basename(items).rsplit(".", 2)[0]
+    return SourceRows.from_file(items, columns, config.read_batch_rows), file_key
 
 
 def _client(

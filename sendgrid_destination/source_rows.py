@@ -1,5 +1,5 @@
-"""The rows dlt hands the destination for one table, read in Arrow batches that know their
-positions: a whole job file (``batch_size = 0``), or one RecordBatch (``batch_size > 0``).
+"""The rows of one table's load, read in Arrow batches that know their positions: a whole dlt
+job file (what the sink gets), or one in-memory RecordBatch (tools and tests).
 
 ``SourceRows.from_file(path, columns, batch_rows)`` reads only the mapped ``columns`` (all of
 them when one is missing, so that the mapping check can name every missing column);

@@ -423,29 +423,49 @@ def test_earlier_rows_of_a_contact_whose_last_row_is_unchanged_are_neither_sent_
     assert (summary["superseded"], summary["unchanged"], summary["rejected"]) == (2, 2, 0)
 
 
-def test_record_batch_mode_delivers_every_contact_with_its_values(
+def test_a_job_file_read_in_two_row_batches_delivers_every_contact_in_one_request(
     emulator, destination, run, state_path
 ) -> None:
     plan = emulator.add_custom_field("plan", "Text")
     data = contacts_table(7, plan=[f"p{i}" for i in range(7)])
     mapping = {"email": "email", "first_name": "first_name", "custom_fields": {"plan": "plan"}}
 
-    info = run(data, destination(mapping=mapping, batch_size=2))
+    info = run(data, destination(mapping=mapping, read_batch_rows=2))
 
     contacts = {c["email"]: c for c in emulator.contacts()}
     assert sorted(contacts) == sorted(f"user{i}@example.com" for i in range(7))
     for i in range(7):
         assert contacts[f"user{i}@example.com"]["first_name"] == f"First{i}"
         assert contacts[f"user{i}@example.com"]["custom_fields"] == {plan: f"p{i}"}
-    # One RecordBatch per sink call: 4 calls, each packing its own body.
-    assert [r.contact_count for r in upserts(emulator)] == [2, 2, 2, 1]
+    # Bodies pack across the whole file, whatever the batches it is read in.
+    assert [r.contact_count for r in upserts(emulator)] == [7]
     summary = run_summary(state_path, info)
     assert summary["rows_read"] == 7
     assert summary["contacts_sent"] == 7
-    assert summary["requests"] == 4
+    assert summary["requests"] == 1
 
 
-def test_record_batch_mode_records_a_bad_row_under_its_row_number_in_the_job(
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_dlt_record_batches_are_refused_before_any_request_saying_why(
+    emulator, destination, run, monkeypatch, how
+) -> None:
+    # batch_size > 0 would plan each RecordBatch on its own: last row wins, "only changes are
+    # sent" and "never backwards" could not hold across the load.
+    if how == "environment":
+        monkeypatch.setenv("DESTINATION__SENDGRID__BATCH_SIZE", "2")
+        dest = destination()
+    else:
+        dest = destination(batch_size=2)
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(contacts_table(4), dest)
+
+    message = str(cause_of(failed.value, ConfigurationError))
+    assert "batch_size" in message and "0" in message
+    assert upserts(emulator) == []
+
+
+def test_a_bad_row_keeps_its_row_number_in_the_file_across_batches(
     emulator, destination, run, state_path
 ) -> None:
     emails = [f"user{i}@example.com" for i in range(6)]
@@ -453,7 +473,7 @@ def test_record_batch_mode_records_a_bad_row_under_its_row_number_in_the_job(
     emails[4] = "bad-four"
     data = contacts_table(6, email=emails)
 
-    run(data, destination(batch_size=2))
+    run(data, destination(read_batch_rows=2))
 
     rejects = rejects_of(state_path)
     assert sorted((r["contact_key"], r["row_number"]) for r in rejects) == [

@@ -335,13 +335,13 @@ def test_rejects_exports_rejected_rows_with_key_column_and_reason_as_json_and_cs
     assert list(csv.DictReader(out_file.open(newline=""))) == as_csv
 
 
-def test_rejects_name_the_source_row_when_dlt_hands_over_record_batches(
+def test_rejects_name_the_source_row_of_a_file_read_in_batches(
     emulator, destination, run, state_path, capsys
 ) -> None:
-    # batch_size=4: dlt calls the sink with 4-row RecordBatches (rows 0-3, 4-7, 8-9).
+    # read_batch_rows=4: the job file is streamed as rows 0-3, 4-7, 8-9.
     emails = [f"user{i}@example.com" for i in range(10)]
     emails[3], emails[7] = "bad-three", "bad-seven"
-    info = run(contacts_table(10).set_column(0, "email", [emails]), destination(batch_size=4))
+    info = run(contacts_table(10).set_column(0, "email", [emails]), destination(read_batch_rows=4))
 
     rows = json.loads(cli(capsys, "rejects", "--state", str(state_path), "--format", "json"))
 
