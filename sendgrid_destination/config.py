@@ -64,6 +64,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     # Fail the run (after the good rows are sent) when more rows than this were refused:
     # a count (0: any), or a fraction of the rows read when below 1. None: never.
     fail_on_rejects: float | None = None
+    # A mapped column that stopped arriving (empty in a whole load that used to fill it)
+    # stops its table, unless this is true (then it is a note in the summary).
+    allow_missing_columns: bool = False
     # A row leaving out an identifier its contact has in SendGrid is completed from the state
     # (SendGrid refuses such an update); false: the row is refused, naming the identifier.
     fill_missing_identifiers: bool = True

@@ -38,6 +38,7 @@ from sendgrid_destination.contact_model import IDENTIFIERS
 from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.custom_fields import resolve_custom_fields
 from sendgrid_destination.dispatch import Dispatcher
+from sendgrid_destination.drift import ColumnStats, check_columns
 from sendgrid_destination.errors import SendGridError, StoppedError
 from sendgrid_destination.identifiers import IdentifierPolicy
 from sendgrid_destination.import_jobs import JobTracker
@@ -112,9 +113,12 @@ class ContactSync:
         with Plan.build(
             self.store, setup.sql, self.stream, self.run_id, rows, setup.identifiers
         ) as plan:
+            stats = self._check_drift(setup, rows)
             self._record_plan(plan)
             held_back = self._send_planned(plan, setup, hold_back=pending_at_start)
             self._send_held_back(plan, setup, held_back)
+        if stats.rows:
+            self.store.set_column_stats(self.stream, stats.as_dict())
         return self.summary
 
     # -- the steps ---------------------------------------------------------------------------
@@ -161,6 +165,22 @@ class ContactSync:
         # Within one load a key occurs once (last row wins), so only jobs still pending now
         # can carry an earlier version of a contact.
         return bool(self.store.pending_jobs())
+
+    def _check_drift(self, setup: _Setup, rows: SourceRows) -> ColumnStats:
+        """Stop on a mapped column that stopped arriving; note type changes (see drift)."""
+        kinds = {b.column: b.arrow_kind for b in setup.sql.bindings}
+        stats = ColumnStats(rows.rows_read, {c: rows.values_read.get(c, 0) for c in kinds}, kinds)
+        last = self.store.column_stats(self.stream)
+        report = check_columns(
+            self.stream,
+            stats,
+            None if last is None else ColumnStats.from_dict(last),
+            allow_missing=self.config.allow_missing_columns,
+        )
+        for note in report.notes:
+            logger.warning("%s", note)
+            self.tally.note(note)
+        return stats
 
     def _record_plan(self, plan: Plan) -> None:
         self.tally.planned(plan.counts)

@@ -11,7 +11,7 @@ the load. Either way:
   batch's first row;
 * ``reader()``: the same rows as one streaming ``RecordBatchReader`` for DuckDB to scan,
   normalized and with the row numbers as ``ROW_COLUMN`` (``arrow_utils.with_row_numbers``);
-  ``rows_read`` counts what it has yielded.
+  ``rows_read`` counts what it has yielded, ``values_read`` its non-null values per column.
 
 A file may be read several times (the plan reads it whole, the render only if a row needs
 sending); each read streams, so memory is bounded by ``batch_rows``, not by the file.
@@ -31,6 +31,8 @@ class SourceRows:
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.rows_read = 0
+        # Per column, the values that were not null in what ``reader()`` yielded.
+        self.values_read: dict[str, int] = {}
 
     @staticmethod
     def from_file(path: str, columns: Sequence[str], batch_rows: int) -> SourceRows:
@@ -45,6 +47,7 @@ class SourceRows:
 
     def reader(self) -> pa.RecordBatchReader:
         self.rows_read = 0
+        self.values_read = dict.fromkeys(self.schema.names, 0)
         numbered = (
             part
             for batch, first in self.batches()
@@ -58,6 +61,8 @@ class SourceRows:
 
     def _numbered(self, batch: pa.RecordBatch, first_row: int) -> pa.Table:
         self.rows_read += batch.num_rows
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            self.values_read[name] = self.values_read.get(name, 0) + len(column) - column.null_count
         return with_row_numbers(batch, first_row)
 
 

@@ -36,6 +36,7 @@ class RunSummary:
     failed_for_good: int = 0  # of failed_in_jobs: not resent until the row changes
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     unconfirmed: int = 0
+    notes: list[str] = field(default_factory=list)  # schema drift and the like
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,6 +62,8 @@ class RunSummary:
             if name in ("run_id", "stream"):
                 continue
             current = getattr(self, name)
+            if name == "notes":
+                value = [n for n in value if n not in current]
             setattr(self, name, current + value)
 
     def format(self) -> str:
@@ -93,6 +96,7 @@ class RunSummary:
                 f"  held back behind a pending job: {self.deferred}; "
                 f"left for a later run: {self.waiting}"
             )
+        lines += [f"  note: {note}" for note in self.notes]
         if self.unconfirmed:
             lines.append(f"  contacts unconfirmed (job errors unreadable): {self.unconfirmed}")
         return "\n".join(lines)

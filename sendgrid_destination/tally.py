@@ -51,6 +51,9 @@ class Tally:
     def found_unchanged(self, contacts: int) -> None:
         self.plan.unchanged += contacts
 
+    def note(self, text: str) -> None:
+        self.plan.notes.append(text)
+
     def held_back(self, contacts: int) -> None:
         self.plan.deferred += contacts
 

@@ -172,6 +172,18 @@ class StateStore:
             "INSERT OR REPLACE INTO meta VALUES ('learned.max_request_bytes', ?)", [str(max_bytes)]
         )
 
+    def column_stats(self, stream: str) -> dict[str, Any] | None:
+        """What the stream's last load held per mapped column (``drift.ColumnStats``)."""
+        row = self.con.execute(
+            "SELECT value FROM meta WHERE key = ?", [f"columns.{stream}"]
+        ).fetchone()
+        return dict(json.loads(row[0])) if row and row[0] else None
+
+    def set_column_stats(self, stream: str, stats: dict[str, Any]) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"columns.{stream}", json.dumps(stats)]
+        )
+
     def has_contacts(self) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM contacts").fetchall()[0][0])
 
