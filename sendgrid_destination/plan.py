@@ -153,31 +153,35 @@ class Plan:
     def _build(self) -> None:
         cur = self._cur
         cur.register("plan_src", self._rows.reader())
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {self._sql.check('plan_src')}")
+        cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {self._sql.check('plan_src')}"
+        ).fetchall()
         cur.unregister("plan_src")
         if self._identifiers is not None:
             self._resolve_identifiers(self._identifiers)
         # A contact deferred by an earlier run that has a row in this load: the row decides.
-        cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream))
+        cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream)).fetchall()
         superseded = self._find_duplicates()
         cur.execute(
             f"CREATE OR REPLACE TEMP VIEW sg_last AS SELECT {self._kept_columns()} "
             f"FROM {_CHECKED} c LEFT JOIN {_DUPLICATES} d ON d.contact_key = c.contact_key "
             "WHERE d.last_row IS NULL OR c.row_number = d.last_row"
-        )
+        ).fetchall()
         changes, params = self._store.changes_sql("sg_last", self._stream, self._run_id)
         # Rows that wait for a change of their data are kept (few) to be counted, not rendered.
         cur.execute(
             f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE (unchanged, this_run, "
             f"contact_key) FROM ({changes}) WHERE NOT unchanged OR waits ORDER BY row_number",
             params,
-        )
+        ).fetchall()
         sent_earlier = 0
         if self._store.sent_in_run(self._run_id):  # a retry: rarely worth a second join
             ((sent_earlier,),) = cur.execute(
                 f"SELECT count(*) FROM ({changes}) WHERE unchanged AND this_run", params
             ).fetchall()
-        cur.execute(f"DROP VIEW sg_last; DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}")
+        cur.execute(
+            f"DROP VIEW sg_last; DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}"
+        ).fetchall()
         ((kept, to_render, waits),) = cur.execute(
             f"SELECT count(*) FILTER (WHERE NOT waits), count(*) FILTER (WHERE ok AND NOT waits), "
             f"count(*) FILTER (WHERE waits) FROM {_TABLE}"
@@ -197,20 +201,22 @@ class Plan:
         """Match the checked rows to the contacts whose identifiers SendGrid holds; the
         checked rows become the resolved ones (see ``identifiers``)."""
         matched, params = self._store.identities_sql(_CHECKED)
-        self._cur.execute(f"CREATE OR REPLACE TEMP TABLE sg_matched AS {matched}", params)
+        self._cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE sg_matched AS {matched}", params
+        ).fetchall()
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_resolved AS {policy.resolve_sql('sg_matched')}"
-        )
+        ).fetchall()
         self._cur.execute(
             f"DROP TABLE sg_matched; DROP TABLE {_CHECKED}; "
             f"ALTER TABLE sg_resolved RENAME TO {_CHECKED}"
-        )
+        ).fetchall()
 
     def _find_duplicates(self) -> int:
         """Keep each duplicated key's last row number; return how many rows they supersede."""
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS {duplicate_keys(_CHECKED)}"
-        )
+        ).fetchall()
         ((superseded,),) = self._cur.execute(
             f"SELECT coalesce(sum(n - 1), 0) FROM {_DUPLICATES}"
         ).fetchall()

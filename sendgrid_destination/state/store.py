@@ -134,8 +134,22 @@ class StateStore:
 
     def back_up(self) -> None:
         """Keep a copy of the file as it is now (after a run that completed)."""
-        self.con.execute("CHECKPOINT")
+        self._write("CHECKPOINT")
         recovery.back_up(self.path)
+
+    def _write(self, sql: str, params: list[Any] | None = None) -> None:
+        """One statement on a cursor of its own: DuckDB refuses new work on a connection
+        whose last result was not fetched to the end, and a write's count row is never read."""
+        self._rows(sql, params)
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of one query, read to the end on a cursor of its own (see ``_write``)."""
+        with self.workspace() as cur:
+            return cur.execute(sql, params or []).fetchall()
+
+    def _first(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
 
     @contextmanager
     def workspace(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -151,7 +165,7 @@ class StateStore:
 
     def account(self) -> dict[str, str]:
         """The account this file belongs to (``meta``'s ``account.*`` keys), if recorded."""
-        rows = self.con.execute("SELECT key, value FROM meta WHERE key LIKE 'account.%'").fetchall()
+        rows = self._rows("SELECT key, value FROM meta WHERE key LIKE 'account.%'")
         return {str(k).removeprefix("account."): str(v) for k, v in rows if v is not None}
 
     def set_account(self, account: dict[str, str]) -> None:
@@ -162,37 +176,33 @@ class StateStore:
     def learned_max_bytes(self) -> int | None:
         """The request size SendGrid accepted for this account, when it refused a larger one
         as too large (``learned.max_request_bytes`` in ``meta``)."""
-        row = self.con.execute(
-            "SELECT value FROM meta WHERE key = 'learned.max_request_bytes'"
-        ).fetchone()
+        row = self._first("SELECT value FROM meta WHERE key = 'learned.max_request_bytes'")
         return int(row[0]) if row and row[0] else None
 
     def set_learned_max_bytes(self, max_bytes: int) -> None:
-        self.con.execute(
+        self._write(
             "INSERT OR REPLACE INTO meta VALUES ('learned.max_request_bytes', ?)", [str(max_bytes)]
         )
 
     def column_stats(self, stream: str) -> dict[str, Any] | None:
         """What the stream's last load held per mapped column (``drift.ColumnStats``)."""
-        row = self.con.execute(
-            "SELECT value FROM meta WHERE key = ?", [f"columns.{stream}"]
-        ).fetchone()
+        row = self._first("SELECT value FROM meta WHERE key = ?", [f"columns.{stream}"])
         return dict(json.loads(row[0])) if row and row[0] else None
 
     def set_column_stats(self, stream: str, stats: dict[str, Any]) -> None:
-        self.con.execute(
+        self._write(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"columns.{stream}", json.dumps(stats)]
         )
 
     def has_contacts(self) -> bool:
-        return bool(self.con.execute("SELECT count(*) FROM contacts").fetchall()[0][0])
+        return bool(self._rows("SELECT count(*) FROM contacts")[0][0])
 
     def accepted_sample(self, limit: int) -> list[str]:
         """Keys of up to ``limit`` contacts recorded as accepted, most recently sent first."""
-        rows = self.con.execute(
+        rows = self._rows(
             "SELECT contact_key FROM contact_status WHERE status = ? ORDER BY seq DESC LIMIT ?",
             [str(ContactStatus.ACCEPTED), limit],
-        ).fetchall()
+        )
         return [str(r[0]) for r in rows]
 
     # -- deciding what changed ---------------------------------------------------------------
@@ -242,15 +252,14 @@ class StateStore:
     def _pending_elsewhere(self, stream: str) -> bool:
         """Whether another table of this account has jobs pending (then a contact's pending
         send may come from there: checked only then, it costs a second scan)."""
-        rows = self.con.execute(
+        rows = self._rows(
             "SELECT count(*) FROM jobs WHERE status = 'pending' AND stream <> ?", [stream]
-        ).fetchall()
+        )
         return bool(rows[0][0])
 
     def sent_in_run(self, run_id: str) -> bool:
         """Whether ``run_id`` has accepted requests already (dlt is retrying one of its files)."""
-        row = self.con.execute("SELECT count(*) FROM requests WHERE run_id = ?", [run_id])
-        return bool(row.fetchall()[0][0])
+        return bool(self._rows("SELECT count(*) FROM requests WHERE run_id = ?", [run_id])[0][0])
 
     def same_content(self, contacts: pa.Table, legacy_hash: LegacyHash) -> pa.Array:
         """Per row of ``contacts`` (``content_hash``, ``prev_hash``, ``contact_json``): is its
@@ -273,7 +282,7 @@ class StateStore:
         if stream is not None:
             sql += " AND stream = ?"
             params.append(stream)
-        return [r[0] for r in self.con.execute(sql + " ORDER BY created_at", params).fetchall()]
+        return [r[0] for r in self._rows(sql + " ORDER BY created_at", params)]
 
     def pending_jobs_of(self, contacts: pa.Table) -> list[str]:
         """Unfinished jobs carrying an earlier version of any of these contacts, from any
@@ -290,7 +299,7 @@ class StateStore:
 
     def has_identities(self) -> bool:
         """Whether any contact was accepted with several identifiers."""
-        return bool(self.con.execute("SELECT count(*) FROM identities").fetchall()[0][0])
+        return bool(self._rows("SELECT count(*) FROM identities")[0][0])
 
     def identities_sql(self, relation: str) -> tuple[str, list[Any]]:
         """Over ``relation`` (``row_number`` and ``i_<identifier>`` for the four
@@ -327,12 +336,13 @@ class StateStore:
 
     def deferred(self, stream: str) -> pa.Table:
         """The contacts of ``stream`` waiting for a pending job (``RENDERED``'s columns)."""
-        return self.con.sql(
-            "SELECT row_number, contact_key, fingerprint, false AS is_new, "
-            "NULL::VARCHAR AS prev_hash, false AS pending, false AS retry, contact_json, "
-            "content_hash, ids FROM deferred WHERE stream = ? ORDER BY row_number",
-            params=[stream],
-        ).to_arrow_table()
+        with self.workspace() as cur:
+            return cur.sql(
+                "SELECT row_number, contact_key, fingerprint, false AS is_new, "
+                "NULL::VARCHAR AS prev_hash, false AS pending, false AS retry, contact_json, "
+                "content_hash, ids FROM deferred WHERE stream = ? ORDER BY row_number",
+                params=[stream],
+            ).to_arrow_table()
 
     def defer(self, run_id: str, stream: str, contacts: pa.Table) -> None:
         """``contacts`` (``RENDERED``) are the stream's deferred contacts from now on: what is
@@ -493,7 +503,7 @@ class StateStore:
     def record_job_failures_as_rejects(self, *, run_id: str, job_id: str) -> None:
         """Copy a job's failed contacts into the rejects table of this run."""
         where, params = self._of_job(job_id)
-        self.con.execute(
+        self._write(
             "INSERT INTO rejects SELECT ?, stream, NULL, contact_key, NULL, reason, 'job', now() "
             f"FROM contacts WHERE {where} AND status = '{ContactStatus.FAILED}'",
             [run_id, *params],
@@ -501,11 +511,11 @@ class StateStore:
 
     def job_failure_reasons(self, job_id: str) -> dict[str, int]:
         where, params = self._of_job(job_id)
-        rows = self.con.execute(
+        rows = self._rows(
             f"SELECT reason, count(*) FROM contacts WHERE {where} "
             f"AND status = '{ContactStatus.FAILED}' GROUP BY reason",
             params,
-        ).fetchall()
+        )
         return {str(r[0]): int(r[1]) for r in rows}
 
     def count_job_contacts(self, job_id: str, contacts: pa.Table) -> int:
@@ -524,15 +534,15 @@ class StateStore:
 
     def job_contact_count(self, job_id: str, status: ContactStatus) -> int:
         where, params = self._of_job(job_id)
-        rows = self.con.execute(
+        rows = self._rows(
             f"SELECT count(*) FROM contact_status WHERE {where} AND status = ?",
             [*params, str(status)],
-        ).fetchall()
+        )
         return int(rows[0][0]) if rows else 0
 
     def _of_job(self, job_id: str, prefix: str = "") -> tuple[str, list[Any]]:
         """A filter on a job's contacts that DuckDB can serve by skipping row groups."""
-        rows = self.con.execute("SELECT seq FROM requests WHERE job_id = ?", [job_id]).fetchall()
+        rows = self._rows("SELECT seq FROM requests WHERE job_id = ?", [job_id])
         if not rows or rows[0][0] is None:
             return "false", []  # never sent, so no contact rides on it
         return f"{prefix}seq = ?", [rows[0][0]]
@@ -540,13 +550,13 @@ class StateStore:
     # -- runs --------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, stream: str) -> None:
-        self.con.execute(
+        self._write(
             "INSERT OR IGNORE INTO runs (run_id, stream, started_at) VALUES (?, ?, now())",
             [run_id, stream],
         )
 
     def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
-        self.con.execute(
+        self._write(
             "UPDATE runs SET finished_at = now(), summary = ? WHERE run_id = ?",
             [json.dumps(summary), run_id],
         )
@@ -598,13 +608,13 @@ class StateStore:
     def report_once(self, run_id: str, what: str) -> bool:
         """True the first time ``what`` is reported for ``run_id``, False ever after."""
         key = f"reported.{what}.{run_id}"
-        if self.con.execute("SELECT 1 FROM meta WHERE key = ?", [key]).fetchone():
+        if self._first("SELECT 1 FROM meta WHERE key = ?", [key]):
             return False
-        self.con.execute("INSERT INTO meta VALUES (?, 'true')", [key])
+        self._write("INSERT INTO meta VALUES (?, 'true')", [key])
         return True
 
     def run_summary(self, run_id: str) -> dict[str, Any] | None:
-        row = self.con.execute("SELECT summary FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        row = self._first("SELECT summary FROM runs WHERE run_id = ?", [run_id])
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
 

@@ -12,7 +12,9 @@ API_KEY = "SG.test-crash-key"
 PER_REQUEST = 200
 
 
-def sync(data: pa.Table, base_url: str, state_path: str, pipelines_dir: str) -> LoadInfo:
+def sync(
+    data: pa.Table, base_url: str, state_path: str, pipelines_dir: str, in_flight: int = 1
+) -> LoadInfo:
     pipeline = dlt.pipeline(
         "crash",
         destination=sendgrid(
@@ -21,7 +23,7 @@ def sync(data: pa.Table, base_url: str, state_path: str, pipelines_dir: str) -> 
             mapping={"email": "email", "first_name": "first_name"},
             state_path=state_path,
             max_contacts_per_request=PER_REQUEST,
-            max_in_flight=1,
+            max_in_flight=in_flight,
             read_batch_rows=500,
             job_poll_interval=0.02,
         ),

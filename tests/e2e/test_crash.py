@@ -8,8 +8,9 @@ and its recording, and during job polling. After a rerun:
 * every contact is in the emulator with its version-2 values;
 * the rerun sends exactly the contacts whose version-2 hash the killed run had not recorded
   (nothing recorded as accepted is sent again);
-* over both runs, at most one request's worth of contacts was sent twice (the request whose
-  202 arrived but was not yet recorded when the process died).
+* over both runs, at most ``max_in_flight`` requests' worth of contacts was sent twice (the
+  requests whose 202 arrived but were not yet recorded when the process died): trials run
+  with one request in flight, and some with two.
 """
 
 from __future__ import annotations
@@ -80,9 +81,11 @@ def _kill_after(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(TRIALS))
-def test_a_sigkilled_load_loses_nothing_and_resends_only_the_unrecorded_request(
-    trial: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("trial", "in_flight"), [(t, 1) for t in range(TRIALS)] + [(t, 2) for t in range(TRIALS, 28)]
+)
+def test_a_sigkilled_load_loses_nothing_and_resends_only_the_unrecorded_requests(
+    trial: int, in_flight: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(SEED + trial)
     monkeypatch.chdir(tmp_path)
@@ -101,6 +104,7 @@ def test_a_sigkilled_load_loses_nothing_and_resends_only_the_unrecorded_request(
                 str(state),
                 str(dlt_dir),
                 str(parquet),
+                str(in_flight),
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -113,7 +117,7 @@ def test_a_sigkilled_load_loses_nothing_and_resends_only_the_unrecorded_request(
         recorded = _recorded_v2(state)
         after_kill = len(emulator.requests)
 
-        sync(_version(2), emulator.base_url, str(state), str(dlt_dir))
+        sync(_version(2), emulator.base_url, str(state), str(dlt_dir), in_flight)
         emulator.process_jobs()
         resent = _upserted(emulator, after_kill)
 
@@ -121,4 +125,4 @@ def test_a_sigkilled_load_loses_nothing_and_resends_only_the_unrecorded_request(
     assert len(names) == CONTACTS
     assert all(names[f"user{i}@example.com"] == f"v2-{i}" for i in range(CONTACTS))
     assert resent == CONTACTS - recorded, "the rerun resent contacts recorded as accepted"
-    assert sent_before_kill + resent <= CONTACTS + PER_REQUEST
+    assert sent_before_kill + resent <= CONTACTS + in_flight * PER_REQUEST
