@@ -4,19 +4,25 @@ recorded.
 ``ContactSync(...).run(rows)`` runs these steps, in this order (``run`` reads as the list):
 
 1. **bind**: the mapping against the rows' schema, custom field names resolved to the
-   account's IDs, list IDs checked: everything that must hold before the first upsert;
+   account's IDs, list IDs checked, the body size learned for the account, and whether
+   SendGrid's identifier rule is in play: everything that must hold before the first upsert;
 2. **settle earlier jobs**: import jobs left pending by earlier runs are followed first, since
-   contacts they failed must not look unchanged;
-3. **plan** (``Plan``): one pass over all the rows checks them, keeps each contact key's last
-   row, records the rejects and drops rows unchanged by fingerprint;
+   contacts they failed must not look unchanged (every wait of the run shares one budget,
+   ``job_wait_timeout``);
+3. **plan** (``Plan``): one pass over all the rows checks them, resolves them against the
+   identifiers SendGrid holds, keeps each contact key's last row, records the rejects and drops
+   rows unchanged by fingerprint; a mapped column that stopped arriving stops the table
+   (``drift``);
 4. **send**: per batch, render the planned rows, set apart those unchanged by content and
-   those whose previous version rides on a job still pending from an earlier run (held back:
-   SendGrid promises no order between jobs, so a newer version must not overtake an older one
-   still queued), pack the rest and dispatch up to ``max_in_flight`` bodies; then the last
-   body. Every 202 is recorded right after it arrives, and this run's jobs are followed to
-   their end, whatever raises (``Dispatcher``, ``_following_jobs``);
-5. **held back**: wait once more for the jobs blocking the held-back contacts, decide again
-   through the plan, and send what still needs it.
+   those whose previous version rides on a job still pending (held back: SendGrid promises
+   no order between jobs, so a newer version must not overtake an older one still queued),
+   refuse contacts too large for any request, pack the rest and dispatch up to
+   ``max_in_flight`` bodies; then the last body. Every 202 is recorded right after it arrives,
+   and this run's jobs are followed to their end, whatever raises (``Dispatcher``,
+   ``_following_jobs``); a signal stops the sending (``stop``);
+5. **held back**: with the contacts earlier runs deferred, wait for the jobs blocking them
+   within the budget, decide again through the plan, send what they no longer block, and
+   keep the rest in the state for a later run.
 
 The counters live in one ``Tally``; the returned ``RunSummary`` is its result.
 """
