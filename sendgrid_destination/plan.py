@@ -6,7 +6,8 @@ fingerprint), in the state's workspace, and from that:
 
 * of several rows with one contact key, all but the last are superseded (last row wins,
   before anything else: a superseded row is neither rejected nor sent);
-* rows that fail the check become ``Plan.rejects``;
+* rows that fail the check become ``Plan.rejects``; the fields left out of rows that pass
+  it (``on_invalid_value = "omit_field"``) become ``Plan.omitted``, in the same form;
 * the rest are classified by the state store (``changes_sql``): a row unchanged by fingerprint
   goes no further and is never rendered; every other row stays in the plan with ``is_new``,
   ``prev_hash`` and ``pending``.
@@ -159,7 +160,9 @@ class Plan:
             int(to_render),
             int(sent_earlier),
         )
-        self.rejects = self._rejects()
+        self.rejects = self._problems("NOT ok")
+        flagged = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())
+        self.omitted = self._problems(f"ok AND ({flagged})")
 
     def _find_duplicates(self) -> int:
         """Keep each duplicated key's last row number; return how many rows they supersede."""
@@ -175,21 +178,24 @@ class Plan:
         # The plan table stays resident through the render, beside the contacts being
         # recorded: an ok row keeps no key or problem masks (the render recomputes its key:
         # ~70 -> ~35 MB per 1M rows, within the state's cap); a refused row keeps them, as
-        # ``refused_key``, for its rejects. ``contact_key`` is only for the state's join.
+        # ``refused_key``, for its rejects. ``contact_key`` is only for the state's join. An
+        # ok row with a problem (a field omit_field leaves out) keeps them too, to list it.
+        flagged = " OR ".join(f"c.{p} <> 0" for p in self._sql.problem_columns())
         refused = ", ".join(
-            f"CASE WHEN NOT c.ok THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
+            f"CASE WHEN {flagged} THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
         )
         return (
             "c.row_number, c.ok, c.fingerprint, c.contact_key, "
-            f"CASE WHEN NOT c.ok THEN c.contact_key END AS refused_key, {refused}"
+            f"CASE WHEN {flagged} THEN c.contact_key END AS refused_key, {refused}"
         )
 
-    def _rejects(self) -> pa.Table:
+    def _problems(self, where: str) -> pa.Table:
+        """``REJECTS`` rows (one per problem) of the plan's rows matching ``where``."""
         cur = self._cur
         masks = ", ".join(self._sql.problem_columns())
         bad = cur.sql(
             f"SELECT row_number, refused_key AS contact_key, {masks} "
-            f"FROM {_TABLE} WHERE NOT ok ORDER BY row_number"
+            f"FROM {_TABLE} WHERE {where} ORDER BY row_number"
         ).to_arrow_table()
         if bad.num_rows == 0:
             return REJECTS.empty_table()

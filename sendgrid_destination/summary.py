@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+_COUNTERS = ("rejected_by_reason", "omitted_by_reason", "jobs", "failed_by_reason")
+
 
 @dataclass
 class RunSummary:
@@ -23,6 +25,9 @@ class RunSummary:
     deferred: int = 0
     rejected: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    # on_invalid_value = "omit_field": fields left out of contacts that were sent anyway
+    omitted: int = 0
+    omitted_by_reason: Counter[str] = field(default_factory=Counter)
     contacts_sent: int = 0
     requests: int = 0
     bytes_sent: int = 0
@@ -31,19 +36,18 @@ class RunSummary:
     failed_in_jobs: int = 0
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     unconfirmed: int = 0
+    # The table was not loaded: its configuration is wrong (the message says what to fix).
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("rejected_by_reason", "jobs", "failed_by_reason"):
+        for key in _COUNTERS:
             data[key] = dict(getattr(self, key))
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
-        counters = {
-            k: Counter(data.get(k) or {})
-            for k in ("rejected_by_reason", "jobs", "failed_by_reason")
-        }
+        counters = {k: Counter(data.get(k) or {}) for k in _COUNTERS}
         summary = cls(run_id=str(data["run_id"]), stream=str(data["stream"]))
         for name, value in data.items():
             if name not in ("run_id", "stream"):
@@ -56,10 +60,15 @@ class RunSummary:
             if name in ("run_id", "stream"):
                 continue
             current = getattr(self, name)
+            if name == "error":
+                setattr(self, name, current or value)
+                continue
             setattr(self, name, current + value)
 
     def format(self) -> str:
         """A few readable lines (no keys, no values)."""
+        if self.error:
+            return f"run {self.run_id} ({self.stream}): NOT LOADED: {self.error}"
         lines = [
             f"run {self.run_id} ({self.stream}): {self.rows_read} rows read; "
             f"{self.new} new, {self.changed} changed, "
@@ -71,6 +80,9 @@ class RunSummary:
             f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",
         ]
         lines += [f"    {n} x {reason}" for reason, n in self.rejected_by_reason.most_common()]
+        if self.omitted:
+            lines.append(f"  fields left out of contacts sent (omit_field): {self.omitted}")
+            lines += [f"    {n} x {reason}" for reason, n in self.omitted_by_reason.most_common()]
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items()) if n) or "none"
         lines.append(f"  jobs: {jobs}")
         lines.append(f"  contacts failed in jobs: {self.failed_in_jobs}")
