@@ -162,6 +162,25 @@ def test_unknown_columns_are_all_listed_along_with_the_available_ones():
     assert "Available columns: mail, given." in message
 
 
+def test_a_table_holding_none_of_the_mapped_columns_is_pointed_to_per_table_mappings():
+    schema = pa.schema([("id", pa.int64()), ("amount", pa.float64())])
+
+    message = bind_refusal({"email": "email", "first_name": "given"}, schema)
+
+    assert "None of the mapped columns is in this table" in message
+    assert "[destination.sendgrid.tables.<table>]" in message
+    assert "all-null" not in message  # not a column dlt dropped: another table
+
+
+def test_a_misspelled_column_gets_a_suggestion_and_the_all_null_hint():
+    schema = pa.schema([("email", pa.string()), ("given_name", pa.string())])
+
+    message = bind_refusal({"email": "email", "first_name": "givn_name"}, schema)
+
+    assert "Did you mean 'givn_name' -> 'given_name'?" in message
+    assert "all-null Arrow column" in message
+
+
 @pytest.mark.parametrize(
     ("raw", "types", "column", "arrow_type", "target"),
     [
