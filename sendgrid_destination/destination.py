@@ -95,32 +95,45 @@ def run_sink(
         state[SKIPPED_PREFIX + stream] = True  # one warning at the load's end names them all
         return
     config.validate()
-    run_id = f"{_load_id()}:{stream}"
     state_path = config.resolved_state_path()
     if legacy := config.legacy_state_path():
         adopt_legacy_state(state_path, legacy)
     with StateStore.open(state_path) as store, _client(config, clock) as client:
         _claim_account(store, config)
-        store.start_run(run_id, stream)
-        tally, file_key = Tally(run_id, stream), _file_key(items, stream, state)
-        settings = config
-        try:
-            settings, mapping = _table_setup(config, stream)
-            sync = ContactSync(settings, mapping, client, store, clock, run_id, stream)
-            tally = sync.tally
-            rows, loaded = _rows(items, mapping.columns, settings, stream, state)
-            sync.run(rows)
-            loaded()
-        except ConfigurationError as exc:
-            # Found before this table's first upsert: the other tables go on (module doc).
-            tally.plan.error = _table_failed(state, stream, exc)
-        finally:
-            summary = _save_attempt(store, tally, file_key)
-            _publish_summary(summary)
+        summary, settings = _sync_table(items, stream, config, store, client, clock, state)
         if summary.error:
             return
         logger.info("SendGrid sync summary\n%s", summary.format())
         _check_rejects(store, settings, summary)
+
+
+def _sync_table(
+    items: str | pa.RecordBatch,
+    stream: str,
+    config: SendGridConfiguration,
+    store: StateStore,
+    client: SendGridClient,
+    clock: Clock,
+    state: dict[str, Any],
+) -> tuple[RunSummary, SendGridConfiguration]:
+    """Load this call's rows of ``stream``; its summary (kept and published) and settings.
+    A configuration error of the table is settled here, in its summary (module doc)."""
+    run_id = f"{_load_id()}:{stream}"
+    store.start_run(run_id, stream)
+    tally, file_key, settings = Tally(run_id, stream), _file_key(items, stream, state), config
+    try:
+        settings, mapping = _table_setup(config, stream)
+        sync = ContactSync(settings, mapping, client, store, clock, run_id, stream)
+        tally = sync.tally
+        rows, loaded = _rows(items, mapping.columns, settings, stream, state)
+        sync.run(rows)
+        loaded()
+    except ConfigurationError as exc:  # found before the table's first upsert
+        tally.plan.error = _table_failed(state, stream, exc)
+    finally:
+        summary = _save_attempt(store, tally, file_key)
+        _publish_summary(summary)
+    return summary, settings
 
 
 def _table_setup(
@@ -128,7 +141,8 @@ def _table_setup(
 ) -> tuple[SendGridConfiguration, FieldMapping]:
     """The table's configuration and parsed mapping; raises ConfigurationError."""
     settings = config.for_table(stream)
-    assert settings is not None  # config.maps(stream)
+    if settings is None:  # run_sink loads only the tables config.maps()
+        raise ConfigurationError(f"Table {stream!r} has no mapping.")
     return settings, parse_mapping(settings.mapping)
 
 
@@ -166,8 +180,8 @@ def settle_tables(state: dict[str, Any]) -> None:
     _commit_destination_state()
     if failed:
         raise TablesNotLoadedError(
-            f"{len(failed)} table(s) not loaded because of their configuration; the other "
-            f"tables of this load were loaded. {' '.join(failed)} Fix the table's settings "
+            f"{len(failed)} table(s) not loaded because of their configuration (every other "
+            f"table of this load was loaded). {' '.join(failed)} Fix the table's settings "
             "(under [destination.sendgrid.tables.<table>] for one table). dlt keeps this load "
             "package pending with no job left: the next load completes it without sending "
             "anything (call pipeline.load() before pipeline.run(), so that the same run also "
