@@ -7,14 +7,24 @@ such as ``DESTINATION__SENDGRID__API_KEY``. The defaults here must equal those o
 to the spec's value (docs/dlt-behaviour.md, "Configuration"). The mapping, a dict that dlt
 resolves as one value, also takes single entries from nested environment variables
 (``DESTINATION__SENDGRID__MAPPING__EMAIL``; see ``env_mapping``).
+
+Several tables: ``tables`` gives each table its own mapping and options
+(``[destination.sendgrid.tables.<table>]``, ``sendgrid(tables={...})`` or the JSON variable
+``DESTINATION__SENDGRID__TABLES``); ``for_table(name)`` is the configuration one table loads
+with: the top-level settings, overridden by the table's entry (``TABLE_OPTIONS``). With
+``tables`` set, a table it does not name has no mapping and is skipped (``for_table`` returns
+None); without it, every table loads with the top-level ``mapping``. Per-entry variables apply
+to a named table's mapping too (``DESTINATION__SENDGRID__TABLES__<TABLE>__MAPPING__EMAIL``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 from dlt.common.configuration import configspec
 from dlt.common.configuration.container import Container
@@ -37,6 +47,18 @@ BATCHES_REFUSED = (
     "Remove batch_size from the settings (read_batch_rows bounds memory instead)."
 )
 
+OnInvalidValue = Literal["reject_row", "omit_field"]
+# What a table's entry under ``tables`` may set; everything else (the key, the host, limits,
+# timeouts, the state file) belongs to the account and the load, not to one table.
+TABLE_OPTIONS: Final = (
+    "mapping",
+    "list_ids",
+    "on_invalid_value",
+    "date_format",
+    "create_missing_custom_fields",
+    "fail_on_rejects",
+)
+
 
 @configspec
 class SendGridConfiguration(CustomDestinationClientConfiguration):
@@ -46,6 +68,11 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     base_url: str = DEFAULT_BASE_URL
     on_behalf_of: str | None = None
     mapping: dict[str, Any] | None = None
+    # Per table: its own mapping and options (TABLE_OPTIONS); tables not named are skipped.
+    tables: dict[str, Any] | None = None
+    # A value that fails its field's check: "reject_row" refuses the whole contact,
+    # "omit_field" leaves that field out and sends the rest (identifiers always reject).
+    on_invalid_value: str = "reject_row"
     list_ids: list[str] | None = None
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_contacts_per_request: int = MAX_CONTACTS_PER_REQUEST
@@ -80,8 +107,13 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
 
     def on_resolved(self) -> None:
         """dlt's hook after resolution: nested mapping variables take effect here."""
-        prefixes = mapping_prefixes(self.destination_name or "sendgrid", _pipeline_name())
-        self.mapping = overlay_mapping(self.mapping, prefixes)
+        name, pipeline = self.destination_name or "sendgrid", _pipeline_name()
+        self.mapping = overlay_mapping(self.mapping, mapping_prefixes(name, pipeline))
+        if isinstance(self.tables, Mapping):
+            self.tables = {
+                table: _overlay_table(entry, mapping_prefixes(f"{name}__TABLES__{table}", pipeline))
+                for table, entry in self.tables.items()
+            }
 
     def validate(self) -> None:
         """Checks that need no data and no network; raise ConfigurationError naming the fix."""
@@ -108,11 +140,77 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             normalize_base_url(self.base_url)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        if self.fail_on_rejects is not None and self.fail_on_rejects < 0:
+        if self.tables is not None and not isinstance(self.tables, Mapping):
+            raise ConfigurationError(
+                "tables must be a table of table name = its settings, such as "
+                '[destination.sendgrid.tables.customers] with a mapping, or {"customers": '
+                '{"mapping": {"email": "email"}}} in DESTINATION__SENDGRID__TABLES.'
+            )
+        if not self.mapping and not self.tables:
+            raise ConfigurationError(
+                "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml "
+                '(for example email = "email") or pass mapping={...} to sendgrid(); or give '
+                "each table its own under [destination.sendgrid.tables.<table>.mapping]."
+            )
+        self.validate_table_options()
+
+    def validate_table_options(self) -> None:
+        """The options a table may override (``TABLE_OPTIONS``) have usable values."""
+        if self.fail_on_rejects is not None and (
+            isinstance(self.fail_on_rejects, bool)
+            or not isinstance(self.fail_on_rejects, int | float)
+            or self.fail_on_rejects < 0
+        ):
             raise ConfigurationError(
                 "fail_on_rejects must be a count of rows (0 fails on any reject) or a fraction "
                 "of the rows read between 0 and 1, e.g. 0.05."
             )
+        if self.on_invalid_value not in get_args(OnInvalidValue):
+            raise ConfigurationError(
+                f"on_invalid_value must be one of {', '.join(get_args(OnInvalidValue))}, got "
+                f"{self.on_invalid_value!r}: reject_row refuses a contact with any invalid "
+                "value, omit_field leaves an invalid non-identifier field out and sends the rest."
+            )
+        if self.list_ids is not None and not (
+            isinstance(self.list_ids, list) and all(isinstance(i, str) for i in self.list_ids)
+        ):
+            raise ConfigurationError('list_ids must be a list of list IDs, e.g. ["<uuid>"].')
+        if not isinstance(self.date_format, str) or not self.date_format:
+            raise ConfigurationError('date_format must be a strftime format, e.g. "%Y-%m-%d".')
+        if not isinstance(self.create_missing_custom_fields, bool):
+            raise ConfigurationError("create_missing_custom_fields must be true or false.")
+
+    def for_table(self, table: str) -> SendGridConfiguration | None:
+        """The configuration ``table`` loads with, or None when it has no mapping (``tables``
+        is set and does not name it): the top-level settings with the table's entry on top.
+        Raises ConfigurationError (naming no table: the caller does) for a malformed entry."""
+        if not self.tables:
+            return copy.copy(self)
+        entry = self.tables.get(table)
+        if entry is None:
+            return None
+        if not isinstance(entry, Mapping):
+            raise ConfigurationError(
+                f"tables.{table} must be a table of settings ({', '.join(TABLE_OPTIONS)}), "
+                f"got {type(entry).__name__}."
+            )
+        unknown = sorted(str(k) for k in entry if k not in TABLE_OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"tables.{table} has unknown setting(s) {', '.join(unknown)}: a table may set "
+                f"{', '.join(TABLE_OPTIONS)}; the others apply to every table, at the top level "
+                "of [destination.sendgrid]."
+            )
+        settings = copy.copy(self)
+        for option, value in entry.items():
+            setattr(settings, option, value)
+        settings.tables = None
+        settings.validate_table_options()
+        return settings
+
+    def maps(self, table: str) -> bool:
+        """Whether ``table`` is to be loaded: ``tables`` is not set, or names it."""
+        return not self.tables or not isinstance(self.tables, Mapping) or table in self.tables
 
     @property
     def account(self) -> Account:
@@ -140,6 +238,14 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
         fields["base_url"] = redact(str(self.base_url))  # a password in it stays out
         fields.pop("destination_callable", None)
         return f"SendGridConfiguration({fields})"
+
+
+def _overlay_table(entry: Any, prefixes: list[str]) -> Any:
+    """A table's entry with the per-entry variables of its mapping applied (see env_mapping)."""
+    if not isinstance(entry, Mapping):
+        return entry  # refused, naming the table, when the table is loaded
+    mapping = overlay_mapping(entry.get("mapping"), prefixes)
+    return {**entry, "mapping": mapping} if mapping is not None else dict(entry)
 
 
 def _pipeline_name() -> str | None:

@@ -1,8 +1,8 @@
 """The SQL compiler: a mapping's bindings become DuckDB SQL that checks and renders contacts.
 
-``ContactSql(bindings, list_ids=..., date_format=...)`` compiles once; every query takes the
-relation it reads as a parameter (a name registered on the cursor that runs it), so a column
-name is only ever quoted, never searched and rewritten:
+``ContactSql(bindings, list_ids=..., date_format=..., on_invalid_value=...)`` compiles once;
+every query takes the relation it reads as a parameter (a name registered on the cursor that
+runs it), so a column name is only ever quoted, never searched and rewritten:
 
 * ``check(relation)``: per row of ``relation`` (the source columns and ``ROW_COLUMN``) its
   ``row_number``, ``contact_key`` (``"<identifier>:<value>"``), one problem bitmask per 63
@@ -20,16 +20,27 @@ name is only ever quoted, never searched and rewritten:
   check's rows that are not ok and the table ``checks_table()`` registered as ``checks``.
 * ``duplicate_keys(relation)``: last row wins, defined once (see its docstring).
 
-Rules (documented in the README): nulls and empty strings are omitted, never sent; emails and
-identifiers are trimmed, emails lower-cased; Numbers are JSON numbers (NaN and infinity are
-refused); Dates are formatted in UTC (naive timestamps are taken as UTC).
+Rules (documented in the README): nulls and empty strings are omitted, never sent; emails,
+identifiers and reserved text fields are trimmed of surrounding whitespace, custom Text fields
+of trailing whitespace (the padding of char(n)), before the length and empty checks; emails
+are lower-cased; a JSON array in text (dlt's form of a PostgreSQL array) is a list for
+``alternate_emails``, other text is split on commas; Numbers are JSON numbers and NaN and
+infinity are refused for Number and Text fields alike; Dates are formatted in UTC (naive
+timestamps are taken as UTC).
+
+``on_invalid_value``: with ``"reject_row"`` (the default) a row failing any check is refused
+whole (``ok`` is false). With ``"omit_field"`` only the identifier checks (and text that is not
+UTF-8, which DuckDB must never scan) refuse a row; a row failing only a field's checks is ok,
+and ``render`` leaves that field out of its JSON (it recomputes those checks: the plan keeps no
+masks for the rows it sends). Its problems are the same bits of the same masks, so the plan
+lists the omitted fields with ``rejects`` as it lists a refused row's.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
@@ -55,6 +66,11 @@ class _Check:
     column: str
     condition: str  # SQL, true when the row is bad
     reason: str
+    # Whether leaving the field out fixes it; text that is not UTF-8 never is (see above).
+    of_value: bool = True
+    # With omit_field: the binding whose value is left out when this check fails (else None,
+    # and a failure refuses the row).
+    omits: int | None = None
 
 
 def ident(name: str) -> str:
@@ -122,6 +138,17 @@ def _number_text(src: str) -> str:
     )
 
 
+def _text_list(src: str) -> str:
+    """A list from text: a JSON array as its items (how dlt hands over a PostgreSQL array:
+    ``'["a@x.co","b@x.co"]'``), anything else split on commas."""
+    text = f"trim({src}, {literal(_BLANKS)})"
+    return (
+        f"CASE WHEN starts_with({text}, '[') AND json_valid({text}) "
+        f"AND json_type({text}) = 'ARRAY' THEN from_json({text}, '[\"VARCHAR\"]') "
+        f"ELSE string_split({src}, ',') END"
+    )
+
+
 def _is_number_text(b: Binding) -> bool:
     return b.field_type == "Number" and b.arrow_kind == "string"
 
@@ -167,9 +194,11 @@ class ContactSql:
         list_ids: Sequence[str] = (),
         date_format: str = DEFAULT_DATE_FORMAT,
         identities: bool = False,
+        on_invalid_value: str = "reject_row",
     ) -> None:
         self.bindings = list(bindings)
         self.date_format = date_format
+        self.omit_fields = on_invalid_value == "omit_field"
         self.scope = ",".join(sorted(list_ids))
         # The identifier rule is in play (the mapping has several identifiers, or the account
         # has contacts with several): the check also gives each row's identifiers
@@ -185,7 +214,7 @@ class ContactSql:
 
     def check(self, relation: str) -> str:
         groups = self._problem_groups()
-        ok = " AND ".join(f"p{g} = 0" for g in range(len(groups)))
+        ok = " AND ".join(self._group_ok(g) for g in range(len(groups)))
         sources = ", ".join(f"{ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
         values = ", ".join(f"v{i}" for i in range(len(self.bindings)))
         masks = ", ".join(f"{e} AS p{g}" for g, e in enumerate(groups))
@@ -202,17 +231,15 @@ class ContactSql:
 
     def render(self, relation: str) -> str:
         """Per row: ``contact_key``, ``contact_json``, ``content_hash`` and ``ids``."""
-        source = f"SELECT {self._values} FROM {ident(relation)}"
+        source = self._rendered_values(relation)
         ids = "NULL::VARCHAR"
         if self.identities:
-            fills = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
+            fills = "".join(f", {ident(fill_column(name))}" for name in IDENTIFIERS)
             completed = ", ".join(
                 f"coalesce({self._identifier(name)}, {ident(fill_column(name))}) AS x_{name}"
                 for name in IDENTIFIERS
             )
-            source = f"SELECT *, {completed} FROM (SELECT {self._values}, {fills} FROM " + (
-                f"{ident(relation)})"
-            )
+            source = f"SELECT *, {completed} FROM ({self._rendered_values(relation, fills)})"
             ids = _ids_expr()
         return (
             f"SELECT contact_key, contact_json, {self._content_hash('md5')} AS content_hash, "
@@ -227,6 +254,27 @@ class ContactSql:
             None,
         )
         return "NULL::VARCHAR" if at is None else f"v{at}"
+
+    def _rendered_values(self, relation: str, passed: str = "") -> str:
+        """``v0``, ``v1``...: the values to send; with omit_field, null where a check fails.
+        ``passed``: columns of ``relation`` carried through as they are (", a, b")."""
+        omitted: dict[int, list[str]] = {}
+        for c in self._checks:
+            if c.omits is not None:
+                omitted.setdefault(c.omits, []).append(f"coalesce({c.condition}, false)")
+        if not omitted:
+            return f"SELECT {self._values}{passed} FROM {ident(relation)}"
+        values = ", ".join(
+            f"CASE WHEN {' OR '.join(omitted[i])} THEN NULL ELSE v{i} END AS v{i}"
+            if i in omitted
+            else f"v{i}"
+            for i in range(len(self.bindings))
+        )
+        sources = ", ".join(f"{ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
+        return (
+            f"SELECT {values}{passed} FROM (SELECT {self._values}, {sources}{passed} "
+            f"FROM {ident(relation)})"
+        )
 
     def legacy_hash(self, relation: str) -> str:
         """``h``: per row of ``relation`` (column ``contact_json``), the schema-4 SHA-256."""
@@ -243,7 +291,8 @@ class ContactSql:
         )
 
     def checks_table(self) -> pa.Table:
-        """The checks, for ``rejects``: the bit of each in its group's mask, column, reason."""
+        """The checks, for ``rejects``: the bit of each in its group's mask, column, reason
+        (a check that omits a field with omit_field is one bit like any other)."""
         return pa.table(
             {
                 "grp": [i // _BITS for i in range(len(self._checks))],
@@ -265,7 +314,7 @@ class ContactSql:
             text = f"nullif({_trim(f'CAST({src} AS VARCHAR)')}, '')"
             return _ascii_lower(text) if b.field == "email" else text
         if b.kind == "alternate_emails":
-            items = src if b.arrow_kind == "string_list" else f"string_split({src}, ',')"
+            items = src if b.arrow_kind == "string_list" else _text_list(src)
             cleaned = (
                 f"list_filter(list_transform({items}, lambda x: {_ascii_lower(_trim('x'))}), "
                 "lambda x: x <> '')"
@@ -278,6 +327,16 @@ class ContactSql:
         return f"nullif({self._text_expr(b, src)}, '')"
 
     def _text_expr(self, b: Binding, src: str) -> str:
+        if b.arrow_kind != "string":
+            return self._scalar_text(b, src)
+        # Whitespace around a name or an address is noise (and char(n) pads with blanks,
+        # which would overwrite the contact's value and break the length limits); a custom
+        # Text value keeps leading blanks, which may mean something, and loses the padding.
+        if b.kind == "custom":
+            return f"rtrim({src}, {literal(_BLANKS)})"
+        return _trim(src)
+
+    def _scalar_text(self, b: Binding, src: str) -> str:
         if b.arrow_kind == "boolean":
             return f"CASE WHEN {src} THEN 'true' WHEN NOT {src} THEN 'false' END"
         if b.arrow_kind == "date":
@@ -307,7 +366,11 @@ class ContactSql:
     def _compile_checks(self) -> list[_Check]:
         checks: list[_Check] = []
         for i, b in enumerate(self.bindings):
-            checks += self._binding_checks(b, f"v{i}", f"s{i}")
+            omits = i if self.omit_fields and b.kind != "identifier" else None
+            checks += [
+                replace(c, omits=omits if c.of_value else None)
+                for c in self._binding_checks(b, f"v{i}", f"s{i}")
+            ]
         id_columns = ", ".join(
             dict.fromkeys(b.column for b in self.bindings if b.kind == "identifier")
         )
@@ -330,6 +393,7 @@ class ContactSql:
                     col,
                     f"contains(coalesce(bad_text, ''), {literal(bad_text_marker(col))})",
                     f"{b.field}: not valid UTF-8 text",
+                    of_value=False,
                 )
             )
         if b.field == "email":
@@ -386,9 +450,12 @@ class ContactSql:
                     f"{name}: not a finite number",
                 ),
             ]
-        if b.field_type == "Number" and b.arrow_kind == "floating":
+        if b.arrow_kind == "floating" and b.field_type in ("Number", "Text"):
+            # As text they would go out as "nan" and "inf": refused for Text as for Number.
             return [
-                _Check(col, f"NOT isfinite({v})", f"{name}: not a finite number (NaN or infinity)")
+                _Check(
+                    col, f"NOT isfinite({src})", f"{name}: not a finite number (NaN or infinity)"
+                )
             ]
         if b.field_type == "Date":
             ts = _timestamp(b, src)
@@ -404,6 +471,14 @@ class ContactSql:
                 _Check(col, out_of_range, f"{name}: a date outside years 1 to 9999"),
             ]
         return []
+
+    def _group_ok(self, g: int) -> str:
+        """SQL: group ``g``'s mask has no check that refuses the row set."""
+        group = self._checks[g * _BITS : (g + 1) * _BITS]
+        refusing = sum(1 << j for j, c in enumerate(group) if c.omits is None)
+        if refusing == (1 << len(group)) - 1:
+            return f"p{g} = 0"
+        return f"(p{g} & {refusing}) = 0" if refusing else "true"
 
     def _problem_groups(self) -> list[str]:
         """One BIGINT bitmask per group of checks (bit j of group g = check g*63+j).
@@ -455,4 +530,6 @@ class ContactSql:
         # Everything besides the values that shapes a contact's JSON: a fingerprint taken
         # under another mapping, list scope or rendering version never matches.
         keys = [b.json_key + ("/custom" if b.kind == "custom" else "") for b in self.bindings]
-        return json.dumps([FINGERPRINT_VERSION, self.scope, keys])
+        # Omitted fields shape the JSON too (the default's signature is as it always was).
+        policy = ["omit_field"] if self.omit_fields else []
+        return json.dumps([FINGERPRINT_VERSION, self.scope, keys, *policy])

@@ -151,6 +151,7 @@ class ContactSync:
                 list_ids=list_ids,
                 date_format=self.config.date_format,
                 identities=identifiers is not None,
+                on_invalid_value=self.config.on_invalid_value,
             ),
             Packer(prefix, max_bytes, self.config.max_contacts_per_request),
             BodySender(self.client, prefix, self.clock, self.config.custom_field_ready_timeout),
@@ -193,6 +194,9 @@ class ContactSync:
         if plan.rejects.num_rows:
             self._record_rejects(plan.rejects, "validation")
             self.tally.refused_by_checks(plan.rejects)
+        if plan.omitted.num_rows:  # on_invalid_value = "omit_field": sent without them
+            self._record_rejects(plan.omitted, "omitted")
+            self.tally.omitted_fields(plan.omitted)
 
     def _send_planned(self, plan: Plan, setup: _Setup, *, hold_back: bool) -> list[pa.Table]:
         """Render, pack and send every planned row; return the contacts held back."""

@@ -10,10 +10,29 @@ factory: there is no module-level state.
 dlt hands the sink the path of each whole job file (``batch_size = 0``, the only value
 accepted), which the sink streams in ``read_batch_rows`` Arrow batches: the plan sees every
 row of the file, and bodies pack across it.
+
+Several tables in one load (``sql_database`` loads a whole schema): each loads with its own
+configuration (``SendGridConfiguration.for_table``), and one table never stops the others:
+
+* a table without a mapping (``tables`` is set and does not name it) is skipped: nothing is
+  read or sent, and the load's end logs one warning line naming every table skipped;
+* a table whose own configuration is wrong (its mapping against its columns or the account,
+  its options) is not loaded: its jobs finish without sending anything, an ERROR line and its
+  summary say why, and the load goes on with the other tables. Once every job of the package
+  has run, dlt calls ``complete_load``, which raises ``TablesNotLoadedError`` naming each such
+  table, once per package: dlt then keeps the package pending with no job left, and the next
+  load completes it without sending anything (so a ``pipeline.load()`` before
+  ``pipeline.run()`` catches up in one run). Raising from a job instead would stop dlt from
+  starting the other tables' jobs and keep the package, new data behind it, pending until the
+  configuration is fixed or the package aborted.
+
+Settings that hold for every table (the key, the host, limits) still fail the job, terminally,
+as before: no table could load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -25,6 +44,8 @@ from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
 from dlt.common.runtime import signals
 from dlt.common.schema import TTableSchema
+from dlt.common.storages.load_package import commit_load_package_state
+from dlt.destinations.impl.destination.destination import DestinationClient
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
 from sendgrid_destination.account import adopt_legacy_state, check_same_account, recorded_for
@@ -33,8 +54,12 @@ from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import BATCHES_REFUSED, SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
-from sendgrid_destination.errors import ConfigurationError, RejectsThresholdError
-from sendgrid_destination.mapping import parse_mapping
+from sendgrid_destination.errors import (
+    ConfigurationError,
+    RejectsThresholdError,
+    TablesNotLoadedError,
+)
+from sendgrid_destination.mapping import FieldMapping, parse_mapping
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
@@ -72,28 +97,116 @@ def sink_with(clock: Clock) -> Sink:
 def run_sink(
     items: str | pa.RecordBatch, table: TTableSchema, config: SendGridConfiguration, clock: Clock
 ) -> None:
-    config.validate()
-    mapping = parse_mapping(config.mapping)
     stream = str(table["name"])
-    run_id = f"{_load_id()}:{stream}"
+    state = _destination_state()
+    if TABLE_FAILED_PREFIX + stream in state:
+        return  # said when it failed; the load's end says it again
+    if not config.maps(stream):
+        state[SKIPPED_PREFIX + stream] = True  # one warning at the load's end names them all
+        return
+    config.validate()
     state_path = config.resolved_state_path()
     if legacy := config.legacy_state_path():
         adopt_legacy_state(state_path, legacy)
     stop = signals.was_signal_received  # dlt's flag for SIGTERM and Ctrl-C
     with StateStore.open(state_path) as store, _client(config, clock, stop) as client:
         _claim_account(store, config)
-        sync = ContactSync(config, mapping, client, store, clock, run_id, stream, stop)
-        rows, file_key = _rows(items, mapping.columns, config)
-        try:
-            sync.run(rows)
-            if config.state_backup:
-                store.back_up()
-        finally:
-            summary = _save_attempt(store, sync.tally, file_key)
-            _publish_summary(summary)
-            store.prune_runs(stream, config.keep_runs)
+        summary, settings = _sync_table(items, stream, config, store, client, clock, state, stop)
+        store.prune_runs(stream, config.keep_runs)
+        if summary.error:
+            return
+        if config.state_backup:  # the table loaded: keep a copy to restore
+            store.back_up()
         logger.info("SendGrid sync summary\n%s", summary.format())
-        _check_rejects(store, config, summary)
+        _check_rejects(store, settings, summary)
+
+
+def _sync_table(
+    items: str | pa.RecordBatch,
+    stream: str,
+    config: SendGridConfiguration,
+    store: StateStore,
+    client: SendGridClient,
+    clock: Clock,
+    state: dict[str, Any],
+    stop: Callable[[], bool],
+) -> tuple[RunSummary, SendGridConfiguration]:
+    """Load this call's rows of ``stream``; its summary (kept and published) and settings.
+    A configuration error of the table is settled here, in its summary (module doc)."""
+    run_id = f"{_load_id()}:{stream}"
+    store.start_run(run_id, stream)
+    tally, settings = Tally(run_id, stream), config
+    file_key = _file_key(items)
+    try:
+        settings, mapping = _table_setup(config, stream)
+        sync = ContactSync(settings, mapping, client, store, clock, run_id, stream, stop)
+        tally = sync.tally
+        sync.run(_rows(items, mapping.columns, settings))
+    except ConfigurationError as exc:  # found before the table's first upsert
+        tally.plan.error = _table_failed(state, stream, exc)
+    finally:
+        summary = _save_attempt(store, tally, file_key)
+        _publish_summary(summary)
+    return summary, settings
+
+
+def _table_setup(
+    config: SendGridConfiguration, stream: str
+) -> tuple[SendGridConfiguration, FieldMapping]:
+    """The table's configuration and parsed mapping; raises ConfigurationError."""
+    settings = config.for_table(stream)
+    if settings is None:  # run_sink loads only the tables config.maps()
+        raise ConfigurationError(f"Table {stream!r} has no mapping.")
+    return settings, parse_mapping(settings.mapping)
+
+
+TABLE_FAILED_PREFIX = "sendgrid_table_failed."
+SKIPPED_PREFIX = "sendgrid_skipped."
+_SETTLED_KEY = "sendgrid_tables_settled"
+
+
+def _table_failed(state: dict[str, Any], stream: str, exc: ConfigurationError) -> str:
+    """Say once that ``stream`` is not loaded and why; remember it for the load's end."""
+    message = f"Table {stream!r}: {exc.message}"
+    state[TABLE_FAILED_PREFIX + stream] = message
+    logger.error("SendGrid: not loading table %r (the other tables go on): %s", stream, exc.message)
+    return message
+
+
+def settle_tables(state: dict[str, Any]) -> None:
+    """At the end of a load package: one warning line naming the tables skipped for want of a
+    mapping, and ``TablesNotLoadedError`` for the tables whose configuration is wrong, each
+    once per package (recorded in the package's state before raising: the next load of the
+    pending package must complete it, not fail again)."""
+    if state.get(_SETTLED_KEY):
+        return
+    skipped = sorted(k[len(SKIPPED_PREFIX) :] for k in state if k.startswith(SKIPPED_PREFIX))
+    failed = [v for k, v in sorted(state.items()) if k.startswith(TABLE_FAILED_PREFIX)]
+    if skipped:
+        logger.warning(
+            "SendGrid: skipped table(s) without a mapping under [destination.sendgrid.tables]: "
+            "%s (nothing of them was sent)",
+            ", ".join(skipped),
+        )
+    if not (skipped or failed):
+        return
+    state[_SETTLED_KEY] = True
+    _commit_destination_state()
+    if failed:
+        raise TablesNotLoadedError(
+            f"{len(failed)} table(s) not loaded because of their configuration (every other "
+            f"table of this load was loaded). {' '.join(failed)} Fix the table's settings "
+            "(under [destination.sendgrid.tables.<table>] for one table). dlt keeps this load "
+            "package pending with no job left: the next load completes it without sending "
+            "anything (call pipeline.load() before pipeline.run(), so that the same run also "
+            "extracts new data). These tables' rows are sent once a run extracts them again."
+        )
+
+
+def _commit_destination_state() -> None:
+    # Outside a dlt load (direct calls in tests) there is nothing to commit.
+    with contextlib.suppress(Exception):
+        commit_load_package_state()
 
 
 def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
@@ -109,13 +222,19 @@ def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
 
 def _rows(
     items: str | pa.RecordBatch, columns: list[str], config: SendGridConfiguration
-) -> tuple[SourceRows, str]:
-    """The rows of this call (the whole job file), and the file's key across dlt's retries."""
+) -> SourceRows:
+    """The rows of this call: the whole job file, streamed."""
     if not isinstance(items, str):  # batch_size > 0: validate() refuses it first
         raise ConfigurationError(BATCHES_REFUSED)
+    return SourceRows.from_file(items, columns, config.read_batch_rows)
+
+
+def _file_key(items: str | pa.RecordBatch) -> str:
+    """The key of this call's rows across dlt's retries of its file."""
+    if not isinstance(items, str):
+        return "batches"  # refused before it is used
     # dlt names a job file <table>.<file_id>.<retry count>.<format>: a retry is the same file.
-    file_key = os.path.basename(items).rsplit(".", 2)[0]
-    return SourceRows.from_file(items, columns, config.read_batch_rows), file_key
+    return os.path.basename(items).rsplit(".", 2)[0]
 
 
 def _client(
@@ -214,6 +333,7 @@ class sendgrid(_custom_destination):
         base_url: str = DEFAULT_BASE_URL,
         mapping: dict[str, Any] | None = None,
         list_ids: list[str] | None = None,
+        tables: dict[str, Any] | None = None,
         destination_name: str = "sendgrid",
         batch_size: int = 0,
         loader_file_format: TLoaderFileFormat = "parquet",
@@ -228,6 +348,7 @@ class sendgrid(_custom_destination):
             base_url=base_url,
             mapping=mapping,
             list_ids=list_ids,
+            tables=tables,
             batch_size=batch_size,
             loader_file_format=loader_file_format,
             max_parallel_load_jobs=1,
@@ -235,7 +356,18 @@ class sendgrid(_custom_destination):
             **kwargs,
         )
 
+    @property
+    def client_class(self) -> type[DestinationClient]:
+        return _SendGridSinkClient
+
     def __repr__(self) -> str:
         # dlt's repr lists the explicit config params, the API key among them.
         params = {k: ("***" if k == "api_key" and v else v) for k, v in self.config_params.items()}
         return f"sendgrid({', '.join(f'{k}={v!r}' for k, v in params.items())})"
+
+
+class _SendGridSinkClient(DestinationClient):
+    """dlt's client for custom destinations, plus the end of a load package (module doc)."""
+
+    def complete_load(self, load_id: str) -> None:
+        settle_tables(_destination_state())

@@ -3,6 +3,8 @@
 * SendGridError
   x SendGridTerminalError            dlt marks the load job failed (not retried in this run)
     - ConfigurationError             bad settings or mapping, found before any request
+      - TablesNotLoadedError         tables whose own configuration is wrong (raised once the
+                                     load's other tables are loaded; see destination.py)
     - AuthenticationError            401, or a 403 that is not a temporary block
     - RequestRejectedError           a 4xx that retrying cannot fix
     - StateLockedError               another run holds the state file
@@ -55,6 +57,11 @@ class SendGridTransientError(SendGridError, DestinationTransientException):
 
 class ConfigurationError(SendGridTerminalError):
     """A setting or the column mapping is wrong; raised before any request is sent."""
+
+
+class TablesNotLoadedError(ConfigurationError):
+    """Tables of a load were not loaded because their mapping or options are wrong; the other
+    tables were. Raised at the end of the load package, once (``destination.settle_tables``)."""
 
 
 class AuthenticationError(SendGridTerminalError):

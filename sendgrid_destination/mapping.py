@@ -9,11 +9,14 @@ writable, at least one identifier); ``bind_reserved`` checks it against the rows
 (columns exist, types can feed the reserved fields) before any request, and ``bind_custom``,
 once custom field names are resolved to IDs and types, completes the ``Binding`` list that
 ``contact_sql`` compiles (``bind_mapping`` does both). Every error
-names the column and the field, and is raised before any request is sent.
+names the column, its Arrow type and the field, lists every refused column at once (not the
+first), and is raised before any upsert. Which table the mapping belongs to is the caller's to
+say (``destination`` prefixes the table's name).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass
 from typing import Literal
@@ -39,6 +42,7 @@ ArrowKind = Literal[
     "boolean",
     "date",
     "timestamp",
+    "time",
     "string_list",
     "other",
 ]
@@ -86,7 +90,8 @@ def parse_mapping(raw: AbcMapping[str, object] | None) -> FieldMapping:
     if not raw:
         raise ConfigurationError(
             "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml "
-            '(for example email = "email") or pass mapping={...} to sendgrid().'
+            '(for example email = "email") or pass mapping={...} to sendgrid(); for one table '
+            "of several, under [destination.sendgrid.tables.<table>.mapping]."
         )
     reserved: dict[str, str] = {}
     custom: dict[str, str] = {}
@@ -170,6 +175,7 @@ def arrow_kind(data_type: pa.DataType) -> ArrowKind:
         ("boolean", t.is_boolean(data_type)),
         ("date", t.is_date(data_type)),
         ("timestamp", t.is_timestamp(data_type)),
+        ("time", t.is_time(data_type)),
     ]
     for kind, matches in checks:
         if matches:
@@ -181,11 +187,12 @@ def arrow_kind(data_type: pa.DataType) -> ArrowKind:
     return "other"
 
 
-# Which Arrow families can feed which target. Text takes anything scalar (stringified);
-# Number refuses booleans and dates; Date refuses numbers (an epoch is ambiguous and made
-# contacts vanish: sendgrid-go#366).
+# Which Arrow families can feed which target. Text takes every scalar that has one obvious
+# spelling (a time of day as HH:MM:SS); bytes (bytea), durations (interval) and nested values
+# have none, so they are refused. Number refuses booleans and dates; Date refuses numbers (an
+# epoch is ambiguous and made contacts vanish: sendgrid-go#366).
 _ALLOWED: dict[str, set[ArrowKind]] = {
-    "Text": {"string", "integer", "floating", "decimal", "boolean", "date", "timestamp"},
+    "Text": {"string", "integer", "floating", "decimal", "boolean", "date", "timestamp", "time"},
     "Number": {"integer", "floating", "decimal", "string"},
     "Date": {"date", "timestamp", "string"},
     "identifier": {"string", "integer", "decimal"},
@@ -206,9 +213,18 @@ def bind_mapping(
 
 def bind_reserved(mapping: FieldMapping, schema: pa.Schema) -> list[Binding]:
     """Every mapped column exists and every reserved field can take its column: all that can
-    be checked before the account's custom fields are known (so before any request)."""
+    be checked before the account's custom fields are known (so before any request). A custom
+    field's column that no custom field type could take (bytes, say) is refused here too."""
     _check_columns_exist(mapping, schema)
-    return [_reserved_binding(f, c, schema) for f, c in mapping.reserved.items()]
+    refusals: list[str] = []
+    bindings = [_reserved_binding(f, c, schema, refusals) for f, c in mapping.reserved.items()]
+    any_type = _ALLOWED["Text"] | _ALLOWED["Number"] | _ALLOWED["Date"]
+    for name, column in mapping.custom.items():
+        data_type = schema.field(column).type
+        if arrow_kind(data_type) not in any_type:
+            refusals.append(_refusal(f"custom field {name!r}", column, data_type, "Text"))
+    _raise_refusals(refusals)
+    return bindings
 
 
 def bind_custom(
@@ -220,31 +236,55 @@ def bind_custom(
     """The custom fields' bindings, once their SendGrid types (``custom_types``, from the
     account's field definitions) and IDs are known."""
     bindings = []
+    refusals: list[str] = []
     for name, column in mapping.custom.items():
-        kind = arrow_kind(schema.field(column).type)
+        data_type = schema.field(column).type
+        kind = arrow_kind(data_type)
         field_type = custom_types[name]
-        _check_pairing(f"custom field {name!r} ({field_type})", column, kind, field_type)
+        if kind not in _ALLOWED[field_type]:
+            target = f"custom field {name!r} ({field_type})"
+            refusals.append(_refusal(target, column, data_type, field_type))
         max_length = MAX_CUSTOM_TEXT_LENGTH if field_type == "Text" else None
         field_id = (custom_ids or {}).get(name)
         bindings.append(Binding(name, column, "custom", kind, field_type, max_length, field_id))
+    _raise_refusals(refusals)
     return bindings
 
 
 def _check_columns_exist(mapping: FieldMapping, schema: pa.Schema) -> None:
     names = set(schema.names)
-    missing = [c for c in mapping.columns if c not in names]
-    if missing:
-        raise ConfigurationError(
-            f"Mapped column(s) not found in the source table: {', '.join(sorted(set(missing)))}. "
-            f"Available columns: {', '.join(schema.names)}. If the name is right, the column "
-            "may have had no type and no value in this first load (an all-null Arrow column, or "
-            "SELECT NULL): dlt leaves such columns out, so cast it in the source query or give "
-            "the resource a column hint, e.g. columns={'last_name': {'data_type': 'text'}}."
+    missing = sorted({c for c in mapping.columns if c not in names})
+    if not missing:
+        return
+    message = (
+        f"Mapped column(s) not found in the source table: {', '.join(missing)}. "
+        f"Available columns: {', '.join(schema.names)}. "
+    )
+    if len(missing) == len(set(mapping.columns)):
+        # Not one mapped column: this is another table, not a typo.
+        message += (
+            "None of the mapped columns is in this table: give it its own mapping under "
+            "[destination.sendgrid.tables.<table>], or list only the tables to sync there "
+            "(a table it does not name is skipped)."
         )
+    else:
+        close = [
+            f"{c!r} -> {match[0]!r}"
+            for c in missing
+            if (match := difflib.get_close_matches(c, schema.names, n=1))
+        ]
+        message += (f"Did you mean {', '.join(close)}? " if close else "") + (
+            "If the column exists in the source, it may have had no type and no value in this "
+            "first load (an all-null Arrow column, or SELECT NULL): dlt leaves such columns "
+            "out, so cast it in the source query or give the resource a column hint, e.g. "
+            "columns={'last_name': {'data_type': 'text'}}."
+        )
+    raise ConfigurationError(message)
 
 
-def _reserved_binding(field: str, column: str, schema: pa.Schema) -> Binding:
-    kind = arrow_kind(schema.field(column).type)
+def _reserved_binding(field: str, column: str, schema: pa.Schema, refusals: list[str]) -> Binding:
+    data_type = schema.field(column).type
+    kind = arrow_kind(data_type)
     spec = RESERVED_BY_NAME[field]
     binding_kind: BindingKind = "reserved"
     rule = "Text"
@@ -253,16 +293,21 @@ def _reserved_binding(field: str, column: str, schema: pa.Schema) -> Binding:
     elif field in IDENTIFIERS:
         binding_kind = "identifier"
         rule = "email" if field == "email" else "identifier"
-    _check_pairing(f"field {field!r}", column, kind, rule)
+    if kind not in _ALLOWED[rule]:
+        refusals.append(_refusal(f"field {field!r}", column, data_type, rule))
     return Binding(field, column, binding_kind, kind, "Text", spec.max_length)
 
 
-def _check_pairing(target: str, column: str, kind: ArrowKind, rule: str) -> None:
-    if kind not in _ALLOWED[rule]:
-        allowed = ", ".join(sorted(_ALLOWED[rule]))
+def _refusal(target: str, column: str, data_type: pa.DataType, rule: str) -> str:
+    allowed = ", ".join(sorted(_ALLOWED[rule]))
+    return f"Column {column!r} ({data_type}) cannot feed {target}: it takes {allowed} columns."
+
+
+def _raise_refusals(refusals: list[str]) -> None:
+    if refusals:
         raise ConfigurationError(
-            f"Column {column!r} ({kind}) cannot feed {target}: it takes {allowed} columns. "
-            "Cast the column in the source query or map it to another field."
+            " ".join(refusals) + " Cast the column(s) in the source query (to text, say) or "
+            "map them to other fields."
         )
 
 

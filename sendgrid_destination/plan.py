@@ -6,7 +6,8 @@ fingerprint), in the state's workspace, and from that:
 
 * of several rows with one contact key, all but the last are superseded (last row wins,
   before anything else: a superseded row is neither rejected nor sent);
-* rows that fail the check become ``Plan.rejects``;
+* rows that fail the check become ``Plan.rejects``; the fields left out of rows that pass
+  it (``on_invalid_value = "omit_field"``) become ``Plan.omitted``, in the same form;
 * the rest are classified by the state store (``changes_sql``): a row unchanged by fingerprint
   goes no further and is never rendered; every other row stays in the plan with ``is_new``,
   ``prev_hash`` and ``pending``.
@@ -196,6 +197,8 @@ class Plan:
             int(waits),
         )
         self.rejects = self._rejects()
+        flagged = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())
+        self.omitted = self._problems(f"ok AND ({flagged})")
 
     def _resolve_identifiers(self, policy: IdentifierPolicy) -> None:
         """Match the checked rows to the contacts whose identifiers SendGrid holds; the
@@ -226,13 +229,15 @@ class Plan:
         # The plan table stays resident through the render, beside the contacts being
         # recorded: an ok row keeps no key or problem masks (the render recomputes its key:
         # ~70 -> ~35 MB per 1M rows, within the state's cap); a refused row keeps them, as
-        # ``refused_key``, for its rejects. ``contact_key`` is only for the state's join.
+        # ``refused_key``, for its rejects. ``contact_key`` is only for the state's join. An
+        # ok row with a problem (a field omit_field leaves out) keeps them too, to list it.
+        flagged = " OR ".join(f"c.{p} <> 0" for p in self._sql.problem_columns())
         refused = ", ".join(
-            f"CASE WHEN NOT c.ok THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
+            f"CASE WHEN {flagged} THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
         )
         kept = (
             "c.row_number, c.ok, c.fingerprint, c.contact_key, "
-            f"CASE WHEN NOT c.ok THEN c.contact_key END AS refused_key, {refused}"
+            f"CASE WHEN NOT c.ok OR {flagged} THEN c.contact_key END AS refused_key, {refused}"
         )
         if self._identifiers is None:
             return kept
@@ -243,30 +248,36 @@ class Plan:
             f"CASE WHEN c.ok THEN c.contact_key END AS resolved_key, {_FILLS}"
         )
 
-    def _rejects(self) -> pa.Table:
+    def _problems(self, where: str) -> pa.Table:
+        """``REJECTS`` rows (one per problem) of the plan's rows matching ``where``."""
         cur = self._cur
         masks = ", ".join(self._sql.problem_columns())
         bad = cur.sql(
             f"SELECT row_number, refused_key AS contact_key, {masks} "
-            f"FROM {_TABLE} WHERE NOT ok ORDER BY row_number"
+            f"FROM {_TABLE} WHERE {where} ORDER BY row_number"
         ).to_arrow_table()
         if bad.num_rows == 0:
             return REJECTS.empty_table()
         cur.register("sg_bad", bad)
         cur.register("sg_checks", self._sql.checks_table())
         try:
-            found = cur.sql(self._sql.rejects("sg_bad", "sg_checks")).to_arrow_table()
+            return cur.sql(self._sql.rejects("sg_bad", "sg_checks")).to_arrow_table().cast(REJECTS)
         finally:
             cur.unregister("sg_bad")
             cur.unregister("sg_checks")
-        if self._identifiers is not None:  # rows refused by the identifier rule
-            broken = cur.sql(
-                f'SELECT row_number, refused_key AS contact_key, id_column AS "column", '
-                f"id_problem AS reason FROM {_TABLE} WHERE id_problem IS NOT NULL"
-            ).to_arrow_table()
-            found = pa.concat_tables([found.cast(REJECTS), broken.cast(REJECTS)])
-            found = found.sort_by("row_number")
-        return found.cast(REJECTS)
+
+    def _rejects(self) -> pa.Table:
+        """The refused rows' problems: the check's, and the identifier rule's."""
+        found = self._problems("NOT ok")
+        if self._identifiers is None:
+            return found
+        broken = self._cur.sql(
+            f'SELECT row_number, refused_key AS contact_key, id_column AS "column", '
+            f"id_problem AS reason FROM {_TABLE} WHERE id_problem IS NOT NULL"
+        ).to_arrow_table()
+        if broken.num_rows == 0:
+            return found
+        return pa.concat_tables([found, broken.cast(REJECTS)]).sort_by("row_number")
 
     # -- rendering ---------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ the helpers here (or select exactly these columns), so a column renamed in one p
 silently disappear in another.
 
 * ``REJECTS``: rows refused before SendGrid accepted them (the plan's validation, the sender's
-  400s); the state's ``rejects`` table and the summary read them. ``column`` is null when the
-  refusal names no column; ``reason`` never contains a value.
+  400s), and fields left out of rows sent anyway (the plan's ``omitted``, with
+  ``on_invalid_value = "omit_field"``); the state's ``rejects`` table and the summary read
+  them. ``column`` is null when the refusal names no column; ``reason`` never contains a value.
 * ``RENDERED``: the plan's rows ready to send (or found unchanged by content): what the packer,
   the sender and ``StateStore.record_sent`` read.
 * ``FAILED_IN_JOB``: contacts an import job failed, from its errors file (the job tracker writes,

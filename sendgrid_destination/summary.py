@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+_COUNTERS = ("rejected_by_reason", "omitted_by_reason", "jobs", "failed_by_reason")
+
 
 @dataclass
 class RunSummary:
@@ -27,6 +29,9 @@ class RunSummary:
     waiting: int = 0  # of those (and of earlier runs'), left for a later run to send
     rejected: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    # on_invalid_value = "omit_field": fields left out of contacts that were sent anyway
+    omitted: int = 0
+    omitted_by_reason: Counter[str] = field(default_factory=Counter)
     contacts_sent: int = 0
     requests: int = 0
     bytes_sent: int = 0
@@ -37,19 +42,18 @@ class RunSummary:
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     unconfirmed: int = 0
     notes: list[str] = field(default_factory=list)  # schema drift and the like
+    # The table was not loaded: its configuration is wrong (the message says what to fix).
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("rejected_by_reason", "jobs", "failed_by_reason"):
+        for key in _COUNTERS:
             data[key] = dict(getattr(self, key))
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
-        counters = {
-            k: Counter(data.get(k) or {})
-            for k in ("rejected_by_reason", "jobs", "failed_by_reason")
-        }
+        counters = {k: Counter(data.get(k) or {}) for k in _COUNTERS}
         summary = cls(run_id=str(data["run_id"]), stream=str(data["stream"]))
         for name, value in data.items():
             if name not in ("run_id", "stream"):
@@ -64,10 +68,15 @@ class RunSummary:
             current = getattr(self, name)
             if name == "notes":
                 value = [n for n in value if n not in current]
+            if name == "error":
+                setattr(self, name, current or value)
+                continue
             setattr(self, name, current + value)
 
     def format(self) -> str:
         """A few readable lines (no keys, no values)."""
+        if self.error:
+            return f"run {self.run_id} ({self.stream}): NOT LOADED: {self.error}"
         lines = [
             f"run {self.run_id} ({self.stream}): {self.rows_read} rows read; "
             f"{self.new} new, {self.changed} changed, "
@@ -79,6 +88,9 @@ class RunSummary:
             f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",
         ]
         lines += [f"    {n} x {reason}" for reason, n in self.rejected_by_reason.most_common()]
+        if self.omitted:
+            lines.append(f"  fields left out of contacts sent (omit_field): {self.omitted}")
+            lines += [f"    {n} x {reason}" for reason, n in self.omitted_by_reason.most_common()]
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items()) if n) or "none"
         lines.append(f"  jobs: {jobs}")
         lines.append(

@@ -64,6 +64,12 @@ class Tally:
         self.plan.rejected += _rows(rejects)
         _add_reasons(self.plan, rejects, ours=True)
 
+    def omitted_fields(self, omitted: pa.Table) -> None:
+        """Fields left out of contacts that were sent (``on_invalid_value = "omit_field"``)."""
+        self.plan.omitted += omitted.num_rows
+        for text, n in _reason_counts(omitted):
+            self.plan.omitted_by_reason[text] += n
+
     # -- what this attempt did (attempts add up) ---------------------------------------------
 
     def accepted(self, contacts: pa.Table, body_bytes: int) -> None:
@@ -101,13 +107,20 @@ def _rows(rejects: pa.Table) -> int:
 
 def _add_reasons(summary: RunSummary, rejects: pa.Table, *, ours: bool) -> None:
     """Count rejects by reason: ours carry no value already; SendGrid's lose what it echoed."""
+    for text, n in _reason_counts(rejects):
+        summary.rejected_by_reason[text if ours else reason(text)] += n
+
+
+def _reason_counts(rejects: pa.Table) -> list[tuple[str, int]]:
     if rejects.num_rows == 0:
-        return
+        return []
     counts = rejects.group_by("reason").aggregate([("row_number", "count")])
-    for text, n in zip(
-        counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(), strict=True
-    ):
-        summary.rejected_by_reason[str(text) if ours else reason(str(text))] += int(n)
+    return [
+        (str(text), int(n))
+        for text, n in zip(
+            counts["reason"].to_pylist(), counts["row_number_count"].to_pylist(), strict=True
+        )
+    ]
 
 
 def _true_count(mask: pa.Array | pa.ChunkedArray) -> int:

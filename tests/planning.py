@@ -36,6 +36,7 @@ class Planned:
     unchanged: pa.Table  # rows the render found unchanged by content
     rejects: pa.Table
     counts: PlanCounts
+    omitted: pa.Table  # fields left out of sent rows (on_invalid_value = "omit_field")
 
     @property
     def superseded(self) -> int:
@@ -88,6 +89,7 @@ def plan_rows(
             pa.concat_tables(unchanged) if unchanged else empty,
             plan.rejects,
             plan.counts,
+            plan.omitted,
         )
 
 

@@ -8,7 +8,11 @@ wait (rate limits, backoff, job polling) is recorded instead of slept.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +167,80 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     out = capsys.readouterr().out
     assert code == 0, out
     return out
+
+
+# --- PostgreSQL (127.0.0.1:5432, database test, trust auth) -------------------------------
+
+POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB = "127.0.0.1", 5432, "test"
+POSTGRES_USERS = ("postgres", "root")
+REQUIRE_ENV = "SENDGRID_DESTINATION_REQUIRE_POSTGRES"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A connection URL for the local test database.
+
+    Skips (with the reason) only when nothing listens on the port, and fails instead when
+    SENDGRID_DESTINATION_REQUIRE_POSTGRES=1. A server that answers but lets neither user in
+    is a broken setup, not an absent one: that fails too.
+    """
+    import psycopg2
+
+    try:
+        socket.create_connection((POSTGRES_HOST, POSTGRES_PORT), timeout=3).close()
+    except OSError as exc:
+        reason = f"PostgreSQL unreachable at {POSTGRES_HOST}:{POSTGRES_PORT} ({exc})"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 requires it")
+        pytest.skip(reason)
+    problems = []
+    for user in POSTGRES_USERS:
+        try:
+            psycopg2.connect(
+                host=POSTGRES_HOST,
+                port=POSTGRES_PORT,
+                dbname=POSTGRES_DB,
+                user=user,
+                connect_timeout=3,
+            ).close()
+        except psycopg2.OperationalError as exc:
+            problems.append(f"{user}: {str(exc).strip()}")
+            continue
+        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the dev extras ship psycopg2.
+        return f"postgresql+psycopg2://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_DB}"
+    pytest.fail(
+        f"PostgreSQL answers at {POSTGRES_HOST}:{POSTGRES_PORT} but database {POSTGRES_DB!r} "
+        f"refused every user: {'; '.join(problems)}"
+    )
+
+
+@dataclass(frozen=True)
+class PostgresSchema:
+    """A schema of its own in the test database: ``url`` (SQLAlchemy), ``name``."""
+
+    url: str
+    name: str
+
+    def execute(self, *statements: str) -> None:
+        """Run SQL in autocommit (``{schema}`` in a statement is this schema's name)."""
+        import psycopg2
+
+        con = psycopg2.connect(self.url.replace("+psycopg2", ""))
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement.replace("{schema}", self.name))
+        finally:
+            con.close()
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[PostgresSchema]:
+    """A uniquely named, empty schema; dropped with everything in it after the test."""
+    schema = PostgresSchema(postgres_url, f"sg_e2e_{uuid.uuid4().hex[:10]}")
+    schema.execute("CREATE SCHEMA {schema}")
+    try:
+        yield schema
+    finally:
+        schema.execute("DROP SCHEMA IF EXISTS {schema} CASCADE")

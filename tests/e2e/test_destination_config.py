@@ -202,7 +202,7 @@ def _mapping_table() -> pa.Table:
         ),
         pytest.param(
             {"email": "n"},
-            "Column 'n' (integer) cannot feed field 'email'",
+            "Column 'n' (int64) cannot feed field 'email'",
             id="integer-column-as-email",
         ),
         pytest.param(
@@ -225,14 +225,12 @@ def test_a_mapping_error_fails_before_any_request_with_a_message_naming_the_culp
     ("field_type", "column", "expected"),
     [
         pytest.param(
-            "Number", "flag", "Column 'flag' (boolean) cannot feed custom field", id="bool-number"
+            "Number", "flag", "Column 'flag' (bool) cannot feed custom field", id="bool-number"
         ),
         pytest.param(
-            "Number", "day", "Column 'day' (date) cannot feed custom field", id="date-number"
+            "Number", "day", "Column 'day' (date32[day]) cannot feed custom field", id="date-number"
         ),
-        pytest.param(
-            "Date", "n", "Column 'n' (integer) cannot feed custom field", id="integer-date"
-        ),
+        pytest.param("Date", "n", "Column 'n' (int64) cannot feed custom field", id="integer-date"),
     ],
 )
 def test_an_impossible_custom_field_pairing_fails_after_the_definitions_and_before_any_upsert(

@@ -4,56 +4,12 @@ SENDGRID_DESTINATION_REQUIRE_POSTGRES=1 (CI sets it)."""
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.conftest import rejects_of, run_summary
-
-POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB = "127.0.0.1", 5432, "test"
-POSTGRES_USERS = ("postgres", "root")
-REQUIRE_ENV = "SENDGRID_DESTINATION_REQUIRE_POSTGRES"
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    """A connection URL for the local test database.
-
-    Skips (with the reason) only when nothing listens on the port, and fails instead when
-    SENDGRID_DESTINATION_REQUIRE_POSTGRES=1. A server that answers but lets neither user in
-    is a broken setup, not an absent one: that fails too.
-    """
-    import psycopg2
-
-    try:
-        socket.create_connection((POSTGRES_HOST, POSTGRES_PORT), timeout=3).close()
-    except OSError as exc:
-        reason = f"PostgreSQL unreachable at {POSTGRES_HOST}:{POSTGRES_PORT} ({exc})"
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 requires it")
-        pytest.skip(reason)
-    problems = []
-    for user in POSTGRES_USERS:
-        try:
-            psycopg2.connect(
-                host=POSTGRES_HOST,
-                port=POSTGRES_PORT,
-                dbname=POSTGRES_DB,
-                user=user,
-                connect_timeout=3,
-            ).close()
-        except psycopg2.OperationalError as exc:
-            problems.append(f"{user}: {str(exc).strip()}")
-            continue
-        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the dev extras ship psycopg2.
-        return f"postgresql+psycopg2://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_DB}"
-    pytest.fail(
-        f"PostgreSQL answers at {POSTGRES_HOST}:{POSTGRES_PORT} but database {POSTGRES_DB!r} "
-        f"refused every user: {'; '.join(problems)}"
-    )
 
 
 @pytest.fixture

@@ -234,6 +234,8 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "waiting": 0,
         "rejected": 2,
         "rejected_by_reason": rejected_by_reason,
+        "omitted": 0,
+        "omitted_by_reason": {},
         "contacts_sent": 8,
         "requests": 1,
         "bytes_sent": first_bytes,
@@ -242,6 +244,8 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "failed_for_good": 0,
         "failed_by_reason": {"bad": 1},
         "unconfirmed": 0,
+        "notes": [],
+        "error": None,
     }
     summary = by_id[first_id][2]
     assert {k: v for k, v in summary.items() if k != "jobs"} == expected_first

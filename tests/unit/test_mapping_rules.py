@@ -162,6 +162,25 @@ def test_unknown_columns_are_all_listed_along_with_the_available_ones():
     assert "Available columns: mail, given." in message
 
 
+def test_a_table_holding_none_of_the_mapped_columns_is_pointed_to_per_table_mappings():
+    schema = pa.schema([("id", pa.int64()), ("amount", pa.float64())])
+
+    message = bind_refusal({"email": "email", "first_name": "given"}, schema)
+
+    assert "None of the mapped columns is in this table" in message
+    assert "[destination.sendgrid.tables.<table>]" in message
+    assert "all-null" not in message  # not a column dlt dropped: another table
+
+
+def test_a_misspelled_column_gets_a_suggestion_and_the_all_null_hint():
+    schema = pa.schema([("email", pa.string()), ("given_name", pa.string())])
+
+    message = bind_refusal({"email": "email", "first_name": "givn_name"}, schema)
+
+    assert "Did you mean 'givn_name' -> 'given_name'?" in message
+    assert "all-null Arrow column" in message
+
+
 @pytest.mark.parametrize(
     ("raw", "types", "column", "arrow_type", "target"),
     [
@@ -170,7 +189,7 @@ def test_unknown_columns_are_all_listed_along_with_the_available_ones():
         ({"custom_fields": {"seen": "c"}}, {"seen": "Date"}, "c", pa.float64(), "'seen' (Date)"),
         ({"custom_fields": {"n": "c"}}, {"n": "Number"}, "c", pa.date32(), "'n' (Number)"),
         ({"custom_fields": {"n": "c"}}, {"n": "Number"}, "c", pa.timestamp("us"), "'n' (Number)"),
-        ({"custom_fields": {"t": "c"}}, {"t": "Text"}, "c", STRUCT, "'t' (Text)"),
+        ({"custom_fields": {"t": "c"}}, {"t": "Text"}, "c", STRUCT, "custom field 't'"),
         ({"first_name": "c"}, {}, "c", STRUCT, "'first_name'"),
         ({"first_name": "c"}, {}, "c", pa.list_(pa.string()), "'first_name'"),
         ({"city": "c"}, {}, "c", pa.binary(), "'city'"),
@@ -187,8 +206,45 @@ def test_a_column_whose_type_cannot_feed_the_field_is_refused_naming_both(
 
     message = bind_refusal({"email": "e", **raw}, schema, types)
 
-    assert f"Column {column!r} ({arrow_kind(arrow_type)}) cannot feed" in message
+    assert f"Column {column!r} ({arrow_type}) cannot feed" in message
     assert target in message
+
+
+def test_every_refused_column_is_reported_at_once_with_its_arrow_type():
+    schema = pa.schema(
+        [
+            ("e", pa.string()),
+            ("photo", pa.binary()),
+            ("wait", pa.duration("us")),
+            ("tags", pa.list_(pa.int64())),
+            ("at", pa.time64("us")),
+        ]
+    )
+    raw = {
+        "email": "e",
+        "city": "photo",
+        "first_name": "wait",
+        "last_name": "at",
+        "custom_fields": {"tags": "tags"},
+    }
+
+    message = bind_refusal(raw, schema, {"tags": "Text"})
+
+    assert "Column 'photo' (binary) cannot feed field 'city'" in message
+    assert "Column 'wait' (duration[us]) cannot feed field 'first_name'" in message
+    assert "Column 'tags' (list<item: int64>) cannot feed custom field 'tags'" in message
+    assert "'at'" not in message  # a time of day is text: HH:MM:SS
+    assert "(other)" not in message
+
+
+def test_custom_pairings_are_reported_together_once_the_field_types_are_known():
+    schema = pa.schema([("e", pa.string()), ("flag", pa.bool_()), ("n", pa.int64())])
+    raw = {"email": "e", "custom_fields": {"score": "flag", "seen": "n"}}
+
+    message = bind_refusal(raw, schema, {"score": "Number", "seen": "Date"})
+
+    assert "Column 'flag' (bool) cannot feed custom field 'score' (Number)" in message
+    assert "Column 'n' (int64) cannot feed custom field 'seen' (Date)" in message
 
 
 @pytest.mark.parametrize("arrow_type", [pa.int64(), pa.float64(), pa.bool_(), pa.date32()])
@@ -197,7 +253,7 @@ def test_an_email_column_must_be_text(arrow_type):
 
     message = bind_refusal({"email": "mail"}, schema)
 
-    assert f"Column 'mail' ({arrow_kind(arrow_type)}) cannot feed field 'email'" in message
+    assert f"Column 'mail' ({arrow_type}) cannot feed field 'email'" in message
     assert "it takes string columns" in message
 
 
@@ -332,7 +388,9 @@ def test_the_same_column_may_feed_two_fields():
         (pa.list_(pa.int64()), "other"),
         (STRUCT, "other"),
         (pa.binary(), "other"),
-        (pa.time64("us"), "other"),
+        (pa.time64("us"), "time"),
+        (pa.time32("s"), "time"),
+        (pa.duration("us"), "other"),
     ],
 )
 def test_arrow_types_are_classified_into_coercion_families(arrow_type, kind):

@@ -230,6 +230,8 @@ def expected_row(email: str | None, name: str | None, score: float | None):
     problems = []
     if cleaned is not None and (not EMAIL_RE.fullmatch(cleaned) or len(cleaned) > 254):
         problems.append("email: not a valid email address")
+    # Reserved text fields lose their surrounding whitespace before the checks.
+    name = (name or "").strip(" \t\n\r\f\v\u00a0") or None
     if name and len(name) > 50:
         problems.append("first_name: longer than 50 characters")
     if score is not None and not math.isfinite(score):
