@@ -50,7 +50,12 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     create_missing_custom_fields: bool = False
     custom_field_ready_timeout: float = 120.0
     date_format: str = "%Y-%m-%dT%H:%M:%SZ"
-    state_path: str | None = None
+    state_path: str | None = None  # a local path, or an fsspec URL (remote_state)
+    # Remote state only: upload after every N accepted requests; the lock's time to live
+    # (renewed while the run lives); how long to wait for another worker's lock.
+    state_upload_every: int = 20
+    state_lock_ttl: float = 300.0
+    state_lock_wait: float = 0.0
     job_wait_timeout: float = 600.0
     job_poll_interval: float = 3.0
     read_batch_rows: int = 100_000
@@ -88,6 +93,11 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             normalize_base_url(self.base_url)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        if self.state_upload_every < 1 or self.state_lock_ttl <= 0 or self.state_lock_wait < 0:
+            raise ConfigurationError(
+                "state_upload_every must be at least 1, state_lock_ttl above 0 and "
+                "state_lock_wait at least 0 (seconds)."
+            )
         if self.fail_on_rejects is not None and self.fail_on_rejects < 0:
             raise ConfigurationError(
                 "fail_on_rejects must be a count of rows (0 fails on any reject) or a fraction "

@@ -38,11 +38,12 @@ from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.custom_fields import resolve_custom_fields
 from sendgrid_destination.dispatch import Dispatcher
 from sendgrid_destination.errors import SendGridError, SendGridTransientError
-from sendgrid_destination.import_jobs import JobTracker
+from sendgrid_destination.import_jobs import JobsOutcome, JobTracker
 from sendgrid_destination.lists import check_list_ids
 from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
 from sendgrid_destination.plan import Plan, Rendered
+from sendgrid_destination.progress import NoProgress, SyncObserver
 from sendgrid_destination.sender import BodySender, SendOutcome
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
@@ -74,6 +75,8 @@ class ContactSync:
     clock: Clock
     run_id: str
     stream: str
+    # Told planned / sent / confirmed counts (progress, the remote state's uploads).
+    observer: SyncObserver = field(default_factory=NoProgress)
     tally: Tally = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
     _refresh: list[pa.Table] = field(default_factory=list, init=False)
@@ -127,13 +130,14 @@ class ContactSync:
 
     def _settle_earlier_jobs(self) -> bool:
         """Follow earlier runs' pending jobs; whether this table still has any pending."""
-        self.tally.jobs_settled(self._tracker.wait(self.store.pending_jobs(), self.run_id))
+        self._jobs_settled(self._tracker.wait(self.store.pending_jobs(), self.run_id))
         # Within one load a key occurs once (last row wins), so only jobs still pending now
         # can carry an earlier version of a contact.
         return bool(self.store.pending_jobs(self.stream))
 
     def _record_plan(self, plan: Plan) -> None:
         self.tally.planned(plan.counts)
+        self.observer.planned(plan.counts.to_render)
         if plan.rejects.num_rows:
             self._record_rejects(plan.rejects, "validation")
             self.tally.refused_by_checks(plan.rejects)
@@ -161,7 +165,7 @@ class ContactSync:
         # start: give those jobs one more wait before sending over them.
         blocking = self.store.pending_jobs_of(self.stream, contacts)
         if blocking:
-            self.tally.jobs_settled(self._tracker.wait(blocking, self.run_id))
+            self._jobs_settled(self._tracker.wait(blocking, self.run_id))
         decided = plan.decide_again(contacts)
         self._remember_unchanged(decided.unchanged)
         if pc.any(decided.to_send["pending"]).as_py():
@@ -233,6 +237,7 @@ class ContactSync:
             )
             self._job_ids.append(job_id)
             self.tally.accepted(contacts, nbytes)
+            self.observer.sent(contacts.num_rows)
         for rejected in outcome.rejected:
             self._record_rejects(rejected, "api")
             self.tally.refused_by_api(rejected)
@@ -259,4 +264,8 @@ class ContactSync:
     def _follow_jobs(self) -> None:
         job_ids, self._job_ids = self._job_ids, []
         if job_ids:
-            self.tally.jobs_settled(self._tracker.wait(job_ids, self.run_id))
+            self._jobs_settled(self._tracker.wait(job_ids, self.run_id))
+
+    def _jobs_settled(self, outcome: JobsOutcome) -> None:
+        self.tally.jobs_settled(outcome)
+        self.observer.confirmed(outcome.confirmed)

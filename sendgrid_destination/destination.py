@@ -26,7 +26,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.common.schema import TTableSchema
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
-from sendgrid_destination.account import adopt_legacy_state, check_same_account, recorded_for
+from sendgrid_destination.account import check_same_account, recorded_for
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
@@ -34,6 +34,8 @@ from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
 from sendgrid_destination.errors import RejectsThresholdError
 from sendgrid_destination.mapping import parse_mapping
+from sendgrid_destination.progress import DltProgress, Observers
+from sendgrid_destination.remote_state import open_state
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
@@ -66,12 +68,12 @@ def run_sink(
     mapping = parse_mapping(config.mapping)
     stream = str(table["name"])
     run_id = f"{_load_id()}:{stream}"
-    state_path = config.resolved_state_path()
-    if legacy := config.legacy_state_path():
-        adopt_legacy_state(state_path, legacy)
-    with StateStore.open(state_path) as store, _client(config, clock) as client:
+    # A local file, or a remote one (an fsspec URL): locked, downloaded, uploaded as it goes.
+    with open_state(config) as state, _client(config, clock) as client:
+        store = state.store
         _claim_account(store, config)
-        sync = ContactSync(config, mapping, client, store, clock, run_id, stream)
+        observer = Observers([state.uploads, DltProgress()])
+        sync = ContactSync(config, mapping, client, store, clock, run_id, stream, observer)
         rows, file_key, loaded = _rows(items, mapping.columns, config, stream)
         try:
             sync.run(rows)

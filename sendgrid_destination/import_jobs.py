@@ -43,6 +43,7 @@ class JobsOutcome:
     failed_by_reason: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     unconfirmed: int = 0
+    confirmed: int = 0  # contacts the finished jobs report as created or updated (progress)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class JobTracker:
             return False
         self._finish(job, run_id, outcome)
         outcome.statuses[job.status] += 1
+        outcome.confirmed += job.created_count + job.updated_count
         return True
 
     def _settle_unknown(self, job_id: str, outcome: JobsOutcome) -> None:
