@@ -91,7 +91,9 @@ class DltProgress:
         self._update(SENT, contacts)
 
     def confirmed(self, contacts: int) -> None:
-        self._update(CONFIRMED, contacts)
+        # Jobs of earlier runs settle before this run's plan: not this run's progress.
+        if self._total:
+            self._update(CONFIRMED, contacts)
 
     def _update(
         self, name: str, inc: int, total: int | None = None, inc_total: int | None = None
