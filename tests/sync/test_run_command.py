@@ -50,6 +50,8 @@ def test_json_output_is_one_object_that_matches_the_summary_in_the_state(
     assert totals["jobs"] == {"completed": table["requests"]}
     assert totals["rejected_by_reason"] == table["rejected_by_reason"]
     assert "SendGrid sync summary" in result.err  # logs go to stderr
+    # Not a terminal: progress is log lines on stderr, not a bar.
+    assert f"SendGrid contacts sent: {table['contacts_sent']}/" in result.err
 
 
 def test_changed_rows_are_the_only_ones_sent_again(sync_env: SyncEnv) -> None:
