@@ -64,7 +64,8 @@ def test_the_postgres_example_syncs_its_table_and_then_only_updated_rows(
     con.autocommit = True
     with con.cursor() as cur:
         cur.execute(
-            f"UPDATE {customers} SET plan = 'vip', updated_at = now() WHERE email = 'pg7@example.com'"
+            f"UPDATE {customers} SET plan = 'vip', updated_at = now() "
+            "WHERE email = 'pg7@example.com'"
         )
     con.close()
     second = sync_env.run(sync_file, "--json")
