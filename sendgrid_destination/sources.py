@@ -108,7 +108,7 @@ def _sql_table_resource(spec: SourceSpec) -> DltResource:
 
     schema, _, table = str(spec.table).rpartition(".")
     resource = sql_table(
-        credentials=sql_engine(spec.url) if spec.url else dlt.secrets.value,
+        credentials=sql_credentials(spec.url),
         table=table,
         schema=schema or None,
         backend="pyarrow",
@@ -122,14 +122,17 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
     incremental = _incremental(spec)
 
     def rows(cursor: Any = incremental) -> Iterator[pa.Table]:
-        import sqlalchemy as sa
+        from dlt.sources.sql_database.helpers import engine_from_credentials
 
-        sql, params = _from_cursor(str(spec.query), spec.cursor, cursor, ":sg_cursor")
-        engine = sql_engine(spec.url)
+        engine = engine_from_credentials(sql_credentials(spec.url))
+        marker = _PLACEHOLDERS.get(engine.dialect.paramstyle, "%s")
+        sql, params = _from_cursor(str(spec.query), spec.cursor, cursor, marker)
         try:
             with engine.connect() as con:
-                result = con.execution_options(stream_results=True).execute(
-                    sa.text(sql), {"sg_cursor": params[0]} if params else {}
+                # The driver's own SQL: no SQLAlchemy construct is needed for a plain query.
+                result = con.execution_options(stream_results=True).exec_driver_sql(
+                    sql,
+                    {"sg_cursor": params[0]} if params and "sg_cursor" in marker else tuple(params),
                 )
                 names = list(result.keys())
                 while chunk := result.fetchmany(BATCH_ROWS):
@@ -140,31 +143,35 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
 
 
-def sql_engine(url: str | None) -> Any:
-    """A SQLAlchemy engine for ``url`` (an engine, not a string, so that the password never
-    travels in a string that could be logged)."""
-    import sqlalchemy as sa
+# How each DB-API paramstyle writes the one cursor parameter.
+_PLACEHOLDERS = {
+    "pyformat": "%(sg_cursor)s",
+    "format": "%s",
+    "qmark": "?",
+    "named": ":sg_cursor",
+    "numeric": ":1",
+}
+
+
+def sql_credentials(url: str | None) -> Any:
+    """dlt's credentials for ``url``, its password (when it has none) from dlt's secrets;
+    without a URL, dlt resolves ``sources.sql_database.credentials`` itself. dlt's credentials
+    never show the password when printed."""
+    from dlt.common.configuration.specs import ConnectionStringCredentials
 
     if not url:
-        url = str(dlt.secrets.get("sources.sql_database.credentials"))
-    return sa.create_engine(sql_url(url))
-
-
-def sql_url(url: str) -> Any:
-    """The SQLAlchemy URL, its password (when it has none) from dlt's secrets."""
-    import sqlalchemy as sa
-
+        return dlt.secrets.value
     try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
+        credentials = ConnectionStringCredentials(url)
+    except Exception:
         raise SyncFileError(
             "source.url is not a SQLAlchemy URL, e.g. postgresql+psycopg2://user@host:5432/db."
         ) from None
-    if parsed.password is None:
+    if not credentials.password:
         password: Any = dlt.secrets.get(SQL_PASSWORD_KEY)
         if password:
-            parsed = parsed.set(password=str(password))
-    return parsed
+            credentials.password = str(password)
+    return credentials
 
 
 def _quoted(name: str) -> str:

@@ -11,7 +11,7 @@ from dlt.common.configuration import resolve_configuration
 
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.errors import SyncFileError
-from sendgrid_destination.sources import sql_url
+from sendgrid_destination.sources import sql_credentials
 from sendgrid_destination.sync_file import load_sync_file, settings_provider
 from tests.sync.conftest import EXAMPLES
 
@@ -113,9 +113,10 @@ def test_a_sql_url_without_a_password_takes_it_from_dlt_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SOURCES__SQL_DATABASE__CREDENTIALS__PASSWORD", "s3cret")
-    with_password = sql_url("postgresql+psycopg2://app@db.internal:5432/warehouse")
-    kept = sql_url("postgresql+psycopg2://app:own@db.internal:5432/warehouse")
+    with_password = sql_credentials("postgresql+psycopg2://app@db.internal:5432/warehouse")
+    kept = sql_credentials("postgresql+psycopg2://app:own@db.internal:5432/warehouse")
 
     assert with_password.password == "s3cret"
+    assert with_password.username == "app" and with_password.host == "db.internal"
     assert kept.password == "own"
-    assert "s3cret" not in str(with_password)  # SQLAlchemy masks it when shown
+    assert "s3cret" not in str(with_password)  # dlt masks it when shown
