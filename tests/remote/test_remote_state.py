@@ -121,6 +121,7 @@ def test_a_second_worker_stops_clearly_while_the_first_holds_the_lock(
     assert 1.5 <= waited < 30
 
 
+@pytest.mark.slow  # about 10 s: a worker process kept busy for a few seconds
 def test_two_real_workers_on_one_state_take_turns_and_send_each_contact_once(
     s3: S3, tmp_path: Path
 ) -> None:
@@ -147,6 +148,7 @@ def test_two_real_workers_on_one_state_take_turns_and_send_each_contact_once(
         assert _upserted(emulator) == CONTACTS
 
 
+@pytest.mark.slow  # a worker process, killed, and a lock left to expire
 def test_a_killed_worker_loses_at_most_what_was_accepted_since_its_last_upload(
     s3: S3, tmp_path: Path
 ) -> None:
