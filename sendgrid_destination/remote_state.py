@@ -160,7 +160,13 @@ class RemoteLock:
             return None
 
     def _write(self, info: LockInfo) -> None:
-        self.fs.pipe_file(self.path, info.to_json())
+        if _is_local(self.fs):
+            # A rename: a reader never sees half a lock (it would take it for an expired one).
+            partial = f"{self.path}.{info.token}.partial"
+            self.fs.pipe_file(partial, info.to_json())
+            os.replace(partial, self.path)
+        else:
+            self.fs.pipe_file(self.path, info.to_json())  # one PUT: atomic
 
 
 def _create_exclusive(fs: Any, path: str, data: bytes) -> bool:
@@ -337,11 +343,26 @@ def open_remote(
                     with StateStore.open(remote.local) as store:
                         opened = True
                         yield OpenState(store, StateUploads(remote, store, upload_every))
-                finally:
-                    if opened:  # the store is closed (checkpointed): the file is whole
-                        remote.upload()
+                except BaseException:
+                    # What the failed run recorded is uploaded too (its 202s must not be
+                    # resent); the run's own error stays the one raised.
+                    if opened:
+                        _upload_after_failure(remote)
+                    raise
+                remote.upload()  # the store is closed (checkpointed): the file is whole
         finally:
             remote.lock.release()
+
+
+def _upload_after_failure(remote: RemoteState) -> None:
+    try:
+        remote.upload()
+    except Exception as exc:
+        logger.error(
+            "could not upload the state after the run failed (%s); the next run resends what "
+            "this one sent since its last upload",
+            exc,
+        )
 
 
 @contextmanager

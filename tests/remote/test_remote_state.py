@@ -223,3 +223,56 @@ def _wait_for(condition: object, proc: subprocess.Popen[bytes], timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the worker")
         time.sleep(0.01)
+
+
+def test_a_plan_reads_a_remote_state_and_leaves_it_and_its_lock_alone(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sendgrid_destination.cli import main
+
+    url = s3.url("state.duckdb")
+    pq.write_table(_contacts(1, 40), tmp_path / "people.parquet")
+    sync_file = tmp_path / "people.toml"
+    sync_file.write_text(
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        f'[destination.sendgrid]\nstate_path = "{url}"\njob_poll_interval = 0.05\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\nfirst_name = "first_name"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    fs = s3fs.S3FileSystem()
+    with Emulator(api_key=API_KEY, job_polls_until_done=1) as emulator:
+        monkeypatch.setenv("DESTINATION__SENDGRID__API_KEY", API_KEY)
+        monkeypatch.setenv("DESTINATION__SENDGRID__BASE_URL", emulator.base_url)
+        dlt_dir = str(tmp_path / "dlt")
+        assert main(["run", str(sync_file), "--pipelines-dir", dlt_dir]) == 0
+        before = fs.cat_file(url)
+        pq.write_table(_contacts(2, 45), tmp_path / "people.parquet")
+        capsys.readouterr()
+
+        code = main(["run", str(sync_file), "--plan", "--json", "--pipelines-dir", dlt_dir])
+
+    plan = json.loads(capsys.readouterr().out)["plan"]["totals"]
+    assert code == 0
+    assert (plan["new"], plan["changed"]) == (5, 40)
+    assert fs.cat_file(url) == before
+    assert not fs.exists(url + ".lock")
+
+
+def test_a_failed_run_still_uploads_what_sendgrid_accepted(s3: S3, tmp_path: Path) -> None:
+    url = s3.url("state.duckdb")
+    with Emulator(api_key=API_KEY, job_polls_until_done=1) as emulator:
+        # Two bodies accepted, then a 401 (terminal) for the rest of the first run.
+        emulator.faults.add("PUT /v3/marketing/contacts", action="delay", delay=0.0, times=2)
+        emulator.faults.add("PUT /v3/marketing/contacts", status=401, times=100)
+        settings = {"max_contacts_per_request": PER_REQUEST, "max_in_flight": 1}
+        with pytest.raises(PipelineStepFailed):
+            sync(_contacts(1, 500), emulator.base_url, url, str(tmp_path / "a"), **settings)
+        recorded = _remote_requests(url)
+        emulator.faults.clear()
+        after_failure = len(emulator.requests)
+
+        sync(_contacts(1, 500), emulator.base_url, url, str(tmp_path / "b"), **settings)
+
+        assert recorded == 2  # uploaded at the end of the failed run (upload_every is 20)
+        assert _upserted(emulator, after_failure) == 500 - 2 * PER_REQUEST
+        assert len(emulator.contacts()) == 500

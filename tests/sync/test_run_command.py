@@ -218,3 +218,27 @@ def _people(start: int, n: int) -> pa.Table:
             "plan": ["pro"] * n,
         }
     )
+
+
+def test_the_cli_shows_a_bar_on_a_terminal_and_log_lines_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    from dlt.common.runtime.collector import LogCollector, TqdmCollector
+
+    from sendgrid_destination.sync_command import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    on_terminal = _progress("auto")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    in_a_log = _progress("auto")
+
+    assert isinstance(on_terminal, TqdmCollector)
+    assert isinstance(in_a_log, LogCollector)
+    assert _progress("none") is None
