@@ -106,12 +106,7 @@ class RemoteLock:
             if holder is None:
                 return
             if time.monotonic() >= deadline:
-                raise StateLockedError(
-                    f"The remote state {self.path} is in use by {holder.describe()}. Two runs "
-                    "on one state could send the same contacts twice: wait for it to finish, "
-                    "raise state_lock_wait, or give this run its own state_path (one per "
-                    "SendGrid account or subuser)."
-                )
+                raise StateLockedError(self._refusal(holder))
             time.sleep(min(_WAIT_STEP_SECONDS, max(deadline - time.monotonic(), 0.01)))
 
     def _try_acquire(self) -> LockInfo | None:
@@ -125,7 +120,7 @@ class RemoteLock:
             return holder
         # Expired or unreadable: one worker wins the marker for this dead holder, then the lock.
         dead = holder.token if holder else "unreadable"
-        if not _create_exclusive(self.fs, f"{self.path}.takeover-{dead}", mine.to_json()):
+        if not _create_exclusive(self.fs, self._marker(dead), mine.to_json()):
             return holder or mine  # another worker is taking it over right now
         self._write(mine)
         self.info = mine
@@ -134,6 +129,24 @@ class RemoteLock:
             holder.owner if holder else "an unreadable lock",
         )
         return None
+
+    def _marker(self, dead_token: str) -> str:
+        return f"{self.path}.takeover-{dead_token}"
+
+    def _refusal(self, holder: LockInfo) -> str:
+        message = (
+            f"The remote state {self.path} is in use by {holder.describe()}. Two runs on one "
+            "state could send the same contacts twice: wait for it to finish, raise "
+            "state_lock_wait, or give this run its own state_path (one per SendGrid account "
+            "or subuser)."
+        )
+        if holder.expires_at <= self._clock():
+            # Expired, yet its takeover marker exists: the worker taking it over died too.
+            message += (
+                f" The lock expired, but a takeover of it did not finish: if no worker is "
+                f"running on this state, delete {self.path} and {self._marker(holder.token)}."
+            )
+        return message
 
     def renew(self) -> bool:
         """Push the expiry forward; False (and ``lost``) when the lock is no longer ours."""

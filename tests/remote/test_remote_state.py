@@ -276,3 +276,18 @@ def test_a_failed_run_still_uploads_what_sendgrid_accepted(s3: S3, tmp_path: Pat
         assert recorded == 2  # uploaded at the end of the failed run (upload_every is 20)
         assert _upserted(emulator, after_failure) == 500 - 2 * PER_REQUEST
         assert len(emulator.contacts()) == 500
+
+
+def test_a_takeover_that_died_halfway_is_named_with_what_to_delete(
+    s3: S3, tmp_path: Path
+) -> None:
+    url = s3.url("state.duckdb")
+    fs = s3fs.S3FileSystem()
+    dead = LockInfo("worker-a:1", "token-a", time.time() - 60)
+    fs.pipe_file(url + ".lock", dead.to_json())
+    fs.pipe_file(url + ".lock.takeover-token-a", LockInfo("worker-b:2", "b", 0).to_json())
+    with Emulator(api_key=API_KEY) as emulator, pytest.raises(PipelineStepFailed) as caught:
+        sync(_contacts(1, 5), emulator.base_url, url, str(tmp_path / "c"))
+
+    assert f"delete {url.removeprefix('s3://')}.lock and" in str(caught.value)
+    assert "takeover-token-a" in str(caught.value)
