@@ -278,9 +278,7 @@ def test_a_failed_run_still_uploads_what_sendgrid_accepted(s3: S3, tmp_path: Pat
         assert len(emulator.contacts()) == 500
 
 
-def test_a_takeover_that_died_halfway_is_named_with_what_to_delete(
-    s3: S3, tmp_path: Path
-) -> None:
+def test_a_takeover_that_died_halfway_is_named_with_what_to_delete(s3: S3, tmp_path: Path) -> None:
     url = s3.url("state.duckdb")
     fs = s3fs.S3FileSystem()
     dead = LockInfo("worker-a:1", "token-a", time.time() - 60)
