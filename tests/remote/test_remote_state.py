@@ -20,7 +20,8 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.errors import StateLockedError
-from sendgrid_destination.remote_state import LockInfo, fetch_copy
+from sendgrid_destination.remote_lock import LockInfo
+from sendgrid_destination.remote_state import fetch_copy
 from sendgrid_destination.state import StateStore
 from tests.remote.conftest import S3
 from tests.remote.remote_worker import API_KEY, sync
