@@ -4,15 +4,16 @@ providers below the environment variables."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from dlt.common.configuration import resolve_configuration
 
-from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.errors import SyncFileError
 from sendgrid_destination.sources import sql_credentials
-from sendgrid_destination.sync_file import load_sync_file, settings_provider
+from sendgrid_destination.sync_file import load_sync_file
 from tests.sync.conftest import EXAMPLES
 
 GOOD_SOURCE = '[source]\nkind = "duckdb"\npath = "w.duckdb"\ntable = "customers"\n'
@@ -84,29 +85,42 @@ def test_every_example_sync_file_is_valid(name: str) -> None:
     assert sync.settings["mapping"]["email"] == "email"
 
 
-def test_settings_resolve_from_the_file_below_environment_variables(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_settings_resolve_from_the_file_below_environment_variables_above_config_toml(
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "sync.toml"
-    path.write_text(
+    # A fresh process, as the CLI is: dlt reads .dlt/config.toml of the directory it starts in.
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text(
+        "[destination.sendgrid]\nmax_in_flight = 5\nmax_attempts = 4\nread_batch_rows = 7\n"
+    )
+    (tmp_path / "sync.toml").write_text(
         'name = "s"\n' + GOOD_SOURCE + "[destination.sendgrid]\nmax_in_flight = 3\n"
         'read_batch_rows = 10\n[destination.sendgrid.mapping]\nemail = "mail"\n'
     )
-    monkeypatch.setenv("DESTINATION__SENDGRID__READ_BATCH_ROWS", "20")
-    sync = load_sync_file(path)
-
-    with settings_provider(sync):
-        config = resolve_configuration(
-            SendGridConfiguration(), sections=("destination", "sendgrid"), accept_partial=True
-        )
-    after = resolve_configuration(
-        SendGridConfiguration(), sections=("destination", "sendgrid"), accept_partial=True
+    script = (
+        "from pathlib import Path\n"
+        "from dlt.common.configuration import resolve_configuration\n"
+        "from sendgrid_destination.config import SendGridConfiguration\n"
+        "from sendgrid_destination.sync_file import load_sync_file, settings_provider\n"
+        "def resolve():\n"
+        "    return resolve_configuration(SendGridConfiguration(),"
+        " sections=('destination', 'sendgrid'), accept_partial=True)\n"
+        "with settings_provider(load_sync_file(Path('sync.toml'))):\n"
+        "    c = resolve()\n"
+        "after = resolve()\n"
+        "print(c.max_in_flight, c.read_batch_rows, c.max_attempts, c.mapping,"
+        " after.max_in_flight)\n"
     )
+    env = os.environ | {"DESTINATION__SENDGRID__READ_BATCH_ROWS": "20"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
 
-    assert (config.max_in_flight, config.read_batch_rows) == (3, 20)
-    assert config.mapping == {"email": "mail"}
-    assert after.max_in_flight == 2  # the provider is gone once the run is over
+    assert result.returncode == 0, result.stderr
+    # the file over config.toml; the environment over the file; config.toml for the rest;
+    # and once the run is over the file is no provider any more
+    assert result.stdout.split() == ["3", "20", "4", "{'email':", "'mail'}", "5"]
 
 
 def test_a_sql_url_without_a_password_takes_it_from_dlt_secrets(
