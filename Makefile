@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # turns it back on.
 export RUNTIME__DLTHUB_TELEMETRY ?= false
 
-.PHONY: venv test test-slow test-all test-lowest check demo warehouse bench emulator lock clean
+.PHONY: venv test test-slow test-all test-lowest check demo warehouse bench emulator lock clean \
+	venv-airflow venv-dagster test-airflow test-dagster test-orchestrators lock-airflow lock-dagster
 
 venv: $(STAMP)
 
@@ -23,13 +24,33 @@ $(STAMP): requirements.lock pyproject.toml
 # The everyday suite (under 3 minutes on 2 cores); test-slow runs what it leaves out (crash
 # trials, the wheel in a clean venv, the README's quick start, the benchmark harness). CI runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not orchestrator"
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m "slow and not orchestrator"
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not orchestrator"
+
+# The orchestrator examples, each in its own venv from its own pinned lock (the optional
+# extras `airflow` and `dagster`; the core install stays small). CI runs both. A missing
+# orchestrator fails these targets instead of skipping.
+venv-airflow: .venv-airflow/.installed
+venv-dagster: .venv-dagster/.installed
+
+.venv-%/.installed: requirements-%.lock pyproject.toml
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-$*.lock
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+test-airflow: venv-airflow
+	SENDGRID_DESTINATION_REQUIRE_AIRFLOW=1 .venv-airflow/bin/python -m pytest -m orchestrator tests/orchestrators/test_airflow.py
+
+test-dagster: venv-dagster
+	SENDGRID_DESTINATION_REQUIRE_DAGSTER=1 .venv-dagster/bin/python -m pytest -m orchestrator tests/orchestrators/test_dagster.py
+
+test-orchestrators: test-airflow test-dagster
 
 # The suite on the lowest dependency versions pyproject.toml allows (requirements-lowest.txt),
 # in .venv-lowest; needs the package index. Not part of CI: run it when changing a bound.
@@ -67,5 +88,24 @@ lock: $(STAMP)
 	$(BIN)/python -m pip freeze --all | grep -i '^setuptools==' >> requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
+# An orchestrator's lock: everything of requirements.lock plus the extra, frozen from its venv
+# (rebuild it from requirements.lock and the extra first: `rm -rf .venv-airflow && python3 -m
+# venv .venv-airflow && .venv-airflow/bin/pip install -r requirements.lock "apache-airflow==3.3.*"`,
+# likewise .venv-dagster with "dagster-dlt==0.29.*").
+define freeze
+	printf '%s\n' "# Pinned, tested set for the $(1) example and its tests: requirements.lock plus the" \
+	  "# \`$(1)\` extra (pip freeze of .venv-$(1)). \`make test-$(1)\` installs exactly these." \
+	  > requirements-$(1).lock.new
+	.venv-$(1)/bin/python -m pip freeze --exclude-editable >> requirements-$(1).lock.new
+	.venv-$(1)/bin/python -m pip freeze --all | grep -i '^setuptools==' >> requirements-$(1).lock.new
+	mv requirements-$(1).lock.new requirements-$(1).lock
+endef
+
+lock-airflow:
+	$(call freeze,airflow)
+
+lock-dagster:
+	$(call freeze,dagster)
+
 clean:
-	rm -rf $(VENV) .venv-lowest .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-lowest .venv-airflow .venv-dagster .mypy_cache .ruff_cache .pytest_cache

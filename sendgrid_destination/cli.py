@@ -1,5 +1,11 @@
 """``sendgrid-destination``: the command line.
 
+* ``run SYNC.toml [--plan] [--json] [--full-refresh]``: run the sync a file declares
+  (``sync_file``), or with ``--plan`` show what it would send, changing nothing
+  (``dry_run``). Exit codes: 0 success, 1 the run failed (``fail_on_rejects`` included), 2 a
+  usage or configuration error. ``--json`` prints exactly one JSON object on stdout (also when
+  the run fails); logs and progress go to stderr: a bar on a terminal, a log line every few
+  seconds otherwise (the right default under an orchestrator).
 * ``emulator``: serve the local SendGrid emulator.
 * ``status``: recent runs (when, how long, their summaries), pending jobs and contact
   outcomes from the state file; ``--json`` prints one JSON object.
@@ -8,10 +14,11 @@
 * ``rejects``: export rejected and failed rows (key, column, reason) as CSV or JSON. This is
   row-level output the user asks for, so it carries contact keys; nothing else here does.
 
-The state file is ``--state PATH``, or the one the destination would use, resolved from the
-same ``[destination.sendgrid]`` settings and environment variables as a pipeline. Both read a
-private copy of it (``state.snapshot``): never blocked by a load, never blocking one. Output
-piped into a reader that stops early (``| head``) ends quietly.
+The state file is ``--state PATH`` (or an fsspec URL of a remote state), or the one the
+destination would use, resolved from the same ``[destination.sendgrid]`` settings and
+environment variables as a pipeline. Both read a private copy of it (``state.snapshot``;
+a remote state is downloaded without taking its lock): never blocked by a load, never blocking
+one. Output piped into a reader that stops early (``| head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -21,21 +28,24 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from dlt.common.configuration import resolve_configuration
 
+from sendgrid_destination import sync_command
 from sendgrid_destination._version import __version__
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.emulator import cli as emulator_cli
-from sendgrid_destination.errors import SendGridError
+from sendgrid_destination.errors import ConfigurationError, SendGridError
+from sendgrid_destination.remote_state import fetch_copy, is_remote
 from sendgrid_destination.state import StateStore, recovery, reports
 from sendgrid_destination.state.lock import file_lock
 from sendgrid_destination.state.snapshot import read_snapshot
 from sendgrid_destination.summary import RunSummary
+from sendgrid_destination.sync_command import EXIT_CONFIG
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except SendGridError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except BrokenPipeError:
         # The reader went away (``... | head``): stop quietly, and keep Python from
         # complaining again when it flushes stdout at exit.
@@ -61,6 +71,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a sync file (TOML), or --plan it")
+    run.add_argument("sync_file", type=Path, help="the sync file (see the README)")
+    run.add_argument(
+        "--plan", action="store_true", help="dry run: what would be sent; changes nothing"
+    )
+    run.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="extract every row again (the incremental cursor restarts); unchanged contacts "
+        "are still skipped by the state",
+    )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "bar", "log", "none"),
+        default="auto",
+        help="auto (default): a bar on a terminal, log lines otherwise",
+    )
+    run.add_argument("--pipelines-dir", help="dlt's working directory (default: dlt's)")
+    run.set_defaults(handler=sync_command.run)
 
     emulator = commands.add_parser("emulator", help="serve the local SendGrid API emulator")
     emulator_cli.configure_parser(emulator)
@@ -88,7 +119,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _restore_state(args: argparse.Namespace) -> int:
-    path = _state_path(args)
+    location = _state_location(args)
+    if is_remote(location):
+        raise ConfigurationError(
+            f"restore-state works on a local state file; {location} is remote: keep earlier "
+            "versions with your storage's object versioning and restore one with its tools."
+        )
+    path = Path(location)
     with file_lock(path):  # no load may be writing it meanwhile
         seq = recovery.restore(path)
     print(
@@ -101,28 +138,40 @@ def _restore_state(args: argparse.Namespace) -> int:
 def _state_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state",
-        type=Path,
-        help="state file (default: resolved from [destination.sendgrid] settings like a load)",
+        help="state file or remote state URL (default: resolved from [destination.sendgrid] "
+        "settings like a load)",
     )
 
 
-def _state_path(args: argparse.Namespace) -> Path:
+def _state_location(args: argparse.Namespace) -> str:
     if args.state:
-        return Path(args.state)
+        return str(args.state)
     config = resolve_configuration(
         SendGridConfiguration(), sections=("destination", "sendgrid"), accept_partial=True
     )
+    if is_remote(config.state_path):
+        return str(config.state_path)
     if not config.state_path and not config.api_key:
         raise SendGridError(
             "No state file given: pass --state PATH, or set state_path (or api_key) under "
             "[destination.sendgrid] so the default path can be derived."
         )
-    return config.resolved_state_path()
+    return str(config.resolved_state_path())
 
 
-def _open(args: argparse.Namespace) -> AbstractContextManager[StateStore]:
+@contextmanager
+def _open(args: argparse.Namespace) -> Iterator[StateStore]:
     # A private copy: reading never blocks (or waits for) a load writing the file.
-    return read_snapshot(_state_path(args))
+    location = _state_location(args)
+    if not is_remote(location):
+        with read_snapshot(Path(location)) as store:
+            yield store
+        return
+    with fetch_copy(location) as local:
+        if local is None:
+            raise ConfigurationError(f"No state at {location}: nothing has been loaded with it.")
+        with read_snapshot(local) as store:
+            yield store
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -130,7 +179,7 @@ def _status(args: argparse.Namespace) -> int:
         counts = reports.contact_status_counts(store)
         pending = len(store.pending_jobs())
         runs = reports.recent_runs(store, args.runs)
-        path = str(store.path)
+    path = _state_location(args)
     if args.json:
         status = {
             "state_file": path,

@@ -84,7 +84,12 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     create_missing_custom_fields: bool = False
     custom_field_ready_timeout: float = 120.0
     date_format: str = "%Y-%m-%dT%H:%M:%SZ"
-    state_path: str | None = None
+    state_path: str | None = None  # a local path, or an fsspec URL (remote_state)
+    # Remote state only: upload after every N accepted requests; the lock's time to live
+    # (renewed while the run lives); how long to wait for another worker's lock.
+    state_upload_every: int = 20
+    state_lock_ttl: float = 300.0
+    state_lock_wait: float = 0.0
     job_wait_timeout: float = 600.0
     job_poll_interval: float = 3.0
     read_batch_rows: int = 100_000
@@ -151,6 +156,11 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
                 "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml "
                 '(for example email = "email") or pass mapping={...} to sendgrid(); or give '
                 "each table its own under [destination.sendgrid.tables.<table>.mapping]."
+            )
+        if self.state_upload_every < 1 or self.state_lock_ttl <= 0 or self.state_lock_wait < 0:
+            raise ConfigurationError(
+                "state_upload_every must be at least 1, state_lock_ttl above 0 and "
+                "state_lock_wait at least 0 (seconds)."
             )
         self.validate_table_options()
 

@@ -47,11 +47,12 @@ from sendgrid_destination.dispatch import Dispatcher
 from sendgrid_destination.drift import ColumnStats, check_columns
 from sendgrid_destination.errors import SendGridError, StoppedError
 from sendgrid_destination.identifiers import IdentifierPolicy
-from sendgrid_destination.import_jobs import JobTracker
+from sendgrid_destination.import_jobs import JobsOutcome, JobTracker
 from sendgrid_destination.lists import check_list_ids
 from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
 from sendgrid_destination.plan import Plan, Rendered
+from sendgrid_destination.progress import NoProgress, SyncObserver
 from sendgrid_destination.schemas import RENDERED
 from sendgrid_destination.sender import BodySender, SendOutcome
 from sendgrid_destination.source_rows import SourceRows
@@ -89,6 +90,8 @@ class ContactSync:
     # Asked between bodies and batches: true once a signal (SIGTERM, Ctrl-C) asked the load
     # to stop; then no new body is sent and what was accepted is recorded.
     stop: Callable[[], bool] = lambda: False
+    # Told planned / sent / confirmed counts (progress, the remote state's uploads).
+    observer: SyncObserver = field(default_factory=NoProgress)
     tally: Tally = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
     _deadline: float = field(default=0.0, init=False)
@@ -191,6 +194,7 @@ class ContactSync:
 
     def _record_plan(self, plan: Plan) -> None:
         self.tally.planned(plan.counts)
+        self.observer.planned(plan.counts.to_render)
         if plan.rejects.num_rows:
             self._record_rejects(plan.rejects, "validation")
             self.tally.refused_by_checks(plan.rejects)
@@ -243,7 +247,7 @@ class ContactSync:
 
     def _wait_for(self, job_ids: list[str]) -> None:
         if job_ids:
-            self.tally.jobs_settled(self._tracker.wait(job_ids, self.run_id, self._deadline))
+            self._jobs_settled(self._tracker.wait(job_ids, self.run_id, self._deadline))
 
     def _refuse_oversize(self, setup: _Setup, contacts: pa.Table) -> pa.Table:
         fitting, too_big = setup.packer.split_oversize(contacts)
@@ -311,6 +315,7 @@ class ContactSync:
             )
             self._job_ids.append(job_id)
             self.tally.accepted(contacts, nbytes)
+            self.observer.sent(contacts.num_rows)
         for rejected in outcome.rejected:
             self._record_rejects(rejected, "api")
             self.tally.refused_by_api(rejected)
@@ -339,3 +344,7 @@ class ContactSync:
     def _follow_jobs(self) -> None:
         job_ids, self._job_ids = self._job_ids, []
         self._wait_for(job_ids)
+
+    def _jobs_settled(self, outcome: JobsOutcome) -> None:
+        self.tally.jobs_settled(outcome)
+        self.observer.confirmed(outcome.confirmed)

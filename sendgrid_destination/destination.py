@@ -48,7 +48,7 @@ from dlt.common.storages.load_package import commit_load_package_state
 from dlt.destinations.impl.destination.destination import DestinationClient
 from dlt.destinations.impl.destination.factory import destination as _custom_destination
 
-from sendgrid_destination.account import adopt_legacy_state, check_same_account, recorded_for
+from sendgrid_destination.account import check_same_account, recorded_for
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
@@ -60,6 +60,8 @@ from sendgrid_destination.errors import (
     TablesNotLoadedError,
 )
 from sendgrid_destination.mapping import FieldMapping, parse_mapping
+from sendgrid_destination.progress import DltProgress, Observers, SyncObserver
+from sendgrid_destination.remote_state import is_remote, open_state
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
@@ -105,18 +107,20 @@ def run_sink(
         state[SKIPPED_PREFIX + stream] = True  # one warning at the load's end names them all
         return
     config.validate()
-    state_path = config.resolved_state_path()
-    if legacy := config.legacy_state_path():
-        adopt_legacy_state(state_path, legacy)
     stop = signals.was_signal_received  # dlt's flag for SIGTERM and Ctrl-C
-    with StateStore.open(state_path) as store, _client(config, clock, stop) as client:
+    # A local file, or a remote one (an fsspec URL): locked, downloaded, uploaded as it goes.
+    with open_state(config) as opened, _client(config, clock, stop) as client:
+        store = opened.store
         _claim_account(store, config)
-        summary, settings = _sync_table(items, stream, config, store, client, clock, state, stop)
+        observer = Observers([opened.uploads, DltProgress()])
+        summary, settings = _sync_table(
+            items, stream, config, store, client, clock, state, stop, observer
+        )
         store.prune_runs(stream, config.keep_runs)
         if summary.error:
             return
-        if config.state_backup:  # the table loaded: keep a copy to restore
-            store.back_up()
+        if config.state_backup and not is_remote(config.state_path):
+            store.back_up()  # the table loaded: keep a copy to restore
         logger.info("SendGrid sync summary\n%s", summary.format())
         _check_rejects(store, settings, summary)
 
@@ -130,6 +134,7 @@ def _sync_table(
     clock: Clock,
     state: dict[str, Any],
     stop: Callable[[], bool],
+    observer: SyncObserver,
 ) -> tuple[RunSummary, SendGridConfiguration]:
     """Load this call's rows of ``stream``; its summary (kept and published) and settings.
     A configuration error of the table is settled here, in its summary (module doc)."""
@@ -139,7 +144,7 @@ def _sync_table(
     file_key = _file_key(items)
     try:
         settings, mapping = _table_setup(config, stream)
-        sync = ContactSync(settings, mapping, client, store, clock, run_id, stream, stop)
+        sync = ContactSync(settings, mapping, client, store, clock, run_id, stream, stop, observer)
         tally = sync.tally
         sync.run(_rows(items, mapping.columns, settings))
     except ConfigurationError as exc:  # found before the table's first upsert

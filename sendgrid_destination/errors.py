@@ -10,6 +10,7 @@
     - StateLockedError               another run holds the state file
     - CorruptStateError              the state file is damaged or was not written by us
     - RejectsThresholdError          fail_on_rejects: too many rows refused (good rows sent)
+    - SyncFileError                  a sync file (``sendgrid-destination run``) is wrong
   x SendGridTransientError           dlt retries the job; a rerun resumes
     - RateLimitedError               429 (or 403 "temporary block") after our own retries
     - ServerError                    5xx after our own retries
@@ -18,6 +19,7 @@
     - StoppedError                   a signal (SIGTERM, Ctrl-C) asked the load to stop
     - ErrorsFileUnreadableError      a job's errors file is not a CSV we can match to contacts
     - BodyTooLargeError              413, or a 4xx saying the body is too large: send less
+    - RemoteStateError               remote state storage unreachable or refused a transfer
 
 Messages say what to fix. They never contain the API key, an email address or a field value:
 row-level detail goes to the rejects table, which the user asks for explicitly.
@@ -91,6 +93,11 @@ class RejectsThresholdError(SendGridTerminalError):
     """More rows were refused than ``fail_on_rejects`` allows; the good rows were sent."""
 
 
+class SyncFileError(ConfigurationError):
+    """A sync file names an unknown key or a value that is not allowed (the message names the
+    key and what is allowed)."""
+
+
 class RateLimitedError(SendGridTransientError):
     """Still rate limited after waiting as the headers asked."""
 
@@ -114,6 +121,11 @@ class CustomFieldsNotReadyError(SendGridTransientError):
 class ErrorsFileUnreadableError(SendGridTransientError):
     """A job's errors file could not be read or names no contact we can identify; the job's
     contacts cannot be told apart, so they are unconfirmed and sent again."""
+
+
+class RemoteStateError(SendGridTransientError):
+    """The remote state (an fsspec URL) could not be read or written; the next run tries again
+    and resends at most what was accepted since the last upload."""
 
 
 class BodyTooLargeError(SendGridTransientError):

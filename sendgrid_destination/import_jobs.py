@@ -47,6 +47,7 @@ class JobsOutcome:
     unconfirmed: int = 0
     finished: list[str] = field(default_factory=list)  # job ids
     still_pending: list[str] = field(default_factory=list)  # job ids at the end of the wait
+    confirmed: int = 0  # contacts the finished jobs report as created or updated (progress)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class JobTracker:
         self._finish(job, run_id, outcome)
         outcome.statuses[job.status] += 1
         outcome.finished.append(job_id)
+        outcome.confirmed += job.created_count + job.updated_count
         return True
 
     def _settle_unknown(self, job_id: str, outcome: JobsOutcome) -> None:

@@ -161,6 +161,11 @@ class StateStore:
         finally:
             cur.close()
 
+    def checkpoint(self) -> None:
+        """Write everything committed into the file itself, so that a copy of the file alone
+        is the whole state (the remote state uploads such copies)."""
+        self.con.execute("CHECKPOINT")
+
     # -- the account ---------------------------------------------------------------------------
 
     def account(self) -> dict[str, str]:

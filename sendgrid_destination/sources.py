@@ -1,0 +1,178 @@
+"""The rows of a sync file's ``[source]``, as one dlt resource yielding Arrow data.
+
+* ``duckdb``: the file read natively, read-only (``duckdb-engine`` cannot reflect DuckDB 2.x
+  files, so dlt's ``sql_table`` cannot read them), streamed as Arrow record batches;
+* ``parquet``: a file, a directory or a glob, read with pyarrow's datasets in record batches;
+* ``sql``: a SQLAlchemy URL, through dlt's ``sql_table`` with the pyarrow backend (``table``),
+  or a ``query`` streamed through SQLAlchemy. A URL without a password takes it from dlt's
+  secrets, ``sources.sql_database.credentials.password`` (the environment variable
+  ``SOURCES__SQL_DATABASE__CREDENTIALS__PASSWORD`` or ``.dlt/secrets.toml``), so the file can
+  hold the URL and not the password; without ``url`` the whole URL comes from
+  ``sources.sql_database.credentials``.
+
+``cursor`` makes the resource incremental on that column (dlt's ``incremental``): a run extracts
+only rows whose cursor is at least the last run's highest, pushed into the query for SQL and
+DuckDB. The cursor lives in dlt's pipeline directory, so a worker that loses it (the Airflow and
+Dagster helpers wipe it) reads everything again, and the state skips what did not change.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+from typing import Any
+
+import dlt
+import duckdb
+import pyarrow as pa
+from dlt.extract.resource import DltResource
+
+from sendgrid_destination.errors import SyncFileError
+from sendgrid_destination.sync_file import SourceSpec
+
+BATCH_ROWS = 50_000
+# Without a cap DuckDB keeps every page it scanned (its default limit is 80% of RAM).
+DUCKDB_MEMORY_LIMIT = "256MB"
+SQL_PASSWORD_KEY = "sources.sql_database.credentials.password"
+
+
+def resource_for(spec: SourceSpec) -> DltResource:
+    if spec.kind == "duckdb":
+        return _duckdb_resource(spec)
+    if spec.kind == "parquet":
+        return _parquet_resource(spec)
+    if spec.table:
+        return _sql_table_resource(spec)
+    return _sql_query_resource(spec)
+
+
+def _incremental(spec: SourceSpec) -> Any:
+    return dlt.sources.incremental(spec.cursor) if spec.cursor else None
+
+
+def _duckdb_resource(spec: SourceSpec) -> DltResource:
+    query = spec.query or f"SELECT * FROM {_quoted(spec.table or '')}"
+    path = str(spec.path)
+    incremental = _incremental(spec)
+
+    def rows(cursor: Any = incremental) -> Iterator[pa.RecordBatch]:
+        sql, params = _from_cursor(query, spec.cursor, cursor)
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": DUCKDB_MEMORY_LIMIT
+        }
+        try:
+            con = duckdb.connect(path, read_only=True, config=config)
+        except duckdb.Error as exc:
+            raise SyncFileError(f"Cannot open the DuckDB source {path}: {exc}") from None
+        with con:
+            reader: pa.RecordBatchReader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+            yield from reader
+
+    return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def _from_cursor(
+    query: str, column: str | None, cursor: Any, placeholder: str = "?"
+) -> tuple[str, list[Any]]:
+    """The query, keeping rows at or past the cursor's last value (dlt drops the ones it has
+    seen exactly at the boundary)."""
+    last = getattr(cursor, "last_value", None) if column else None
+    if last is None:
+        return query, []
+    return f"SELECT * FROM ({query}) AS q WHERE q.{_quoted(str(column))} >= {placeholder}", [last]
+
+
+def _parquet_resource(spec: SourceSpec) -> DltResource:
+    import pyarrow.dataset as ds
+
+    path = str(spec.path)
+    files = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+    incremental = _incremental(spec)
+
+    def rows(cursor: Any = incremental) -> Iterator[pa.RecordBatch]:
+        if not files:
+            raise SyncFileError(f"No parquet files match source.path = {path!r}.")
+        try:
+            dataset = ds.dataset(files, format="parquet")
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise SyncFileError(f"Cannot read the parquet source {path!r}: {exc}") from None
+        for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+            if batch.num_rows:
+                yield batch
+
+    return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def _sql_table_resource(spec: SourceSpec) -> DltResource:
+    from dlt.sources.sql_database import sql_table
+
+    schema, _, table = str(spec.table).rpartition(".")
+    resource = sql_table(
+        credentials=sql_credentials(spec.url),
+        table=table,
+        schema=schema or None,
+        backend="pyarrow",
+        incremental=_incremental(spec),
+        chunk_size=BATCH_ROWS,
+    )
+    return resource.with_name(spec.resource)
+
+
+def _sql_query_resource(spec: SourceSpec) -> DltResource:
+    incremental = _incremental(spec)
+
+    def rows(cursor: Any = incremental) -> Iterator[pa.Table]:
+        from dlt.sources.sql_database.helpers import engine_from_credentials
+
+        engine = engine_from_credentials(sql_credentials(spec.url))
+        marker = _PLACEHOLDERS.get(engine.dialect.paramstyle, "%s")
+        sql, params = _from_cursor(str(spec.query), spec.cursor, cursor, marker)
+        try:
+            with engine.connect() as con:
+                # The driver's own SQL: no SQLAlchemy construct is needed for a plain query.
+                result = con.execution_options(stream_results=True).exec_driver_sql(
+                    sql,
+                    {"sg_cursor": params[0]} if params and "sg_cursor" in marker else tuple(params),
+                )
+                names = list(result.keys())
+                while chunk := result.fetchmany(BATCH_ROWS):
+                    yield pa.table({n: [row[i] for row in chunk] for i, n in enumerate(names)})
+        finally:
+            engine.dispose()
+
+    return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+# How each DB-API paramstyle writes the one cursor parameter.
+_PLACEHOLDERS = {
+    "pyformat": "%(sg_cursor)s",
+    "format": "%s",
+    "qmark": "?",
+    "named": ":sg_cursor",
+    "numeric": ":1",
+}
+
+
+def sql_credentials(url: str | None) -> Any:
+    """dlt's credentials for ``url``, its password (when it has none) from dlt's secrets;
+    without a URL, dlt resolves ``sources.sql_database.credentials`` itself. dlt's credentials
+    never show the password when printed."""
+    from dlt.common.configuration.specs import ConnectionStringCredentials
+
+    if not url:
+        return dlt.secrets.value
+    try:
+        credentials = ConnectionStringCredentials(url)
+    except Exception:
+        raise SyncFileError(
+            "source.url is not a SQLAlchemy URL, e.g. postgresql+psycopg2://user@host:5432/db."
+        ) from None
+    if not credentials.password:
+        password: Any = dlt.secrets.get(SQL_PASSWORD_KEY)
+        if password:
+            credentials.password = str(password)
+    return credentials
+
+
+def _quoted(name: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))

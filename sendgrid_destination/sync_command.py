@@ -1,0 +1,168 @@
+"""``sendgrid-destination run SYNC.toml``: the command around ``run_sync`` and ``plan_sync``.
+
+Exit codes: ``EXIT_OK`` (0) the run (or plan) succeeded; ``EXIT_FAILED`` (1) the run failed,
+``fail_on_rejects`` included; ``EXIT_CONFIG`` (2) a usage or configuration error, in the sync
+file or the settings, found before the run or by the load (a mapping naming a missing column
+stops the load terminally; that is still a configuration error). With ``--json`` stdout
+carries exactly one JSON object, whatever happened; everything else (logs, progress, the
+error) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from sendgrid_destination.errors import ConfigurationError, SendGridError
+from sendgrid_destination.sync_file import SyncFile, load_sync_file
+from sendgrid_destination.sync_runner import SyncReport
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# Log lines of the progress counters, when stderr is not a terminal: often enough to see a
+# long run move, rarely enough not to flood an orchestrator's task log.
+LOG_PROGRESS_SECONDS = 10.0
+
+logger = logging.getLogger("sendgrid_destination.cli")
+
+
+def run(args: argparse.Namespace) -> int:
+    _log_to_stderr()
+    report: SyncReport | None = None
+    failure: BaseException | None = None
+    try:
+        sync = load_sync_file(args.sync_file)
+        report = _plan(args, sync) if args.plan else _run(args, sync)
+        failure = report.failure
+    except (SendGridError, PipelineStepFailed) as exc:
+        failure = exc
+    code = _exit_code(failure)
+    if failure is not None:
+        message = _message(failure)
+        print(f"error: {message}", file=sys.stderr)
+        report = report or SyncReport(_name_of(args), "plan" if args.plan else "run", "")
+        report.error = message
+    assert report is not None
+    _print(report, as_json=args.json)
+    return code
+
+
+def _run(args: argparse.Namespace, sync: SyncFile) -> SyncReport:
+    from sendgrid_destination.sync_runner import run_sync
+
+    return run_sync(
+        sync,
+        full_refresh=args.full_refresh,
+        progress=_progress(args.progress),
+        pipelines_dir=args.pipelines_dir,
+    )
+
+
+def _plan(args: argparse.Namespace, sync: SyncFile) -> SyncReport:
+    from sendgrid_destination.dry_run import plan_sync
+
+    return plan_sync(sync, pipelines_dir=args.pipelines_dir, full_refresh=args.full_refresh)
+
+
+def _progress(choice: str) -> Any:
+    """dlt's collector for the pipeline: a bar on a terminal, log lines otherwise."""
+    from dlt.common.runtime.collector import LogCollector, TqdmCollector
+
+    if choice == "none":
+        return None
+    if choice == "bar" or (choice == "auto" and sys.stderr.isatty()):
+        return TqdmCollector(file=sys.stderr)
+    return LogCollector(
+        log_period=LOG_PROGRESS_SECONDS,
+        logger=logging.getLogger("sendgrid_destination.progress"),
+        dump_system_stats=False,
+    )
+
+
+def _exit_code(failure: BaseException | None) -> int:
+    if failure is None:
+        return EXIT_OK
+    if isinstance(_root(failure), ConfigurationError):
+        return EXIT_CONFIG
+    return EXIT_FAILED
+
+
+def _root(failure: BaseException) -> BaseException:
+    """The first of our errors in the chain (dlt wraps what the load raised), else the last."""
+    current: BaseException | None = failure
+    seen: list[BaseException] = []
+    while current is not None and current not in seen:
+        if isinstance(current, SendGridError):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen[-1]
+
+
+def _message(failure: BaseException) -> str:
+    root = _root(failure)
+    if isinstance(root, SendGridError):
+        return str(root)
+    # Not ours (the source, dlt): its type and message; our messages never carry values,
+    # a source's may, which is why they go to stderr and the JSON only.
+    return f"{type(root).__name__}: {root}"
+
+
+def _name_of(args: argparse.Namespace) -> str:
+    return str(args.sync_file)
+
+
+def _print(report: SyncReport, *, as_json: bool) -> None:
+    if as_json:
+        json.dump(report.as_json(), sys.stdout, default=str)
+        sys.stdout.write("\n")
+        return
+    if report.mode == "plan" and report.plan is not None:
+        print(_format_plan(report.plan))
+    for summary in report.summaries:
+        print(summary.format())
+    if report.error is None and report.mode == "run" and not report.summaries:
+        print("Nothing was loaded: the source produced no rows.")
+    if report.state:
+        print(f"state: {report.state}")
+
+
+def _format_plan(plan: dict[str, Any]) -> str:
+    lines = ["plan (nothing was sent or changed):"]
+    for table in plan["tables"]:
+        lines.append(
+            f"  {table['table']}: {table['rows_read']} rows read; {table['new']} new, "
+            f"{table['changed']} changed, {table['retried']} to retry, "
+            f"{table['unchanged']} unchanged, {table['rejected']} rejected"
+        )
+        lines += [f"    {n} x {why}" for why, n in table["rejected_by_reason"].items()]
+    if plan["custom_fields_to_create"]:
+        lines.append(f"  custom fields to create: {', '.join(plan['custom_fields_to_create'])}")
+    if plan["pending_jobs"]:
+        lines.append(f"  import jobs still pending (followed first): {plan['pending_jobs']}")
+    return "\n".join(lines)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _log_to_stderr() -> None:
+    root = logging.getLogger("sendgrid_destination")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)

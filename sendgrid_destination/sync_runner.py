@@ -1,0 +1,165 @@
+"""Running a sync file: its source into the ``sendgrid`` destination through a dlt pipeline.
+
+``run_sync(sync, ...)`` registers the file's ``[destination.sendgrid]`` as a config provider
+(environment variables still win), checks the settings before anything is extracted (a missing
+key must not leave a pending package behind), finishes a package a failed run left pending,
+then extracts and loads afresh, and returns a ``SyncReport``: the SendGrid summary of each
+table it loaded, the duration and where the state lives. ``SyncReport.as_json()`` is the
+CLI's ``--json`` document: one object, counts only (no key, no value).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.configuration import inject_section
+from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.destination import run_summaries, sendgrid
+from sendgrid_destination.remote_state import fetch_copy, is_remote
+from sendgrid_destination.sources import resource_for
+from sendgrid_destination.state import reports
+from sendgrid_destination.state.snapshot import read_snapshot
+from sendgrid_destination.summary import RunSummary
+from sendgrid_destination.sync_file import SyncFile, settings_provider
+
+# Counters added up over the tables of a run for the JSON document's totals.
+_TOTALS = (
+    "rows_read",
+    "superseded",
+    "new",
+    "changed",
+    "retried",
+    "unchanged",
+    "deferred",
+    "rejected",
+    "rejected_by_api",
+    "contacts_sent",
+    "requests",
+    "bytes_sent",
+    "failed_in_jobs",
+    "unconfirmed",
+)
+_COUNTERS = ("rejected_by_reason", "jobs", "failed_by_reason")
+# A failed load's summaries are among the state's most recent runs (one per table).
+RECENT_RUNS = 100
+
+
+@dataclass
+class SyncReport:
+    sync: str
+    mode: str  # "run" or "plan"
+    state: str
+    summaries: list[RunSummary] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    duration_seconds: float = 0.0
+    error: str | None = None
+    failure: BaseException | None = None  # what failed the run (not in the JSON document)
+
+    def totals(self) -> dict[str, Any]:
+        totals: dict[str, Any] = {name: 0 for name in _TOTALS}
+        counters: dict[str, Counter[str]] = {name: Counter() for name in _COUNTERS}
+        for summary in self.summaries:
+            for name in _TOTALS:
+                totals[name] += getattr(summary, name)
+            for name in _COUNTERS:
+                counters[name].update(getattr(summary, name))
+        return totals | {name: dict(c) for name, c in counters.items()}
+
+    def as_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "sync": self.sync,
+            "mode": self.mode,
+            "ok": self.error is None,
+            "error": self.error,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "state": self.state,
+        }
+        if self.mode == "plan":
+            return document | {"plan": self.plan}
+        return document | {
+            "totals": self.totals(),
+            "tables": [s.as_dict() for s in self.summaries],
+        }
+
+
+def resolved_settings(sync: SyncFile) -> SendGridConfiguration:
+    """The destination's settings as a load would resolve them (this file, then environment
+    variables, secrets and config files, pipeline-scoped ones first), checked."""
+    with inject_section(ConfigSectionContext(pipeline_name=sync.name, sections=())):
+        config = sendgrid().configuration(SendGridConfiguration(), accept_partial=True)
+    assert isinstance(config, SendGridConfiguration)
+    config.validate()
+    return config
+
+
+def state_summaries(config: SendGridConfiguration, load_id: str) -> list[RunSummary]:
+    """The summaries the state recorded for the tables of one load (a failed one included)."""
+    location = state_location(config)
+    with ExitStack() as stack:
+        if is_remote(location):
+            local = stack.enter_context(fetch_copy(location))
+            if local is None:
+                return []
+        else:
+            local = Path(location)
+            if not local.is_file():
+                return []
+        store = stack.enter_context(read_snapshot(local))
+        runs = reports.recent_runs(store, RECENT_RUNS)
+    prefix = f"{load_id}:"
+    return [
+        RunSummary.from_dict(r["summary"])
+        for r in reversed(runs)
+        if r["summary"] and str(r["run_id"]).startswith(prefix)
+    ]
+
+
+def state_location(config: SendGridConfiguration) -> str:
+    if is_remote(config.state_path):
+        return str(config.state_path)
+    return str(config.resolved_state_path())
+
+
+def run_sync(
+    sync: SyncFile,
+    *,
+    full_refresh: bool = False,
+    progress: Any = None,
+    pipelines_dir: str | None = None,
+) -> SyncReport:
+    """One run of ``sync``. A failed pipeline step is returned as ``failure``, with the
+    summaries of what the failed load did (from the state); a settings error raises."""
+    started = time.monotonic()
+    with settings_provider(sync):
+        config = resolved_settings(sync)
+        report = SyncReport(sync.name, "run", state_location(config))
+        pipeline = dlt.pipeline(
+            sync.name,
+            destination=sendgrid(),
+            pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
+            progress=progress,
+        )
+        try:
+            # Given a package a failed run left pending, run() would load only that package
+            # and ignore the new rows: finish it, then extract afresh.
+            if pipeline.has_pending_data:
+                report.summaries += run_summaries(pipeline, pipeline.load())
+            refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
+            info = pipeline.run(resource_for(sync.source), **refresh)
+            report.summaries += run_summaries(pipeline, info)
+        except PipelineStepFailed as exc:
+            report.failure = exc
+            if exc.load_id:
+                report.summaries += state_summaries(config, exc.load_id)
+        finally:
+            report.duration_seconds = time.monotonic() - started
+    return report

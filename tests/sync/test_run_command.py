@@ -1,0 +1,244 @@
+"""``sendgrid-destination run SYNC.toml``: the example sync files run, a second run sends
+nothing, ``--json`` prints one object that matches the summary in the state, environment
+variables override the file, and exit codes say what happened (0 / 1 / 2)."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.sample_warehouse import build, touch
+from tests.sync.conftest import SyncEnv, example
+
+CUSTOMERS = 1_000
+
+
+def test_the_duckdb_example_syncs_and_its_second_run_sends_nothing(sync_env: SyncEnv) -> None:
+    build(sync_env.workdir / "warehouse.duckdb", rows=CUSTOMERS)
+
+    first = sync_env.run(example("duckdb_customers.toml"), "--json")
+    second = sync_env.run(example("duckdb_customers.toml"), "--json")
+
+    assert (first.code, second.code) == (0, 0), first.err + second.err
+    totals = first.json()["totals"]
+    assert totals["rows_read"] == CUSTOMERS + 1  # one customer exported twice
+    assert totals["new"] == totals["contacts_sent"] == len(sync_env.emulator.contacts())
+    assert totals["new"] + totals["rejected"] + totals["superseded"] == totals["rows_read"]
+    assert second.json()["totals"]["contacts_sent"] == 0
+    assert second.json()["totals"]["unchanged"] == totals["new"]
+
+
+def test_json_output_is_one_object_that_matches_the_summary_in_the_state(
+    sync_env: SyncEnv,
+) -> None:
+    build(sync_env.workdir / "warehouse.duckdb", rows=CUSTOMERS)
+
+    result = sync_env.run(example("duckdb_customers.toml"), "--json")
+
+    document = result.json()
+    assert document["ok"] is True and document["error"] is None
+    assert document["sync"] == "duckdb_customers_to_sendgrid"
+    assert document["state"] == str(sync_env.state_path)
+    assert document["duration_seconds"] > 0
+    (table,) = document["tables"]
+    assert table == sync_env.state_summary(table["run_id"])
+    totals = document["totals"]
+    for key in ("new", "changed", "unchanged", "rejected", "requests", "bytes_sent"):
+        assert totals[key] == table[key]
+    assert totals["jobs"] == {"completed": table["requests"]}
+    assert totals["rejected_by_reason"] == table["rejected_by_reason"]
+    assert "SendGrid sync summary" in result.err  # logs go to stderr
+    # Not a terminal: progress is log lines on stderr, not a bar.
+    assert f"SendGrid contacts sent: {table['contacts_sent']}/" in result.err
+
+
+def test_changed_rows_are_the_only_ones_sent_again(sync_env: SyncEnv) -> None:
+    warehouse = build(sync_env.workdir / "warehouse.duckdb", rows=CUSTOMERS)
+    sync_env.run(example("duckdb_customers.toml"))
+    changed = touch(warehouse, 7)
+
+    result = sync_env.run(example("duckdb_customers.toml"), "--json")
+
+    assert result.code == 0
+    assert result.json()["totals"]["changed"] == result.json()["totals"]["contacts_sent"] == changed
+
+
+def test_the_parquet_example_syncs_every_file_its_glob_matches(sync_env: SyncEnv) -> None:
+    exports = sync_env.workdir / "exports"
+    exports.mkdir()
+    for part in range(3):
+        pq.write_table(_people(part * 10, 10), exports / f"customers-{part}.parquet")
+    pq.write_table(_people(100, 5), exports / "other.parquet")  # not matched by the glob
+
+    result = sync_env.run(example("parquet_customers.toml"), "--json")
+
+    assert result.code == 0, result.err
+    assert result.json()["tables"][0]["stream"] == "customers"
+    assert sorted(c["email"] for c in sync_env.emulator.contacts()) == sorted(
+        f"p{i}@example.com" for i in range(30)
+    )
+    plans = {v for c in sync_env.emulator.contacts() for v in c["custom_fields"].values()}
+    assert plans == {"pro"}
+
+
+def test_a_cursor_extracts_only_rows_updated_since_the_last_run(sync_env: SyncEnv) -> None:
+    warehouse = sync_env.workdir / "people.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "CREATE TABLE people AS SELECT 'p' || i || '@example.com' AS email, "
+            "'v1' AS first_name, TIMESTAMP '2026-01-01' + INTERVAL (i) MINUTE AS updated_at "
+            "FROM range(50) t(i)"
+        )
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "duckdb"\npath = "people.duckdb"\n'
+        'table = "people"\ncursor = "updated_at"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\nfirst_name = "first_name"\n',
+    )
+    assert sync_env.run(sync_file).code == 0
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "UPDATE people SET first_name = 'v2', updated_at = TIMESTAMP '2026-02-01' "
+            "WHERE email IN ('p3@example.com', 'p4@example.com')"
+        )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.json()["totals"]["rows_read"] == 2
+    assert result.json()["totals"]["changed"] == 2
+    names = {c["email"]: c["first_name"] for c in sync_env.emulator.contacts()}
+    assert names["p3@example.com"] == "v2" and names["p5@example.com"] == "v1"
+    # --full-refresh extracts every row again; the state still skips the unchanged ones.
+    refreshed = sync_env.run(sync_file, "--json", "--full-refresh").json()["totals"]
+    assert (refreshed["rows_read"], refreshed["contacts_sent"]) == (50, 0)
+
+
+def test_environment_variables_override_the_sync_file(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        "[destination.sendgrid]\nmax_contacts_per_request = 30000\n"
+        '[destination.sendgrid.mapping]\nemail = "email"\nfirst_name = "first_name"\n',
+    )
+    monkeypatch.setenv("DESTINATION__SENDGRID__MAPPING__FIRST_NAME", "last_name")
+    monkeypatch.setenv("DESTINATION__SENDGRID__MAX_CONTACTS_PER_REQUEST", "1")
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    assert result.json()["totals"]["requests"] == 3
+    assert {c["first_name"] for c in sync_env.emulator.contacts()} == {"Last0", "Last1", "Last2"}
+
+
+def test_a_mistake_in_the_sync_file_exits_2_naming_the_key(sync_env: SyncEnv) -> None:
+    sync_file = sync_env.write(
+        "bad.toml",
+        'name = "bad"\n[source]\nkind = "duckdb"\npath = "x.duckdb"\ntable = "t"\n'
+        '[destination.sendgrid]\nmaping = { email = "email" }\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 2
+    document = result.json()
+    assert document["ok"] is False
+    assert "destination.sendgrid.maping" in document["error"]
+    assert "destination.sendgrid.mapping" in document["error"]  # what is allowed
+    assert sync_env.emulator.requests == []
+
+
+def test_a_missing_api_key_exits_2_before_anything_is_extracted(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DESTINATION__SENDGRID__API_KEY")
+    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file)
+
+    assert result.code == 2
+    assert "DESTINATION__SENDGRID__API_KEY" in result.err
+    assert not (sync_env.pipelines_dir / "people").exists()  # no pending package left
+
+
+def test_a_mapping_naming_a_missing_column_exits_2(sync_env: SyncEnv) -> None:
+    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\nfirst_name = "given_name"\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 2, result.err
+    assert "given_name" in result.json()["error"]
+    assert sync_env.upserts() == []
+
+
+def test_fail_on_rejects_exits_1_after_the_good_rows_are_sent(sync_env: SyncEnv) -> None:
+    people = _people(0, 4)
+    emails = people["email"].to_pylist()
+    emails[1] = "not-an-email"
+    pq.write_table(people.set_column(0, "email", pa.array(emails)), sync_env.workdir / "p.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+        "[destination.sendgrid]\nfail_on_rejects = 0\n"
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 1, result.err
+    document = result.json()
+    assert document["ok"] is False and "fail_on_rejects" in document["error"]
+    assert document["totals"]["rejected"] == 1
+    assert document["totals"]["contacts_sent"] == 3
+    assert len(sync_env.emulator.contacts()) == 3
+
+
+def _people(start: int, n: int) -> pa.Table:
+    ids = range(start, start + n)
+    return pa.table(
+        {
+            "email": [f"p{i}@example.com" for i in ids],
+            "first_name": [f"First{i}" for i in ids],
+            "last_name": [f"Last{i}" for i in ids],
+            "country": ["NL"] * n,
+            "plan": ["pro"] * n,
+        }
+    )
+
+
+def test_the_cli_shows_a_bar_on_a_terminal_and_log_lines_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    from dlt.common.runtime.collector import LogCollector, TqdmCollector
+
+    from sendgrid_destination.sync_command import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    on_terminal = _progress("auto")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    in_a_log = _progress("auto")
+
+    assert isinstance(on_terminal, TqdmCollector)
+    assert isinstance(in_a_log, LogCollector)
+    assert _progress("none") is None
