@@ -109,7 +109,7 @@ def run_sink(
     config.validate()
     stop = signals.was_signal_received  # dlt's flag for SIGTERM and Ctrl-C
     # A local file, or a remote one (an fsspec URL): locked, downloaded, uploaded as it goes.
-    with open_state(config) as opened, _client(config, clock, stop) as client:
+    with open_state(config) as opened, client_for(config, clock, stop) as client:
         store = opened.store
         _claim_account(store, config)
         observer = Observers([opened.uploads, DltProgress()])
@@ -242,9 +242,12 @@ def _file_key(items: str | pa.RecordBatch) -> str:
     return os.path.basename(items).rsplit(".", 2)[0]
 
 
-def _client(
-    config: SendGridConfiguration, clock: Clock, stop: Callable[[], bool]
+def client_for(
+    config: SendGridConfiguration,
+    clock: Clock | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> SendGridClient:
+    """The API client a load (or a dry run) uses, from the settings."""
     return SendGridClient(
         str(config.api_key),
         base_url=config.base_url,

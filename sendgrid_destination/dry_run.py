@@ -34,7 +34,7 @@ from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_model import FieldType
 from sendgrid_destination.contact_sql import ContactSql
-from sendgrid_destination.destination import sendgrid
+from sendgrid_destination.destination import client_for, sendgrid
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.lists import check_list_ids
 from sendgrid_destination.mapping import (
@@ -65,7 +65,7 @@ def plan_sync(
         report = SyncReport(sync.name, "plan", state_location(config))
         with tempfile.TemporaryDirectory(prefix="sendgrid-plan-") as tmp:
             files = _normalized_files(sync, Path(tmp), pipelines_dir, full_refresh)
-            with _state_copy(config, Path(tmp)) as store, _client(config) as client:
+            with _state_copy(config, Path(tmp)) as store, client_for(config) as client:
                 report.plan = _plan_files(config, client, store, files)
     return report
 
@@ -114,18 +114,6 @@ def _snapshot_or_empty(path: Path | None, tmp: Path) -> Iterator[StateStore]:
         return
     with read_snapshot(path) as store:
         yield store
-
-
-def _client(config: SendGridConfiguration) -> SendGridClient:
-    return SendGridClient(
-        str(config.api_key),
-        base_url=config.base_url,
-        on_behalf_of=config.on_behalf_of,
-        connect_timeout=config.connect_timeout,
-        read_timeout=config.read_timeout,
-        max_attempts=config.max_attempts,
-        max_backoff_seconds=config.max_backoff_seconds,
-    )
 
 
 def _plan_files(
