@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -41,6 +42,9 @@ from sendgrid_destination.contact_model import (
     MAX_ALTERNATE_EMAILS,
 )
 from sendgrid_destination.mapping import Binding
+
+if TYPE_CHECKING:
+    from sendgrid_destination.membership import ListColumn
 
 DEFAULT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Bump when the rendering of a contact changes, so every stored fingerprint stops matching.
@@ -167,10 +171,19 @@ class ContactSql:
         list_ids: Sequence[str] = (),
         date_format: str = DEFAULT_DATE_FORMAT,
         identities: bool = False,
+        list_column: ListColumn | None = None,
+        deleted_sql: str = "false",
     ) -> None:
         self.bindings = list(bindings)
         self.date_format = date_format
+        # The static lists (every contact's); a list column adds each row's own.
         self.scope = ",".join(sorted(list_ids))
+        self.list_column = list_column
+        self._scope_sql = (
+            list_column.scope_sql(sorted(set(list_ids))) if list_column else literal(self.scope)
+        )
+        # True for a row the hard-delete column flags (see ``dispositions``); over the source.
+        self.deleted_sql = deleted_sql
         # The identifier rule is in play (the mapping has several identifiers, or the account
         # has contacts with several): the check also gives each row's identifiers
         # (``i_<identifier>``), and the render takes identifiers the state completes
@@ -190,19 +203,24 @@ class ContactSql:
         values = ", ".join(f"v{i}" for i in range(len(self.bindings)))
         masks = ", ".join(f"{e} AS p{g}" for g, e in enumerate(groups))
         given = "".join(f", {self._identifier(name)} AS i_{name}" for name in IDENTIFIERS)
+        # A row's own lists shape what is sent: they are part of its fingerprint.
+        hashed = f"{values}, list_scope" if self.list_column else values
         return (
             f"SELECT row_number, contact_key, {', '.join(self.problem_columns())}, "
-            f"({ok}) AS ok{given if self.identities else ''}, "
-            f"CASE WHEN ({ok}) THEN hash({literal(self._signature())}, {values}) END "
+            f"({ok}) AS ok{given if self.identities else ''}, flagged, "
+            f"CASE WHEN ({ok}) THEN hash({literal(self._signature())}, {hashed}) END "
             f"AS fingerprint FROM (SELECT *, {masks} FROM ("
             f"SELECT *, {self._key_expr()} AS contact_key FROM (SELECT "
             f"{ident(ROW_COLUMN)} AS row_number, {self._values}, {sources}, "
-            f"{ident(BAD_TEXT_COLUMN)} AS bad_text FROM {ident(relation)})))"
+            f"{ident(BAD_TEXT_COLUMN)} AS bad_text, {self._scope_sql} AS list_scope, "
+            f"coalesce({self.deleted_sql}, false) AS flagged FROM {ident(relation)})))"
         )
 
     def render(self, relation: str) -> str:
-        """Per row: ``contact_key``, ``contact_json``, ``content_hash`` and ``ids``."""
-        source = f"SELECT {self._values} FROM {ident(relation)}"
+        """Per row: ``contact_key``, ``contact_json``, ``content_hash``, ``ids`` and
+        ``list_scope``."""
+        scope = f"{self._scope_sql} AS list_scope"
+        source = f"SELECT {self._values}, {scope} FROM {ident(relation)}"
         ids = "NULL::VARCHAR"
         if self.identities:
             fills = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
@@ -210,14 +228,14 @@ class ContactSql:
                 f"coalesce({self._identifier(name)}, {ident(fill_column(name))}) AS x_{name}"
                 for name in IDENTIFIERS
             )
-            source = f"SELECT *, {completed} FROM (SELECT {self._values}, {fills} FROM " + (
-                f"{ident(relation)})"
+            source = f"SELECT *, {completed} FROM (SELECT {self._values}, {fills}, {scope} " + (
+                f"FROM {ident(relation)})"
             )
             ids = _ids_expr()
         return (
-            f"SELECT contact_key, contact_json, {self._content_hash('md5')} AS content_hash, "
-            f"ids FROM (SELECT {self._key_expr()} AS contact_key, {self._json_expr()} AS "
-            f"contact_json, {ids} AS ids FROM ({source}))"
+            f"SELECT contact_key, contact_json, {self._content_hash('md5', 'list_scope')} AS "
+            f"content_hash, ids, list_scope FROM (SELECT {self._key_expr()} AS contact_key, "
+            f"{self._json_expr()} AS contact_json, {ids} AS ids, list_scope FROM ({source}))"
         )
 
     def _identifier(self, name: str) -> str:
@@ -230,7 +248,9 @@ class ContactSql:
 
     def legacy_hash(self, relation: str) -> str:
         """``h``: per row of ``relation`` (column ``contact_json``), the schema-4 SHA-256."""
-        return f"SELECT {self._content_hash('sha256')} AS h FROM {ident(relation)}"
+        return f"SELECT {self._content_hash('sha256', literal(self.scope))} AS h FROM " + (
+            ident(relation)
+        )
 
     def rejects(self, relation: str, checks: str) -> str:
         masks = ", ".join(self.problem_columns())
@@ -318,6 +338,15 @@ class ContactSql:
                 "no identifier: every mapped identifier column is empty",
             )
         )
+        if self.list_column is not None:  # its lists would silently be lost
+            col = self.list_column.column
+            checks.append(
+                _Check(
+                    col,
+                    f"contains(coalesce(bad_text, ''), {literal(bad_text_marker(col))})",
+                    "list_column: not valid UTF-8 text",
+                )
+            )
         return checks
 
     def _binding_checks(self, b: Binding, v: str, src: str) -> list[_Check]:
@@ -447,9 +476,10 @@ class ContactSql:
             )
         return "'{' || concat_ws(',', " + ", ".join(top) + ") || '},'"
 
-    def _content_hash(self, function: str) -> str:
+    @staticmethod
+    def _content_hash(function: str, scope: str) -> str:
         # What a content hash covers, whatever the function: the list scope and the JSON.
-        return f"{function}({literal(self.scope + chr(10))} || contact_json)"
+        return f"{function}({scope} || {literal(chr(10))} || contact_json)"
 
     def _signature(self) -> str:
         # Everything besides the values that shapes a contact's JSON: a fingerprint taken

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -33,6 +35,8 @@ from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
+from sendgrid_destination.dispositions import table_intent
+from sendgrid_destination.dry_run import PlanningClient, planning_state
 from sendgrid_destination.errors import RejectsThresholdError
 from sendgrid_destination.mapping import parse_mapping
 from sendgrid_destination.source_rows import SourceRows
@@ -75,26 +79,46 @@ def run_sink(
     config.validate()
     mapping = parse_mapping(config.mapping)
     stream = str(table["name"])
+    # dlt's write disposition and hints, and mode: refused here if they cannot be honoured.
+    intent = table_intent(config, table, items, _package_state())
     run_id = f"{_load_id()}:{stream}"
-    state_path = config.resolved_state_path()
-    if legacy := config.legacy_state_path():
-        adopt_legacy_state(state_path, legacy)
     stop = signals.was_signal_received  # dlt's flag for SIGTERM and Ctrl-C
-    with StateStore.open(state_path) as store, _client(config, clock, stop) as client:
+    with (
+        _state_file(config) as state_path,
+        StateStore.open(state_path) as store,
+        _client(config, clock, stop) as client,
+    ):
         _claim_account(store, config)
-        sync = ContactSync(config, mapping, client, store, clock, run_id, stream, stop)
-        rows, file_key, loaded = _rows(items, mapping.columns, config, stream)
+        sync = ContactSync(
+            config, mapping, client, store, clock, run_id, stream, stop, intent, config.plan
+        )
+        columns = [*mapping.columns, *intent.extra_columns]
+        rows, file_key, loaded = _rows(items, columns, config, stream)
         try:
             sync.run(rows)
             loaded()
-            if config.state_backup:
+            if config.state_backup and not config.plan:
                 store.back_up()
         finally:
-            summary = _save_attempt(store, sync.tally, file_key)
+            summary = _save_attempt(store, sync.tally, file_key, plan=config.plan)
             _publish_summary(summary)
             store.prune_runs(stream, config.keep_runs)
         logger.info("SendGrid sync summary\n%s", summary.format())
-        _check_rejects(store, config, summary)
+        if not config.plan:
+            _check_rejects(store, config, summary)
+
+
+@contextmanager
+def _state_file(config: SendGridConfiguration) -> Iterator[Path]:
+    """The state file a load records into; for a plan, a private copy of it."""
+    state_path = config.resolved_state_path()
+    if config.plan:
+        with planning_state(state_path) as copy:
+            yield copy
+        return
+    if legacy := config.legacy_state_path():
+        adopt_legacy_state(state_path, legacy)
+    yield state_path
 
 
 def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
@@ -140,7 +164,8 @@ def _nothing() -> None:
 def _client(
     config: SendGridConfiguration, clock: Clock, stop: Callable[[], bool]
 ) -> SendGridClient:
-    return SendGridClient(
+    client = PlanningClient if config.plan else SendGridClient
+    return client(
         str(config.api_key),
         base_url=config.base_url,
         on_behalf_of=config.on_behalf_of,
@@ -160,16 +185,19 @@ def _load_id() -> str:
         return "adhoc"
 
 
-def _save_attempt(store: StateStore, tally: Tally, file_key: str) -> RunSummary:
+def _save_attempt(
+    store: StateStore, tally: Tally, file_key: str, *, plan: bool = False
+) -> RunSummary:
     """Record this attempt at one file; return the run's summary over all its files, each row
-    counted once however many times dlt ran its file (see ``Tally``)."""
+    counted once however many times dlt ran its file (see ``Tally``). ``plan``: a dry run
+    (recorded in the state's private copy only)."""
     run = tally.plan
     files = store.record_file_attempt(
         run.run_id, file_key, tally.plan.as_dict(), tally.sent.as_dict()
     )
-    total = RunSummary(run.run_id, run.stream)
-    for plan, sent in files:
-        total.merge(RunSummary.from_dict(plan))
+    total = RunSummary(run.run_id, run.stream, plan=plan)
+    for rows, sent in files:
+        total.merge(RunSummary.from_dict(rows))
         for attempt in sent.get("attempts", []):
             total.merge(RunSummary.from_dict(attempt))
     store.finish_run(run.run_id, total.as_dict())
@@ -201,6 +229,14 @@ def _publish_summary(summary: RunSummary) -> None:
     """Keep the summary in the load package's destination state, which dlt persists with the
     package; ``run_summaries(pipeline, load_info)`` reads it back."""
     _destination_state()[SUMMARY_KEY_PREFIX + summary.stream] = summary.as_dict()
+
+
+def _package_state() -> dict[str, Any] | None:
+    """The load package's state (refresh: dropped and truncated tables), None outside one."""
+    try:
+        return dict(dlt.current.load_package_state()["state"])
+    except Exception:
+        return None
 
 
 def _destination_state() -> dict[str, Any]:

@@ -8,6 +8,7 @@
     - StateLockedError               another run holds the state file
     - CorruptStateError              the state file is damaged or was not written by us
     - RejectsThresholdError          fail_on_rejects: too many rows refused (good rows sent)
+    - DeletionLimitError             more deletions than max_deletes / max_delete_fraction
   x SendGridTransientError           dlt retries the job; a rerun resumes
     - RateLimitedError               429 (or 403 "temporary block") after our own retries
     - ServerError                    5xx after our own retries
@@ -82,6 +83,11 @@ class CorruptStateError(SendGridTerminalError):
 
 class RejectsThresholdError(SendGridTerminalError):
     """More rows were refused than ``fail_on_rejects`` allows; the good rows were sent."""
+
+
+class DeletionLimitError(SendGridTerminalError):
+    """A run would delete (or remove from lists) more contacts than ``max_deletes`` or
+    ``max_delete_fraction`` allow; it stopped before any deletion."""
 
 
 class RateLimitedError(SendGridTransientError):

@@ -1,0 +1,198 @@
+"""What a table's load asks of SendGrid: dlt's write disposition and hints, and ``mode``.
+
+``table_intent(config, table, items)`` reads the dlt table schema the sink is handed and
+returns a ``TableIntent``, or refuses (``ConfigurationError``, before any request) what the
+destination cannot honour:
+
+=====================  ==========================================================
+``append``, ``merge``  upsert (merge with a primary key: the last row of a contact wins,
+                       as always here); ``mode`` applies
+``replace``            the load is the whole table: as ``mode = "mirror"``
+``hard_delete`` hint   a contact whose last row the column flags (``True``, or any value
+                       for a column that is not boolean) is deleted if this sync created
+                       it, and removed from this table's lists otherwise; never sent
+merge ``scd2``,        refused: an upsert keeps no history, always updates, and keeps the
+``insert-only``,       last row of a contact
+``dedup_sort``,
+``merge_key``
+=====================  ==========================================================
+
+``mode``: ``upsert`` (the default: contacts are added and updated; a row's lists are its
+contact's lists), ``membership`` (also: contacts whose rows left the table leave the lists
+this table put them in) and ``mirror`` (also: those this sync created are deleted; see
+``deletions``). The last two, and ``replace``, judge absence, so they need every row of the
+table in each load: an incremental resource is refused unless the load is a full refresh
+(``refresh=...``, or the table dropped or truncated), and so is ``batch_size > 0``, where
+no call sees a whole job file. A table dlt split over several job files is judged once its
+last file is loaded (``last_file``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dlt.common.configuration.container import Container
+from dlt.common.storages.load_package import LoadPackageStateInjectableContext
+
+from sendgrid_destination.contact_sql import ident
+from sendgrid_destination.errors import ConfigurationError
+
+Mode = Literal["upsert", "membership", "mirror"]
+MODES: tuple[Mode, ...] = ("upsert", "membership", "mirror")
+
+
+@dataclass(frozen=True)
+class TableIntent:
+    mode: Mode = "upsert"
+    disposition: str = "append"
+    delete_column: str | None = None
+    delete_is_boolean: bool = True
+    # This call carries the table's last job file of the load (absence is judged then).
+    last_file: bool = True
+    file_key: str = ""
+    extra_columns: tuple[str, ...] = field(default=())
+
+    @property
+    def whole_source(self) -> bool:
+        """Rows absent from the load left the table (``membership``, ``mirror``)."""
+        return self.mode != "upsert"
+
+    @property
+    def may_delete(self) -> bool:
+        return self.mode == "mirror" or self.delete_column is not None
+
+    @property
+    def records_keys(self) -> bool:
+        return self.whole_source or self.delete_column is not None
+
+    def deleted_sql(self) -> str:
+        """SQL over the source: the row is flagged by the hard-delete column."""
+        if self.delete_column is None:
+            return "false"
+        column = ident(self.delete_column)
+        return column if self.delete_is_boolean else f"{column} IS NOT NULL"
+
+
+def table_intent(
+    config: Any, table: Mapping[str, Any], items: object, package: Mapping[str, Any] | None
+) -> TableIntent:
+    """The intent of this sink call (see the module docstring). ``package`` is dlt's load
+    package state (None outside a load)."""
+    stream = str(table.get("name"))
+    disposition = str(table.get("write_disposition") or "append")
+    _refuse_unhonoured(stream, disposition, table)
+    mode: Mode = "mirror" if disposition == "replace" else config.mode
+    column, boolean = _hard_delete_column(stream, table)
+    intent = TableIntent(
+        mode=mode,
+        disposition=disposition,
+        delete_column=column,
+        delete_is_boolean=boolean,
+        last_file=_last_file(stream, items),
+        file_key=_file_key(items),
+        extra_columns=tuple(c for c in (config.list_column, column) if c),
+    )
+    if intent.whole_source:
+        _refuse_partial_source(stream, intent, config, table, package)
+    return intent
+
+
+def _refuse_unhonoured(stream: str, disposition: str, table: Mapping[str, Any]) -> None:
+    if disposition not in ("append", "merge", "replace"):
+        raise ConfigurationError(
+            f"Table {stream!r} has write_disposition {disposition!r}, which this destination "
+            "cannot honour: use append, merge or replace."
+        )
+    strategy = table.get("x-merge-strategy")
+    if disposition == "merge" and strategy in ("scd2", "insert-only"):
+        raise ConfigurationError(
+            f"Table {stream!r} asks for the {strategy!r} merge strategy, which SendGrid cannot "
+            "honour (an upsert keeps no history and always updates an existing contact): use "
+            "the default merge strategy or append."
+        )
+    columns: Mapping[str, Any] = table.get("columns") or {}
+    for hint in ("dedup_sort", "merge_key"):
+        named = [name for name, col in columns.items() if col.get(hint)]
+        if named and disposition == "merge":
+            raise ConfigurationError(
+                f"Table {stream!r} has the {hint!r} hint on {', '.join(named)}, which this "
+                "destination cannot honour: of several rows of one contact the last one "
+                "wins, and contacts are matched by their identifiers. Remove the hint."
+            )
+
+
+def _hard_delete_column(stream: str, table: Mapping[str, Any]) -> tuple[str | None, bool]:
+    columns: Mapping[str, Any] = table.get("columns") or {}
+    flagged = [name for name, col in columns.items() if col.get("hard_delete")]
+    if len(flagged) > 1:
+        raise ConfigurationError(
+            f"Table {stream!r} has the hard_delete hint on several columns "
+            f"({', '.join(flagged)}); keep it on one."
+        )
+    if not flagged:
+        return None, True
+    return flagged[0], columns[flagged[0]].get("data_type") in (None, "bool")
+
+
+def _refuse_partial_source(
+    stream: str,
+    intent: TableIntent,
+    config: Any,
+    table: Mapping[str, Any],
+    package: Mapping[str, Any] | None,
+) -> None:
+    why = "write_disposition replace" if intent.disposition == "replace" else f"mode {intent.mode}"
+    if config.batch_size:
+        raise ConfigurationError(
+            f"Table {stream!r} ({why}) needs each load to hold every row of the table, which "
+            "batch_size > 0 cannot show (each call sees only a batch): set batch_size = 0."
+        )
+    columns: Mapping[str, Any] = table.get("columns") or {}
+    cursor = [name for name, col in columns.items() if col.get("incremental")]
+    if cursor and not _full_refresh(stream, package):
+        raise ConfigurationError(
+            f"Table {stream!r} ({why}) needs every row of the table in each load, but its "
+            f"resource is incremental (cursor {', '.join(cursor)}): contacts whose rows did "
+            "not change would look gone and be removed. Load it without incremental, or run "
+            "it with a full refresh (pipeline.run(..., refresh='drop_resources')), or use "
+            "mode = 'upsert' with append or merge."
+        )
+
+
+def _full_refresh(stream: str, package: Mapping[str, Any] | None) -> bool:
+    """The load drops or truncates this table (dlt's ``refresh``): it holds every row."""
+    if not package:
+        return False
+    refreshed = [*package.get("dropped_tables", []), *package.get("truncated_tables", [])]
+    return any(isinstance(t, Mapping) and t.get("name") == stream for t in refreshed)
+
+
+def _file_key(items: object) -> str:
+    if isinstance(items, str):
+        # dlt names a job file <table>.<file_id>.<retry count>.<format>: a retry is the same.
+        return os.path.basename(items).rsplit(".", 2)[0]
+    return "batch"
+
+
+def _last_file(stream: str, items: object) -> bool:
+    """Whether no other job file of this table is left in the load package."""
+    others = _other_job_files(stream, items)
+    return not others
+
+
+def _other_job_files(stream: str, items: object) -> list[str]:
+    try:
+        context = Container()[LoadPackageStateInjectableContext]
+        jobs = context.storage.get_load_package_jobs(context.load_id)
+    except Exception:  # outside a dlt load (direct calls): this call is the whole table
+        return []
+    current = _file_key(items)
+    return [
+        job.file_name()
+        for state in ("new_jobs", "started_jobs")
+        for job in jobs.get(state, [])
+        if job.table_name == stream and f"{job.table_name}.{job.file_id}" != current
+    ]

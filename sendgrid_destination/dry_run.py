@@ -1,0 +1,154 @@
+"""A plan (dry run): what a load would do, with read calls only, the state file left as it was.
+
+``plan = true`` (``sendgrid(plan=True)``, or ``DESTINATION__SENDGRID__PLAN=true``) runs each
+table's load unchanged, through two stand-ins:
+
+* ``PlanningClient``: reads go to SendGrid (lists, field definitions, searches, the status of
+  jobs earlier loads left pending, their errors files); writes do not (upserts, deletions,
+  list removals, new lists and custom fields): each is answered here, with a job id of its
+  own that reports itself completed, every contact accepted, when polled;
+* a private copy of the state file (``planning_state``), into which the load records what it
+  would have done, and which is then thrown away. The state file itself is only copied.
+
+Since the code path is the load's own, a plan's counts (new, changed, unchanged, rejected by
+reason, list additions and removals, deletions, requests and bytes) are what the load then
+does, as long as the data, the state and the account do not change in between. A plan cannot
+know what SendGrid itself would refuse (a 400, a contact failed in its job), since nothing is
+sent; and a deletion over the limits is reported (``over_delete_limit``, the load would stop
+there) instead of stopping the plan. Each summary says ``plan: true``; it is logged and kept
+in the load package's state (``run_summaries``), not in the state file.
+
+One copy serves every sink call of a load package (its path is kept in the package's
+destination state), so a table split over several files is planned as a load judges it; it is
+removed after the package's last job file.
+
+``plan_run(pipeline_name, data, ...)`` is the entry point for a command line: the plan of
+``pipeline.run(data)`` for an existing pipeline, run on a copy of its working folder (its
+incremental cursors and pending packages), so the pipeline itself is untouched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.storages.load_package import LoadPackageStateInjectableContext
+
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.models import ContactList, CustomField, ImportJob
+from sendgrid_destination.state.snapshot import copy_consistently
+from sendgrid_destination.summary import RunSummary
+
+PLAN_JOB_PREFIX = "plan-"
+_PLAN_STATE_KEY = "sendgrid_plan_state"
+
+
+class PlanningClient(SendGridClient):
+    """A client whose writes are answered locally (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._jobs = itertools.count(1)
+        self._planned: dict[str, tuple[str, int]] = {}  # job id -> (job type, contacts)
+
+    def upsert_contacts(self, body: bytes) -> str:
+        return self._job("upsert_contacts", 0)
+
+    def delete_contacts(self, contact_ids: Sequence[str]) -> str:
+        return self._job("delete_contacts", len(contact_ids))
+
+    def remove_from_list(self, list_id: str, contact_ids: Sequence[str]) -> str:
+        return self._job("delete_contacts", len(contact_ids))
+
+    def create_list(self, name: str) -> ContactList:
+        return ContactList(f"{PLAN_JOB_PREFIX}list-{name}", name)
+
+    def create_custom_field(self, name: str, field_type: str) -> CustomField:
+        return CustomField(f"{PLAN_JOB_PREFIX}field-{name}", name, field_type)
+
+    def import_status(self, job_id: str) -> ImportJob:
+        if job_id not in self._planned:
+            return super().import_status(job_id)  # a real job an earlier load left pending
+        job_type, count = self._planned[job_id]
+        counts = {"requested_count": count, "deleted_count": count}
+        doc = {"id": job_id, "status": "completed", "job_type": job_type, "results": counts}
+        return ImportJob.from_json(doc, job_id)
+
+    def _job(self, job_type: str, contacts: int) -> str:
+        job_id = f"{PLAN_JOB_PREFIX}{next(self._jobs)}"
+        self._planned[job_id] = (job_type, contacts)
+        return job_id
+
+
+@contextmanager
+def planning_state(state_path: Path) -> Iterator[Path]:
+    """A private copy of the state file for this load package's plan (see the module doc)."""
+    package = _package_state()
+    recorded = package.get(_PLAN_STATE_KEY)
+    if recorded and Path(recorded).exists():
+        copy = Path(recorded)
+    else:
+        copy = Path(tempfile.mkdtemp(prefix="sendgrid-plan-")) / "state.duckdb"
+        if state_path.exists():
+            copy_consistently(state_path, copy)
+        package[_PLAN_STATE_KEY] = str(copy)
+    try:
+        yield copy
+    finally:
+        if not _jobs_left():
+            package.pop(_PLAN_STATE_KEY, None)
+            shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def plan_run(
+    pipeline_name: str,
+    data: Any,
+    *,
+    pipelines_dir: str | None = None,
+    run_kwargs: dict[str, Any] | None = None,
+    **destination_settings: Any,
+) -> list[RunSummary]:
+    """The plan of ``pipeline.run(data, **run_kwargs)`` into ``sendgrid(**destination_settings)``
+    for the pipeline ``pipeline_name``: a package it left pending is planned first, as the
+    load would load it first. Nothing of the pipeline, the state file or SendGrid changes."""
+    from sendgrid_destination.destination import run_summaries, sendgrid
+
+    source_dir = Path(pipelines_dir or get_dlt_pipelines_dir()) / pipeline_name
+    with tempfile.TemporaryDirectory(prefix="sendgrid-plan-pipeline-") as scratch:
+        if source_dir.is_dir():
+            shutil.copytree(source_dir, Path(scratch) / pipeline_name, symlinks=True)
+        destination = sendgrid(**{**destination_settings, "plan": True})
+        pipeline = dlt.pipeline(pipeline_name, destination=destination, pipelines_dir=scratch)
+        summaries: list[RunSummary] = []
+        if pipeline.has_pending_data:
+            summaries += run_summaries(pipeline, pipeline.load())
+        summaries += run_summaries(pipeline, pipeline.run(data, **(run_kwargs or {})))
+        return summaries
+
+
+def _package_state() -> dict[str, Any]:
+    try:
+        return dlt.current.destination_state()
+    except Exception:  # outside a dlt load: the copy serves this call only
+        return {}
+
+
+def _jobs_left() -> bool:
+    """Whether the load package has job files after the one being loaded."""
+    try:
+        context = Container()[LoadPackageStateInjectableContext]
+        jobs = context.storage.get_load_package_jobs(context.load_id)
+    except Exception:
+        return False
+    # dlt's own tables (_dlt_pipeline_state) never reach this destination's sink.
+    waiting = [j for j in jobs.get("new_jobs", []) if not j.table_name.startswith("_dlt")]
+    started = [j for j in jobs.get("started_jobs", []) if not j.table_name.startswith("_dlt")]
+    return bool(waiting) or len(started) > 1
