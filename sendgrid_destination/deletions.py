@@ -176,14 +176,15 @@ class Removals:
             return
         self.tally.over_delete_limit(count)
         share = f"{count / tracked:.0%} " if tracked else ""
+        limits = [f"max_deletes = {config.max_deletes}"] if over_count else []
+        limits += [f"max_delete_fraction = {config.max_delete_fraction:g}"] * over_fraction
         message = (
             f"This load would delete or remove from lists {count} contact(s) whose rows left "
             f"table {self.stream!r} (or are flagged as deleted): {share}of the {tracked} this "
-            f"sync holds for it, more than max_deletes = {config.max_deletes} / "
-            f"max_delete_fraction = {config.max_delete_fraction:g} allow. Nothing was deleted "
-            "or sent. If the source is right, allow it once: load again with force_deletes "
-            "= true (for that load only, e.g. DESTINATION__SENDGRID__FORCE_DELETES=true), or "
-            "raise max_deletes / max_delete_fraction."
+            f"sync holds for it, more than {' and '.join(limits)} allow(s). Nothing was "
+            "deleted or sent. If the source is right, allow it once: load again with "
+            "force_deletes = true for that load only (e.g. "
+            "DESTINATION__SENDGRID__FORCE_DELETES=true), or raise the limit."
         )
         if self.plan_only:
             logger.warning("plan: %s", message)

@@ -21,10 +21,11 @@ merge ``scd2``,        refused: an upsert keeps no history, always updates, and 
 contact's lists), ``membership`` (also: contacts whose rows left the table leave the lists
 this table put them in) and ``mirror`` (also: those this sync created are deleted; see
 ``deletions``). The last two, and ``replace``, judge absence, so they need every row of the
-table in each load: an incremental resource is refused unless the load is a full refresh
-(``refresh=...``, or the table dropped or truncated), and so is ``batch_size > 0``, where
-no call sees a whole job file. A table dlt split over several job files is judged once its
-last file is loaded (``last_file``).
+table in each load: ``batch_size > 0`` is refused (no call sees a whole job file), and so is
+an incremental resource (its column hint ``incremental``) unless the load is a full refresh
+(dlt's ``refresh``) or nothing was sent for the table before (``check_source``, once the state
+is open). A table dlt split over several job files is judged once its last file is loaded
+(``last_file``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class TableIntent:
     last_file: bool = True
     file_key: str = ""
     extra_columns: tuple[str, ...] = field(default=())
+    # The resource's incremental cursor, when the load is not a full refresh: the load may
+    # hold only the rows that changed (see ``check_source``).
+    incremental_cursor: str | None = None
 
     @property
     def whole_source(self) -> bool:
@@ -67,6 +71,20 @@ class TableIntent:
     @property
     def records_keys(self) -> bool:
         return self.whole_source or self.delete_column is not None
+
+    def check_source(self, stream: str, tracked_before: int) -> None:
+        """Refuse to judge absence from an incremental load while contacts that earlier
+        loads sent could look gone (a first load removes nothing: it is allowed)."""
+        if not (self.whole_source and self.incremental_cursor and tracked_before):
+            return
+        why = "write_disposition replace" if self.disposition == "replace" else f"mode {self.mode}"
+        raise ConfigurationError(
+            f"Table {stream!r} ({why}) needs every row of the table in each load, but its "
+            f"resource is incremental (cursor {self.incremental_cursor}): contacts whose rows "
+            "did not change would look gone and be removed. Load it without incremental, or "
+            "with a full refresh (pipeline.run(..., refresh='drop_resources')), or use "
+            "mode = 'upsert' with append or merge."
+        )
 
     def deleted_sql(self) -> str:
         """SQL over the source: the row is flagged by the hard-delete column."""
@@ -86,6 +104,8 @@ def table_intent(
     _refuse_unhonoured(stream, disposition, table)
     mode: Mode = "mirror" if disposition == "replace" else config.mode
     column, boolean = _hard_delete_column(stream, table)
+    columns: Mapping[str, Any] = table.get("columns") or {}
+    cursor = [name for name, col in columns.items() if col.get("incremental")]
     intent = TableIntent(
         mode=mode,
         disposition=disposition,
@@ -94,9 +114,14 @@ def table_intent(
         last_file=_last_file(stream, items),
         file_key=_file_key(items),
         extra_columns=tuple(c for c in (config.list_column, column) if c),
+        incremental_cursor=", ".join(cursor) if cursor and not _full_refresh(package) else None,
     )
-    if intent.whole_source:
-        _refuse_partial_source(stream, intent, config, table, package)
+    if intent.whole_source and config.batch_size:
+        why = "write_disposition replace" if disposition == "replace" else f"mode {mode}"
+        raise ConfigurationError(
+            f"Table {stream!r} ({why}) needs each load to hold every row of the table, which "
+            "batch_size > 0 cannot show (each call sees only a batch): set batch_size = 0."
+        )
     return intent
 
 
@@ -137,37 +162,10 @@ def _hard_delete_column(stream: str, table: Mapping[str, Any]) -> tuple[str | No
     return flagged[0], columns[flagged[0]].get("data_type") in (None, "bool")
 
 
-def _refuse_partial_source(
-    stream: str,
-    intent: TableIntent,
-    config: Any,
-    table: Mapping[str, Any],
-    package: Mapping[str, Any] | None,
-) -> None:
-    why = "write_disposition replace" if intent.disposition == "replace" else f"mode {intent.mode}"
-    if config.batch_size:
-        raise ConfigurationError(
-            f"Table {stream!r} ({why}) needs each load to hold every row of the table, which "
-            "batch_size > 0 cannot show (each call sees only a batch): set batch_size = 0."
-        )
-    columns: Mapping[str, Any] = table.get("columns") or {}
-    cursor = [name for name, col in columns.items() if col.get("incremental")]
-    if cursor and not _full_refresh(stream, package):
-        raise ConfigurationError(
-            f"Table {stream!r} ({why}) needs every row of the table in each load, but its "
-            f"resource is incremental (cursor {', '.join(cursor)}): contacts whose rows did "
-            "not change would look gone and be removed. Load it without incremental, or run "
-            "it with a full refresh (pipeline.run(..., refresh='drop_resources')), or use "
-            "mode = 'upsert' with append or merge."
-        )
-
-
-def _full_refresh(stream: str, package: Mapping[str, Any] | None) -> bool:
-    """The load drops or truncates this table (dlt's ``refresh``): it holds every row."""
-    if not package:
-        return False
-    refreshed = [*package.get("dropped_tables", []), *package.get("truncated_tables", [])]
-    return any(isinstance(t, Mapping) and t.get("name") == stream for t in refreshed)
+def _full_refresh(package: Mapping[str, Any] | None) -> bool:
+    """The load is a full refresh (dlt's ``refresh``: the resources it extracted started
+    again from their initial state, so it holds every row)."""
+    return bool(package and package.get("refresh"))
 
 
 def _file_key(items: object) -> str:

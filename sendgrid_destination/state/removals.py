@@ -86,6 +86,15 @@ class RemovalLedger:
         rows = self._con.execute("SELECT count(*) FROM contacts WHERE stream = ?", [stream])
         return int(rows.fetchall()[0][0])
 
+    def tracked_before(self, run_id: str, stream: str) -> int:
+        """How many of the table's contacts earlier runs sent (this run's files excluded)."""
+        rows = self._con.execute(
+            "SELECT count(*) FROM contacts c JOIN requests r ON r.seq = c.seq "
+            "WHERE c.stream = ? AND r.run_id <> ?",
+            [stream, run_id],
+        )
+        return int(rows.fetchall()[0][0])
+
     def candidates(self, run_id: str, stream: str, *, whole_source: bool) -> pa.Table:
         """The table's contacts that left the source (``whole_source``: no row in this run's
         files) or whose last row is flagged: ``contact_key``, ``cause`` (``left`` or
