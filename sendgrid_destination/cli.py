@@ -1,7 +1,8 @@
 """``sendgrid-destination``: the command line.
 
 * ``emulator``: serve the local SendGrid emulator.
-* ``status``: recent runs (when, how long, their summaries), pending jobs and contact
+* ``status``: recent runs (when, how long, their summaries: list additions and removals,
+  deletions too), pending jobs, list removals and deletions queued or in flight, and contact
   outcomes from the state file; ``--json`` prints one JSON object.
 * ``restore-state``: put back the copy of the state file taken after the last complete run
   (``<state>.bak``), when the file was damaged or lost what it recorded.
@@ -129,6 +130,7 @@ def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
         counts = reports.contact_status_counts(store)
         pending = len(store.pending_jobs())
+        removals = store.removals.counts()
         runs = reports.recent_runs(store, args.runs)
         path = str(store.path)
     if args.json:
@@ -136,6 +138,7 @@ def _status(args: argparse.Namespace) -> int:
             "state_file": path,
             "contacts_by_outcome": counts,
             "pending_jobs": pending,
+            "removals": removals,
             "runs": runs,
         }
         json.dump(status, sys.stdout, indent=2, default=str)
@@ -145,6 +148,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"state file: {path}")
     print(f"contacts by outcome: {outcomes}")
     print(f"import jobs still pending: {pending}")
+    if removals:
+        print("removals: " + ", ".join(f"{n} {kind}" for kind, n in removals.items()))
     for run in runs:
         print()
         print(_when(run))

@@ -6,13 +6,16 @@ name is only ever quoted, never searched and rewritten:
 
 * ``check(relation)``: per row of ``relation`` (the source columns and ``ROW_COLUMN``) its
   ``row_number``, ``contact_key`` (``"<identifier>:<value>"``), one problem bitmask per 63
-  checks (``p0``, ``p1``...), ``ok`` and, for ok rows, a ``fingerprint``: DuckDB's 64-bit
-  ``hash`` of the coerced values and of everything else that shapes the JSON. Cheap, but only
-  as stable as DuckDB's hash: the state uses it as a shortcut, never as the last word.
+  checks (``p0``, ``p1``...), ``ok``, ``flagged`` (the hard-delete column flags it:
+  ``deleted_sql``) and, for ok rows, a ``fingerprint``: DuckDB's 64-bit ``hash`` of the coerced
+  values, the row's lists and everything else that shapes the JSON. Cheap, but only as stable
+  as DuckDB's hash: the state uses it as a shortcut, never as the last word.
 * ``render(relation)``: per (checked) row its ``contact_key`` (as the check computes it),
   ``contact_json`` (the contact object's UTF-8 JSON followed by one ``,``, so that a run of
-  rows is a ready-made JSON array body) and ``content_hash`` (hex MD5 of the list scope and the
-  JSON: stable across runs, processes and library versions). MD5 because it detects changes;
+  rows is a ready-made JSON array body), ``list_scope`` (the row's list IDs, sorted, comma-
+  separated: the static ones and, with a ``membership.ListColumn``, those its row names) and
+  ``content_hash`` (hex MD5 of the list scope and the JSON: stable across runs, processes and
+  library versions). MD5 because it detects changes;
   it defends against nobody (the state file is the user's own), and DuckDB computes it in about
   half SHA-256's time (SHA-256 was 45% of the render, measured at 1M rows).
 * ``legacy_hash(relation)``: the SHA-256 that state files before schema 5 hold, of the same text.

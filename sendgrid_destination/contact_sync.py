@@ -16,7 +16,11 @@ recorded.
    body. Every 202 is recorded right after it arrives, and this run's jobs are followed to
    their end, whatever raises (``Dispatcher``, ``_following_jobs``);
 5. **held back**: wait once more for the jobs blocking the held-back contacts, decide again
-   through the plan, and send what still needs it.
+   through the plan, and send what still needs it;
+6. **removals** (``deletions.Removals``, its steps hooked in above: earlier removal jobs
+   settled in step 2, the load's keys kept and the deletion limits checked in step 3): remove
+   contacts from the lists their rows no longer name, delete or remove those whose rows left
+   or are flagged, and follow those jobs.
 
 The counters live in one ``Tally``; the returned ``RunSummary`` is its result.
 """

@@ -9,7 +9,9 @@ split points come from a cumulative sum of cell sizes and ``numpy.searchsorted``
 ``Packer`` is streaming: ``add(table)`` returns the bodies that became full, keeping the open
 tail for the next call; ``flush()`` returns the tail. Filling every body to the limit before
 starting the next is optimal for order-preserving packing, so the request count is the
-minimum for the input order.
+minimum for the input order. ``GroupedPacker`` keeps one ``Packer`` per list scope (an
+upsert's ``list_ids`` hold for all its contacts), and per new/known contacts when a table may
+delete; see its docstring for the request-count bound.
 """
 
 from __future__ import annotations

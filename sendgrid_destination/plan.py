@@ -6,6 +6,9 @@ fingerprint), in the state's workspace, and from that:
 
 * of several rows with one contact key, all but the last are superseded (last row wins,
   before anything else: a superseded row is neither rejected nor sent);
+* a contact whose last row the hard-delete column flags is neither rejected nor sent
+  (``PlanCounts.flagged``): the ``on_last_rows`` hook sees every contact's last row first
+  (``deletions`` keeps the keys of a table loaded whole, and the flagged ones);
 * rows that fail the check become ``Plan.rejects``;
 * the rest are classified by the state store (``changes_sql``): a row unchanged by fingerprint
   goes no further and is never rendered; every other row stays in the plan with ``is_new``,

@@ -23,7 +23,7 @@ All set operations are SQL over the state's tables; Arrow tables carry keys in a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -265,8 +265,9 @@ class RemovalLedger:
 
     # -- reports -------------------------------------------------------------------------
 
-    def counts(self) -> dict[str, Any]:
-        """Removals by status and action, for ``status``."""
+    def counts(self) -> dict[str, int]:
+        """Removals not yet done, by status and action (``queued unlist``, ``sent delete``),
+        for ``status``."""
         rows = self._con.execute(
             "SELECT status, action, count(*) FROM removals GROUP BY ALL ORDER BY ALL"
         ).fetchall()

@@ -30,9 +30,10 @@ Tables:
   tracked by. SendGrid refuses an update that omits an identifier the contact has, and a row
   may match the contact by any of them: the plan completes (or refuses) rows from here.
   ``contacts.ids`` holds the identifiers a send carried until its job says so.
-* ``deferred``: contacts rendered but not sent because the job carrying their previous version
-  was still pending when the run ended (SendGrid promises no order between jobs); the next run
-  sends them once that job has finished, unless a newer row of the contact came since.
+* ``deferred``: contacts rendered (with their ``list_scope``) but not sent because the job
+  carrying their previous version was still pending when the run ended (SendGrid promises no
+  order between jobs); the next run sends them once that job has finished, unless a newer row
+  of the contact came since.
 * ``load_keys``: the contact keys of a table's rows in the load being made (``run_id``), per
   job file, and whether the row's hard-delete column flags it: written only when the table is
   mirrored (its absent contacts leave) or has a hard-delete column, read once the table's last

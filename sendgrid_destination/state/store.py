@@ -9,8 +9,11 @@ DuckDB state file for one run. Everything the run decides about the past goes th
   one definition of "unchanged", one place that knows which statuses count.
 * ``same_content(contacts, legacy_hash)``: unchanged by content hash (the fingerprint is only
   a shortcut), including the SHA-256 hashes of files before schema 5.
-* recording: ``record_sent`` (right after each 202, one transaction with its request),
-  ``refresh_fingerprints``, ``record_rejects``, ``record_job_outcome``, and the runs table.
+* recording: ``record_sent`` (right after each 202, one transaction with its request, with
+  the lists each contact is now in and the removal from those it left queued),
+  ``refresh_fingerprints``, ``record_rejects``, ``record_job_outcome``, and the runs table;
+* ``removals`` (``state.removals.RemovalLedger``): a load's keys, which contacts left and
+  who created them, list removals and deletions queued or in flight.
 
 Every write that spans statements runs in a transaction that rolls back on error, and every set
 operation is SQL over Arrow tables: no Python loop touches individual contacts. While a store

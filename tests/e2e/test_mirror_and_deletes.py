@@ -22,7 +22,7 @@ from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.errors import ConfigurationError, DeletionLimitError
 from sendgrid_destination.state import StateStore
-from tests.e2e.conftest import cause_of, run_summary, upserts
+from tests.e2e.conftest import cause_of, cli, run_summary, upserts
 
 DELETE = "DELETE /v3/marketing/contacts"
 REMOVE = "DELETE /v3/marketing/lists/{id}/contacts"
@@ -308,3 +308,93 @@ def test_a_contact_whose_first_upsert_is_still_pending_waits_instead_of_being_ju
     assert (summary["left_source"], summary["removals_waiting"]) == (1, 1)
     with StateStore.open(state_path, read_only=True) as store:
         assert store.removals.tracked("contacts") == 20  # still tracked: decided later
+
+
+def test_status_json_shows_list_changes_deletions_and_removals_in_flight(
+    emulator, destination, run, state_path, capsys
+) -> None:
+    vip = emulator.add_list("VIP")
+    dest = destination(mapping=MAPPING, mode="mirror", lists=["VIP"], max_delete_fraction=0.5)
+    run(people(list(range(4))), dest)
+    emulator.fault_next_jobs(1, import_status="pending_forever")  # the deletion's job
+
+    run(
+        people(list(range(3))),
+        destination(
+            mapping=MAPPING,
+            mode="mirror",
+            lists=["VIP"],
+            max_delete_fraction=0.5,
+            job_wait_timeout=5,
+        ),
+    )
+
+    status = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))
+    assert status["removals"] == {"sent delete": 1}
+    latest, first = status["runs"]
+    assert first["summary"]["list_additions"] == 4
+    assert (latest["summary"]["left_source"], latest["summary"]["deleted"]) == (1, 1)
+    assert latest["summary"]["removal_jobs"] == {"pending": 1}
+    assert vip in emulator.contact("user0@example.com")["list_ids"]
+    text = cli(capsys, "status", "--state", str(state_path))
+    assert "removals: 1 sent delete" in text and "deleted 1" in text
+
+
+def test_contacts_a_schema_6_state_recorded_are_never_deleted_but_later_ones_are(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    _as_schema_6(state_path)
+    run(people(list(range(30))), mirror())  # 10 new contacts, recorded under schema 7
+    emulator.clear_requests()
+
+    third = run(people([*range(1, 20), *range(21, 30)]), mirror())  # user0 and user20 left
+
+    assert "user0@example.com" in emails(emulator)  # who created it is unknown: kept
+    assert "user20@example.com" not in emails(emulator)
+    summary = run_summary(state_path, third)
+    assert (summary["left_source"], summary["deleted"], summary["not_deleted"]) == (2, 1, 1)
+
+
+def _as_schema_6(state_path: Path) -> None:
+    """Rewrite the state as schema 6 left it: no lists, no record of who created a contact."""
+    import duckdb
+
+    con = duckdb.connect(str(state_path))
+    try:
+        for sql in (
+            "ALTER TABLE contacts DROP COLUMN first_seq",
+            "ALTER TABLE contacts DROP COLUMN lists",
+            "ALTER TABLE deferred DROP COLUMN list_scope",
+            "DROP TABLE load_keys",
+            "DROP TABLE removals",
+            "UPDATE meta SET value = '6' WHERE key = 'schema_version'",
+        ):
+            con.execute(sql)
+    finally:
+        con.close()
+
+
+def test_a_table_dlt_splits_over_several_job_files_is_judged_whole_once_its_last_file_is_in(
+    emulator, mirror, run, state_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DATA_WRITER__FILE_MAX_ITEMS", "5")  # dlt rotates job files at 5 rows
+    dest = mirror(max_delete_fraction=0.5)
+
+    def files(indexes: list[int]) -> list[pa.Table]:
+        return [people(indexes[i : i + 5]) for i in range(0, len(indexes), 5)]
+
+    run(files(list(range(15))), dest)
+    emulator.clear_requests()
+
+    second = run(files(list(range(12))), dest)  # three files: 0-4, 5-9, 10-11
+
+    assert emails(emulator) == {f"user{i}@example.com" for i in range(12)}
+    assert len(requests_to(emulator, DELETE)) == 1
+    assert run_summary(state_path, second)["deleted"] == 3
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.con.execute("SELECT count(*) FROM load_keys").fetchall() == [(0,)]
+        files_seen = store.con.execute(
+            "SELECT count(*) FROM run_files WHERE run_id = ?", [f"{second.loads_ids[-1]}:contacts"]
+        ).fetchall()
+    assert files_seen == [(3,)]
