@@ -271,7 +271,9 @@ class Removals:
             start += len(chunk)
             self._send_chunk(list_id, part)
 
-    def _send_chunk(self, list_id: str | None, rows: Sequence[tuple[str, str, str]]) -> None:
+    def _send_chunk(
+        self, list_id: str | None, rows: Sequence[tuple[str, str, str]], *, again: bool = False
+    ) -> None:
         if (stop := self._stopped()) is not None:
             raise stop
         ids = [contact_id for _, contact_id, _ in rows]
@@ -285,6 +287,9 @@ class Removals:
                 half = len(rows) // 2
                 self._send_chunk(list_id, rows[:half])
                 self._send_chunk(list_id, rows[half:])
+                return
+            if exc.status == 404 and list_id is not None and not again:
+                self._after_not_found(list_id, rows)
                 return
             raise
         self._ledger.record_sent(
@@ -302,6 +307,23 @@ class Removals:
         )
         self._sent_jobs.append(job_id)
         self.tally.removal_sent(deleted=list_id is None, contacts=len(rows))
+
+    def _after_not_found(self, list_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """A list removal answered 404: the list, or one of the contacts, is gone since the
+        search (deleted in SendGrid meanwhile). Look again; send once more what is still to
+        remove (a second 404 stops the load); what is gone needs no removal."""
+        found = find_contacts(self.client, [key for key, _, _ in rows], self._stopped)
+        still = [
+            (key, found[key].id, cause)
+            for key, _, cause in rows
+            if key in found and list_id in found[key].list_ids
+        ]
+        kept = {key for key, _, _ in still}
+        self._ledger.drop_queued(
+            self.stream, _pairs([(key, list_id) for key, _, _ in rows if key not in kept])
+        )
+        if still:
+            self._send_chunk(list_id, still, again=True)
 
     # -- following -----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.emulator import Emulator
-from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.errors import ConfigurationError, RequestRejectedError
 from tests.e2e.conftest import cause_of, destination_for, run_summary, upserts
 
 LISTS = "GET /v3/marketing/lists"
@@ -205,3 +205,37 @@ def _upsert_elsewhere(emulator: Emulator, contact: dict[str, Any], list_ids: lis
     client = SendGridClient(emulator.api_key, base_url=emulator.base_url)
     client.upsert_contacts(json.dumps({"list_ids": list_ids, "contacts": [contact]}).encode())
     emulator.process_jobs()
+
+
+def test_a_removal_answered_404_is_looked_up_again_and_sent_once_more(
+    emulator, destination, run, state_path
+) -> None:
+    emulator.add_list("A")
+    b = emulator.add_list("B")
+    dest = destination(mapping=MAPPING, list_column="segments")
+    run(people([["A"], ["A"]]), dest)
+    # A contact deleted in SendGrid between the search and the removal answers so.
+    emulator.faults.add(REMOVE, status=404, times=1)
+
+    second = run(people([["B"], ["B"]]), dest)
+
+    assert lists_of(emulator, "user0@example.com") == {b}
+    assert lists_of(emulator, "user1@example.com") == {b}
+    assert [r.status for r in requests_to(emulator, REMOVE)] == [404, 202]
+    assert run_summary(state_path, second)["list_removals"] == 2
+
+
+def test_a_removal_answered_404_again_after_a_fresh_look_up_stops_the_load(
+    emulator, destination, run, state_path
+) -> None:
+    a = emulator.add_list("A")
+    dest = destination(mapping=MAPPING, list_column="segments")
+    run(people([["A"]]), dest)
+    emulator.faults.add(REMOVE, status=404, times=2)
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(people([[]]), dest)
+
+    assert cause_of(failed.value, RequestRejectedError).status == 404
+    assert lists_of(emulator, "user0@example.com") == {a}
+    assert [r.status for r in requests_to(emulator, REMOVE)] == [404, 404]

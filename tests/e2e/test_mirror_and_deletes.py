@@ -398,3 +398,21 @@ def test_a_table_dlt_splits_over_several_job_files_is_judged_whole_once_its_last
             "SELECT count(*) FROM run_files WHERE run_id = ?", [f"{second.loads_ids[-1]}:contacts"]
         ).fetchall()
     assert files_seen == [(3,)]
+
+
+def test_a_deletion_whose_202_was_lost_is_sent_again_and_deletes_each_contact_once(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    # SendGrid takes the DELETE (its job exists) but the answer never arrives: the transport
+    # sends it again, and the second job finds the contacts gone.
+    emulator.faults.add(DELETE, action="drop_after")
+
+    second = run(people(list(range(18))), mirror())
+
+    assert emails(emulator) == {f"user{i}@example.com" for i in range(18)}
+    assert [r.fault for r in requests_to(emulator, DELETE)] == ["drop_after", None]
+    assert run_summary(state_path, second)["deleted"] == 2
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.tracked("contacts") == 18
+        assert store.removals.counts() == {}
