@@ -223,8 +223,11 @@ class Removals:
         """Per list, remove the contacts that are in it (as the search shows them); pairs
         whose contact is gone or not in the list are moot. A contact that left is forgotten
         once its last removal is done (``finish_job``), or now when it needs none."""
+        # Contacts that left are forgotten once unlisted; a list a contact still here (or one
+        # waiting to be judged) no longer names is only left ("dropped").
+        leaving = _where(decided, "unlist")
         causes = dict(
-            zip(decided["contact_key"].to_pylist(), decided["cause"].to_pylist(), strict=True)
+            zip(leaving["contact_key"].to_pylist(), leaving["cause"].to_pylist(), strict=True)
         )
         moot: list[tuple[str, str]] = []
         by_list: dict[str, list[tuple[str, str, str]]] = {}

@@ -122,6 +122,12 @@ def _upgrade(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     recovery.check_against_journal(path, int(seq))
 
 
+def _any_lists(contacts: pa.Table, previous: pa.Table) -> bool:
+    """Whether sent contacts are, or were, in any list (else no membership changed)."""
+    scoped = pc.any(pc.not_equal(pc.fill_null(contacts["list_scope"], ""), "")).as_py()
+    return bool(scoped) or bool(pc.any(pc.is_valid(previous["lists"])).as_py())
+
+
 class StateStore:
     """An open state file; use ``StateStore.open(path)`` as a context manager."""
 
@@ -434,7 +440,9 @@ class StateStore:
                     "FROM sent s LEFT JOIN previous p ON p.contact_key = s.contact_key",
                     [stream, seq, seq],
                 )
-                lists = self._record_list_changes(cur, run_id, stream)
+                lists = SentLists()
+                if _any_lists(contacts, previous):
+                    lists = self._record_list_changes(cur, run_id, stream)
                 cur.execute(
                     "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
                     "(SELECT contact_key FROM sent)",
