@@ -171,7 +171,7 @@ class ContactSync:
                 date_format=self.config.date_format,
                 identities=identifiers is not None,
                 list_column=list_column,
-                deleted_sql=self.intent.deleted_sql(),
+                deleted_sql=self.intent.deleted_sql(schema.names),
             ),
             # New and known contacts apart when this table may delete: see GroupedPacker.
             GroupedPacker(

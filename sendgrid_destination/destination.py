@@ -89,7 +89,7 @@ def run_sink(
         _client(config, clock, stop) as client,
     ):
         _claim_account(store, config)
-        intent.check_source(stream, store.removals.tracked_before(run_id, stream))
+        intent.check_source(stream, lambda: store.removals.tracked_before(run_id, stream))
         sync = ContactSync(
             config, mapping, client, store, clock, run_id, stream, stop, intent, config.plan
         )

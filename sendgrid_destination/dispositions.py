@@ -31,7 +31,7 @@ is open). A table dlt split over several job files is judged once its last file 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,23 +72,31 @@ class TableIntent:
     def records_keys(self) -> bool:
         return self.whole_source or self.delete_column is not None
 
-    def check_source(self, stream: str, tracked_before: int) -> None:
+    @property
+    def why_whole(self) -> str:
+        """What asks for the whole table, for messages."""
+        return "write_disposition replace" if self.disposition == "replace" else f"mode {self.mode}"
+
+    def check_source(self, stream: str, tracked_before: Callable[[], int]) -> None:
         """Refuse to judge absence from an incremental load while contacts that earlier
-        loads sent could look gone (a first load removes nothing: it is allowed)."""
-        if not (self.whole_source and self.incremental_cursor and tracked_before):
+        loads sent (``tracked_before()``) could look gone; a first load removes nothing."""
+        if not (self.whole_source and self.incremental_cursor and tracked_before()):
             return
-        why = "write_disposition replace" if self.disposition == "replace" else f"mode {self.mode}"
         raise ConfigurationError(
-            f"Table {stream!r} ({why}) needs every row of the table in each load, but its "
-            f"resource is incremental (cursor {self.incremental_cursor}): contacts whose rows "
-            "did not change would look gone and be removed. Load it without incremental, or "
+            f"Table {stream!r} ({self.why_whole}) needs every row of the table in each load, "
+            f"but its resource is incremental (cursor {self.incremental_cursor}): contacts whose "
+            "rows did not change would look gone and be removed. Load it without incremental, or "
             "with a full refresh (pipeline.run(..., refresh='drop_resources')), or use "
             "mode = 'upsert' with append or merge."
         )
 
-    def deleted_sql(self) -> str:
-        """SQL over the source: the row is flagged by the hard-delete column."""
-        if self.delete_column is None:
+    def deleted_sql(self, columns: Sequence[str] | None = None) -> str:
+        """SQL over the source: the row is flagged by the hard-delete column. A column absent
+        from the load's ``columns`` (dlt leaves out a column with no type and no value)
+        flags nothing."""
+        if self.delete_column is None or (
+            columns is not None and self.delete_column not in columns
+        ):
             return "false"
         column = ident(self.delete_column)
         return column if self.delete_is_boolean else f"{column} IS NOT NULL"
@@ -117,10 +125,10 @@ def table_intent(
         incremental_cursor=", ".join(cursor) if cursor and not _full_refresh(package) else None,
     )
     if intent.whole_source and config.batch_size:
-        why = "write_disposition replace" if disposition == "replace" else f"mode {mode}"
         raise ConfigurationError(
-            f"Table {stream!r} ({why}) needs each load to hold every row of the table, which "
-            "batch_size > 0 cannot show (each call sees only a batch): set batch_size = 0."
+            f"Table {stream!r} ({intent.why_whole}) needs each load to hold every row of the "
+            "table, which batch_size > 0 cannot show (each call sees only a batch): set "
+            "batch_size = 0."
         )
     return intent
 
@@ -176,21 +184,16 @@ def _file_key(items: object) -> str:
 
 
 def _last_file(stream: str, items: object) -> bool:
-    """Whether no other job file of this table is left in the load package."""
-    others = _other_job_files(stream, items)
-    return not others
-
-
-def _other_job_files(stream: str, items: object) -> list[str]:
+    """Whether no other job file of this table is left in the load package (dlt loads this
+    destination's files one at a time: the others wait in ``new_jobs``)."""
     try:
         context = Container()[LoadPackageStateInjectableContext]
         jobs = context.storage.get_load_package_jobs(context.load_id)
     except Exception:  # outside a dlt load (direct calls): this call is the whole table
-        return []
+        return True
     current = _file_key(items)
-    return [
-        job.file_name()
+    return not any(
+        job.table_name == stream and f"{job.table_name}.{job.file_id}" != current
         for state in ("new_jobs", "started_jobs")
         for job in jobs.get(state, [])
-        if job.table_name == stream and f"{job.table_name}.{job.file_id}" != current
-    ]
+    )

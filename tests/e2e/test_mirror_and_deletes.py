@@ -416,3 +416,16 @@ def test_a_deletion_whose_202_was_lost_is_sent_again_and_deletes_each_contact_on
     with StateStore.open(state_path, read_only=True) as store:
         assert store.removals.tracked("contacts") == 18
         assert store.removals.counts() == {}
+
+
+def test_a_load_without_the_hard_delete_column_flags_nothing(
+    emulator, destination, flagged_pipeline, state_path
+) -> None:
+    dest = destination(mapping=MAPPING)
+    flagged_pipeline(people(list(range(5)), deleted=[False] * 5), dest)
+
+    second = flagged_pipeline(people(list(range(6))), dest)  # the column is not in this load
+
+    assert len(emails(emulator)) == 6
+    summary = run_summary(state_path, second)
+    assert (summary["flagged"], summary["new"], summary["deleted"]) == (0, 1, 0)
