@@ -70,8 +70,10 @@ ROUTE_SEARCH: Final = "POST /v3/marketing/contacts/search/identifiers/{identifie
 ROUTE_DELETE_CONTACTS: Final = "DELETE /v3/marketing/contacts"
 ROUTE_REMOVE_FROM_LIST: Final = "DELETE /v3/marketing/lists/{id}/contacts"
 
-# GET /v3/marketing/lists takes page_size 1..1000; an account holds at most 1000 lists.
+# GET /v3/marketing/lists takes page_size 1..1000; an account holds at most 1000 lists, so
+# even one list a page ends within 1,001 pages: more means a server that never ends.
 LISTS_PAGE_SIZE: Final = 1000
+MAX_LIST_PAGES: Final = 1_001
 # POST /v3/marketing/contacts/search/identifiers/{type} takes at most 100 values (spec).
 MAX_SEARCH_VALUES: Final = 100
 SEARCH_TYPES: Final = ("email", "phone_number_id", "external_id", "anonymous_id")
@@ -179,11 +181,18 @@ class SendGridClient:
         return CustomField.from_json(_json_object(response, ROUTE_CREATE_FIELD))
 
     def lists(self, *, page_size: int = LISTS_PAGE_SIZE) -> list[ContactList]:
-        """Every marketing list, following ``_metadata.next`` (``page_size``: 1..1000)."""
+        """Every marketing list, following ``_metadata.next`` (``page_size``: 1..1000) on
+        ``base_url``'s host, each page once, at most ``MAX_LIST_PAGES`` pages."""
         url: str | None = self._url(f"/v3/marketing/lists?page_size={page_size}")
         seen: set[str] = set()
         found: list[ContactList] = []
         while url and url not in seen:
+            if len(seen) >= MAX_LIST_PAGES:
+                raise ServerError(
+                    f"{ROUTE_LISTS} kept answering a next page after {MAX_LIST_PAGES} pages "
+                    "(an account holds at most 1,000 lists)",
+                    route=ROUTE_LISTS,
+                )
             seen.add(url)
             doc = _json_object(self._call(ROUTE_LISTS, url), ROUTE_LISTS)
             found.extend(ContactList.from_json(d) for d in objects(doc.get("result")))

@@ -123,3 +123,48 @@ def test_deletions_are_retried_on_429_like_every_call(
     emu.faults.add("DELETE /v3/marketing/contacts", status=429, times=3)
     with pytest.raises(RateLimitedError):
         client.delete_contacts(["00000000-0000-0000-0000-000000000001"])
+
+
+def test_list_paging_ends_after_at_most_a_thousand_and_one_pages(
+    make_client: Any,
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sendgrid_destination.api.client import MAX_LIST_PAGES
+    from sendgrid_destination.errors import ServerError
+
+    served = []
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.append(self.path)
+            body = json.dumps(
+                {
+                    "result": [],
+                    "_metadata": {"next": f"/v3/marketing/lists?page_token={len(served)}"},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    try:
+        client = make_client(f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(ServerError) as endless:
+            client.lists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert len(served) == MAX_LIST_PAGES
+    assert "1,000 lists" in str(endless.value)
