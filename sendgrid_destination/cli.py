@@ -2,8 +2,9 @@
 
 * ``emulator``: serve the local SendGrid emulator.
 * ``status``: recent runs (when, how long, their summaries: list additions and removals,
-  deletions too), pending jobs, list removals and deletions queued or in flight, and contact
-  outcomes from the state file; ``--json`` prints one JSON object.
+  deletions too), pending jobs, list removals and deletions queued or in flight, contact
+  outcomes from the state file, and each table's latest plan (dry run, kept beside the state
+  file); ``--json`` prints one JSON object.
 * ``restore-state``: put back the copy of the state file taken after the last complete run
   (``<state>.bak``), when the file was damaged or lost what it recorded.
 * ``rejects``: export rejected and failed rows (key, column, reason) as CSV or JSON. This is
@@ -22,6 +23,7 @@ import csv
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -31,6 +33,7 @@ from dlt.common.configuration import resolve_configuration
 
 from sendgrid_destination._version import __version__
 from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.dry_run import latest_plans
 from sendgrid_destination.emulator import cli as emulator_cli
 from sendgrid_destination.errors import SendGridError
 from sendgrid_destination.state import StateStore, recovery, reports
@@ -133,6 +136,7 @@ def _status(args: argparse.Namespace) -> int:
         removals = store.removals.counts()
         runs = reports.recent_runs(store, args.runs)
         path = str(store.path)
+    plans = latest_plans(Path(path))
     if args.json:
         status = {
             "state_file": path,
@@ -140,6 +144,7 @@ def _status(args: argparse.Namespace) -> int:
             "pending_jobs": pending,
             "removals": removals,
             "runs": runs,
+            "latest_plans": plans,
         }
         json.dump(status, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -155,6 +160,11 @@ def _status(args: argparse.Namespace) -> int:
         print(_when(run))
         if run["summary"]:
             print(RunSummary.from_dict(run["summary"]).format())
+    for plan in plans.values():
+        print()
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(plan["planned_at"]))
+        print(f"latest plan, {when} UTC")
+        print(RunSummary.from_dict({k: v for k, v in plan.items() if k != "planned_at"}).format())
     return 0
 
 

@@ -36,7 +36,7 @@ from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
 from sendgrid_destination.dispositions import table_intent
-from sendgrid_destination.dry_run import PlanningClient, planning_state
+from sendgrid_destination.dry_run import PlanningClient, planning_state, save_plan
 from sendgrid_destination.errors import RejectsThresholdError
 from sendgrid_destination.mapping import parse_mapping
 from sendgrid_destination.source_rows import SourceRows
@@ -105,7 +105,9 @@ def run_sink(
             _publish_summary(summary)
             store.prune_runs(stream, config.keep_runs)
         logger.info("SendGrid sync summary\n%s", summary.format())
-        if not config.plan:
+        if config.plan:
+            save_plan(config.resolved_state_path(), summary)
+        else:
             _check_rejects(store, config, summary)
 
 

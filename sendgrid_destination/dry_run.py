@@ -15,8 +15,10 @@ reason, list additions and removals, deletions, requests and bytes) are what the
 does, as long as the data, the state and the account do not change in between. A plan cannot
 know what SendGrid itself would refuse (a 400, a contact failed in its job), since nothing is
 sent; and a deletion over the limits is reported (``over_delete_limit``, the load would stop
-there) instead of stopping the plan. Each summary says ``plan: true``; it is logged and kept
-in the load package's state (``run_summaries``), not in the state file.
+there) instead of stopping the plan. Each summary says ``plan: true``; it is logged, kept in the
+load package's state (``run_summaries``) and, as each table's latest plan, in
+``<state file>.plan.json`` beside the state file (``save_plan``; ``status`` shows it), never in
+the state file.
 
 One copy serves every sink call of a load package (its path is kept in the package's
 destination state), so a table split over several files is planned as a load judges it; it is
@@ -30,8 +32,11 @@ incremental cursors and pending packages), so the pipeline itself is untouched.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,6 +111,35 @@ def planning_state(state_path: Path) -> Iterator[Path]:
         if not _jobs_left():
             package.pop(_PLAN_STATE_KEY, None)
             shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def plan_path(state_path: Path) -> Path:
+    """Where the latest plan's summaries are kept: beside the state file, never in it."""
+    return state_path.with_name(state_path.name + ".plan.json")
+
+
+def save_plan(state_path: Path, summary: RunSummary) -> None:
+    """Keep ``summary`` as its table's latest plan (``status`` shows it): counts only, written
+    whole (a temporary file renamed over the last), private to the owner."""
+    target = plan_path(state_path)
+    plans = latest_plans(state_path)
+    plans[summary.stream] = {"planned_at": time.time(), **summary.as_dict()}
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scratch = target.with_name(target.name + ".tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(plans, out, indent=2)
+    os.replace(scratch, target)
+
+
+def latest_plans(state_path: Path) -> dict[str, Any]:
+    """Each table's latest plan (``save_plan``), or nothing when there is none (or it cannot
+    be read: it is a report, not state)."""
+    try:
+        plans = json.loads(plan_path(state_path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return plans if isinstance(plans, dict) else {}
 
 
 def plan_run(

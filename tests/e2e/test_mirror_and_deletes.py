@@ -429,3 +429,18 @@ def test_a_load_without_the_hard_delete_column_flags_nothing(
     assert len(emails(emulator)) == 6
     summary = run_summary(state_path, second)
     assert (summary["flagged"], summary["new"], summary["deleted"]) == (0, 1, 0)
+
+
+def test_a_contact_another_table_still_sends_is_not_deleted_when_it_leaves_one_table(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror(), name="customers")
+    run(people([0]), mirror(), name="newsletter")
+    emulator.clear_requests()
+
+    left = run(people(list(range(1, 20))), mirror(), name="customers")
+
+    assert "user0@example.com" in emails(emulator)
+    assert requests_to(emulator, DELETE) == []
+    summary = run_summary(state_path, left, stream="customers")
+    assert (summary["left_source"], summary["deleted"], summary["not_deleted"]) == (1, 0, 1)

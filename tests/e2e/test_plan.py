@@ -7,6 +7,7 @@ Real dlt pipelines into the emulator over loopback HTTP; the plan runs through
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from sendgrid_destination.dry_run import plan_run
 from sendgrid_destination.emulator import Emulator
-from tests.e2e.conftest import API_KEY, run_summary
+from tests.e2e.conftest import API_KEY, cli, run_summary
 
 READS = {
     "GET /v3/marketing/lists",
@@ -72,7 +73,7 @@ def settings(emulator: Emulator, state_path: Path) -> dict[str, Any]:
 
 
 def test_a_plan_after_changes_sends_no_write_and_counts_what_the_real_load_then_does(
-    emulator, settings, run, state_path, tmp_path
+    emulator, settings, run, state_path, tmp_path, capsys
 ) -> None:
     emulator.add_list("A")
     emulator.add_list("B")
@@ -97,9 +98,14 @@ def test_a_plan_after_changes_sends_no_write_and_counts_what_the_real_load_then_
     )
 
     assert {r.route for r in emulator.requests} <= READS
-    assert files_of(state_path.parent) == before
+    after = files_of(state_path.parent)
+    plan_file = state_path.name + ".plan.json"  # the plan is kept beside the state, not in it
+    assert {name: data for name, data in after.items() if name != plan_file} == before
     (plan,) = plans
     assert plan.plan is True
+    status = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))
+    shown = status["latest_plans"]["contacts"]
+    assert {k: shown[k] for k in COMPARED} == {k: plan.as_dict()[k] for k in COMPARED}
     emulator.clear_requests()
 
     real = run_summary(state_path, run(people(changed), _destination(settings)))
@@ -152,7 +158,7 @@ def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(
 
     assert (plan.new, plan.requests, plan.list_additions) == (1, 1, 1)
     assert {r.route for r in emulator.requests} <= READS
-    assert not state_path.exists()
+    assert not state_path.exists()  # nor does it create one
 
 
 def _destination(settings: dict[str, Any]) -> Any:
