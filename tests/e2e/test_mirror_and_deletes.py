@@ -444,3 +444,32 @@ def test_a_contact_another_table_still_sends_is_not_deleted_when_it_leaves_one_t
     assert requests_to(emulator, DELETE) == []
     summary = run_summary(state_path, left, stream="customers")
     assert (summary["left_source"], summary["deleted"], summary["not_deleted"]) == (1, 0, 1)
+
+
+def test_hard_delete_works_with_record_batches_too(
+    emulator, destination, flagged_pipeline, state_path
+) -> None:
+    dest = destination(mapping=MAPPING, batch_size=4, max_delete_fraction=0.5)
+    flagged_pipeline(people(list(range(10)), deleted=[False] * 10), dest)
+
+    flagged_pipeline(people(list(range(10)), deleted=[i in (1, 6) for i in range(10)]), dest)
+
+    assert emails(emulator) == {f"user{i}@example.com" for i in range(10) if i not in (1, 6)}
+
+
+def test_replace_with_record_batches_is_refused_before_any_request(
+    emulator, destination, tmp_path
+) -> None:
+    pipeline = dlt.pipeline("replace_batches", pipelines_dir=str(tmp_path / "dlt"))
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(
+            people([1, 2]),
+            table_name="contacts",
+            write_disposition="replace",
+            destination=destination(mapping=MAPPING, batch_size=2),
+        )
+
+    message = str(cause_of(failed.value, ConfigurationError))
+    assert "write_disposition replace" in message and "batch_size = 0" in message
+    assert emulator.requests == []
