@@ -223,30 +223,14 @@ class Removals:
         """Per list, remove the contacts that are in it (as the search shows them); pairs
         whose contact is gone or not in the list are moot. A contact that left is forgotten
         once its last removal is done (``finish_job``), or now when it needs none."""
-        # Contacts that left are forgotten once unlisted; a list a contact still here (or one
-        # waiting to be judged) no longer names is only left ("dropped").
         leaving = _where(decided, "unlist")
-        causes = dict(
-            zip(leaving["contact_key"].to_pylist(), leaving["cause"].to_pylist(), strict=True)
-        )
-        moot: list[tuple[str, str]] = []
-        by_list: dict[str, list[tuple[str, str, str]]] = {}
-        for key, list_id in zip(
-            pairs["contact_key"].to_pylist(), pairs["list_id"].to_pylist(), strict=True
-        ):
-            contact = found.get(key)
-            if contact is None or list_id not in contact.list_ids:
-                moot.append((key, list_id))
-            else:
-                row = (key, contact.id, causes.get(key, "dropped"))
-                by_list.setdefault(list_id, []).append(row)
+        by_list, moot = _by_list(pairs, found, leaving)
         self._ledger.drop_queued(self.stream, _pairs(moot))
         acting = pa.array([key for rows in by_list.values() for key, _, _ in rows], pa.string())
-        idle = _where(decided, "unlist")
-        idle = idle.filter(
+        idle = leaving.filter(
             pc.and_(
-                pc.invert(pc.is_in(idle["contact_key"], acting)),
-                pc.is_in(idle["contact_key"], _keys(found)),
+                pc.invert(pc.is_in(leaving["contact_key"], acting)),
+                pc.is_in(leaving["contact_key"], _keys(found)),
             )
         )
         self._ledger.forget(self.stream, idle, gone=False)
@@ -380,6 +364,28 @@ class Removals:
             "The load was asked to stop (a signal): no new removal was sent, every one "
             "SendGrid accepted is recorded, and the next run goes on from there."
         )
+
+
+def _by_list(
+    pairs: pa.Table, found: dict[str, FoundContact], leaving: pa.Table
+) -> tuple[dict[str, list[tuple[str, str, str]]], list[tuple[str, str]]]:
+    """The (key, contact ID, cause) to remove from each list, and the moot pairs. A contact
+    that left is forgotten once unlisted (its cause); a list that a contact still here (or
+    one waiting to be judged) no longer names is only left (``dropped``)."""
+    causes = dict(
+        zip(leaving["contact_key"].to_pylist(), leaving["cause"].to_pylist(), strict=True)
+    )
+    moot: list[tuple[str, str]] = []
+    by_list: dict[str, list[tuple[str, str, str]]] = {}
+    for key, list_id in zip(
+        pairs["contact_key"].to_pylist(), pairs["list_id"].to_pylist(), strict=True
+    ):
+        contact = found.get(key)
+        if contact is None or list_id not in contact.list_ids:
+            moot.append((key, list_id))
+        else:
+            by_list.setdefault(list_id, []).append((key, contact.id, causes.get(key, "dropped")))
+    return by_list, moot
 
 
 def _where(decided: pa.Table, action: str) -> pa.Table:
