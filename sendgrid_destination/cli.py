@@ -2,13 +2,15 @@
 
 * ``run SYNC.toml [--plan] [--json] [--full-refresh]``: run the sync a file declares
   (``sync_file``), or with ``--plan`` show what it would send, changing nothing
-  (``dry_run``). Exit codes: 0 success, 1 the run failed (``fail_on_rejects`` included), 2 a
+  (``sync_plan``). Exit codes: 0 success, 1 the run failed (``fail_on_rejects`` included), 2 a
   usage or configuration error. ``--json`` prints exactly one JSON object on stdout (also when
   the run fails); logs and progress go to stderr: a bar on a terminal, a log line every few
   seconds otherwise (the right default under an orchestrator).
 * ``emulator``: serve the local SendGrid emulator.
-* ``status``: recent runs (when, how long, their summaries), pending jobs and contact
-  outcomes from the state file; ``--json`` prints one JSON object.
+* ``status``: recent runs (when, how long, their summaries: list additions and removals,
+  deletions too), pending jobs, list removals and deletions queued or in flight, contact
+  outcomes from the state file, and each table's latest plan (dry run, kept beside the state
+  file); ``--json`` prints one JSON object.
 * ``restore-state``: put back the copy of the state file taken after the last complete run
   (``<state>.bak``), when the file was damaged or lost what it recorded.
 * ``rejects``: export rejected and failed rows (key, column, reason) as CSV or JSON. This is
@@ -28,6 +30,7 @@ import csv
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +41,7 @@ from dlt.common.configuration import resolve_configuration
 from sendgrid_destination import sync_command
 from sendgrid_destination._version import __version__
 from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.dry_run import latest_plans
 from sendgrid_destination.emulator import cli as emulator_cli
 from sendgrid_destination.errors import ConfigurationError, SendGridError
 from sendgrid_destination.remote_state import fetch_copy, is_remote
@@ -178,14 +182,18 @@ def _status(args: argparse.Namespace) -> int:
     with _open(args) as store:
         counts = reports.contact_status_counts(store)
         pending = len(store.pending_jobs())
+        removals = store.removals.counts()
         runs = reports.recent_runs(store, args.runs)
     path = _state_location(args)
+    plans = {} if is_remote(path) else latest_plans(Path(path))
     if args.json:
         status = {
             "state_file": path,
             "contacts_by_outcome": counts,
             "pending_jobs": pending,
+            "removals": removals,
             "runs": runs,
+            "latest_plans": plans,
         }
         json.dump(status, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -194,11 +202,18 @@ def _status(args: argparse.Namespace) -> int:
     print(f"state file: {path}")
     print(f"contacts by outcome: {outcomes}")
     print(f"import jobs still pending: {pending}")
+    if removals:
+        print("removals: " + ", ".join(f"{n} {kind}" for kind, n in removals.items()))
     for run in runs:
         print()
         print(_when(run))
         if run["summary"]:
             print(RunSummary.from_dict(run["summary"]).format())
+    for plan in plans.values():
+        print()
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(plan["planned_at"]))
+        print(f"latest plan, {when} UTC")
+        print(RunSummary.from_dict({k: v for k, v in plan.items() if k != "planned_at"}).format())
     return 0
 
 

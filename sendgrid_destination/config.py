@@ -36,6 +36,7 @@ from dlt.destinations.impl.destination.configuration import CustomDestinationCli
 from sendgrid_destination.account import Account, default_state_path, legacy_state_path
 from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL, normalize_base_url
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
+from sendgrid_destination.dispositions import MODES
 from sendgrid_destination.env_mapping import mapping_prefixes, overlay_mapping
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.redaction import redact
@@ -106,6 +107,16 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     state_backup: bool = True
     # Rejects (and per-file counters) are kept for each table's latest runs only.
     keep_runs: int = 30
+    # Lists, removal and deletion (README "Lists, removal and mirror mode"; ``deletions``).
+    lists: list[str] | None = None  # list names every synced contact is added to
+    create_missing_lists: bool = False
+    list_column: str | None = None  # a column of list names per row
+    mode: str = "upsert"  # upsert, membership or mirror (``dispositions``)
+    max_delete_fraction: float = 0.1
+    max_deletes: int | None = None
+    force_deletes: bool = False
+    # A dry run: read calls only; the state file is left as it was (``dry_run``).
+    plan: bool = False
     # 0, always: dlt hands over whole job files, planned at once (see validate()).
     batch_size: int = 0
     loader_file_format: TLoaderFileFormat = "parquet"
@@ -162,6 +173,7 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
                 "state_upload_every must be at least 1, state_lock_ttl above 0 and "
                 "state_lock_wait at least 0 (seconds)."
             )
+        check_removal_settings(self)
         self.validate_table_options()
 
     def validate_table_options(self) -> None:
@@ -256,6 +268,23 @@ def _overlay_table(entry: Any, prefixes: list[str]) -> Any:
         return entry  # refused, naming the table, when the table is loaded
     mapping = overlay_mapping(entry.get("mapping"), prefixes)
     return {**entry, "mapping": mapping} if mapping is not None else dict(entry)
+
+
+def check_removal_settings(config: SendGridConfiguration) -> None:
+    """The list, mode and deletion settings make sense together."""
+    if config.mode not in MODES:
+        raise ConfigurationError(f"mode must be one of {', '.join(MODES)} (got {config.mode!r}).")
+    if not 0 <= config.max_delete_fraction <= 1:
+        raise ConfigurationError(
+            "max_delete_fraction must be a fraction between 0 and 1 of the contacts a table "
+            "holds, e.g. 0.1."
+        )
+    if config.max_deletes is not None and config.max_deletes < 0:
+        raise ConfigurationError("max_deletes must be a count of contacts (0 or more).")
+    if config.list_column is not None and not config.list_column:
+        raise ConfigurationError("list_column must name a source column.")
+    if any(not isinstance(name, str) or not name.strip() for name in config.lists or []):
+        raise ConfigurationError("lists must hold list names (non-empty text).")
 
 
 def _pipeline_name() -> str | None:

@@ -6,13 +6,16 @@ runs it), so a column name is only ever quoted, never searched and rewritten:
 
 * ``check(relation)``: per row of ``relation`` (the source columns and ``ROW_COLUMN``) its
   ``row_number``, ``contact_key`` (``"<identifier>:<value>"``), one problem bitmask per 63
-  checks (``p0``, ``p1``...), ``ok`` and, for ok rows, a ``fingerprint``: DuckDB's 64-bit
-  ``hash`` of the coerced values and of everything else that shapes the JSON. Cheap, but only
-  as stable as DuckDB's hash: the state uses it as a shortcut, never as the last word.
+  checks (``p0``, ``p1``...), ``ok``, ``flagged`` (the hard-delete column flags it:
+  ``deleted_sql``) and, for ok rows, a ``fingerprint``: DuckDB's 64-bit ``hash`` of the coerced
+  values, the row's lists and everything else that shapes the JSON. Cheap, but only as stable
+  as DuckDB's hash: the state uses it as a shortcut, never as the last word.
 * ``render(relation)``: per (checked) row its ``contact_key`` (as the check computes it),
   ``contact_json`` (the contact object's UTF-8 JSON followed by one ``,``, so that a run of
-  rows is a ready-made JSON array body) and ``content_hash`` (hex MD5 of the list scope and the
-  JSON: stable across runs, processes and library versions). MD5 because it detects changes;
+  rows is a ready-made JSON array body), ``list_scope`` (the row's list IDs, sorted, comma-
+  separated: the static ones and, with a ``membership.ListColumn``, those its row names) and
+  ``content_hash`` (hex MD5 of the list scope and the JSON: stable across runs, processes and
+  library versions). MD5 because it detects changes;
   it defends against nobody (the state file is the user's own), and DuckDB computes it in about
   half SHA-256's time (SHA-256 was 45% of the render, measured at 1M rows).
 * ``legacy_hash(relation)``: the SHA-256 that state files before schema 5 hold, of the same text.
@@ -41,6 +44,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -52,6 +56,9 @@ from sendgrid_destination.contact_model import (
     MAX_ALTERNATE_EMAILS,
 )
 from sendgrid_destination.mapping import Binding
+
+if TYPE_CHECKING:
+    from sendgrid_destination.membership import ListColumn
 
 DEFAULT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Bump when the rendering of a contact changes, so every stored fingerprint stops matching.
@@ -195,11 +202,20 @@ class ContactSql:
         date_format: str = DEFAULT_DATE_FORMAT,
         identities: bool = False,
         on_invalid_value: str = "reject_row",
+        list_column: ListColumn | None = None,
+        deleted_sql: str = "false",
     ) -> None:
         self.bindings = list(bindings)
         self.date_format = date_format
         self.omit_fields = on_invalid_value == "omit_field"
+        # The static lists (every contact's); a list column adds each row's own.
         self.scope = ",".join(sorted(list_ids))
+        self.list_column = list_column
+        self._scope_sql = (
+            list_column.scope_sql(sorted(set(list_ids))) if list_column else literal(self.scope)
+        )
+        # True for a row the hard-delete column flags (see ``dispositions``); over the source.
+        self.deleted_sql = deleted_sql
         # The identifier rule is in play (the mapping has several identifiers, or the account
         # has contacts with several): the check also gives each row's identifiers
         # (``i_<identifier>``), and the render takes identifiers the state completes
@@ -219,32 +235,37 @@ class ContactSql:
         values = ", ".join(f"v{i}" for i in range(len(self.bindings)))
         masks = ", ".join(f"{e} AS p{g}" for g, e in enumerate(groups))
         given = "".join(f", {self._identifier(name)} AS i_{name}" for name in IDENTIFIERS)
+        # A row's own lists shape what is sent: they are part of its fingerprint.
+        hashed = f"{values}, list_scope" if self.list_column else values
         return (
             f"SELECT row_number, contact_key, {', '.join(self.problem_columns())}, "
-            f"({ok}) AS ok{given if self.identities else ''}, "
-            f"CASE WHEN ({ok}) THEN hash({literal(self._signature())}, {values}) END "
+            f"({ok}) AS ok{given if self.identities else ''}, flagged, "
+            f"CASE WHEN ({ok}) THEN hash({literal(self._signature())}, {hashed}) END "
             f"AS fingerprint FROM (SELECT *, {masks} FROM ("
             f"SELECT *, {self._key_expr()} AS contact_key FROM (SELECT "
             f"{ident(ROW_COLUMN)} AS row_number, {self._values}, {sources}, "
-            f"{ident(BAD_TEXT_COLUMN)} AS bad_text FROM {ident(relation)})))"
+            f"{ident(BAD_TEXT_COLUMN)} AS bad_text, {self._scope_sql} AS list_scope, "
+            f"coalesce({self.deleted_sql}, false) AS flagged FROM {ident(relation)})))"
         )
 
     def render(self, relation: str) -> str:
-        """Per row: ``contact_key``, ``contact_json``, ``content_hash`` and ``ids``."""
-        source = self._rendered_values(relation)
+        """Per row: ``contact_key``, ``contact_json``, ``content_hash``, ``ids`` and
+        ``list_scope``."""
+        passed = [(self._scope_sql, "list_scope")]
+        source = self._rendered_values(relation, passed)
         ids = "NULL::VARCHAR"
         if self.identities:
-            fills = "".join(f", {ident(fill_column(name))}" for name in IDENTIFIERS)
             completed = ", ".join(
                 f"coalesce({self._identifier(name)}, {ident(fill_column(name))}) AS x_{name}"
                 for name in IDENTIFIERS
             )
-            source = f"SELECT *, {completed} FROM ({self._rendered_values(relation, fills)})"
+            passed += [(ident(fill_column(name)), fill_column(name)) for name in IDENTIFIERS]
+            source = f"SELECT *, {completed} FROM ({self._rendered_values(relation, passed)})"
             ids = _ids_expr()
         return (
-            f"SELECT contact_key, contact_json, {self._content_hash('md5')} AS content_hash, "
-            f"ids FROM (SELECT {self._key_expr()} AS contact_key, {self._json_expr()} AS "
-            f"contact_json, {ids} AS ids FROM ({source}))"
+            f"SELECT contact_key, contact_json, {self._content_hash('md5', 'list_scope')} AS "
+            f"content_hash, ids, list_scope FROM (SELECT {self._key_expr()} AS contact_key, "
+            f"{self._json_expr()} AS contact_json, {ids} AS ids, list_scope FROM ({source}))"
         )
 
     def _identifier(self, name: str) -> str:
@@ -255,15 +276,17 @@ class ContactSql:
         )
         return "NULL::VARCHAR" if at is None else f"v{at}"
 
-    def _rendered_values(self, relation: str, passed: str = "") -> str:
+    def _rendered_values(self, relation: str, passed: Sequence[tuple[str, str]] = ()) -> str:
         """``v0``, ``v1``...: the values to send; with omit_field, null where a check fails.
-        ``passed``: columns of ``relation`` carried through as they are (", a, b")."""
+        ``passed``: (expression over ``relation``, name) of more columns to carry along."""
+        inner = "".join(f", {expr} AS {ident(name)}" for expr, name in passed)
+        names = "".join(f", {ident(name)}" for _, name in passed)
         omitted: dict[int, list[str]] = {}
         for c in self._checks:
             if c.omits is not None:
                 omitted.setdefault(c.omits, []).append(f"coalesce({c.condition}, false)")
         if not omitted:
-            return f"SELECT {self._values}{passed} FROM {ident(relation)}"
+            return f"SELECT {self._values}{inner} FROM {ident(relation)}"
         values = ", ".join(
             f"CASE WHEN {' OR '.join(omitted[i])} THEN NULL ELSE v{i} END AS v{i}"
             if i in omitted
@@ -272,13 +295,15 @@ class ContactSql:
         )
         sources = ", ".join(f"{ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
         return (
-            f"SELECT {values}{passed} FROM (SELECT {self._values}, {sources}{passed} "
+            f"SELECT {values}{names} FROM (SELECT {self._values}, {sources}{inner} "
             f"FROM {ident(relation)})"
         )
 
     def legacy_hash(self, relation: str) -> str:
         """``h``: per row of ``relation`` (column ``contact_json``), the schema-4 SHA-256."""
-        return f"SELECT {self._content_hash('sha256')} AS h FROM {ident(relation)}"
+        return f"SELECT {self._content_hash('sha256', literal(self.scope))} AS h FROM " + (
+            ident(relation)
+        )
 
     def rejects(self, relation: str, checks: str) -> str:
         masks = ", ".join(self.problem_columns())
@@ -381,6 +406,15 @@ class ContactSql:
                 "no identifier: every mapped identifier column is empty",
             )
         )
+        if self.list_column is not None:  # its lists would silently be lost
+            col = self.list_column.column
+            checks.append(
+                _Check(
+                    col,
+                    f"contains(coalesce(bad_text, ''), {literal(bad_text_marker(col))})",
+                    "list_column: not valid UTF-8 text",
+                )
+            )
         return checks
 
     def _binding_checks(self, b: Binding, v: str, src: str) -> list[_Check]:
@@ -522,9 +556,10 @@ class ContactSql:
             )
         return "'{' || concat_ws(',', " + ", ".join(top) + ") || '},'"
 
-    def _content_hash(self, function: str) -> str:
+    @staticmethod
+    def _content_hash(function: str, scope: str) -> str:
         # What a content hash covers, whatever the function: the list scope and the JSON.
-        return f"{function}({literal(self.scope + chr(10))} || contact_json)"
+        return f"{function}({scope} || {literal(chr(10))} || contact_json)"
 
     def _signature(self) -> str:
         # Everything besides the values that shapes a contact's JSON: a fingerprint taken

@@ -23,6 +23,10 @@ recorded.
 5. **held back**: with the contacts earlier runs deferred, wait for the jobs blocking them
    within the budget, decide again through the plan, send what they no longer block, and
    keep the rest in the state for a later run.
+6. **removals** (``deletions.Removals``, its steps hooked in above: earlier removal jobs
+   settled in step 2, the load's keys kept and the deletion limits checked in step 3): remove
+   contacts from the lists their rows no longer name, delete or remove those whose rows left
+   or are flagged, and follow those jobs.
 
 The counters live in one ``Tally``; the returned ``RunSummary`` is its result.
 """
@@ -43,14 +47,16 @@ from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_model import IDENTIFIERS
 from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.custom_fields import resolve_custom_fields
+from sendgrid_destination.deletions import Removals
 from sendgrid_destination.dispatch import Dispatcher
+from sendgrid_destination.dispositions import TableIntent
 from sendgrid_destination.drift import ColumnStats, check_columns
 from sendgrid_destination.errors import SendGridError, StoppedError
 from sendgrid_destination.identifiers import IdentifierPolicy
 from sendgrid_destination.import_jobs import JobsOutcome, JobTracker
-from sendgrid_destination.lists import check_list_ids
 from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
-from sendgrid_destination.packing import Body, Packer, envelope_prefix
+from sendgrid_destination.membership import bind_lists
+from sendgrid_destination.packing import Body, GroupedPacker
 from sendgrid_destination.plan import Plan, Rendered
 from sendgrid_destination.progress import NoProgress, SyncObserver
 from sendgrid_destination.schemas import RENDERED
@@ -73,7 +79,7 @@ class _Setup:
     identifier rule when several identifiers are in play."""
 
     sql: ContactSql
-    packer: Packer
+    packer: GroupedPacker
     sender: BodySender
     identifiers: IdentifierPolicy | None
 
@@ -92,6 +98,10 @@ class ContactSync:
     stop: Callable[[], bool] = lambda: False
     # Told planned / sent / confirmed counts (progress, the remote state's uploads).
     observer: SyncObserver = field(default_factory=NoProgress)
+    # What the table's load asks beyond upserts (dlt's disposition and hints, ``mode``),
+    # and whether this is a plan (dry run): see ``deletions``.
+    intent: TableIntent = field(default_factory=TableIntent)
+    plan_only: bool = False
     tally: Tally = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
     _deadline: float = field(default=0.0, init=False)
@@ -107,6 +117,18 @@ class ContactSync:
             self.config.job_wait_timeout,
             self.stop,
         )
+        self._removals = Removals(
+            self.config,
+            self.client,
+            self.store,
+            self.clock,
+            self.run_id,
+            self.stream,
+            self.intent,
+            self.tally,
+            self.stop,
+            self.plan_only,
+        )
 
     @property
     def summary(self) -> RunSummary:
@@ -117,23 +139,32 @@ class ContactSync:
         # One budget for every wait on import jobs in this run (settling, following, held
         # back): a job pending forever costs the run job_wait_timeout once, not per wait.
         self._deadline = self.clock.now() + self.config.job_wait_timeout
-        setup = self._bind(rows.schema)
+        setup = self._bind(rows)
         pending_at_start = self._settle_earlier_jobs()
         with Plan.build(
-            self.store, setup.sql, self.stream, self.run_id, rows, setup.identifiers
+            self.store,
+            setup.sql,
+            self.stream,
+            self.run_id,
+            rows,
+            setup.identifiers,
+            self._removals.record_keys,
         ) as plan:
             stats = self._check_drift(setup, rows)
             self._record_plan(plan)
+            self._removals.prepare()  # raises before any upsert when over the limits
             held_back = self._send_planned(plan, setup, hold_back=pending_at_start)
             self._send_held_back(plan, setup, held_back)
+        self._removals.execute(self._deadline)
         if stats.rows:
             self.store.set_column_stats(self.stream, stats.as_dict())
         return self.summary
 
     # -- the steps ---------------------------------------------------------------------------
 
-    def _bind(self, schema: pa.Schema) -> _Setup:
+    def _bind(self, rows: SourceRows) -> _Setup:
         """Everything that must hold before the first upsert; raises ConfigurationError."""
+        schema = rows.schema
         reserved = bind_reserved(self.mapping, schema)  # before the network: columns exist
         fields = resolve_custom_fields(
             self.client,
@@ -142,9 +173,7 @@ class ContactSync:
             create_missing=self.config.create_missing_custom_fields,
         )
         custom = bind_custom(self.mapping, schema, fields.types, fields.ids)
-        list_ids = list(self.config.list_ids or [])
-        check_list_ids(self.client, list_ids)
-        prefix = envelope_prefix(list_ids)
+        list_ids, list_column = bind_lists(self.client, self.config, rows)
         learned = self.store.learned_max_bytes()
         max_bytes = min(self.config.max_request_bytes, learned or self.config.max_request_bytes)
         identifiers = self._identifier_policy()
@@ -155,9 +184,14 @@ class ContactSync:
                 date_format=self.config.date_format,
                 identities=identifiers is not None,
                 on_invalid_value=self.config.on_invalid_value,
+                list_column=list_column,
+                deleted_sql=self.intent.deleted_sql(schema.names),
             ),
-            Packer(prefix, max_bytes, self.config.max_contacts_per_request),
-            BodySender(self.client, prefix, self.clock, self.config.custom_field_ready_timeout),
+            # New and known contacts apart when this table may delete: see GroupedPacker.
+            GroupedPacker(
+                max_bytes, self.config.max_contacts_per_request, split_new=self.intent.may_delete
+            ),
+            BodySender(self.client, self.clock, self.config.custom_field_ready_timeout),
             identifiers,
         )
 
@@ -172,9 +206,10 @@ class ContactSync:
     def _settle_earlier_jobs(self) -> bool:
         """Follow earlier runs' pending jobs; whether any (of any table) is still pending."""
         self._wait_for(self.store.pending_jobs())
+        self._removals.settle(self._deadline)
         # Within one load a key occurs once (last row wins), so only jobs still pending now
-        # can carry an earlier version of a contact.
-        return bool(self.store.pending_jobs())
+        # (upserts, or removals of this table) can carry an earlier version of a contact.
+        return bool(self.store.pending_jobs() or self.store.removals.in_flight(self.stream))
 
     def _check_drift(self, setup: _Setup, rows: SourceRows) -> ColumnStats:
         """Stop on a mapped column that stopped arriving; note type changes (see drift)."""
@@ -215,7 +250,7 @@ class ContactSync:
                     self.tally.held_back(held[-1].num_rows)
                     to_send = to_send.filter(pc.invert(to_send["pending"]))
                 dispatch.send(setup.packer.add(self._refuse_oversize(setup, to_send)))
-            dispatch.send([setup.packer.flush()])
+            dispatch.send(setup.packer.flush())
             self._refresh_fingerprints()
         return held
 
@@ -242,7 +277,7 @@ class ContactSync:
             )
         to_send = self._refuse_oversize(setup, free)
         with self._following_jobs(), self._dispatcher(setup) as dispatch:
-            dispatch.send([*setup.packer.add(to_send), setup.packer.flush()])
+            dispatch.send([*setup.packer.add(to_send), *setup.packer.flush()])
             self._refresh_fingerprints()
 
     def _wait_for(self, job_ids: list[str]) -> None:
@@ -306,7 +341,7 @@ class ContactSync:
 
     def _record_outcome(self, outcome: SendOutcome) -> None:
         for job_id, contacts, nbytes in outcome.accepted:
-            self.store.record_sent(
+            lists = self.store.record_sent(
                 run_id=self.run_id,
                 stream=self.stream,
                 job_id=job_id,
@@ -316,6 +351,7 @@ class ContactSync:
             self._job_ids.append(job_id)
             self.tally.accepted(contacts, nbytes)
             self.observer.sent(contacts.num_rows)
+            self.tally.listed(lists)
         for rejected in outcome.rejected:
             self._record_rejects(rejected, "api")
             self.tally.refused_by_api(rejected)

@@ -35,7 +35,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -54,14 +57,16 @@ from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import BATCHES_REFUSED, SendGridConfiguration
 from sendgrid_destination.contact_sync import ContactSync
+from sendgrid_destination.dispositions import table_intent
+from sendgrid_destination.dry_run import PlanningClient, planning_state, save_plan
 from sendgrid_destination.errors import (
     ConfigurationError,
     RejectsThresholdError,
     TablesNotLoadedError,
 )
 from sendgrid_destination.mapping import FieldMapping, parse_mapping
-from sendgrid_destination.progress import DltProgress, Observers, SyncObserver
-from sendgrid_destination.remote_state import is_remote, open_state
+from sendgrid_destination.progress import DltProgress, NoProgress, Observers, SyncObserver
+from sendgrid_destination.remote_state import OpenState, fetch_copy, is_remote, open_state
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
@@ -109,25 +114,45 @@ def run_sink(
     config.validate()
     stop = signals.was_signal_received  # dlt's flag for SIGTERM and Ctrl-C
     # A local file, or a remote one (an fsspec URL): locked, downloaded, uploaded as it goes.
-    with open_state(config) as opened, client_for(config, clock, stop) as client:
+    with _state(config) as opened, client_for(config, clock, stop) as client:
         store = opened.store
         _claim_account(store, config)
         observer = Observers([opened.uploads, DltProgress()])
         summary, settings = _sync_table(
-            items, stream, config, store, client, clock, state, stop, observer
+            items, table, config, store, client, clock, state, stop, observer
         )
         store.prune_runs(stream, config.keep_runs)
         if summary.error:
             return
+        logger.info("SendGrid sync summary\n%s", summary.format())
+        if config.plan:
+            save_plan(config.resolved_state_path(), summary)
+            return
         if config.state_backup and not is_remote(config.state_path):
             store.back_up()  # the table loaded: keep a copy to restore
-        logger.info("SendGrid sync summary\n%s", summary.format())
         _check_rejects(store, settings, summary)
+
+
+@contextmanager
+def _state(config: SendGridConfiguration) -> Iterator[OpenState]:
+    """The state a load records into (local or remote, ``open_state``); for a plan, a private
+    copy of it (``dry_run.planning_state``)."""
+    if not config.plan:
+        with open_state(config) as opened:
+            yield opened
+        return
+    with contextlib.ExitStack() as stack:
+        path = config.resolved_state_path()
+        if is_remote(config.state_path):
+            fetched = stack.enter_context(fetch_copy(str(config.state_path)))
+            path = fetched if fetched is not None else Path(tempfile.mkdtemp()) / "none.duckdb"
+        copy = stack.enter_context(planning_state(path))
+        yield OpenState(stack.enter_context(StateStore.open(copy)), NoProgress())
 
 
 def _sync_table(
     items: str | pa.RecordBatch,
-    stream: str,
+    table: TTableSchema,
     config: SendGridConfiguration,
     store: StateStore,
     client: SendGridClient,
@@ -138,19 +163,35 @@ def _sync_table(
 ) -> tuple[RunSummary, SendGridConfiguration]:
     """Load this call's rows of ``stream``; its summary (kept and published) and settings.
     A configuration error of the table is settled here, in its summary (module doc)."""
+    stream = str(table["name"])
     run_id = f"{_load_id()}:{stream}"
     store.start_run(run_id, stream)
     tally, settings = Tally(run_id, stream), config
     file_key = _file_key(items)
     try:
         settings, mapping = _table_setup(config, stream)
-        sync = ContactSync(settings, mapping, client, store, clock, run_id, stream, stop, observer)
+        # dlt's write disposition and hints, and mode: refused here if not to be honoured.
+        intent = table_intent(settings, table, items, _package_state())
+        intent.check_source(stream, lambda: store.removals.tracked_before(run_id, stream))
+        sync = ContactSync(
+            settings,
+            mapping,
+            client,
+            store,
+            clock,
+            run_id,
+            stream,
+            stop,
+            observer,
+            intent,
+            settings.plan,
+        )
         tally = sync.tally
-        sync.run(_rows(items, mapping.columns, settings))
+        sync.run(_rows(items, [*mapping.columns, *intent.extra_columns], settings))
     except ConfigurationError as exc:  # found before the table's first upsert
         tally.plan.error = _table_failed(state, stream, exc)
     finally:
-        summary = _save_attempt(store, tally, file_key)
+        summary = _save_attempt(store, tally, file_key, plan=settings.plan)
         _publish_summary(summary)
     return summary, settings
 
@@ -247,8 +288,9 @@ def client_for(
     clock: Clock | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> SendGridClient:
-    """The API client a load (or a dry run) uses, from the settings."""
-    return SendGridClient(
+    """The API client a load (or a dry run) uses, from the settings; a plan's only reads."""
+    client = PlanningClient if config.plan else SendGridClient
+    return client(
         str(config.api_key),
         base_url=config.base_url,
         on_behalf_of=config.on_behalf_of,
@@ -268,16 +310,19 @@ def _load_id() -> str:
         return "adhoc"
 
 
-def _save_attempt(store: StateStore, tally: Tally, file_key: str) -> RunSummary:
+def _save_attempt(
+    store: StateStore, tally: Tally, file_key: str, *, plan: bool = False
+) -> RunSummary:
     """Record this attempt at one file; return the run's summary over all its files, each row
-    counted once however many times dlt ran its file (see ``Tally``)."""
+    counted once however many times dlt ran its file (see ``Tally``). ``plan``: a dry run
+    (recorded in the state's private copy only)."""
     run = tally.plan
     files = store.record_file_attempt(
         run.run_id, file_key, tally.plan.as_dict(), tally.sent.as_dict()
     )
-    total = RunSummary(run.run_id, run.stream)
-    for plan, sent in files:
-        total.merge(RunSummary.from_dict(plan))
+    total = RunSummary(run.run_id, run.stream, plan=plan)
+    for rows, sent in files:
+        total.merge(RunSummary.from_dict(rows))
         for attempt in sent.get("attempts", []):
             total.merge(RunSummary.from_dict(attempt))
     store.finish_run(run.run_id, total.as_dict())
@@ -309,6 +354,14 @@ def _publish_summary(summary: RunSummary) -> None:
     """Keep the summary in the load package's destination state, which dlt persists with the
     package; ``run_summaries(pipeline, load_info)`` reads it back."""
     _destination_state()[SUMMARY_KEY_PREFIX + summary.stream] = summary.as_dict()
+
+
+def _package_state() -> dict[str, Any] | None:
+    """The load package's state (refresh: dropped and truncated tables), None outside one."""
+    try:
+        return dict(dlt.current.load_package_state()["state"])
+    except Exception:
+        return None
 
 
 def _destination_state() -> dict[str, Any]:

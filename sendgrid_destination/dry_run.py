@@ -1,205 +1,188 @@
-"""``sendgrid-destination run SYNC.toml --plan``: what a run would send, changing nothing.
+"""A plan (dry run): what a load would do, with read calls only, the state file left as it was.
 
-The plan is the run's own plan, computed on copies: the rows are extracted and normalized by
-dlt in a copy of the pipeline's working directory (so the incremental cursor is the real one
-and does not advance, and the rows have the types a load would see), then planned against a
-private copy of the state file (``read_snapshot``; a remote state is downloaded, without its
-lock) by the same ``Plan`` a load runs: last row wins, checks, unchanged by fingerprint, then
-by content. SendGrid sees only read calls (custom field definitions, lists). Nothing is sent,
-created, polled or recorded: the state file and dlt's working directory are left byte for
-byte as they were.
+``plan = true`` (``sendgrid(plan=True)``, or ``DESTINATION__SENDGRID__PLAN=true``) runs each
+table's load unchanged, through two stand-ins:
 
-Counted per table: rows read, new, changed (and of those, retried: their last send failed),
-unchanged, rejected by reason, replaced by a later row. Custom fields the mapping names and
-the account lacks are listed (with ``create_missing_custom_fields`` a run would create them;
-without it, it stops). Import jobs still pending from earlier runs are counted: the run would
-follow them first, and contacts they fail would be sent again.
+* ``PlanningClient``: reads go to SendGrid (lists, field definitions, searches, the status of
+  jobs earlier loads left pending, their errors files); writes do not (upserts, deletions,
+  list removals, new lists and custom fields): each is answered here, with a job id of its
+  own that reports itself completed, every contact accepted, when polled;
+* a private copy of the state file (``planning_state``), into which the load records what it
+  would have done, and which is then thrown away. The state file itself is only copied.
+
+Since the code path is the load's own, a plan's counts (new, changed, unchanged, rejected by
+reason, list additions and removals, deletions, requests and bytes) are what the load then
+does, as long as the data, the state and the account do not change in between. A plan cannot
+know what SendGrid itself would refuse (a 400, a contact failed in its job), since nothing is
+sent; and a deletion over the limits is reported (``over_delete_limit``, the load would stop
+there) instead of stopping the plan. Each summary says ``plan: true``; it is logged, kept in the
+load package's state (``run_summaries``) and, as each table's latest plan, in
+``<state file>.plan.json`` beside the state file (``save_plan``; ``status`` shows it), never in
+the state file.
+
+One copy serves every sink call of a load package (its path is kept in the package's
+destination state), so a table split over several files is planned as a load judges it; it is
+removed after the package's last job file.
+
+``plan_run(pipeline_name, data, ...)`` is the entry point for a command line: the plan of
+``pipeline.run(data)`` for an existing pipeline, run on a copy of its working folder (its
+incremental cursors and pending packages), so the pipeline itself is untouched.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
 import shutil
 import tempfile
-from collections import Counter
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dlt
-import pyarrow.compute as pc
+from dlt.common.configuration.container import Container
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.storages.load_package import LoadPackageStateInjectableContext
 
 from sendgrid_destination.api.client import SendGridClient
-from sendgrid_destination.config import SendGridConfiguration
-from sendgrid_destination.contact_model import FieldType
-from sendgrid_destination.contact_sql import ContactSql
-from sendgrid_destination.destination import client_for, sendgrid
-from sendgrid_destination.errors import ConfigurationError
-from sendgrid_destination.lists import check_list_ids
-from sendgrid_destination.mapping import (
-    FieldMapping,
-    bind_custom,
-    bind_reserved,
-    infer_custom_type,
-    parse_mapping,
-)
-from sendgrid_destination.plan import Plan
-from sendgrid_destination.remote_state import fetch_copy, is_remote
-from sendgrid_destination.source_rows import SourceRows
-from sendgrid_destination.sources import resource_for
-from sendgrid_destination.state import StateStore
-from sendgrid_destination.state.snapshot import read_snapshot
-from sendgrid_destination.sync_file import SyncFile, settings_provider
-from sendgrid_destination.sync_runner import SyncReport, resolved_settings, state_location
+from sendgrid_destination.api.models import ContactList, CustomField, ImportJob
+from sendgrid_destination.state.snapshot import copy_consistently
+from sendgrid_destination.summary import RunSummary
 
-PLAN_RUN_ID = "plan"
-_COUNTS = ("rows_read", "new", "changed", "retried", "unchanged", "rejected", "superseded")
+PLAN_JOB_PREFIX = "plan-"
+_PLAN_STATE_KEY = "sendgrid_plan_state"
 
 
-def plan_sync(
-    sync: SyncFile, *, pipelines_dir: str | None = None, full_refresh: bool = False
-) -> SyncReport:
-    with settings_provider(sync):
-        config = resolved_settings(sync)
-        report = SyncReport(sync.name, "plan", state_location(config))
-        with tempfile.TemporaryDirectory(prefix="sendgrid-plan-") as tmp:
-            files = _normalized_files(sync, Path(tmp), pipelines_dir, full_refresh)
-            with _state_copy(config, Path(tmp)) as store, client_for(config) as client:
-                report.plan = _plan_files(config, client, store, files)
-    return report
+class PlanningClient(SendGridClient):
+    """A client whose writes are answered locally (see the module docstring)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._jobs = itertools.count(1)
+        self._planned: dict[str, tuple[str, int]] = {}  # job id -> (job type, contacts)
 
-def _normalized_files(
-    sync: SyncFile, tmp: Path, pipelines_dir: str | None, full_refresh: bool
-) -> list[tuple[str, str]]:
-    """(table, parquet file) of every package a run would load, extracted in a copy."""
-    real = Path(pipelines_dir or get_dlt_pipelines_dir()) / sync.name
-    copy_dir = tmp / "dlt"
-    if real.is_dir():
-        shutil.copytree(real, copy_dir / sync.name, symlinks=True)
-    pipeline = dlt.pipeline(sync.name, destination=sendgrid(), pipelines_dir=str(copy_dir))
-    refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
-    pipeline.extract(resource_for(sync.source), **refresh)
-    pipeline.normalize()
-    files = []
-    for load_id in pipeline.list_normalized_load_packages():
-        for job in pipeline.get_load_package_info(load_id).jobs["new_jobs"]:
-            table = job.job_file_info.table_name
-            if not table.startswith("_dlt") and job.file_path.endswith(".parquet"):
-                files.append((table, job.file_path))
-    return files
+    def upsert_contacts(self, body: bytes) -> str:
+        return self._job("upsert_contacts", 0)
+
+    def delete_contacts(self, contact_ids: Sequence[str]) -> str:
+        return self._job("delete_contacts", len(contact_ids))
+
+    def remove_from_list(self, list_id: str, contact_ids: Sequence[str]) -> str:
+        return self._job("delete_contacts", len(contact_ids))
+
+    def create_list(self, name: str) -> ContactList:
+        return ContactList(f"{PLAN_JOB_PREFIX}list-{name}", name)
+
+    def create_custom_field(self, name: str, field_type: str) -> CustomField:
+        return CustomField(f"{PLAN_JOB_PREFIX}field-{name}", name, field_type)
+
+    def import_status(self, job_id: str) -> ImportJob:
+        if job_id not in self._planned:
+            return super().import_status(job_id)  # a real job an earlier load left pending
+        job_type, count = self._planned[job_id]
+        counts = {"requested_count": count, "deleted_count": count}
+        doc = {"id": job_id, "status": "completed", "job_type": job_type, "results": counts}
+        return ImportJob.from_json(doc, job_id)
+
+    def _job(self, job_type: str, contacts: int) -> str:
+        job_id = f"{PLAN_JOB_PREFIX}{next(self._jobs)}"
+        self._planned[job_id] = (job_type, contacts)
+        return job_id
 
 
 @contextmanager
-def _state_copy(config: SendGridConfiguration, tmp: Path) -> Iterator[StateStore]:
-    """A private copy of the state (an empty one when there is none yet)."""
-    if is_remote(config.state_path):
-        with (
-            fetch_copy(str(config.state_path)) as local,
-            _snapshot_or_empty(local, tmp) as store,
-        ):
-            yield store
-        return
-    path = Path(state_location(config))
-    with _snapshot_or_empty(path if path.is_file() else None, tmp) as store:
-        yield store
+def planning_state(state_path: Path) -> Iterator[Path]:
+    """A private copy of the state file for this load package's plan (see the module doc)."""
+    package = _package_state()
+    recorded = package.get(_PLAN_STATE_KEY)
+    if recorded and Path(recorded).exists():
+        copy = Path(recorded)
+    else:
+        copy = Path(tempfile.mkdtemp(prefix="sendgrid-plan-")) / "state.duckdb"
+        if state_path.exists():
+            copy_consistently(state_path, copy)
+        package[_PLAN_STATE_KEY] = str(copy)
+    try:
+        yield copy
+    finally:
+        if not _jobs_left():
+            package.pop(_PLAN_STATE_KEY, None)
+            shutil.rmtree(copy.parent, ignore_errors=True)
 
 
-@contextmanager
-def _snapshot_or_empty(path: Path | None, tmp: Path) -> Iterator[StateStore]:
-    if path is None:
-        with StateStore.open(tmp / "empty-state.duckdb") as store:
-            yield store
-        return
-    with read_snapshot(path) as store:
-        yield store
+def plan_path(state_path: Path) -> Path:
+    """Where the latest plan's summaries are kept: beside the state file, never in it."""
+    return state_path.with_name(state_path.name + ".plan.json")
 
 
-def _plan_files(
-    config: SendGridConfiguration,
-    client: SendGridClient,
-    store: StateStore,
-    files: list[tuple[str, str]],
-) -> dict[str, Any]:
-    mapping = parse_mapping(config.mapping)
-    check_list_ids(client, list(config.list_ids or []))
-    tables: dict[str, dict[str, Any]] = {}
-    to_create: set[str] = set()
-    for table, path in files:
-        rows = SourceRows.from_file(path, mapping.columns, config.read_batch_rows)
-        sql, missing = _compile(config, client, mapping, rows)
-        to_create.update(missing)
-        counts = tables.setdefault(table, _empty_counts(table))
-        _plan_one(store, sql, table, rows, counts)
-    totals = dict.fromkeys(_COUNTS, 0)
-    reasons: Counter[str] = Counter()
-    for counts in tables.values():
-        for name in _COUNTS:
-            totals[name] += counts[name]
-        reasons.update(counts["rejected_by_reason"])
-        counts["rejected_by_reason"] = dict(counts["rejected_by_reason"])
-    return {
-        "tables": list(tables.values()),
-        "totals": totals | {"rejected_by_reason": dict(reasons)},
-        "custom_fields_to_create": sorted(to_create),
-        "pending_jobs": len(store.pending_jobs()),
-    }
+def save_plan(state_path: Path, summary: RunSummary) -> None:
+    """Keep ``summary`` as its table's latest plan (``status`` shows it): counts only, written
+    whole (a temporary file renamed over the last), private to the owner."""
+    target = plan_path(state_path)
+    plans = latest_plans(state_path)
+    plans[summary.stream] = {"planned_at": time.time(), **summary.as_dict()}
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scratch = target.with_name(target.name + ".tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(plans, out, indent=2)
+    os.replace(scratch, target)
 
 
-def _empty_counts(table: str) -> dict[str, Any]:
-    return {"table": table} | dict.fromkeys(_COUNTS, 0) | {"rejected_by_reason": Counter()}
+def latest_plans(state_path: Path) -> dict[str, Any]:
+    """Each table's latest plan (``save_plan``), or nothing when there is none (or it cannot
+    be read: it is a report, not state)."""
+    try:
+        plans = json.loads(plan_path(state_path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return plans if isinstance(plans, dict) else {}
 
 
-def _compile(
-    config: SendGridConfiguration, client: SendGridClient, mapping: FieldMapping, rows: SourceRows
-) -> tuple[ContactSql, list[str]]:
-    """The SQL a run would use; custom fields not in the account get a stand-in ID (a run
-    would create them, so every contact carrying one counts as changed)."""
-    reserved = bind_reserved(mapping, rows.schema)
-    existing = client.field_definitions().custom_by_name() if mapping.custom else {}
-    missing = [name for name in mapping.custom if name.lower() not in existing]
-    if missing and not config.create_missing_custom_fields:
-        raise ConfigurationError(
-            f"Custom field(s) not defined in this SendGrid account: {', '.join(missing)}; a "
-            "run would stop here. Create them, or set create_missing_custom_fields = true."
-        )
-    ids: dict[str, str] = {}
-    types: dict[str, FieldType] = {}
-    for name, column in mapping.custom.items():
-        if name in missing:
-            ids[name], types[name] = (
-                f"new:{name}",
-                infer_custom_type(rows.schema.field(column).type),
-            )
-        else:
-            definition = existing[name.lower()]
-            ids[name], types[name] = definition.id, _known_type(definition.field_type)
-    custom = bind_custom(mapping, rows.schema, types, ids)
-    list_ids = list(config.list_ids or [])
-    return ContactSql(reserved + custom, list_ids=list_ids, date_format=config.date_format), missing
+def plan_run(
+    pipeline_name: str,
+    data: Any,
+    *,
+    pipelines_dir: str | None = None,
+    run_kwargs: dict[str, Any] | None = None,
+    **destination_settings: Any,
+) -> list[RunSummary]:
+    """The plan of ``pipeline.run(data, **run_kwargs)`` into ``sendgrid(**destination_settings)``
+    for the pipeline ``pipeline_name``: a package it left pending is planned first, as the
+    load would load it first. Nothing of the pipeline, the state file or SendGrid changes."""
+    from sendgrid_destination.destination import run_summaries, sendgrid
+
+    source_dir = Path(pipelines_dir or get_dlt_pipelines_dir()) / pipeline_name
+    with tempfile.TemporaryDirectory(prefix="sendgrid-plan-pipeline-") as scratch:
+        if source_dir.is_dir():
+            shutil.copytree(source_dir, Path(scratch) / pipeline_name, symlinks=True)
+        destination = sendgrid(**{**destination_settings, "plan": True})
+        pipeline = dlt.pipeline(pipeline_name, destination=destination, pipelines_dir=scratch)
+        summaries: list[RunSummary] = []
+        if pipeline.has_pending_data:
+            summaries += run_summaries(pipeline, pipeline.load())
+        summaries += run_summaries(pipeline, pipeline.run(data, **(run_kwargs or {})))
+        return summaries
 
 
-def _known_type(raw: str) -> FieldType:
-    types: dict[str, FieldType] = {"text": "Text", "number": "Number", "date": "Date"}
-    return types.get(raw.lower(), "Text")
+def _package_state() -> dict[str, Any]:
+    try:
+        return dlt.current.destination_state()
+    except Exception:  # outside a dlt load: the copy serves this call only
+        return {}
 
 
-def _plan_one(
-    store: StateStore, sql: ContactSql, table: str, rows: SourceRows, counts: dict[str, Any]
-) -> None:
-    with Plan.build(store, sql, table, PLAN_RUN_ID, rows) as plan:
-        counts["rows_read"] += plan.counts.rows_read
-        counts["superseded"] += plan.counts.superseded
-        counts["unchanged"] += plan.counts.unchanged
-        rejects = plan.rejects
-        counts["rejected"] += len(set(rejects["row_number"].to_pylist()))
-        counts["rejected_by_reason"].update(str(r) for r in rejects["reason"].to_pylist())
-        for rendered in plan.rendered_batches():
-            counts["unchanged"] += rendered.unchanged.num_rows
-            send = rendered.to_send
-            new = int(pc.sum(send["is_new"]).as_py() or 0)
-            retried = int(pc.sum(pc.and_(send["retry"], pc.invert(send["is_new"]))).as_py() or 0)
-            counts["new"] += new
-            counts["retried"] += retried
-            counts["changed"] += send.num_rows - new - retried
+def _jobs_left() -> bool:
+    """Whether the load package has job files after the one being loaded."""
+    try:
+        context = Container()[LoadPackageStateInjectableContext]
+        jobs = context.storage.get_load_package_jobs(context.load_id)
+    except Exception:
+        return False
+    # dlt's own tables (_dlt_pipeline_state) never reach this destination's sink.
+    waiting = [j for j in jobs.get("new_jobs", []) if not j.table_name.startswith("_dlt")]
+    started = [j for j in jobs.get("started_jobs", []) if not j.table_name.startswith("_dlt")]
+    return bool(waiting) or len(started) > 1

@@ -11,6 +11,7 @@
     - CorruptStateError              the state file is damaged or was not written by us
     - RejectsThresholdError          fail_on_rejects: too many rows refused (good rows sent)
     - SyncFileError                  a sync file (``sendgrid-destination run``) is wrong
+    - DeletionLimitError             more deletions than max_deletes / max_delete_fraction
   x SendGridTransientError           dlt retries the job; a rerun resumes
     - RateLimitedError               429 (or 403 "temporary block") after our own retries
     - ServerError                    5xx after our own retries
@@ -96,6 +97,11 @@ class RejectsThresholdError(SendGridTerminalError):
 class SyncFileError(ConfigurationError):
     """A sync file names an unknown key or a value that is not allowed (the message names the
     key and what is allowed)."""
+
+
+class DeletionLimitError(SendGridTerminalError):
+    """A run would delete (or remove from lists) more contacts than ``max_deletes`` or
+    ``max_delete_fraction`` allow; it stopped before any deletion."""
 
 
 class RateLimitedError(SendGridTransientError):

@@ -64,16 +64,15 @@ class JobTracker:
         """Poll until every job finished or ``deadline`` (default: ``wait_timeout`` from now);
         every job is polled at least once."""
         outcome = JobsOutcome()
-        pending = list(dict.fromkeys(job_ids))
         deadline = self.clock.now() + self.wait_timeout if deadline is None else deadline
-        interval = self.poll_interval
-        while pending and not self.stop():
-            pending = [j for j in pending if not self._poll_once(j, run_id, outcome)]
-            remaining = deadline - self.clock.now()
-            if not pending or remaining <= 0 or self.stop():
-                break
-            self.clock.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+        pending = poll_until_done(
+            job_ids,
+            lambda job_id: self._poll_once(job_id, run_id, outcome),
+            self.clock,
+            self.poll_interval,
+            deadline,
+            self.stop,
+        )
         if pending:
             outcome.still_pending = pending
             logger.warning(
@@ -156,6 +155,28 @@ class JobTracker:
             )
             return failed, ContactStatus.UNCONFIRMED, note
         return failed, ContactStatus.ACCEPTED, None
+
+
+def poll_until_done(
+    job_ids: list[str],
+    poll: Callable[[str], bool],
+    clock: Clock,
+    interval: float,
+    deadline: float,
+    stop: Callable[[], bool],
+) -> list[str]:
+    """Poll each job (``poll``: has it ended?) until all have ended, ``deadline`` passed or
+    ``stop()``, the interval growing x1.5 up to ``MAX_POLL_INTERVAL``; every job is polled
+    at least once. Returns the jobs still pending."""
+    pending = list(dict.fromkeys(job_ids))
+    while pending and not stop():
+        pending = [j for j in pending if not poll(j)]
+        remaining = deadline - clock.now()
+        if not pending or remaining <= 0 or stop():
+            break
+        clock.sleep(min(interval, remaining))
+        interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+    return pending
 
 
 def failed_contacts(errors: ErrorsFile) -> pa.Table:

@@ -1,24 +1,91 @@
-"""The lists every synced contact is added to: ``list_ids`` checked against the account.
+"""The lists contacts are put in, resolved against the account before any upsert.
 
 SendGrid answers an upsert naming an unknown list with a 400 for the whole request, which no
-split of the body can fix: the IDs are checked once, before the first upsert.
+split of the body can fix, so everything is checked once, from one read of every list
+(``GET /v3/marketing/lists``, every page):
+
+* ``list_ids`` must exist;
+* list names (the ``lists`` setting, and every name a ``list_column`` uses) resolve to IDs by
+  exact name. A name the account does not hold stops the run, naming it, unless
+  ``create_missing_lists`` (then it is created); a name two lists share stops the run, naming
+  both IDs (SendGrid allows it; which one was meant cannot be guessed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.errors import ConfigurationError
 
 
+@dataclass(frozen=True)
+class ResolvedLists:
+    """Every synced contact's list IDs, and the ID of each name a list column uses."""
+
+    static_ids: tuple[str, ...] = ()
+    ids_by_name: dict[str, str] | None = None
+    created: tuple[str, ...] = ()  # names created by this run
+
+
 def check_list_ids(client: SendGridClient, list_ids: Sequence[str]) -> None:
-    if not list_ids:
-        return
-    known = {lst.id for lst in client.lists()}
+    resolve_lists(client, list_ids=list_ids)
+
+
+def resolve_lists(
+    client: SendGridClient,
+    *,
+    list_ids: Sequence[str] = (),
+    names: Sequence[str] = (),
+    column_names: Iterable[str] = (),
+    create_missing: bool = False,
+) -> ResolvedLists:
+    """``list_ids`` checked, ``names`` (every contact's) and ``column_names`` (a list
+    column's) resolved to IDs; see the module docstring for what stops the run."""
+    wanted = sorted(set(names) | set(column_names))
+    if not list_ids and not wanted:
+        return ResolvedLists()
+    by_name: defaultdict[str, list[str]] = defaultdict(list)
+    known: set[str] = set()
+    for lst in client.lists():
+        known.add(lst.id)
+        by_name[lst.name].append(lst.id)
+    _check_ids(list_ids, known)
+    _check_unique(wanted, by_name)
+    missing = [name for name in wanted if name not in by_name]
+    if missing and not create_missing:
+        raise ConfigurationError(
+            f"List(s) not found in this SendGrid account: {_quoted(missing)}. Create them in "
+            "SendGrid (Marketing > Contacts > Lists), correct the names (they must match "
+            "exactly, case included), or set create_missing_lists = true."
+        )
+    ids = {name: by_name[name][0] for name in wanted if name in by_name}
+    for name in missing:
+        ids[name] = client.create_list(name).id
+    static = dict.fromkeys([*list_ids, *(ids[n] for n in names)])
+    return ResolvedLists(tuple(static), {n: ids[n] for n in column_names}, tuple(missing))
+
+
+def _check_ids(list_ids: Sequence[str], known: set[str]) -> None:
     missing = [list_id for list_id in list_ids if list_id not in known]
     if missing:
         raise ConfigurationError(
             f"list_ids not found in this SendGrid account: {', '.join(missing)}. Copy the "
             "IDs from Marketing > Contacts > Lists (the ID is in the list's URL)."
         )
+
+
+def _check_unique(wanted: Sequence[str], by_name: dict[str, list[str]]) -> None:
+    shared = {name: by_name[name] for name in wanted if len(by_name.get(name, ())) > 1}
+    if shared:
+        detail = "; ".join(f"{name!r}: {', '.join(ids)}" for name, ids in shared.items())
+        raise ConfigurationError(
+            f"Several lists of this account have the same name ({detail}). Rename all but "
+            "one in SendGrid, or name the list by its ID in list_ids."
+        )
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)

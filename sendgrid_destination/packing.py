@@ -9,7 +9,9 @@ split points come from a cumulative sum of cell sizes and ``numpy.searchsorted``
 ``Packer`` is streaming: ``add(table)`` returns the bodies that became full, keeping the open
 tail for the next call; ``flush()`` returns the tail. Filling every body to the limit before
 starting the next is optimal for order-preserving packing, so the request count is the
-minimum for the input order.
+minimum for the input order. ``GroupedPacker`` keeps one ``Packer`` per list scope (an
+upsert's ``list_ids`` hold for all its contacts), and per new/known contacts when a table may
+delete; see its docstring for the request-count bound.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +38,9 @@ class Body:
 
     data: bytes
     contacts: pa.Table  # contact_key, row_number, content_hash, contact_json (same order)
+    # The envelope before the contacts (with the body's list_ids): a body re-encoded after
+    # a 400 removed some contacts, or split, keeps its lists.
+    prefix: bytes = b'{"contacts":['
 
     @property
     def contact_count(self) -> int:
@@ -105,6 +111,11 @@ class Packer:
         """The open body, if it has any contact."""
         return self._close() if self._open_count else None
 
+    @property
+    def open_bytes(self) -> int:
+        """Bytes of contacts in the open body."""
+        return self._open_bytes
+
     def _fit(self, cumulative: np.ndarray, start: int) -> int:
         """The end of the longest run from ``start`` that still fits the open body."""
         # Body bytes = prefix + sum(cell sizes) - 1 (last comma dropped) + len("]}").
@@ -122,7 +133,7 @@ class Packer:
     def _close(self) -> Body:
         contacts = pa.concat_tables(self._open)
         self._open, self._open_bytes, self._open_count = [], 0, 0
-        return Body(encode_body(self.prefix, contacts), contacts)
+        return Body(encode_body(self.prefix, contacts), contacts, self.prefix)
 
     @property
     def max_contact_bytes(self) -> int:
@@ -165,3 +176,88 @@ def _offsets(column: pa.Array) -> np.ndarray:
 
 def _data(column: pa.Array) -> memoryview:
     return memoryview(column.buffers()[2])
+
+
+# Open bodies of different groups held at once: beyond this, the fullest is sent. Each open
+# body may hold up to max_request_bytes, and contacts of many list sets interleaved in one
+# load would otherwise keep one body each in memory.
+MAX_OPEN_BYTES = 64_000_000
+_NEW, _KNOWN = "\x1fnew", "\x1fknown"
+
+
+@dataclass
+class GroupedPacker:
+    """Bodies per group of contacts that can share a request: SendGrid takes ``list_ids``
+    per upsert, not per contact, so each list scope (``RENDERED.list_scope``) has its own
+    ``Packer``. With ``split_new``, contacts new to the state and known ones are packed apart
+    too, so that an upsert job's counts say whether it created every contact it carried (the
+    rule that lets a contact be deleted: ``state.schema``).
+
+    Request count: the minimum for each group in row order (``Packer``), so at most one more
+    than the minimum per extra group; plus one each time more than ``max_open_bytes`` of
+    open bodies force the fullest out early.
+    """
+
+    max_bytes: int = MAX_REQUEST_BYTES
+    max_contacts: int = MAX_CONTACTS_PER_REQUEST
+    split_new: bool = False
+    max_open_bytes: int = MAX_OPEN_BYTES
+    _packers: dict[str, Packer] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._packer("")  # the limits are checked once, up front
+
+    def add(self, contacts: pa.Table) -> list[Body]:
+        """Take contacts (``list_scope``, ``is_new``, in order); return every full body."""
+        bodies: list[Body] = []
+        for key, part in self._groups(contacts):
+            bodies += self._packer(key).add(part)
+        while sum(p.open_bytes for p in self._packers.values()) > self.max_open_bytes:
+            fullest = max(self._packers.values(), key=lambda p: p.open_bytes)
+            bodies += [b for b in [fullest.flush()] if b is not None]
+        return bodies
+
+    def flush(self) -> list[Body]:
+        """Every open body."""
+        return [b for b in (p.flush() for p in self._packers.values()) if b is not None]
+
+    def split_oversize(self, contacts: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """``Packer.split_oversize`` for each group (their envelopes differ in length)."""
+        fitting, too_big = [], []
+        for key, part in self._groups(contacts):
+            ok, big = self._packer(key).split_oversize(part)
+            fitting.append(ok)
+            too_big.append(big)
+        if not fitting:
+            return contacts, REJECTS.empty_table()
+        return pa.concat_tables(fitting), pa.concat_tables(too_big)
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        for packer in self._packers.values():
+            packer.set_max_bytes(max_bytes)
+
+    def _packer(self, key: str) -> Packer:
+        if key not in self._packers:
+            scope = key.partition("\x1f")[0]
+            prefix = envelope_prefix(scope.split(",") if scope else [])
+            self._packers[key] = Packer(prefix, self.max_bytes, self.max_contacts)
+        return self._packers[key]
+
+    def _groups(self, contacts: pa.Table) -> list[tuple[str, pa.Table]]:
+        """``(group key, its contacts in row order)``; one sort when several groups."""
+        if contacts.num_rows == 0:
+            return []
+        keys = pc.fill_null(contacts["list_scope"], "")
+        if self.split_new:
+            keys = pc.binary_join_element_wise(
+                keys, pc.if_else(contacts["is_new"], _NEW, _KNOWN), ""
+            )
+        distinct = pc.unique(keys)
+        if len(distinct) == 1:
+            return [(str(distinct[0].as_py()), contacts)]
+        order = pc.sort_indices(keys)  # stable: row order is kept within a group
+        ordered, sorted_keys = contacts.take(order), keys.take(order).combine_chunks()
+        changes = pc.not_equal(sorted_keys.slice(1), sorted_keys.slice(0, len(sorted_keys) - 1))
+        starts = [0, *(pc.indices_nonzero(changes).to_numpy() + 1).tolist(), len(sorted_keys)]
+        return [(str(sorted_keys[a].as_py()), ordered.slice(a, b - a)) for a, b in pairwise(starts)]

@@ -6,6 +6,9 @@ fingerprint), in the state's workspace, and from that:
 
 * of several rows with one contact key, all but the last are superseded (last row wins,
   before anything else: a superseded row is neither rejected nor sent);
+* a contact whose last row the hard-delete column flags is neither rejected nor sent
+  (``PlanCounts.flagged``): the ``on_last_rows`` hook sees every contact's last row first
+  (``deletions`` keeps the keys of a table loaded whole, and the flagged ones);
 * rows that fail the check become ``Plan.rejects``; the fields left out of rows that pass
   it (``on_invalid_value = "omit_field"``) become ``Plan.omitted``, in the same form;
 * the rest are classified by the state store (``changes_sql``): a row unchanged by fingerprint
@@ -53,6 +56,10 @@ _NOT_PLANNED = "unchanged, this_run, waits"
 _FILLS = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
 
 
+# Called once a plan knows each contact key's last row (a view in the state's workspace).
+LastRowsHook = Callable[[duckdb.DuckDBPyConnection, str], None]
+
+
 class PlanStore(Protocol):
     """What the plan needs of the state: a scratch workspace and its decisions."""
 
@@ -95,6 +102,8 @@ class PlanCounts:
     # Of ``unchanged``: rows whose last send SendGrid refused for good (a missing identifier,
     # a value it refuses): not sent again until their data changes.
     waiting_for_change: int = 0
+    # Last rows of their contact flagged by the hard-delete column: neither sent nor refused.
+    flagged: int = 0
 
 
 class Plan:
@@ -108,8 +117,11 @@ class Plan:
         run_id: str,
         rows: SourceRows,
         identifiers: IdentifierPolicy | None = None,
+        on_last_rows: LastRowsHook | None = None,
     ) -> None:
         self._store = store
+        # Shown each contact's last row (``contact_key``, ``flagged``) in the workspace.
+        self._on_last_rows = on_last_rows
         # Resolving rows against the identifiers SendGrid holds, when ``sql`` is compiled
         # for it (several identifiers in play).
         self._identifiers = identifiers if sql.identities else None
@@ -130,9 +142,10 @@ class Plan:
         run_id: str,
         rows: SourceRows,
         identifiers: IdentifierPolicy | None = None,
+        on_last_rows: LastRowsHook | None = None,
     ) -> Plan:
         """Plan ``rows`` of ``stream`` for run ``run_id`` (see the module docstring)."""
-        plan = cls(store, sql, stream, run_id, rows, identifiers)
+        plan = cls(store, sql, stream, run_id, rows, identifiers, on_last_rows)
         try:
             plan._build()
         except BaseException:
@@ -164,9 +177,18 @@ class Plan:
         cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream)).fetchall()
         superseded = self._find_duplicates()
         cur.execute(
-            f"CREATE OR REPLACE TEMP VIEW sg_last AS SELECT {self._kept_columns()} "
+            f"CREATE OR REPLACE TEMP VIEW sg_final AS SELECT {self._kept_columns()}, c.flagged "
             f"FROM {_CHECKED} c LEFT JOIN {_DUPLICATES} d ON d.contact_key = c.contact_key "
             "WHERE d.last_row IS NULL OR c.row_number = d.last_row"
+        ).fetchall()
+        # A contact whose last row the hard-delete column flags is neither sent nor refused:
+        # it is deleted (``deletions``), like one whose row left a mirrored table.
+        if self._on_last_rows is not None:
+            self._on_last_rows(cur, "sg_final")
+        ((flagged,),) = cur.execute("SELECT count(*) FROM sg_final WHERE flagged").fetchall()
+        cur.execute(
+            "CREATE OR REPLACE TEMP VIEW sg_last AS SELECT * EXCLUDE (flagged) FROM sg_final "
+            "WHERE NOT flagged"
         ).fetchall()
         changes, params = self._store.changes_sql("sg_last", self._stream, self._run_id)
         # Rows that wait for a change of their data are kept (few) to be counted, not rendered.
@@ -181,7 +203,8 @@ class Plan:
                 f"SELECT count(*) FROM ({changes}) WHERE unchanged AND this_run", params
             ).fetchall()
         cur.execute(
-            f"DROP VIEW sg_last; DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}"
+            f"DROP VIEW sg_last; DROP VIEW sg_final; DROP TABLE {_CHECKED}; "
+            f"DROP TABLE {_DUPLICATES}"
         ).fetchall()
         ((kept, to_render, waits),) = cur.execute(
             f"SELECT count(*) FILTER (WHERE NOT waits), count(*) FILTER (WHERE ok AND NOT waits), "
@@ -191,14 +214,15 @@ class Plan:
         self.counts = PlanCounts(
             rows_read,
             superseded,
-            rows_read - superseded - int(kept),
+            rows_read - superseded - int(kept) - int(flagged),
             int(to_render),
             int(sent_earlier),
             int(waits),
+            int(flagged),
         )
         self.rejects = self._rejects()
-        flagged = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())
-        self.omitted = self._problems(f"ok AND ({flagged})")
+        with_problem = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())
+        self.omitted = self._problems(f"ok AND ({with_problem})")
 
     def _resolve_identifiers(self, policy: IdentifierPolicy) -> None:
         """Match the checked rows to the contacts whose identifiers SendGrid holds; the
@@ -306,7 +330,10 @@ class Plan:
         columns = {
             **{name: planned[name] for name in _PLANNED.split(", ")},
             "contact_key": key,
-            **{name: rendered[name] for name in ("contact_json", "content_hash", "ids")},
+            **{
+                name: rendered[name]
+                for name in ("contact_json", "content_hash", "ids", "list_scope")
+            },
         }
         return self._split_unchanged(pa.table(columns).select(RENDERED.names).cast(RENDERED))
 

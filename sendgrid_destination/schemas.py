@@ -42,6 +42,9 @@ RENDERED = pa.schema(
         pa.field("content_hash", pa.string()),
         # The identifiers sent, as a JSON object, when more than one (else null).
         pa.field("ids", pa.string()),
+        # The lists the contact is put in: sorted list IDs, comma-separated ('' for none).
+        # Bodies are packed per list scope: an upsert's list_ids hold for all its contacts.
+        pa.field("list_scope", pa.string()),
     ]
 )
 

@@ -54,7 +54,6 @@ class SendOutcome:
 @dataclass
 class BodySender:
     client: SendGridClient
-    prefix: bytes
     clock: Clock
     field_ready_timeout: float = 120.0
 
@@ -66,7 +65,7 @@ class BodySender:
         splits_left = 2 * max(1, math.ceil(math.log2(max(body.contact_count, 2)))) + 2
         while queue:
             contacts = queue.pop()
-            data = body.data if contacts is body.contacts else encode_body(self.prefix, contacts)
+            data = body.data if contacts is body.contacts else encode_body(body.prefix, contacts)
             try:
                 job_id = self._upsert(data)
             except ContactsRejectedError as exc:

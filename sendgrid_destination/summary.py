@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-_COUNTERS = ("rejected_by_reason", "omitted_by_reason", "jobs", "failed_by_reason")
+_COUNTERS = ("rejected_by_reason", "omitted_by_reason", "jobs", "failed_by_reason", "removal_jobs")
 
 
 @dataclass
@@ -44,6 +44,21 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)  # schema drift and the like
     # The table was not loaded: its configuration is wrong (the message says what to fix).
     error: str | None = None
+    # Lists (per contact and list) and removals; see ``deletions``.
+    list_additions: int = 0  # lists contacts were put in by accepted upserts
+    list_removals: int = 0  # contacts SendGrid accepted to remove from a list (per list)
+    flagged: int = 0  # rows the hard_delete column flags (last row of their contact)
+    left_source: int = 0  # contacts of a table loaded whole whose rows are gone
+    deleted: int = 0  # contacts SendGrid accepted to delete
+    not_deleted: int = 0  # left or flagged, but not created by this sync: kept in SendGrid
+    removals_waiting: int = 0  # left or flagged, a job carrying them not ended: next load
+    already_gone: int = 0  # left or flagged, no longer in SendGrid
+    removal_requests: int = 0  # DELETE requests (deletions and list removals) accepted
+    removal_jobs: Counter[str] = field(default_factory=Counter)
+    # More contacts to delete or remove than the limits allow (the load stopped, or a plan
+    # reports that a real load would).
+    over_delete_limit: int = 0
+    plan: bool = False  # a dry run: nothing was written to SendGrid or to the state file
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,7 +83,7 @@ class RunSummary:
             current = getattr(self, name)
             if name == "notes":
                 value = [n for n in value if n not in current]
-            if name == "error":
+            if name in ("error", "plan"):
                 setattr(self, name, current or value)
                 continue
             setattr(self, name, current + value)
@@ -111,4 +126,33 @@ class RunSummary:
         lines += [f"  note: {note}" for note in self.notes]
         if self.unconfirmed:
             lines.append(f"  contacts unconfirmed (job errors unreadable): {self.unconfirmed}")
-        return "\n".join(lines)
+        return "\n".join(self._plan_header() + lines + self._removal_lines())
+
+    def _plan_header(self) -> list[str]:
+        if not self.plan:
+            return []
+        return ["PLAN (dry run): nothing was sent to SendGrid or written to the state file"]
+
+    def _removal_lines(self) -> list[str]:
+        lines = []
+        if self.list_additions or self.list_removals:
+            lines.append(f"  lists: {self.list_additions} additions, {self.list_removals} removals")
+        if self.left_source or self.flagged:
+            lines.append(
+                f"  left the source: {self.left_source}; flagged as deleted: {self.flagged}; "
+                f"deleted {self.deleted}, kept (not created by this sync) {self.not_deleted}, "
+                f"already gone {self.already_gone}, waiting for a job {self.removals_waiting}"
+            )
+        elif self.deleted:
+            lines.append(f"  deleted: {self.deleted}")
+        if self.removal_requests or self.removal_jobs:
+            jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.removal_jobs.items()) if n)
+            lines.append(
+                f"  removal requests: {self.removal_requests}; removal jobs: {jobs or 'none'}"
+            )
+        if self.over_delete_limit:
+            lines.append(
+                f"  STOPPED: {self.over_delete_limit} contacts to delete or remove exceed "
+                "max_deletes / max_delete_fraction (force_deletes = true allows it once)"
+            )
+        return lines

@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace, sync: SyncFile) -> SyncReport:
 
 
 def _plan(args: argparse.Namespace, sync: SyncFile) -> SyncReport:
-    from sendgrid_destination.dry_run import plan_sync
+    from sendgrid_destination.sync_plan import plan_sync
 
     return plan_sync(sync, pipelines_dir=args.pipelines_dir, full_refresh=args.full_refresh)
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from sendgrid_destination.api.messages import reason
 from sendgrid_destination.import_jobs import JobsOutcome
 from sendgrid_destination.plan import PlanCounts
+from sendgrid_destination.state.store import SentLists
 from sendgrid_destination.summary import RunSummary
 
 
@@ -47,6 +48,7 @@ class Tally:
         self.plan.superseded += counts.superseded
         self.plan.unchanged += counts.unchanged - counts.sent_earlier - counts.waiting_for_change
         self.plan.waiting_for_change += counts.waiting_for_change
+        self.plan.flagged += counts.flagged
 
     def found_unchanged(self, contacts: int) -> None:
         self.plan.unchanged += contacts
@@ -82,6 +84,36 @@ class Tally:
         s.requests += 1
         s.bytes_sent += body_bytes
         s.contacts_sent += contacts.num_rows
+
+    def judged(self, *, left: int, not_deleted: int, waiting: int) -> None:
+        """What became of the contacts whose rows left, or are flagged (``deletions``)."""
+        self.plan.left_source = left
+        self.plan.not_deleted = not_deleted
+        self.plan.removals_waiting = waiting
+
+    def over_delete_limit(self, contacts: int) -> None:
+        self.plan.over_delete_limit = contacts
+
+    def listed(self, lists: SentLists) -> None:
+        self.sent.list_additions += lists.joined
+
+    def already_gone(self, contacts: int) -> None:
+        self.sent.already_gone += contacts
+
+    def removal_sent(self, *, deleted: bool, contacts: int) -> None:
+        self.sent.removal_requests += 1
+        if deleted:
+            self.sent.deleted += contacts
+        else:
+            self.sent.list_removals += contacts
+
+    def removal_job_ended(self, status: str) -> None:
+        self.sent.removal_jobs[status] += 1
+
+    def removal_jobs_pending(self, jobs: int) -> None:
+        self.sent.removal_jobs.pop("pending", None)
+        if jobs:
+            self.sent.removal_jobs["pending"] = jobs
 
     def refused_by_api(self, rejects: pa.Table) -> None:
         self.sent.rejected_by_api += _rows(rejects)

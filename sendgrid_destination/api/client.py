@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -39,6 +39,7 @@ from sendgrid_destination.api.models import (
     ContactList,
     CustomField,
     FieldDefinitions,
+    FoundContact,
     ImportJob,
     objects,
 )
@@ -65,9 +66,17 @@ ROUTE_CREATE_FIELD: Final = "POST /v3/marketing/field_definitions"
 ROUTE_LISTS: Final = "GET /v3/marketing/lists"
 ROUTE_CREATE_LIST: Final = "POST /v3/marketing/lists"
 ROUTE_ERRORS_FILE: Final = "GET errors_url"
+ROUTE_SEARCH: Final = "POST /v3/marketing/contacts/search/identifiers/{identifier_type}"
+ROUTE_DELETE_CONTACTS: Final = "DELETE /v3/marketing/contacts"
+ROUTE_REMOVE_FROM_LIST: Final = "DELETE /v3/marketing/lists/{id}/contacts"
 
-# GET /v3/marketing/lists takes page_size 1..1000; an account holds at most 1000 lists.
+# GET /v3/marketing/lists takes page_size 1..1000; an account holds at most 1000 lists, so
+# even one list a page ends within 1,001 pages: more means a server that never ends.
 LISTS_PAGE_SIZE: Final = 1000
+MAX_LIST_PAGES: Final = 1_001
+# POST /v3/marketing/contacts/search/identifiers/{type} takes at most 100 values (spec).
+MAX_SEARCH_VALUES: Final = 100
+SEARCH_TYPES: Final = ("email", "phone_number_id", "external_id", "anonymous_id")
 
 _SETTINGS_HINT: Final = (
     "the api_key setting (env DESTINATION__SENDGRID__API_KEY or api_key under "
@@ -133,15 +142,7 @@ class SendGridClient:
             ContactsRejectedError: on 400; ``errors_by_contact()`` names the bad contacts.
         """
         response = self._call(ROUTE_UPSERT, self._url("/v3/marketing/contacts"), body=body)
-        # The spec says 202, a proxied live capture says 200: any 2xx with a job_id counts.
-        job_id = _json_object(response, ROUTE_UPSERT).get("job_id")
-        if not isinstance(job_id, str | int) or isinstance(job_id, bool) or job_id == "":
-            raise ServerError(
-                f"{ROUTE_UPSERT} answered {response.status} without a job_id",
-                status=response.status,
-                route=ROUTE_UPSERT,
-            )
-        return str(job_id)
+        return _job_id(response, ROUTE_UPSERT)
 
     def import_status(self, job_id: str) -> ImportJob:
         """``GET /v3/marketing/contacts/imports/{id}``."""
@@ -180,11 +181,18 @@ class SendGridClient:
         return CustomField.from_json(_json_object(response, ROUTE_CREATE_FIELD))
 
     def lists(self, *, page_size: int = LISTS_PAGE_SIZE) -> list[ContactList]:
-        """Every marketing list, following ``_metadata.next`` (``page_size``: 1..1000)."""
+        """Every marketing list, following ``_metadata.next`` (``page_size``: 1..1000) on
+        ``base_url``'s host, each page once, at most ``MAX_LIST_PAGES`` pages."""
         url: str | None = self._url(f"/v3/marketing/lists?page_size={page_size}")
         seen: set[str] = set()
         found: list[ContactList] = []
         while url and url not in seen:
+            if len(seen) >= MAX_LIST_PAGES:
+                raise ServerError(
+                    f"{ROUTE_LISTS} kept answering a next page after {MAX_LIST_PAGES} pages "
+                    "(an account holds at most 1,000 lists)",
+                    route=ROUTE_LISTS,
+                )
             seen.add(url)
             doc = _json_object(self._call(ROUTE_LISTS, url), ROUTE_LISTS)
             found.extend(ContactList.from_json(d) for d in objects(doc.get("result")))
@@ -202,6 +210,64 @@ class SendGridClient:
         body = json.dumps({"name": name}).encode()
         response = self._call(ROUTE_CREATE_LIST, self._url("/v3/marketing/lists"), body=body)
         return ContactList.from_json(_json_object(response, ROUTE_CREATE_LIST))
+
+    def search_contacts(
+        self, identifier_type: str, values: Sequence[str]
+    ) -> dict[str, FoundContact]:
+        """``POST /v3/marketing/contacts/search/identifiers/{identifier_type}`` (at most 100
+        values): the contacts found, by the searched value each holds. Emails are compared
+        lower-cased (SendGrid stores them so); a value no contact holds is absent, and so is
+        a contact that does not hold the value it was returned for (never trust a match that
+        cannot be checked: its ID may be deleted)."""
+        if identifier_type not in SEARCH_TYPES or not 0 < len(values) <= MAX_SEARCH_VALUES:
+            raise ValueError(
+                f"search takes 1 to {MAX_SEARCH_VALUES} values of one of {SEARCH_TYPES}"
+            )
+        url = self._url(f"/v3/marketing/contacts/search/identifiers/{identifier_type}")
+        body = json.dumps({"identifiers": list(values)}).encode()
+        try:
+            response = self._call(ROUTE_SEARCH, url, body=body)
+        except RequestRejectedError as exc:
+            if exc.status == 404:  # "no contacts found": nothing matched
+                return {}
+            raise
+        result = _json_object(response, ROUTE_SEARCH).get("result")
+        entries = result.values() if isinstance(result, Mapping) else ()
+        fold = str.lower if identifier_type == "email" else str
+        wanted = {fold(v) for v in values}
+        found: dict[str, FoundContact] = {}
+        for entry in entries:
+            doc = entry.get("contact") if isinstance(entry, Mapping) else None
+            if not isinstance(doc, Mapping):
+                continue
+            contact = FoundContact.from_json(doc)
+            held = contact.identifiers.get(identifier_type)
+            if contact.id and held is not None and fold(held) in wanted:
+                found[fold(held)] = contact
+        return found
+
+    def delete_contacts(self, contact_ids: Sequence[str]) -> str:
+        """``DELETE /v3/marketing/contacts?ids=...``; returns the deletion job's id (followed
+        through the import-status route). Keep the URL under about 8 KB (``ids_url_length``):
+        SendGrid answers 414 beyond."""
+        url = self._url("/v3/marketing/contacts?ids=") + _joined_ids(contact_ids)
+        return _job_id(self._call(ROUTE_DELETE_CONTACTS, url), ROUTE_DELETE_CONTACTS)
+
+    def remove_from_list(self, list_id: str, contact_ids: Sequence[str]) -> str:
+        """``DELETE /v3/marketing/lists/{id}/contacts?contact_ids=...``: the contacts leave the
+        list (they are not deleted); returns the job's id. A 404 means the list, or one of the
+        contacts, does not exist (any more)."""
+        url = self._removal_prefix(list_id) + _joined_ids(contact_ids)
+        return _job_id(self._call(ROUTE_REMOVE_FROM_LIST, url), ROUTE_REMOVE_FROM_LIST)
+
+    def ids_url_length(self, list_id: str | None) -> int:
+        """The length of the deletion (``list_id`` None) or list-removal URL before its IDs."""
+        if list_id is None:
+            return len(self._url("/v3/marketing/contacts?ids="))
+        return len(self._removal_prefix(list_id))
+
+    def _removal_prefix(self, list_id: str) -> str:
+        return self._url(f"/v3/marketing/lists/{quote(list_id, safe='')}/contacts?contact_ids=")
 
     # --- helpers ---
 
@@ -319,6 +385,25 @@ def _validate_settings(
     if max_attempts < 1:
         raise ConfigurationError("max_attempts must be at least 1.")
     return normalized
+
+
+def _joined_ids(contact_ids: Sequence[str]) -> str:
+    if not contact_ids:
+        raise ValueError("at least one contact id is needed")
+    return ",".join(quote(i, safe="") for i in contact_ids)
+
+
+def _job_id(response: Response, route: str) -> str:
+    """The ``job_id`` of a write's answer. The spec says 202, a proxied live capture says 200,
+    and DELETE's is typed as an object yet is a UUID string: any 2xx with an id counts."""
+    job_id = _json_object(response, route).get("job_id")
+    if not isinstance(job_id, str | int) or isinstance(job_id, bool) or job_id == "":
+        raise ServerError(
+            f"{route} answered {response.status} without a job_id",
+            status=response.status,
+            route=route,
+        )
+    return str(job_id)
 
 
 def _json_object(response: Response, route: str) -> Mapping[str, Any]:

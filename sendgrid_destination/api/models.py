@@ -127,6 +127,24 @@ class ContactList:
         return cls(_text(doc.get("id")), _text(doc.get("name")), _count(doc.get("contact_count")))
 
 
+@dataclass(frozen=True)
+class FoundContact:
+    """A contact a search found (``ContactDetails3``): its ID and identifiers, which is all
+    removals need (a contact's ID is never sent back in an upsert)."""
+
+    id: str
+    identifiers: Mapping[str, str]  # identifier type -> value, as SendGrid holds it
+    list_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> FoundContact:
+        names = ("email", "phone_number_id", "external_id", "anonymous_id")
+        found = {name: doc[name] for name in names if isinstance(doc.get(name), str)}
+        lists = doc.get("list_ids")
+        ids = tuple(i for i in lists if isinstance(i, str)) if isinstance(lists, list) else ()
+        return cls(_text(doc.get("id")), found, ids)
+
+
 class ClientStats:
     """Counters shared by every thread using one client; read them via ``snapshot()``."""
 

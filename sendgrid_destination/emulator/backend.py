@@ -41,6 +41,7 @@ class Backend:
         custom_field_ready_seconds: float = 0.0,
         retain_contacts: bool = True,
         unique_list_names: bool = True,
+        lists_page_limit: int | None = None,
     ) -> None:
         if job_order not in ("fifo", "reverse"):
             raise ValueError(f"job_order must be 'fifo' or 'reverse', not {job_order!r}")
@@ -53,6 +54,9 @@ class Backend:
         self.store = ContactStore()
         self.fields = FieldCatalog(custom_field_ready_seconds)
         self.lists = ListCatalog(unique_list_names)
+        # Lists a page holds at most, whatever page_size asks: a client must follow
+        # _metadata.next rather than trust one page of page_size.
+        self.lists_page_limit = lists_page_limit
         self._jobs: dict[str, Job] = {}
         self._forced_errors: dict[str, str] = {}
         self.job_faults = JobFaults()

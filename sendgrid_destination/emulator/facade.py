@@ -60,6 +60,7 @@ class Emulator:
         forbidden_keys: Iterable[str] = (),
         retain_contacts: bool = True,
         unique_list_names: bool = True,
+        lists_page_limit: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -73,6 +74,7 @@ class Emulator:
             custom_field_ready_seconds=custom_field_ready_seconds,
             retain_contacts=retain_contacts,
             unique_list_names=unique_list_names,
+            lists_page_limit=lists_page_limit,
         )
         self.faults = FaultPlan()
         self._recorder = Recorder()

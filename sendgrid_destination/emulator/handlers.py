@@ -240,6 +240,7 @@ class Handlers:
 
     def list_lists(self, call: Call) -> Response:
         size = _page_size(call.query_value("page_size"))
+        size = min(size, self._backend.lists_page_limit or size)
         offset = _page_offset(call.query_value("page_token"))
         lists = self._backend.all_lists()
         page = lists[offset : offset + size]

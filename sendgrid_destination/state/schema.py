@@ -30,9 +30,23 @@ Tables:
   tracked by. SendGrid refuses an update that omits an identifier the contact has, and a row
   may match the contact by any of them: the plan completes (or refuses) rows from here.
   ``contacts.ids`` holds the identifiers a send carried until its job says so.
-* ``deferred``: contacts rendered but not sent because the job carrying their previous version
-  was still pending when the run ended (SendGrid promises no order between jobs); the next run
-  sends them once that job has finished, unless a newer row of the contact came since.
+* ``deferred``: contacts rendered (with their ``list_scope``) but not sent because the job
+  carrying their previous version was still pending when the run ended (SendGrid promises no
+  order between jobs); the next run sends them once that job has finished, unless a newer row
+  of the contact came since.
+* ``load_keys``: the contact keys of a table's rows in the load being made (``run_id``), per
+  job file, and whether the row's hard-delete column flags it: written only when the table is
+  mirrored (its absent contacts leave) or has a hard-delete column, read once the table's last
+  job file is loaded, then dropped. A table split over several files is judged as a whole.
+* ``removals``: list removals and deletions, queued (a contact's row no longer names a list
+  this sync put it in) or sent (with the ``job_id`` of the DELETE, until that job has ended;
+  ``cause``: ``dropped``, ``left`` (its row left a mirrored table) or ``flagged``).
+  A contact's ``first_seq`` (the request that first carried it) and ``lists`` (the list IDs
+  its last send put it in, comma-separated) live on ``contacts``: a contact is *created by
+  this sync* only when the upsert job of ``first_seq`` completed with every contact of its
+  request created (``jobs.created_count = requested_count``); anything uncertain (an
+  update, an errored or unknown job, a state file before schema 7: ``first_seq`` 0) is
+  never deleted.
 * ``meta``: the schema version, and the account the file belongs to (``account.base_url``,
   ``account.on_behalf_of``, ``account.key_digest``: a short digest, never the key).
 * ``rejects``: rows refused before sending, by SendGrid's 400, or failed in a job.
@@ -51,8 +65,10 @@ import duckdb
 # each of its contacts, and contacts no longer carry job id, run id and time (a first load of
 # 1M contacts spent 1.8 s in record_sent and record_job_outcome, 0.95 s now). Older rows keep
 # their own status.
-# 7: ``run_files`` (each row counted once across dlt's retries), the account in ``meta``, and
-# ``deferred`` (held-back contacts outlive the run instead of failing it).
+# 7: ``run_files`` (each row counted once across dlt's retries), the account in ``meta``,
+# ``deferred`` (held-back contacts outlive the run instead of failing it), and lists and
+# removals: ``contacts.first_seq`` and ``contacts.lists``, ``deferred.list_scope``,
+# ``load_keys`` and ``removals`` (a file of schema 6 gets ``first_seq`` 0: never deletable).
 SCHEMA_VERSION = 7
 
 
@@ -96,6 +112,12 @@ CREATE TABLE IF NOT EXISTS deferred (
     stream VARCHAR, contact_key VARCHAR, row_number BIGINT, run_id VARCHAR,
     fingerprint UBIGINT, content_hash VARCHAR, contact_json VARCHAR, deferred_at TIMESTAMP,
     ids VARCHAR);
+CREATE TABLE IF NOT EXISTS load_keys (
+    run_id VARCHAR, stream VARCHAR, file_key VARCHAR, contact_key VARCHAR, flagged BOOLEAN);
+CREATE TABLE IF NOT EXISTS removals (
+    stream VARCHAR, contact_key VARCHAR, action VARCHAR, list_id VARCHAR, cause VARCHAR,
+    contact_id VARCHAR, job_id VARCHAR, status VARCHAR, run_id VARCHAR, note VARCHAR,
+    queued_at TIMESTAMP, finished_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS rejects (
     run_id VARCHAR, stream VARCHAR, row_number BIGINT, contact_key VARCHAR,
     "column" VARCHAR, reason VARCHAR, stage VARCHAR, recorded_at TIMESTAMP);
@@ -129,6 +151,10 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
     # 7: a failure only a change of the data can fix, and the identifiers a send carried.
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS permanent BOOLEAN")
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS ids VARCHAR")
+    # 7: who created a contact, and the lists it was put in. Rows from before: 0, unknown.
+    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS first_seq BIGINT DEFAULT 0")
+    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS lists VARCHAR")
+    con.execute("ALTER TABLE deferred ADD COLUMN IF NOT EXISTS list_scope VARCHAR")
     con.execute(
         "UPDATE requests SET seq = n.seq FROM (SELECT job_id, row_number() OVER "
         "(ORDER BY sent_at, job_id) AS seq FROM requests) n "

@@ -31,7 +31,7 @@ def read_snapshot(path: Path) -> Iterator[StateStore]:
         raise ConfigurationError(f"No state file at {path}: nothing has been loaded with it yet.")
     with tempfile.TemporaryDirectory(prefix="sendgrid-state-") as tmp:
         copy = Path(tmp) / "state.duckdb"
-        _copy_consistently(path, copy)
+        copy_consistently(path, copy)
         try:
             con = duckdb.connect(str(copy))
         except duckdb.Error as exc:
@@ -46,7 +46,7 @@ def read_snapshot(path: Path) -> Iterator[StateStore]:
             con.close()
 
 
-def _copy_consistently(path: Path, copy: Path) -> None:
+def copy_consistently(path: Path, copy: Path) -> None:
     wal = path.with_name(path.name + ".wal")
     for _ in range(_COPY_ATTEMPTS):
         before = _stamp(path), _stamp(wal)

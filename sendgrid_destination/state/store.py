@@ -9,8 +9,11 @@ DuckDB state file for one run. Everything the run decides about the past goes th
   one definition of "unchanged", one place that knows which statuses count.
 * ``same_content(contacts, legacy_hash)``: unchanged by content hash (the fingerprint is only
   a shortcut), including the SHA-256 hashes of files before schema 5.
-* recording: ``record_sent`` (right after each 202, one transaction with its request),
-  ``refresh_fingerprints``, ``record_rejects``, ``record_job_outcome``, and the runs table.
+* recording: ``record_sent`` (right after each 202, one transaction with its request, with
+  the lists each contact is now in and the removal from those it left queued),
+  ``refresh_fingerprints``, ``record_rejects``, ``record_job_outcome``, and the runs table;
+* ``removals`` (``state.removals.RemovalLedger``): a load's keys, which contacts left and
+  who created them, list removals and deletions queued or in flight.
 
 Every write that spans statements runs in a transaction that rolls back on error, and every set
 operation is SQL over Arrow tables: no Python loop touches individual contacts. While a store
@@ -24,6 +27,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state import recovery
 from sendgrid_destination.state.lock import file_lock
+from sendgrid_destination.state.removals import RemovalLedger, ids_sql
 from sendgrid_destination.state.schema import COUNTING, RESEND, ContactStatus, migrate
 
 # DuckDB's cap for everything the load does in it: the state's pages, the plan (with its
@@ -55,6 +60,22 @@ _COUNTING_SQL = "(" + ", ".join(f"'{s}'" for s in COUNTING) + ")"
 _RESEND_SQL = "(" + ", ".join(f"'{s}'" for s in RESEND) + ")"
 
 LegacyHash = Callable[[pa.ChunkedArray], pa.ChunkedArray]
+# What record_sent keeps of a contact's previous row.
+_PREVIOUS = pa.schema(
+    [
+        pa.field("contact_key", pa.string()),
+        pa.field("first_seq", pa.int64()),
+        pa.field("lists", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SentLists:
+    """What one accepted upsert did to list memberships, per (contact, list)."""
+
+    joined: int = 0  # lists the contacts were put in that their previous send had not
+    dropped: int = 0  # lists their previous send put them in, no longer theirs: queued
 
 
 def utc_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -101,6 +122,12 @@ def _upgrade(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     recovery.check_against_journal(path, int(seq))
 
 
+def _any_lists(contacts: pa.Table, previous: pa.Table) -> bool:
+    """Whether sent contacts are, or were, in any list (else no membership changed)."""
+    scoped = pc.any(pc.not_equal(pc.fill_null(contacts["list_scope"], ""), "")).as_py()
+    return bool(scoped) or bool(pc.any(pc.is_valid(previous["lists"])).as_py())
+
+
 class StateStore:
     """An open state file; use ``StateStore.open(path)`` as a context manager."""
 
@@ -131,6 +158,11 @@ class StateStore:
                     con.close()
         finally:
             os.umask(previous_umask)
+
+    @property
+    def removals(self) -> RemovalLedger:
+        """List removals and deletions: the load's keys, what left, what is in flight."""
+        return RemovalLedger(self)
 
     def back_up(self) -> None:
         """Keep a copy of the file as it is now (after a run that completed)."""
@@ -233,13 +265,21 @@ class StateStore:
         ok = "c.ok" if checked else "true"
         quoted = '"' + relation.replace('"', '""') + '"'
         pending = f"coalesce(s.status = '{ContactStatus.SENT}', false)"
-        params: list[Any] = [run_id]
+        params: list[Any] = []
         if self._pending_elsewhere(stream):
             pending += (
                 " OR c.contact_key IN (SELECT contact_key FROM contact_status "
                 f"WHERE status = '{ContactStatus.SENT}' AND stream <> ?)"
             )
-            params.insert(0, stream)
+            params.append(stream)
+        if self._removals_in_flight(stream):
+            # A removal job not yet ended must not land after a newer upsert of the contact.
+            pending += (
+                " OR c.contact_key IN (SELECT contact_key FROM removals "
+                "WHERE status = 'sent' AND stream = ?)"
+            )
+            params.append(stream)
+        params.append(run_id)
         sql = (
             "SELECT c.*, s.contact_key IS NULL AS is_new, "
             f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_hash END AS prev_hash, "
@@ -260,6 +300,12 @@ class StateStore:
         rows = self._rows(
             "SELECT count(*) FROM jobs WHERE status = 'pending' AND stream <> ?", [stream]
         )
+        return bool(rows[0][0])
+
+    def _removals_in_flight(self, stream: str) -> bool:
+        rows = self.con.execute(
+            "SELECT count(*) FROM removals WHERE status = 'sent' AND stream = ?", [stream]
+        ).fetchall()
         return bool(rows[0][0])
 
     def sent_in_run(self, run_id: str) -> bool:
@@ -345,7 +391,8 @@ class StateStore:
             return cur.sql(
                 "SELECT row_number, contact_key, fingerprint, false AS is_new, "
                 "NULL::VARCHAR AS prev_hash, false AS pending, false AS retry, contact_json, "
-                "content_hash, ids FROM deferred WHERE stream = ? ORDER BY row_number",
+                "content_hash, ids, coalesce(list_scope, '') AS list_scope FROM deferred "
+                "WHERE stream = ? ORDER BY row_number",
                 params=[stream],
             ).to_arrow_table()
 
@@ -365,12 +412,13 @@ class StateStore:
                             "content_hash",
                             "contact_json",
                             "ids",
+                            "list_scope",
                         ]
                     ),
                 )
                 cur.execute(
                     "INSERT INTO deferred SELECT ?, contact_key, row_number, ?, fingerprint, "
-                    "content_hash, contact_json, now(), ids FROM waiting",
+                    "content_hash, contact_json, now(), ids, list_scope FROM waiting",
                     [stream, run_id],
                 )
 
@@ -378,14 +426,14 @@ class StateStore:
 
     def record_sent(
         self, *, run_id: str, stream: str, job_id: str, contacts: pa.Table, body_bytes: int
-    ) -> None:
+    ) -> SentLists:
         """After a 202: the request and the hashes it carried (``contact_key``,
-        ``content_hash``, ``fingerprint``, ``is_new``), in one transaction."""
+        ``content_hash``, ``fingerprint``, ``is_new``, ``list_scope``), in one transaction;
+        with the lists each contact is now in (``lists``), and the lists its previous send put
+        it in that it left, queued for removal (``removals``). Returns those list counts."""
         with self.workspace() as cur:
-            cur.register(
-                "sent",
-                contacts.select(["contact_key", "content_hash", "fingerprint", "is_new", "ids"]),
-            )
+            columns = ["contact_key", "content_hash", "fingerprint", "is_new", "ids"]
+            cur.register("sent", contacts.select([*columns, "list_scope"]))
             with transaction(cur):
                 ((seq,),) = cur.execute("SELECT coalesce(max(seq), 0) + 1 FROM requests").fetchall()
                 cur.execute(
@@ -400,26 +448,67 @@ class StateStore:
                 # No primary key on contacts: DuckDB keeps a key index in memory (about 100
                 # bytes a contact), which made memory grow with the state. One row per key is
                 # kept by deleting the previous row in the same transaction; a contact sent
-                # for the first time has none, and the plan said which ones.
+                # for the first time has none, and the plan said which ones. The deleted rows
+                # give who first sent the contact and the lists it was in.
+                previous = _PREVIOUS.empty_table()
                 if not pc.all(contacts["is_new"]).as_py():
-                    cur.execute(
+                    previous = cur.sql(
                         "DELETE FROM contacts WHERE stream = ? AND contact_key IN "
-                        "(SELECT contact_key FROM sent WHERE NOT is_new)",
-                        [stream],
-                    )
+                        "(SELECT contact_key FROM sent WHERE NOT is_new) "
+                        "RETURNING contact_key, first_seq, lists",
+                        params=[stream],
+                    ).to_arrow_table()
+                cur.register("previous", previous.cast(_PREVIOUS))
                 # No status: a contact's outcome is its job's until the job says otherwise.
                 cur.execute(
-                    "INSERT INTO contacts "
-                    "(stream, contact_key, content_hash, fingerprint, seq, ids) "
-                    "SELECT ?, contact_key, content_hash, fingerprint, ?, ids FROM sent",
-                    [stream, seq],
+                    "INSERT INTO contacts (stream, contact_key, content_hash, fingerprint, "
+                    "seq, ids, first_seq, lists) SELECT ?, s.contact_key, s.content_hash, "
+                    "s.fingerprint, ?, s.ids, coalesce(p.first_seq, ?), nullif(s.list_scope, '') "
+                    "FROM sent s LEFT JOIN previous p ON p.contact_key = s.contact_key",
+                    [stream, seq, seq],
                 )
+                lists = SentLists()
+                if _any_lists(contacts, previous):
+                    lists = self._record_list_changes(cur, run_id, stream)
                 cur.execute(
                     "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
                     "(SELECT contact_key FROM sent)",
                     [stream],
                 )
         recovery.write_journal(self.path, int(seq))
+        return lists
+
+    @staticmethod
+    def _record_list_changes(cur: duckdb.DuckDBPyConnection, run_id: str, stream: str) -> SentLists:
+        """Within ``record_sent``: count the lists the sent contacts joined, queue the removal
+        from those they left (their previous send's lists no longer in their scope), and
+        drop queued removals from lists a contact is back in."""
+        pairs = (
+            f"SELECT s.contact_key, unnest({ids_sql('p.lists')}) AS list_id, s.list_scope "
+            "FROM sent s JOIN previous p ON p.contact_key = s.contact_key"
+        )
+        ((joined, dropped),) = cur.execute(
+            f"SELECT coalesce(sum(len(list_filter({ids_sql('s.list_scope')}, lambda x: "
+            f"NOT list_contains({ids_sql('p.lists')}, x)))), 0), "
+            f"(SELECT count(*) FROM ({pairs}) WHERE NOT list_contains({ids_sql('list_scope')}, "
+            "list_id)) FROM sent s LEFT JOIN previous p ON p.contact_key = s.contact_key"
+        ).fetchall()
+        cur.execute(
+            "DELETE FROM removals WHERE stream = ? AND status = 'queued' AND contact_key IN "
+            "(SELECT contact_key FROM sent) AND list_contains("
+            f"(SELECT {ids_sql('list_scope')} FROM sent WHERE sent.contact_key = "
+            "removals.contact_key), list_id)",
+            [stream],
+        )
+        if dropped:
+            cur.execute(
+                "INSERT INTO removals (stream, contact_key, action, list_id, cause, status, "
+                f"run_id, queued_at) SELECT ?, contact_key, 'unlist', list_id, 'dropped', "
+                f"'queued', ?, now() FROM ({pairs}) WHERE NOT list_contains("
+                f"{ids_sql('list_scope')}, list_id)",
+                [stream, run_id],
+            )
+        return SentLists(int(joined), int(dropped))
 
     def refresh_fingerprints(self, stream: str, contacts: pa.Table) -> None:
         """Record the fingerprints and content hashes (``contact_key``, ``fingerprint``,

@@ -246,6 +246,19 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "unconfirmed": 0,
         "notes": [],
         "error": None,
+        # Lists and removals: none in this table.
+        "list_additions": 0,
+        "list_removals": 0,
+        "flagged": 0,
+        "left_source": 0,
+        "deleted": 0,
+        "not_deleted": 0,
+        "removals_waiting": 0,
+        "already_gone": 0,
+        "removal_requests": 0,
+        "removal_jobs": {},
+        "over_delete_limit": 0,
+        "plan": False,
     }
     summary = by_id[first_id][2]
     assert {k: v for k, v in summary.items() if k != "jobs"} == expected_first

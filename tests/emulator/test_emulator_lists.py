@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from sendgrid_destination.clock import FakeClock
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.emulator.rules import MAX_LISTS
+
+from .support import API_KEY
 
 if TYPE_CHECKING:
     from .support import Api
@@ -92,6 +95,28 @@ def test_lists_page_with_a_full_next_url_until_the_end(api: Api, emu: Emulator) 
     assert seen == created
     assert pages == 3
     assert url is None
+
+
+def test_a_page_limit_makes_pages_smaller_than_asked_with_next_urls_to_the_end(
+    api_for: type[Api], clock: FakeClock
+) -> None:
+    with Emulator(API_KEY, clock=clock, lists_page_limit=40) as emu:
+        created = [emu.add_list(f"list {i}") for i in range(90)]
+        api = api_for(emu)
+        sizes: list[int] = []
+        seen: list[str] = []
+        url: str | None = emu.base_url + LISTS + "?page_size=1000"
+        for _ in range(10):  # bounded: 3 pages expected
+            if url is None:
+                break
+            body = api.session.get(url, timeout=5).json()
+            sizes.append(len(body["result"]))
+            seen += [item["id"] for item in body["result"]]
+            url = body["_metadata"].get("next")
+        api.session.close()
+
+    assert sizes == [40, 40, 10]
+    assert seen == created
 
 
 def test_the_default_page_size_is_100(api: Api, emu: Emulator) -> None:

@@ -641,6 +641,7 @@ def test_rejects_have_the_documented_columns_and_types_even_when_empty():
         "contact_json",
         "content_hash",
         "ids",
+        "list_scope",
     ]
     assert pa.types.is_integer(result.rejects.schema.field("row_number").type)
 

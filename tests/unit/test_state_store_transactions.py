@@ -21,6 +21,7 @@ def _sent(n: int) -> pa.Table:
             "fingerprint": pa.array([1] * n, pa.uint64()),
             "is_new": [True] * n,
             "ids": pa.nulls(n, pa.string()),
+            "list_scope": [""] * n,
         }
     )
 

@@ -1,0 +1,406 @@
+"""Deletions and list removals: one mechanism for mirror mode, ``replace``, ``hard_delete``
+and lists.
+
+What leaves SendGrid, and when:
+
+* a list that a contact's row no longer names (its ``list_column``, or a list taken out of
+  the settings): the contact is removed from that list, if this sync put it there (queued
+  by ``StateStore.record_sent`` when the row is sent);
+* a contact whose row left a table that is loaded whole (``mode = "membership"`` or
+  ``"mirror"``, ``write_disposition = "replace"``), or whose last row the ``hard_delete``
+  column flags: deleted when the table deletes (mirror, replace, a flag) and this sync created
+  it (``state.schema`` states the rule) and no other table sends it; otherwise removed from the
+  lists this table put it in. Either way the table then forgets it: a row that comes back is
+  sent again as new. A contact this sync did not create is never deleted;
+* a contact whose last send rides on a job not yet ended (or on a removal in flight) waits for
+  the next load.
+
+Safety: once a table's rows are all known (after its last job file is planned, before any of
+that file's upserts), the contacts to delete or to remove from lists because their rows left
+or are flagged are counted. More than ``max_deletes``, or more than ``max_delete_fraction`` of
+the contacts the state holds for the table, stops the load (``DeletionLimitError``) before
+anything is deleted, unless ``force_deletes``. A plan (dry run) reports it instead.
+
+Then contact IDs are looked up (``contact_ids``), removals and deletions are sent in URL-sized
+chunks, each 202 recorded before the next request, and their jobs are followed to their end
+within the run's wait budget (a job still pending is settled first by the next load).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.api.models import FoundContact
+from sendgrid_destination.clock import Clock
+from sendgrid_destination.contact_ids import find_contacts, url_chunks
+from sendgrid_destination.dispositions import TableIntent
+from sendgrid_destination.errors import DeletionLimitError, RequestRejectedError, StoppedError
+from sendgrid_destination.import_jobs import poll_until_done
+from sendgrid_destination.state import StateStore
+from sendgrid_destination.state.removals import RemovalLedger
+from sendgrid_destination.tally import Tally
+
+logger = logging.getLogger("sendgrid_destination.deletions")
+
+_DECIDED = pa.schema(
+    [
+        pa.field("contact_key", pa.string()),
+        pa.field("cause", pa.string()),
+        pa.field("action", pa.string()),  # delete, unlist, forget, wait
+        pa.field("lists", pa.string()),
+    ]
+)
+_PAIRS = pa.schema([pa.field("contact_key", pa.string()), pa.field("list_id", pa.string())])
+
+
+@dataclass
+class Removals:
+    """The removals of one sink call of one table; see the module docstring."""
+
+    config: Any  # SendGridConfiguration: max_deletes, max_delete_fraction, force_deletes...
+    client: SendGridClient
+    store: StateStore
+    clock: Clock
+    run_id: str
+    stream: str
+    intent: TableIntent
+    tally: Tally
+    stop: Callable[[], bool] = lambda: False
+    plan_only: bool = False  # a dry run: a deletion over the limit is reported, not raised
+    _decided: pa.Table = field(default_factory=_DECIDED.empty_table, init=False)
+    _sent_jobs: list[str] = field(default_factory=list, init=False)
+
+    @property
+    def _ledger(self) -> RemovalLedger:
+        return self.store.removals
+
+    @property
+    def _judges_now(self) -> bool:
+        """A whole table is judged at its last file; flagged rows in every call."""
+        return self.intent.last_file or not self.intent.whole_source
+
+    # -- the steps, in the order the sync calls them ------------------------------------
+
+    def record_keys(self, cur: duckdb.DuckDBPyConnection, relation: str) -> None:
+        """The plan's hook: keep this file's keys (all, or the flagged ones)."""
+        if self.intent.records_keys:
+            RemovalLedger.record_load_keys(
+                cur,
+                relation,
+                run_id=self.run_id,
+                stream=self.stream,
+                file_key=self.intent.file_key,
+                flagged_only=not self.intent.whole_source,
+            )
+
+    def settle(self, deadline: float) -> None:
+        """Follow the removal jobs earlier loads left pending (before anything is decided)."""
+        self._follow(self._ledger.in_flight(self.stream), deadline)
+
+    def prepare(self) -> None:
+        """Decide what leaves, and stop here if it is more than the limits allow."""
+        if not (self.intent.records_keys and self._judges_now):
+            return
+        candidates = self._ledger.candidates(
+            self.run_id, self.stream, whole_source=self.intent.whole_source
+        )
+        self._decided = self._decide(candidates)
+        action = self._decided["action"]
+        destructive = _count(pc.is_in(action, pa.array(["delete", "unlist"])))
+        self._check_limit(destructive, self._ledger.tracked(self.stream))
+
+    def execute(self, deadline: float) -> None:
+        """Look the contacts up, send the removals and deletions, follow their jobs."""
+        decided, self._decided = self._decided, _DECIDED.empty_table()
+        self._ledger.forget(self.stream, _where(decided, "forget"), gone=False)
+        deleting = _where(decided, "delete")
+        unlisting = self._unlisting(decided)
+        keys = pa.concat_arrays(
+            [deleting["contact_key"].combine_chunks(), unlisting["contact_key"].combine_chunks()]
+        )
+        found = find_contacts(self.client, pc.unique(keys).to_pylist(), self._stopped)
+        self._forget_gone(decided, found)
+        self._unlist(decided, unlisting, found)
+        self._delete(deleting, found)
+        self._follow(self._sent_jobs, deadline)
+        self._sent_jobs = []
+        if self.intent.records_keys and self._judges_now:
+            self._ledger.clear_load_keys(self.run_id, self.stream)
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def _decide(self, candidates: pa.Table) -> pa.Table:
+        deletes = pa.scalar(self.intent.mode == "mirror")
+        wanted = pc.or_(pc.equal(candidates["cause"], "flagged"), deletes)
+        ours = pc.and_(candidates["created"], pc.invert(candidates["shared"]))
+        listed = pc.not_equal(candidates["lists"], "")
+        waiting = candidates["waiting"]
+        action = pc.if_else(
+            waiting,
+            "wait",
+            pc.if_else(pc.and_(wanted, ours), "delete", pc.if_else(listed, "unlist", "forget")),
+        )
+        left = _count(pc.equal(candidates["cause"], "left"))
+        kept = _count(pc.and_(pc.and_(wanted, pc.invert(ours)), pc.invert(waiting)))
+        self.tally.judged(left=left, not_deleted=kept, waiting=_count(waiting))
+        if _count(waiting):
+            logger.info(
+                "%d contact(s) that left table %r wait for a job carrying them; the next load "
+                "decides",
+                _count(waiting),
+                self.stream,
+            )
+        return pa.table(
+            {
+                "contact_key": candidates["contact_key"],
+                "cause": candidates["cause"],
+                "action": action,
+                "lists": candidates["lists"],
+            },
+            schema=_DECIDED,
+        )
+
+    def _check_limit(self, count: int, tracked: int) -> None:
+        config = self.config
+        over_count = config.max_deletes is not None and count > config.max_deletes
+        over_fraction = count > config.max_delete_fraction * tracked
+        if not count or not (over_count or over_fraction) or config.force_deletes:
+            return
+        self.tally.over_delete_limit(count)
+        share = f"{count / tracked:.0%} " if tracked else ""
+        limits = [f"max_deletes = {config.max_deletes}"] if over_count else []
+        limits += [f"max_delete_fraction = {config.max_delete_fraction:g}"] * over_fraction
+        message = (
+            f"This load would delete or remove from lists {count} contact(s) whose rows left "
+            f"table {self.stream!r} (or are flagged as deleted): {share}of the {tracked} this "
+            f"sync holds for it, more than {' and '.join(limits)} allow(s). Nothing was "
+            "deleted or sent. If the source is right, allow it once: load again with "
+            "force_deletes = true for that load only (e.g. "
+            "DESTINATION__SENDGRID__FORCE_DELETES=true), or raise the limit."
+        )
+        if self.plan_only:
+            logger.warning("plan: %s", message)
+            return
+        raise DeletionLimitError(message)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _unlisting(self, decided: pa.Table) -> pa.Table:
+        """(contact, list) pairs to remove: the lists of contacts that left, and those that
+        contacts still here no longer name (not of contacts deleted or forgotten now)."""
+        left = _where(decided, "unlist")
+        lists = pc.split_pattern(left["lists"].combine_chunks(), ",")
+        pairs = pa.table(
+            {
+                "contact_key": left["contact_key"]
+                .combine_chunks()
+                .take(pc.list_parent_indices(lists)),
+                "list_id": pc.list_flatten(lists),
+            },
+            schema=_PAIRS,
+        )
+        drops = self._ledger.queued_drops(self.stream).cast(_PAIRS)
+        ending = decided.filter(pc.is_in(decided["action"], pa.array(["delete", "forget"])))
+        drops = drops.filter(pc.invert(pc.is_in(drops["contact_key"], ending["contact_key"])))
+        return pa.concat_tables([pairs, drops])
+
+    def _forget_gone(self, decided: pa.Table, found: dict[str, FoundContact]) -> None:
+        """Contacts SendGrid no longer holds: nothing to remove or delete."""
+        acting = decided.filter(pc.is_in(decided["action"], pa.array(["delete", "unlist"])))
+        gone = acting.filter(pc.invert(pc.is_in(acting["contact_key"], _keys(found))))
+        self._ledger.forget(self.stream, gone, gone=True)
+        self.tally.already_gone(gone.num_rows)
+
+    def _unlist(self, decided: pa.Table, pairs: pa.Table, found: dict[str, FoundContact]) -> None:
+        """Per list, remove the contacts that are in it (as the search shows them); pairs
+        whose contact is gone or not in the list are moot. A contact that left is forgotten
+        once its last removal is done (``finish_job``), or now when it needs none."""
+        leaving = _where(decided, "unlist")
+        by_list, moot = _by_list(pairs, found, leaving)
+        self._ledger.drop_queued(self.stream, _pairs(moot))
+        acting = pa.array([key for rows in by_list.values() for key, _, _ in rows], pa.string())
+        idle = leaving.filter(
+            pc.and_(
+                pc.invert(pc.is_in(leaving["contact_key"], acting)),
+                pc.is_in(leaving["contact_key"], _keys(found)),
+            )
+        )
+        self._ledger.forget(self.stream, idle, gone=False)
+        for list_id, rows in sorted(by_list.items()):
+            self._send(list_id, rows)
+
+    def _delete(self, deleting: pa.Table, found: dict[str, FoundContact]) -> None:
+        rows = [
+            (key, found[key].id, cause)
+            for key, cause in zip(
+                deleting["contact_key"].to_pylist(), deleting["cause"].to_pylist(), strict=True
+            )
+            if key in found
+        ]
+        if rows:
+            self._send(None, rows)
+
+    def _send(self, list_id: str | None, rows: Sequence[tuple[str, str, str]]) -> None:
+        """DELETE ``rows`` (key, contact ID, cause): from a list, or (``list_id`` None) from
+        the account, in URL-sized chunks; each 202 is recorded before the next request."""
+        ids = [contact_id for _, contact_id, _ in rows]
+        start = 0
+        for chunk in url_chunks(ids, self.client.ids_url_length(list_id)):
+            part = rows[start : start + len(chunk)]
+            start += len(chunk)
+            self._send_chunk(list_id, part)
+
+    def _send_chunk(
+        self, list_id: str | None, rows: Sequence[tuple[str, str, str]], *, again: bool = False
+    ) -> None:
+        if (stop := self._stopped()) is not None:
+            raise stop
+        ids = [contact_id for _, contact_id, _ in rows]
+        try:
+            if list_id is None:
+                job_id = self.client.delete_contacts(ids)
+            else:
+                job_id = self.client.remove_from_list(list_id, ids)
+        except RequestRejectedError as exc:
+            if exc.status == 414 and len(rows) > 1:  # the URL was still too long: halve it
+                half = len(rows) // 2
+                self._send_chunk(list_id, rows[:half])
+                self._send_chunk(list_id, rows[half:])
+                return
+            if exc.status == 404 and list_id is not None and not again:
+                self._after_not_found(list_id, rows)
+                return
+            raise
+        self._ledger.record_sent(
+            run_id=self.run_id,
+            stream=self.stream,
+            job_id=job_id,
+            list_id=list_id,
+            sent=pa.table(
+                {
+                    "contact_key": [r[0] for r in rows],
+                    "contact_id": ids,
+                    "cause": [r[2] for r in rows],
+                }
+            ),
+        )
+        self._sent_jobs.append(job_id)
+        self.tally.removal_sent(deleted=list_id is None, contacts=len(rows))
+
+    def _after_not_found(self, list_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """A list removal answered 404: the list, or one of the contacts, is gone since the
+        search (deleted in SendGrid meanwhile). Look again; send once more what is still to
+        remove (a second 404 stops the load); what is gone needs no removal."""
+        found = find_contacts(self.client, [key for key, _, _ in rows], self._stopped)
+        still = [
+            (key, found[key].id, cause)
+            for key, _, cause in rows
+            if key in found and list_id in found[key].list_ids
+        ]
+        kept = {key for key, _, _ in still}
+        self._ledger.drop_queued(
+            self.stream, _pairs([(key, list_id) for key, _, _ in rows if key not in kept])
+        )
+        if still:
+            self._send_chunk(list_id, still, again=True)
+
+    # -- following -----------------------------------------------------------------------
+
+    def _follow(self, job_ids: list[str], deadline: float) -> None:
+        if not job_ids:
+            return
+        pending = poll_until_done(
+            job_ids,
+            self._poll,
+            self.clock,
+            self.config.job_poll_interval,
+            deadline,
+            self.stop,
+        )
+        self.tally.removal_jobs_pending(len(pending))
+        if pending:
+            logger.warning(
+                "%d removal job(s) still pending at the end of the wait; the next load "
+                "follows them up first",
+                len(pending),
+            )
+
+    def _poll(self, job_id: str) -> bool:
+        try:
+            job = self.client.import_status(job_id)
+        except RequestRejectedError as exc:
+            if exc.status != 404:
+                raise
+            self._finish(job_id, "unknown", "SendGrid answered 404 for this job")
+            return True
+        if not job.is_terminal:
+            return False
+        self._finish(job_id, job.status, None if job.status == "completed" else job.status)
+        return True
+
+    def _finish(self, job_id: str, status: str, note: str | None) -> None:
+        succeeded = status == "completed"
+        if not succeeded:
+            logger.warning(
+                "removal job %s ended %s; its removals are tried again by the next load",
+                job_id,
+                status,
+            )
+        self._ledger.finish_job(job_id, succeeded=succeeded, note=note)
+        self.tally.removal_job_ended(status)
+
+    def _stopped(self) -> StoppedError | None:
+        if not self.stop():
+            return None
+        return StoppedError(
+            "The load was asked to stop (a signal): no new removal was sent, every one "
+            "SendGrid accepted is recorded, and the next run goes on from there."
+        )
+
+
+def _by_list(
+    pairs: pa.Table, found: dict[str, FoundContact], leaving: pa.Table
+) -> tuple[dict[str, list[tuple[str, str, str]]], list[tuple[str, str]]]:
+    """The (key, contact ID, cause) to remove from each list, and the moot pairs. A contact
+    that left is forgotten once unlisted (its cause); a list that a contact still here (or
+    one waiting to be judged) no longer names is only left (``dropped``)."""
+    causes = dict(
+        zip(leaving["contact_key"].to_pylist(), leaving["cause"].to_pylist(), strict=True)
+    )
+    moot: list[tuple[str, str]] = []
+    by_list: dict[str, list[tuple[str, str, str]]] = {}
+    for key, list_id in zip(
+        pairs["contact_key"].to_pylist(), pairs["list_id"].to_pylist(), strict=True
+    ):
+        contact = found.get(key)
+        if contact is None or list_id not in contact.list_ids:
+            moot.append((key, list_id))
+        else:
+            by_list.setdefault(list_id, []).append((key, contact.id, causes.get(key, "dropped")))
+    return by_list, moot
+
+
+def _where(decided: pa.Table, action: str) -> pa.Table:
+    return decided.filter(pc.equal(decided["action"], action))
+
+
+def _count(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(mask).as_py() or 0) if len(mask) else 0
+
+
+def _keys(found: dict[str, FoundContact]) -> pa.Array:
+    return pa.array(list(found), pa.string())
+
+
+def _pairs(pairs: list[tuple[str, str]]) -> pa.Table:
+    return pa.table(
+        {"contact_key": [p[0] for p in pairs], "list_id": [p[1] for p in pairs]}, schema=_PAIRS
+    )

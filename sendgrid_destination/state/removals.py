@@ -1,0 +1,274 @@
+"""The state's side of removals: which contacts left a table, who created them, what is queued
+and what is in flight. Part of the state store (it owns the ``load_keys`` and ``removals``
+tables and the ``first_seq`` / ``lists`` columns of ``contacts``; see ``state.schema``).
+
+``RemovalLedger(store)``:
+
+* ``record_load_keys``: the keys of one job file's rows (and whether each is flagged by the
+  hard-delete column), written by the plan through the state's workspace;
+* ``candidates``: once a table's last file is loaded, its contacts that left (no row in any of
+  the load's files, when the load is the whole source) or are flagged, each with what decides
+  its fate: ``waiting`` (a job carrying it has not ended), ``created`` (this sync created it,
+  the rule in ``state.schema``), ``shared`` (another table of the state sends it too) and
+  ``lists`` (the lists this table put it in that no other table did);
+* ``queued_drops``: lists contacts still in the table left (their rows no longer name them);
+* ``record_sent`` / ``finish_job``: a DELETE accepted (its job id, right after the 202), and
+  its job's end: a deletion forgets its contacts, a removal of contacts that left forgets them
+  once their last removal is done, a failed job puts dropped lists back in the queue (and lets
+  the next load decide again about contacts that left);
+* ``forget``: contacts the table no longer tracks (gone from SendGrid, or nothing to do).
+
+All set operations are SQL over the state's tables; Arrow tables carry keys in and out.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from sendgrid_destination.state.schema import ContactStatus
+
+if TYPE_CHECKING:
+    from sendgrid_destination.state.store import StateStore
+
+# Removal rows: ``status`` queued (a dropped list not yet sent), sent (its job not ended).
+QUEUED = "queued"
+SENT = "sent"
+
+
+def ids_sql(sql: str) -> str:
+    """The list IDs of a comma-separated text (``lists``, ``list_scope``) as a SQL list."""
+    return f"list_filter(string_split(coalesce({sql}, ''), ','), lambda x: x <> '')"
+
+
+class RemovalLedger:
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        return self._store.con
+
+    # -- the load's keys -----------------------------------------------------------------
+
+    @staticmethod
+    def record_load_keys(
+        cur: duckdb.DuckDBPyConnection,
+        relation: str,
+        *,
+        run_id: str,
+        stream: str,
+        file_key: str,
+        flagged_only: bool,
+    ) -> None:
+        """Keep the keys of ``relation`` (``contact_key``, ``flagged``: one job file's last
+        rows) for this run; keys of other runs of the table are stale (an aborted load)."""
+        quoted = '"' + relation.replace('"', '""') + '"'
+        cur.execute(
+            "DELETE FROM load_keys WHERE stream = ? AND (run_id <> ? OR file_key = ?)",
+            [stream, run_id, file_key],
+        )
+        cur.execute(
+            "INSERT INTO load_keys SELECT ?, ?, ?, contact_key, flagged FROM "
+            f"{quoted} WHERE contact_key IS NOT NULL{' AND flagged' if flagged_only else ''}",
+            [run_id, stream, file_key],
+        )
+
+    def clear_load_keys(self, run_id: str, stream: str) -> None:
+        self._con.execute("DELETE FROM load_keys WHERE run_id = ? AND stream = ?", [run_id, stream])
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def tracked(self, stream: str) -> int:
+        """How many contacts the state holds for this table."""
+        rows = self._con.execute("SELECT count(*) FROM contacts WHERE stream = ?", [stream])
+        return int(rows.fetchall()[0][0])
+
+    def tracked_before(self, run_id: str, stream: str) -> int:
+        """How many of the table's contacts earlier runs sent (this run's files excluded)."""
+        rows = self._con.execute(
+            "SELECT count(*) FROM contacts c JOIN requests r ON r.seq = c.seq "
+            "WHERE c.stream = ? AND r.run_id <> ?",
+            [stream, run_id],
+        )
+        return int(rows.fetchall()[0][0])
+
+    def candidates(self, run_id: str, stream: str, *, whole_source: bool) -> pa.Table:
+        """The table's contacts that left the source (``whole_source``: no row in this run's
+        files) or whose last row is flagged: ``contact_key``, ``cause`` (``left`` or
+        ``flagged``), ``waiting``, ``created``, ``shared`` and ``lists`` (module doc)."""
+        left = "k.contact_key IS NULL" if whole_source else "false"
+        sql = f"""
+            WITH keys AS (
+                SELECT contact_key, bool_and(flagged) AS flagged FROM load_keys
+                WHERE run_id = ? AND stream = ? GROUP BY contact_key),
+            others AS (
+                SELECT contact_key, flatten(list({ids_sql("lists")})) AS lists
+                FROM contacts WHERE stream <> ? GROUP BY contact_key),
+            busy AS (
+                SELECT DISTINCT contact_key FROM removals WHERE stream = ? AND status = '{SENT}')
+            SELECT c.contact_key,
+                CASE WHEN k.contact_key IS NULL THEN 'left' ELSE 'flagged' END AS cause,
+                coalesce(st.status = '{ContactStatus.SENT}', false)
+                    OR coalesce(fj.status = 'pending', false)
+                    OR b.contact_key IS NOT NULL AS waiting,
+                coalesce(fj.status = 'completed' AND fj.requested_count > 0
+                    AND fj.created_count >= fj.requested_count
+                    AND coalesce(fj.errored_count, 0) = 0, false) AS created,
+                o.contact_key IS NOT NULL AS shared,
+                array_to_string(list_filter({ids_sql("c.lists")},
+                    lambda x: NOT list_contains(coalesce(o.lists, []), x)), ',') AS lists
+            FROM contacts c
+            LEFT JOIN keys k ON k.contact_key = c.contact_key
+            LEFT JOIN contact_status st ON st.stream = c.stream AND st.contact_key = c.contact_key
+            LEFT JOIN requests fr ON fr.seq = c.first_seq
+            LEFT JOIN jobs fj ON fj.job_id = fr.job_id
+            LEFT JOIN others o ON o.contact_key = c.contact_key
+            LEFT JOIN busy b ON b.contact_key = c.contact_key
+            WHERE c.stream = ? AND (({left}) OR coalesce(k.flagged, false))
+            ORDER BY c.contact_key
+        """
+        with self._store.workspace() as cur:
+            return cur.sql(sql, params=[run_id, stream, stream, stream, stream]).to_arrow_table()
+
+    def queued_drops(self, stream: str) -> pa.Table:
+        """``contact_key``, ``list_id`` of the lists contacts left while still in the table."""
+        return self._con.sql(
+            "SELECT DISTINCT contact_key, list_id FROM removals "
+            f"WHERE stream = ? AND status = '{QUEUED}' ORDER BY list_id, contact_key",
+            params=[stream],
+        ).to_arrow_table()
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record_sent(
+        self,
+        *,
+        run_id: str,
+        stream: str,
+        job_id: str,
+        list_id: str | None,
+        sent: pa.Table,
+    ) -> None:
+        """Right after a DELETE's 202: ``sent`` (``contact_key``, ``contact_id``, ``cause``)
+        rides on ``job_id``; a deletion when ``list_id`` is None, else a list removal."""
+        action = "delete" if list_id is None else "unlist"
+        with self._store.workspace() as cur:
+            cur.register("gone", sent.select(["contact_key", "contact_id", "cause"]))
+            cur.execute("BEGIN")
+            try:
+                cur.execute(
+                    f"DELETE FROM removals WHERE stream = ? AND status = '{QUEUED}' "
+                    "AND list_id IS NOT DISTINCT FROM ? "
+                    "AND contact_key IN (SELECT contact_key FROM gone)",
+                    [stream, list_id],
+                )
+                cur.execute(
+                    "INSERT INTO removals (stream, contact_key, action, list_id, cause, "
+                    "contact_id, job_id, status, run_id, queued_at) SELECT ?, contact_key, ?, "
+                    f"?, cause, contact_id, ?, '{SENT}', ?, now() FROM gone",
+                    [stream, action, list_id, job_id, run_id],
+                )
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def in_flight(self, stream: str | None = None) -> list[str]:
+        """The jobs of DELETEs sent and not yet ended (of one table, or of all)."""
+        where, params = ("AND stream = ?", [stream]) if stream is not None else ("", [])
+        rows = self._con.execute(
+            f"SELECT job_id FROM removals WHERE status = '{SENT}' {where} "
+            "GROUP BY job_id ORDER BY min(queued_at), job_id",
+            params,
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def job_size(self, job_id: str) -> tuple[str, int]:
+        """A removal job's action and how many contacts (or memberships) it carried."""
+        row = self._con.execute(
+            "SELECT any_value(action), count(*) FROM removals WHERE job_id = ?", [job_id]
+        ).fetchone()
+        return (str(row[0]), int(row[1])) if row and row[0] else ("unknown", 0)
+
+    def finish_job(self, job_id: str, *, succeeded: bool, note: str | None = None) -> None:
+        """A removal job ended. Succeeded: a deletion forgets its contacts; contacts that left
+        are forgotten once their last removal is done; dropped lists leave the queue. Failed:
+        dropped lists go back to the queue, contacts that left are decided again next load."""
+        with self._store.workspace() as cur:
+            cur.execute("BEGIN")
+            try:
+                if succeeded:
+                    self._succeeded(cur, job_id)
+                else:
+                    cur.execute(
+                        f"UPDATE removals SET status = '{QUEUED}', job_id = NULL, "
+                        "contact_id = NULL, note = ? WHERE job_id = ? AND cause = 'dropped'",
+                        [note, job_id],
+                    )
+                    cur.execute("DELETE FROM removals WHERE job_id = ?", [job_id])
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    @staticmethod
+    def _succeeded(cur: duckdb.DuckDBPyConnection, job_id: str) -> None:
+        done = "SELECT stream, contact_key FROM removals WHERE job_id = ?"
+        still = (
+            f"SELECT stream, contact_key FROM removals WHERE status IN ('{QUEUED}', '{SENT}') "
+            "AND job_id IS DISTINCT FROM ?"
+        )
+        # A deleted contact's identifiers are free again in SendGrid.
+        cur.execute(
+            "DELETE FROM identities WHERE contact_key IN "
+            "(SELECT contact_key FROM removals WHERE job_id = ? AND action = 'delete')",
+            [job_id],
+        )
+        cur.execute(
+            f"DELETE FROM contacts WHERE (stream, contact_key) IN ({done} AND (action = "
+            f"'delete' OR cause <> 'dropped')) AND (stream, contact_key) NOT IN ({still})",
+            [job_id, job_id],
+        )
+        cur.execute("DELETE FROM removals WHERE job_id = ?", [job_id])
+
+    def forget(self, stream: str, keys: pa.Table, *, gone: bool) -> None:
+        """The table no longer tracks these contacts (``contact_key``); ``gone``: SendGrid no
+        longer holds them either (their identifiers are free)."""
+        if keys.num_rows == 0:
+            return
+        with self._store.workspace() as cur:
+            cur.register("forgotten", keys.select(["contact_key"]))
+            where = "contact_key IN (SELECT contact_key FROM forgotten)"
+            cur.execute(f"DELETE FROM contacts WHERE stream = ? AND {where}", [stream])
+            cur.execute(
+                f"DELETE FROM removals WHERE stream = ? AND status = '{QUEUED}' AND {where}",
+                [stream],
+            )
+            if gone:
+                cur.execute(f"DELETE FROM identities WHERE {where}")
+
+    def drop_queued(self, stream: str, pairs: pa.Table) -> None:
+        """Queued list removals (``contact_key``, ``list_id``) with nothing left to do: the
+        contact is not (or no longer) in SendGrid or in that list."""
+        if pairs.num_rows == 0:
+            return
+        with self._store.workspace() as cur:
+            cur.register("moot", pairs.select(["contact_key", "list_id"]))
+            cur.execute(
+                f"DELETE FROM removals WHERE stream = ? AND status = '{QUEUED}' AND "
+                "(contact_key, list_id) IN (SELECT contact_key, list_id FROM moot)",
+                [stream],
+            )
+
+    # -- reports -------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Removals not yet done, by status and action (``queued unlist``, ``sent delete``),
+        for ``status``."""
+        rows = self._con.execute(
+            "SELECT status, action, count(*) FROM removals GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        return {f"{status} {action}": int(n) for status, action, n in rows}

@@ -1,0 +1,446 @@
+"""Mirror mode, ``replace`` and ``hard_delete``: one deletion mechanism, deleting only the
+contacts this sync created, within the safety limits, and refusing sources that are not whole.
+
+Real dlt pipelines into the emulator over loopback HTTP. "Someone else" writes contacts
+through the API with a plain client, as another SendGrid user would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from sendgrid_destination import sendgrid
+from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.emulator import Emulator
+from sendgrid_destination.errors import ConfigurationError, DeletionLimitError
+from sendgrid_destination.state import StateStore
+from tests.e2e.conftest import cause_of, cli, run_summary, upserts
+
+DELETE = "DELETE /v3/marketing/contacts"
+REMOVE = "DELETE /v3/marketing/lists/{id}/contacts"
+MAPPING: dict[str, Any] = {"email": "email", "first_name": "first_name"}
+
+
+def people(indexes: list[int], **columns: list[Any]) -> pa.Table:
+    data: dict[str, list[Any]] = {
+        "email": [f"user{i}@example.com" for i in indexes],
+        "first_name": [f"First{i}" for i in indexes],
+    }
+    data.update(columns)
+    return pa.table(data)
+
+
+def emails(emulator: Emulator) -> set[str]:
+    return {c["email"] for c in emulator.contacts()}
+
+
+def requests_to(emulator: Emulator, route: str) -> list[Any]:
+    return [r for r in emulator.requests if r.route == route]
+
+
+def created_elsewhere(emulator: Emulator, *addresses: str, list_ids: list[str] = ()) -> None:
+    """Another SendGrid user creates these contacts (through the API, not this sync)."""
+    client = SendGridClient(emulator.api_key, base_url=emulator.base_url)
+    body = {"contacts": [{"email": a} for a in addresses]}
+    if list_ids:
+        body["list_ids"] = list(list_ids)
+    client.upsert_contacts(json.dumps(body).encode())
+    emulator.process_jobs()
+
+
+@pytest.fixture
+def mirror(destination: Callable[..., sendgrid]) -> Callable[..., sendgrid]:
+    def make(**overrides: Any) -> sendgrid:
+        return destination(mapping=MAPPING, mode="mirror", **overrides)
+
+    return make
+
+
+def test_mirror_deletes_exactly_the_contacts_whose_rows_left_and_never_anyone_elses(
+    emulator, mirror, run, state_path
+) -> None:
+    created_elsewhere(emulator, "outsider@example.com", "user99@example.com")
+    run(people(list(range(40))), mirror())
+    # user99 already existed in SendGrid: the sync's upsert updated it, it did not create it.
+    run(people([*range(40), 99]), mirror())
+    emulator.clear_requests()
+
+    third = run(people([*range(2, 40)]), mirror())  # user0, user1 and user99 left
+
+    assert emails(emulator) == {
+        "outsider@example.com",
+        "user99@example.com",
+        *(f"user{i}@example.com" for i in range(2, 40)),
+    }
+    assert [r.status for r in requests_to(emulator, DELETE)] == [202]
+    assert upserts(emulator) == []
+    summary = run_summary(state_path, third)
+    assert (summary["left_source"], summary["deleted"], summary["not_deleted"]) == (3, 2, 1)
+    assert summary["removal_jobs"] == {"completed": 1}
+
+
+def test_a_contact_deleted_by_mirror_is_created_again_when_its_row_comes_back(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    run(people(list(range(1, 20))), mirror())
+    assert "user0@example.com" not in emails(emulator)
+    emulator.clear_requests()
+
+    back = run(people(list(range(20))), mirror())
+
+    assert "user0@example.com" in emails(emulator)
+    assert run_summary(state_path, back)["new"] == 1
+
+
+def test_the_safety_limit_stops_a_half_deletion_before_any_delete_then_force_allows_it_once(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    emulator.clear_requests()
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(people([*range(10), 20]), mirror())  # 10 of 20 left (and one is new)
+
+    message = str(cause_of(failed.value, DeletionLimitError))
+    assert "10 contact(s)" in message and "50%" in message and "force_deletes" in message
+    assert requests_to(emulator, DELETE) == []
+    assert upserts(emulator) == []  # it stopped before the load's upserts too
+    assert len(emails(emulator)) == 20
+
+    # dlt keeps the package pending; the next load with force_deletes completes it.
+    run(people([*range(10), 20]), mirror(force_deletes=True))
+
+    assert emails(emulator) == {f"user{i}@example.com" for i in [*range(10), 20]}
+
+
+def test_max_deletes_caps_the_count_whatever_the_fraction(emulator, mirror, run) -> None:
+    run(people(list(range(100))), mirror())
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(people(list(range(97))), mirror(max_deletes=2))
+
+    assert "max_deletes = 2" in str(cause_of(failed.value, DeletionLimitError))
+    assert requests_to(emulator, DELETE) == []
+
+
+def test_many_deletions_go_in_urls_under_eight_kilobytes(emulator, mirror, run) -> None:
+    run(people(list(range(600))), mirror())
+    emulator.clear_requests()
+
+    run(people(list(range(100))), mirror(force_deletes=True))
+
+    deletes = requests_to(emulator, DELETE)
+    assert len(deletes) >= 3 and all(r.status == 202 for r in deletes)
+    assert all(len(r.path) <= 8_000 for r in deletes)
+    assert len(emails(emulator)) == 100
+
+
+def test_membership_mode_takes_contacts_whose_rows_left_out_of_the_lists_without_deleting(
+    emulator, destination, run, state_path
+) -> None:
+    vip = emulator.add_list("VIP")
+    dest = destination(mapping=MAPPING, mode="membership", lists=["VIP"], max_delete_fraction=0.2)
+    run(people(list(range(10))), dest)
+    emulator.clear_requests()
+
+    second = run(people(list(range(8))), dest)
+
+    assert len(emails(emulator)) == 10
+    assert vip not in emulator.contact("user9@example.com")["list_ids"]
+    assert vip in emulator.contact("user7@example.com")["list_ids"]
+    assert requests_to(emulator, DELETE) == []
+    summary = run_summary(state_path, second)
+    assert (summary["left_source"], summary["list_removals"], summary["deleted"]) == (2, 2, 0)
+
+
+def test_replace_deletes_exactly_the_contacts_that_left_within_the_threshold(
+    emulator, destination, tmp_path, state_path
+) -> None:
+    pipeline = dlt.pipeline("replace", pipelines_dir=str(tmp_path / "dlt"))
+    dest = destination(mapping=MAPPING)
+
+    def load(data: pa.Table) -> Any:
+        return pipeline.run(
+            data, table_name="contacts", write_disposition="replace", destination=dest
+        )
+
+    load(people(list(range(30))))
+    second = load(people(list(range(28))))
+
+    assert emails(emulator) == {f"user{i}@example.com" for i in range(28)}
+    assert run_summary(state_path, second)["deleted"] == 2
+    with pytest.raises(PipelineStepFailed) as failed:
+        load(people(list(range(10))))  # 18 of 28 would go: over 10%
+    cause_of(failed.value, DeletionLimitError)
+    assert len(emails(emulator)) == 28
+
+
+@pytest.fixture
+def flagged_pipeline(tmp_path: Path) -> Callable[[pa.Table, sendgrid], Any]:
+    @dlt.resource(
+        name="contacts",
+        write_disposition="merge",
+        primary_key="email",
+        columns={"deleted": {"data_type": "bool", "hard_delete": True}},
+    )
+    def contacts(data: pa.Table) -> Any:
+        yield data
+
+    pipeline = dlt.pipeline("flags", pipelines_dir=str(tmp_path / "dlt"))
+
+    def load(data: pa.Table, dest: sendgrid) -> Any:
+        return pipeline.run(contacts(data), destination=dest)
+
+    return load
+
+
+def test_hard_delete_deletes_exactly_the_flagged_contacts_this_sync_created(
+    emulator, destination, flagged_pipeline, state_path
+) -> None:
+    dest = destination(mapping=MAPPING, max_delete_fraction=0.5)
+    created_elsewhere(emulator, "user50@example.com")
+    flagged_pipeline(people(list(range(20)), deleted=[False] * 20), dest)
+    flagged_pipeline(people([50], deleted=[False]), dest)  # updates someone else's contact
+    emulator.clear_requests()
+
+    flags = [i in (3, 4, 5) for i in range(20)] + [True]
+    third = flagged_pipeline(people([*range(20), 50], deleted=flags), dest)
+
+    gone = {"user3@example.com", "user4@example.com", "user5@example.com"}
+    assert emails(emulator) == ({f"user{i}@example.com" for i in range(20)} - gone) | {
+        "user50@example.com"
+    }
+    assert upserts(emulator) == []  # flagged rows are not sent; the others are unchanged
+    summary = run_summary(state_path, third)
+    assert (summary["flagged"], summary["deleted"], summary["not_deleted"]) == (4, 3, 1)
+    assert summary["unchanged"] == 17
+
+
+def test_a_flagged_row_of_an_unknown_contact_deletes_nothing(
+    emulator, destination, flagged_pipeline
+) -> None:
+    created_elsewhere(emulator, "user7@example.com")
+
+    flagged_pipeline(people([7], deleted=[True]), destination(mapping=MAPPING))
+
+    assert emails(emulator) == {"user7@example.com"}
+    assert requests_to(emulator, DELETE) == []
+
+
+def test_mirror_of_an_incremental_resource_is_refused_unless_the_load_is_a_full_refresh(
+    emulator, destination, tmp_path
+) -> None:
+    @dlt.resource(name="contacts")
+    def contacts(updated=dlt.sources.incremental("updated", initial_value=0)) -> Any:  # noqa: B008
+        yield people(list(range(5)), updated=list(range(5)))
+
+    pipeline = dlt.pipeline("incremental", pipelines_dir=str(tmp_path / "dlt"))
+    dest = destination(mapping=MAPPING, mode="mirror")
+    pipeline.run(contacts(), destination=dest)  # a first load: nothing could look gone
+    assert len(emails(emulator)) == 5
+    emulator.clear_requests()
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(
+            pa.table({"email": ["new@example.com"], "first_name": ["N"], "updated": [9]}),
+            table_name="contacts",
+            destination=dest,
+        )
+    assert "incremental" in str(cause_of(failed.value, ConfigurationError))
+    assert emulator.requests == []
+    pipeline.abort_packages()
+
+    pipeline.run(contacts(), destination=dest, refresh="drop_resources")
+
+    assert len(emails(emulator)) == 5
+    assert [r for r in emulator.requests if r.method == "DELETE"] == []
+
+
+def test_mirror_with_record_batches_is_refused_before_any_request(
+    emulator, destination, run
+) -> None:
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(people(list(range(5))), destination(mapping=MAPPING, mode="mirror", batch_size=2))
+
+    assert "batch_size" in str(cause_of(failed.value, ConfigurationError))
+    assert emulator.requests == []
+
+
+def test_a_merge_strategy_the_destination_cannot_honour_is_refused(
+    emulator, destination, tmp_path
+) -> None:
+    @dlt.resource(
+        name="contacts",
+        primary_key="email",
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+    )
+    def contacts() -> Any:
+        yield people([1])
+
+    pipeline = dlt.pipeline("insert_only", pipelines_dir=str(tmp_path / "dlt"))
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(contacts(), destination=destination(mapping=MAPPING))
+
+    assert "'insert-only'" in str(cause_of(failed.value, ConfigurationError))
+    assert emulator.requests == []
+
+
+def test_a_contact_whose_first_upsert_is_still_pending_waits_instead_of_being_judged(
+    emulator, mirror, run, state_path
+) -> None:
+    emulator.fault_next_jobs(1, import_status="pending_forever")
+    run(people(list(range(20))), mirror(job_wait_timeout=5))
+    emulator.clear_requests()
+
+    second = run(people(list(range(19))), mirror(job_wait_timeout=5))
+
+    assert requests_to(emulator, DELETE) == []
+    summary = run_summary(state_path, second)
+    assert (summary["left_source"], summary["removals_waiting"]) == (1, 1)
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.tracked("contacts") == 20  # still tracked: decided later
+
+
+def test_status_json_shows_list_changes_deletions_and_removals_in_flight(
+    emulator, destination, run, state_path, capsys
+) -> None:
+    vip = emulator.add_list("VIP")
+    dest = destination(mapping=MAPPING, mode="mirror", lists=["VIP"], max_delete_fraction=0.5)
+    run(people(list(range(4))), dest)
+    emulator.fault_next_jobs(1, import_status="pending_forever")  # the deletion's job
+
+    run(
+        people(list(range(3))),
+        destination(
+            mapping=MAPPING,
+            mode="mirror",
+            lists=["VIP"],
+            max_delete_fraction=0.5,
+            job_wait_timeout=5,
+        ),
+    )
+
+    status = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))
+    assert status["removals"] == {"sent delete": 1}
+    latest, first = status["runs"]
+    assert first["summary"]["list_additions"] == 4
+    assert (latest["summary"]["left_source"], latest["summary"]["deleted"]) == (1, 1)
+    assert latest["summary"]["removal_jobs"] == {"pending": 1}
+    assert vip in emulator.contact("user0@example.com")["list_ids"]
+    text = cli(capsys, "status", "--state", str(state_path))
+    assert "removals: 1 sent delete" in text and "deleted 1" in text
+
+
+def test_contacts_a_schema_6_state_recorded_are_never_deleted_but_later_ones_are(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    _as_schema_6(state_path)
+    run(people(list(range(30))), mirror())  # 10 new contacts, recorded under schema 7
+    emulator.clear_requests()
+
+    third = run(people([*range(1, 20), *range(21, 30)]), mirror())  # user0 and user20 left
+
+    assert "user0@example.com" in emails(emulator)  # who created it is unknown: kept
+    assert "user20@example.com" not in emails(emulator)
+    summary = run_summary(state_path, third)
+    assert (summary["left_source"], summary["deleted"], summary["not_deleted"]) == (2, 1, 1)
+
+
+def _as_schema_6(state_path: Path) -> None:
+    """Rewrite the state as schema 6 left it: no lists, no record of who created a contact."""
+    import duckdb
+
+    con = duckdb.connect(str(state_path))
+    try:
+        for sql in (
+            "ALTER TABLE contacts DROP COLUMN first_seq",
+            "ALTER TABLE contacts DROP COLUMN lists",
+            "ALTER TABLE deferred DROP COLUMN list_scope",
+            "DROP TABLE load_keys",
+            "DROP TABLE removals",
+            "UPDATE meta SET value = '6' WHERE key = 'schema_version'",
+        ):
+            con.execute(sql)
+    finally:
+        con.close()
+
+
+def test_a_table_dlt_splits_over_several_job_files_is_judged_whole_once_its_last_file_is_in(
+    emulator, mirror, run, state_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DATA_WRITER__FILE_MAX_ITEMS", "5")  # dlt rotates job files at 5 rows
+    dest = mirror(max_delete_fraction=0.5)
+
+    def files(indexes: list[int]) -> list[pa.Table]:
+        return [people(indexes[i : i + 5]) for i in range(0, len(indexes), 5)]
+
+    run(files(list(range(15))), dest)
+    emulator.clear_requests()
+
+    second = run(files(list(range(12))), dest)  # three files: 0-4, 5-9, 10-11
+
+    assert emails(emulator) == {f"user{i}@example.com" for i in range(12)}
+    assert len(requests_to(emulator, DELETE)) == 1
+    assert run_summary(state_path, second)["deleted"] == 3
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.con.execute("SELECT count(*) FROM load_keys").fetchall() == [(0,)]
+        files_seen = store.con.execute(
+            "SELECT count(*) FROM run_files WHERE run_id = ?", [f"{second.loads_ids[-1]}:contacts"]
+        ).fetchall()
+    assert files_seen == [(3,)]
+
+
+def test_a_deletion_whose_202_was_lost_is_sent_again_and_deletes_each_contact_once(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    # SendGrid takes the DELETE (its job exists) but the answer never arrives: the transport
+    # sends it again, and the second job finds the contacts gone.
+    emulator.faults.add(DELETE, action="drop_after")
+
+    second = run(people(list(range(18))), mirror())
+
+    assert emails(emulator) == {f"user{i}@example.com" for i in range(18)}
+    assert [r.fault for r in requests_to(emulator, DELETE)] == ["drop_after", None]
+    assert run_summary(state_path, second)["deleted"] == 2
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.tracked("contacts") == 18
+        assert store.removals.counts() == {}
+
+
+def test_a_load_without_the_hard_delete_column_flags_nothing(
+    emulator, destination, flagged_pipeline, state_path
+) -> None:
+    dest = destination(mapping=MAPPING)
+    flagged_pipeline(people(list(range(5)), deleted=[False] * 5), dest)
+
+    second = flagged_pipeline(people(list(range(6))), dest)  # the column is not in this load
+
+    assert len(emails(emulator)) == 6
+    summary = run_summary(state_path, second)
+    assert (summary["flagged"], summary["new"], summary["deleted"]) == (0, 1, 0)
+
+
+def test_a_contact_another_table_still_sends_is_not_deleted_when_it_leaves_one_table(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror(), name="customers")
+    run(people([0]), mirror(), name="newsletter")
+    emulator.clear_requests()
+
+    left = run(people(list(range(1, 20))), mirror(), name="customers")
+
+    assert "user0@example.com" in emails(emulator)
+    assert requests_to(emulator, DELETE) == []
+    summary = run_summary(state_path, left, stream="customers")
+    assert (summary["left_source"], summary["deleted"], summary["not_deleted"]) == (1, 0, 1)

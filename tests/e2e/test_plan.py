@@ -1,0 +1,167 @@
+"""The plan (dry run): read calls only, the state file left byte for byte as it was, and the
+counts of what the real load then does.
+
+Real dlt pipelines into the emulator over loopback HTTP; the plan runs through
+``dry_run.plan_run``, the entry point a command line calls.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from sendgrid_destination.dry_run import plan_run
+from sendgrid_destination.emulator import Emulator
+from tests.e2e.conftest import API_KEY, cli, run_summary
+
+READS = {
+    "GET /v3/marketing/lists",
+    "GET /v3/marketing/field_definitions",
+    "GET /v3/marketing/contacts/imports/{id}",
+    "POST /v3/marketing/contacts/search/identifiers/{identifier_type}",
+}
+COMPARED = [
+    "rows_read",
+    "new",
+    "changed",
+    "unchanged",
+    "rejected",
+    "rejected_by_reason",
+    "contacts_sent",
+    "requests",
+    "bytes_sent",
+    "list_additions",
+    "list_removals",
+    "left_source",
+    "deleted",
+    "not_deleted",
+    "removal_requests",
+]
+
+
+def people(rows: dict[int, tuple[str, list[str]]]) -> pa.Table:
+    return pa.table(
+        {
+            "email": [f"user{i}@example.com" if i >= 0 else "not an email" for i in rows],
+            "first_name": [name for name, _ in rows.values()],
+            "segments": [lists for _, lists in rows.values()],
+        }
+    )
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def settings(emulator: Emulator, state_path: Path) -> dict[str, Any]:
+    return {
+        "api_key": API_KEY,
+        "base_url": emulator.base_url,
+        "mapping": {"email": "email", "first_name": "first_name"},
+        "state_path": str(state_path),
+        "job_poll_interval": 1.0,
+        "clock": emulator.clock,
+        "list_column": "segments",
+        "mode": "mirror",
+        "max_delete_fraction": 0.3,
+    }
+
+
+def test_a_plan_after_changes_sends_no_write_and_counts_what_the_real_load_then_does(
+    emulator, settings, run, state_path, tmp_path, capsys
+) -> None:
+    emulator.add_list("A")
+    emulator.add_list("B")
+    first = {i: (f"First{i}", ["A"] if i % 2 else ["A", "B"]) for i in range(20)}
+    run(people(first), _destination(settings))
+    changed = dict(first)
+    for i in (0, 1, 2):
+        changed[i] = (f"Changed{i}", first[i][1])  # 3 changed names
+    changed[3], changed[5] = ("First3", ["B"]), ("First5", [])  # 2 moved between lists
+    del changed[18], changed[19]  # 2 left: deleted (this sync created them)
+    changed[20], changed[21] = ("New20", ["B"]), ("New21", [])  # 2 new
+    changed[-1] = ("Broken", ["A"])  # 1 refused by the checks
+    before = files_of(state_path.parent)
+    emulator.clear_requests()
+
+    plans = plan_run(
+        "e2e",
+        people(changed),
+        pipelines_dir=str(tmp_path / "dlt"),
+        run_kwargs={"table_name": "contacts"},
+        **settings,
+    )
+
+    assert {r.route for r in emulator.requests} <= READS
+    after = files_of(state_path.parent)
+    plan_file = state_path.name + ".plan.json"  # the plan is kept beside the state, not in it
+    assert {name: data for name, data in after.items() if name != plan_file} == before
+    (plan,) = plans
+    assert plan.plan is True
+    status = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))
+    shown = status["latest_plans"]["contacts"]
+    assert {k: shown[k] for k in COMPARED} == {k: plan.as_dict()[k] for k in COMPARED}
+    emulator.clear_requests()
+
+    real = run_summary(state_path, run(people(changed), _destination(settings)))
+
+    planned = plan.as_dict()
+    assert {k: planned[k] for k in COMPARED} == {k: real[k] for k in COMPARED}
+    assert (real["new"], real["changed"], real["deleted"], real["rejected"]) == (2, 5, 2, 1)
+    assert (real["list_removals"], real["removal_requests"]) == (2, 2)  # one per list, one delete
+
+
+def test_a_plan_over_the_deletion_limit_reports_it_where_the_real_load_would_stop(
+    emulator, settings, run, state_path, tmp_path
+) -> None:
+    emulator.add_list("A")
+    rows = {i: (f"First{i}", ["A"]) for i in range(10)}
+    run(people(rows), _destination(settings))
+    emulator.clear_requests()
+
+    (plan,) = plan_run(
+        "e2e",
+        people({i: rows[i] for i in range(5)}),
+        pipelines_dir=str(tmp_path / "dlt"),
+        run_kwargs={"table_name": "contacts"},
+        **settings,
+    )
+
+    assert plan.over_delete_limit == 5
+    assert "STOPPED" in plan.format() and "PLAN (dry run)" in plan.format()
+    assert {r.route for r in emulator.requests} <= READS
+
+
+def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(
+    emulator, settings, tmp_path, state_path
+) -> None:
+    settings = {
+        **settings,
+        "create_missing_lists": True,
+        "create_missing_custom_fields": True,
+        "mapping": {"email": "email", "custom_fields": {"nickname": "first_name"}},
+        "mode": "upsert",
+    }
+
+    (plan,) = plan_run(
+        "e2e",
+        people({0: ("Ann", ["Brand new list"])}),
+        pipelines_dir=str(tmp_path / "dlt"),
+        run_kwargs={"table_name": "contacts"},
+        **settings,
+    )
+
+    assert (plan.new, plan.requests, plan.list_additions) == (1, 1, 1)
+    assert {r.route for r in emulator.requests} <= READS
+    assert not state_path.exists()  # nor does it create one
+
+
+def _destination(settings: dict[str, Any]) -> Any:
+    from sendgrid_destination import sendgrid
+
+    return sendgrid(**settings)
