@@ -1,11 +1,12 @@
 """``sendgrid-destination``: the command line.
 
 * ``run SYNC.toml [--plan] [--json] [--full-refresh]``: run the sync a file declares
-  (``sync_file``), or with ``--plan`` show what it would send, changing nothing
-  (``sync_plan``). Exit codes: 0 success, 1 the run failed (``fail_on_rejects`` included), 2 a
-  usage or configuration error. ``--json`` prints exactly one JSON object on stdout (also when
-  the run fails); logs and progress go to stderr: a bar on a terminal, a log line every few
-  seconds otherwise (the right default under an orchestrator).
+  (``sync_file``), or with ``--plan`` show what it would do, changing nothing
+  (``sync_runner.plan_sync``: the load itself in plan mode). Exit codes: 0 success, 1 the run
+  failed (``fail_on_rejects`` included), 2 a usage or configuration error. ``--json`` prints
+  exactly one JSON object on stdout (also when the run fails); logs and progress go to stderr:
+  a bar on a terminal, a log line every few seconds otherwise (the right default under an
+  orchestrator).
 * ``emulator``: serve the local SendGrid emulator.
 * ``status``: recent runs (when, how long, their summaries: list additions and removals,
   deletions too), pending jobs, list removals and deletions queued or in flight, contact

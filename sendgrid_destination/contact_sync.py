@@ -172,6 +172,10 @@ class ContactSync:
             schema,
             create_missing=self.config.create_missing_custom_fields,
         )
+        for name in fields.created:
+            self.tally.note(
+                f"custom field {name!r} was not in the account: created as {fields.types[name]}"
+            )
         custom = bind_custom(self.mapping, schema, fields.types, fields.ids)
         list_ids, list_column = bind_lists(self.client, self.config, rows)
         learned = self.store.learned_max_bytes()

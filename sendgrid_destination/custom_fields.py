@@ -21,10 +21,12 @@ from sendgrid_destination.mapping import FieldMapping, infer_custom_type
 
 @dataclass(frozen=True)
 class ResolvedFields:
-    """Per mapped custom field name: its ID and type."""
+    """Per mapped custom field name: its ID and type; ``created``: the names this run
+    created (``create_missing_custom_fields``)."""
 
     ids: dict[str, str]
     types: dict[str, FieldType]
+    created: tuple[str, ...] = ()
 
 
 def resolve_custom_fields(
@@ -52,7 +54,7 @@ def resolve_custom_fields(
             definition = existing[name.lower()]
         ids[name] = definition.id
         types[name] = _field_type(name, definition.field_type)
-    return ResolvedFields(ids, types)
+    return ResolvedFields(ids, types, tuple(missing))
 
 
 def _field_type(name: str, raw: str) -> FieldType:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,7 +125,8 @@ def run_sink(
             return
         logger.info("SendGrid sync summary\n%s", summary.format())
         if config.plan:
-            save_plan(config.resolved_state_path(), summary)
+            if not is_remote(config.state_path):  # status shows a local file's plans only
+                save_plan(config.resolved_state_path(), summary)
             return
         if config.state_backup and not is_remote(config.state_path):
             store.back_up()  # the table loaded: keep a copy to restore
@@ -142,10 +142,9 @@ def _state(config: SendGridConfiguration) -> Iterator[OpenState]:
             yield opened
         return
     with contextlib.ExitStack() as stack:
-        path = config.resolved_state_path()
+        path: Path | None = config.resolved_state_path()
         if is_remote(config.state_path):
-            fetched = stack.enter_context(fetch_copy(str(config.state_path)))
-            path = fetched if fetched is not None else Path(tempfile.mkdtemp()) / "none.duckdb"
+            path = stack.enter_context(fetch_copy(str(config.state_path)))
         copy = stack.enter_context(planning_state(path))
         yield OpenState(stack.enter_context(StateStore.open(copy)), NoProgress())
 

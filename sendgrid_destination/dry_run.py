@@ -94,15 +94,16 @@ class PlanningClient(SendGridClient):
 
 
 @contextmanager
-def planning_state(state_path: Path) -> Iterator[Path]:
-    """A private copy of the state file for this load package's plan (see the module doc)."""
+def planning_state(state_path: Path | None) -> Iterator[Path]:
+    """A private copy of the state file (``None``: there is none yet) for this load
+    package's plan (see the module doc)."""
     package = _package_state()
     recorded = package.get(_PLAN_STATE_KEY)
     if recorded and Path(recorded).exists():
         copy = Path(recorded)
     else:
         copy = Path(tempfile.mkdtemp(prefix="sendgrid-plan-")) / "state.duckdb"
-        if state_path.exists():
+        if state_path is not None and state_path.exists():
             copy_consistently(state_path, copy)
         package[_PLAN_STATE_KEY] = str(copy)
     try:

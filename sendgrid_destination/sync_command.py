@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace, sync: SyncFile) -> SyncReport:
 
 
 def _plan(args: argparse.Namespace, sync: SyncFile) -> SyncReport:
-    from sendgrid_destination.sync_plan import plan_sync
+    from sendgrid_destination.sync_runner import plan_sync
 
     return plan_sync(sync, pipelines_dir=args.pipelines_dir, full_refresh=args.full_refresh)
 
@@ -121,30 +121,12 @@ def _print(report: SyncReport, *, as_json: bool) -> None:
         json.dump(report.as_json(), sys.stdout, default=str)
         sys.stdout.write("\n")
         return
-    if report.mode == "plan" and report.plan is not None:
-        print(_format_plan(report.plan))
     for summary in report.summaries:
         print(summary.format())
     if report.error is None and report.mode == "run" and not report.summaries:
         print("Nothing was loaded: the source produced no rows.")
     if report.state:
         print(f"state: {report.state}")
-
-
-def _format_plan(plan: dict[str, Any]) -> str:
-    lines = ["plan (nothing was sent or changed):"]
-    for table in plan["tables"]:
-        lines.append(
-            f"  {table['table']}: {table['rows_read']} rows read; {table['new']} new, "
-            f"{table['changed']} changed, {table['retried']} to retry, "
-            f"{table['unchanged']} unchanged, {table['rejected']} rejected"
-        )
-        lines += [f"    {n} x {why}" for why, n in table["rejected_by_reason"].items()]
-    if plan["custom_fields_to_create"]:
-        lines.append(f"  custom fields to create: {', '.join(plan['custom_fields_to_create'])}")
-    if plan["pending_jobs"]:
-        lines.append(f"  import jobs still pending (followed first): {plan['pending_jobs']}")
-    return "\n".join(lines)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -4,8 +4,11 @@
 (environment variables still win), checks the settings before anything is extracted (a missing
 key must not leave a pending package behind), finishes a package a failed run left pending,
 then extracts and loads afresh, and returns a ``SyncReport``: the SendGrid summary of each
-table it loaded, the duration and where the state lives. ``SyncReport.as_json()`` is the
-CLI's ``--json`` document: one object, counts only (no key, no value).
+table it loaded, the duration and where the state lives. ``plan_sync(sync, ...)`` is the same
+run as a plan (``dry_run.plan_run``: the load's own code on copies of dlt's working folder and
+of the state, writes answered locally), so its summaries are what the run would then do.
+``SyncReport.as_json()`` is the CLI's ``--json`` document: one object, counts only (no key,
+no value), the same shape for a run and a plan.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.destination import run_summaries, sendgrid
+from sendgrid_destination.dry_run import plan_run
 from sendgrid_destination.remote_state import fetch_copy, is_remote
 from sendgrid_destination.sources import resource_for
 from sendgrid_destination.state import reports
@@ -59,7 +63,6 @@ class SyncReport:
     mode: str  # "run" or "plan"
     state: str
     summaries: list[RunSummary] = field(default_factory=list)
-    plan: dict[str, Any] | None = None
     duration_seconds: float = 0.0
     error: str | None = None
     failure: BaseException | None = None  # what failed the run (not in the JSON document)
@@ -83,8 +86,6 @@ class SyncReport:
             "duration_seconds": round(self.duration_seconds, 3),
             "state": self.state,
         }
-        if self.mode == "plan":
-            return document | {"plan": self.plan}
         return document | {
             "totals": self.totals(),
             "tables": [s.as_dict() for s in self.summaries],
@@ -160,6 +161,30 @@ def run_sync(
             report.failure = exc
             if exc.load_id:
                 report.summaries += state_summaries(config, exc.load_id)
+        finally:
+            report.duration_seconds = time.monotonic() - started
+    return report
+
+
+def plan_sync(
+    sync: SyncFile, *, full_refresh: bool = False, pipelines_dir: str | None = None
+) -> SyncReport:
+    """What ``run_sync(sync, ...)`` would do, changing nothing (see the module docstring); a
+    failed plan is returned as ``failure``, a settings error raises."""
+    started = time.monotonic()
+    with settings_provider(sync):
+        config = resolved_settings(sync)
+        report = SyncReport(sync.name, "plan", state_location(config))
+        refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
+        try:
+            report.summaries = plan_run(
+                sync.name,
+                resource_for(sync.source),
+                pipelines_dir=pipelines_dir,
+                run_kwargs=refresh,
+            )
+        except PipelineStepFailed as exc:
+            report.failure = exc
         finally:
             report.duration_seconds = time.monotonic() - started
     return report

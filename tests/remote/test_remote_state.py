@@ -252,11 +252,13 @@ def test_a_plan_reads_a_remote_state_and_leaves_it_and_its_lock_alone(
 
         code = main(["run", str(sync_file), "--plan", "--json", "--pipelines-dir", dlt_dir])
 
-    plan = json.loads(capsys.readouterr().out)["plan"]["totals"]
-    assert code == 0
+    document = json.loads(capsys.readouterr().out)
+    plan = document["totals"]
+    assert code == 0 and document["mode"] == "plan"
     assert (plan["new"], plan["changed"]) == (5, 40)
     assert fs.cat_file(url) == before
     assert not fs.exists(url + ".lock")
+    assert not list(tmp_path.glob("**/*.plan.json"))  # a remote state keeps no plan locally
 
 
 def test_a_failed_run_still_uploads_what_sendgrid_accepted(s3: S3, tmp_path: Path) -> None:

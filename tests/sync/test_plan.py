@@ -1,5 +1,6 @@
 """``run --plan``: the counts a run would have (new, changed, unchanged, rejected), from read
-calls only, leaving the state file and dlt's working directory byte for byte as they were."""
+calls only, leaving the state file and dlt's working directory byte for byte as they were
+(beside the state file, only the latest plan is kept)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ COMPARED = ("rows_read", "new", "changed", "retried", "unchanged", "rejected", "
 
 
 def _fingerprint(*roots: Path) -> dict[str, str]:
-    """Every file under ``roots`` (or the file itself) with the MD5 of its bytes."""
+    """Every file under ``roots`` (or the file itself) with the MD5 of its bytes, but the
+    latest plan (a report ``status`` shows, not state)."""
     found = {}
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
+            if path.name.endswith(".plan.json"):
+                continue
             found[str(path)] = hashlib.md5(path.read_bytes()).hexdigest()
     return found
 
@@ -44,7 +48,8 @@ def test_a_plan_counts_what_the_run_then_does_and_changes_nothing(sync_env: Sync
     assert _fingerprint(sync_env.state_path.parent, sync_env.pipelines_dir) == before
     during = sync_env.emulator.requests[requests_before:]
     assert during and {r.method for r in during} == {"GET"}
-    planned = plan.json()["plan"]["totals"]
+    assert plan.json()["mode"] == "plan"
+    planned = plan.json()["totals"]
     assert (planned["new"], planned["changed"]) == (3, changed)
 
     run = sync_env.run(example("duckdb_customers.toml"), "--json").json()["totals"]
@@ -60,14 +65,14 @@ def test_a_plan_before_the_first_run_counts_every_contact_as_new_and_creates_no_
     result = sync_env.run(example("duckdb_customers.toml"), "--plan", "--json")
 
     assert result.code == 0, result.err
-    plan = result.json()["plan"]
-    assert plan["totals"]["new"] == CUSTOMERS + 1 - plan["totals"]["rejected"] - 1
+    totals = result.json()["totals"]
+    assert totals["new"] == CUSTOMERS + 1 - totals["rejected"] - 1
     # A fresh account lacks the mapped custom fields: a run would create them.
-    assert plan["custom_fields_to_create"] == ["lifetime_value", "plan", "signed_up_at"]
+    (table,) = result.json()["tables"]
+    created = sorted(n.split("'")[1] for n in table["notes"] if "was not in the account" in n)
+    assert created == ["lifetime_value", "plan", "signed_up_at"]
+    assert table["plan"] is True and totals["contacts_sent"] == totals["new"]
     assert not sync_env.state_path.exists()
     assert not sync_env.pipelines_dir.exists()
     assert {r.method for r in sync_env.emulator.requests} == {"GET"}
-    assert (
-        "plan (nothing was sent or changed)"
-        in sync_env.run(example("duckdb_customers.toml"), "--plan").out
-    )
+    assert "PLAN (dry run)" in sync_env.run(example("duckdb_customers.toml"), "--plan").out
