@@ -17,8 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-ROW_COLUMN = "__sg_row"
-BAD_TEXT_COLUMN = "__sg_bad_text"
+# The destination's own columns beside the source's (source_rows refuses a source column
+# named like them).
+OWN_COLUMN_PREFIX = "__sg_"
+ROW_COLUMN = OWN_COLUMN_PREFIX + "row"
+BAD_TEXT_COLUMN = OWN_COLUMN_PREFIX + "bad_text"
 # Separates column names in BAD_TEXT_COLUMN: a control character no column name holds.
 _SEPARATOR = "\x1f"
 SCAN_CHUNK_ROWS = 16_384
@@ -59,7 +62,7 @@ def valid_text(table: pa.Table) -> tuple[pa.Table, pa.Array]:
 def _is_text(data_type: pa.DataType) -> bool:
     t = pa.types
     if t.is_list(data_type):
-        return bool(t.is_string(data_type.value_type))
+        return _is_text(data_type.value_type)
     return bool(t.is_string(data_type) or t.is_large_string(data_type))
 
 
@@ -110,27 +113,92 @@ def normalize_arrow(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Tab
     * timestamps: time zone dropped (Arrow stores UTC instants already; naive source timestamps
       are documented as UTC) and unit made microseconds, since DuckDB formats a plain
       TIMESTAMP several times faster and cannot widen second-precision year-9999 values;
-    * dictionary-encoded columns: decoded; all-null columns: typed as text;
-    * decimal256: narrowed to decimal128 when it fits (DuckDB reads no decimal256).
+    * dates and timestamps beyond what DuckDB's TIMESTAMP holds (about year 294,000; second
+      and millisecond ticks reach much further, and a cast would wrap around) are read as
+      ``FAR_MICROS`` from the epoch, either way: still outside SendGrid's years 1 to 9999, so
+      a Date field rejects their row instead of sending another date;
+    * dictionary-encoded columns: decoded; all-null columns: typed as text; views
+      (``string_view``, ``binary_view``) and lists of text: plain ``string``, ``binary``,
+      ``list<string>``;
+    * ``float16``: widened to ``float32`` (exactly); ``decimal256``: narrowed to
+      ``decimal128`` when it fits, else text (DuckDB reads no wider decimal; the mapping
+      refuses such a column, see ``mapping.arrow_kind``, so only an unmapped one gets here).
     """
     for i, field in enumerate(batch.schema):
-        target = _scannable_type(field.type)
+        column = batch.column(i)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if _is_temporal(column.type):
+            column = _within_far(column)  # first: widening seconds to microseconds may wrap
+        target = _scannable_type(column.type)
         if target is not None:
-            column = batch.column(i)
-            if pa.types.is_dictionary(field.type):
-                column = column.dictionary_decode()
-            batch = batch.set_column(i, field.name, column.cast(target, safe=False))
+            column = column.cast(target, safe=False)  # nanoseconds lose digits, nothing else
+        if column is not batch.column(i):
+            batch = batch.set_column(i, field.name, column)
     return batch
+
+
+# A date or time this far from the epoch (microseconds, about year 148,000) is in DuckDB's
+# TIMESTAMP range and outside SendGrid's years 1 to 9999.
+FAR_MICROS = 2**62
+_PER_MICRO = {"s": 1_000_000, "ms": 1_000, "us": 1}
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def _is_temporal(data_type: pa.DataType) -> bool:
+    return bool(pa.types.is_timestamp(data_type) or pa.types.is_date(data_type))
+
+
+def _within_far(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """``column`` (dates or timestamps, in their own unit) with values beyond ``FAR_MICROS``
+    from the epoch made exactly that far (see ``normalize_arrow``)."""
+    data_type = column.type
+    if pa.types.is_date32(data_type):
+        bound, ticks = FAR_MICROS // _MICROS_PER_DAY, column.cast(pa.int32())
+    elif pa.types.is_date64(data_type):
+        bound, ticks = FAR_MICROS // _MICROS_PER_DAY * 86_400_000, column.cast(pa.int64())
+    elif data_type.unit in _PER_MICRO:
+        bound, ticks = FAR_MICROS // _PER_MICRO[data_type.unit], column.cast(pa.int64())
+    else:
+        return column  # nanoseconds: int64 reaches only years 1677 to 2262
+    low, high = (v.as_py() for v in pc.min_max(ticks).values())
+    if low is None or (low >= -bound and high <= bound):
+        return column
+    low_bound, high_bound = pa.scalar(-bound, ticks.type), pa.scalar(bound, ticks.type)
+    # skip_nulls=False: a null stays null (by default it would become the bound).
+    lower = pc.max_element_wise(ticks, low_bound, skip_nulls=False)
+    clamped = pc.min_element_wise(lower, high_bound, skip_nulls=False)
+    return clamped.cast(data_type)
 
 
 def _scannable_type(data_type: pa.DataType) -> pa.DataType | None:
     t = pa.types
-    if t.is_dictionary(data_type):
+    if t.is_dictionary(data_type):  # in a list (a column's own is decoded first)
         return _scannable_type(data_type.value_type) or data_type.value_type
     if t.is_timestamp(data_type) and (data_type.tz is not None or data_type.unit != "us"):
         return pa.timestamp("us")
-    if t.is_null(data_type):
+    if t.is_null(data_type) or t.is_string_view(data_type):
         return pa.string()
-    if t.is_decimal256(data_type) and data_type.precision <= 38:
-        return pa.decimal128(data_type.precision, data_type.scale)
+    if t.is_binary_view(data_type):
+        return pa.binary()
+    if t.is_float16(data_type):
+        return pa.float32()
+    if t.is_decimal256(data_type):
+        fits = data_type.precision <= 38
+        return pa.decimal128(data_type.precision, data_type.scale) if fits else pa.string()
+    if _is_list(data_type):
+        value = data_type.value_type
+        inner = _scannable_type(value)
+        if inner is not None or not t.is_list(data_type):
+            return pa.list_(inner or value)
     return None
+
+
+def _is_list(data_type: pa.DataType) -> bool:
+    t = pa.types
+    return bool(
+        t.is_list(data_type)
+        or t.is_large_list(data_type)
+        or t.is_list_view(data_type)
+        or t.is_large_list_view(data_type)
+    )

@@ -48,7 +48,12 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from sendgrid_destination.arrow_utils import BAD_TEXT_COLUMN, ROW_COLUMN, bad_text_marker
+from sendgrid_destination.arrow_utils import (
+    BAD_TEXT_COLUMN,
+    OWN_COLUMN_PREFIX,
+    ROW_COLUMN,
+    bad_text_marker,
+)
 from sendgrid_destination.contact_model import (
     E164_PATTERN,
     EMAIL_PATTERN,
@@ -101,7 +106,7 @@ def _trim(sql: str) -> str:
 
 def fill_column(identifier: str) -> str:
     """The column of a rendered relation that holds an identifier the state completes."""
-    return f"__sg_fill_{identifier}"
+    return f"{OWN_COLUMN_PREFIX}fill_{identifier}"
 
 
 def _ids_expr() -> str:
@@ -158,6 +163,13 @@ def _text_list(src: str) -> str:
 
 def _is_number_text(b: Binding) -> bool:
     return b.field_type == "Number" and b.arrow_kind == "string"
+
+
+def _as_text(b: Binding, src: str) -> str:
+    if b.arrow_kind == "decimal":
+        # DuckDB spells a DECIMAL(p, p) without its leading zero (".50"): put it back.
+        return f"regexp_replace(CAST({src} AS VARCHAR), '^(-?)\\.', '\\10.')"
+    return f"CAST({src} AS VARCHAR)"
 
 
 def _timestamp(b: Binding, src: str) -> str:
@@ -336,7 +348,7 @@ class ContactSql:
 
     def _value_expr(self, b: Binding, src: str) -> str:
         if b.kind == "identifier":
-            text = f"nullif({_trim(f'CAST({src} AS VARCHAR)')}, '')"
+            text = f"nullif({_trim(_as_text(b, src))}, '')"
             return _ascii_lower(text) if b.field == "email" else text
         if b.kind == "alternate_emails":
             items = src if b.arrow_kind == "string_list" else _text_list(src)
@@ -368,7 +380,7 @@ class ContactSql:
             return f"strftime({src}, '%Y-%m-%d')"
         if b.arrow_kind == "timestamp":
             return f"strftime({src}, {literal(self.date_format)})"
-        return f"CAST({src} AS VARCHAR)"
+        return _as_text(b, src)
 
     def _date_expr(self, b: Binding, src: str) -> str:
         return f"strftime({_timestamp(b, src)}, {literal(self.date_format)})"

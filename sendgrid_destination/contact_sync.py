@@ -193,7 +193,10 @@ class ContactSync:
             ),
             # New and known contacts apart when this table may delete: see GroupedPacker.
             GroupedPacker(
-                max_bytes, self.config.max_contacts_per_request, split_new=self.intent.may_delete
+                max_bytes,
+                self.config.max_contacts_per_request,
+                split_new=self.intent.may_delete,
+                limit_bytes=self.config.max_request_bytes,
             ),
             BodySender(self.client, self.clock, self.config.custom_field_ready_timeout),
             identifiers,
@@ -321,6 +324,8 @@ class ContactSync:
             self._record_outcome(outcome)
             if outcome.learned_max_bytes is not None:
                 self._learn_max_bytes(setup, outcome.learned_max_bytes)
+            elif outcome.accepted:
+                self._confirm_max_bytes(setup, max(n for _, _, n in outcome.accepted))
 
         return Dispatcher(setup.sender.send, record, self.config.max_in_flight, self._stopped)
 
@@ -342,6 +347,13 @@ class ContactSync:
             )
             setup.packer.set_max_bytes(max_bytes)
             self.store.set_learned_max_bytes(max_bytes)
+
+    def _confirm_max_bytes(self, setup: _Setup, accepted_bytes: int) -> None:
+        """A body larger than the learned budget was accepted (a contact over the budget
+        goes alone): SendGrid's limit is at least that, so the budget grows back to it."""
+        if accepted_bytes > setup.packer.max_bytes and self.store.learned_max_bytes():
+            setup.packer.set_max_bytes(accepted_bytes)
+            self.store.set_learned_max_bytes(setup.packer.max_bytes)
 
     def _record_outcome(self, outcome: SendOutcome) -> None:
         for job_id, contacts, nbytes in outcome.accepted:

@@ -168,10 +168,12 @@ def arrow_kind(data_type: pa.DataType) -> ArrowKind:
         return "string"
     if t.is_null(data_type):  # an all-null column: every value is omitted
         return "string"
+    # DuckDB reads decimals of up to 38 digits; a wider decimal256 has no exact path.
+    wide = t.is_decimal256(data_type) and data_type.precision > 38
     checks: list[tuple[ArrowKind, bool]] = [
         ("integer", t.is_integer(data_type)),
         ("floating", t.is_floating(data_type)),
-        ("decimal", t.is_decimal(data_type)),
+        ("decimal", t.is_decimal(data_type) and not wide),
         ("boolean", t.is_boolean(data_type)),
         ("date", t.is_date(data_type)),
         ("timestamp", t.is_timestamp(data_type)),

@@ -7,9 +7,12 @@ one slice of that buffer, and ``]}``. No contact is re-encoded and no Python run
 split points come from a cumulative sum of cell sizes and ``numpy.searchsorted``.
 
 ``Packer`` is streaming: ``add(table)`` returns the bodies that became full, keeping the open
-tail for the next call; ``flush()`` returns the tail. Filling every body to the limit before
-starting the next is optimal for order-preserving packing, so the request count is the
-minimum for the input order. ``GroupedPacker`` keeps one ``Packer`` per list scope (an
+tail for the next call; ``flush()`` returns the tail. Bodies are filled up to ``max_bytes``
+(the documented limit, or a smaller one SendGrid taught the sender); a contact larger than
+that but within ``limit_bytes`` (``max_request_bytes``) goes alone in its own body, and only a
+contact beyond ``limit_bytes`` is refused as a row (``split_oversize``). Filling every body to
+the limit before starting the next is optimal for order-preserving packing, so the request
+count is the minimum for the input order. ``GroupedPacker`` keeps one ``Packer`` per list scope (an
 upsert's ``list_ids`` hold for all its contacts), and per new/known contacts when a table may
 delete; see its docstring for the request-count bound.
 """
@@ -78,11 +81,13 @@ class Packer:
     prefix: bytes
     max_bytes: int = MAX_REQUEST_BYTES
     max_contacts: int = MAX_CONTACTS_PER_REQUEST
+    limit_bytes: int | None = None  # None: max_bytes
     _open: list[pa.Table] = field(default_factory=list)
     _open_bytes: int = 0
     _open_count: int = 0
 
     def __post_init__(self) -> None:
+        self.limit_bytes = max(self.limit_bytes or self.max_bytes, self.max_bytes)
         # The smallest body is prefix + "{}" + "]}": a limit below that can hold nothing.
         if self.max_bytes < len(self.prefix) + 4 or self.max_contacts < 1:
             raise ConfigurationError(
@@ -121,7 +126,10 @@ class Packer:
         # Body bytes = prefix + sum(cell sizes) - 1 (last comma dropped) + len("]}").
         budget = self.max_bytes - len(self.prefix) - len(_SUFFIX) + 1 - self._open_bytes
         before = int(cumulative[start - 1]) if start else 0
-        by_bytes = int(np.searchsorted(cumulative, before + budget, side="right"))
+        # max(): a lone contact over max_bytes leaves the open body past its budget.
+        by_bytes = max(start, int(np.searchsorted(cumulative, before + budget, side="right")))
+        if by_bytes == start and not self._open_count:
+            by_bytes = start + 1  # over max_bytes, within limit_bytes (checked): alone
         by_count = start + self.max_contacts - self._open_count
         return min(by_bytes, by_count)
 
@@ -137,12 +145,18 @@ class Packer:
 
     @property
     def max_contact_bytes(self) -> int:
-        """The largest contact JSON (with its comma) that fits a body alone."""
-        return self.max_bytes - len(self.prefix) - len(_SUFFIX) + 1
+        """The largest contact JSON (with its comma) that may go at all: alone, in a body of
+        at most ``limit_bytes``."""
+        return self.limit - len(self.prefix) - len(_SUFFIX) + 1
+
+    @property
+    def limit(self) -> int:
+        return self.limit_bytes or self.max_bytes
 
     def set_max_bytes(self, max_bytes: int) -> None:
-        """A smaller byte budget from now on (SendGrid refused a body as too large)."""
-        self.max_bytes = max_bytes
+        """Fill bodies to ``max_bytes`` from now on (SendGrid refused a body as too large, or
+        accepted a larger one than the budget), never beyond ``limit_bytes``."""
+        self.max_bytes = min(max_bytes, self.limit)
 
     def split_oversize(self, contacts: pa.Table) -> tuple[pa.Table, pa.Table]:
         """``(fitting, too_big)``: contacts larger than any body may be are refused as rows
@@ -154,7 +168,7 @@ class Packer:
         big = contacts.filter(too_big)
         reasons = [
             f"contact is {n:,} bytes of JSON, more than one request may carry "
-            f"({self.max_bytes:,} bytes with the envelope): shorten its longest values"
+            f"({self.limit:,} bytes with the envelope): shorten its longest values"
             for n in pc.binary_length(big["contact_json"]).to_pylist()
         ]
         return contacts.filter(pc.invert(too_big)), rejects_of(big, reasons)
@@ -202,6 +216,7 @@ class GroupedPacker:
     max_contacts: int = MAX_CONTACTS_PER_REQUEST
     split_new: bool = False
     max_open_bytes: int = MAX_OPEN_BYTES
+    limit_bytes: int | None = None  # see Packer
     _packers: dict[str, Packer] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -233,7 +248,7 @@ class GroupedPacker:
         return pa.concat_tables(fitting), pa.concat_tables(too_big)
 
     def set_max_bytes(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+        self.max_bytes = min(max_bytes, self.limit_bytes or max_bytes)
         for packer in self._packers.values():
             packer.set_max_bytes(max_bytes)
 
@@ -241,7 +256,7 @@ class GroupedPacker:
         if key not in self._packers:
             scope = key.partition("\x1f")[0]
             prefix = envelope_prefix(scope.split(",") if scope else [])
-            self._packers[key] = Packer(prefix, self.max_bytes, self.max_contacts)
+            self._packers[key] = Packer(prefix, self.max_bytes, self.max_contacts, self.limit_bytes)
         return self._packers[key]
 
     def _groups(self, contacts: pa.Table) -> list[tuple[str, pa.Table]]:

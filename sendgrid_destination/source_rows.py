@@ -12,6 +12,10 @@ the load. Either way:
 * ``reader()``: the same rows as one streaming ``RecordBatchReader`` for DuckDB to scan,
   normalized and with the row numbers as ``ROW_COLUMN`` (``arrow_utils.with_row_numbers``);
   ``rows_read`` counts what it has yielded, ``values_read`` its non-null values per column.
+  Column names DuckDB cannot tell apart are refused first (``ConfigurationError`` naming
+  them): two that differ only in case (its identifiers ignore case: one column would feed
+  the other's field), one holding a NUL character, one starting with ``__sg_`` (the
+  destination's own columns, such as the row numbers).
 
 A file may be read several times (the plan reads it whole, the render only if a row needs
 sending); each read streams, so memory is bounded by ``batch_rows``, not by the file.
@@ -24,7 +28,8 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sendgrid_destination.arrow_utils import with_row_numbers
+from sendgrid_destination.arrow_utils import OWN_COLUMN_PREFIX, with_row_numbers
+from sendgrid_destination.errors import ConfigurationError
 
 
 class SourceRows:
@@ -46,6 +51,7 @@ class SourceRows:
         raise NotImplementedError
 
     def reader(self) -> pa.RecordBatchReader:
+        check_column_names(self.schema.names)
         self.rows_read = 0
         self.values_read = dict.fromkeys(self.schema.names, 0)
         numbered = (
@@ -64,6 +70,29 @@ class SourceRows:
         for name, column in zip(batch.schema.names, batch.columns, strict=True):
             self.values_read[name] = self.values_read.get(name, 0) + len(column) - column.null_count
         return with_row_numbers(batch, first_row)
+
+
+def check_column_names(names: Sequence[str]) -> None:
+    """Refuse names DuckDB cannot tell apart (see the module docstring)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if "\x00" in name:
+            raise ConfigurationError(
+                f"Column {name!r} holds a NUL character, which no SQL identifier can: rename "
+                "it in the source."
+            )
+        if name.lower().startswith(OWN_COLUMN_PREFIX):
+            raise ConfigurationError(
+                f"Column {name!r} starts with {OWN_COLUMN_PREFIX!r}, which the destination "
+                "keeps for its own columns: rename it in the source."
+            )
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ConfigurationError(
+                f"Columns {other!r} and {name!r} differ only in case, which the destination's "
+                "SQL (DuckDB: identifiers ignore case) cannot tell apart: rename one in the "
+                "source (dlt's default naming convention, snake_case, lowercases names)."
+            )
 
 
 class _FileRows(SourceRows):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pyarrow as pa
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -332,3 +333,27 @@ def test_a_single_contact_refused_as_too_large_is_a_reject_not_a_failed_load(
     refused = rejects_of(state_path, "api")
     assert sorted(r["row_number"] for r in refused) == [0, 1]
     assert all("too large even for this contact alone" in r["reason"] for r in refused)
+
+
+def test_a_contact_larger_than_the_learned_body_size_goes_alone_and_the_size_grows_back(
+    emulator, destination, run, state_path
+) -> None:
+    learned_sql = "SELECT value FROM meta WHERE key = 'learned.max_request_bytes'"
+    emulator.limit_upsert_body(180)
+    run(contacts_table(20), destination())
+    learned = int(state_rows(state_path, learned_sql)[0][0])
+    assert learned <= 180
+    emulator.clear_upsert_body_limit()  # the smaller limit was temporary
+    emulator.clear_requests()
+    address = "a-rather-long-address-" + "x" * 40 + "@example.com"
+    big = pa.table({"email": [address], "first_name": ["F" * 50], "last_name": ["L" * 50]})
+    mapping = {"email": "email", "first_name": "first_name", "last_name": "last_name"}
+    dest = destination(mapping=mapping)
+
+    run(big, dest)
+
+    (sent,) = upserts(emulator)
+    assert sent.status == 202 and sent.body_bytes > learned  # alone, over the learned size
+    assert address in {c["email"] for c in emulator.contacts()}
+    assert rejects_of(state_path, "validation") == []
+    assert state_rows(state_path, learned_sql) == [(str(sent.body_bytes),)]  # grown back

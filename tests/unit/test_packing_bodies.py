@@ -319,3 +319,25 @@ def test_encode_body_rebuilds_the_body_of_any_slice_of_contacts():
 
     assert data == PLAIN + "".join(cells[1:4]).encode()[:-1] + b"]}"
     assert [c["first_name"] for c in json.loads(data)["contacts"]] == ["é", "日本", "😀"]
+
+
+def test_a_contact_over_the_learned_size_but_within_the_limit_goes_alone_in_its_own_body():
+    packer = Packer(PLAIN, 200, limit_bytes=1_000)
+    cells = [sized_cell(60), sized_cell(60), sized_cell(500), sized_cell(60), sized_cell(60)]
+
+    fitting, too_big = packer.split_oversize(contacts_table(cells))
+    bodies = pack(packer, fitting)
+
+    assert too_big.num_rows == 0
+    assert [b.contacts["row_number"].to_pylist() for b in bodies] == [[0, 1], [2], [3, 4]]
+    assert [len(b.data) > 200 for b in bodies] == [False, True, False]
+    _, refused = packer.split_oversize(contacts_table([sized_cell(1_000)]))
+    assert refused.num_rows == 1 and "1,000 bytes with the envelope" in refused["reason"][0].as_py()
+
+
+def test_a_learned_size_never_grows_past_the_limit():
+    packer = Packer(PLAIN, 200, limit_bytes=1_000)
+
+    packer.set_max_bytes(5_000)
+
+    assert packer.max_bytes == 1_000
