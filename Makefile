@@ -21,10 +21,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The everyday suite (under 3 minutes on 2 cores); test-slow runs what it leaves out (crash
-# trials, the wheel in a clean venv, the README's quick start, the benchmark harness). CI runs both.
+# The everyday suite (under 3 minutes on 2 cores: two pytest-xdist workers, every test owning
+# its ports, files and PostgreSQL schema); test-slow runs what it leaves out (crash trials, the
+# soak, the wheel in a clean venv, the README's quick start, the benchmark harness), one test at
+# a time since several time what they do. CI runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not orchestrator"
+	$(BIN)/python -m pytest -n 2 -m "not slow and not orchestrator"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow and not orchestrator"

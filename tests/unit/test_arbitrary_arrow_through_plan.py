@@ -22,7 +22,7 @@ Properties:
   as the same UTC instant), and a value that cannot be sent (a date outside years 1 to 9999,
   NaN) rejects its row rather than being sent as something else.
 
-The fast test draws 80 cases; the slow one (``make test-slow``) 1,000. What the property
+The fast test draws 50 cases; the slow one (``make test-slow``) 1,000. What the property
 found is pinned at the end of this module, one example per bug, named after the behaviour
 the README promises. Column names DuckDB cannot tell apart (equal but for case, holding a
 NUL, starting with ``__sg_``) are refused naming them, before any row is read.
@@ -817,7 +817,7 @@ _SETTINGS = settings(
 )
 
 
-@settings(_SETTINGS, max_examples=80)
+@settings(_SETTINGS, max_examples=50)
 @given(case=cases())
 def test_arbitrary_arrow_is_refused_by_column_or_each_row_is_rendered_to_spec_or_rejected(
     case: Case, spec: Spec, stores: Stores

@@ -118,7 +118,7 @@ def test_the_plan_keeps_tiny_inputs_whole(keys):
     assert _last_rows(keys) == list(range(len(keys)))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(keys=st.lists(st.sampled_from("abcdefg"), max_size=40))
 def test_the_plans_last_row_per_key_matches_a_reference(keys):
     last = {k: i for i, k in enumerate(keys)}
@@ -246,11 +246,22 @@ def expected_row(email: str | None, name: str | None, score: float | None):
     return (None if cleaned is None else f"email:{cleaned}"), problems, contact
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=ROWS, first_row=st.integers(0, 10**9))
 def test_every_row_is_sent_rejected_or_replaced_by_its_keys_last_row_nothing_invented(
     rows, first_row
 ):
+    check_every_row_accounted_for(rows, first_row)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=ROWS, first_row=st.integers(0, 10**9))
+def test_at_length_every_row_is_sent_rejected_or_replaced_by_its_keys_last_row(rows, first_row):
+    check_every_row_accounted_for(rows, first_row)
+
+
+def check_every_row_accounted_for(rows, first_row):
     batch = pa.Table.from_pylist(
         [dict(zip(SCORE_SCHEMA.names, row, strict=True)) for row in rows], schema=SCORE_SCHEMA
     )
@@ -285,7 +296,7 @@ def test_every_row_is_sent_rejected_or_replaced_by_its_keys_last_row_nothing_inv
 SCORE_SQL_EMPTY = plan_rows(SCORE_SQL, SCORE_SCHEMA.empty_table()).contacts
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=ROWS)
 def test_a_job_files_plan_keeps_each_keys_last_row_rejects_its_problems_and_renders_the_rest(
     rows,
