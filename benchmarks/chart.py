@@ -2,8 +2,8 @@
 
 Contract: ``draw(results, path)`` reads the dict ``benchmarks.run`` builds (keys
 ``throughput`` and ``sync``) and writes one PNG with two panels: rows per second of our path
-and of the baseline (log-log), and the peak RSS of the streaming syncs. Missing series are
-skipped, so a partial run still draws.
+and of the two baselines (log-log), and the peak RSS of the streaming syncs (the bulk first
+sync's too). Missing series are skipped, so a partial run still draws.
 """
 
 from __future__ import annotations
@@ -27,11 +27,19 @@ def draw(results: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (speed, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
     throughput = results.get("throughput", [])
-    for key, label in (
-        ("ours_rows_per_second", "our path"),
-        ("baseline_rows_per_second", "baseline (per-row Python)"),
+    series = {
+        "our path": [(t["rows"], t["median"].get("ours_rows_per_second")) for t in throughput]
+    }
+    for name, label in (
+        ("per_row", "per-row baseline (orjson)"),
+        ("vectorized", "vectorized baseline (pyarrow + orjson)"),
     ):
-        xs, ys = _series([(t["rows"], t["median"].get(key)) for t in throughput])
+        series[label] = [
+            (t["rows"], t["median"].get("baselines", {}).get(name, {}).get("rows_per_second"))
+            for t in throughput
+        ]
+    for label, points in series.items():
+        xs, ys = _series(points)
         if xs:
             speed.plot(xs, ys, marker="o", label=label)
     speed.set(
@@ -50,6 +58,14 @@ def draw(results: dict[str, Any], path: Path) -> Path:
     xs, ys = _series(points)
     if xs:
         memory.plot(xs, [y / 2**20 for y in ys], marker="o", label="whole sync (VmHWM)")
+    bulk_points = sorted(
+        (int(rows), entry["median"]["bulk"]["peak_rss_bytes"])
+        for rows, entry in sizes.items()
+        if "bulk" in entry["median"]
+    )
+    xs, ys = _series(bulk_points)
+    if xs:
+        memory.plot(xs, [y / 2**20 for y in ys], marker="s", label="bulk first sync (VmHWM)")
     for step in ("extract", "normalize", "load"):
         step_points = [
             (int(rows), entry["median"]["first"]["steps"].get(step, {}).get("peak_rss_bytes"))

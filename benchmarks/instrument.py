@@ -8,9 +8,11 @@ wrappers call through unchanged; they only time. Buckets:
   (``SourceRows.batches`` outside the plan; the plan's own read of the file is part of ``plan``);
 * ``plan``: the file-wide check, last row of each key and join with the state (``Plan.build``);
 * ``render``, ``pack``: the per-batch path (``Plan.render``, ``Packer``);
+* ``csv_file``: CSV import files built from rendered contacts, gzip included (``CsvFile``);
 * ``state_write``: ``record_sent``, ``record_rejects`` and ``refresh_fingerprints``;
-* ``waiting_for_api``: the load thread blocked until an in-flight upsert answers (the
-  dispatcher's ``concurrent.futures.wait``): the API's (here the emulator's) time, not ours;
+* ``waiting_for_api``: the load thread blocked until an in-flight upsert or file upload
+  answers (the dispatcher's ``concurrent.futures.wait``): the API's (here the emulator's)
+  time, not ours;
 * ``jobs``: following import jobs to their end (polling and recording their outcomes).
 
 Used by ``benchmarks.stream`` in its own process only.
@@ -79,7 +81,15 @@ def install() -> Timers:
 
     A function the package no longer has is skipped (its time then shows as ``other``).
     """
-    from sendgrid_destination import dispatch, import_jobs, packing, plan, source_rows, state
+    from sendgrid_destination import (
+        bulk_csv,
+        dispatch,
+        import_jobs,
+        packing,
+        plan,
+        source_rows,
+        state,
+    )
 
     timers = Timers()
     patches: list[tuple[Any, str, str]] = [
@@ -87,6 +97,8 @@ def install() -> Timers:
         (plan.Plan, "render", "render"),
         (packing.Packer, "add", "pack"),
         (packing.Packer, "flush", "pack"),
+        (bulk_csv.CsvFile, "add", "csv_file"),
+        (bulk_csv.CsvFile, "finish", "csv_file"),
         (state.StateStore, "record_sent", "state_write"),
         (state.StateStore, "record_rejects", "state_write"),
         (state.StateStore, "refresh_fingerprints", "state_write"),

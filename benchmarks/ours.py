@@ -13,9 +13,7 @@ headline can be the path alone; no network is involved.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -23,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from benchmarks import data
+from benchmarks.stats import BodySink, PassStats, mark
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 from sendgrid_destination.contact_sql import ContactSql
 from sendgrid_destination.mapping import Binding, bind_mapping, parse_mapping
@@ -30,38 +29,6 @@ from sendgrid_destination.packing import Body, Packer, envelope_prefix
 from sendgrid_destination.plan import Plan
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import ContactStatus, StateStore
-
-BodySink = Callable[[bytes, int], None]  # (body bytes, contact count)
-
-
-@dataclass
-class PassStats:
-    """What one pass over the batches did, and how long it took."""
-
-    rows: int = 0
-    seconds: float = 0.0  # wall time of the whole pass, recording included
-    requests: int = 0
-    body_bytes: int = 0
-    contacts: int = 0
-    rejected_rows: int = 0
-    rejected_row_numbers: list[int] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
-
-    def add_time(self, stage: str, started: float) -> float:
-        """Charge the time since ``started`` to ``stage``; return now."""
-        now = time.perf_counter()
-        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + now - started
-        return now
-
-    @property
-    def record_seconds(self) -> float:
-        """Of ``seconds``: writing the state after each "202" (our path only)."""
-        return self.stage_seconds.get("record", 0.0)
-
-    @property
-    def path_seconds(self) -> float:
-        """The path alone: map, coerce, validate, hash, diff, pack."""
-        return self.seconds - self.record_seconds
 
 
 def bindings(schema: pa.Schema) -> list[Binding]:
@@ -107,7 +74,7 @@ class OursPath:
         self._passes += 1
         stats = PassStats()
         prefix = envelope_prefix([])
-        start = time.perf_counter()
+        start = mark()
         packer = Packer(prefix, self.max_bytes, self.max_contacts)
         if batches:
             sql = ContactSql(bindings(batches[0].schema))
@@ -121,12 +88,12 @@ class OursPath:
                         for body in self._bodies(plan, packer, batch, stats):
                             self._accept(body, stats, on_body)
                     stats.rows += batch.num_rows
-        clock = time.perf_counter()
+        clock = mark()
         last = packer.flush()
         stats.add_time("pack", clock)
         if last is not None:
             self._accept(last, stats, on_body)
-        stats.seconds = time.perf_counter() - start
+        stats.finish(start)
         return stats
 
     def _count_rejects(self, rejects: pa.Table, stats: PassStats, keep: bool) -> None:
@@ -139,7 +106,7 @@ class OursPath:
     def _bodies(
         self, plan: Plan, packer: Packer, batch: pa.RecordBatch, stats: PassStats
     ) -> list[Body]:
-        clock = time.perf_counter()
+        clock = mark()
         rendered = plan.render(batch, stats.rows)
         clock = stats.add_time("render", clock)
         bodies = packer.add(rendered.to_send)
@@ -152,7 +119,7 @@ class OursPath:
         stats.contacts += body.contact_count
         if on_body is not None:
             on_body(body.data, body.contact_count)
-        started = time.perf_counter()
+        started = mark()
         job_id = f"bench-{self._passes}-{stats.requests}"
         self.store.record_sent(
             run_id=f"bench-{self._passes}",

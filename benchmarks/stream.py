@@ -4,11 +4,12 @@ Run by ``benchmarks.sync`` in a fresh subprocess per sync, against an emulator l
 parent process, so the memory measured is the pipeline's alone::
 
     python -m benchmarks.stream --warehouse W.duckdb --rows N --base-url URL --api-key KEY \\
-        --state S.duckdb --workdir DIR [--out result.json]
+        --state S.duckdb --workdir DIR [--bulk never|auto|always] [--out result.json]
 
 It ``chdir``s into ``--workdir`` (so no ``.dlt/config.toml`` of the repository is read), runs
 ``dlt.pipeline(...).run(customers_source(W))`` from ``pipelines.warehouse_to_sendgrid`` into
-``sendgrid(...)`` with the benchmark mapping, and writes one JSON object (to ``--out``, else
+``sendgrid(...)`` with the benchmark mapping (and ``bulk``: ``never`` unless asked, so the
+upsert path is what the syncs measure), and writes one JSON object (to ``--out``, else
 stdout): wall time; dlt's extract, normalize and load step durations from ``last_trace``; peak
 RSS (``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` is not used because Linux carries the
 parent's RSS at fork over the exec into it) and the peak of a psutil sampler within each
@@ -72,6 +73,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--pipeline-name", default="bench_sync")
     parser.add_argument("--read-batch-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--bulk", choices=("auto", "never", "always"), default="never",
+        help="the destination's bulk setting (default never: the upsert path)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path)
     return parser.parse_args(argv)
 
@@ -121,7 +126,11 @@ def sync(args: argparse.Namespace) -> dict[str, Any]:
         mapping=MAPPING,
         state_path=str(args.state),
         job_poll_interval=0.05,
+        # The emulator applies a 1M-row CSV file in about a minute of Python on these cores:
+        # a 10M bulk load's jobs outlast the default 600 s, which would leave them pending.
+        job_wait_timeout=3600.0,
         read_batch_rows=args.read_batch_rows,
+        bulk=args.bulk,
     )
     pipeline = dlt.pipeline(
         args.pipeline_name, destination=destination, pipelines_dir=str(args.workdir / "dlt")

@@ -8,7 +8,12 @@ upsert but keeps no contact data), and defines the three custom fields. ``run_sy
 warehouse per size and, ``repeat`` times on a fresh state file: a first sync (everything new;
 its peak RSS is measurement 5, its step split measurement 7 at the rerun size), then at
 ``rerun_rows`` an unchanged rerun (3) and a rerun where ``changed_fraction`` of the contacts
-changed (4); ``repeat`` may depend on the size. Returns JSON-able per-run figures and medians.
+changed (4); ``repeat`` may depend on the size. These syncs set ``bulk = "never"``: they
+measure the upsert path. Unless ``bulk`` is None, each repeat then makes the same first sync
+on a fresh state with that ``bulk`` setting (``"auto"`` by default, the destination's:
+CSV imports once a load has more than 200,000 new contacts), and at ``rerun_rows`` its
+unchanged rerun (``bulk_unchanged``); the emulator's imports, files and their bytes are
+counted apart (``imports``). Returns JSON-able per-run figures and medians.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from sendgrid_destination.emulator import Emulator
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "SG.bench-key"
 UPSERT_ROUTE = "PUT /v3/marketing/contacts"
+IMPORT_ROUTE = "PUT /v3/marketing/contacts/imports"
+UPLOAD_ROUTE = "PUT /_uploads/{job_id}"
 CHILD_TIMEOUT_SECONDS = 4 * 3600
 
 
@@ -48,9 +55,15 @@ def hosted_emulator() -> Iterator[Emulator]:
 
 
 def run_sync(
-    emulator: Emulator, warehouse: Path, rows: int, state: Path, workdir: Path
+    emulator: Emulator,
+    warehouse: Path,
+    rows: int,
+    state: Path,
+    workdir: Path,
+    bulk: str = "never",
 ) -> dict[str, Any]:
-    """One sync in a child process; its own report plus the upserts the emulator recorded."""
+    """One sync in a child process; its own report plus what the emulator recorded: upserts
+    and CSV imports."""
     seen = len(emulator.requests)
     out = workdir / "stream-result.json"
     out.unlink(missing_ok=True)
@@ -58,7 +71,7 @@ def run_sync(
         sys.executable, "-m", "benchmarks.stream",
         "--warehouse", str(warehouse), "--rows", str(rows),
         "--base-url", emulator.base_url, "--api-key", API_KEY,
-        "--state", str(state), "--workdir", str(workdir), "--out", str(out),
+        "--state", str(state), "--workdir", str(workdir), "--out", str(out), "--bulk", bulk,
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT), RUNTIME__DLTHUB_TELEMETRY="false")
     done = subprocess.run(
@@ -69,6 +82,7 @@ def run_sync(
         raise RuntimeError(f"benchmarks.stream failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(out.read_text())
     result["emulator"] = _upserts(emulator, seen)
+    result["imports"] = _imports(emulator, seen)
     return result
 
 
@@ -88,6 +102,26 @@ def _upserts(emulator: Emulator, seen: int) -> dict[str, int]:
     }
 
 
+def _imports(emulator: Emulator, seen: int) -> dict[str, int]:
+    """The CSV imports of one sync: imports requested, files taken, and every byte they cost
+    on the wire (the import requests' JSON and the gzip files)."""
+    recorded = emulator.requests[seen:]
+    requested = [r for r in recorded if r.route == IMPORT_ROUTE]
+    taken = [r for r in recorded if r.route == UPLOAD_ROUTE and r.status == 200]
+    job_ids = {r.path.rsplit("/", 1)[-1] for r in taken}
+    contacts = sum(j["contact_count"] for j in emulator.jobs() if j["id"] in job_ids)
+    request_bytes = sum(r.body_bytes for r in requested)
+    file_bytes = sum(r.body_bytes for r in taken)
+    return {
+        "imports": len(requested),
+        "files": len(taken),
+        "contacts": contacts,
+        "file_bytes": file_bytes,
+        "request_bytes": request_bytes,
+        "wire_bytes": file_bytes + request_bytes,
+    }
+
+
 def _fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -95,7 +129,11 @@ def _fresh(path: Path) -> Path:
 
 
 def _one_repeat(
-    emulator: Emulator, warehouses: dict[str, Path], rows: int, workdir: Path
+    emulator: Emulator,
+    warehouses: dict[str, Path],
+    rows: int,
+    workdir: Path,
+    bulk: str | None,
 ) -> dict[str, Any]:
     run_dir = _fresh(workdir / "run")
     state = run_dir / "state.duckdb"
@@ -103,6 +141,13 @@ def _one_repeat(
     if "changed" in warehouses:
         result["unchanged"] = run_sync(emulator, warehouses["first"], rows, state, run_dir)
         result["changed"] = run_sync(emulator, warehouses["changed"], rows, state, run_dir)
+    if bulk is not None:  # the same first load, by CSV import if ``bulk`` says so
+        run_dir = _fresh(workdir / "run")
+        result["bulk"] = run_sync(emulator, warehouses["first"], rows, state, run_dir, bulk)
+        if "changed" in warehouses:
+            result["bulk_unchanged"] = run_sync(
+                emulator, warehouses["first"], rows, state, run_dir, bulk
+            )
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
 
@@ -125,6 +170,7 @@ def measure(
     repeat: int | Callable[[int], int],
     workdir: Path,
     changed_fraction: float = 0.01,
+    bulk: str | None = "auto",
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Syncs at every size (see the module docstring)."""
@@ -136,7 +182,7 @@ def measure(
             runs = []
             times = repeat(rows) if callable(repeat) else repeat
             for index in range(times):
-                runs.append(_one_repeat(emulator, paths, rows, workdir))
+                runs.append(_one_repeat(emulator, paths, rows, workdir, bulk))
                 progress(f"  sync {rows:,} rows: repeat {index + 1}/{times}: {_brief(runs[-1])}")
             results["sizes"][str(rows)] = {
                 "rows": rows,
@@ -158,12 +204,18 @@ def _brief(run: dict[str, Any]) -> str:
     for kind in ("unchanged", "changed"):
         if kind in run:
             text += f"; {kind}: {run[kind]['emulator']['upserts']} upserts"
+    if "bulk" in run:
+        found = run["bulk"]["imports"]
+        text += (
+            f"; bulk: {found['files']} files, {found['wire_bytes']:,} bytes, "
+            f"{run['bulk']['emulator']['upserts']} upserts, {run['bulk']['wall_seconds']:.1f}s"
+        )
     return text
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     medians: dict[str, Any] = {}
-    for kind in ("first", "unchanged", "changed"):
+    for kind in ("first", "unchanged", "changed", "bulk", "bulk_unchanged"):
         present = [run[kind] for run in runs if kind in run]
         if present:
             medians[kind] = _kind_medians(present)
@@ -201,5 +253,6 @@ def _kind_medians(results: list[dict[str, Any]]) -> dict[str, Any]:
         "upserts": _median_of([r["emulator"]["upserts"] for r in results]),
         "load_breakdown": _breakdown_medians(results),
         "emulator": results[0]["emulator"],
+        "imports": results[0]["imports"],
         "summary": results[0]["summary"],
     }

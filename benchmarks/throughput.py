@@ -1,30 +1,41 @@
-"""Measurements 1, 2 and 6 (in process): our path and the baseline over the same batches.
+"""Measurements 1, 2 and 6 (in process): our path and the two baselines over the same batches.
 
 Contract: ``measure(rows, repeat=..., workdir=...)`` generates ``rows`` contacts once, slices
 them into ``BATCH_ROWS`` batches (as the loader reads them) and, ``repeat`` times, runs each
 path twice on a fresh state: a first pass (empty state: everything is new) and a second pass
-over the same rows (everything unchanged, 0 bodies). The two paths alternate which goes
-first, and each repeat's ratio is taken from the same repeat, so load on the machine moves
-both sides alike. It returns a JSON-able dict: per-repeat figures and their medians, plus
-request efficiency (requests made versus the minimum). ``check_equivalence(rows)`` runs both
-paths on a small table and compares the contacts they would send and the rows they refuse.
+over the same rows (everything unchanged, 0 bodies). The paths are ours, the competent
+per-row baseline (``baseline``) and the vectorized one (``vectorized``); they take turns
+going first, and each repeat's ratios come from that repeat, so load on the machine moves
+every side alike. Ratios are baseline time over ours, in wall and in CPU seconds, for our
+path alone and with its state writes. It returns a JSON-able dict: per-repeat figures and
+their medians, plus request efficiency (requests made versus the minimum).
+
+Every repeat checks that the three paths sent the same number of contacts in the same
+requests and bytes and refused the same number of rows, and ``check_equivalence(rows)`` runs
+them on a small table and compares the bodies byte for byte, the contacts and the refused row
+numbers: any difference raises ``EquivalenceError`` (``make bench`` fails; a ratio between
+paths that do different work would mean nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from benchmarks import data
-from benchmarks.baseline import BaselinePath
-from benchmarks.ours import OursPath, PassStats
+from benchmarks.baseline import PerRowBaseline
+from benchmarks.ours import OursPath
+from benchmarks.stats import BodySink, PassStats
+from benchmarks.vectorized import VectorizedBaseline
 from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
 
 BATCH_ROWS = 100_000  # SendGridConfiguration.read_batch_rows
@@ -54,17 +65,40 @@ def efficiency(stats: PassStats) -> dict[str, int]:
     }
 
 
+# The baselines, as named in the results and the report.
+BASELINES: dict[str, Callable[[], Baseline]] = {
+    "per_row": lambda: PerRowBaseline(data.CUSTOM_IDS),
+    "vectorized": lambda: VectorizedBaseline(data.CUSTOM_IDS),
+}
+# What must be equal between the paths for a ratio to mean anything.
+_SAME_WORK = ("requests", "body_bytes", "contacts", "rejected_rows")
+
+
+class Baseline(Protocol):
+    def run_pass(
+        self, batches: Sequence[pa.RecordBatch], on_body: BodySink | None = None, *,
+        keep_rejects: bool = False,
+    ) -> PassStats: ...  # fmt: skip
+
+
+class EquivalenceError(AssertionError):
+    """The paths did not do the same work: their timings cannot be compared."""
+
+
 def _pass_figures(stats: PassStats) -> dict[str, Any]:
     return {
         "rows": stats.rows,
         "seconds": stats.seconds,
+        "cpu_seconds": stats.cpu_seconds,
         "path_seconds": stats.path_seconds,
+        "path_cpu_seconds": stats.path_cpu_seconds,
         "rows_per_second": stats.rows / stats.path_seconds if stats.path_seconds else 0.0,
         "requests": stats.requests,
         "contacts": stats.contacts,
         "body_bytes": stats.body_bytes,
         "rejected_rows": stats.rejected_rows,
         "stage_seconds": dict(stats.stage_seconds),
+        "stage_cpu_seconds": dict(stats.stage_cpu_seconds),
     }
 
 
@@ -82,8 +116,10 @@ def _run_ours(batches: Sequence[pa.RecordBatch], workdir: Path) -> dict[str, Any
     }
 
 
-def _run_baseline(batches: Sequence[pa.RecordBatch], second_pass: bool) -> dict[str, Any]:
-    base = BaselinePath(data.CUSTOM_IDS)
+def _run_baseline(
+    name: str, batches: Sequence[pa.RecordBatch], second_pass: bool
+) -> dict[str, Any]:
+    base = BASELINES[name]()
     first = base.run_pass(batches)
     out: dict[str, Any] = {"first": _pass_figures(first), "efficiency": efficiency(first)}
     if second_pass:
@@ -91,25 +127,60 @@ def _run_baseline(batches: Sequence[pa.RecordBatch], second_pass: bool) -> dict[
     return out
 
 
+def ratios(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
+    """Baseline time over ours (above 1: ours is faster), in wall and CPU seconds, for our
+    path alone and with its state writes (the baselines' dict updates are in their pass)."""
+
+    def over(numerator: float, denominator: float) -> float | None:
+        return numerator / denominator if denominator > 0 else None
+
+    return {
+        "wall": over(base["seconds"], ours["path_seconds"]),
+        "cpu": over(base["cpu_seconds"], ours["path_cpu_seconds"]),
+        "wall_with_state": over(base["seconds"], ours["seconds"]),
+        "cpu_with_state": over(base["cpu_seconds"], ours["cpu_seconds"]),
+    }
+
+
+def _require_same_work(result: dict[str, Any], rows: int) -> None:
+    ours = result["ours"]["first"]
+    for name in BASELINES:
+        if name not in result:
+            continue
+        theirs = result[name]["first"]
+        differ = [
+            f"{k}: ours {ours[k]:,} vs {theirs[k]:,}" for k in _SAME_WORK if ours[k] != theirs[k]
+        ]
+        if differ:
+            raise EquivalenceError(
+                f"At {rows:,} rows the {name} baseline did not do the destination's work "
+                f"({'; '.join(differ)}): fix the baseline before comparing speeds."
+            )
+
+
 def _repeat_once(
     index: int,
     batches: Sequence[pa.RecordBatch],
     workdir: Path,
-    with_baseline: bool,
+    with_baselines: bool,
     baseline_second: bool,
 ) -> dict[str, Any]:
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("ours", lambda: _run_ours(batches, workdir))
     ]
-    if with_baseline:
-        steps.append(("baseline", lambda: _run_baseline(batches, baseline_second)))
-    if index % 2:
-        steps.reverse()
+    if with_baselines:
+        steps += [
+            (name, partial(_run_baseline, name, batches, baseline_second)) for name in BASELINES
+        ]
+    turn = index % len(steps)
+    steps = steps[turn:] + steps[:turn]
     result: dict[str, Any] = {name: step() for name, step in steps}
-    if with_baseline:
-        ours_rate = result["ours"]["first"]["rows_per_second"]
-        base_rate = result["baseline"]["first"]["rows_per_second"]
-        result["ratio"] = ours_rate / base_rate if base_rate else None
+    result["ratios"] = {
+        name: ratios(result["ours"]["first"], result[name]["first"])
+        for name in BASELINES
+        if name in result
+    }
+    _require_same_work(result, sum(b.num_rows for b in batches))
     return result
 
 
@@ -122,7 +193,7 @@ def measure(
     baseline_second_pass: bool = True,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Both paths at ``rows`` rows; see the module docstring."""
+    """Every path at ``rows`` rows; see the module docstring."""
     batches = batches_of(rows)
     baseline_runs = repeat if baseline_repeat is None else baseline_repeat
     runs = []
@@ -137,9 +208,9 @@ def measure(
 def _brief(run: dict[str, Any]) -> str:
     ours = run["ours"]["first"]["rows_per_second"]
     text = f"ours {ours:,.0f} rows/s"
-    if "baseline" in run:
-        text += f", baseline {run['baseline']['first']['rows_per_second']:,.0f} rows/s"
-        text += f", ratio {run['ratio']:.1f}x"
+    for name, found in run["ratios"].items():
+        rate = run[name]["first"]["rows_per_second"]
+        text += f", {name} {rate:,.0f} rows/s ({found['wall']:.1f}x wall, {found['cpu']:.1f}x CPU)"
     return text
 
 
@@ -159,51 +230,97 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return _median(found)
 
     stages = {s for run in runs for s in run["ours"]["first"]["stage_seconds"]}
-    return {
+    medians: dict[str, Any] = {
         "ours_rows_per_second": pick("ours", "first", "rows_per_second"),
         "ours_seconds": pick("ours", "first", "path_seconds"),
+        "ours_cpu_seconds": pick("ours", "first", "path_cpu_seconds"),
         "ours_record_seconds": pick("ours", "first", "stage_seconds", "record"),
+        "ours_record_cpu_seconds": pick("ours", "first", "stage_cpu_seconds", "record"),
         "ours_unchanged_rows_per_second": pick("ours", "unchanged", "rows_per_second"),
         "ours_unchanged_seconds": pick("ours", "unchanged", "path_seconds"),
-        "baseline_rows_per_second": pick("baseline", "first", "rows_per_second"),
-        "baseline_seconds": pick("baseline", "first", "path_seconds"),
-        "baseline_unchanged_rows_per_second": pick("baseline", "unchanged", "rows_per_second"),
-        "ratio": _median([run.get("ratio") for run in runs]),
         "ours_stage_seconds": {s: pick("ours", "first", "stage_seconds", s) for s in stages},
         "ours_efficiency": runs[0]["ours"]["efficiency"],
-        "baseline_efficiency": next(
-            (run["baseline"]["efficiency"] for run in runs if "baseline" in run), None
-        ),
+        "baselines": {},
     }
+    for name in BASELINES:
+        if not any(name in run for run in runs):
+            continue
+        medians["baselines"][name] = {
+            "rows_per_second": pick(name, "first", "rows_per_second"),
+            "seconds": pick(name, "first", "seconds"),
+            "cpu_seconds": pick(name, "first", "cpu_seconds"),
+            "unchanged_rows_per_second": pick(name, "unchanged", "rows_per_second"),
+            "ratios": {
+                kind: pick("ratios", name, kind)
+                for kind in ("wall", "cpu", "wall_with_state", "cpu_with_state")
+            },
+            "efficiency": next(run[name]["efficiency"] for run in runs if name in run),
+        }
+    return medians
 
 
 def check_equivalence(rows: int) -> dict[str, Any]:
-    """Both paths on ``rows`` rows: same contacts (as parsed JSON), same refused rows?"""
+    """Every path on ``rows`` rows: the same bodies byte for byte, the same contacts (as
+    parsed JSON) and the same refused rows? Raises ``EquivalenceError`` if not."""
     batches = batches_of(rows)
-    ours_contacts: list[str] = []
-    base_contacts: list[str] = []
+    found: dict[str, _Collected] = {}
     with tempfile.TemporaryDirectory() as tmp, OursPath(Path(tmp) / "eq.duckdb") as ours:
-        ours_stats = ours.run_pass(batches, _collector(ours_contacts), keep_rejects=True)
-    base_stats = BaselinePath(data.CUSTOM_IDS).run_pass(
-        batches, _collector(base_contacts), keep_rejects=True
-    )
-    return {
+        found["ours"] = _Collected.of(lambda sink: ours.run_pass(batches, sink, keep_rejects=True))
+    for name, make in BASELINES.items():
+        found[name] = _Collected.of(partial(make().run_pass, batches, keep_rejects=True))
+    result: dict[str, Any] = {
         "rows": rows,
-        "contacts_ours": len(ours_contacts),
-        "contacts_baseline": len(base_contacts),
-        "same_contacts": sorted(ours_contacts) == sorted(base_contacts),
-        "rejected_ours": ours_stats.rejected_rows,
-        "rejected_baseline": base_stats.rejected_rows,
         "rejected_expected": data.bad_row_count(rows),
-        "same_rejected_rows": sorted(ours_stats.rejected_row_numbers)
-        == sorted(base_stats.rejected_row_numbers),
+        "paths": {name: c.figures() for name, c in found.items()},
     }
+    ours_found = found["ours"]
+    problems = []
+    for name in BASELINES:
+        same = ours_found.compare(found[name])
+        result[name] = same
+        problems += [f"{name}: different {what}" for what, ok in same.items() if not ok]
+    if ours_found.stats.rejected_rows != result["rejected_expected"]:
+        problems.append(f"ours refused {ours_found.stats.rejected_rows:,} rows, not the "
+                        f"{result['rejected_expected']:,} generated bad")  # fmt: skip
+    result["same"] = not problems
+    if problems:
+        raise EquivalenceError(f"On {rows:,} rows the paths differ: {'; '.join(problems)}.")
+    return result
 
 
-def _collector(into: list[str]) -> Callable[[bytes, int], None]:
-    def collect(body: bytes, count: int) -> None:
+class _Collected:
+    """The bodies one pass produced, and its stats."""
+
+    def __init__(self) -> None:
+        self.contacts: list[str] = []
+        self.bodies: list[tuple[int, str]] = []  # (bytes, MD5) of each body, in order
+        self.stats = PassStats()
+
+    @classmethod
+    def of(cls, run: Callable[[BodySink], PassStats]) -> _Collected:
+        collected = cls()
+        collected.stats = run(collected.collect)
+        return collected
+
+    def collect(self, body: bytes, count: int) -> None:
         contacts = json.loads(body)["contacts"]
-        assert len(contacts) == count
-        into.extend(json.dumps(c, sort_keys=True) for c in contacts)
+        if len(contacts) != count:
+            raise EquivalenceError(f"a body said {count} contacts and held {len(contacts)}")
+        self.contacts.extend(json.dumps(c, sort_keys=True) for c in contacts)
+        self.bodies.append((len(body), hashlib.md5(body).hexdigest()))
 
-    return collect
+    def figures(self) -> dict[str, int]:
+        return {
+            "contacts": len(self.contacts),
+            "requests": len(self.bodies),
+            "body_bytes": sum(n for n, _ in self.bodies),
+            "rejected_rows": self.stats.rejected_rows,
+        }
+
+    def compare(self, other: _Collected) -> dict[str, bool]:
+        return {
+            "contacts": sorted(self.contacts) == sorted(other.contacts),
+            "bodies": self.bodies == other.bodies,
+            "rejected_rows": sorted(self.stats.rejected_row_numbers)
+            == sorted(other.stats.rejected_row_numbers),
+        }

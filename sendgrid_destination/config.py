@@ -35,7 +35,11 @@ from dlt.destinations.impl.destination.configuration import CustomDestinationCli
 
 from sendgrid_destination.account import Account, default_state_path, legacy_state_path
 from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL, normalize_base_url
-from sendgrid_destination.contact_model import MAX_CONTACTS_PER_REQUEST, MAX_REQUEST_BYTES
+from sendgrid_destination.contact_model import (
+    MAX_CONTACTS_PER_REQUEST,
+    MAX_IMPORT_CONTACTS,
+    MAX_REQUEST_BYTES,
+)
 from sendgrid_destination.dispositions import MODES
 from sendgrid_destination.env_mapping import mapping_prefixes, overlay_mapping
 from sendgrid_destination.errors import ConfigurationError
@@ -59,6 +63,8 @@ TABLE_OPTIONS: Final = (
     "create_missing_custom_fields",
     "fail_on_rejects",
 )
+
+BULK_MODES = ("auto", "never", "always")
 
 
 @configspec
@@ -120,6 +126,12 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     # 0, always: dlt hands over whole job files, planned at once (see validate()).
     batch_size: int = 0
     loader_file_format: TLoaderFileFormat = "parquet"
+    # New contacts go by CSV import (bulk_import.py) when a load has more than bulk_threshold
+    # of them ("auto"), always ("always") or never ("never"); one file per
+    # bulk_max_contacts_per_file contacts (SendGrid takes up to 1,000,000).
+    bulk: str = "auto"
+    bulk_threshold: int = 200_000
+    bulk_max_contacts_per_file: int = MAX_IMPORT_CONTACTS
 
     def on_resolved(self) -> None:
         """dlt's hook after resolution: nested mapping variables take effect here."""
@@ -174,6 +186,7 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
                 "state_lock_wait at least 0 (seconds)."
             )
         check_removal_settings(self)
+        self._validate_bulk()
         self.validate_table_options()
 
     def validate_table_options(self) -> None:
@@ -233,6 +246,19 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     def maps(self, table: str) -> bool:
         """Whether ``table`` is to be loaded: ``tables`` is not set, or names it."""
         return not self.tables or not isinstance(self.tables, Mapping) or table in self.tables
+
+    def _validate_bulk(self) -> None:
+        if self.bulk not in BULK_MODES:
+            raise ConfigurationError(
+                f"bulk must be one of {', '.join(repr(m) for m in BULK_MODES)}, not {self.bulk!r}."
+            )
+        if self.bulk_threshold < 0:
+            raise ConfigurationError("bulk_threshold must be a number of new contacts (0 or more).")
+        if not 0 < self.bulk_max_contacts_per_file <= MAX_IMPORT_CONTACTS:
+            raise ConfigurationError(
+                f"bulk_max_contacts_per_file must be between 1 and {MAX_IMPORT_CONTACTS:,} "
+                "(SendGrid's limit per import file)."
+            )
 
     @property
     def account(self) -> Account:

@@ -19,6 +19,10 @@ FieldType = Literal["Text", "Number", "Date"]
 MAX_CONTACTS_PER_REQUEST: Final = 30_000
 MAX_REQUEST_BYTES: Final = 6_000_000
 
+# PUT /v3/marketing/contacts/imports: "up to 1,000,000 contacts or 5GB of data" per CSV file.
+MAX_IMPORT_CONTACTS: Final = 1_000_000
+MAX_IMPORT_BYTES: Final = 5_000_000_000
+
 MAX_ALTERNATE_EMAILS: Final = 5
 # "Text custom fields are limited to 1,000 characters" (SendGrid docs, 2021); older pages
 # said 32,766 bytes. The smaller cap is the safe one.

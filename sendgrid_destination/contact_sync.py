@@ -16,9 +16,10 @@ recorded.
 4. **send**: per batch, render the planned rows, set apart those unchanged by content and
    those whose previous version rides on a job still pending (held back: SendGrid promises
    no order between jobs, so a newer version must not overtake an older one still queued),
-   refuse contacts too large for any request, pack the rest and dispatch up to
-   ``max_in_flight`` bodies; then the last body. Every 202 is recorded right after it arrives,
-   and this run's jobs are followed to their end, whatever raises (``Dispatcher``,
+   refuse contacts too large for any request, let a large load's new contacts go by CSV
+   import (``bulk_import``), pack the rest and dispatch up to ``max_in_flight`` bodies; then
+   the last body. Every 202 and every uploaded file is recorded right after it arrives, and
+   this run's jobs are followed to their end, whatever raises (``Dispatcher``,
    ``_following_jobs``); a signal stops the sending (``stop``);
 5. **held back**: with the contacts earlier runs deferred, wait for the jobs blocking them
    within the budget, decide again through the plan, send what they no longer block, and
@@ -35,13 +36,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.bulk_import import BulkSink, ImportedFile, bulk_import
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_model import IDENTIFIERS
@@ -247,7 +249,11 @@ class ContactSync:
     def _send_planned(self, plan: Plan, setup: _Setup, *, hold_back: bool) -> list[pa.Table]:
         """Render, pack and send every planned row; return the contacts held back."""
         held: list[pa.Table] = []
-        with self._following_jobs(), self._dispatcher(setup) as dispatch:
+        with (
+            self._following_jobs(),
+            self._dispatcher(setup) as dispatch,
+            self._bulk_import(setup, plan) as bulk,
+        ):
             for rendered in plan.rendered_batches():
                 if (stopped := self._stopped()) is not None:
                     raise stopped
@@ -256,7 +262,8 @@ class ContactSync:
                     held.append(to_send.filter(to_send["pending"]))
                     self.tally.held_back(held[-1].num_rows)
                     to_send = to_send.filter(pc.invert(to_send["pending"]))
-                dispatch.send(setup.packer.add(self._refuse_oversize(setup, to_send)))
+                to_send = bulk.take(self._refuse_oversize(setup, to_send))
+                dispatch.send(setup.packer.add(to_send))
             dispatch.send(setup.packer.flush())
             self._refresh_fingerprints()
         return held
@@ -336,6 +343,33 @@ class ContactSync:
             "The load was asked to stop (a signal): no new request was sent, every request "
             "SendGrid accepted is recorded, and the next run goes on from there."
         )
+
+    def _bulk_import(self, setup: _Setup, plan: Plan) -> AbstractContextManager[BulkSink]:
+        """New contacts of a large load go by CSV import (``bulk_import``); each file its
+        upload URL took is recorded like an accepted upsert, and its job followed with them."""
+        return bulk_import(
+            self.client,
+            self.store,
+            self.config,
+            self.clock,
+            setup.sql.bindings,
+            scope=setup.sql.scope,
+            new_contacts=plan.counts.new,
+            record=self._record_import,
+        )
+
+    def _record_import(self, imported: ImportedFile) -> None:
+        lists = self.store.record_sent(
+            run_id=self.run_id,
+            stream=self.stream,
+            job_id=imported.job_id,
+            contacts=imported.contacts,
+            body_bytes=imported.file_bytes,
+        )
+        self._job_ids.append(imported.job_id)
+        self.tally.imported(imported.contacts, imported.file_bytes)
+        self.observer.sent(imported.contacts.num_rows)
+        self.tally.listed(lists)
 
     def _learn_max_bytes(self, setup: _Setup, max_bytes: int) -> None:
         """Bodies from now on, and in later runs, are packed to what SendGrid accepted."""

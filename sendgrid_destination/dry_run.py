@@ -4,8 +4,9 @@
 table's load unchanged, through two stand-ins:
 
 * ``PlanningClient``: reads go to SendGrid (lists, field definitions, searches, the status of
-  jobs earlier loads left pending, their errors files); writes do not (upserts, deletions,
-  list removals, new lists and custom fields): each is answered here, with a job id of its
+  jobs earlier loads left pending, their errors files); writes do not (upserts, CSV imports
+  and their uploads, deletions, list removals, new lists and custom fields): each is
+  answered here, with a job id of its
   own that reports itself completed, every contact accepted, when polled;
 * a private copy of the state file (``planning_state``), into which the load records what it
   would have done, and which is then thrown away. The state file itself is only copied.
@@ -40,7 +41,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import dlt
 from dlt.common.configuration.container import Container
@@ -48,7 +49,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.storages.load_package import LoadPackageStateInjectableContext
 
 from sendgrid_destination.api.client import SendGridClient
-from sendgrid_destination.api.models import ContactList, CustomField, ImportJob
+from sendgrid_destination.api.models import ContactList, CsvImport, CustomField, ImportJob
 from sendgrid_destination.state.snapshot import copy_consistently
 from sendgrid_destination.summary import RunSummary
 
@@ -72,6 +73,14 @@ class PlanningClient(SendGridClient):
 
     def remove_from_list(self, list_id: str, contact_ids: Sequence[str]) -> str:
         return self._job("delete_contacts", len(contact_ids))
+
+    def start_csv_import(
+        self, field_mappings: Sequence[str | None], list_ids: Sequence[str] = ()
+    ) -> CsvImport:
+        return CsvImport(self._job("upsert_contacts", 0), "plan://nowhere", ())
+
+    def upload_file(self, started: CsvImport, data: bytes | BinaryIO) -> None:
+        return None
 
     def create_list(self, name: str) -> ContactList:
         return ContactList(f"{PLAN_JOB_PREFIX}list-{name}", name)

@@ -7,6 +7,7 @@
                                      load's other tables are loaded; see destination.py)
     - AuthenticationError            401, or a 403 that is not a temporary block
     - RequestRejectedError           a 4xx that retrying cannot fix
+      - ImportRejectedError          a 400 on a CSV import request (its ``errors`` kept)
     - StateLockedError               another run holds the state file
     - CorruptStateError              the state file is damaged or was not written by us
     - RejectsThresholdError          fail_on_rejects: too many rows refused (good rows sent)
@@ -21,6 +22,7 @@
     - ErrorsFileUnreadableError      a job's errors file is not a CSV we can match to contacts
     - BodyTooLargeError              413, or a 4xx saying the body is too large: send less
     - RemoteStateError               remote state storage unreachable or refused a transfer
+    - UploadRefusedError             a CSV import's upload URL refused the file: a new import
 
 Messages say what to fix. They never contain the API key, an email address or a field value:
 row-level detail goes to the rejects table, which the user asks for explicitly.
@@ -73,6 +75,22 @@ class AuthenticationError(SendGridTerminalError):
 
 class RequestRejectedError(SendGridTerminalError):
     """SendGrid answered a 4xx that the same request would get again."""
+
+
+class ImportRejectedError(RequestRejectedError):
+    """A 400 from ``PUT /v3/marketing/contacts/imports``; ``errors`` holds SendGrid's entries
+    (raw: a field or a custom field ID they name decides whether waiting can help)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[ApiErrorDetail],
+        status: int | None = 400,
+        route: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, route=route)
+        self.errors = errors
 
 
 class StateLockedError(SendGridTerminalError):
@@ -147,6 +165,12 @@ class BodyTooLargeError(SendGridTransientError):
     ) -> None:
         super().__init__(message, status=status, route=route)
         self.body_bytes = body_bytes
+
+
+class UploadRefusedError(SendGridTransientError):
+    """The pre-signed upload URL of a CSV import refused the file (a 4xx or a redirect: the
+    URL expired, was used, or its signature was not accepted). The same URL will not take
+    it; a new import (a new URL) may. Nothing was recorded, so nothing is lost."""
 
 
 class ApiErrorDetail:

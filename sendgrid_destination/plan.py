@@ -104,6 +104,7 @@ class PlanCounts:
     waiting_for_change: int = 0
     # Last rows of their contact flagged by the hard-delete column: neither sent nor refused.
     flagged: int = 0
+    new: int = 0  # of ``to_render``: contacts the state has never sent (bulk imports count them)
 
 
 class Plan:
@@ -206,9 +207,10 @@ class Plan:
             f"DROP VIEW sg_last; DROP VIEW sg_final; DROP TABLE {_CHECKED}; "
             f"DROP TABLE {_DUPLICATES}"
         ).fetchall()
-        ((kept, to_render, waits),) = cur.execute(
+        ((kept, to_render, waits, new),) = cur.execute(
             f"SELECT count(*) FILTER (WHERE NOT waits), count(*) FILTER (WHERE ok AND NOT waits), "
-            f"count(*) FILTER (WHERE waits) FROM {_TABLE}"
+            "count(*) FILTER (WHERE waits), count(*) FILTER (WHERE ok AND NOT waits AND is_new) "
+            f"FROM {_TABLE}"
         ).fetchall()
         rows_read = self._rows.rows_read
         self.counts = PlanCounts(
@@ -219,6 +221,7 @@ class Plan:
             int(sent_earlier),
             int(waits),
             int(flagged),
+            int(new),
         )
         self.rejects = self._rejects()
         with_problem = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())

@@ -34,6 +34,7 @@ class RunSummary:
     omitted_by_reason: Counter[str] = field(default_factory=Counter)
     contacts_sent: int = 0
     requests: int = 0
+    imports: int = 0  # CSV imports (files) accepted; their bytes are in bytes_sent
     bytes_sent: int = 0
     rejected_by_api: int = 0
     jobs: Counter[str] = field(default_factory=Counter)
@@ -98,8 +99,9 @@ class RunSummary:
             + (f"{self.retried} retried (failed before), " if self.retried else "")
             + f"{self.unchanged} unchanged (skipped)"
             + (f", {self.superseded} replaced by a later row" if self.superseded else ""),
-            f"  sent {self.contacts_sent} contacts in {self.requests} requests "
-            f"({self.bytes_sent:,} bytes)",
+            f"  sent {self.contacts_sent} contacts in {self.requests} requests"
+            + (f" and {self.imports} CSV imports" if self.imports else "")
+            + f" ({self.bytes_sent:,} bytes)",
             f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",
         ]
         lines += [f"    {n} x {reason}" for reason, n in self.rejected_by_reason.most_common()]

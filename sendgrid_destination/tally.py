@@ -75,14 +75,23 @@ class Tally:
     # -- what this attempt did (attempts add up) ---------------------------------------------
 
     def accepted(self, contacts: pa.Table, body_bytes: int) -> None:
+        """An upsert's 202."""
+        self._sent(contacts, body_bytes)
+        self.sent.requests += 1
+
+    def imported(self, contacts: pa.Table, file_bytes: int) -> None:
+        """A CSV import's file, taken by its upload URL."""
+        self._sent(contacts, file_bytes)
+        self.sent.imports += 1
+
+    def _sent(self, contacts: pa.Table, nbytes: int) -> None:
         new = _true_count(contacts["is_new"])
         retried = _true_count(pc.and_(contacts["retry"], pc.invert(contacts["is_new"])))
         s = self.sent
         s.new += new
         s.retried += retried
         s.changed += contacts.num_rows - new - retried
-        s.requests += 1
-        s.bytes_sent += body_bytes
+        s.bytes_sent += nbytes
         s.contacts_sent += contacts.num_rows
 
     def judged(self, *, left: int, not_deleted: int, waiting: int) -> None:

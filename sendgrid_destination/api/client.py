@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
-from urllib.parse import quote
+from typing import Any, BinaryIO, Final
+from urllib.parse import quote, urlsplit
 
 from sendgrid_destination.api import errors_file
 from sendgrid_destination.api.endpoint import (
     DEFAULT_BASE_URL,
     EU_BASE_URL,
+    is_loopback,
     normalize_base_url,
     on_base_host,
 )
@@ -37,6 +38,7 @@ from sendgrid_destination.api.messages import describe
 from sendgrid_destination.api.models import (
     ClientStats,
     ContactList,
+    CsvImport,
     CustomField,
     FieldDefinitions,
     FoundContact,
@@ -52,9 +54,11 @@ from sendgrid_destination.errors import (
     BodyTooLargeError,
     ConfigurationError,
     ContactsRejectedError,
+    ImportRejectedError,
     RequestRejectedError,
     SendGridError,
     ServerError,
+    UploadRefusedError,
 )
 from sendgrid_destination.redaction import safe_url
 
@@ -69,6 +73,8 @@ ROUTE_ERRORS_FILE: Final = "GET errors_url"
 ROUTE_SEARCH: Final = "POST /v3/marketing/contacts/search/identifiers/{identifier_type}"
 ROUTE_DELETE_CONTACTS: Final = "DELETE /v3/marketing/contacts"
 ROUTE_REMOVE_FROM_LIST: Final = "DELETE /v3/marketing/lists/{id}/contacts"
+ROUTE_CSV_IMPORT: Final = "PUT /v3/marketing/contacts/imports"
+ROUTE_UPLOAD: Final = "PUT upload_uri"
 
 # GET /v3/marketing/lists takes page_size 1..1000; an account holds at most 1000 lists, so
 # even one list a page ends within 1,001 pages: more means a server that never ends.
@@ -149,6 +155,51 @@ class SendGridClient:
         url = self._url(f"/v3/marketing/contacts/imports/{quote(job_id, safe='')}")
         response = self._call(ROUTE_IMPORT_STATUS, url)
         return ImportJob.from_json(_json_object(response, ROUTE_IMPORT_STATUS), job_id)
+
+    def start_csv_import(
+        self, field_mappings: Sequence[str | None], list_ids: Sequence[str] = ()
+    ) -> CsvImport:
+        """``PUT /v3/marketing/contacts/imports`` for a CSV file whose columns are
+        ``field_mappings`` (field definition IDs; ``None`` skips a column); returns the job and
+        where to upload the file (``upload_file``).
+
+        Raises:
+            ImportRejectedError: on 400 (``errors`` holds SendGrid's entries).
+        """
+        doc: dict[str, Any] = {"file_type": "csv", "field_mappings": list(field_mappings)}
+        if list_ids:
+            doc["list_ids"] = list(list_ids)
+        url = self._url("/v3/marketing/contacts/imports")
+        response = self._call(ROUTE_CSV_IMPORT, url, body=json.dumps(doc).encode())
+        started = CsvImport.from_json(_json_object(response, ROUTE_CSV_IMPORT))
+        if not started.job_id or not started.upload_uri:
+            raise ServerError(
+                f"{ROUTE_CSV_IMPORT} answered {response.status} without a job_id and upload_uri",
+                status=response.status,
+                route=ROUTE_CSV_IMPORT,
+            )
+        return started
+
+    def upload_file(self, started: CsvImport, data: bytes | BinaryIO) -> None:
+        """PUT a CSV import's file to its pre-signed ``upload_uri`` with its ``upload_headers``:
+        never the API key, never to plain http beyond loopback, never following a redirect.
+
+        Raises:
+            UploadRefusedError: the URL answered 4xx or 3xx; a new import gets a new URL.
+            SendGridTransientError: no usable answer after the transport's retries.
+        """
+        url = _upload_url(started.upload_uri)
+        response = self._transport.call(
+            ROUTE_UPLOAD, url, body=data, authenticated=False, headers=dict(started.upload_headers)
+        )
+        if response.kind != "ok":
+            raise UploadRefusedError(
+                f"The upload URL of CSV import {started.job_id} ({safe_url(url)}) answered "
+                f"{response.status}, not 2xx ({describe(response.details)}); a new import "
+                "will get a new URL.",
+                status=response.status,
+                route=ROUTE_UPLOAD,
+            )
 
     def fetch_errors_file(self, url: str) -> ErrorsFile:
         """The errors file behind a job's pre-signed ``errors_url`` (fetched without the key),
@@ -308,6 +359,13 @@ class SendGridClient:
             )
         if route == ROUTE_UPSERT and status == 400:
             return _contacts_rejected(details, route)
+        if route == ROUTE_CSV_IMPORT and status == 400:
+            return ImportRejectedError(
+                f"SendGrid rejected {route} with 400: {summary}. Check that every mapped field "
+                'is listed by field_definitions, or set bulk = "never".',
+                errors=details,
+                route=route,
+            )
         return RequestRejectedError(
             f"SendGrid rejected {route} with {status}: {summary}{_status_hint(status)}",
             status=status,
@@ -364,6 +422,22 @@ def _contacts_rejected(details: list[ApiErrorDetail], route: str) -> ContactsRej
     where = f"contacts at indexes [{shown}]" if indexes else "the request as a whole"
     message = f"SendGrid rejected {route} with 400 for {where}: {describe(details)}"
     return ContactsRejectedError(message, errors=details, status=400, route=route)
+
+
+def _upload_url(uri: str) -> str:
+    """The upload URI if it keeps the file (contacts' data) encrypted or on this machine."""
+    parts = urlsplit(uri)
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if host and (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
+        return uri
+    raise ServerError(
+        f"{ROUTE_CSV_IMPORT} answered an upload_uri that is not https ({safe_url(uri)}); the "
+        'contacts\' file is not sent there. Set bulk = "never" to send upserts only.',
+        route=ROUTE_CSV_IMPORT,
+    )
 
 
 def _validate_settings(

@@ -61,6 +61,34 @@ class ImportJob:
 
 
 @dataclass(frozen=True)
+class CsvImport:
+    """``PUT /v3/marketing/contacts/imports``: the job, and where its file goes.
+
+    ``upload_uri`` is pre-signed (whoever holds it can write the file), so it stays out of
+    ``repr`` like ``errors_url``; ``upload_headers`` must travel with the upload, as given.
+    """
+
+    job_id: str
+    upload_uri: str = field(repr=False)
+    upload_headers: tuple[tuple[str, str], ...] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> CsvImport:
+        """Leniently; an answer without a job id or an upload URI has ``""`` there."""
+        job_id = doc.get("job_id")
+        headers = tuple(
+            (_text(h.get("header")), _text(h.get("value")))
+            for h in objects(doc.get("upload_headers"))
+            if _text(h.get("header"))
+        )
+        return cls(
+            job_id=str(job_id) if isinstance(job_id, str | int) and job_id != "" else "",
+            upload_uri=_text(doc.get("upload_uri")),
+            upload_headers=headers,
+        )
+
+
+@dataclass(frozen=True)
 class CustomField:
     """A custom field definition; upserts address it by ``id`` (e.g. ``e1_T``), not name."""
 

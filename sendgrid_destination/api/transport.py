@@ -35,13 +35,14 @@ Contract:
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import BinaryIO, Final
 from urllib.parse import urlsplit
 
 import requests
@@ -186,9 +187,20 @@ class Transport:
         self._local = threading.local()
 
     def call(
-        self, route: str, url: str, *, body: bytes | None = None, authenticated: bool = True
+        self,
+        route: str,
+        url: str,
+        *,
+        body: bytes | BinaryIO | None = None,
+        authenticated: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send until a success or a refusal that retrying cannot fix; see the module doc."""
+        """Send until a success or a refusal that retrying cannot fix; see the module doc.
+
+        ``headers`` are added to the request's own (a pre-signed upload's ``upload_headers``).
+        ``body`` may be a seekable binary file (a CSV import's gzip file, not held in memory):
+        each attempt sends it from its start.
+        """
         host = _host_of(url)
         budget = _ConnectBudget(self._timeout[0], self._policy.max_attempts)
         attempt = 0
@@ -197,7 +209,7 @@ class Transport:
             self._raise_if_stopped(route)
             self._wait_for_budget(route)
             started = time.monotonic()
-            response, failure = self._send_once(route, url, body, authenticated)
+            response, failure = self._send_once(route, url, body, authenticated, headers)
             details = parse_error_body(response.body) if response and response.status >= 400 else []
             decision = retry_decision(
                 response.status if response else None,
@@ -220,17 +232,22 @@ class Transport:
             self._back_off(route, host, attempt, decision, wait, response, failure)
 
     def _send_once(
-        self, route: str, url: str, body: bytes | None, authenticated: bool
+        self,
+        route: str,
+        url: str,
+        body: bytes | BinaryIO | None,
+        authenticated: bool,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[Response | None, Exception | None]:
         method = route.split(" ", 1)[0]
-        self.stats.record_request(route, len(body) if body else 0)
+        self.stats.record_request(route, _rewound_size(body))
         deadline = time.monotonic() + sum(self._timeout)
         try:
             raw = self._session().request(
                 method,
                 url,
                 data=body,
-                headers=self._headers(authenticated),
+                headers={**self._headers(authenticated), **(headers or {})},
                 auth=self._auth if authenticated else _NoAuth(),
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -312,6 +329,16 @@ class Transport:
         if self._on_behalf_of:
             headers["On-Behalf-Of"] = self._on_behalf_of
         return headers
+
+
+def _rewound_size(body: bytes | BinaryIO | None) -> int:
+    """The body's size; a file is rewound first (an earlier attempt may have read it)."""
+    if body is None or isinstance(body, bytes):
+        return len(body or b"")
+    body.seek(0, io.SEEK_END)
+    size = body.tell()
+    body.seek(0)
+    return size
 
 
 def _read_body(response: requests.Response, deadline: float) -> bytes:

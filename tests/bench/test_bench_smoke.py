@@ -1,10 +1,12 @@
 """A tiny run of the whole benchmark harness, so ``make bench`` cannot rot.
 
 Runs ``benchmarks.run`` at 2,000 rows, one repeat, into a temporary directory, and checks the
-shape of what it writes and the facts that do not depend on the machine: both paths agree on
-the contacts and the refused rows, the unchanged rerun sends nothing, the changed rerun sends
-only the changed contacts, and every sync stays within one request of the minimum. No timing
-is asserted.
+shape of what it writes and the facts that do not depend on the machine: our path and both
+baselines send the same bodies and refuse the same rows, every ratio (wall and CPU) is
+there, the unchanged rerun sends nothing, the changed rerun sends only the changed contacts,
+every sync stays within one request of the minimum, and the bulk first sync (``--bulk
+always``) imports every contact in one CSV file in fewer bytes, after which a rerun sends
+nothing. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from benchmarks import report
 from benchmarks.run import main
+from benchmarks.throughput import BASELINES
 
 ROWS = 2_000
 
@@ -29,7 +32,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
     out = tmp_path_factory.mktemp("bench")
     code = main(
         [
-            "--sizes", str(ROWS), "--repeat", "1",
+            "--sizes", str(ROWS), "--repeat", "1", "--bulk", "always",
             "--report", str(out / "BENCHMARKS.md"), "--results-dir", str(out / "results"),
             "--workdir", str(out / "work"),
         ]
@@ -51,29 +54,40 @@ def test_it_writes_the_report_the_json_and_the_chart(bench: tuple[dict[str, Any]
         "## Targets",
         "## 1-2.",
         "## 3-4, 7.",
+        "## 7b. Bulk first loads",
         "## 5. Peak memory",
         "## 6. Request efficiency",
         "## What limits it",
     ):
         assert heading in text
     assert "python -m benchmarks.run --sizes 2000 --repeat 1" in text
-    assert len(report.targets(results)) == 6
+    assert len(report.targets(results)) == 9
 
 
-def test_both_paths_send_the_same_contacts_and_refuse_the_same_rows(bench):
+def test_every_path_sends_the_same_bodies_and_refuses_the_same_rows(bench):
     eq = bench[0]["equivalence"]
-    assert eq["same_contacts"] and eq["contacts_ours"] == eq["contacts_baseline"] > 0
-    assert eq["same_rejected_rows"]
-    assert eq["rejected_ours"] == eq["rejected_baseline"] == eq["rejected_expected"] > 0
+    assert eq["same"]
+    ours = eq["paths"]["ours"]
+    assert ours["contacts"] > 0 and ours["rejected_rows"] == eq["rejected_expected"] > 0
+    for name in BASELINES:
+        assert eq[name] == {"contacts": True, "bodies": True, "rejected_rows": True}
+        assert eq["paths"][name] == ours
 
 
-def test_the_in_process_paths_measured_both_passes(bench):
+def test_the_in_process_paths_measured_both_passes_and_every_ratio(bench):
     (entry,) = bench[0]["throughput"]
     run = entry["runs"][0]
-    assert run["ours"]["first"]["contacts"] == run["baseline"]["first"]["contacts"]
     assert run["ours"]["unchanged"]["requests"] == 0
-    assert run["baseline"]["unchanged"]["requests"] == 0
-    assert entry["median"]["ours_rows_per_second"] > 0 and entry["median"]["ratio"] > 0
+    for name in BASELINES:
+        for key in ("requests", "body_bytes", "contacts", "rejected_rows"):
+            assert run[name]["first"][key] == run["ours"]["first"][key]
+        assert run[name]["unchanged"]["requests"] == 0
+        assert run[name]["first"]["cpu_seconds"] > 0
+        ratios = entry["median"]["baselines"][name]["ratios"]
+        assert set(ratios) == {"wall", "cpu", "wall_with_state", "cpu_with_state"}
+        assert all(value > 0 for value in ratios.values())
+    assert entry["median"]["ours_rows_per_second"] > 0
+    assert entry["median"]["ours_cpu_seconds"] > 0
 
 
 def test_reruns_send_nothing_unchanged_and_only_what_changed(bench):
@@ -94,6 +108,21 @@ def test_requests_stay_within_one_of_the_minimum(bench):
         assert first["accepted"] >= 1 and first["extra"] <= 1
     for entry in results["throughput"]:
         assert entry["median"]["ours_efficiency"]["extra"] <= 1
+
+
+def test_the_bulk_first_sync_imports_every_contact_in_one_file_and_its_rerun_sends_nothing(
+    bench,
+):
+    run = bench[0]["sync"]["sizes"][str(ROWS)]["runs"][0]
+    imports, upserted = run["bulk"]["imports"], run["first"]["emulator"]
+    assert (imports["imports"], imports["files"]) == (1, 1)
+    assert imports["contacts"] == upserted["contacts"] > 0
+    assert run["bulk"]["emulator"]["upserts"] == 0
+    assert 0 < imports["wire_bytes"] < upserted["body_bytes"]
+    assert run["bulk"]["summary"]["imports"] == 1
+    assert run["bulk_unchanged"]["emulator"]["upserts"] == 0
+    assert run["bulk_unchanged"]["imports"]["imports"] == 0
+    assert run["bulk_unchanged"]["summary"]["unchanged"] == imports["contacts"]
 
 
 def test_memory_and_steps_are_reported(bench):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dlt
 import pyarrow as pa
 from dlt.common.pipeline import LoadInfo
@@ -10,10 +12,18 @@ from sendgrid_destination import sendgrid
 
 API_KEY = "SG.test-crash-key"
 PER_REQUEST = 200
+PER_FILE = 500
+# The bulk variant: every new contact goes by CSV import, in files of PER_FILE contacts.
+BULK = {"bulk": "always", "bulk_max_contacts_per_file": PER_FILE}
 
 
 def sync(
-    data: pa.Table, base_url: str, state_path: str, pipelines_dir: str, in_flight: int = 1
+    data: pa.Table,
+    base_url: str,
+    state_path: str,
+    pipelines_dir: str,
+    in_flight: int = 1,
+    **settings: Any,
 ) -> LoadInfo:
     pipeline = dlt.pipeline(
         "crash",
@@ -26,6 +36,7 @@ def sync(
             max_in_flight=in_flight,
             read_batch_rows=500,
             job_poll_interval=0.02,
+            **settings,
         ),
         pipelines_dir=pipelines_dir,
     )

@@ -29,7 +29,7 @@ import pytest
 
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.state import StateStore
-from tests.e2e.crash_scenario import API_KEY, PER_REQUEST, sync
+from tests.e2e.crash_scenario import API_KEY, BULK, PER_FILE, PER_REQUEST, sync
 
 CONTACTS = 2_000
 TRIALS = 20
@@ -126,3 +126,68 @@ def test_a_sigkilled_load_loses_nothing_and_resends_only_the_unrecorded_requests
     assert all(names[f"user{i}@example.com"] == f"v2-{i}" for i in range(CONTACTS))
     assert resent == CONTACTS - recorded, "the rerun resent contacts recorded as accepted"
     assert sent_before_kill + resent <= CONTACTS + in_flight * PER_REQUEST
+
+
+UPLOAD = "PUT /_uploads/{job_id}"
+
+
+def _taken_uploads(emulator: Emulator, since: int = 0) -> list[str]:
+    """Job IDs of the CSV files the upload URL took, in order."""
+    return [
+        r.path.rsplit("/", 1)[-1]
+        for r in emulator.requests[since:]
+        if r.route == UPLOAD and r.status == 200
+    ]
+
+
+def _imported(emulator: Emulator, job_ids: list[str]) -> int:
+    wanted = set(job_ids)
+    return sum(job["contact_count"] for job in emulator.jobs() if job["id"] in wanted)
+
+
+def _recorded(state_path: Path) -> int:
+    with StateStore.open(state_path, read_only=True) as store:
+        row = store.con.execute("SELECT coalesce(sum(contact_count), 0) FROM requests").fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file_number", [1, 2, 4])
+def test_a_bulk_load_killed_mid_upload_resends_at_most_the_file_in_flight(
+    file_number: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2,000 new contacts go as 4 CSV files of 500. Every upload's answer crawls (the file is
+    # taken, then its 200 takes seconds to arrive): the process is killed while the
+    # file_number-th file is taken but not yet recorded.
+    monkeypatch.chdir(tmp_path)
+    state, dlt_dir = tmp_path / "state.duckdb", tmp_path / "dlt"
+    parquet = tmp_path / "v2.parquet"
+    pq.write_table(_version(2), parquet)
+    with Emulator(api_key=API_KEY, job_polls_until_done=1) as emulator:
+        emulator.faults.add(UPLOAD, action="drip", delay=0.03, times=10)
+        command = [sys.executable, "-m", "tests.e2e.crash_worker", emulator.base_url,
+                   str(state), str(dlt_dir), str(parquet), "bulk"]  # fmt: skip
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while len(_taken_uploads(emulator)) < file_number and time.monotonic() < deadline:
+            assert proc.poll() is None, "the worker ended before the upload to kill it in"
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        before_kill = _taken_uploads(emulator)
+        recorded = _recorded(state)
+        emulator.faults.clear()
+        after_kill = len(emulator.requests)
+
+        sync(_version(2), emulator.base_url, str(state), str(dlt_dir), **BULK)
+        emulator.process_jobs()
+        resent = _imported(emulator, _taken_uploads(emulator, after_kill))
+        sent_before_kill = _imported(emulator, before_kill)
+        names = {c["email"]: c.get("first_name") for c in emulator.contacts()}
+
+    assert len(before_kill) == file_number
+    assert recorded == (file_number - 1) * PER_FILE  # every file before the one in flight
+    assert len(names) == CONTACTS
+    assert all(names[f"user{i}@example.com"] == f"v2-{i}" for i in range(CONTACTS))
+    assert resent == CONTACTS - recorded, "the rerun resent contacts recorded as accepted"
+    assert sent_before_kill + resent == CONTACTS + PER_FILE  # the file in flight, twice

@@ -238,6 +238,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "omitted_by_reason": {},
         "contacts_sent": 8,
         "requests": 1,
+        "imports": 0,
         "bytes_sent": first_bytes,
         "rejected_by_api": 0,
         "failed_in_jobs": 1,

@@ -9,7 +9,8 @@ polled.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,17 +31,25 @@ BATCH_ROWS = 100
 
 
 class _DiskGoneHalfway(SourceRows):
-    """A job file whose render pass fails on its third batch (the plan's pass reads it all)."""
+    """A job file whose render pass fails on its third batch (the plan's pass reads it all).
 
-    def __init__(self, path: Path) -> None:
+    Before failing it waits until ``on_the_wire()`` holds, so the failure always lands while
+    bodies are in flight, however slowly the machine schedules the upsert threads.
+    """
+
+    def __init__(self, path: Path, on_the_wire: Callable[[], bool]) -> None:
         self._file = SourceRows.from_file(str(path), ["email", "first_name"], BATCH_ROWS)
         super().__init__(self._file.schema)
         self._reads = 0
+        self._on_the_wire = on_the_wire
 
     def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
         self._reads += 1
         for n, item in enumerate(self._file.batches()):
             if self._reads > 1 and n == 2:
+                deadline = time.monotonic() + 10.0
+                while not self._on_the_wire() and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 raise OSError("the job file went away")
             yield item
 
@@ -60,7 +69,7 @@ def test_upserts_in_flight_when_the_main_thread_raises_are_recorded_and_their_jo
     with Emulator(api_key=API_KEY, clock=clock, job_polls_until_done=1) as emu:
         # Real seconds: the bodies of the second batch are still on the wire when the third
         # batch's read fails.
-        emu.faults.add("PUT /v3/marketing/contacts", action="delay", delay=0.5, times=10)
+        slow = emu.faults.add("PUT /v3/marketing/contacts", action="delay", delay=0.5, times=10)
         state_path = tmp_path / "state.duckdb"
         with (
             StateStore.open(state_path) as store,
@@ -70,7 +79,8 @@ def test_upserts_in_flight_when_the_main_thread_raises_are_recorded_and_their_jo
                 config, parse_mapping(DEFAULT_MAPPING), client, store, clock, "r1", "contacts"
             )
             with pytest.raises(OSError, match="went away"):
-                sync.run(_DiskGoneHalfway(job_file))
+                # The third body has reached the emulator (and sleeps there) when the read fails.
+                sync.run(_DiskGoneHalfway(job_file, lambda: slow.times <= 10 - 3))
         accepted = [r for r in upserts(emu) if r.status == 202]
         job_ids = sorted(str(job["id"]) for job in emu.jobs())
 
