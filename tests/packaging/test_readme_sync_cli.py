@@ -53,7 +53,7 @@ def test_the_readmes_sync_cli_commands_run_verbatim(tmp_path: Path) -> None:
 
     out = result.stdout
     assert result.returncode == 0, f"{out[-4000:]}\n{result.stderr[-4000:]}"
-    assert "plan (nothing was sent or changed)" in out
+    assert "PLAN (dry run): nothing was sent to SendGrid" in out
     assert f"{GOOD} new" in out
     # The emulator in the background prints to the same stdout: the run's line is the JSON one.
     last = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])

@@ -97,6 +97,14 @@ class Row:
 
 
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# What the README trims from names: surrounding whitespace, no-break spaces included.
+_NAME_BLANKS = " \t\n\r\f\v\u00a0"
+
+
+def _as_sent(person: Person) -> Person:
+    """A person as SendGrid holds them after a sync: names trimmed (a name may end in a blank)."""
+    first, last = person.first_name.strip(_NAME_BLANKS), person.last_name.strip(_NAME_BLANKS)
+    return Person(first, last, person.score, person.plan)
 
 
 @dataclass
@@ -164,7 +172,7 @@ class Warehouse:
             if not row.valid:
                 snapshot.refused_rows[i] = row.key
         snapshot.expected_contacts = {
-            e: p for e, p in self.people.items() if e not in refused_people
+            e: _as_sent(p) for e, p in self.people.items() if e not in refused_people
         }
         return snapshot
 
