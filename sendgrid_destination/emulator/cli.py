@@ -136,9 +136,11 @@ class _Installed:
             signal.signal(signum, previous)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m sendgrid_destination.emulator"
+) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sendgrid_destination.emulator",
+        prog=prog,
         description="Serve the SendGrid Marketing Contacts API emulator.",
     )
     configure_parser(parser)
