@@ -103,12 +103,14 @@ def _pass_figures(stats: PassStats) -> dict[str, Any]:
 
 
 def _run_ours(batches: Sequence[pa.RecordBatch], workdir: Path) -> dict[str, Any]:
-    state = workdir / "throughput-state.duckdb"
-    state.unlink(missing_ok=True)
-    with OursPath(state) as ours:
+    # A fresh directory per run: the state file goes with its journal, which would otherwise
+    # refuse the next run's new file as a lost state.
+    with (
+        tempfile.TemporaryDirectory(dir=workdir) as fresh,
+        OursPath(Path(fresh) / "throughput-state.duckdb") as ours,
+    ):
         first = ours.run_pass(batches)
         second = ours.run_pass(batches)
-    state.unlink(missing_ok=True)
     return {
         "first": _pass_figures(first),
         "unchanged": _pass_figures(second),
