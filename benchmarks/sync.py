@@ -8,7 +8,9 @@ upsert but keeps no contact data), and defines the three custom fields. ``run_sy
 warehouse per size and, ``repeat`` times on a fresh state file: a first sync (everything new;
 its peak RSS is measurement 5, its step split measurement 7 at the rerun size), then at
 ``rerun_rows`` an unchanged rerun (3) and a rerun where ``changed_fraction`` of the contacts
-changed (4); ``repeat`` may depend on the size. These syncs set ``bulk = "never"``: they
+changed (4), and the reference for issue 16's targets 4 and 5: dlt loading the same
+warehouse into its own duckdb destination (``dlt_duckdb``; wall and CPU seconds of its
+``pipeline.run``); ``repeat`` may depend on the size. These syncs set ``bulk = "never"``: they
 measure the upsert path. Unless ``bulk`` is None, each repeat then makes the same first sync
 on a fresh state with that ``bulk`` setting (``"auto"`` by default, the destination's:
 CSV imports once a load has more than 200,000 new contacts), and at ``rerun_rows`` its
@@ -66,13 +68,31 @@ def run_sync(
     and CSV imports."""
     seen = len(emulator.requests)
     out = workdir / "stream-result.json"
-    out.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "benchmarks.stream",
         "--warehouse", str(warehouse), "--rows", str(rows),
         "--base-url", emulator.base_url, "--api-key", API_KEY,
         "--state", str(state), "--workdir", str(workdir), "--out", str(out), "--bulk", bulk,
     ]  # fmt: skip
+    result = _child(command, workdir, out)
+    result["emulator"] = _upserts(emulator, seen)
+    result["imports"] = _imports(emulator, seen)
+    return result
+
+
+def run_reference(warehouse: Path, rows: int, workdir: Path) -> dict[str, Any]:
+    """dlt loading the same source into its own duckdb destination, in a child process."""
+    out = workdir / "reference-result.json"
+    command = [
+        sys.executable, "-m", "benchmarks.stream", "--destination", "duckdb",
+        "--warehouse", str(warehouse), "--rows", str(rows),
+        "--workdir", str(workdir), "--out", str(out), "--pipeline-name", "bench_reference",
+    ]  # fmt: skip
+    return _child(command, workdir, out)
+
+
+def _child(command: list[str], workdir: Path, out: Path) -> dict[str, Any]:
+    out.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT), RUNTIME__DLTHUB_TELEMETRY="false")
     done = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True,
@@ -81,8 +101,6 @@ def run_sync(
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"benchmarks.stream failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(out.read_text())
-    result["emulator"] = _upserts(emulator, seen)
-    result["imports"] = _imports(emulator, seen)
     return result
 
 
@@ -141,6 +159,9 @@ def _one_repeat(
     if "changed" in warehouses:
         result["unchanged"] = run_sync(emulator, warehouses["first"], rows, state, run_dir)
         result["changed"] = run_sync(emulator, warehouses["changed"], rows, state, run_dir)
+        reference_dir = _fresh(workdir / "reference")
+        result["dlt_duckdb"] = run_reference(warehouses["first"], rows, reference_dir)
+        shutil.rmtree(reference_dir, ignore_errors=True)
     if bulk is not None:  # the same first load, by CSV import if ``bulk`` says so
         run_dir = _fresh(workdir / "run")
         result["bulk"] = run_sync(emulator, warehouses["first"], rows, state, run_dir, bulk)
@@ -219,6 +240,14 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         present = [run[kind] for run in runs if kind in run]
         if present:
             medians[kind] = _kind_medians(present)
+    references = [run["dlt_duckdb"] for run in runs if "dlt_duckdb" in run]
+    if references:
+        medians["dlt_duckdb"] = {
+            "wall_seconds": _median_of([r["wall_seconds"] for r in references]),
+            "cpu_seconds": _median_of([r.get("cpu_seconds") for r in references]),
+            "steps": {s: _step_medians(references, s) for s in sorted(references[0]["steps"])},
+            "peak_rss_bytes": _median_of([r["peak_rss_bytes"] for r in references]),
+        }
     return medians
 
 
@@ -247,6 +276,7 @@ def _kind_medians(results: list[dict[str, Any]]) -> dict[str, Any]:
     step_names = sorted({s for r in results for s in r["steps"]})
     return {
         "wall_seconds": _median_of([r["wall_seconds"] for r in results]),
+        "cpu_seconds": _median_of([r.get("cpu_seconds") for r in results]),
         "steps": {s: _step_medians(results, s) for s in step_names},
         "peak_rss_bytes": _median_of([r["peak_rss_bytes"] for r in results]),
         "rss_before_run_bytes": _median_of([r["rss_before_run_bytes"] for r in results]),

@@ -62,7 +62,7 @@ def test_it_writes_the_report_the_json_and_the_chart(bench: tuple[dict[str, Any]
     ):
         assert heading in text
     assert "python -m benchmarks.run --sizes 2000 --repeat 2" in text
-    assert len(report.targets(results)) == 9
+    assert len(report.targets(results)) == 11
 
 
 def test_every_path_sends_the_same_bodies_and_refuses_the_same_rows(bench):
@@ -100,6 +100,25 @@ def test_reruns_send_nothing_unchanged_and_only_what_changed(bench):
     assert run["unchanged"]["summary"]["contacts_sent"] == 0
     assert run["changed"]["summary"]["contacts_sent"] == entry["changed_contacts"] > 0
     assert run["changed"]["emulator"]["contacts"] == entry["changed_contacts"]
+
+
+def test_the_reference_is_dlt_loading_the_same_source_into_duckdb_and_the_report_judges_it(
+    bench,
+):
+    results, text, _ = bench
+    entry = results["sync"]["sizes"][str(ROWS)]
+    reference = entry["runs"][0]["dlt_duckdb"]
+    assert reference["destination"] == "duckdb"
+    assert reference["wall_seconds"] > 0 and reference["cpu_seconds"] > 0
+    assert entry["median"]["dlt_duckdb"]["cpu_seconds"] > 0
+    assert entry["median"]["first"]["cpu_seconds"] > 0
+    judged = {v.target: v for v in report.targets(results)}
+    for target in (
+        "Unchanged 1M rerun: the whole pipeline.run <= 0.6x dlt -> duckdb (wall)",
+        "Whole first 1M sync: the syncing process's CPU seconds <= 1.5x dlt -> duckdb",
+    ):
+        assert judged[target].met is not None and "x: " in judged[target].measured
+    assert "reference: dlt -> its duckdb destination, same source" in text
 
 
 def test_requests_stay_within_one_of_the_minimum(bench):
