@@ -743,60 +743,60 @@ def _same(found: dict[str, bool]) -> str:
 LIMITS = """## What limits it
 
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
-`EXPLAIN ANALYZE` of the check and the render, cProfile of a pass).
+`EXPLAIN ANALYZE` of the check and the render, cProfile of a pass). The run had the machine
+to itself (18 minutes), except for about 20 seconds of small test modules during the
+100,000-row throughput repeats.
 
-**This run was not alone on the machine.** It started at a load average of 2.8 and other
-test suites ran through the 100,000 and 1,000,000-row throughput repeats and the syncs; the
-10M throughput ran mostly alone. Contention costs our path (two DuckDB threads) more wall time
-than the single-threaded baselines, so the wall ratios at 100k and 1M understate it; CPU
-seconds and ratios of CPU seconds are the figures to read. Measured on the idle machine right
-after the run, alternating: the 1M first pass took 7.1-8.7 s wall and 11.8-14.4 CPU-s
-(150,000-175,000 rows/s), the same at this branch's base and with it (the bulk work does not
-touch that path), while the code of the previous report (2026-11-26, 377,618 rows/s then) took
-5.7-8.0 s and 8.7-9.6 CPU-s: the first pass costs 35-50% more CPU since (issues 12 and 13:
-text checks, number and date parsing, look-alike addresses), and the machine itself ran that
-code at 166,000-240,000 rows/s today.
+**What changed since the previous report** (which ran under heavy contention): the check and
+the render trim a value only when it has a blank at one end (a regular expression on both
+ends costs about a third of DuckDB's `trim()` with a set of characters, which ran on every
+text value of every row), fold an email with `lower()` when it is pure ASCII (`translate()`,
+kept for the rest so that look-alikes never fold into ASCII, was three times slower), and
+search the UTF-8 marks only in rows that have one. Same results (fingerprints and hashes
+unchanged, so no resend on upgrade); measured alternately on 300,000 rows, the path went
+from 2.8 to 1.5-1.8 s and the unchanged pass from 1.35 to 0.7-0.8 CPU-s. Against the code
+of 2026-11-26 on the same rows (two alternating runs each, on a busy machine), the first
+sync's load step is now about the same (8.1-8.3 s vs 7.5-8.3 s): this was most of the 35-50%
+of CPU the first pass had gained since with the stricter checks. The report now also measures
+the reference of issue 16's targets 4 and 5: dlt loading the same warehouse into its own
+duckdb destination, and the CPU seconds of every sync.
 
-**What changed since the previous report**: (1) fair baselines (issue 16.1). The per-row
-baseline now encodes each contact once with `orjson`, hashes those bytes once and packs them as
-the destination does, so it sends byte-identical bodies (48 requests at 1M, not 52; checked on
-every repeat); it ran at 43,000-47,000 rows/s at 1M and 10M (20,500 at 100k, in the worst of
-the contention). The new vectorized baseline (`pyarrow.compute` for the checks, `orjson` per
-valid row) ran at 65,000-71,000 rows/s at 1M and 10M. Against them our path is
-1.4-2.2x (per-row) and 0.8-1.3x (vectorized) in wall time with its state writes, and 1.3-1.5x
-and 0.9-1.0x in CPU seconds: the 8.5x of the previous report was a slow baseline and the
-second core, as issue 16 says (it measured 2.1x and 1.6x with state writes on an idle machine,
-1.1-1.5x in CPU). (2) Bulk first loads through CSV import (issue 16.7, section 7b).
-
-* **Our path and its ratios (missed: 75,909 rows/s at 1M under contention; 1.4x wall, 1.3x
-  CPU against the per-row baseline with state writes).** The render is 60% of the path and the
-  plan 37%; 11 CPU-s per million rows, where the per-row baseline spends 16. The 10x and 4x
-  targets need the render floor, linear state writes and a cheaper plan (issue 16, points 2-4),
-  which this run does not address.
-* **Unchanged rerun (missed in this run: load step 6.13 s, of which the plan 5.97 s, against
-  1.55 s in the previous report).** Only the plan runs (read the file, check, fingerprint, one
-  join with 990,000 contacts); the difference is the contention of this run and the costlier
-  checks since issue 13. Issue 16 point 4 (fingerprint the raw values before any cleaning) is
-  the way under dlt's own time.
-* **10M rows streamed (met: 612 MiB at 10M vs 575 MiB at 1M, +7%).** The bulk first sync
-  peaks at 692 MiB at 10M vs 631 MiB at 1M (+10%): one import file is built or uploaded at a
-  time, its gzip in an anonymous temporary file beside the state and its keys and hashes in a
-  DuckDB temporary table. In trial 10M bulk syncs before that, holding two files in memory
-  (one uploading, the next built) peaked at 949 MB, and one file in memory at 814 MB.
-* **End-to-end 1M (missed: load 16.88 s without the 13.56 s blocked on the emulator, vs
-  extract and normalize 1.69 s).** As before: validation, JSON, MD5, the plan's join and the
-  state writes are per-row work dlt does not do; 2.1x the previous report's 7.91 s, from this
-  run's contention and the costlier checks.
+* **Our path and its ratios (missed: 288,819 rows/s at 1M; with state writes 2.4x the per-row
+  baseline in wall time and 1.6x in CPU seconds, 1.5x and 1.0x the vectorized one).** The
+  render (JSON and MD5 in DuckDB) is 59% of the path and the plan (check, fingerprint, last
+  row per key, join) 36%: 5.8 CPU-s per million rows, 7.3 with the state writes, where the
+  per-row baseline spends 11.7 and the vectorized one 7.4. The second core gives the wall
+  ratio; 10x and 4x need work per row that this design does not have to spare: a JSON
+  encoder outside DuckDB, a cheaper hash, and fewer state-write transactions.
+* **Unchanged rerun (3 s target met: load step 1.94 s; 0.6x dlt -> duckdb missed: 1.21x).**
+  The whole `pipeline.run` took 2.89 s against 2.39 s for dlt loading the same source into
+  duckdb. Only the plan runs (1.77 s: read the file, clean and check every value, fingerprint,
+  one join with 990,000 contacts). Issue 16 point 4, fingerprinting the raw source values
+  before any cleaning so that unchanged rows skip the checks, is not built: it needs a second
+  scan of the rows that changed, since the checks decide the contact key.
+* **First sync CPU against dlt -> duckdb (missed: 3.35x, 10.89 vs 3.25 CPU-s).** dlt's own
+  load of 1M rows is one bulk insert (1.35 s); ours validates, renders JSON, hashes, packs,
+  records 48 requests and their jobs, and talks HTTP.
+* **State writes (not linear: 0.15, 1.44 and 19.8 s at 100k, 1M and 10M rows, 13.7x from 1M
+  to 10M; 29% of path plus writes at 1M).** Each accepted request is two transactions (the
+  202 and, later, its job's outcome), each ending in a write-ahead-log sync of 5-15 ms, and
+  DuckDB checkpoints every 128 MB of log, about 1 s each at 3M contacts and more as the table
+  grows. Point 3 (a per-request journal merged once per file) is not built.
+* **10M rows streamed (met: 613 MiB at 10M vs 579 MiB at 1M, +6%).** The bulk first sync
+  peaks at 712 MiB at 10M vs 664 MiB at 1M (+7%), over the 700 MiB of issue 16 point 6: one
+  import file is built or uploaded at a time, its gzip in an anonymous temporary file beside
+  the state and its keys and hashes in a DuckDB temporary table.
+* **End-to-end 1M (missed: load 8.33 s without the 8.73 s blocked on the emulator, vs
+  extract and normalize 0.99 s).** Validation, JSON, MD5, the plan's join and the state
+  writes are per-row work dlt does not do.
 * **Bulk first loads (met: 10 import jobs against 472 upserts, 14.8% of the upsert bytes, at
   10M).** A file is the same contacts as 48 upserts in 42 MB of gzip CSV instead of 282 MB of
-  JSON (level-1 gzip: level 6 saved 3 more points for 3.5x the CPU). Our side pays for building
-  it: `csv_file` (values cut from the rendered JSON by DuckDB, pyarrow's CSV writer, gzip) took
-  5.0 s at 1M and 49.5 s at 10M, 80-85% of the render's time; in exchange the state writes fell from
-  37.0 s to 12.1 s at 10M (ten transactions instead of 472). The bulk syncs' wall time (471 s vs
-  375 s at 10M) is the emulator's: it applies each pending 1M-row file in Python before it
-  answers the next request, here the next file's import request (`waiting_for_api` 221 s, the
-  load thread waiting for that file's import and upload, and `jobs` 23 s at 10M), where SendGrid
-  takes minutes per import anyway."""
+  JSON (level-1 gzip: level 6 saved 3 more points for 3.5x the CPU). Building it (`csv_file`:
+  values cut from the rendered JSON by DuckDB, pyarrow's CSV writer, gzip) took 2.6 s at 1M
+  and 26.1 s at 10M; the state writes fell from 23.3 s to 5.3 s at 10M (ten transactions
+  instead of 472). The bulk syncs' longer wall time (217 s vs 194 s at 10M) is the
+  emulator's: it applies each 1M-row file in Python before it answers the next request, where
+  SendGrid takes minutes per import anyway."""
 
 
 def render(results: dict[str, Any]) -> str:

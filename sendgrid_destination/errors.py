@@ -77,9 +77,8 @@ class RequestRejectedError(SendGridTerminalError):
     """SendGrid answered a 4xx that the same request would get again."""
 
 
-class ImportRejectedError(RequestRejectedError):
-    """A 400 from ``PUT /v3/marketing/contacts/imports``; ``errors`` holds SendGrid's entries
-    (raw: a field or a custom field ID they name decides whether waiting can help)."""
+class _RejectedWithDetails(RequestRejectedError):
+    """A 400 whose body lists SendGrid's error entries, kept as ``errors``."""
 
     def __init__(
         self,
@@ -91,6 +90,11 @@ class ImportRejectedError(RequestRejectedError):
     ) -> None:
         super().__init__(message, status=status, route=route)
         self.errors = errors
+
+
+class ImportRejectedError(_RejectedWithDetails):
+    """A 400 from ``PUT /v3/marketing/contacts/imports``; ``errors`` holds SendGrid's entries
+    (raw: a field or a custom field ID they name decides whether waiting can help)."""
 
 
 class StateLockedError(SendGridTerminalError):
@@ -206,24 +210,13 @@ class ApiErrorDetail:
         return f"ApiErrorDetail(field={self.field!r}, message=<{len(self.message)} chars>)"
 
 
-class ContactsRejectedError(RequestRejectedError):
+class ContactsRejectedError(_RejectedWithDetails):
     """A 400 from ``PUT /v3/marketing/contacts``: the whole request was refused.
 
     One invalid contact fails the whole batch (Segment re-sends the rest), so ``errors`` maps
     back to request indexes; errors naming no contact (bad custom field ids, invalid JSON)
     are in ``unindexed_errors`` and mean the batch itself is wrong.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        errors: list[ApiErrorDetail],
-        status: int | None = 400,
-        route: str | None = None,
-    ) -> None:
-        super().__init__(message, status=status, route=route)
-        self.errors = errors
 
     def errors_by_contact(self) -> dict[int, list[ApiErrorDetail]]:
         """Errors grouped by the 0-based index of the contact in the request body."""

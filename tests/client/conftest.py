@@ -90,7 +90,25 @@ def replica() -> Callable[[], random.Random]:
     return lambda: random.Random(SEED)
 
 
-class PresignedHost:
+class _LoopbackHost:
+    """A threaded HTTP server on loopback for one handler class; ``close`` stops it."""
+
+    url: str
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class PresignedHost(_LoopbackHost):
     """A loopback file host standing in for the storage behind a job's ``errors_url``."""
 
     def __init__(self) -> None:
@@ -123,16 +141,7 @@ class PresignedHost:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep the test output quiet
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture
@@ -142,7 +151,7 @@ def presigned_host() -> Iterator[PresignedHost]:
     host.close()
 
 
-class DripHost:
+class DripHost(_LoopbackHost):
     """A loopback server whose JSON answer arrives one byte every ``interval`` seconds."""
 
     def __init__(self) -> None:
@@ -171,16 +180,7 @@ class DripHost:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture

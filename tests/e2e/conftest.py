@@ -19,6 +19,8 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pytest
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 from dlt.common.pipeline import LoadInfo
 
 from sendgrid_destination import sendgrid
@@ -244,3 +246,14 @@ def postgres_schema(postgres_url: str) -> Iterator[PostgresSchema]:
         yield schema
     finally:
         schema.execute("DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def config_files_of_this_test(clock: FakeClock, tmp_path: Path) -> Iterator[None]:
+    """dlt's TOML providers read ``<tmp_path>/.dlt/`` during the test, then the previous ones
+    (``pytestmark = pytest.mark.usefixtures("config_files_of_this_test")`` in a module)."""
+    run_context = Container()[PluggableRunContext]
+    previous = run_context.context.run_dir
+    run_context.reload(str(tmp_path))
+    yield
+    run_context.reload(previous)

@@ -12,7 +12,6 @@ writes there is config.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,7 @@ from .conftest import cause_of, contacts_table
 PREFIX = "DESTINATION__SENDGRID__MAPPING"
 
 
-@pytest.fixture(autouse=True)
-def config_files_of_this_test(clock, tmp_path: Path) -> Iterator[None]:
-    """dlt's TOML providers read ``<tmp_path>/.dlt/`` during the test, then the previous ones."""
-    run_context = Container()[PluggableRunContext]
-    previous = run_context.context.run_dir
-    run_context.reload(str(tmp_path))
-    yield
-    run_context.reload(previous)
+pytestmark = pytest.mark.usefixtures("config_files_of_this_test")
 
 
 def _by_email(emulator: Emulator) -> dict[str, dict]:

@@ -6,7 +6,6 @@ own directory, whose ``.dlt/`` is the only config dlt reads."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import dlt
@@ -22,13 +21,7 @@ LEADS = pa.table({"contact_email": ["cid@example.com"], "name": ["Cid"], "nm": [
 ORDERS = pa.table({"id": [1], "amount": [9.99]})
 
 
-@pytest.fixture(autouse=True)
-def config_files_of_this_test(clock, tmp_path: Path) -> Iterator[None]:
-    run_context = Container()[PluggableRunContext]
-    previous = run_context.context.run_dir
-    run_context.reload(str(tmp_path))
-    yield
-    run_context.reload(previous)
+pytestmark = pytest.mark.usefixtures("config_files_of_this_test")
 
 
 def _run(destination, tmp_path: Path) -> None:
