@@ -62,7 +62,7 @@ def test_it_writes_the_report_the_json_and_the_chart(bench: tuple[dict[str, Any]
     ):
         assert heading in text
     assert "python -m benchmarks.run --sizes 2000 --repeat 2" in text
-    assert len(report.targets(results)) == 11
+    assert len(report.targets(results)) == 12
 
 
 def test_every_path_sends_the_same_bodies_and_refuses_the_same_rows(bench):
@@ -89,6 +89,9 @@ def test_the_in_process_paths_measured_both_passes_and_every_ratio(bench):
         assert all(value > 0 for value in ratios.values())
     assert entry["median"]["ours_rows_per_second"] > 0
     assert entry["median"]["ours_cpu_seconds"] > 0
+    # The render floor renders every generated row (bad ones too: it checks nothing).
+    assert run["floor"]["rows"] == ROWS and run["floor"]["seconds"] > 0
+    assert entry["median"]["over_floor"]["wall"] > 0
 
 
 def test_reruns_send_nothing_unchanged_and_only_what_changed(bench):
