@@ -755,8 +755,9 @@ LIMITS = """## What limits it
 
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
 `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass). The run had the machine
-to itself (18 minutes), except for about 20 seconds of small test modules during the
-100,000-row throughput repeats.
+to itself (18 minutes); an identical run an hour earlier measured up to a quarter faster on
+every path alike (the in-process ratios within 0.1x, the rerun against dlt -> duckdb 1.21x
+instead of 1.35x), which is the noise of this shared machine.
 
 **What changed since the previous report** (which ran under heavy contention): the check and
 the render trim a value only when it has a blank at one end (a regular expression on both
@@ -769,43 +770,49 @@ from 2.8 to 1.5-1.8 s and the unchanged pass from 1.35 to 0.7-0.8 CPU-s. Against
 of 2026-11-26 on the same rows (two alternating runs each, on a busy machine), the first
 sync's load step is now about the same (8.1-8.3 s vs 7.5-8.3 s): this was most of the 35-50%
 of CPU the first pass had gained since with the stricter checks. The report now also measures
-the reference of issue 16's targets 4 and 5: dlt loading the same warehouse into its own
-duckdb destination, and the CPU seconds of every sync.
+the references of issue 16's targets 2, 4 and 5: the render floor, dlt loading the same
+warehouse into its own duckdb destination, and the CPU seconds of every sync.
 
-* **Our path and its ratios (missed: 288,819 rows/s at 1M; with state writes 2.4x the per-row
-  baseline in wall time and 1.6x in CPU seconds, 1.5x and 1.0x the vectorized one).** The
-  render (JSON and MD5 in DuckDB) is 59% of the path and the plan (check, fingerprint, last
-  row per key, join) 36%: 5.8 CPU-s per million rows, 7.3 with the state writes, where the
-  per-row baseline spends 11.7 and the vectorized one 7.4. The second core gives the wall
+* **Our path and its ratios (missed: 234,255 rows/s at 1M; with state writes 2.3x the per-row
+  baseline in wall time and 1.5x in CPU seconds, 1.6x and 1.1x the vectorized one).** The
+  render (JSON and MD5 in DuckDB) is 58% of the path and the plan (check, fingerprint, last
+  row per key, join) 37%: 7.1 CPU-s per million rows, 9.0 with the state writes, where the
+  per-row baseline spends 15.0 and the vectorized one 9.0. The second core gives the wall
   ratio; 10x and 4x need work per row that this design does not have to spare: a JSON
   encoder outside DuckDB, a cheaper hash, and fewer state-write transactions.
-* **Unchanged rerun (3 s target met: load step 1.94 s; 0.6x dlt -> duckdb missed: 1.21x).**
-  The whole `pipeline.run` took 2.89 s against 2.39 s for dlt loading the same source into
-  duckdb. Only the plan runs (1.77 s: read the file, clean and check every value, fingerprint,
+* **Render floor (missed: our first pass with its state writes takes 3.5x the floor's 1.86 s
+  at 1M; target 2x).** The floor only turns the mapped columns into JSON and MD5 (one
+  `to_json(struct_pack(...))` per batch); our render also cleans every value (trims, case,
+  number and date text, omitting empty fields, escaping keys as SendGrid's custom field IDs),
+  the plan checks and fingerprints every row and joins it with the state, and the state
+  writes are 30% of the pass.
+* **Unchanged rerun (3 s target met: load step 2.14 s; 0.6x dlt -> duckdb missed: 1.35x).**
+  The whole `pipeline.run` took 3.08 s against 2.28 s for dlt loading the same source into
+  duckdb. Only the plan runs (1.97 s: read the file, clean and check every value, fingerprint,
   one join with 990,000 contacts). Issue 16 point 4, fingerprinting the raw source values
   before any cleaning so that unchanged rows skip the checks, is not built: it needs a second
   scan of the rows that changed, since the checks decide the contact key.
-* **First sync CPU against dlt -> duckdb (missed: 3.35x, 10.89 vs 3.25 CPU-s).** dlt's own
-  load of 1M rows is one bulk insert (1.35 s); ours validates, renders JSON, hashes, packs,
+* **First sync CPU against dlt -> duckdb (missed: 3.31x, 10.74 vs 3.25 CPU-s).** dlt's own
+  load of 1M rows is one bulk insert (1.22 s); ours validates, renders JSON, hashes, packs,
   records 48 requests and their jobs, and talks HTTP.
-* **State writes (not linear: 0.15, 1.44 and 19.8 s at 100k, 1M and 10M rows, 13.7x from 1M
-  to 10M; 29% of path plus writes at 1M).** Each accepted request is two transactions (the
+* **State writes (not linear: 0.14, 1.81 and 24.8 s at 100k, 1M and 10M rows, 13.7x from 1M
+  to 10M; 30% of path plus writes at 1M).** Each accepted request is two transactions (the
   202 and, later, its job's outcome), each ending in a write-ahead-log sync of 5-15 ms, and
   DuckDB checkpoints every 128 MB of log, about 1 s each at 3M contacts and more as the table
   grows. Point 3 (a per-request journal merged once per file) is not built.
-* **10M rows streamed (met: 613 MiB at 10M vs 579 MiB at 1M, +6%).** The bulk first sync
-  peaks at 712 MiB at 10M vs 664 MiB at 1M (+7%), over the 700 MiB of issue 16 point 6: one
+* **10M rows streamed (met: 629 MiB at 10M vs 594 MiB at 1M, +6%).** The bulk first sync
+  peaks at 701 MiB at 10M vs 650 MiB at 1M (+8%), at the 700 MiB of issue 16 point 6: one
   import file is built or uploaded at a time, its gzip in an anonymous temporary file beside
   the state and its keys and hashes in a DuckDB temporary table.
-* **End-to-end 1M (missed: load 8.33 s without the 8.73 s blocked on the emulator, vs
-  extract and normalize 0.99 s).** Validation, JSON, MD5, the plan's join and the state
+* **End-to-end 1M (missed: load 8.36 s without the 8.41 s blocked on the emulator, vs
+  extract and normalize 0.92 s).** Validation, JSON, MD5, the plan's join and the state
   writes are per-row work dlt does not do.
 * **Bulk first loads (met: 10 import jobs against 472 upserts, 14.8% of the upsert bytes, at
   10M).** A file is the same contacts as 48 upserts in 42 MB of gzip CSV instead of 282 MB of
   JSON (level-1 gzip: level 6 saved 3 more points for 3.5x the CPU). Building it (`csv_file`:
   values cut from the rendered JSON by DuckDB, pyarrow's CSV writer, gzip) took 2.6 s at 1M
-  and 26.1 s at 10M; the state writes fell from 23.3 s to 5.3 s at 10M (ten transactions
-  instead of 472). The bulk syncs' longer wall time (217 s vs 194 s at 10M) is the
+  and 24.4 s at 10M; the state writes fell from 19.5 s to 4.7 s at 10M (ten transactions
+  instead of 472). The bulk syncs' longer wall time (207 s vs 165 s at 10M) is the
   emulator's: it applies each 1M-row file in Python before it answers the next request, where
   SendGrid takes minutes per import anyway."""
 
