@@ -60,7 +60,7 @@ test-lowest:
 	test -x .venv-lowest/bin/python || $(PYTHON) -m venv .venv-lowest
 	.venv-lowest/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lowest.txt
 	.venv-lowest/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	.venv-lowest/bin/python -m pytest -m "not slow" tests/unit tests/client tests/emulator tests/e2e
+	.venv-lowest/bin/python -m pytest -n 2 -m "not slow" tests/unit tests/client tests/emulator tests/e2e
 
 check: $(STAMP)
 	$(BIN)/ruff check .

@@ -130,6 +130,8 @@ def normalize_arrow(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Tab
             column = column.cast(column.type.value_type)
         if _is_temporal(column.type):
             column = _within_far(column)  # first: widening seconds to microseconds may wrap
+        if pa.types.is_list_view(column.type) or pa.types.is_large_list_view(column.type):
+            column = _lists_of_views(column)
         target = _scannable_type(column.type)
         if target is not None:
             column = column.cast(target, safe=False)  # nanoseconds lose digits, nothing else
@@ -169,6 +171,26 @@ def _within_far(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArra
     lower = pc.max_element_wise(ticks, low_bound, skip_nulls=False)
     clamped = pc.min_element_wise(lower, high_bound, skip_nulls=False)
     return clamped.cast(data_type)
+
+
+def _lists_of_views(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A list view column as plain lists of the same values.
+
+    Not ``cast``: pyarrow (17 to 26 at least) casts ``list_view`` to ``list`` into empty lists,
+    silently. The values in view order (``flatten`` follows each view's offset and size) and
+    offsets from the sizes rebuild the same lists; a null list stays null.
+    """
+    large = pa.types.is_large_list_view(column.type)
+    target = (pa.large_list if large else pa.list_)(column.type.value_field)
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([_lists_of_views(chunk) for chunk in column.chunks], target)
+    sizes = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    lists = pa.LargeListArray if large else pa.ListArray
+    offset_type = pa.int64() if large else pa.int32()
+    return lists.from_arrays(
+        pa.array(offsets, offset_type), column.flatten(), type=target, mask=column.is_null()
+    )
 
 
 def _scannable_type(data_type: pa.DataType) -> pa.DataType | None:

@@ -182,9 +182,10 @@ def arrow_kind(data_type: pa.DataType) -> ArrowKind:
     for kind, matches in checks:
         if matches:
             return kind
-    if (t.is_list(data_type) or t.is_large_list(data_type)) and arrow_kind(
-        data_type.value_type
-    ) == "string":
+    # List views too: arrow_utils.normalize_arrow turns them into plain lists, value for value.
+    lists = (t.is_list, t.is_large_list, t.is_list_view, t.is_large_list_view)
+    is_a_list = any(is_list(data_type) for is_list in lists)
+    if is_a_list and arrow_kind(data_type.value_type) == "string":
         return "string_list"
     return "other"
 

@@ -77,7 +77,7 @@ def plan_rows(
     """Plan and render ``data`` (rows numbered from ``first_row``) as a load would."""
     store = store or shared_store()
     stream = stream or f"test-{next(_streams)}"
-    batch = data if isinstance(data, pa.RecordBatch) else _one_batch(data)
+    batch = data if isinstance(data, pa.RecordBatch) else one_batch(data)
     rows = SourceRows.from_batch(batch, first_row)
     with Plan.build(store, sql, stream, "test-run", rows) as plan:
         rendered = list(plan.rendered_batches())
@@ -100,10 +100,16 @@ def legacy_hash(sql: ContactSql, contact_json: pa.ChunkedArray | pa.Array) -> pa
         return cur.sql(sql.legacy_hash("legacy")).to_arrow_table()["h"]
 
 
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
+def one_batch(table: pa.Table) -> pa.RecordBatch:
+    """The table as one record batch (an empty table too, with its schema)."""
     combined = table.combine_chunks()
     batches = combined.to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+    if batches:
+        return batches[0]
+    # Empty arrays of each type (pa.nulls: on pyarrow 18, from_pylist gives a dictionary int8
+    # indices and pa.array([]) has no converter for some dictionaries).
+    empty = [pa.nulls(0, field.type) for field in table.schema]
+    return pa.RecordBatch.from_arrays(empty, schema=table.schema)
 
 
 def _empty_rendered() -> pa.Table:

@@ -54,6 +54,19 @@ def test_comma_separated_names_give_the_same_scope_as_a_list_of_names() -> None:
     assert result.contacts["list_scope"].to_pylist() == ["id-news,id-vip"] * 2
 
 
+def test_a_list_view_column_of_names_gives_the_same_scope_as_a_list_column() -> None:
+    # Views out of order: pyarrow's own cast to list would have emptied them.
+    names = pa.array(["News", "VIP", "Old"])
+    views = pa.ListViewArray.from_arrays(
+        pa.array([1, 0], pa.int32()), pa.array([2, 1], pa.int32()), names
+    )
+    data = pa.table({"email": ["a@x.co", "b@x.co"], "segments": views})
+
+    result = planned(data)
+
+    assert result.contacts["list_scope"].to_pylist() == ["id-old,id-vip", "id-news"]
+
+
 def test_the_content_hash_covers_the_rows_own_list_scope() -> None:
     data = pa.table({"email": ["a@x.co"], "segments": [["VIP", "News"]]})
 
