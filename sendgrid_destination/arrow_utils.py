@@ -119,7 +119,7 @@ def normalize_arrow(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Tab
       a Date field rejects their row instead of sending another date;
     * dictionary-encoded columns: decoded; all-null columns: typed as text; views
       (``string_view``, ``binary_view``) and lists of text: plain ``string``, ``binary``,
-      ``list<string>``;
+      ``list<string>``; list views are rebuilt as lists (``_lists_of_views``), never cast;
     * ``float16``: widened to ``float32`` (exactly); ``decimal256``: narrowed to
       ``decimal128`` when it fits, else text (DuckDB reads no wider decimal; the mapping
       refuses such a column, see ``mapping.arrow_kind``, so only an unmapped one gets here).
