@@ -38,14 +38,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from sendgrid_destination.contact_model import MAX_IMPORT_BYTES, MAX_IMPORT_CONTACTS
-from sendgrid_destination.contact_sql import ident, literal
+from sendgrid_destination.contact_sql import ident, json_key, literal
 from sendgrid_destination.mapping import Binding
 
 # gzip level 1 made a 1M-contact file 15% of the upserts' JSON bytes (level 6: 12%, for 3.5x
 # the CPU time): well within the bytes an import saves, at a third of the cost.
 _GZIP_LEVEL = 1
 _GZIP_WBITS = 31  # zlib's gzip container
-# What the state records of each contact once its file is accepted, and what the tally reads.
 # What the state records of each contact a file carried (``StateStore.record_sent``).
 FILE_CONTACTS = (
     "contact_key",
@@ -102,7 +101,7 @@ class CsvLayout:
         for key in self.outside:
             # A key's quote cannot open inside a JSON string (quotes there are escaped), so
             # '"key":' occurs only where the key does.
-            carried = pc.match_substring(contacts["contact_json"], f"{_json_string(key)}:")
+            carried = pc.match_substring(contacts["contact_json"], f"{json_key(key)}:")
             keep = pc.and_(keep, pc.invert(carried))
         return pc.fill_null(keep, False)
 
@@ -126,17 +125,13 @@ def _cell(b: Binding, paths: list[str]) -> str:
     path = f'$."custom_fields"."{b.json_key}"' if b.kind == "custom" else f'$."{b.json_key}"'
     if b.field_type == "Number":
         # The number as the JSON spells it: json_extract would round it through a DOUBLE.
-        pattern = re.escape(_json_string(b.json_key)) + r":(-?[0-9][0-9.eE+-]*)"
+        pattern = re.escape(json_key(b.json_key)) + r":(-?[0-9][0-9.eE+-]*)"
         return f"nullif(regexp_extract(j, {literal(pattern)}, 1), '')"
     if b.kind == "alternate_emails":  # SendGrid's CSV takes them comma-separated
         items = f"json_extract_string({_OBJECT}, {literal(path + '[*]')})"
         return f"nullif(array_to_string({items}, ','), '')"
     paths.append(path)
     return f"v[{len(paths)}]"
-
-
-def _json_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass

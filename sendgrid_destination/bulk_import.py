@@ -50,11 +50,12 @@ from sendgrid_destination.clock import Clock
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.dispatch import Dispatcher
 from sendgrid_destination.errors import (
-    CustomFieldsNotReadyError,
     ImportRejectedError,
+    RequestRejectedError,
     UploadRefusedError,
 )
 from sendgrid_destination.mapping import Binding
+from sendgrid_destination.sender import until_custom_fields_ready
 from sendgrid_destination.state import StateStore
 
 logger = logging.getLogger("sendgrid_destination.bulk")
@@ -256,27 +257,18 @@ class _FileSender:
 
     def _start(self) -> CsvImport:
         """The import; while SendGrid refuses custom fields it still lists, wait and retry."""
-        timeout = self.config.custom_field_ready_timeout
-        deadline = self.clock.now() + timeout
-        wait = 1.0
-        while True:
-            try:
-                return self.client.start_csv_import(self.layout.field_mappings, self.list_ids)
-            except ImportRejectedError as exc:
-                if not self._not_ready(exc):
-                    raise
-                if self.clock.now() >= deadline:
-                    raise CustomFieldsNotReadyError(
-                        f"SendGrid still refuses newly created custom fields in CSV imports "
-                        f"after {timeout:.0f} s; rerun later or raise custom_field_ready_timeout.",
-                        status=exc.status,
-                        route=exc.route,
-                    ) from exc
-                self.clock.sleep(min(wait, max(0.0, deadline - self.clock.now())))
-                wait = min(wait * 2, 15.0)
+        return until_custom_fields_ready(
+            lambda: self.client.start_csv_import(self.layout.field_mappings, self.list_ids),
+            self._not_ready,
+            self.clock,
+            self.config.custom_field_ready_timeout,
+            " in CSV imports",
+        )
 
-    def _not_ready(self, exc: ImportRejectedError) -> bool:
+    def _not_ready(self, exc: RequestRejectedError) -> bool:
         """The 400 names custom fields of ours that field_definitions lists: not ready yet."""
+        if not isinstance(exc, ImportRejectedError):
+            return False
         ours = {c.field_id for c in self.layout.columns if c.custom}
         named = {i for i in ours if any(i in e.message for e in exc.errors)}
         defined = {f.id for f in self.client.field_definitions().custom} if named else set()

@@ -359,16 +359,17 @@ class ContactSync:
         )
 
     def _record_import(self, imported: ImportedFile) -> None:
-        lists = self.store.record_sent(
-            run_id=self.run_id,
-            stream=self.stream,
-            job_id=imported.job_id,
-            contacts=imported.contacts,
-            body_bytes=imported.file_bytes,
-        )
-        self._job_ids.append(imported.job_id)
+        self._record_accepted(imported.job_id, imported.contacts, imported.file_bytes)
         self.tally.imported(imported.contacts, imported.file_bytes)
-        self.observer.sent(imported.contacts.num_rows)
+
+    def _record_accepted(self, job_id: str, contacts: pa.Table, nbytes: int) -> None:
+        """A 202 or an uploaded file: its contacts into the state, its job to follow."""
+        lists = self.store.record_sent(
+            run_id=self.run_id, stream=self.stream, job_id=job_id, contacts=contacts,
+            body_bytes=nbytes,
+        )  # fmt: skip
+        self._job_ids.append(job_id)
+        self.observer.sent(contacts.num_rows)
         self.tally.listed(lists)
 
     def _learn_max_bytes(self, setup: _Setup, max_bytes: int) -> None:
@@ -391,17 +392,8 @@ class ContactSync:
 
     def _record_outcome(self, outcome: SendOutcome) -> None:
         for job_id, contacts, nbytes in outcome.accepted:
-            lists = self.store.record_sent(
-                run_id=self.run_id,
-                stream=self.stream,
-                job_id=job_id,
-                contacts=contacts,
-                body_bytes=nbytes,
-            )
-            self._job_ids.append(job_id)
+            self._record_accepted(job_id, contacts, nbytes)
             self.tally.accepted(contacts, nbytes)
-            self.observer.sent(contacts.num_rows)
-            self.tally.listed(lists)
         for rejected in outcome.rejected:
             self._record_rejects(rejected, "api")
             self.tally.refused_by_api(rejected)

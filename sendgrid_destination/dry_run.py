@@ -6,8 +6,8 @@ table's load unchanged, through two stand-ins:
 * ``PlanningClient``: reads go to SendGrid (lists, field definitions, searches, the status of
   jobs earlier loads left pending, their errors files); writes do not (upserts, CSV imports
   and their uploads, deletions, list removals, new lists and custom fields): each is
-  answered here, with a job id of its
-  own that reports itself completed, every contact accepted, when polled;
+  answered here, with a job id of its own that reports itself completed, every contact
+  accepted, when polled;
 * a private copy of the state file (``planning_state``), into which the load records what it
   would have done, and which is then thrown away. The state file itself is only copied.
 

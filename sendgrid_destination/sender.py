@@ -23,7 +23,9 @@ dropped whole:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +41,10 @@ from sendgrid_destination.errors import (
 )
 from sendgrid_destination.packing import Body, encode_body
 from sendgrid_destination.redaction import redact
+
+T = TypeVar("T")
+# The longest single wait for a new custom field; SendGrid takes seconds to a minute or two.
+_MAX_FIELD_WAIT_SECONDS = 15.0
 
 
 @dataclass
@@ -128,29 +134,52 @@ class BodySender:
         A field created moments ago (by this run, or by an earlier attempt of this load that
         dlt is retrying) is listed by field_definitions but refused by upserts for a while.
         """
-        deadline = self.clock.now() + self.field_ready_timeout
-        wait = 1.0
-        while True:
-            try:
-                return self.client.upsert_contacts(data)
-            except ContactsRejectedError as exc:
-                refused = _refused_custom_field_ids(exc)
-                if not refused or not self._still_defined(refused):
-                    raise
-                if self.clock.now() >= deadline:
-                    raise CustomFieldsNotReadyError(
-                        "SendGrid still refuses newly created custom fields after "
-                        f"{self.field_ready_timeout:.0f} s; rerun later or raise "
-                        "custom_field_ready_timeout.",
-                        status=exc.status,
-                        route=exc.route,
-                    ) from exc
-                self.clock.sleep(min(wait, max(0.0, deadline - self.clock.now())))
-                wait = min(wait * 2, 15.0)
 
-    def _still_defined(self, field_ids: set[str]) -> bool:
-        defined = {f.id for f in self.client.field_definitions().custom}
-        return field_ids <= defined
+        def not_ready(exc: RequestRejectedError) -> bool:
+            if not isinstance(exc, ContactsRejectedError):
+                return False
+            refused = _refused_custom_field_ids(exc)
+            return bool(refused) and refused <= self._defined_custom_field_ids()
+
+        return until_custom_fields_ready(
+            lambda: self.client.upsert_contacts(data),
+            not_ready,
+            self.clock,
+            self.field_ready_timeout,
+        )
+
+    def _defined_custom_field_ids(self) -> set[str]:
+        return {f.id for f in self.client.field_definitions().custom}
+
+
+def until_custom_fields_ready(
+    call: Callable[[], T],
+    not_ready: Callable[[RequestRejectedError], bool],
+    clock: Clock,
+    timeout: float,
+    where: str = "",
+) -> T:
+    """``call()``, called again with backoff while it is refused for custom fields that
+    ``not_ready`` says exist but are not usable yet, for up to ``timeout`` seconds; then
+    ``CustomFieldsNotReadyError`` (transient: dlt retries the load). ``where`` names the
+    request kind in that message (`` in CSV imports``)."""
+    deadline = clock.now() + timeout
+    wait = 1.0
+    while True:
+        try:
+            return call()
+        except RequestRejectedError as exc:
+            if not not_ready(exc):
+                raise
+            if clock.now() >= deadline:
+                raise CustomFieldsNotReadyError(
+                    f"SendGrid still refuses newly created custom fields{where} after "
+                    f"{timeout:.0f} s; rerun later or raise custom_field_ready_timeout.",
+                    status=exc.status,
+                    route=exc.route,
+                ) from exc
+            clock.sleep(min(wait, max(0.0, deadline - clock.now())))
+            wait = min(wait * 2, _MAX_FIELD_WAIT_SECONDS)
 
 
 def _too_large(contacts: pa.Table, body_bytes: int, outcome: SendOutcome) -> list[pa.Table]:

@@ -29,7 +29,7 @@ from sendgrid_destination.api import errors_file
 from sendgrid_destination.api.endpoint import (
     DEFAULT_BASE_URL,
     EU_BASE_URL,
-    is_loopback,
+    encrypted_or_local,
     normalize_base_url,
     on_base_host,
 )
@@ -431,7 +431,7 @@ def _upload_url(uri: str) -> str:
         host = parts.hostname
     except ValueError:
         host = None
-    if host and (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
+    if host and encrypted_or_local(parts.scheme, host):
         return uri
     raise ServerError(
         f"{ROUTE_CSV_IMPORT} answered an upload_uri that is not https ({safe_url(uri)}); the "

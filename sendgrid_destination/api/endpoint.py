@@ -48,13 +48,19 @@ def normalize_base_url(base_url: str) -> str:
             f"base_url must be the API host without a path, such as {_EXAMPLES} (every route "
             f"already starts with /v3/); got {shown} with path {parts.path!r}."
         )
-    if scheme == "http" and not is_loopback(host):
+    if not encrypted_or_local(scheme, host):
         raise ValueError(
             f"base_url {shown} uses plain http to a host that is not loopback: the API key "
             "would travel unencrypted. Use https://; plain http is accepted only for "
             "127.0.0.1, ::1 and localhost (the emulator)."
         )
     return shown
+
+
+def encrypted_or_local(scheme: str, host: str) -> bool:
+    """Whether what is sent to ``scheme://host`` stays private: https, or http to loopback
+    (the emulator). The API key and contacts' data go nowhere else."""
+    return scheme == "https" or (scheme == "http" and is_loopback(host))
 
 
 def is_loopback(host: str) -> bool:
