@@ -7,9 +7,13 @@ runs it), so a column name is only ever quoted, never searched and rewritten:
 * ``check(relation)``: per row of ``relation`` (the source columns and ``ROW_COLUMN``) its
   ``row_number``, ``contact_key`` (``"<identifier>:<value>"``), one problem bitmask per 63
   checks (``p0``, ``p1``...), ``ok``, ``flagged`` (the hard-delete column flags it:
-  ``deleted_sql``) and, for ok rows, a ``fingerprint``: DuckDB's 64-bit ``hash`` of the coerced
-  values, the row's lists and everything else that shapes the JSON. Cheap, but only as stable
-  as DuckDB's hash: the state uses it as a shortcut, never as the last word.
+  ``deleted_sql``) and, for ok rows, a ``fingerprint``: DuckDB's 64-bit ``hash`` of the source
+  values as they arrive (and their types), the row's lists and everything else that shapes the
+  JSON or the checks. Cheap, but only as stable as DuckDB's hash: the state uses it as a
+  shortcut, never as the last word.
+* ``keys(relation)``: the same ``row_number``, ``contact_key``, ``flagged`` and fingerprint (of
+  every row), cleaning only the identifiers: a third of the check's cost, for a plan that
+  looks for unchanged rows first and checks only the others.
 * ``render(relation)``: per (checked) row its ``contact_key`` (as the check computes it),
   ``contact_json`` (the contact object's UTF-8 JSON followed by one ``,``, so that a run of
   rows is a ready-made JSON array body), ``list_scope`` (the row's list IDs, sorted, comma-
@@ -66,8 +70,10 @@ if TYPE_CHECKING:
     from sendgrid_destination.membership import ListColumn
 
 DEFAULT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-# Bump when the rendering of a contact changes, so every stored fingerprint stops matching.
-FINGERPRINT_VERSION = 1
+# Bump when the rendering or the checks of a contact change, so every stored fingerprint stops
+# matching (its contacts are then compared by content hash once: nothing is resent). 2: the
+# fingerprint is of the source values as they arrive, no longer of the cleaned ones.
+FINGERPRINT_VERSION = 2
 _BITS = 63
 # Spaces, tabs, line breaks and no-break spaces around identifiers are copy-paste noise.
 _BLANKS = " \t\n\r\f\v\u00a0"
@@ -258,21 +264,41 @@ class ContactSql:
     def check(self, relation: str) -> str:
         groups = self._problem_groups()
         ok = " AND ".join(self._group_ok(g) for g in range(len(groups)))
-        sources = ", ".join(f"{ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
-        values = ", ".join(f"v{i}" for i in range(len(self.bindings)))
         masks = ", ".join(f"{e} AS p{g}" for g, e in enumerate(groups))
         given = "".join(f", {self._identifier(name)} AS i_{name}" for name in IDENTIFIERS)
-        # A row's own lists shape what is sent: they are part of its fingerprint.
-        hashed = f"{values}, list_scope" if self.list_column else values
         return (
             f"SELECT row_number, contact_key, {', '.join(self.problem_columns())}, "
             f"({ok}) AS ok{given if self.identities else ''}, flagged, "
-            f"CASE WHEN ({ok}) THEN hash({literal(self._signature())}, {hashed}) END "
+            f"CASE WHEN ({ok}) THEN {self._fingerprint()} END "
             f"AS fingerprint FROM (SELECT *, {masks} FROM ("
-            f"SELECT *, {self._key_expr()} AS contact_key FROM (SELECT "
-            f"{ident(ROW_COLUMN)} AS row_number, {self._values}, {sources}, "
+            f"SELECT *, {self._key_expr()} AS contact_key FROM "
+            f"({self._scan(relation, self._values)})))"
+        )
+
+    def keys(self, relation: str) -> str:
+        """Per row of ``relation``: ``row_number``, ``contact_key``, ``flagged`` and the
+        ``fingerprint`` the check would give it were it ok, without cleaning or checking any
+        value but the identifiers: enough to find the rows unchanged since their last send
+        (a fingerprint the state holds is of a row that was ok, and the same source values
+        under the same signature are ok again)."""
+        keyed = ", ".join(
+            f"{self._value_expr(b, ident(b.column))} AS v{i}"
+            for i, b in enumerate(self.bindings)
+            if b.kind == "identifier"
+        )
+        return (
+            f"SELECT row_number, {self._key_expr()} AS contact_key, flagged, "
+            f"{self._fingerprint()} AS fingerprint FROM ({self._scan(relation, keyed)})"
+        )
+
+    def _scan(self, relation: str, values: str) -> str:
+        """The rows of ``relation`` with ``values`` (``v0``...), their source values (``s0``...)
+        and what every query over them uses."""
+        sources = ", ".join(f"{ident(b.column)} AS s{i}" for i, b in enumerate(self.bindings))
+        return (
+            f"SELECT {ident(ROW_COLUMN)} AS row_number, {values}, {sources}, "
             f"{ident(BAD_TEXT_COLUMN)} AS bad_text, {self._scope_sql} AS list_scope, "
-            f"coalesce({self.deleted_sql}, false) AS flagged FROM {ident(relation)})))"
+            f"coalesce({self.deleted_sql}, false) AS flagged FROM {ident(relation)}"
         )
 
     def render(self, relation: str) -> str:
@@ -589,10 +615,23 @@ class ContactSql:
         # What a content hash covers, whatever the function: the list scope and the JSON.
         return f"{function}({scope} || {literal(chr(10))} || contact_json)"
 
+    def _fingerprint(self) -> str:
+        """The fingerprint of a row: DuckDB's ``hash`` of its source values as they arrive,
+        before any cleaning (so that finding a row unchanged costs no cleaning or checking),
+        with their types (``hash`` of DECIMAL 1.5 and of DECIMAL 0.15 is the same: both are
+        the integer 15), the text that was not UTF-8, the row's lists and the signature."""
+        n = len(self.bindings)
+        types = "concat_ws(',', " + ", ".join(f"typeof(s{i})" for i in range(n)) + ")"
+        values = "".join(f", s{i}" for i in range(n))
+        return f"hash({literal(self._signature())}, {types}{values}, bad_text, list_scope)"
+
     def _signature(self) -> str:
-        # Everything besides the values that shapes a contact's JSON: a fingerprint taken
-        # under another mapping, list scope or rendering version never matches.
-        keys = [b.json_key + ("/custom" if b.kind == "custom" else "") for b in self.bindings]
-        # Omitted fields shape the JSON too (the default's signature is as it always was).
-        policy = ["omit_field"] if self.omit_fields else []
-        return json.dumps([FINGERPRINT_VERSION, self.scope, keys, *policy])
+        # Everything besides the values that shapes a contact's JSON or decides whether a
+        # row is ok: a fingerprint taken under another mapping, field type, list scope, date
+        # format, policy or rendering version never matches.
+        fields = [
+            [b.json_key, b.kind, b.field, b.field_type, b.arrow_kind, b.max_length]
+            for b in self.bindings
+        ]
+        policy = "omit_field" if self.omit_fields else "reject_row"
+        return json.dumps([FINGERPRINT_VERSION, self.scope, fields, self.date_format, policy])

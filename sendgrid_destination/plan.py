@@ -15,17 +15,24 @@ fingerprint), in the state's workspace, and from that:
   goes no further and is never rendered; every other row stays in the plan with ``is_new``,
   ``prev_hash`` and ``pending``.
 
+When the state already has contacts of the table (a rerun), the pass computes only each
+row's key and fingerprint (``ContactSql.keys``: the fingerprint is of the source values as
+they arrive, so no value is cleaned or checked), and the same steps run on that; then only the
+rows not found unchanged are read again (``SourceRows.reader(only)``) and checked. Equivalent
+(a stored fingerprint is of a row that was ok, and the same values under the same signature
+are ok again) and, for a rerun of 1M rows of which few changed, about a third less work.
+
 The plan table is written in row order, so that ``render(batch, first_row)`` reads one batch's
 rows back by range (DuckDB skips the other row groups), renders them and sets apart, through
 the store's ``same_content``, those whose JSON is the one last sent. ``decide_again(contacts)``
 runs the same classification over contacts already rendered (held back behind a pending job):
 one path, one definition of "unchanged".
 
-One scan of the source, not two: finding the superseded rows needs every row's key, and
-computing keys (reading, trimming, lower-casing) was most of a separate duplicate scan. One
-join per load, not one per batch: against a state of N contacts each join reads all N, so
-per-batch joins made a 10M-row file quadratic. DuckDB spills the tables, the grouping and the
-join beyond the state's memory limit.
+One scan of the source for the keys, not two: finding the superseded rows needs every row's
+key, and computing keys (reading, trimming, lower-casing) was most of a separate duplicate
+scan. One join per load, not one per batch: against a state of N contacts each join reads all
+N, so per-batch joins made a 10M-row file quadratic. DuckDB spills the tables, the grouping
+and the join beyond the state's memory limit.
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ class PlanStore(Protocol):
     """What the plan needs of the state: a scratch workspace and its decisions."""
 
     path: Any
+
+    def has_contacts(self, stream: str) -> bool: ...
 
     def workspace(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
@@ -166,19 +175,49 @@ class Plan:
     # -- building ----------------------------------------------------------------------------
 
     def _build(self) -> None:
-        cur = self._cur
-        cur.register("plan_src", self._rows.reader())
-        cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_CHECKED} AS {self._sql.check('plan_src')}"
-        ).fetchall()
-        cur.unregister("plan_src")
+        # With contacts of this table in the state, most rows of a load are usually unchanged:
+        # find those by the fingerprint of their source values first, and check only the rest
+        # (a second read of the source). A first load, or rows resolved against the identifiers
+        # SendGrid holds, are checked whole in one pass.
+        quick = self._identifiers is None and self._store.has_contacts(self._stream)
+        self._scan_into(_CHECKED, self._sql.keys if quick else self._sql.check)
         if self._identifiers is not None:
             self._resolve_identifiers(self._identifiers)
         # A contact deferred by an earlier run that has a row in this load: the row decides.
-        cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream)).fetchall()
+        self._cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream)).fetchall()
         superseded = self._find_duplicates()
+        flagged = self._keep_last_rows(
+            "c.row_number, c.contact_key, c.fingerprint" if quick else self._kept_columns()
+        )
+        sent_earlier = self._classify(checked=not quick)
+        if quick:
+            self._check_changed_rows()
+        ((kept_rows, to_render, waits, new),) = self._cur.execute(
+            f"SELECT count(*) FILTER (WHERE NOT waits), count(*) FILTER (WHERE ok AND NOT waits), "
+            "count(*) FILTER (WHERE waits), count(*) FILTER (WHERE ok AND NOT waits AND is_new) "
+            f"FROM {_TABLE}"
+        ).fetchall()
+        rows_read = self._rows.rows_read
+        self.counts = PlanCounts(
+            rows_read,
+            superseded,
+            rows_read - superseded - int(kept_rows) - flagged,
+            int(to_render),
+            sent_earlier,
+            int(waits),
+            flagged,
+            int(new),
+        )
+        self.rejects = self._rejects()
+        with_problem = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())
+        self.omitted = self._problems(f"ok AND ({with_problem})")
+
+    def _keep_last_rows(self, kept: str) -> int:
+        """``sg_last``: the ``kept`` columns of each contact key's last row, unless the
+        hard-delete column flags it; returns how many it flags."""
+        cur = self._cur
         cur.execute(
-            f"CREATE OR REPLACE TEMP VIEW sg_final AS SELECT {self._kept_columns()}, c.flagged "
+            f"CREATE OR REPLACE TEMP VIEW sg_final AS SELECT {kept}, c.flagged "
             f"FROM {_CHECKED} c LEFT JOIN {_DUPLICATES} d ON d.contact_key = c.contact_key "
             "WHERE d.last_row IS NULL OR c.row_number = d.last_row"
         ).fetchall()
@@ -191,8 +230,16 @@ class Plan:
             "CREATE OR REPLACE TEMP VIEW sg_last AS SELECT * EXCLUDE (flagged) FROM sg_final "
             "WHERE NOT flagged"
         ).fetchall()
-        changes, params = self._store.changes_sql("sg_last", self._stream, self._run_id)
-        # Rows that wait for a change of their data are kept (few) to be counted, not rendered.
+        return int(flagged)
+
+    def _classify(self, *, checked: bool) -> int:
+        """The plan table: the last rows the state does not find unchanged, and those that
+        wait for a change of their data (few: kept to be counted, not rendered). Returns how
+        many unchanged rows an earlier attempt of this run sent."""
+        cur = self._cur
+        changes, params = self._store.changes_sql(
+            "sg_last", self._stream, self._run_id, checked=checked
+        )
         cur.execute(
             f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE (unchanged, this_run, "
             f"contact_key) FROM ({changes}) WHERE NOT unchanged OR waits ORDER BY row_number",
@@ -207,25 +254,46 @@ class Plan:
             f"DROP VIEW sg_last; DROP VIEW sg_final; DROP TABLE {_CHECKED}; "
             f"DROP TABLE {_DUPLICATES}"
         ).fetchall()
-        ((kept, to_render, waits, new),) = cur.execute(
-            f"SELECT count(*) FILTER (WHERE NOT waits), count(*) FILTER (WHERE ok AND NOT waits), "
-            "count(*) FILTER (WHERE waits), count(*) FILTER (WHERE ok AND NOT waits AND is_new) "
-            f"FROM {_TABLE}"
+        return int(sent_earlier)
+
+    def _scan_into(
+        self, table: str, query: Callable[[str], str], only: np.ndarray | None = None
+    ) -> None:
+        """``query`` (``ContactSql.check`` or ``keys``) over one read of the source, into
+        ``table``; ``only``: the row numbers to read (sorted), else all."""
+        self._cur.register("plan_src", self._rows.reader(only))
+        try:
+            self._cur.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS {query('plan_src')}"
+            ).fetchall()
+        finally:
+            self._cur.unregister("plan_src")
+
+    def _check_changed_rows(self) -> None:
+        """Found by keys and fingerprints: check the plan's rows that are not waiting (the
+        others are unchanged), and give them what the check says (``_kept_columns``)."""
+        cur = self._cur
+        todo = cur.sql(
+            f"SELECT row_number FROM {_TABLE} WHERE NOT waits ORDER BY row_number"
+        ).fetchnumpy()["row_number"]
+        checked = _CHECKED
+        if len(todo):
+            self._scan_into(_CHECKED, self._sql.check, np.asarray(todo, dtype=np.int64))
+        else:  # an unchanged load: nothing to check, nor to read again
+            masks = "".join(f", NULL::BIGINT AS {p}" for p in self._sql.problem_columns())
+            checked = (
+                "(SELECT NULL::BIGINT AS row_number, NULL::BOOLEAN AS ok, "
+                f"NULL::VARCHAR AS contact_key{masks} WHERE false)"
+            )
+        # A waiting row was ok when it was sent, and its values have not changed since.
+        cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE sg_planned AS SELECT t.row_number, "
+            f"coalesce(c.ok, true) AS ok, t.fingerprint, {self._refused_columns()}, "
+            "t.is_new, t.prev_hash, t.pending, t.retry, t.waits "
+            f"FROM {_TABLE} t LEFT JOIN {checked} c ON c.row_number = t.row_number "
+            f"ORDER BY t.row_number; DROP TABLE IF EXISTS {_CHECKED}; DROP TABLE {_TABLE}; "
+            f"ALTER TABLE sg_planned RENAME TO {_TABLE}"
         ).fetchall()
-        rows_read = self._rows.rows_read
-        self.counts = PlanCounts(
-            rows_read,
-            superseded,
-            rows_read - superseded - int(kept) - int(flagged),
-            int(to_render),
-            int(sent_earlier),
-            int(waits),
-            int(flagged),
-            int(new),
-        )
-        self.rejects = self._rejects()
-        with_problem = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())
-        self.omitted = self._problems(f"ok AND ({with_problem})")
 
     def _resolve_identifiers(self, policy: IdentifierPolicy) -> None:
         """Match the checked rows to the contacts whose identifiers SendGrid holds; the
@@ -256,16 +324,8 @@ class Plan:
         # The plan table stays resident through the render, beside the contacts being
         # recorded: an ok row keeps no key or problem masks (the render recomputes its key:
         # ~70 -> ~35 MB per 1M rows, within the state's cap); a refused row keeps them, as
-        # ``refused_key``, for its rejects. ``contact_key`` is only for the state's join. An
-        # ok row with a problem (a field omit_field leaves out) keeps them too, to list it.
-        flagged = " OR ".join(f"c.{p} <> 0" for p in self._sql.problem_columns())
-        refused = ", ".join(
-            f"CASE WHEN {flagged} THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
-        )
-        kept = (
-            "c.row_number, c.ok, c.fingerprint, c.contact_key, "
-            f"CASE WHEN NOT c.ok OR {flagged} THEN c.contact_key END AS refused_key, {refused}"
-        )
+        # ``refused_key``, for its rejects. ``contact_key`` is only for the state's join.
+        kept = f"c.row_number, c.ok, c.fingerprint, c.contact_key, {self._refused_columns()}"
         if self._identifiers is None:
             return kept
         # The render cannot recompute a key resolved through another identifier, nor the
@@ -274,6 +334,15 @@ class Plan:
             f"{kept}, c.id_problem, c.id_column, "
             f"CASE WHEN c.ok THEN c.contact_key END AS resolved_key, {_FILLS}"
         )
+
+    def _refused_columns(self) -> str:
+        """``refused_key`` and the masks of checked rows ``c`` that are refused or have a
+        problem (an ok row with a field omit_field leaves out: listed too); null for others."""
+        flagged = " OR ".join(f"c.{p} <> 0" for p in self._sql.problem_columns())
+        refused = ", ".join(
+            f"CASE WHEN {flagged} THEN c.{p} END AS {p}" for p in self._sql.problem_columns()
+        )
+        return f"CASE WHEN NOT c.ok OR {flagged} THEN c.contact_key END AS refused_key, {refused}"
 
     def _problems(self, where: str) -> pa.Table:
         """``REJECTS`` rows (one per problem) of the plan's rows matching ``where``."""

@@ -9,8 +9,9 @@ the load. Either way:
 * ``schema``: the Arrow schema of what is read (for a file, from its footer: no data read);
 * ``batches()``: ``(batch, first_row)`` pairs, ``first_row`` being the 0-based row number of the
   batch's first row;
-* ``reader()``: the same rows as one streaming ``RecordBatchReader`` for DuckDB to scan,
-  normalized and with the row numbers as ``ROW_COLUMN`` (``arrow_utils.with_row_numbers``);
+* ``reader(only=None)``: the same rows (or those of the row numbers ``only`` holds) as one
+  streaming ``RecordBatchReader`` for DuckDB to scan, normalized and with the row numbers as
+  ``ROW_COLUMN`` (``arrow_utils.with_row_numbers``);
   ``rows_read`` counts what it has yielded, ``values_read`` its non-null values per column.
   Column names DuckDB cannot tell apart are refused first (``ConfigurationError`` naming
   them): two that differ only in case (its identifiers ignore case: one column would feed
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -50,14 +52,16 @@ class SourceRows:
     def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
         raise NotImplementedError
 
-    def reader(self) -> pa.RecordBatchReader:
+    def reader(self, only: np.ndarray | None = None) -> pa.RecordBatchReader:
+        """``only``: the row numbers to yield (sorted), else every row; either way every row
+        is read and counted."""
         check_column_names(self.schema.names)
         self.rows_read = 0
         self.values_read = dict.fromkeys(self.schema.names, 0)
         numbered = (
             part
             for batch, first in self.batches()
-            for part in self._numbered(batch, first).to_batches()
+            for part in _only(self._numbered(batch, first), first, only).to_batches()
         )
         first = next(numbered, None)
         if first is None:
@@ -70,6 +74,20 @@ class SourceRows:
         for name, column in zip(batch.schema.names, batch.columns, strict=True):
             self.values_read[name] = self.values_read.get(name, 0) + len(column) - column.null_count
         return with_row_numbers(batch, first_row)
+
+
+def _only(rows: pa.Table, first_row: int, only: np.ndarray | None) -> pa.Table:
+    """The rows of ``rows`` (numbered from ``first_row``) whose numbers ``only`` holds."""
+    if only is None:
+        return rows
+    lo, hi = np.searchsorted(only, [first_row, first_row + rows.num_rows])
+    if hi - lo == rows.num_rows:
+        return rows
+    # Filtered here, not by a join in DuckDB: DuckDB built its hash table on the source side
+    # (every column of every row) to keep 1% of the rows, which cost more than the check.
+    keep = np.zeros(rows.num_rows, dtype=bool)
+    keep[only[lo:hi] - first_row] = True
+    return rows.filter(pa.array(keep))
 
 
 def check_column_names(names: Sequence[str]) -> None:

@@ -231,8 +231,12 @@ class StateStore:
             "INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"columns.{stream}", json.dumps(stats)]
         )
 
-    def has_contacts(self) -> bool:
-        return bool(self._rows("SELECT count(*) FROM contacts")[0][0])
+    def has_contacts(self, stream: str) -> bool:
+        """Whether the state has a contact of ``stream``."""
+        rows = self._rows(
+            "SELECT count(*) FROM (SELECT 1 FROM contacts WHERE stream = ? LIMIT 1)", [stream]
+        )
+        return bool(rows[0][0])
 
     def accepted_sample(self, limit: int) -> list[str]:
         """Keys of up to ``limit`` contacts recorded as accepted, most recently sent first."""

@@ -1,0 +1,252 @@
+"""A rerun finds its unchanged rows by the fingerprint of their source values (issue 16.4).
+
+With contacts of a table in the state, the plan reads only each row's contact key and the
+fingerprint of its source values as they arrive (``ContactSql.keys``), and checks and renders
+only the rows whose fingerprint is not the one last sent. The property: whatever the Arrow
+types and values (the generator of ``test_arbitrary_arrow_through_plan``), and whatever a
+second load mixes from the first one's rows, the rerun
+
+* refuses exactly the rows a first look at the same load refuses, for the same reasons;
+* renders every row it renders exactly as a first look does;
+* skips without rendering only rows whose JSON is the one last sent for their contact.
+
+Then one example each of what the fingerprint must tell apart although DuckDB's ``hash``
+of the values alone does not (a decimal's scale), or what changes the JSON without changing
+a value (the date format), and the source's second read of only the rows to check.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+import tests.unit.test_arbitrary_arrow_through_plan as arbitrary
+from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.source_rows import SourceRows
+from sendgrid_destination.state import StateStore
+from tests.planning import Planned, contact_sql, plan_rows
+
+_streams = itertools.count()
+stores = arbitrary.stores  # the module-scoped fixture: one state for every example
+
+
+def _send(store: StateStore, stream: str, planned: Planned) -> None:
+    """Record the planned contacts as accepted by a 202, as a load does."""
+    if planned.contacts.num_rows:
+        store.record_sent(
+            run_id=f"run-{stream}",
+            stream=stream,
+            job_id=f"job-{stream}-{next(_streams)}",
+            contacts=planned.contacts,
+            body_bytes=1,
+        )
+
+
+def _mixed(table: pa.Table, data: st.DataObject) -> pa.Table:
+    """A second load: rows of ``table`` again, in any order and number, some of their cells
+    taken from other rows (a changed value, a contact key moved to another row)."""
+    n = table.num_rows
+    if n == 0:
+        return table
+    size = data.draw(st.integers(0, n + 2), label="rows")
+    rows = data.draw(st.lists(st.integers(0, n - 1), min_size=size, max_size=size))
+    other = st.one_of(st.none(), st.none(), st.none(), st.integers(0, n - 1))
+    columns = []
+    for column in table.columns:
+        cells = data.draw(st.lists(other, min_size=size, max_size=size))
+        picks = [row if cell is None else cell for row, cell in zip(rows, cells, strict=True)]
+        columns.append(_take(column.combine_chunks(), picks))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _take(array: pa.Array, picks: list[int]) -> pa.Array:
+    """``array.take(picks)``, also for types pyarrow has no take for (views)."""
+    try:
+        return array.take(pa.array(picks, pa.int64()))
+    except pa.ArrowNotImplementedError:
+        if not picks:
+            return array.slice(0, 0)
+        return pa.concat_arrays([array.slice(i, 1) for i in picks])
+
+
+def _rendered(planned: Planned) -> dict[int, tuple[str, str]]:
+    both = pa.concat_tables([planned.contacts, planned.unchanged])
+    return {
+        row: (cell, digest)
+        for row, cell, digest in zip(
+            both["row_number"].to_pylist(),
+            both["contact_json"].to_pylist(),
+            both["content_hash"].to_pylist(),
+            strict=True,
+        )
+    }
+
+
+def check_rerun(case: arbitrary.Case, data: st.DataObject, store: StateStore) -> None:
+    table = case.table()
+    stream = f"rerun-{next(_streams)}"
+    try:
+        sql = contact_sql(case.mapping, table.schema, case.types, case.ids)
+        first = plan_rows(sql, table, store=store, stream=stream)
+    except ConfigurationError:
+        event("mapping or names refused")
+        return
+    _send(store, stream, first)
+    keys, hashes = first.contacts["contact_key"], first.contacts["content_hash"]
+    sent = dict(zip(keys.to_pylist(), hashes.to_pylist(), strict=True))
+    second = _mixed(table, data)
+    again = plan_rows(sql, second, store=store, stream=stream)
+    fresh = plan_rows(sql, second, store=store)  # a new stream: every row checked and rendered
+
+    assert again.rejects.to_pylist() == fresh.rejects.to_pylist()
+    assert again.counts.superseded == fresh.counts.superseded
+    rendered, looked = _rendered(again), _rendered(fresh)
+    assert set(rendered) <= set(looked), "a row rendered that a first look refuses"
+    skipped = 0
+    for row, key, (cell, digest) in zip(
+        fresh.contacts["row_number"].to_pylist(),
+        fresh.contacts["contact_key"].to_pylist(),
+        [looked[r] for r in fresh.contacts["row_number"].to_pylist()],
+        strict=True,
+    ):
+        if row in rendered:
+            assert rendered[row] == (cell, digest), "rendered otherwise than a first look"
+        else:
+            skipped += 1
+            assert sent.get(key) == digest, "skipped a row whose JSON was not the one last sent"
+    event("rows skipped by fingerprint", "some" if skipped else "none")
+    assert again.counts.unchanged == skipped
+
+
+_SETTINGS = settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+
+
+@settings(_SETTINGS, max_examples=50)
+@given(case=arbitrary.cases(), data=st.data())
+def test_a_rerun_refuses_and_renders_as_a_first_look_and_skips_only_what_was_sent(
+    case: arbitrary.Case, data: st.DataObject, stores: arbitrary.Stores
+) -> None:
+    check_rerun(case, data, stores.current())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@settings(_SETTINGS, max_examples=500)
+@given(case=arbitrary.cases(), data=st.data())
+def test_at_length_a_rerun_refuses_and_renders_as_a_first_look_and_skips_only_what_was_sent(
+    case: arbitrary.Case, data: st.DataObject, stores: arbitrary.Stores
+) -> None:
+    check_rerun(case, data, stores.current())
+
+
+# -- examples ----------------------------------------------------------------------------------
+
+
+def _two_loads(
+    first: pa.Table, second: pa.Table, store: StateStore, **options: Any
+) -> tuple[Planned, Planned]:
+    """``first`` planned and sent, then ``second`` planned on the same stream; ``options``
+    maps ``"first"`` / ``"second"`` to ContactSql options of each."""
+    stream = f"example-{next(_streams)}"
+    mapping = {"email": "email", "custom_fields": {"score": "score"}}
+    ids = {"score": "e1_N"}
+    one = contact_sql(mapping, first.schema, {"score": "Number"}, ids, **options.get("first", {}))
+    planned = plan_rows(one, first, store=store, stream=stream)
+    _send(store, stream, planned)
+    two = contact_sql(mapping, second.schema, {"score": "Number"}, ids, **options.get("second", {}))
+    return planned, plan_rows(two, second, store=store, stream=stream)
+
+
+@pytest.fixture
+def store(tmp_path: Any) -> Any:
+    with StateStore.open(tmp_path / "state.duckdb") as opened:
+        yield opened
+
+
+def _scores(planned: Planned) -> list[Any]:
+    cells = planned.contacts["contact_json"].to_pylist()
+    return [json.loads(c[:-1], parse_float=Decimal)["custom_fields"]["e1_N"] for c in cells]
+
+
+def test_a_decimal_whose_digits_stay_but_scale_changes_is_sent_again(store: StateStore) -> None:
+    # DuckDB's hash of DECIMAL(10,1) 1.5 and of DECIMAL(10,2) 0.15 is the same (both are
+    # the integer 15): the fingerprint takes the types too.
+    before = pa.table(
+        {"email": ["a@example.com"], "score": pa.array([Decimal("1.5")], pa.decimal128(10, 1))}
+    )
+    after = pa.table(
+        {"email": ["a@example.com"], "score": pa.array([Decimal("0.15")], pa.decimal128(10, 2))}
+    )
+    first, second = _two_loads(before, after, store)
+    assert _scores(first) == [Decimal("1.5")]
+    assert _scores(second) == [Decimal("0.15")]
+    assert second.counts.unchanged == 0
+
+
+def test_the_same_values_under_another_date_format_are_sent_again_in_it(
+    store: StateStore,
+) -> None:
+    table = pa.table(
+        {
+            "email": ["a@example.com"],
+            "score": [1],
+            "signed_up": pa.array([1_700_000_000_000_000], pa.timestamp("us")),
+        }
+    )
+    stream = f"example-{next(_streams)}"
+    mapping = {"email": "email", "custom_fields": {"signed_up": "signed_up"}}
+    sent = []
+    for date_format in ("%Y-%m-%dT%H:%M:%SZ", "%m/%d/%Y"):
+        sql = contact_sql(mapping, table.schema, {"signed_up": "Date"}, {"signed_up": "e2_D"},
+                          date_format=date_format)  # fmt: skip
+        planned = plan_rows(sql, table, store=store, stream=stream)
+        _send(store, stream, planned)
+        sent += [json.loads(c[:-1])["custom_fields"]["e2_D"]
+                 for c in planned.contacts["contact_json"].to_pylist()]  # fmt: skip
+    assert sent == ["2023-11-14T22:13:20Z", "11/14/2023"]
+
+
+def test_an_unchanged_rerun_renders_nothing_and_a_changed_row_is_the_only_one_sent(
+    store: StateStore,
+) -> None:
+    emails = [f"u{i}@example.com" for i in range(100)]
+    before = pa.table({"email": emails, "score": list(range(100))})
+    after = pa.table({"email": emails, "score": [*range(99), 1000]})
+    first, again = _two_loads(before, before, store)
+    assert first.contacts.num_rows == 100
+    assert (again.contacts.num_rows, again.unchanged.num_rows, again.counts.unchanged) == (
+        0,
+        0,
+        100,
+    )
+    _, changed = _two_loads(before, after, store)
+    assert _scores(changed) == [1000]
+    assert changed.counts.unchanged == 99
+
+
+def test_a_refused_row_is_refused_again_on_every_rerun(store: StateStore) -> None:
+    table = pa.table({"email": ["a@example.com", "not an address"], "score": [1, 2]})
+    first, again = _two_loads(table, table, store)
+    assert [r["row_number"] for r in first.rejects.to_pylist()] == [1]
+    assert again.rejects.to_pylist() == first.rejects.to_pylist()
+    assert again.counts.unchanged == 1
+
+
+def test_the_sources_second_read_yields_only_the_rows_asked_for_and_counts_every_row() -> None:
+    batch = pa.record_batch({"email": [f"u{i}@example.com" for i in range(10)]})
+    rows = SourceRows.from_batch(batch, first_row=5)
+    read = rows.reader(np.array([5, 8, 14], dtype=np.int64)).read_all()
+    assert read["email"].to_pylist() == ["u0@example.com", "u3@example.com", "u9@example.com"]
+    assert rows.rows_read == 10
+    assert rows.values_read == {"email": 10}
+    assert rows.reader(np.array([], dtype=np.int64)).read_all().num_rows == 0
