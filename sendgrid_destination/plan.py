@@ -271,7 +271,7 @@ class Plan:
 
     def _check_changed_rows(self) -> None:
         """Found by keys and fingerprints: check the plan's rows that are not waiting (the
-        others are unchanged), and give them what the check says (``_kept_columns``)."""
+        others are unchanged), and keep what the check says of them (``_refused_columns``)."""
         cur = self._cur
         todo = cur.sql(
             f"SELECT row_number FROM {_TABLE} WHERE NOT waits ORDER BY row_number"
