@@ -62,7 +62,21 @@ def test_it_writes_the_report_the_json_and_the_chart(bench: tuple[dict[str, Any]
     ):
         assert heading in text
     assert "python -m benchmarks.run --sizes 2000 --repeat 2" in text
-    assert len(report.targets(results)) == 12
+    assert len(report.targets(results)) == 14
+
+
+def test_state_writes_are_judged_per_row_against_1m_and_as_a_share_of_the_first_pass():
+    def size(rows: int, record: float, path: float) -> dict[str, object]:
+        return {"rows": rows, "median": {"ours_record_seconds": record, "ours_seconds": path}}
+
+    results = {"throughput": [size(1_000_000, 4.0, 6.0), size(10_000_000, 44.0, 60.0)]}
+    linear, share = report._state_write_targets(results)
+    assert (linear.met, share.met) == (True, False)
+    assert linear.measured.startswith("1.10x per row: 44.00 s at 10,000,000")
+    assert share.measured == "40%: 4.00 s of 10.00 s"
+    results = {"throughput": [size(1_000_000, 1.0, 9.0), size(5_000_000, 6.0, 45.0)]}
+    linear, share = report._state_write_targets(results)
+    assert (linear.met, share.met) == (False, True)  # 5M / 1M = 6x > 5.5x; 10%
 
 
 def test_every_path_sends_the_same_bodies_and_refuses_the_same_rows(bench):
