@@ -803,8 +803,8 @@ when there are some (state writes at 1M 5.0 -> 4.0 s, alternately, this machine)
 state writes are measured as the sync makes them: the jobs' outcomes once the bodies are out
 (not one after each body) and the checkpoint that closing the store makes, at every size;
 the previous report's 1M figure left out that checkpoint (its 48 requests never reached
-DuckDB's 128 MB threshold) while 10M paid for seven, which was most of its "13.7x from 1M to
-10M".
+DuckDB's 128 MB threshold) while 10M paid for about seven (472 requests of ~2 MB of log
+each), which was most of its "13.7x from 1M to 10M".
 
 * **Our path and its ratios (missed: 153,944 rows/s at 1M; with state writes 3.0x the per-row
   baseline in wall time and 2.1x in CPU seconds, 1.7x and 1.2x the vectorized one).** The
