@@ -187,7 +187,7 @@ class CsvFile:
         self._table = table
         cursor.execute(
             f"CREATE OR REPLACE TEMP TABLE {ident(table)} (contact_key VARCHAR, "
-            "content_hash VARCHAR, fingerprint UBIGINT, is_new BOOLEAN, retry BOOLEAN, "
+            "content_hash UBIGINT, fingerprint UBIGINT, is_new BOOLEAN, retry BOOLEAN, "
             "ids VARCHAR, list_scope VARCHAR)"
         )
         self.rows = 0

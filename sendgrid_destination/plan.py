@@ -58,7 +58,7 @@ from sendgrid_destination.source_rows import SourceRows
 _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
-_PLANNED = "row_number, fingerprint, is_new, prev_hash, pending, retry"
+_PLANNED = "row_number, fingerprint, is_new, prev_hash, prev_sha256, pending, retry"
 _NOT_PLANNED = "unchanged, this_run, waits"
 _FILLS = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
 
@@ -289,7 +289,7 @@ class Plan:
         cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_planned AS SELECT t.row_number, "
             f"coalesce(c.ok, true) AS ok, t.fingerprint, {self._refused_columns()}, "
-            "t.is_new, t.prev_hash, t.pending, t.retry, t.waits "
+            "t.is_new, t.prev_hash, t.prev_sha256, t.pending, t.retry, t.waits "
             f"FROM {_TABLE} t LEFT JOIN {checked} c ON c.row_number = t.row_number "
             f"ORDER BY t.row_number; DROP TABLE IF EXISTS {_CHECKED}; DROP TABLE {_TABLE}; "
             f"ALTER TABLE sg_planned RENAME TO {_TABLE}"
@@ -413,7 +413,10 @@ class Plan:
         """Classify rendered contacts again (``RENDERED``), now: what jobs settled since the
         plan was built (a held-back contact's earlier version, say) counts."""
         cur = self._cur
-        cur.register("sg_again", contacts.drop_columns(["is_new", "prev_hash", "pending", "retry"]))
+        cur.register(
+            "sg_again",
+            contacts.drop_columns(["is_new", "prev_hash", "prev_sha256", "pending", "retry"]),
+        )
         try:
             changes, params = self._store.changes_sql(
                 "sg_again", self._stream, self._run_id, checked=False

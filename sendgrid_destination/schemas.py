@@ -35,11 +35,14 @@ RENDERED = pa.schema(
         pa.field("contact_key", pa.string()),
         pa.field("fingerprint", pa.uint64()),
         pa.field("is_new", pa.bool_()),
-        pa.field("prev_hash", pa.string()),
+        # The content hash of the send that counts (see ``StateStore.changes_sql``), and of
+        # a send recorded before schema 5, its SHA-256 instead (hex; else null).
+        pa.field("prev_hash", pa.uint64()),
+        pa.field("prev_sha256", pa.string()),
         pa.field("pending", pa.bool_()),
         pa.field("retry", pa.bool_()),  # its last send failed or is unconfirmed
         pa.field("contact_json", pa.string()),
-        pa.field("content_hash", pa.string()),
+        pa.field("content_hash", pa.uint64()),  # see ``contact_sql``
         # The identifiers sent, as a JSON object, when more than one (else null).
         pa.field("ids", pa.string()),
         # The lists the contact is put in: sorted list IDs, comma-separated ('' for none).

@@ -10,6 +10,7 @@ row order), ``rejects`` and the plan's ``counts``.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import itertools
 import shutil
 import tempfile
@@ -27,6 +28,14 @@ from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 
 _streams = itertools.count()
+
+
+def content_digest(text: str) -> int:
+    """The render's ``content_hash`` of ``text`` (list scope, newline, contact JSON): the first
+    64 bits of its MD5 (its first 16 hex digits), as a number."""
+    return int(hashlib.md5(text.encode()).hexdigest()[:16], 16)
+
+
 _shared: StateStore | None = None
 
 

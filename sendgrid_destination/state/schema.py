@@ -5,7 +5,9 @@ version is in ``meta``); contacts an older version recorded are never resent bec
 
 Tables:
 
-* ``contacts``: per (stream, contact_key) the content hash (hex MD5 of the JSON) last sent,
+* ``contacts``: per (stream, contact_key) the content hash last sent (``content_md5``: 64 bits
+  of the MD5 of its list scope and JSON, see ``contact_sql``; ``content_hash`` holds only the
+  hex SHA-256 that files before schema 5 recorded, until the contact is next found unchanged),
   the fingerprint of the values it was rendered from (the plan's shortcut) and ``seq``, the
   number of the request that carried it. Its outcome is its job's, so that finishing a job
   writes one row, not one per contact: ``status`` is set only where a contact's outcome
@@ -33,7 +35,7 @@ Tables:
 * ``deferred``: contacts rendered (with their ``list_scope``) but not sent because the job
   carrying their previous version was still pending when the run ended (SendGrid promises no
   order between jobs); the next run sends them once that job has finished, unless a newer row
-  of the contact came since.
+  of the contact came since. Their ``content_hash`` is a number, as ``contacts.content_md5``.
 * ``load_keys``: the contact keys of a table's rows in the load being made (``run_id``), per
   job file, and whether the row's hard-delete column flags it: written only when the table is
   mirrored (its absent contacts leave) or has a hard-delete column, read once the table's last
@@ -69,7 +71,11 @@ import duckdb
 # ``deferred`` (held-back contacts outlive the run instead of failing it), and lists and
 # removals: ``contacts.first_seq`` and ``contacts.lists``, ``deferred.list_scope``,
 # ``load_keys`` and ``removals`` (a file of schema 6 gets ``first_seq`` 0: never deletable).
-SCHEMA_VERSION = 7
+# 8: the content hash is a number, ``content_md5`` (the first 64 bits of the same MD5), not
+# 32 hex digits: a 1M-contact first load spent a quarter of its state writes on that string
+# column (1.61 -> 1.21 s, and 36 -> 27 MB of file, measured). The hex MD5s of older files are
+# converted in place (the same digest: nothing is resent); SHA-256s stay text.
+SCHEMA_VERSION = 8
 
 
 class ContactStatus(StrEnum):
@@ -90,7 +96,7 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS contacts (
     stream VARCHAR, contact_key VARCHAR, content_hash VARCHAR, status VARCHAR,
-    reason VARCHAR, fingerprint UBIGINT, seq BIGINT);
+    reason VARCHAR, fingerprint UBIGINT, seq BIGINT, content_md5 UBIGINT);
 CREATE TABLE IF NOT EXISTS requests (
     job_id VARCHAR PRIMARY KEY, run_id VARCHAR, stream VARCHAR, contact_count BIGINT,
     body_bytes BIGINT, sent_at TIMESTAMP, seq BIGINT);
@@ -110,7 +116,7 @@ CREATE TABLE IF NOT EXISTS identities (
     external_id VARCHAR, anonymous_id VARCHAR);
 CREATE TABLE IF NOT EXISTS deferred (
     stream VARCHAR, contact_key VARCHAR, row_number BIGINT, run_id VARCHAR,
-    fingerprint UBIGINT, content_hash VARCHAR, contact_json VARCHAR, deferred_at TIMESTAMP,
+    fingerprint UBIGINT, content_hash UBIGINT, contact_json VARCHAR, deferred_at TIMESTAMP,
     ids VARCHAR);
 CREATE TABLE IF NOT EXISTS load_keys (
     run_id VARCHAR, stream VARCHAR, file_key VARCHAR, contact_key VARCHAR, flagged BOOLEAN);
@@ -128,7 +134,7 @@ CREATE TABLE IF NOT EXISTS rejects (
 # ``contacts_status``. Requests and jobs are one row per 30,000 contacts: the joins are cheap.
 _CONTACT_STATUS_VIEW = f"""
 CREATE OR REPLACE VIEW contact_status AS
-SELECT c.stream, c.contact_key, c.content_hash, c.fingerprint, c.seq, o.job_id,
+SELECT c.stream, c.contact_key, c.content_md5, c.content_hash, c.fingerprint, c.seq, o.job_id,
     coalesce(c.status, o.outcome) AS status, c.reason, coalesce(c.permanent, false) AS permanent
 FROM contacts c LEFT JOIN (
     SELECT r.seq, r.job_id,
@@ -141,6 +147,7 @@ FROM contacts c LEFT JOIN (
 def migrate(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables, or bring an older file up to ``SCHEMA_VERSION``."""
     con.execute(_DDL)
+    version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
     # Version 2 had no fingerprints: its contacts are compared by content hash once, and
     # the run that finds them unchanged records their fingerprints.
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS fingerprint UBIGINT")
@@ -155,6 +162,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS first_seq BIGINT DEFAULT 0")
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS lists VARCHAR")
     con.execute("ALTER TABLE deferred ADD COLUMN IF NOT EXISTS list_scope VARCHAR")
+    if version and int(version[0][0]) < 8:
+        _numeric_md5(con)
     con.execute(
         "UPDATE requests SET seq = n.seq FROM (SELECT job_id, row_number() OVER "
         "(ORDER BY sent_at, job_id) AS seq FROM requests) n "
@@ -169,6 +178,32 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
         )
     con.execute(_CONTACT_STATUS_VIEW)
     con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+
+# An MD5's 32 hex digits as the render's number: the first 16 (``contact_sql``).
+_FIRST_64 = "('0x' || left(content_hash, 16))"
+
+
+def _numeric_md5(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 8: hex MD5 content hashes become ``content_md5``; in ``deferred`` the column
+    keeps its name (its rows are rendered in the current version: never a SHA-256)."""
+    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS content_md5 UBIGINT")
+    con.execute(
+        f"UPDATE contacts SET content_md5 = {_FIRST_64}::UBIGINT, content_hash = NULL "
+        "WHERE length(content_hash) = 32"
+    )
+    if dict(_column_types(con, "deferred")).get("content_hash") == "VARCHAR":
+        con.execute(
+            f"ALTER TABLE deferred ALTER content_hash TYPE UBIGINT USING {_FIRST_64}::UBIGINT"
+        )
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+        [table],
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:

@@ -55,7 +55,6 @@ _CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "memory_limit": STATE_MEMORY_LIMIT,
     "checkpoint_threshold": "128MB",
 }
-_SHA256_HEX_DIGITS = 64
 _COUNTING_SQL = "(" + ", ".join(f"'{s}'" for s in COUNTING) + ")"
 _RESEND_SQL = "(" + ", ".join(f"'{s}'" for s in RESEND) + ")"
 
@@ -257,6 +256,7 @@ class StateStore:
         * ``is_new``: the state has no send of this contact;
         * ``prev_hash``: the content hash of the send that counts (its job pending or
           accepted), else null: failed and unconfirmed contacts are always sent again;
+          ``prev_sha256``: the same, when that send was recorded before schema 5;
         * ``pending``: that send, or a send of the same contact from another table (one
           account, one contact), rides on a job not yet finished;
         * ``retry``: the last send failed or is unconfirmed (sent again: "retried");
@@ -286,7 +286,8 @@ class StateStore:
         params.append(run_id)
         sql = (
             "SELECT c.*, s.contact_key IS NULL AS is_new, "
-            f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_hash END AS prev_hash, "
+            f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_md5 END AS prev_hash, "
+            f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_hash END AS prev_sha256, "
             f"({pending}) AS pending, "
             f"coalesce(s.status IN {_RESEND_SQL}, false) AS retry, "
             f"coalesce({ok} AND s.fingerprint = c.fingerprint "
@@ -317,12 +318,13 @@ class StateStore:
         return bool(self._rows("SELECT count(*) FROM requests WHERE run_id = ?", [run_id])[0][0])
 
     def same_content(self, contacts: pa.Table, legacy_hash: LegacyHash) -> pa.Array:
-        """Per row of ``contacts`` (``content_hash``, ``prev_hash``, ``contact_json``): is its
-        JSON the one last sent? ``prev_hash`` of 64 hex digits is a SHA-256 of a state file
-        before schema 5: those rows are compared by ``legacy_hash`` of their JSON."""
-        prev = contacts["prev_hash"]
-        same = pc.fill_null(pc.equal(contacts["content_hash"], prev), False).combine_chunks()
-        legacy = pc.fill_null(pc.equal(pc.utf8_length(prev), _SHA256_HEX_DIGITS), False)
+        """Per row of ``contacts`` (``content_hash``, ``prev_hash``, ``prev_sha256``,
+        ``contact_json``): is its JSON the one last sent? A ``prev_sha256`` (a state file
+        before schema 5) is compared with ``legacy_hash`` of the JSON."""
+        prev = contacts["prev_sha256"]
+        same = pc.fill_null(pc.equal(contacts["content_hash"], contacts["prev_hash"]), False)
+        same = same.combine_chunks()
+        legacy = pc.is_valid(prev)
         if not pc.any(legacy).as_py():
             return same
         at = pc.indices_nonzero(legacy)
@@ -394,7 +396,8 @@ class StateStore:
         with self.workspace() as cur:
             return cur.sql(
                 "SELECT row_number, contact_key, fingerprint, false AS is_new, "
-                "NULL::VARCHAR AS prev_hash, false AS pending, false AS retry, contact_json, "
+                "NULL::UBIGINT AS prev_hash, NULL::VARCHAR AS prev_sha256, false AS pending, "
+                "false AS retry, contact_json, "
                 "content_hash, ids, coalesce(list_scope, '') AS list_scope FROM deferred "
                 "WHERE stream = ? ORDER BY row_number",
                 params=[stream],
@@ -470,7 +473,7 @@ class StateStore:
                     first = "coalesce(p.first_seq, ?)"
                     joined = "LEFT JOIN previous p ON p.contact_key = s.contact_key"
                 cur.execute(
-                    "INSERT INTO contacts (stream, contact_key, content_hash, fingerprint, "
+                    "INSERT INTO contacts (stream, contact_key, content_md5, fingerprint, "
                     f"seq, ids, first_seq, lists) SELECT ?, s.contact_key, s.content_hash, "
                     f"s.fingerprint, ?, s.ids, {first}, nullif(s.list_scope, '') "
                     f"FROM sent s {joined}",
@@ -536,7 +539,8 @@ class StateStore:
         with self.workspace() as cur:
             cur.register("fresh", contacts.select(["contact_key", "fingerprint", "content_hash"]))
             cur.execute(
-                "UPDATE contacts SET fingerprint = f.fingerprint, content_hash = f.content_hash "
+                "UPDATE contacts SET fingerprint = f.fingerprint, content_md5 = f.content_hash, "
+                "content_hash = NULL "
                 "FROM fresh f WHERE contacts.stream = ? AND contacts.contact_key = f.contact_key",
                 [stream],
             )

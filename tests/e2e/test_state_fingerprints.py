@@ -1,15 +1,16 @@
 """The plan's fingerprint is a shortcut, never the judge: when it does not match, the JSON does.
 
 A fingerprint is DuckDB's 64-bit ``hash`` of a contact's values, which DuckDB may change between
-versions; the content hash (MD5 of the JSON; SHA-256 before schema 5) is stable. These tests
-tamper with the stored fingerprints, remove them as a state file of schema version 2 had none,
-put back SHA-256 hashes, or rewrite the state in schema 5's layout (a status per contact), and
-check on the wire that nothing unchanged is resent and that the fingerprints and hashes are
-rewritten.
+versions; the content hash (64 bits of the MD5 of the JSON; its 32 hex digits before schema 8,
+a SHA-256 before schema 5) is stable. These tests tamper with the stored fingerprints, remove
+them as a state file of schema version 2 had none, put back hex MD5s or SHA-256 hashes, or
+rewrite the state in schema 5's layout (a status per contact), and check on the wire that
+nothing unchanged is resent and that the fingerprints and hashes are rewritten.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import duckdb
@@ -91,10 +92,56 @@ def test_a_changed_row_with_a_stale_fingerprint_is_still_sent(
     assert (summary["unchanged"], summary["changed"]) == (29, 1)
 
 
-def _as_schema_5(state_path: Path, *, last_job_pending: bool = False) -> None:
-    """Rewrite the state in the layout schema 5 left: every contact with its own job id, run
-    id, time and status, jobs without ``contacts_status``, no ``contact_status`` view. With
-    ``last_job_pending``, the last job is unfinished and its contacts are ``sent``."""
+def _hex_md5s(data: pa.Table) -> pa.Table:
+    """Per contact of ``data`` (the default mapping), the 32 hex digits of the MD5 of its list
+    scope and JSON, as schemas 5 to 7 recorded it (computed again: the state keeps 64 bits)."""
+    contacts = plan_rows(contact_sql(DEFAULT_MAPPING, data.schema), data).contacts
+    texts = zip(
+        contacts["list_scope"].to_pylist(), contacts["contact_json"].to_pylist(), strict=True
+    )
+    return pa.table(
+        {
+            "contact_key": contacts["contact_key"],
+            "h": [hashlib.md5(f"{scope}\n{cell}".encode()).hexdigest() for scope, cell in texts],
+        }
+    )
+
+
+def _put_back_hex_md5s(state_path: Path, data: pa.Table) -> None:
+    """Content hashes as schemas 5 to 7 recorded them: hex MD5 text in ``content_hash``."""
+    con = duckdb.connect(str(state_path))
+    try:
+        con.register("hexes", _hex_md5s(data))
+        con.execute(
+            "UPDATE contacts SET content_hash = h.h FROM hexes h "
+            "WHERE contacts.contact_key = h.contact_key"
+        )
+    finally:
+        con.close()
+
+
+# Schemas before 8 kept a deferred contact's hash as text (these tests defer none).
+_DEFERRED_AS_TEXT = "ALTER TABLE deferred ALTER content_hash TYPE VARCHAR USING NULL"
+
+
+def _as_schema_7(state_path: Path, data: pa.Table) -> None:
+    """Rewrite the state in the layout schema 7 left: hex MD5s, no ``content_md5``."""
+    _put_back_hex_md5s(state_path, data)
+    _edit_state(
+        state_path,
+        "DROP VIEW contact_status",
+        "ALTER TABLE contacts DROP COLUMN content_md5",
+        _DEFERRED_AS_TEXT,
+        "UPDATE meta SET value = '7' WHERE key = 'schema_version'",
+    )
+
+
+def _as_schema_5(state_path: Path, data: pa.Table, *, last_job_pending: bool = False) -> None:
+    """Rewrite the state in the layout schema 5 left: hex MD5s, every
+    contact with its own job id, run id, time and status, jobs without ``contacts_status``, no
+    ``contact_status`` view. With ``last_job_pending``, the last job is unfinished and its
+    contacts are ``sent``."""
+    _put_back_hex_md5s(state_path, data)
     _edit_state(
         state_path,
         "CREATE TABLE old_contacts AS SELECT c.stream, c.contact_key, c.content_hash, "
@@ -105,6 +152,7 @@ def _as_schema_5(state_path: Path, *, last_job_pending: bool = False) -> None:
         "DROP TABLE contacts",
         "ALTER TABLE old_contacts RENAME TO contacts",
         "ALTER TABLE jobs DROP COLUMN contacts_status",
+        _DEFERRED_AS_TEXT,
         "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
     )
     if last_job_pending:
@@ -135,7 +183,7 @@ def test_a_schema_5_state_with_a_pending_job_is_migrated_and_the_job_still_settl
 ) -> None:
     data = contacts_table(40)
     run(data, destination(max_contacts_per_request=15))
-    _as_schema_5(state_path, last_job_pending=True)
+    _as_schema_5(state_path, data, last_job_pending=True)
     legacy = state_rows(state_path, "SELECT status, count(*) FROM contacts GROUP BY ALL")
     assert sorted(legacy) == [("accepted", 30), ("sent", 10)]
     _rerun_resends_nothing(emulator, destination, run, state_path, data)
@@ -157,7 +205,7 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
 ) -> None:
     data = contacts_table(40)
     run(data, destination(max_contacts_per_request=15))
-    _as_schema_5(state_path)
+    _as_schema_5(state_path, data)
     _edit_state(
         state_path,
         "ALTER TABLE contacts DROP COLUMN fingerprint",
@@ -175,6 +223,25 @@ def test_a_state_file_of_schema_version_2_is_migrated_without_resending_its_cont
     )
     assert [seq for seq, _ in numbered] == [1, 2, 3]
     assert sorted(count for _, count in numbered) == [10, 15, 15]
+
+
+def test_the_hex_md5s_of_a_schema_7_state_become_the_same_digests_and_nothing_is_resent(
+    emulator, destination, run, state_path
+) -> None:
+    data = contacts_table(40)
+    run(data, destination(max_contacts_per_request=15))
+    _as_schema_7(state_path, data)
+    # Without fingerprints, only the converted hashes can find the rows unchanged.
+    _edit_state(state_path, "UPDATE contacts SET fingerprint = NULL")
+
+    _rerun_resends_nothing(emulator, destination, run, state_path, data)
+
+    hexes = dict(zip(*_hex_md5s(data).to_pydict().values(), strict=True))
+    rows = state_rows(state_path, "SELECT contact_key, content_hash, content_md5 FROM contacts")
+    assert {text for _, text, _ in rows} == {None}
+    assert {key: number for key, _, number in rows} == {
+        key: int(h[:16], 16) for key, h in hexes.items()
+    }
 
 
 def _put_back_sha256_hashes(state_path: Path, data: pa.Table) -> None:
@@ -205,7 +272,7 @@ def test_sha256_hashes_of_a_schema_4_state_are_compared_as_such_then_rewritten_a
 ) -> None:
     data = contacts_table(40)
     run(data, destination())
-    _as_schema_5(state_path)
+    _as_schema_5(state_path, data)
     _put_back_sha256_hashes(state_path, data)
     assert {len(h) for (h,) in state_rows(state_path, "SELECT content_hash FROM contacts")} == {64}
     names = data["first_name"].to_pylist()
@@ -219,8 +286,9 @@ def test_sha256_hashes_of_a_schema_4_state_are_compared_as_such_then_rewritten_a
     assert emulator.contact("user7@example.com")["first_name"] == "Renamed"
     summary = run_summary(state_path, second)
     assert (summary["unchanged"], summary["changed"]) == (39, 1)
-    hashes = state_rows(state_path, "SELECT content_hash FROM contacts")
-    assert {len(h) for (h,) in hashes} == {32}
+    hashes = state_rows(state_path, "SELECT content_hash, content_md5 FROM contacts")
+    assert {text for text, _ in hashes} == {None}
+    assert None not in {number for _, number in hashes}
     assert None not in _fingerprints(state_path).values()
 
     emulator.clear_requests()

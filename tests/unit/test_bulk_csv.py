@@ -90,11 +90,12 @@ def rendered(contacts: list[dict[str, Any]], *, new: bool = True) -> pa.Table:
             "contact_key": [f"email:{c['email']}" for c in contacts],
             "fingerprint": pa.array(range(n), pa.uint64()),
             "is_new": [new] * n,
-            "prev_hash": pa.nulls(n, pa.string()),
+            "prev_hash": pa.nulls(n, pa.uint64()),
+            "prev_sha256": pa.nulls(n, pa.string()),
             "pending": [False] * n,
             "retry": [False] * n,
             "contact_json": [contact_json(c) for c in contacts],
-            "content_hash": [f"h{i}" for i in range(n)],
+            "content_hash": pa.array(range(n), pa.uint64()),
             "ids": pa.nulls(n, pa.string()),
             "list_scope": [""] * n,
         }
@@ -162,7 +163,7 @@ def test_every_cell_of_the_file_is_the_value_the_contacts_json_carries(
     recorded = file_contacts(con, done)
     assert recorded.column_names == list(FILE_CONTACTS)
     assert recorded["contact_key"].to_pylist() == [f"email:{c['email']}" for c in contacts]
-    assert recorded["content_hash"].to_pylist() == [f"h{i}" for i in range(len(contacts))]
+    assert recorded["content_hash"].to_pylist() == list(range(len(contacts)))
     done.close()
 
 
@@ -178,10 +179,14 @@ def test_only_new_contacts_by_email_carrying_nothing_outside_the_file_are_eligib
     )
     with_key = contacts["contact_json"].to_pylist()
     with_key[1] = with_key[1][:-2] + ',"external_id":"e-1"},'
-    contacts = contacts.set_column(7, "contact_json", [with_key])
+    contacts = contacts.set_column(
+        contacts.schema.get_field_index("contact_json"), "contact_json", [with_key]
+    )
     keys = contacts["contact_key"].to_pylist()
     keys[3] = "phone_number_id:+14155550100"
-    contacts = contacts.set_column(1, "contact_key", [keys])
+    contacts = contacts.set_column(
+        contacts.schema.get_field_index("contact_key"), "contact_key", [keys]
+    )
 
     assert LAYOUT.eligible(contacts).to_pylist() == [True, False, False, False]
     assert LAYOUT.eligible(rendered([{"email": "a@x.com"}], new=False)).to_pylist() == [False]

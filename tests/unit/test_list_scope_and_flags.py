@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pyarrow as pa
 
 from sendgrid_destination.dispositions import TableIntent
 from sendgrid_destination.membership import ListColumn
-from tests.planning import contact_sql, plan_rows
+from tests.planning import contact_sql, content_digest, plan_rows
 
 IDS = {"VIP": "id-vip", "News": "id-news", "Old": "id-old"}
 MAPPING = {"email": "email"}
@@ -73,7 +71,7 @@ def test_the_content_hash_covers_the_rows_own_list_scope() -> None:
     result = planned(data)
 
     (json_text,) = result.contacts["contact_json"].to_pylist()
-    expected = hashlib.md5(f"id-news,id-vip\n{json_text}".encode()).hexdigest()
+    expected = content_digest(f"id-news,id-vip\n{json_text}")
     assert result.contacts["content_hash"].to_pylist() == [expected]
 
 

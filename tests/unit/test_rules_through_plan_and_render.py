@@ -636,6 +636,7 @@ def test_rejects_have_the_documented_columns_and_types_even_when_empty():
         "fingerprint",
         "is_new",
         "prev_hash",
+        "prev_sha256",
         "pending",
         "retry",
         "contact_json",

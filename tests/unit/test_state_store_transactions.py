@@ -17,7 +17,7 @@ def _sent(n: int) -> pa.Table:
     return pa.table(
         {
             "contact_key": [f"email:u{i}@x.co" for i in range(n)],
-            "content_hash": ["h"] * n,
+            "content_hash": pa.array([1] * n, pa.uint64()),
             "fingerprint": pa.array([1] * n, pa.uint64()),
             "is_new": [True] * n,
             "ids": pa.nulls(n, pa.string()),
