@@ -8,8 +8,10 @@ defaults as "not explicit" and falls back to the spec's. The clock comes in thro
 factory: there is no module-level state.
 
 dlt hands the sink the path of each whole job file (``batch_size = 0``, the only value
-accepted), which the sink streams in ``read_batch_rows`` Arrow batches: the plan sees every
-row of the file, and bodies pack across it.
+accepted), which the sink streams in ``read_batch_rows`` Arrow batches. The first call of a
+table in a load also takes the table's other job files still to come, and their own calls
+find nothing left to do (``package_files``): the plan sees every row of the table's load,
+a contact is sent at most once per load, and bodies pack across the files.
 
 Several tables in one load (``sql_database`` loads a whole schema): each loads with its own
 configuration (``SendGridConfiguration.for_table``), and one table never stops the others:
@@ -34,8 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ from sendgrid_destination.errors import (
     TablesNotLoadedError,
 )
 from sendgrid_destination.mapping import FieldMapping, parse_mapping
+from sendgrid_destination.package_files import file_key, table_files
 from sendgrid_destination.progress import DltProgress, NoProgress, Observers, SyncObserver
 from sendgrid_destination.remote_state import OpenState, fetch_copy, is_remote, open_state
 from sendgrid_destination.source_rows import SourceRows
@@ -107,6 +109,8 @@ def run_sink(
     state = _destination_state()
     if TABLE_FAILED_PREFIX + stream in state:
         return  # said when it failed; the load's end says it again
+    if isinstance(items, str) and TAKEN_PREFIX + file_key(items) in state:
+        return  # loaded with an earlier file of the table (package_files)
     if not config.maps(stream):
         state[SKIPPED_PREFIX + stream] = True  # one warning at the load's end names them all
         return
@@ -166,11 +170,14 @@ def _sync_table(
     run_id = f"{_load_id()}:{stream}"
     store.start_run(run_id, stream)
     tally, settings = Tally(run_id, stream), config
-    file_key = _file_key(items)
+    key = file_key(items) if isinstance(items, str) else "batches"
+    # Every job file of the table still to come, loaded as one (see package_files).
+    files = table_files(stream, items) if isinstance(items, str) else []
     try:
         settings, mapping = _table_setup(config, stream)
         # dlt's write disposition and hints, and mode: refused here if not to be honoured.
-        intent = table_intent(settings, table, items, _package_state())
+        together = [f for f in files if f != items]
+        intent = table_intent(settings, table, items, _package_state(), together)
         intent.check_source(stream, lambda: store.removals.tracked_before(run_id, stream))
         sync = ContactSync(
             settings,
@@ -186,11 +193,12 @@ def _sync_table(
             settings.plan,
         )
         tally = sync.tally
-        sync.run(_rows(items, [*mapping.columns, *intent.extra_columns], settings))
+        sync.run(_rows(items, files, [*mapping.columns, *intent.extra_columns], settings))
+        _taken(state, together)
     except ConfigurationError as exc:  # found before the table's first upsert
         tally.plan.error = _table_failed(state, stream, exc)
     finally:
-        summary = _save_attempt(store, tally, file_key, plan=settings.plan)
+        summary = _save_attempt(store, tally, key, plan=settings.plan)
         _publish_summary(summary)
     return summary, settings
 
@@ -206,8 +214,18 @@ def _table_setup(
 
 
 TABLE_FAILED_PREFIX = "sendgrid_table_failed."
+TAKEN_PREFIX = "sendgrid_file_taken."
 SKIPPED_PREFIX = "sendgrid_skipped."
 _SETTLED_KEY = "sendgrid_tables_settled"
+
+
+def _taken(state: dict[str, Any], files: Sequence[str]) -> None:
+    """``files`` were loaded with this call's: their own calls have nothing left to do. Kept
+    in the package's state at once: were the process to stop before their calls, the resumed
+    load must not load one of them on its own (its rows lost to a later file would win)."""
+    if files:
+        state.update({TAKEN_PREFIX + file_key(f): True for f in files})
+        _commit_destination_state()
 
 
 def _table_failed(state: dict[str, Any], stream: str, exc: ConfigurationError) -> str:
@@ -266,20 +284,15 @@ def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
 
 
 def _rows(
-    items: str | pa.RecordBatch, columns: list[str], config: SendGridConfiguration
+    items: str | pa.RecordBatch,
+    files: Sequence[str],
+    columns: list[str],
+    config: SendGridConfiguration,
 ) -> SourceRows:
-    """The rows of this call: the whole job file, streamed."""
+    """The rows of this call: its job files (``files``), whole, streamed one after another."""
     if not isinstance(items, str):  # batch_size > 0: validate() refuses it first
         raise ConfigurationError(BATCHES_REFUSED)
-    return SourceRows.from_file(items, columns, config.read_batch_rows)
-
-
-def _file_key(items: str | pa.RecordBatch) -> str:
-    """The key of this call's rows across dlt's retries of its file."""
-    if not isinstance(items, str):
-        return "batches"  # refused before it is used
-    # dlt names a job file <table>.<file_id>.<retry count>.<format>: a retry is the same file.
-    return os.path.basename(items).rsplit(".", 2)[0]
+    return SourceRows.from_files(files, columns, config.read_batch_rows)
 
 
 def client_for(

@@ -25,20 +25,16 @@ table in each load (``batch_size > 0``, where no call sees a whole job file, is 
 every table by the settings), so an incremental resource (its column hint ``incremental``) is
 refused unless the load is a full refresh (dlt's ``refresh``) or nothing was sent for the
 table before (``check_source``, once the state is open). A table dlt split over several job
-files is judged once its last file is loaded
-(``last_file``).
+files is judged once its last file is loaded (``last_file``; ``package_files``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dlt.common.configuration.container import Container
-from dlt.common.storages.load_package import LoadPackageStateInjectableContext
-
+from sendgrid_destination import package_files
 from sendgrid_destination.contact_sql import ident
 from sendgrid_destination.errors import ConfigurationError
 
@@ -104,10 +100,15 @@ class TableIntent:
 
 
 def table_intent(
-    config: Any, table: Mapping[str, Any], items: object, package: Mapping[str, Any] | None
+    config: Any,
+    table: Mapping[str, Any],
+    items: object,
+    package: Mapping[str, Any] | None,
+    together: Sequence[str] = (),
 ) -> TableIntent:
     """The intent of this sink call (see the module docstring). ``package`` is dlt's load
-    package state (None outside a load)."""
+    package state (None outside a load); ``together``: the table's other job files this call
+    loads with its own (``package_files.table_files``)."""
     stream = str(table.get("name"))
     disposition = str(table.get("write_disposition") or "append")
     _refuse_unhonoured(stream, disposition, table)
@@ -120,8 +121,10 @@ def table_intent(
         disposition=disposition,
         delete_column=column,
         delete_is_boolean=boolean,
-        last_file=_last_file(stream, items),
-        file_key=_file_key(items),
+        last_file=(
+            package_files.last_file(stream, [items, *together]) if isinstance(items, str) else True
+        ),
+        file_key=package_files.file_key(items) if isinstance(items, str) else "batch",
         extra_columns=tuple(c for c in (config.list_column, column) if c),
         incremental_cursor=", ".join(cursor) if cursor and not _full_refresh(package) else None,
     )
@@ -169,26 +172,3 @@ def _full_refresh(package: Mapping[str, Any] | None) -> bool:
     """The load is a full refresh (dlt's ``refresh``: the resources it extracted started
     again from their initial state, so it holds every row)."""
     return bool(package and package.get("refresh"))
-
-
-def _file_key(items: object) -> str:
-    if isinstance(items, str):
-        # dlt names a job file <table>.<file_id>.<retry count>.<format>: a retry is the same.
-        return os.path.basename(items).rsplit(".", 2)[0]
-    return "batch"
-
-
-def _last_file(stream: str, items: object) -> bool:
-    """Whether no other job file of this table is left in the load package (dlt loads this
-    destination's files one at a time: the others wait in ``new_jobs``)."""
-    try:
-        context = Container()[LoadPackageStateInjectableContext]
-        jobs = context.storage.get_load_package_jobs(context.load_id)
-    except Exception:  # outside a dlt load (direct calls): this call is the whole table
-        return True
-    current = _file_key(items)
-    return not any(
-        job.table_name == stream and f"{job.table_name}.{job.file_id}" != current
-        for state in ("new_jobs", "started_jobs")
-        for job in jobs.get(state, [])
-    )

@@ -1,12 +1,16 @@
-"""The rows of one table's load, read in Arrow batches that know their positions: a whole dlt
-job file (what the sink gets), or one in-memory RecordBatch (tools and tests).
+"""The rows of one table's load, read in Arrow batches that know their positions: whole dlt
+job files (what the sink gets), or one in-memory RecordBatch (tools and tests).
 
-``SourceRows.from_file(path, columns, batch_rows)`` reads only the mapped ``columns`` (all of
-them when one is missing, so that the mapping check can name every missing column);
+``SourceRows.from_files(paths, columns, batch_rows)`` reads the files one after another (the
+row numbers run on across them), only the mapped ``columns`` (all of them when one is
+missing, so that the mapping check can name every missing column); a column some files lack
+(dlt added it to the table mid-load) is null in their rows, and a column whose type differs
+between files is read as the type both widen to (``pa.unify_schemas``, permissive), or
+refused when there is none (``ConfigurationError`` naming it);
 ``SourceRows.from_batch(batch, first_row)`` wraps a batch whose first row is ``first_row`` of
 the load. Either way:
 
-* ``schema``: the Arrow schema of what is read (for a file, from its footer: no data read);
+* ``schema``: the Arrow schema of what is read (for files, from their footers: no data read);
 * ``batches()``: ``(batch, first_row)`` pairs, ``first_row`` being the 0-based row number of the
   batch's first row;
 * ``reader(only=None)``: the same rows (or those of the row numbers ``only`` holds) as one
@@ -43,7 +47,11 @@ class SourceRows:
 
     @staticmethod
     def from_file(path: str, columns: Sequence[str], batch_rows: int) -> SourceRows:
-        return _FileRows(path, columns, batch_rows)
+        return _FileRows([path], columns, batch_rows)
+
+    @staticmethod
+    def from_files(paths: Sequence[str], columns: Sequence[str], batch_rows: int) -> SourceRows:
+        return _FileRows(paths, columns, batch_rows)
 
     @staticmethod
     def from_batch(batch: pa.RecordBatch, first_row: int = 0) -> SourceRows:
@@ -114,10 +122,10 @@ def check_column_names(names: Sequence[str]) -> None:
 
 
 class _FileRows(SourceRows):
-    def __init__(self, path: str, columns: Sequence[str], batch_rows: int) -> None:
-        self.path = path
+    def __init__(self, paths: Sequence[str], columns: Sequence[str], batch_rows: int) -> None:
+        self.paths = list(paths)
         self.batch_rows = batch_rows
-        available = pq.read_schema(path)
+        available = _unified([pq.read_schema(path) for path in self.paths])
         wanted = [c for c in dict.fromkeys(columns) if c in available.names]
         self._columns = wanted if len(wanted) == len(set(columns)) else None
         super().__init__(
@@ -127,13 +135,43 @@ class _FileRows(SourceRows):
         )
 
     def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
-        # pre_buffer (pyarrow's default) keeps every row group read so far buffered until the
-        # file is closed: streaming a 10M-row file grew RSS by 600 MB; without it, by 60 MB.
-        with pq.ParquetFile(self.path, pre_buffer=False) as source:
-            first = 0
-            for batch in source.iter_batches(batch_size=self.batch_rows, columns=self._columns):
-                yield batch, first
-                first += batch.num_rows
+        first = 0
+        for path in self.paths:
+            # pre_buffer (pyarrow's default) keeps every row group read so far buffered until
+            # the file is closed: streaming a 10M-row file grew RSS by 600 MB; without, 60 MB.
+            with pq.ParquetFile(path, pre_buffer=False) as source:
+                names = set(source.schema_arrow.names)
+                present = [c for c in self.schema.names if c in names]
+                for batch in source.iter_batches(batch_size=self.batch_rows, columns=present):
+                    yield _conformed(batch, self.schema), first
+                    first += batch.num_rows
+
+
+def _unified(schemas: list[pa.Schema]) -> pa.Schema:
+    """The columns of every file, each in the type all the files' types widen to."""
+    if len(schemas) == 1:
+        return schemas[0]
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise ConfigurationError(
+            "The job files of this table disagree on a column's type, and no type holds both "
+            f"({str(exc).splitlines()[0]}): give the column one type in the source."
+        ) from None
+
+
+def _conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s columns: the missing ones null, the others cast to it."""
+    if batch.schema.equals(schema):
+        return batch
+    columns = []
+    for field in schema:
+        at = batch.schema.get_field_index(field.name)
+        if at < 0:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+        else:
+            columns.append(batch.column(at).cast(field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 class _BatchRows(SourceRows):
