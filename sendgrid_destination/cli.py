@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="recent runs, pending jobs, failure counts")
     _state_option(status)
-    status.add_argument("--runs", type=int, default=5, help="how many runs (default 5)")
+    status.add_argument("--runs", type=_positive, default=5, help="how many runs (default 5)")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
     status.set_defaults(handler=_status)
 
@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     restore = commands.add_parser(
         "restore-state", help="put back the copy of the state file taken after the last run"
     )
-    _state_option(restore)
+    _state_option(restore, remote=False)
     restore.set_defaults(handler=_restore_state)
     return parser
 
@@ -140,12 +140,19 @@ def _restore_state(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_option(parser: argparse.ArgumentParser) -> None:
+def _state_option(parser: argparse.ArgumentParser, *, remote: bool = True) -> None:
+    what = "state file or remote state URL" if remote else "local state file"
     parser.add_argument(
         "--state",
-        help="state file or remote state URL (default: resolved from [destination.sendgrid] "
-        "settings like a load)",
+        help=f"{what} (default: resolved from [destination.sendgrid] settings like a load)",
     )
+
+
+def _positive(text: str) -> int:
+    number = int(text) if text.isdigit() else 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of 1 or more")
+    return number
 
 
 def _state_location(args: argparse.Namespace) -> str:
@@ -229,7 +236,12 @@ def _when(run: dict[str, Any]) -> str:
 def _rejects(args: argparse.Namespace) -> int:
     with _open(args) as store:
         rows = reports.rejects(store, args.run).to_pylist()
-    out: TextIO = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+        if args.run and not rows and store.run_summary(args.run) is None:
+            raise SendGridError(
+                f"The state file has no run {args.run!r}: `sendgrid-destination status` lists "
+                "the recent runs' ids."
+            )
+    out: TextIO = _private_file(args.output) if args.output else sys.stdout
     try:
         if args.format == "json":
             json.dump(rows, out, indent=2, default=str)
@@ -243,6 +255,17 @@ def _rejects(args: argparse.Namespace) -> int:
         if args.output:
             out.close()
     return 0
+
+
+def _private_file(path: Path) -> TextIO:
+    """``path`` for writing, readable by this user only: rejects carry contact keys (emails),
+    like the state file they come from (0600)."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise SendGridError(f"Cannot write {path}: {exc.strerror}.") from None
+    os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode otherwise
+    return open(descriptor, "w", newline="")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+import duckdb
 from dlt.common.configuration import configspec
 from dlt.common.configuration.container import Container
 from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
@@ -65,6 +66,40 @@ TABLE_OPTIONS: Final = (
 )
 
 BULK_MODES = ("auto", "never", "always")
+
+
+# The number settings validate() bounds: name -> (bound, exclusive, unit). A zero timeout or
+# poll interval made requests fail or loops spin, a zero batch size failed inside pyarrow, and
+# each was retried by dlt as if transient: refused here, terminally, naming the setting.
+_RANGES: Final[dict[str, tuple[float, bool, str]]] = {
+    "max_in_flight": (1, False, ""),
+    "max_attempts": (1, False, ""),
+    "keep_runs": (1, False, " (the run just made)"),
+    "read_batch_rows": (1, False, " (rows per Arrow batch read from a job file)"),
+    "connect_timeout": (0, True, " (seconds)"),
+    "read_timeout": (0, True, " (seconds)"),
+    "job_poll_interval": (0, True, " (seconds)"),
+    "max_backoff_seconds": (0, False, " (seconds)"),
+    "custom_field_ready_timeout": (0, False, " (seconds)"),
+    "job_wait_timeout": (0, False, " (seconds)"),
+    "state_upload_every": (1, False, " (requests)"),
+    "state_lock_ttl": (0, True, " (seconds)"),
+    "state_lock_wait": (0, False, " (seconds)"),
+}
+
+
+def _check_date_format(date_format: str) -> None:
+    """A format DuckDB's strftime takes (it renders Date fields), tried once on a date."""
+    con = duckdb.connect()
+    try:
+        con.execute("SELECT strftime(TIMESTAMP '2001-02-03 04:05:06', ?)", [date_format]).fetchall()
+    except duckdb.Error as exc:
+        raise ConfigurationError(
+            f"date_format {date_format!r} is not a strftime format DuckDB can use "
+            f'({str(exc).splitlines()[0]}): e.g. "%Y-%m-%d" or "%Y-%m-%dT%H:%M:%SZ".'
+        ) from None
+    finally:
+        con.close()
 
 
 @configspec
@@ -158,12 +193,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             raise ConfigurationError(
                 f"max_request_bytes must be between 1 and {MAX_REQUEST_BYTES} (SendGrid's cap)."
             )
-        if self.max_in_flight < 1:
-            raise ConfigurationError("max_in_flight must be at least 1.")
+        self._validate_ranges()
         if self.batch_size != 0:
             raise ConfigurationError(BATCHES_REFUSED)
-        if self.keep_runs < 1:
-            raise ConfigurationError("keep_runs must be at least 1 (the run just made).")
         try:
             normalize_base_url(self.base_url)
         except ValueError as exc:
@@ -180,14 +212,19 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
                 '(for example email = "email") or pass mapping={...} to sendgrid(); or give '
                 "each table its own under [destination.sendgrid.tables.<table>.mapping]."
             )
-        if self.state_upload_every < 1 or self.state_lock_ttl <= 0 or self.state_lock_wait < 0:
-            raise ConfigurationError(
-                "state_upload_every must be at least 1, state_lock_ttl above 0 and "
-                "state_lock_wait at least 0 (seconds)."
-            )
         check_removal_settings(self)
         self._validate_bulk()
         self.validate_table_options()
+
+    def _validate_ranges(self) -> None:
+        """Every number setting within its range (``_RANGES``), a number and not a boolean."""
+        for name, (least, above, unit) in _RANGES.items():
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and (value > least if above else value >= least):
+                continue
+            bound = f"above {least:g}" if above else f"at least {least:g}"
+            raise ConfigurationError(f"{name} must be a number {bound}{unit}, not {value!r}.")
 
     def validate_table_options(self) -> None:
         """The options a table may override (``TABLE_OPTIONS``) have usable values."""
@@ -212,6 +249,7 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             raise ConfigurationError('list_ids must be a list of list IDs, e.g. ["<uuid>"].')
         if not isinstance(self.date_format, str) or not self.date_format:
             raise ConfigurationError('date_format must be a strftime format, e.g. "%Y-%m-%d".')
+        _check_date_format(self.date_format)
         if not isinstance(self.create_missing_custom_fields, bool):
             raise ConfigurationError("create_missing_custom_fields must be true or false.")
 

@@ -121,9 +121,21 @@ class SyncFileError(ConfigurationError):
     key and what is allowed)."""
 
 
+class SourceError(SendGridTerminalError):
+    """The sync file's source could not be read before the pipeline ran (its database down,
+    say); the message names the source and what went wrong, without its credentials."""
+
+
 class DeletionLimitError(SendGridTerminalError):
     """A run would delete (or remove from lists) more contacts than ``max_deletes`` or
     ``max_delete_fraction`` allow; it stopped before any deletion."""
+
+
+class HostUnreachableError(SendGridTerminalError):
+    """No attempt of a call could connect to the host (refused, unknown name, connect
+    timeout), within ``connect_timeout × max_attempts``. Terminal: dlt would retry a transient
+    error at once, five times, waiting as long each time; the package stays pending and the
+    next run resumes it."""
 
 
 class RateLimitedError(SendGridTransientError):

@@ -34,17 +34,22 @@ def run(args: argparse.Namespace) -> int:
     _log_to_stderr()
     report: SyncReport | None = None
     failure: BaseException | None = None
+    name = str(args.sync_file)  # the sync's name once its file is read
     try:
         sync = load_sync_file(args.sync_file)
+        name = sync.name
         report = _plan(args, sync) if args.plan else _run(args, sync)
         failure = report.failure
     except (SendGridError, PipelineStepFailed) as exc:
+        failure = exc
+    except Exception as exc:  # anything else still ends in one line, and one JSON object
+        logger.debug("the run failed", exc_info=True)
         failure = exc
     code = _exit_code(failure)
     if failure is not None:
         message = _message(failure)
         print(f"error: {message}", file=sys.stderr)
-        report = report or SyncReport(_name_of(args), "plan" if args.plan else "run", "")
+        report = report or SyncReport(name, "plan" if args.plan else "run", "")
         report.error = message
     assert report is not None
     _print(report, as_json=args.json)
@@ -110,10 +115,6 @@ def _message(failure: BaseException) -> str:
     # Not ours (the source, dlt): its type and message; our messages never carry values,
     # a source's may, which is why they go to stderr and the JSON only.
     return f"{type(root).__name__}: {root}"
-
-
-def _name_of(args: argparse.Namespace) -> str:
-    return str(args.sync_file)
 
 
 def _print(report: SyncReport, *, as_json: bool) -> None:

@@ -22,12 +22,19 @@ from typing import Any
 
 import dlt
 from dlt.common.configuration import inject_section
+from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.destination import run_summaries, sendgrid
 from sendgrid_destination.dry_run import plan_run
+from sendgrid_destination.errors import (
+    ConfigurationError,
+    SendGridError,
+    SourceError,
+    SyncFileError,
+)
 from sendgrid_destination.remote_state import fetch_copy, is_remote
 from sendgrid_destination.sources import resource_for
 from sendgrid_destination.state import reports
@@ -95,8 +102,14 @@ class SyncReport:
 def resolved_settings(sync: SyncFile) -> SendGridConfiguration:
     """The destination's settings as a load would resolve them (this file, then environment
     variables, secrets and config files, pipeline-scoped ones first), checked."""
-    with inject_section(ConfigSectionContext(pipeline_name=sync.name, sections=())):
-        config = sendgrid().configuration(SendGridConfiguration(), accept_partial=True)
+    try:
+        with inject_section(ConfigSectionContext(pipeline_name=sync.name, sections=())):
+            config = sendgrid().configuration(SendGridConfiguration(), accept_partial=True)
+    except ConfigurationException as exc:  # dlt's: a value of the wrong type, say
+        raise ConfigurationError(
+            f"The destination's settings cannot be read: {exc}. Fix it under "
+            "[destination.sendgrid] or in its DESTINATION__SENDGRID__... variable."
+        ) from None
     assert isinstance(config, SendGridConfiguration)
     config.validate()
     return config
@@ -155,7 +168,7 @@ def run_sync(
             if pipeline.has_pending_data:
                 report.summaries += run_summaries(pipeline, pipeline.load())
             refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
-            info = pipeline.run(resource_for(sync.source), **refresh)
+            info = pipeline.run(_resource(sync), **refresh)
             report.summaries += run_summaries(pipeline, info)
         except PipelineStepFailed as exc:
             report.failure = exc
@@ -179,7 +192,7 @@ def plan_sync(
         try:
             report.summaries = plan_run(
                 sync.name,
-                resource_for(sync.source),
+                _resource(sync),
                 pipelines_dir=pipelines_dir,
                 run_kwargs=refresh,
             )
@@ -188,3 +201,24 @@ def plan_sync(
         finally:
             report.duration_seconds = time.monotonic() - started
     return report
+
+
+def _resource(sync: SyncFile) -> Any:
+    """The sync file's source as a dlt resource; what creating it raises (a SQL table is
+    reflected here: its database unreachable, the table missing) as one of our errors."""
+    try:
+        return resource_for(sync.source)
+    except SendGridError:
+        raise
+    except Exception as exc:
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        # SQLAlchemy's (through dlt's sql_database): matched by name, not imported for it.
+        if type(exc).__name__ == "NoSuchTableError":
+            raise SyncFileError(
+                f"The {sync.source.kind} source has no table {sync.source.table!r} ({what}): "
+                "check `table` under [source] (a schema goes first: schema.table)."
+            ) from None
+        raise SourceError(
+            f"The {sync.source.kind} source could not be read ({what}): check that it is "
+            "reachable and its settings under [source]."
+        ) from None

@@ -6,7 +6,8 @@ Contract:
   once, lets ``retry_policy.retry_decision`` classify the outcome, then returns, or sleeps and
   sends again. It returns the ``Response`` of a success or of a refusal that retrying cannot
   fix (``kind`` says which; the caller turns a refusal into its typed error). When attempts
-  run out it raises ``RateLimitedError`` / ``ServerError`` / ``TransportError`` (transient).
+  run out it raises ``RateLimitedError`` / ``ServerError`` / ``TransportError`` (transient),
+  or ``HostUnreachableError`` (terminal) when no attempt could connect.
   All waiting goes through the injected ``Clock``; all randomness through the injected
   ``random.Random``.
 * Pacing: a response with ``X-RateLimit-Remaining: 0`` makes the next request to that route,
@@ -14,6 +15,8 @@ Contract:
 * An unreachable host (refused connection, unresolvable name, connect timeout) fails within
   ``connect_timeout × max_attempts`` in total, attempts and waits included: while no attempt of
   a call has connected, waits are shortened and attempts stopped to keep within that bound.
+  Its error is terminal, so that dlt does not retry the job five times over (the run would
+  take six times the bound); the package stays pending for the next run.
   Each retry after no response logs a WARNING naming the host (never the URL's path or query).
 * The API key is only sent on ``authenticated`` calls, in the ``Authorization`` header set by
   the auth object the client gives; pre-signed URLs get no credentials and no
@@ -62,8 +65,9 @@ from sendgrid_destination.api.retry_policy import (
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.errors import (
     ApiErrorDetail,
+    HostUnreachableError,
     RateLimitedError,
-    SendGridTransientError,
+    SendGridError,
     ServerError,
     StoppedError,
     TransportError,
@@ -455,13 +459,13 @@ def _exhausted_error(
     status: int | None,
     budget: _ConnectBudget,
     failure: Exception | None,
-) -> SendGridTransientError:
+) -> SendGridError:
     if kind == "transport" and budget.unreachable:
-        return TransportError(
+        return HostUnreachableError(
             f"Could not connect to {host} ({budget.reason}) for {route}: {attempts} attempts "
             f"in {budget.spent:.1f} s (at most connect_timeout × max_attempts = "
             f"{budget.total:.0f} s). Check base_url and that this machine can reach the host "
-            "(DNS, proxy, firewall).",
+            "(DNS, proxy, firewall); the next run resumes the load.",
             status=status,
             route=route,
         )

@@ -31,28 +31,60 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _POLL_SECONDS = 0.1
 
 
+def _port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return port
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return seconds
+
+
+def _key(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the API key must not be empty")
+    return text
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default %(default)s)"
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=DEFAULT_PORT,
         help="port; 0 picks a free one (default %(default)s)",
     )
     parser.add_argument(
-        "--api-key", default=DEFAULT_API_KEY, help="the Bearer key to accept (default %(default)s)"
+        "--api-key",
+        type=_key,
+        default=DEFAULT_API_KEY,
+        help="the Bearer key to accept (default %(default)s)",
     )
     parser.add_argument(
         "--job-polls-until-done",
-        type=int,
+        type=_count,
         default=1,
         help="GETs of /imports/{id} a job stays pending for (default %(default)s)",
     )
     parser.add_argument(
         "--job-delay-seconds",
-        type=float,
+        type=_seconds,
         default=0.0,
         help="seconds before a new job may be processed (default %(default)s)",
     )
@@ -64,7 +96,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--custom-field-ready-seconds",
-        type=float,
+        type=_seconds,
         default=0.0,
         help="seconds before a new custom field is accepted by upserts (default %(default)s)",
     )
@@ -89,13 +121,21 @@ def run(args: argparse.Namespace) -> int:
         retain_contacts=args.retain_contacts,
     )
     stop = StopRequest()
-    with stop.installed(), emulator:
-        print(f"SendGrid emulator listening on {emulator.base_url}", flush=True)
-        print(f"API key: {emulator.api_key}", flush=True)
-        if not args.retain_contacts:
-            print("Contacts are not retained (--no-retain).", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        stop.wait()
+    try:
+        emulator.start()
+    except OSError as exc:  # the port taken, the host not this machine's
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with stop.installed():
+        try:
+            print(f"SendGrid emulator listening on {emulator.base_url}", flush=True)
+            print(f"API key: {emulator.api_key}", flush=True)
+            if not args.retain_contacts:
+                print("Contacts are not retained (--no-retain).", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            stop.wait()
+        finally:
+            emulator.stop()
     print("SendGrid emulator stopped.", flush=True)
     return 0
 

@@ -14,7 +14,7 @@ import pytest
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.endpoint import normalize_base_url
 from sendgrid_destination.clock import FakeClock, SystemClock
-from sendgrid_destination.errors import ConfigurationError, TransportError
+from sendgrid_destination.errors import ConfigurationError, HostUnreachableError
 
 MakeClient = Callable[..., SendGridClient]
 KEY = "SG.test-key"
@@ -149,7 +149,7 @@ def test_an_unreachable_host_fails_within_connect_timeout_times_attempts_naming_
     client = make_client(base_url, connect_timeout=2.0, max_attempts=6, max_backoff_seconds=60)
     started = time.monotonic()
 
-    with pytest.raises(TransportError) as caught:
+    with pytest.raises(HostUnreachableError) as caught:
         client.lists()  # its URL carries a query string: ?page_size=1000
 
     elapsed = time.monotonic() - started
@@ -175,7 +175,7 @@ def test_an_unreachable_host_gives_up_in_real_time_within_the_bound() -> None:
     )
     started = time.monotonic()
 
-    with pytest.raises(TransportError, match="connection refused"):
+    with pytest.raises(HostUnreachableError, match="connection refused"):
         client.field_definitions()
 
     # connect_timeout x max_attempts = 1.0 s; the margin is for the interpreter, not waits.

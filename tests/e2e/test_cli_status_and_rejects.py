@@ -87,3 +87,52 @@ def test_rejects_piped_into_head_ends_quietly(emulator, destination, run, state_
     assert done.stderr == ""
     assert done.returncode == 0
     assert done.stdout.startswith("run_id,stream,stage")
+
+
+def test_a_rejects_file_is_readable_by_its_owner_only_like_the_state(
+    emulator, destination, run, state_path, tmp_path: Path
+) -> None:
+    run(pa.table({"email": ["broken"], "first_name": ["x"]}), destination())
+    output = tmp_path / "rejects.csv"
+    output.write_text("")  # already there, world-readable: it is narrowed too
+    output.chmod(0o644)
+
+    code = sendgrid_destination_cli(
+        ["rejects", "--state", str(state_path), "--output", str(output)]
+    )
+
+    assert code == 0
+    assert output.stat().st_mode & 0o777 == 0o600
+    assert output.read_text().count("\n") == 2  # the header and the refused row
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["rejects", "--output", "{dir}/no/such/dir/x.csv"], "Cannot write"),
+        (["rejects", "--run", "no-such-run"], "has no run 'no-such-run'"),
+    ],
+)
+def test_a_rejects_export_that_cannot_be_made_is_refused_in_a_line_naming_why(
+    emulator, destination, run, state_path, tmp_path: Path, capsys, argv, said
+) -> None:
+    run(contacts_table(2), destination())
+    capsys.readouterr()
+    command = [a.replace("{dir}", str(tmp_path)) for a in argv]
+
+    code = sendgrid_destination_cli([*command, "--state", str(state_path)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert said in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("runs", ["-1", "0", "many"])
+def test_a_run_count_that_is_not_a_positive_number_is_a_usage_error(
+    tmp_path: Path, capsys, runs: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        sendgrid_destination_cli(["status", "--runs", runs, "--state", str(tmp_path / "s")])
+
+    assert exited.value.code == 2
+    assert "is not a count of 1 or more" in capsys.readouterr().err

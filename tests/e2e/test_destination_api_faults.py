@@ -4,7 +4,9 @@ Every wait goes through the shared FakeClock, so waits are asserted, never slept
 
 from __future__ import annotations
 
+import logging
 import math
+import socket
 
 import pyarrow as pa
 import pytest
@@ -13,7 +15,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sendgrid_destination.api.retry_policy import RATE_LIMIT_JITTER_SECONDS
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.emulator.ratelimit import RateLimit
-from sendgrid_destination.errors import RequestRejectedError
+from sendgrid_destination.errors import HostUnreachableError, RequestRejectedError
 from tests.e2e.conftest import (
     API_KEY,
     cause_of,
@@ -357,3 +359,22 @@ def test_a_contact_larger_than_the_learned_body_size_goes_alone_and_the_size_gro
     assert address in {c["email"] for c in emulator.contacts()}
     assert rejects_of(state_path, "validation") == []
     assert state_rows(state_path, learned_sql) == [(str(sent.body_bytes),)]  # grown back
+
+
+def test_an_unreachable_host_fails_the_load_once_terminally_not_six_times_over(
+    emulator, destination, run, state_path, caplog
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    caplog.set_level(logging.WARNING, logger="sendgrid_destination")
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(contacts_table(3), destination(base_url=closed, max_attempts=3, connect_timeout=1.0))
+
+    assert isinstance(cause_of(failed.value, HostUnreachableError), HostUnreachableError)
+    refused = [r for r in caplog.records if "could not connect" in r.getMessage()]
+    assert len(refused) == 2  # the one call's retries: dlt did not run the job again
+    assert not state_path.exists() or state_rows(state_path, "SELECT count(*) FROM requests") == [
+        (0,)
+    ]

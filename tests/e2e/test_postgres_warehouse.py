@@ -286,7 +286,7 @@ def test_settings_for_every_table_still_fail_the_load_as_before(
 
     error = cause_of(failed.value, ConfigurationError)
     assert not isinstance(error, TablesNotLoadedError)
-    assert "max_in_flight must be at least 1" in str(error)
+    assert "max_in_flight must be a number at least 1" in str(error)
     assert emulator.requests == []
 
 

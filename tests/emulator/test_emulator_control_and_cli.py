@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 import signal
+import socket
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -170,3 +173,42 @@ def test_a_child_that_never_prints_is_killed_when_the_test_gives_up() -> None:
         child.read_lines(1)  # the banner arrives ...
         child.read_lines(5, timeout=0.5)  # ... but no further lines ever do
     assert child.proc.poll() is not None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--port", "99999"],
+        ["--port", "-1"],
+        ["--api-key", ""],
+        ["--job-polls-until-done", "-2"],
+        ["--job-delay-seconds", "soon"],
+        ["--custom-field-ready-seconds", "-1"],
+    ],
+)
+def test_a_value_the_emulator_cannot_use_is_a_usage_error_naming_it(argv, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(argv)
+
+    assert exited.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_a_port_already_taken_is_said_in_one_line_and_exits_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "sendgrid_destination.emulator", "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

@@ -4,6 +4,9 @@ variables override the file, and exit codes say what happened (0 / 1 / 2)."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -242,3 +245,67 @@ def test_the_cli_shows_a_bar_on_a_terminal_and_log_lines_otherwise(
     assert isinstance(on_terminal, TqdmCollector)
     assert isinstance(in_a_log, LogCollector)
     assert _progress("none") is None
+
+
+def _sqlite_sync(sync_env: SyncEnv, url: str, table: str) -> Path:
+    return sync_env.write(
+        "sql.toml",
+        f'name = "sql"\n[source]\nkind = "sql"\nurl = "{url}"\ntable = "{table}"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+
+def test_a_sql_source_without_the_table_exits_2_with_one_json_object_naming_it(
+    sync_env: SyncEnv,
+) -> None:
+    database = sync_env.workdir / "source.db"
+    sqlite3.connect(database).close()  # a database without the table
+
+    result = sync_env.run(_sqlite_sync(sync_env, f"sqlite:///{database}", "people"), "--json")
+
+    assert result.code == 2, result.err
+    document = result.json()
+    assert document["ok"] is False
+    assert "'people'" in document["error"]
+    assert "Traceback" not in result.err
+    assert sync_env.emulator.requests == []
+
+
+def test_a_sql_source_that_cannot_be_opened_exits_1_with_one_json_object(
+    sync_env: SyncEnv,
+) -> None:
+    url = f"sqlite:///{sync_env.workdir / 'no' / 'such' / 'dir' / 'x.db'}"
+
+    result = sync_env.run(_sqlite_sync(sync_env, url, "people"), "--json")
+
+    assert result.code == 1, result.err
+    document = result.json()
+    assert document["ok"] is False
+    assert "sql source could not be read" in document["error"]
+    assert sync_env.emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("DESTINATION__SENDGRID__MAX_IN_FLIGHT", "abc", "max_in_flight"),
+        ("DESTINATION__SENDGRID__READ_BATCH_ROWS", "0", "read_batch_rows"),
+        ("DESTINATION__SENDGRID__DATE_FORMAT", "%Q", "date_format"),
+    ],
+)
+def test_a_setting_that_cannot_be_used_exits_2_with_one_json_object_naming_it(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 2, result.err
+    assert named in result.json()["error"]
+    assert not (sync_env.pipelines_dir / "people").exists()  # nothing extracted

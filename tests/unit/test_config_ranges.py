@@ -1,0 +1,56 @@
+"""Every number setting has a range, and a value outside it (or not a number) is refused by
+``validate()`` (terminal, before any request) naming the setting; so is a date format DuckDB
+cannot use. Out-of-range values used to fail later, inside pyarrow or requests, as transient
+errors dlt retried five times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sendgrid_destination.config import _RANGES, SendGridConfiguration
+from sendgrid_destination.errors import ConfigurationError
+
+
+def _config(**settings: Any) -> SendGridConfiguration:
+    config = SendGridConfiguration()
+    config.api_key = "SG.test-config-key"
+    config.mapping = {"email": "email"}
+    for name, value in settings.items():
+        setattr(config, name, value)
+    return config
+
+
+def _outside(name: str) -> list[Any]:
+    least, exclusive, _ = _RANGES[name]
+    return [least if exclusive else least - 1, -1, True, "5"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [(name, value) for name in _RANGES for value in _outside(name)]
+)
+def test_a_number_setting_outside_its_range_is_refused_naming_it(name: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match=rf"^{name} must be a number"):
+        _config(**{name: value}).validate()
+
+
+@pytest.mark.parametrize("name", list(_RANGES))
+def test_the_defaults_and_the_bounds_themselves_are_accepted(name: str) -> None:
+    least, exclusive, _ = _RANGES[name]
+    _config().validate()
+    _config(**{name: least + 0.5 if exclusive else least}).validate()
+
+
+@pytest.mark.parametrize("date_format", ["%Q", "%Y-%m-%", "trailing %"])
+def test_a_date_format_duckdb_cannot_use_is_refused_naming_the_setting(date_format: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"^date_format .* is not a strftime format"):
+        _config(date_format=date_format).validate()
+
+
+def test_a_table_of_its_own_is_held_to_the_same_date_format_rule() -> None:
+    config = _config(tables={"people": {"mapping": {"email": "email"}, "date_format": "%Q"}})
+    config.validate()
+
+    with pytest.raises(ConfigurationError, match="date_format"):
+        config.for_table("people")
