@@ -163,11 +163,7 @@ def _state_location(args: argparse.Namespace) -> str:
     )
     if is_remote(config.state_path):
         return str(config.state_path)
-    if not config.state_path and not config.api_key:
-        raise SendGridError(
-            "No state file given: pass --state PATH, or set state_path (or api_key) under "
-            "[destination.sendgrid] so the default path can be derived."
-        )
+    # Without state_path: the account's default file, from base_url (and the subuser).
     return str(config.resolved_state_path())
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +37,11 @@ from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 
 from sendgrid_destination.account import Account, default_state_path, legacy_state_path
-from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL, normalize_base_url
+from sendgrid_destination.api.endpoint import (
+    DEFAULT_BASE_URL,
+    normalize_base_url,
+    usable_api_key,
+)
 from sendgrid_destination.contact_model import (
     MAX_CONTACTS_PER_REQUEST,
     MAX_IMPORT_CONTACTS,
@@ -185,6 +191,12 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
                 "No SendGrid API key: set DESTINATION__SENDGRID__API_KEY or api_key under "
                 "[destination.sendgrid] in .dlt/secrets.toml."
             )
+        if not usable_api_key(self.api_key):  # before the load opens (or creates) the state
+            raise ConfigurationError(
+                "The SendGrid API key is empty or malformed (blanks or control characters in "
+                "it): set DESTINATION__SENDGRID__API_KEY or api_key under "
+                "[destination.sendgrid] in .dlt/secrets.toml."
+            )
         if not 0 < self.max_contacts_per_request <= MAX_CONTACTS_PER_REQUEST:
             raise ConfigurationError(
                 f"max_contacts_per_request must be between 1 and {MAX_CONTACTS_PER_REQUEST}."
@@ -215,6 +227,13 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
         check_removal_settings(self)
         self._validate_bulk()
         self.validate_table_options()
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """The settings this spec declares itself, in order (not the fields dlt gives every
+        destination's spec, nor ``loader_file_format``, which is fixed)."""
+        own = inspect.get_annotations(cls)
+        return tuple(n for n in own if not n.startswith("_") and n != "loader_file_format")
 
     def _validate_ranges(self) -> None:
         """Every number setting within its range (``_RANGES``), a number and not a boolean."""
@@ -357,3 +376,22 @@ def _pipeline_name() -> str | None:
         return Container()[ConfigSectionContext].pipeline_name
     except Exception:  # no section context outside a pipeline (the CLI, direct calls)
         return None
+
+
+ENV_PREFIX: Final = "DESTINATION__SENDGRID__"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``DESTINATION__SENDGRID__*`` variables that name no setting (dlt ignores them, so a
+    typo would go unnoticed), each with the closest setting when one is close. Names only."""
+    known = [f.name.upper() for f in dataclasses.fields(SendGridConfiguration)]
+    found = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        setting = name[len(ENV_PREFIX) :].split("__", 1)[0]
+        if setting in known:
+            continue
+        close = difflib.get_close_matches(setting, known, n=1)
+        found.append(name + (f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""))
+    return found

@@ -174,9 +174,10 @@ class ContactSync:
             schema,
             create_missing=self.config.create_missing_custom_fields,
         )
+        created = "would be created" if self.plan_only else "created"
         for name in fields.created:
             self.tally.note(
-                f"custom field {name!r} was not in the account: created as {fields.types[name]}"
+                f"custom field {name!r} was not in the account: {created} as {fields.types[name]}"
             )
         custom = bind_custom(self.mapping, schema, fields.types, fields.ids)
         list_ids, list_column = bind_lists(self.client, self.config, rows)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,7 +56,11 @@ from sendgrid_destination.account import check_same_account, recorded_for
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.endpoint import DEFAULT_BASE_URL
 from sendgrid_destination.clock import Clock, SystemClock
-from sendgrid_destination.config import BATCHES_REFUSED, SendGridConfiguration
+from sendgrid_destination.config import (
+    BATCHES_REFUSED,
+    SendGridConfiguration,
+    unknown_variables,
+)
 from sendgrid_destination.contact_sync import ContactSync
 from sendgrid_destination.dispositions import table_intent
 from sendgrid_destination.dry_run import PlanningClient, planning_state, save_plan
@@ -114,6 +119,7 @@ def run_sink(
     if not config.maps(stream):
         state[SKIPPED_PREFIX + stream] = True  # one warning at the load's end names them all
         return
+    _warn_unknown_variables(state)
     config.validate()
     stop = signals.was_signal_received  # dlt's flag for SIGTERM and Ctrl-C
     # A local file, or a remote one (an fsspec URL): locked, downloaded, uploaded as it goes.
@@ -127,6 +133,9 @@ def run_sink(
         store.prune_runs(stream, config.keep_runs)
         if summary.error:
             return
+        if config.plan:  # what fail_on_rejects would make of the load: the plan reports it
+            summary.over_rejects_limit = _refused_over_limit(settings, summary)
+            _publish_summary(summary)
         logger.info("SendGrid sync summary\n%s", summary.format())
         if config.plan:
             if not is_remote(config.state_path):  # status shows a local file's plans only
@@ -215,8 +224,21 @@ def _table_setup(
 
 TABLE_FAILED_PREFIX = "sendgrid_table_failed."
 TAKEN_PREFIX = "sendgrid_file_taken."
+_VARIABLES_CHECKED_KEY = "sendgrid_variables_checked"
 SKIPPED_PREFIX = "sendgrid_skipped."
 _SETTLED_KEY = "sendgrid_tables_settled"
+
+
+def _warn_unknown_variables(state: dict[str, Any]) -> None:
+    """Once per load package: name the DESTINATION__SENDGRID__ variables that set nothing."""
+    if state.get(_VARIABLES_CHECKED_KEY):
+        return
+    state[_VARIABLES_CHECKED_KEY] = True
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        logger.warning(
+            "SendGrid: environment variable(s) naming no setting, ignored: %s", "; ".join(unknown)
+        )
 
 
 def _taken(state: dict[str, Any], files: Sequence[str]) -> None:
@@ -344,19 +366,26 @@ def _save_attempt(
 def _check_rejects(store: StateStore, config: SendGridConfiguration, summary: RunSummary) -> None:
     """``fail_on_rejects``: fail the run once the good rows are sent, and only once: dlt keeps
     the failed package pending, and its next attempt (which sends nothing again) completes it."""
-    limit = config.fail_on_rejects
-    refused = summary.rejected + summary.rejected_by_api + summary.failed_in_jobs
-    if limit is None or not refused:
-        return
-    over = refused > limit if limit >= 1 or limit == 0 else refused > limit * summary.rows_read
-    if not over or not store.report_once(summary.run_id, "rejects"):
+    refused = _refused_over_limit(config, summary)
+    if not refused or not store.report_once(summary.run_id, "rejects"):
         return
     raise RejectsThresholdError(
         f"{refused} of the {summary.rows_read} rows of table {summary.stream!r} were refused "
-        f"(fail_on_rejects = {limit:g}); the other rows were sent. See why with "
+        f"(fail_on_rejects = {config.fail_on_rejects:g}); the other rows were sent. See why with "
         f"`sendgrid-destination rejects --run '{summary.run_id}'`. The next run completes this "
         "load without sending these rows again."
     )
+
+
+def _refused_over_limit(config: SendGridConfiguration, summary: RunSummary) -> int:
+    """The rows refused, when more than ``fail_on_rejects`` allows (a count, or a fraction of
+    the rows read below 1); else 0."""
+    limit = config.fail_on_rejects
+    refused = summary.rejected + summary.rejected_by_api + summary.failed_in_jobs
+    if limit is None or not refused:
+        return 0
+    over = refused > limit if limit >= 1 or limit == 0 else refused > limit * summary.rows_read
+    return refused if over else 0
 
 
 SUMMARY_KEY_PREFIX = "sendgrid_summary."

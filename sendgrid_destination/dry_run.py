@@ -35,9 +35,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +56,7 @@ from sendgrid_destination.state.snapshot import copy_consistently
 from sendgrid_destination.summary import RunSummary
 
 PLAN_JOB_PREFIX = "plan-"
+_PLANNED_LISTS = uuid.UUID("5e9d7c1a-0000-4000-8000-000000000000")  # names a plan's new lists
 _PLAN_STATE_KEY = "sendgrid_plan_state"
 
 
@@ -64,6 +67,7 @@ class PlanningClient(SendGridClient):
         super().__init__(*args, **kwargs)
         self._jobs = itertools.count(1)
         self._planned: dict[str, tuple[str, int]] = {}  # job id -> (job type, contacts)
+        self._next_field: int | None = None
 
     def upsert_contacts(self, body: bytes) -> str:
         return self._job("upsert_contacts", 0)
@@ -82,11 +86,17 @@ class PlanningClient(SendGridClient):
     def upload_file(self, started: CsvImport, data: bytes | BinaryIO) -> None:
         return None
 
+    # New lists and fields get IDs shaped like SendGrid's (a UUID; e<n>_<T|N|D>, one above the
+    # account's highest), so that the plan's bodies have the bytes the load's will.
     def create_list(self, name: str) -> ContactList:
-        return ContactList(f"{PLAN_JOB_PREFIX}list-{name}", name)
+        return ContactList(str(uuid.uuid5(_PLANNED_LISTS, name)), name)
 
     def create_custom_field(self, name: str, field_type: str) -> CustomField:
-        return CustomField(f"{PLAN_JOB_PREFIX}field-{name}", name, field_type)
+        if self._next_field is None:
+            numbers = [_field_number(f.id) for f in self.field_definitions().custom]
+            self._next_field = max(numbers, default=0) + 1
+        number, self._next_field = self._next_field, self._next_field + 1
+        return CustomField(f"e{number}_{field_type[:1].upper()}", name, field_type)
 
     def import_status(self, job_id: str) -> ImportJob:
         if job_id not in self._planned:
@@ -100,6 +110,11 @@ class PlanningClient(SendGridClient):
         job_id = f"{PLAN_JOB_PREFIX}{next(self._jobs)}"
         self._planned[job_id] = (job_type, contacts)
         return job_id
+
+
+def _field_number(field_id: str) -> int:
+    found = re.fullmatch(r"e(\d+)_[A-Z]", field_id)
+    return int(found.group(1)) if found else 0
 
 
 @contextmanager

@@ -59,6 +59,8 @@ class RunSummary:
     # More contacts to delete or remove than the limits allow (the load stopped, or a plan
     # reports that a real load would).
     over_delete_limit: int = 0
+    # A plan only: the rows refused, when more than fail_on_rejects allows (the load would fail).
+    over_rejects_limit: int = 0
     plan: bool = False  # a dry run: nothing was written to SendGrid or to the state file
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,7 +101,7 @@ class RunSummary:
             + (f"{self.retried} retried (failed before), " if self.retried else "")
             + f"{self.unchanged} unchanged (skipped)"
             + (f", {self.superseded} replaced by a later row" if self.superseded else ""),
-            f"  sent {self.contacts_sent} contacts in {self.requests} requests"
+            f"  {self._sent} {self.contacts_sent} contacts in {self.requests} requests"
             + (f" and {self.imports} CSV imports" if self.imports else "")
             + f" ({self.bytes_sent:,} bytes)",
             f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",
@@ -108,13 +110,14 @@ class RunSummary:
         if self.omitted:
             lines.append(f"  fields left out of contacts sent (omit_field): {self.omitted}")
             lines += [f"    {n} x {reason}" for reason, n in self.omitted_by_reason.most_common()]
-        jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items()) if n) or "none"
-        lines.append(f"  jobs: {jobs}")
-        lines.append(
-            f"  contacts failed in jobs: {self.failed_in_jobs} "
-            f"({self.failed_in_jobs - self.failed_for_good} will be retried, "
-            f"{self.failed_for_good} wait for a change in their data)"
-        )
+        if not self.plan:  # a plan's jobs are its own stand-ins: they say nothing
+            jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items()) if n) or "none"
+            lines.append(f"  jobs: {jobs}")
+            lines.append(
+                f"  contacts failed in jobs: {self.failed_in_jobs} "
+                f"({self.failed_in_jobs - self.failed_for_good} will be retried, "
+                f"{self.failed_for_good} wait for a change in their data)"
+            )
         if self.waiting_for_change:
             lines.append(
                 f"  not sent, refused before and unchanged since: {self.waiting_for_change}"
@@ -130,6 +133,25 @@ class RunSummary:
             lines.append(f"  contacts unconfirmed (job errors unreadable): {self.unconfirmed}")
         return "\n".join(self._plan_header() + lines + self._removal_lines())
 
+    @property
+    def _sent(self) -> str:
+        return "would send" if self.plan else "sent"
+
+    def stops(self) -> str | None:
+        """Why a load would stop (a plan's finding), else None."""
+        reasons = []
+        if self.over_delete_limit:
+            reasons.append(
+                f"{self.over_delete_limit} contacts to delete or remove from table "
+                f"{self.stream!r} exceed max_deletes / max_delete_fraction"
+            )
+        if self.over_rejects_limit:
+            reasons.append(
+                f"{self.over_rejects_limit} rows of table {self.stream!r} would be refused, "
+                "more than fail_on_rejects allows"
+            )
+        return "; ".join(reasons) or None
+
     def _plan_header(self) -> list[str]:
         if not self.plan:
             return []
@@ -137,24 +159,37 @@ class RunSummary:
 
     def _removal_lines(self) -> list[str]:
         lines = []
+        deleted = "would delete" if self.plan else "deleted"
         if self.list_additions or self.list_removals:
             lines.append(f"  lists: {self.list_additions} additions, {self.list_removals} removals")
         if self.left_source or self.flagged:
             lines.append(
                 f"  left the source: {self.left_source}; flagged as deleted: {self.flagged}; "
-                f"deleted {self.deleted}, kept (not created by this sync) {self.not_deleted}, "
+                f"{deleted} {self.deleted}, kept (not created by this sync) {self.not_deleted}, "
                 f"already gone {self.already_gone}, waiting for a job {self.removals_waiting}"
             )
         elif self.deleted:
-            lines.append(f"  deleted: {self.deleted}")
-        if self.removal_requests or self.removal_jobs:
+            lines.append(f"  {deleted}: {self.deleted}")
+        if (self.removal_requests or self.removal_jobs) and not self.plan:
             jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.removal_jobs.items()) if n)
             lines.append(
                 f"  removal requests: {self.removal_requests}; removal jobs: {jobs or 'none'}"
             )
-        if self.over_delete_limit:
+        if self.over_delete_limit and self.plan:
+            lines.append(
+                "  a load would STOP here, sending and deleting nothing: "
+                f"{self.over_delete_limit} contacts to delete or remove exceed max_deletes / "
+                "max_delete_fraction (the counts above are what it does once force_deletes = "
+                "true allows it)"
+            )
+        elif self.over_delete_limit:
             lines.append(
                 f"  STOPPED: {self.over_delete_limit} contacts to delete or remove exceed "
                 "max_deletes / max_delete_fraction (force_deletes = true allows it once)"
+            )
+        if self.over_rejects_limit:
+            lines.append(
+                f"  a load would FAIL here: {self.over_rejects_limit} rows refused, more than "
+                "fail_on_rejects allows"
             )
         return lines

@@ -1,11 +1,12 @@
 """``sendgrid-destination run SYNC.toml``: the command around ``run_sync`` and ``plan_sync``.
 
 Exit codes: ``EXIT_OK`` (0) the run (or plan) succeeded; ``EXIT_FAILED`` (1) the run failed,
-``fail_on_rejects`` included; ``EXIT_CONFIG`` (2) a usage or configuration error, in the sync
-file or the settings, found before the run or by the load (a mapping naming a missing column
-stops the load terminally; that is still a configuration error). With ``--json`` stdout
-carries exactly one JSON object, whatever happened; everything else (logs, progress, the
-error) goes to stderr.
+``fail_on_rejects`` included, or the plan found that the load would stop (deletions over the
+limits, rows refused over ``fail_on_rejects``); ``EXIT_CONFIG`` (2) a usage or configuration
+error, in the sync file or the settings, found before the run or by the load (a mapping naming
+a missing column stops the load terminally; that is still a configuration error). With
+``--json`` stdout carries exactly one JSON object, whatever happened; everything else (logs,
+progress, the error) goes to stderr.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
         logger.debug("the run failed", exc_info=True)
         failure = exc
     code = _exit_code(failure)
+    stops = _stops(report) if failure is None else None
+    if stops:  # a plan that found the load would stop: fail like the load, for CI gates
+        print(f"error: {stops}", file=sys.stderr)
+        assert report is not None
+        report.error, code = stops, EXIT_FAILED
     if failure is not None:
         message = _message(failure)
         print(f"error: {message}", file=sys.stderr)
@@ -86,6 +92,15 @@ def _progress(choice: str) -> Any:
         logger=logging.getLogger("sendgrid_destination.progress"),
         dump_system_stats=False,
     )
+
+
+def _stops(report: SyncReport | None) -> str | None:
+    """A plan's finding that the load would stop (deletions over the limits, rows refused
+    over ``fail_on_rejects``), as one message; else None."""
+    if report is None or report.mode != "plan":
+        return None
+    found = [why for s in report.summaries if (why := s.stops())]
+    return f"A load would stop: {'; '.join(found)}." if found else None
 
 
 def _exit_code(failure: BaseException | None) -> int:

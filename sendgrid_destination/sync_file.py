@@ -21,7 +21,7 @@ them in ``config.toml``.
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import re
 import tomllib
 from collections.abc import Iterator
@@ -148,16 +148,19 @@ def _settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def setting_names() -> tuple[str, ...]:
-    """The keys ``[destination.sendgrid]`` takes in a sync file: the spec's fields."""
-    names = (f.name for f in dataclasses.fields(SendGridConfiguration))
+    """The keys ``[destination.sendgrid]`` takes in a sync file: the settings the spec itself
+    declares (not dlt's own fields of every destination), but the secrets."""
+    names = SendGridConfiguration.setting_names()
     return tuple(n for n in names if n not in NOT_SETTINGS and n not in SECRET_KEYS)
 
 
 def _only(table: dict[str, Any], allowed: tuple[str, ...], where: str, prefix: str) -> None:
     unknown = [k for k in table if k not in allowed]
     if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
         raise SyncFileError(
-            f"{where}: unknown key {prefix}{unknown[0]}; allowed here: "
+            f"{where}: unknown key {prefix}{unknown[0]}{hint}; allowed here: "
             f"{', '.join(prefix + a for a in allowed)}."
         )
 

@@ -32,6 +32,7 @@ from sendgrid_destination.api.endpoint import (
     encrypted_or_local,
     normalize_base_url,
     on_base_host,
+    usable_api_key,
 )
 from sendgrid_destination.api.errors_file import ErrorsFile
 from sendgrid_destination.api.messages import describe
@@ -444,9 +445,7 @@ def _validate_settings(
     api_key: str, base_url: str, on_behalf_of: str | None, max_attempts: int
 ) -> str:
     """Refuse settings that cannot work, before any request; returns the base URL to use."""
-    key = api_key.strip() if isinstance(api_key, str) else ""
-    # requests echoes an invalid header value in its exception text: refuse such keys first.
-    if not key or not key.isprintable() or any(c.isspace() for c in key):
+    if not usable_api_key(api_key):
         raise ConfigurationError(
             f"The SendGrid API key is empty or malformed; set {_SETTINGS_HINT}."
         )

@@ -11,6 +11,9 @@ never the URL's credentials or query:
 * plain ``http`` is refused unless the host is loopback (the emulator): to any other host the
   API key would travel unencrypted.
 
+``usable_api_key(key)`` is the one rule for a key (not empty, printable, no blank inside),
+checked by the settings before a load opens anything and by the client before any request.
+
 Standard library only, so settings code can import it without loading the transport.
 """
 
@@ -23,6 +26,12 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 DEFAULT_BASE_URL: Final = "https://api.sendgrid.com"
 EU_BASE_URL: Final = "https://api.eu.sendgrid.com"
 _EXAMPLES: Final = f"{DEFAULT_BASE_URL} or {EU_BASE_URL}"
+
+
+def usable_api_key(api_key: object) -> bool:
+    # requests echoes an invalid header value in its exception text: such keys never get there.
+    key = api_key.strip() if isinstance(api_key, str) else ""
+    return bool(key) and key.isprintable() and not any(c.isspace() for c in key)
 
 
 def normalize_base_url(base_url: str) -> str:

@@ -136,3 +136,17 @@ def test_a_run_count_that_is_not_a_positive_number_is_a_usage_error(
 
     assert exited.value.code == 2
     assert "is not a count of 1 or more" in capsys.readouterr().err
+
+
+def test_status_without_settings_names_the_default_state_file_of_the_account(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+
+    code = sendgrid_destination_cli(["status"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"No state file at {tmp_path / 'xdg' / 'sendgrid-destination'}" in err
+    assert not (tmp_path / "xdg").exists()

@@ -361,6 +361,26 @@ def test_a_missing_api_key_fails_naming_the_environment_variable_to_set(
     assert emulator.requests == []
 
 
+@pytest.mark.parametrize("key", ["SG.your key here", "SG.tab\tinside", "   "])
+def test_a_malformed_api_key_fails_before_the_state_file_is_created(
+    emulator, run, state_path, key
+) -> None:
+    dest = sendgrid(
+        api_key=key,
+        base_url=emulator.base_url,
+        mapping=DEFAULT_MAPPING,
+        state_path=str(state_path),
+        clock=emulator.clock,
+    )
+
+    error = _failure(run, contacts_table(1), dest, ConfigurationError)
+
+    assert "API key is empty or malformed" in str(error)
+    assert not key.strip() or key.strip() not in str(error)
+    assert not state_path.exists() and not state_path.parent.exists()
+    assert emulator.requests == []
+
+
 # -- authentication ------------------------------------------------------------------------
 
 

@@ -133,7 +133,8 @@ def test_a_plan_over_the_deletion_limit_reports_it_where_the_real_load_would_sto
     )
 
     assert plan.over_delete_limit == 5
-    assert "STOPPED" in plan.format() and "PLAN (dry run)" in plan.format()
+    assert "a load would STOP here" in plan.format() and "PLAN (dry run)" in plan.format()
+    assert plan.stops() is not None and "exceed max_deletes" in plan.stops()
     assert {r.route for r in emulator.requests} <= READS
 
 
@@ -159,6 +160,36 @@ def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(
     assert (plan.new, plan.requests, plan.list_additions) == (1, 1, 1)
     assert {r.route for r in emulator.requests} <= READS
     assert not state_path.exists()  # nor does it create one
+
+
+def test_a_plan_that_creates_fields_and_lists_counts_the_bytes_the_load_then_sends(
+    emulator, settings, run, tmp_path, state_path
+) -> None:
+    settings = {
+        **settings,
+        "create_missing_lists": True,
+        "create_missing_custom_fields": True,
+        "mapping": {"email": "email", "custom_fields": {"nickname": "first_name"}},
+        "mode": "upsert",
+    }
+    emulator.add_custom_field("existing", "Text")  # the account's fields are numbered on
+    data = people({i: (f"First{i}", ["Brand new list"]) for i in range(20)})
+
+    (plan,) = plan_run(
+        "e2e",
+        data,
+        pipelines_dir=str(tmp_path / "dlt"),
+        run_kwargs={"table_name": "contacts"},
+        **settings,
+    )
+    loaded = run(data, _destination(settings))
+
+    done = run_summary(state_path, loaded)
+    assert plan.requests == done["requests"] == 1
+    assert plan.bytes_sent == done["bytes_sent"]
+    text = plan.format()
+    assert "would send 20 contacts" in text and "would be created as Text" in text
+    assert "jobs:" not in text  # a plan's jobs are its own stand-ins
 
 
 def _destination(settings: dict[str, Any]) -> Any:

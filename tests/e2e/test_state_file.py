@@ -259,6 +259,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "removal_requests": 0,
         "removal_jobs": {},
         "over_delete_limit": 0,
+        "over_rejects_limit": 0,
         "plan": False,
     }
     summary = by_id[first_id][2]

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipelines.sample_warehouse import build, touch
 from tests.sync.conftest import SyncEnv, example
@@ -76,3 +77,21 @@ def test_a_plan_before_the_first_run_counts_every_contact_as_new_and_creates_no_
     assert not sync_env.pipelines_dir.exists()
     assert {r.method for r in sync_env.emulator.requests} == {"GET"}
     assert "PLAN (dry run)" in sync_env.run(example("duckdb_customers.toml"), "--plan").out
+
+
+def test_a_plan_that_finds_the_run_would_fail_on_rejects_exits_1_saying_so(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(sync_env.workdir / "warehouse.duckdb", rows=CUSTOMERS)  # it has broken rows
+    monkeypatch.setenv("DESTINATION__SENDGRID__FAIL_ON_REJECTS", "0")
+
+    planned = sync_env.run(example("duckdb_customers.toml"), "--plan", "--json")
+    loaded = sync_env.run(example("duckdb_customers.toml"), "--json")
+
+    assert (planned.code, loaded.code) == (1, 1)
+    document = planned.json()
+    assert document["ok"] is False
+    assert document["error"].startswith("A load would stop:")
+    assert "more than fail_on_rejects allows" in document["error"]
+    (table,) = document["tables"]
+    assert table["over_rejects_limit"] == loaded.json()["totals"]["rejected"] > 0

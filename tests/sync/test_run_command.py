@@ -151,7 +151,9 @@ def test_a_mistake_in_the_sync_file_exits_2_naming_the_key(sync_env: SyncEnv) ->
     document = result.json()
     assert document["ok"] is False
     assert "destination.sendgrid.maping" in document["error"]
-    assert "destination.sendgrid.mapping" in document["error"]  # what is allowed
+    assert "(did you mean destination.sendgrid.mapping?)" in document["error"]
+    assert "__is_resolved__" not in document["error"]  # dlt's own fields are not settings
+    assert "destination.sendgrid.keep_runs" in document["error"]  # what is allowed
     assert sync_env.emulator.requests == []
 
 
@@ -309,3 +311,23 @@ def test_a_setting_that_cannot_be_used_exits_2_with_one_json_object_naming_it(
     assert result.code == 2, result.err
     assert named in result.json()["error"]
     assert not (sync_env.pipelines_dir / "people").exists()  # nothing extracted
+
+
+def test_a_variable_naming_no_setting_is_named_in_a_warning_with_the_closest_one(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DESTINATION__SENDGRID__MAX_INFLIGHT", "4242")
+    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file)
+
+    assert result.code == 0, result.err
+    (warning,) = [line for line in result.err.splitlines() if "naming no setting" in line]
+    assert "DESTINATION__SENDGRID__MAX_INFLIGHT (did you mean " in warning
+    assert "MAX_IN_FLIGHT?)" in warning
+    assert "4242" not in result.err  # names only, never values

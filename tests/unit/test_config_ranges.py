@@ -1,7 +1,8 @@
 """Every number setting has a range, and a value outside it (or not a number) is refused by
 ``validate()`` (terminal, before any request) naming the setting; so is a date format DuckDB
 cannot use. Out-of-range values used to fail later, inside pyarrow or requests, as transient
-errors dlt retried five times."""
+errors dlt retried five times. And a variable naming no setting, which dlt ignores, is found
+(the load warns about it)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sendgrid_destination.config import _RANGES, SendGridConfiguration
+from sendgrid_destination.config import _RANGES, SendGridConfiguration, unknown_variables
 from sendgrid_destination.errors import ConfigurationError
 
 
@@ -54,3 +55,23 @@ def test_a_table_of_its_own_is_held_to_the_same_date_format_rule() -> None:
 
     with pytest.raises(ConfigurationError, match="date_format"):
         config.for_table("people")
+
+
+def test_variables_naming_no_setting_are_found_with_the_closest_setting() -> None:
+    environ = {
+        "DESTINATION__SENDGRID__MAX_INFLIGHT": "3",
+        "DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELD": "true",
+        "DESTINATION__SENDGRID__ZZZ": "1",
+        "DESTINATION__SENDGRID__API_KEY": "SG.test-config-key",
+        "DESTINATION__SENDGRID__MAPPING__EMAIL": "email",
+        "DESTINATION__SENDGRID__TABLES__PEOPLE__MAPPING__EMAIL": "email",
+        "DESTINATION__SENDGRID__BATCH_SIZE": "0",
+        "DESTINATION__POSTGRES__WHATEVER": "x",
+    }
+
+    assert unknown_variables(environ) == [
+        "DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELD (did you mean "
+        "DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELDS?)",
+        "DESTINATION__SENDGRID__MAX_INFLIGHT (did you mean DESTINATION__SENDGRID__MAX_IN_FLIGHT?)",
+        "DESTINATION__SENDGRID__ZZZ",
+    ]
