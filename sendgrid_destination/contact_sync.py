@@ -398,6 +398,7 @@ class ContactSync:
         for rejected in outcome.rejected:
             self._record_rejects(rejected, "api")
             self.tally.refused_by_api(rejected)
+        self.tally.refused_requests(outcome.refused_requests, outcome.refused_bytes)
 
     def _record_rejects(self, rejects: pa.Table, stage: str) -> None:
         self.store.record_rejects(

@@ -55,6 +55,9 @@ class SendOutcome:
     rejected: list[pa.Table] = field(default_factory=list)
     # A smaller byte budget learned from a "too large" refusal (None: the budget held).
     learned_max_bytes: int | None = None
+    # Requests SendGrid refused (400, 413) and their bytes: they went out all the same.
+    refused_requests: int = 0
+    refused_bytes: int = 0
 
 
 @dataclass
@@ -75,11 +78,15 @@ class BodySender:
             try:
                 job_id = self._upsert(data)
             except ContactsRejectedError as exc:
+                outcome.refused_requests += 1
+                outcome.refused_bytes += len(data)
                 parts = self._handle_rejection(exc, contacts, outcome, may_split=splits_left > 0)
                 splits_left -= len(parts) > 1
                 queue.extend(reversed(parts))
                 continue
             except BodyTooLargeError:
+                outcome.refused_requests += 1
+                outcome.refused_bytes += len(data)
                 queue.extend(reversed(_too_large(contacts, len(data), outcome)))
                 continue
             outcome.accepted.append((job_id, contacts, len(data)))

@@ -37,6 +37,10 @@ class RunSummary:
     imports: int = 0  # CSV imports (files) accepted; their bytes are in bytes_sent
     bytes_sent: int = 0
     rejected_by_api: int = 0
+    # Requests SendGrid refused (a 400 naming contacts, a body too large), and their bytes:
+    # not in requests and bytes_sent (accepted ones), sent all the same.
+    refused_requests: int = 0
+    refused_bytes: int = 0
     jobs: Counter[str] = field(default_factory=Counter)
     failed_in_jobs: int = 0
     failed_for_good: int = 0  # of failed_in_jobs: not resent until the row changes
@@ -106,6 +110,12 @@ class RunSummary:
             + f" ({self.bytes_sent:,} bytes)",
             f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",
         ]
+        if self.refused_requests:
+            lines.insert(
+                2,
+                f"  refused by SendGrid: {self.refused_requests} requests "
+                f"({self.refused_bytes:,} bytes); their other contacts were sent again",
+            )
         lines += [f"    {n} x {reason}" for reason, n in self.rejected_by_reason.most_common()]
         if self.omitted:
             lines.append(f"  fields left out of contacts sent (omit_field): {self.omitted}")

@@ -124,6 +124,10 @@ class Tally:
         if jobs:
             self.sent.removal_jobs["pending"] = jobs
 
+    def refused_requests(self, requests: int, nbytes: int) -> None:
+        self.sent.refused_requests += requests
+        self.sent.refused_bytes += nbytes
+
     def refused_by_api(self, rejects: pa.Table) -> None:
         self.sent.rejected_by_api += _rows(rejects)
         _add_reasons(self.sent, rejects, ours=False)

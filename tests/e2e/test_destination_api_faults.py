@@ -67,6 +67,9 @@ def test_a_400_naming_contacts_rejects_exactly_those_with_sendgrids_message_and_
     assert summary["rejected_by_api"] == 2
     assert summary["rejected"] == 0
     assert summary["contacts_sent"] == 3
+    # Both requests went out: the refused one is counted apart from the accepted one.
+    assert (summary["requests"], summary["bytes_sent"]) == (1, puts[1].body_bytes)
+    assert (summary["refused_requests"], summary["refused_bytes"]) == (1, puts[0].body_bytes)
 
 
 def test_a_contact_rejected_by_a_400_is_sent_again_by_the_next_run(

@@ -241,6 +241,8 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "imports": 0,
         "bytes_sent": first_bytes,
         "rejected_by_api": 0,
+        "refused_requests": 0,
+        "refused_bytes": 0,
         "failed_in_jobs": 1,
         "failed_for_good": 0,
         "failed_by_reason": {"bad": 1},
