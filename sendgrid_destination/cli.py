@@ -188,8 +188,11 @@ def _status(args: argparse.Namespace) -> int:
         pending = len(store.pending_jobs())
         removals = store.removals.counts()
         runs = reports.recent_runs(store, args.runs)
+        last_runs = reports.last_run_epochs(store)
     path = _state_location(args)
     plans = {} if is_remote(path) else latest_plans(Path(path))
+    for stream, plan in plans.items():  # a run since the plan: its counts may not hold
+        plan["run_since"] = last_runs.get(stream, 0.0) > float(plan.get("planned_at", 0))
     if args.json:
         status = {
             "state_file": path,
@@ -216,8 +219,10 @@ def _status(args: argparse.Namespace) -> int:
     for plan in plans.values():
         print()
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(plan["planned_at"]))
-        print(f"latest plan, {when} UTC")
-        print(RunSummary.from_dict({k: v for k, v in plan.items() if k != "planned_at"}).format())
+        since = " (a run of the table came after it: its counts may no longer hold)"
+        print(f"latest plan, {when} UTC{since if plan['run_since'] else ''}")
+        kept = {k: v for k, v in plan.items() if k not in ("planned_at", "run_since")}
+        print(RunSummary.from_dict(kept).format())
     return 0
 
 

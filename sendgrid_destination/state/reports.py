@@ -31,6 +31,14 @@ def recent_runs(store: StateStore, limit: int = 10) -> list[dict[str, Any]]:
     ]
 
 
+def last_run_epochs(store: StateStore) -> dict[str, float]:
+    """Per table, when its latest run started (seconds since the epoch, UTC)."""
+    rows = store.con.execute(
+        "SELECT stream, epoch(max(started_at)) FROM runs GROUP BY stream"
+    ).fetchall()
+    return {str(r[0]): float(r[1]) for r in rows if r[1] is not None}
+
+
 def rejects(store: StateStore, run_id: str | None = None) -> pa.Table:
     sql = 'SELECT run_id, stream, stage, row_number, contact_key, "column", reason FROM rejects'
     params: list[Any] = []

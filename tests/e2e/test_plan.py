@@ -114,6 +114,10 @@ def test_a_plan_after_changes_sends_no_write_and_counts_what_the_real_load_then_
     assert {k: planned[k] for k in COMPARED} == {k: real[k] for k in COMPARED}
     assert (real["new"], real["changed"], real["deleted"], real["rejected"]) == (2, 5, 2, 1)
     assert (real["list_removals"], real["removal_requests"]) == (2, 2)  # one per list, one delete
+    assert shown["run_since"] is False
+    after_run = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))
+    assert after_run["latest_plans"]["contacts"]["run_since"] is True
+    assert "a run of the table came after it" in cli(capsys, "status", "--state", str(state_path))
 
 
 def test_a_plan_over_the_deletion_limit_reports_it_where_the_real_load_would_stop(
