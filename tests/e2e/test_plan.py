@@ -145,13 +145,7 @@ def test_a_plan_over_the_deletion_limit_reports_it_where_the_real_load_would_sto
 def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(
     emulator, settings, tmp_path, state_path
 ) -> None:
-    settings = {
-        **settings,
-        "create_missing_lists": True,
-        "create_missing_custom_fields": True,
-        "mapping": {"email": "email", "custom_fields": {"nickname": "first_name"}},
-        "mode": "upsert",
-    }
+    settings = _creating(settings)
 
     (plan,) = plan_run(
         "e2e",
@@ -169,13 +163,7 @@ def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(
 def test_a_plan_that_creates_fields_and_lists_counts_the_bytes_the_load_then_sends(
     emulator, settings, run, tmp_path, state_path
 ) -> None:
-    settings = {
-        **settings,
-        "create_missing_lists": True,
-        "create_missing_custom_fields": True,
-        "mapping": {"email": "email", "custom_fields": {"nickname": "first_name"}},
-        "mode": "upsert",
-    }
+    settings = _creating(settings)
     emulator.add_custom_field("existing", "Text")  # the account's fields are numbered on
     data = people({i: (f"First{i}", ["Brand new list"]) for i in range(20)})
 
@@ -194,6 +182,17 @@ def test_a_plan_that_creates_fields_and_lists_counts_the_bytes_the_load_then_sen
     text = plan.format()
     assert "would send 20 contacts" in text and "would be created as Text" in text
     assert "jobs:" not in text  # a plan's jobs are its own stand-ins
+
+
+def _creating(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings, upserting a custom field and lists that the account may lack."""
+    return {
+        **settings,
+        "create_missing_lists": True,
+        "create_missing_custom_fields": True,
+        "mapping": {"email": "email", "custom_fields": {"nickname": "first_name"}},
+        "mode": "upsert",
+    }
 
 
 def _destination(settings: dict[str, Any]) -> Any:

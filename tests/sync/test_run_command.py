@@ -161,12 +161,7 @@ def test_a_missing_api_key_exits_2_before_anything_is_extracted(
     sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DESTINATION__SENDGRID__API_KEY")
-    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
-        '[destination.sendgrid.mapping]\nemail = "email"\n',
-    )
+    sync_file = _people_sync(sync_env)
 
     result = sync_env.run(sync_file)
 
@@ -299,12 +294,7 @@ def test_a_setting_that_cannot_be_used_exits_2_with_one_json_object_naming_it(
     sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
 ) -> None:
     monkeypatch.setenv(variable, value)
-    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
-        '[destination.sendgrid.mapping]\nemail = "email"\n',
-    )
+    sync_file = _people_sync(sync_env)
 
     result = sync_env.run(sync_file, "--json")
 
@@ -317,12 +307,7 @@ def test_a_variable_naming_no_setting_is_named_in_a_warning_with_the_closest_one
     sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DESTINATION__SENDGRID__MAX_INFLIGHT", "4242")
-    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
-        '[destination.sendgrid.mapping]\nemail = "email"\n',
-    )
+    sync_file = _people_sync(sync_env)
 
     result = sync_env.run(sync_file)
 
@@ -331,3 +316,13 @@ def test_a_variable_naming_no_setting_is_named_in_a_warning_with_the_closest_one
     assert "DESTINATION__SENDGRID__MAX_INFLIGHT (did you mean " in warning
     assert "MAX_IN_FLIGHT?)" in warning
     assert "4242" not in result.err  # names only, never values
+
+
+def _people_sync(sync_env: SyncEnv) -> Path:
+    """A sync file of three people in a parquet file, mapping only their emails."""
+    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+    return sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
