@@ -396,12 +396,12 @@ class ContactSync:
             self._record_accepted(job_id, contacts, nbytes)
             self.tally.accepted(contacts, nbytes)
         for rejected in outcome.rejected:
-            self._record_rejects(rejected, "api")
-            self.tally.refused_by_api(rejected)
+            # A row an earlier attempt of this run saw refused is counted once.
+            self.tally.refused_by_api(self._record_rejects(rejected, "api"))
         self.tally.refused_requests(outcome.refused_requests, outcome.refused_bytes)
 
-    def _record_rejects(self, rejects: pa.Table, stage: str) -> None:
-        self.store.record_rejects(
+    def _record_rejects(self, rejects: pa.Table, stage: str) -> pa.Table:
+        return self.store.record_rejects(
             run_id=self.run_id, stream=self.stream, rejects=rejects, stage=stage
         )
 

@@ -135,6 +135,8 @@ def run_sink(
             return
         if config.plan:  # what fail_on_rejects would make of the load: the plan reports it
             summary.over_rejects_limit = _refused_over_limit(settings, summary)
+            summary.jobs.clear()  # a plan's jobs are its own stand-ins: they say nothing
+            summary.removal_jobs.clear()
             _publish_summary(summary)
         logger.info("SendGrid sync summary\n%s", summary.format())
         if config.plan:
@@ -179,9 +181,11 @@ def _sync_table(
     run_id = f"{_load_id()}:{stream}"
     store.start_run(run_id, stream)
     tally, settings = Tally(run_id, stream), config
-    key = file_key(items) if isinstance(items, str) else "batches"
-    # Every job file of the table still to come, loaded as one (see package_files).
+    # Every job file of the table still to come, loaded as one (see package_files). Its
+    # counters are kept under the first file's key: dlt's next attempt after a failure may
+    # be another file's call, which loads the same files (none was taken) in the same order.
     files = table_files(stream, items) if isinstance(items, str) else []
+    key = file_key(files[0]) if files else "batches"
     try:
         settings, mapping = _table_setup(config, stream)
         # dlt's write disposition and hints, and mode: refused here if not to be honoured.

@@ -148,17 +148,18 @@ class RunSummary:
         return "would send" if self.plan else "sent"
 
     def stops(self) -> str | None:
-        """Why a load would stop (a plan's finding), else None."""
+        """Why a load would fail (a plan's finding), else None."""
         reasons = []
         if self.over_delete_limit:
             reasons.append(
-                f"{self.over_delete_limit} contacts to delete or remove from table "
-                f"{self.stream!r} exceed max_deletes / max_delete_fraction"
+                f"it would stop before sending anything: {self.over_delete_limit} contacts to "
+                f"delete or remove from table {self.stream!r} exceed max_deletes / "
+                "max_delete_fraction"
             )
         if self.over_rejects_limit:
             reasons.append(
-                f"{self.over_rejects_limit} rows of table {self.stream!r} would be refused, "
-                "more than fail_on_rejects allows"
+                f"it would send the good rows, then fail: {self.over_rejects_limit} rows of "
+                f"table {self.stream!r} would be refused, more than fail_on_rejects allows"
             )
         return "; ".join(reasons) or None
 
@@ -199,7 +200,7 @@ class RunSummary:
             )
         if self.over_rejects_limit:
             lines.append(
-                f"  a load would FAIL here: {self.over_rejects_limit} rows refused, more than "
-                "fail_on_rejects allows"
+                f"  a load would send the good rows, then FAIL: {self.over_rejects_limit} rows "
+                "refused, more than fail_on_rejects allows"
             )
         return lines

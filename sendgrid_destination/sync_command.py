@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         failure = exc
     code = _exit_code(failure)
     stops = _stops(report) if failure is None else None
-    if stops:  # a plan that found the load would stop: fail like the load, for CI gates
+    if stops:  # a plan that found the load would fail: fail like the load, for CI gates
         print(f"error: {stops}", file=sys.stderr)
         assert report is not None
         report.error, code = stops, EXIT_FAILED
@@ -100,7 +100,7 @@ def _stops(report: SyncReport | None) -> str | None:
     if report is None or report.mode != "plan":
         return None
     found = [why for s in report.summaries if (why := s.stops())]
-    return f"A load would stop: {'; '.join(found)}." if found else None
+    return f"The load would fail: {'; '.join(found)}." if found else None
 
 
 def _exit_code(failure: BaseException | None) -> int:

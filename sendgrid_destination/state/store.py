@@ -545,17 +545,38 @@ class StateStore:
                 [stream],
             )
 
-    def record_rejects(self, *, run_id: str, stream: str, rejects: pa.Table, stage: str) -> None:
-        """Rows refused (``REJECTS``), at ``stage`` (validation, api, job)."""
+    def record_rejects(
+        self, *, run_id: str, stream: str, rejects: pa.Table, stage: str
+    ) -> pa.Table:
+        """Rows refused (``REJECTS``), at ``stage`` (validation, api, job). A row this run
+        refused already (an earlier attempt of the file that dlt retried) is recorded once:
+        its latest refusal replaces the earlier one. Returns the rejects not recorded before
+        (what a run's counters may add)."""
         if rejects.num_rows == 0:
-            return
-        with self.workspace() as cur:
+            return rejects
+        same = (
+            "r.row_number IS NOT DISTINCT FROM rejects.row_number "
+            "AND r.contact_key IS NOT DISTINCT FROM rejects.contact_key "
+            'AND r."column" IS NOT DISTINCT FROM rejects."column"'
+        )
+        earlier = "rejects.run_id = ? AND rejects.stream = ? AND rejects.stage = ?"
+        with self.workspace() as cur, transaction(cur):
             cur.register("r", rejects.select(REJECTS.names))
+            fresh = cur.sql(
+                f"SELECT * FROM r WHERE NOT EXISTS (SELECT 1 FROM rejects WHERE {earlier} "
+                f"AND {same})",
+                params=[run_id, stream, stage],
+            ).to_arrow_table()
+            cur.execute(
+                f"DELETE FROM rejects WHERE {earlier} AND EXISTS (SELECT 1 FROM r WHERE {same})",
+                [run_id, stream, stage],
+            )
             cur.execute(
                 'INSERT INTO rejects SELECT ?, ?, row_number, contact_key, "column", reason, ?, '
                 "now() FROM r",
                 [run_id, stream, stage],
             )
+        return fresh
 
     # -- jobs --------------------------------------------------------------------------------
 

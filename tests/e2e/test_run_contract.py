@@ -10,7 +10,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination import run_summaries
 from sendgrid_destination.errors import RejectsThresholdError
-from tests.e2e.conftest import cause_of, contacts_table, run_summary, upserts
+from tests.e2e.conftest import cause_of, contacts_table, rejects_of, run_summary, upserts
 
 PUT = "PUT /v3/marketing/contacts"
 
@@ -91,3 +91,25 @@ def test_a_load_of_zero_rows_records_a_run_and_its_summary(
     assert (summary.rows_read, summary.contacts_sent, summary.requests) == (0, 0, 0)
     assert run_summary(state_path, info)["rows_read"] == 0
     assert "0 rows read" in summary.format()
+
+
+def test_rows_refused_again_when_dlt_retries_a_file_are_recorded_and_counted_once(
+    emulator, destination, run, state_path
+) -> None:
+    refused = {"errors": [{"field": "contacts[0].first_name", "message": "first_name is bad"}]}
+    # Attempt 1: the first body's first contact is refused (400), the rest of it accepted;
+    # the next body meets 503s until the client gives up, so dlt runs the file again, which
+    # sends the refused contact again (nothing accepted it) and sees it refused again.
+    emulator.faults.add(PUT, status=400, body=refused, times=1)
+    emulator.faults.add(PUT, action="delay", delay=0.0, times=1)
+    emulator.faults.add(PUT, status=500, times=2)
+    emulator.faults.add(PUT, status=400, body=refused, times=1)
+    data = contacts_table(6, email=[f"user{i}@example.com" for i in range(5)] + ["broken"])
+
+    info = run(data, destination(max_contacts_per_request=2, max_in_flight=1, max_attempts=2))
+
+    summary = run_summary(state_path, info)
+    assert (summary["rejected"], summary["rejected_by_api"]) == (1, 1)
+    stages = sorted(r["stage"] for r in rejects_of(state_path))
+    assert stages == ["api", "validation"]
+    assert summary["contacts_sent"] == 4 and len(emulator.contacts()) == 4

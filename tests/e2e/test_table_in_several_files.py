@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from sendgrid_destination import run_summaries
-from tests.e2e.conftest import run_summary, upserts
+from tests.e2e.conftest import rejects_of, run_summary, upserts
 
 ROUNDS = 6
+PUT = "PUT /v3/marketing/contacts"
 
 
 def _rounds() -> Iterator[pa.Table]:
@@ -128,3 +129,30 @@ def test_a_column_appearing_mid_extraction_splits_the_load_and_each_contact_is_s
     assert request.contact_count == 3
     (summary,) = run_summaries(pipeline, info)
     assert (summary.rows_read, summary.superseded, summary.contacts_sent) == (4, 1, 3)
+
+
+def test_a_split_table_that_dlt_retries_after_a_failure_counts_each_row_and_reject_once(
+    emulator, destination, tmp_path, state_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("DATA_WRITER__FILE_MAX_ITEMS", "4")  # three files of four rows
+
+    def rows() -> Iterator[pa.Table]:
+        for i in range(3):
+            emails = [f"u{i}{j}@x.co" if j else f"broken-{i}" for j in range(4)]
+            yield pa.table({"email": emails, "first_name": [f"N{i}{j}" for j in range(4)]})
+
+    # The first upsert passes; then 503s until the client gives up (transient): dlt runs the
+    # table again, from whichever of its files it calls next.
+    emulator.faults.add(PUT, action="delay", delay=0.0, times=1)
+    emulator.faults.add(PUT, status=503, times=2)
+    pipeline = _pipeline(
+        tmp_path, destination(max_contacts_per_request=2, max_in_flight=1, max_attempts=2)
+    )
+
+    info = pipeline.run(dlt.resource(rows, name="contacts"))
+
+    summary = run_summary(state_path, info)
+    assert (summary["rows_read"], summary["rejected"], summary["new"]) == (12, 3, 9)
+    assert len(rejects_of(state_path)) == 3
+    accepted = [r.contact_count for r in upserts(emulator) if r.status == 202]
+    assert sum(accepted) == summary["contacts_sent"] == 9

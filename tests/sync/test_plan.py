@@ -91,7 +91,8 @@ def test_a_plan_that_finds_the_run_would_fail_on_rejects_exits_1_saying_so(
     assert (planned.code, loaded.code) == (1, 1)
     document = planned.json()
     assert document["ok"] is False
-    assert document["error"].startswith("A load would stop:")
+    assert document["error"].startswith("The load would fail: it would send the good rows")
     assert "more than fail_on_rejects allows" in document["error"]
     (table,) = document["tables"]
     assert table["over_rejects_limit"] == loaded.json()["totals"]["rejected"] > 0
+    assert table["jobs"] == {} and document["totals"]["jobs"] == {}  # no stand-in jobs
