@@ -1,7 +1,7 @@
 """``sendgrid-destination run SYNC.toml``: the command around ``run_sync`` and ``plan_sync``.
 
 Exit codes: ``EXIT_OK`` (0) the run (or plan) succeeded; ``EXIT_FAILED`` (1) the run failed,
-``fail_on_rejects`` included, or the plan found that the load would stop (deletions over the
+``fail_on_rejects`` included, or the plan found that the load would fail (deletions over the
 limits, rows refused over ``fail_on_rejects``); ``EXIT_CONFIG`` (2) a usage or configuration
 error, in the sync file or the settings, found before the run or by the load (a mapping naming
 a missing column stops the load terminally; that is still a configuration error). With
@@ -95,7 +95,7 @@ def _progress(choice: str) -> Any:
 
 
 def _stops(report: SyncReport | None) -> str | None:
-    """A plan's finding that the load would stop (deletions over the limits, rows refused
+    """A plan's finding that the load would fail (deletions over the limits, rows refused
     over ``fail_on_rejects``), as one message; else None."""
     if report is None or report.mode != "plan":
         return None

@@ -7,7 +7,7 @@ baselines send the same bodies and refuse the same rows, every ratio (wall and C
 there, the unchanged rerun sends nothing, the changed rerun sends only the changed contacts,
 every sync stays within one request of the minimum, and the bulk first sync (``--bulk
 always``) imports every contact in one CSV file in fewer bytes, after which a rerun sends
-nothing. No timing is asserted.
+nothing; and the rerun floor (``benchmarks.rerun_floor``) runs. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -166,3 +166,14 @@ def test_memory_and_steps_are_reported(bench):
     first = bench[0]["sync"]["sizes"][str(ROWS)]["runs"][0]["first"]
     assert first["peak_rss_bytes"] > 0
     assert set(first["steps"]) == {"extract", "normalize", "load"}
+
+
+def test_the_rerun_floor_times_its_query_and_our_plan_of_every_row_found_unchanged() -> None:
+    from benchmarks import rerun_floor
+
+    found = rerun_floor.measure(ROWS, repeat=1)
+
+    assert found["rows"] == ROWS
+    for name in ("floor", "plan"):
+        assert found[name]["seconds"] > 0 and found[name]["cpu_seconds"] >= 0
+    assert found["plan_over_floor"] > 0  # measure() asserts the plan rendered nothing
