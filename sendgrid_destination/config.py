@@ -389,9 +389,17 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
             continue
-        setting = name[len(ENV_PREFIX) :].split("__", 1)[0]
-        if setting in known:
+        parts = name[len(ENV_PREFIX) :].split("__")
+        if parts[0] == "TABLES" and len(parts) > 1:
+            # Of a table's entry only its mapping is read from variables (``env_mapping``).
+            if len(parts) < 4 or parts[2] != "MAPPING":
+                found.append(
+                    f"{name} (a table's settings other than its MAPPING__<field> entries "
+                    f"are read from {ENV_PREFIX}TABLES as JSON)"
+                )
             continue
-        close = difflib.get_close_matches(setting, known, n=1)
+        if parts[0] in known:
+            continue
+        close = difflib.get_close_matches(parts[0], known, n=1)
         found.append(name + (f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""))
     return found

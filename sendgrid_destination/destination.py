@@ -145,7 +145,7 @@ def run_sink(
             return
         if config.state_backup and not is_remote(config.state_path):
             store.back_up()  # the table loaded: keep a copy to restore
-        _check_rejects(store, settings, summary)
+        _check_rejects(store, settings, summary, state)
 
 
 @contextmanager
@@ -228,6 +228,7 @@ def _table_setup(
 
 TABLE_FAILED_PREFIX = "sendgrid_table_failed."
 TAKEN_PREFIX = "sendgrid_file_taken."
+REJECTS_PREFIX = "sendgrid_rejects_over_limit."
 _VARIABLES_CHECKED_KEY = "sendgrid_variables_checked"
 SKIPPED_PREFIX = "sendgrid_skipped."
 _SETTLED_KEY = "sendgrid_tables_settled"
@@ -264,20 +265,22 @@ def _table_failed(state: dict[str, Any], stream: str, exc: ConfigurationError) -
 
 def settle_tables(state: dict[str, Any]) -> None:
     """At the end of a load package: one warning line naming the tables skipped for want of a
-    mapping, and ``TablesNotLoadedError`` for the tables whose configuration is wrong, each
-    once per package (recorded in the package's state before raising: the next load of the
-    pending package must complete it, not fail again)."""
+    mapping, then ``TablesNotLoadedError`` for the tables whose configuration is wrong, or
+    ``RejectsThresholdError`` for those that refused more rows than ``fail_on_rejects``
+    allows, once per package (recorded in the package's state before raising: the next load
+    of the pending package must complete it, not fail again)."""
     if state.get(_SETTLED_KEY):
         return
     skipped = sorted(k[len(SKIPPED_PREFIX) :] for k in state if k.startswith(SKIPPED_PREFIX))
     failed = [v for k, v in sorted(state.items()) if k.startswith(TABLE_FAILED_PREFIX)]
+    refused = [v for k, v in sorted(state.items()) if k.startswith(REJECTS_PREFIX)]
     if skipped:
         logger.warning(
             "SendGrid: skipped table(s) without a mapping under [destination.sendgrid.tables]: "
             "%s (nothing of them was sent)",
             ", ".join(skipped),
         )
-    if not (skipped or failed):
+    if not (skipped or failed or refused):
         return
     state[_SETTLED_KEY] = True
     _commit_destination_state()
@@ -289,6 +292,11 @@ def settle_tables(state: dict[str, Any]) -> None:
             "package pending with no job left: the next load completes it without sending "
             "anything (call pipeline.load() before pipeline.run(), so that the same run also "
             "extracts new data). These tables' rows are sent once a run extracts them again."
+        )
+    if refused:
+        raise RejectsThresholdError(
+            f"{' '.join(refused)} Every table of this load was loaded; the next run completes "
+            "this load without sending these rows again."
         )
 
 
@@ -367,18 +375,21 @@ def _save_attempt(
     return total
 
 
-def _check_rejects(store: StateStore, config: SendGridConfiguration, summary: RunSummary) -> None:
-    """``fail_on_rejects``: fail the run once the good rows are sent, and only once: dlt keeps
-    the failed package pending, and its next attempt (which sends nothing again) completes it."""
+def _check_rejects(
+    store: StateStore, config: SendGridConfiguration, summary: RunSummary, state: dict[str, Any]
+) -> None:
+    """``fail_on_rejects``: fail the load once the good rows are sent, every table's (the
+    failure is raised at the package's end, ``settle_tables``), and only once: dlt keeps the
+    failed package pending, and its next attempt (which sends nothing again) completes it."""
     refused = _refused_over_limit(config, summary)
     if not refused or not store.report_once(summary.run_id, "rejects"):
         return
-    raise RejectsThresholdError(
+    state[REJECTS_PREFIX + summary.stream] = (
         f"{refused} of the {summary.rows_read} rows of table {summary.stream!r} were refused "
         f"(fail_on_rejects = {config.fail_on_rejects:g}); the other rows were sent. See why with "
-        f"`sendgrid-destination rejects --run '{summary.run_id}'`. The next run completes this "
-        "load without sending these rows again."
+        f"`sendgrid-destination rejects --run '{summary.run_id}'`."
     )
+    logger.error("SendGrid: %s", state[REJECTS_PREFIX + summary.stream])
 
 
 def _refused_over_limit(config: SendGridConfiguration, summary: RunSummary) -> int:

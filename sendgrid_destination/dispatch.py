@@ -8,8 +8,11 @@ arrived is always in the state, so its job is followed and its contacts are not 
 queued but not yet started are dropped when the block raises (they never left).
 
 If a send fails, the other bodies in flight still finish and are recorded, then the first
-failure is raised. ``stop()`` is asked before each new body: the error it returns (a signal
-asked the load to stop) is raised instead of sending it.
+failure is raised. A send that failed after part of its work was done (a body split after a
+400, one part accepted, the next one failing) hands that part over with the error
+(``carry_outcome``): it is recorded like any outcome before the error goes on. ``stop()`` is
+asked before each new body: the error it returns (a signal asked the load to stop) is raised
+instead of sending it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ logger = logging.getLogger("sendgrid_destination.dispatch")
 
 B = TypeVar("B")
 O = TypeVar("O")  # noqa: E741 - the outcome type
+_PARTIAL = "sendgrid_partial_outcome"
+
+
+def carry_outcome(error: BaseException, outcome: object) -> None:
+    """Attach what a failed send did before failing, for the dispatcher to record."""
+    setattr(error, _PARTIAL, outcome)
 
 
 class Dispatcher(Generic[B, O]):
@@ -88,6 +97,9 @@ class Dispatcher(Generic[B, O]):
                 continue
             error = future.exception()
             if error is not None:
+                partial = getattr(error, _PARTIAL, None)
+                if partial is not None:  # a 202 before the failure: in the state first
+                    self._record(partial)
                 errors.append(error)
                 continue
             self._record(future.result())

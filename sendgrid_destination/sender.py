@@ -33,6 +33,7 @@ import pyarrow as pa
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.messages import is_request_level, refused_custom_field_ids
 from sendgrid_destination.clock import Clock
+from sendgrid_destination.dispatch import carry_outcome
 from sendgrid_destination.errors import (
     BodyTooLargeError,
     ContactsRejectedError,
@@ -72,6 +73,18 @@ class BodySender:
         # Splits to find contacts a 400 does not name: one culprit among n costs about
         # 2*log2(n) requests; beyond this, the rest of a refused part is rejected whole.
         splits_left = 2 * max(1, math.ceil(math.log2(max(body.contact_count, 2)))) + 2
+        try:
+            self._send_parts(body, queue, outcome, splits_left)
+        except BaseException as exc:
+            # Parts accepted before the failure are recorded all the same (their contacts
+            # must not be sent again, their jobs must be followed).
+            carry_outcome(exc, outcome)
+            raise
+        return outcome
+
+    def _send_parts(
+        self, body: Body, queue: list[pa.Table], outcome: SendOutcome, splits_left: int
+    ) -> None:
         while queue:
             contacts = queue.pop()
             data = body.data if contacts is body.contacts else encode_body(body.prefix, contacts)
@@ -90,7 +103,6 @@ class BodySender:
                 queue.extend(reversed(_too_large(contacts, len(data), outcome)))
                 continue
             outcome.accepted.append((job_id, contacts, len(data)))
-        return outcome
 
     def _handle_rejection(
         self,

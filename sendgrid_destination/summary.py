@@ -108,7 +108,8 @@ class RunSummary:
             f"  {self._sent} {self.contacts_sent} contacts in {self.requests} requests"
             + (f" and {self.imports} CSV imports" if self.imports else "")
             + f" ({self.bytes_sent:,} bytes)",
-            f"  rejected before SendGrid accepted them: {self.rejected + self.rejected_by_api}",
+            f"  {'would be rejected' if self.plan else 'rejected before SendGrid accepted them'}: "
+            f"{self.rejected + self.rejected_by_api}",
         ]
         if self.refused_requests:
             lines.insert(

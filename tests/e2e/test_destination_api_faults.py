@@ -115,6 +115,30 @@ def test_a_400_naming_no_contact_splits_the_body_until_the_culprit_is_alone(
     assert run_summary(state_path, info)["rejected_by_api"] == 1
 
 
+def test_a_part_accepted_before_another_part_of_the_split_body_fails_is_recorded_not_resent(
+    emulator, destination, run, state_path
+) -> None:
+    message = "something in this body is not valid"
+    emulator.faults.add(PUT, status=400, body={"errors": [{"field": None, "message": message}]})
+    emulator.faults.add(PUT, action="delay", delay=0.0, times=1)  # the first half: 202
+    emulator.faults.add(PUT, status=500, times=2)  # the second half: the client gives up
+
+    info = run(contacts_table(4), destination(max_attempts=2, max_in_flight=1))
+
+    # dlt ran the file again: only the half that was never accepted went out again.
+    assert [(r.status, r.contact_count) for r in upserts(emulator)] == [
+        (400, 4),
+        (202, 2),
+        (500, 2),
+        (500, 2),
+        (202, 2),
+    ]
+    assert _emails(emulator) == _expected(4)
+    summary = run_summary(state_path, info)
+    assert (summary["contacts_sent"], summary["requests"]) == (4, 2)
+    assert summary["refused_requests"] == 1
+
+
 def test_a_400_naming_no_contact_whose_text_contains_list_is_still_split_not_fatal(
     emulator, destination, run
 ) -> None:

@@ -113,3 +113,28 @@ def test_rows_refused_again_when_dlt_retries_a_file_are_recorded_and_counted_onc
     stages = sorted(r["stage"] for r in rejects_of(state_path))
     assert stages == ["api", "validation"]
     assert summary["contacts_sent"] == 4 and len(emulator.contacts()) == 4
+
+
+def test_a_table_over_fail_on_rejects_fails_the_load_after_every_table_is_sent(
+    emulator, destination, tmp_path, state_path
+) -> None:
+    broken = contacts_table(4, email=["a0@example.com", "a1@example.com", "bad", "worse"])
+    fine = contacts_table(5, start=10)
+    tables = [
+        dlt.resource(broken, name="a", write_disposition="append"),
+        dlt.resource(fine, name="b", write_disposition="append"),
+    ]
+    pipeline = dlt.pipeline(
+        "two", destination=destination(fail_on_rejects=0), pipelines_dir=str(tmp_path / "d")
+    )
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(tables)
+
+    assert "2 of the 4 rows of table 'a' were refused" in str(
+        cause_of(failed.value, RejectsThresholdError)
+    )
+    assert len(emulator.contacts()) == 2 + 5  # both tables' good rows went out
+    emulator.clear_requests()
+    pipeline.load()  # completes the pending package, sending nothing again
+    assert not pipeline.has_pending_data and upserts(emulator) == []

@@ -65,6 +65,7 @@ def test_variables_naming_no_setting_are_found_with_the_closest_setting() -> Non
         "DESTINATION__SENDGRID__API_KEY": "SG.test-config-key",
         "DESTINATION__SENDGRID__MAPPING__EMAIL": "email",
         "DESTINATION__SENDGRID__TABLES__PEOPLE__MAPPING__EMAIL": "email",
+        "DESTINATION__SENDGRID__TABLES__PEOPLE__FAIL_ON_REJECTS": "0",
         "DESTINATION__SENDGRID__BATCH_SIZE": "0",
         "DESTINATION__POSTGRES__WHATEVER": "x",
     }
@@ -73,5 +74,7 @@ def test_variables_naming_no_setting_are_found_with_the_closest_setting() -> Non
         "DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELD (did you mean "
         "DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELDS?)",
         "DESTINATION__SENDGRID__MAX_INFLIGHT (did you mean DESTINATION__SENDGRID__MAX_IN_FLIGHT?)",
+        "DESTINATION__SENDGRID__TABLES__PEOPLE__FAIL_ON_REJECTS (a table's settings other than "
+        "its MAPPING__<field> entries are read from DESTINATION__SENDGRID__TABLES as JSON)",
         "DESTINATION__SENDGRID__ZZZ",
     ]
