@@ -122,8 +122,9 @@ class JobTracker:
         self.store.record_job_outcome(
             _job_row(job), failed=failed, contacts_status=rest_status, note=note
         )
-        self.store.record_job_failures_as_rejects(run_id=run_id, job_id=job.id)
-        for raw, n in self.store.job_failure_reasons(job.id).items():
+        # Contacts an earlier attempt of this run saw fail are counted once.
+        new_failures = self.store.record_job_failures_as_rejects(run_id=run_id, job_id=job.id)
+        for raw, n in new_failures.items():
             outcome.failed += n
             outcome.failed_for_good += n if is_permanent(raw) else 0
             # Summaries and logs carry SendGrid's wording, never the values it echoes.

@@ -636,22 +636,30 @@ class StateStore:
                 params,
             )
 
-    def record_job_failures_as_rejects(self, *, run_id: str, job_id: str) -> None:
-        """Copy a job's failed contacts into the rejects table of this run."""
+    def record_job_failures_as_rejects(self, *, run_id: str, job_id: str) -> dict[str, int]:
+        """Copy a job's failed contacts into the rejects table of this run; return SendGrid's
+        reasons of those this run had not seen fail before (a job of an earlier attempt of
+        the file that dlt retried may have failed them already), with their counts."""
         where, params = self._of_job(job_id)
-        self._write(
-            "INSERT INTO rejects SELECT ?, stream, NULL, contact_key, NULL, reason, 'job', now() "
-            f"FROM contacts WHERE {where} AND status = '{ContactStatus.FAILED}'",
-            [run_id, *params],
-        )
-
-    def job_failure_reasons(self, job_id: str) -> dict[str, int]:
-        where, params = self._of_job(job_id)
-        rows = self._rows(
-            f"SELECT reason, count(*) FROM contacts WHERE {where} "
-            f"AND status = '{ContactStatus.FAILED}' GROUP BY reason",
-            params,
-        )
+        failed = f"SELECT stream, contact_key, reason FROM contacts WHERE {where} AND status = ?"
+        with self.workspace() as cur, transaction(cur):
+            rows = cur.execute(
+                f"SELECT reason, count(*) FROM ({failed}) f WHERE NOT EXISTS (SELECT 1 FROM "
+                "rejects r WHERE r.run_id = ? AND r.stage = 'job' AND r.stream = f.stream "
+                "AND r.contact_key = f.contact_key) GROUP BY reason",
+                [*params, ContactStatus.FAILED.value, run_id],
+            ).fetchall()
+            cur.execute(
+                "DELETE FROM rejects WHERE run_id = ? AND stage = 'job' AND EXISTS (SELECT 1 "
+                f"FROM ({failed}) f WHERE f.stream = rejects.stream "
+                "AND f.contact_key = rejects.contact_key)",
+                [run_id, *params, ContactStatus.FAILED.value],
+            )
+            cur.execute(
+                "INSERT INTO rejects SELECT ?, stream, NULL, contact_key, NULL, reason, 'job', "
+                f"now() FROM ({failed})",
+                [run_id, *params, ContactStatus.FAILED.value],
+            )
         return {str(r[0]): int(r[1]) for r in rows}
 
     def count_job_contacts(self, job_id: str, contacts: pa.Table) -> int:

@@ -138,3 +138,21 @@ def test_a_table_over_fail_on_rejects_fails_the_load_after_every_table_is_sent(
     emulator.clear_requests()
     pipeline.load()  # completes the pending package, sending nothing again
     assert not pipeline.has_pending_data and upserts(emulator) == []
+
+
+def test_contacts_failed_by_jobs_of_both_attempts_of_a_retried_file_are_counted_once(
+    emulator, destination, run, state_path
+) -> None:
+    # Attempt 1: the first body's job fails its 3 contacts; the second body meets 500s until
+    # the client gives up, so dlt runs the file again, which resends the 3 failed contacts
+    # (failed: sent again) in a job that fails them again.
+    emulator.fail_next_jobs(2, "Something went wrong temporarily")
+    emulator.faults.add(PUT, action="delay", delay=0.0, times=1)
+    emulator.faults.add(PUT, status=500, times=2)
+
+    settings = {"max_contacts_per_request": 3, "max_in_flight": 1, "max_attempts": 2}
+    info = run(contacts_table(6), destination(**settings, fail_on_rejects=0.6))
+
+    summary = run_summary(state_path, info)  # 3 of 6 failed: within fail_on_rejects = 0.6
+    assert summary["failed_in_jobs"] == 3
+    assert sorted(r["stage"] for r in rejects_of(state_path)) == ["job"] * 3
