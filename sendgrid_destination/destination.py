@@ -63,7 +63,12 @@ from sendgrid_destination.config import (
 )
 from sendgrid_destination.contact_sync import ContactSync
 from sendgrid_destination.dispositions import table_intent
-from sendgrid_destination.dry_run import PlanningClient, planning_state, save_plan
+from sendgrid_destination.dry_run import (
+    PlanningClient,
+    planning_state,
+    release_planning_state,
+    save_plan,
+)
 from sendgrid_destination.errors import (
     ConfigurationError,
     RejectsThresholdError,
@@ -112,12 +117,9 @@ def run_sink(
 ) -> None:
     stream = str(table["name"])
     state = _destination_state()
-    if TABLE_FAILED_PREFIX + stream in state:
-        return  # said when it failed; the load's end says it again
-    if isinstance(items, str) and TAKEN_PREFIX + file_key(items) in state:
-        return  # loaded with an earlier file of the table (package_files)
-    if not config.maps(stream):
-        state[SKIPPED_PREFIX + stream] = True  # one warning at the load's end names them all
+    if _nothing_to_do(items, stream, config, state):
+        if config.plan:
+            release_planning_state()
         return
     _warn_unknown_variables(state)
     config.validate()
@@ -146,6 +148,22 @@ def run_sink(
         if config.state_backup and not is_remote(config.state_path):
             store.back_up()  # the table loaded: keep a copy to restore
         _check_rejects(store, settings, summary, state)
+
+
+def _nothing_to_do(
+    items: str | pa.RecordBatch, stream: str, config: SendGridConfiguration, state: dict[str, Any]
+) -> bool:
+    """This call has nothing to load: its table failed (said then, and at the load's end),
+    its file was loaded with an earlier file of the table (``package_files``), or its table
+    has no mapping (skipped: one warning at the load's end names them all)."""
+    if TABLE_FAILED_PREFIX + stream in state:
+        return True
+    if isinstance(items, str) and TAKEN_PREFIX + file_key(items) in state:
+        return True
+    if not config.maps(stream):
+        state[SKIPPED_PREFIX + stream] = True
+        return True
+    return False
 
 
 @contextmanager

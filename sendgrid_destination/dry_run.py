@@ -133,9 +133,18 @@ def planning_state(state_path: Path | None) -> Iterator[Path]:
     try:
         yield copy
     finally:
-        if not _jobs_left():
-            package.pop(_PLAN_STATE_KEY, None)
-            shutil.rmtree(copy.parent, ignore_errors=True)
+        release_planning_state()
+
+
+def release_planning_state() -> None:
+    """Remove the package's plan copy once no job file of the package is left: after every
+    sink call of a plan, the ones with nothing to do included (a file an earlier call of its
+    table took, a table skipped or failed), or the copy of the last call's would be left."""
+    if _jobs_left():
+        return
+    recorded = _package_state().pop(_PLAN_STATE_KEY, None)
+    if recorded:
+        shutil.rmtree(Path(recorded).parent, ignore_errors=True)
 
 
 def plan_path(state_path: Path) -> Path:

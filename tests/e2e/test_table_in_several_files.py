@@ -11,6 +11,7 @@ emulator and count what reaches the wire.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +157,23 @@ def test_a_split_table_that_dlt_retries_after_a_failure_counts_each_row_and_reje
     assert len(rejects_of(state_path)) == 3
     accepted = [r.contact_count for r in upserts(emulator) if r.status == 202]
     assert sum(accepted) == summary["contacts_sent"] == 9
+
+
+def test_a_plan_of_a_split_table_counts_it_once_and_leaves_no_copy_of_the_state_behind(
+    emulator, destination, tmp_path, state_path, rotated, monkeypatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the plan's copy goes
+    _load_in_written_order(_pipeline(tmp_path, destination()))
+    emulator.clear_requests()
+
+    planner = _pipeline(tmp_path / "plan", destination(plan=True))
+    planner.extract(dlt.resource(_rounds, name="contacts"))
+    planner.normalize()
+    planner.load()
+
+    (summary,) = run_summaries(planner, planner.last_trace.last_load_info)
+    assert (summary.plan, summary.rows_read, summary.unchanged) == (True, 12, 7)
+    assert [r.method for r in emulator.requests if r.method != "GET"] == []
+    assert not list(scratch.glob("sendgrid-plan-*"))  # removed after the package's last file
