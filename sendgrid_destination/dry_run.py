@@ -46,12 +46,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import dlt
-from dlt.common.configuration.container import Container
 from dlt.common.pipeline import get_dlt_pipelines_dir
-from dlt.common.storages.load_package import LoadPackageStateInjectableContext
 
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.models import ContactList, CsvImport, CustomField, ImportJob
+from sendgrid_destination.package_files import jobs_left
 from sendgrid_destination.state.snapshot import copy_consistently
 from sendgrid_destination.summary import RunSummary
 
@@ -140,7 +139,7 @@ def release_planning_state() -> None:
     """Remove the package's plan copy once no job file of the package is left: after every
     sink call of a plan, the ones with nothing to do included (a file an earlier call of its
     table took, a table skipped or failed), or the copy of the last call's would be left."""
-    if _jobs_left():
+    if jobs_left():
         return
     recorded = _package_state().pop(_PLAN_STATE_KEY, None)
     if recorded:
@@ -207,16 +206,3 @@ def _package_state() -> dict[str, Any]:
         return dlt.current.destination_state()
     except Exception:  # outside a dlt load: the copy serves this call only
         return {}
-
-
-def _jobs_left() -> bool:
-    """Whether the load package has job files after the one being loaded."""
-    try:
-        context = Container()[LoadPackageStateInjectableContext]
-        jobs = context.storage.get_load_package_jobs(context.load_id)
-    except Exception:
-        return False
-    # dlt's own tables (_dlt_pipeline_state) never reach this destination's sink.
-    waiting = [j for j in jobs.get("new_jobs", []) if not j.table_name.startswith("_dlt")]
-    started = [j for j in jobs.get("started_jobs", []) if not j.table_name.startswith("_dlt")]
-    return bool(waiting) or len(started) > 1

@@ -20,17 +20,21 @@ takes every file of the table still to come, and the calls for those files find 
 * ``last_file(stream, files)``: no job file of the table is left in the package but
   ``files`` (a mirrored table is judged once it has seen every row).
 * ``file_key(path)``: a job file's name without its retry count, which dlt's retries of the
-  file share.
+  file share;
+* ``jobs_left()``: whether the package has job files after the one being loaded (a plan
+  removes its copy of the state after the last).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from dlt.common.configuration.container import Container
 from dlt.common.storages.load_package import (
     LoadPackageStateInjectableContext,
+    PackageStorage,
     TPackageJobState,
 )
 
@@ -55,20 +59,40 @@ def last_file(stream: str, files: Sequence[str]) -> bool:
     return all(key in keys for key, _ in _waiting(stream))
 
 
+def jobs_left() -> bool:
+    """Whether the package has job files after the one being loaded (dlt's own tables, such
+    as ``_dlt_pipeline_state``, never reach this destination's sink); False outside a load."""
+    found = _package_jobs()
+    if found is None:
+        return False
+    jobs = found[2]
+    waiting = [j for j in jobs.get("new_jobs", []) if not j.table_name.startswith("_dlt")]
+    started = [j for j in jobs.get("started_jobs", []) if not j.table_name.startswith("_dlt")]
+    return bool(waiting) or len(started) > 1
+
+
 def _waiting(stream: str) -> Iterator[tuple[str, str]]:
     """(key, full path) of each job file of ``stream`` not yet loaded; none outside a load."""
-    try:
-        context = Container()[LoadPackageStateInjectableContext]
-        storage = context.storage
-        jobs = storage.get_load_package_jobs(context.load_id)
-    except Exception:  # outside a dlt load (direct calls): the call is the whole table
+    found = _package_jobs()
+    if found is None:  # outside a dlt load (direct calls): the call is the whole table
         return
+    storage, load_id, jobs = found
     for state in _WAITING:
         for job in jobs.get(state, []):
             if job.table_name != stream:
                 continue
-            relative = storage.get_job_file_path(context.load_id, state, job.file_name())
+            relative = storage.get_job_file_path(load_id, state, job.file_name())
             yield f"{job.table_name}.{job.file_id}", storage.storage.make_full_path(relative)
+
+
+def _package_jobs() -> tuple[PackageStorage, str, dict[TPackageJobState, list[Any]]] | None:
+    """The package being loaded: its storage, load id and job files by state (dlt's)."""
+    try:
+        context = Container()[LoadPackageStateInjectableContext]
+        jobs = context.storage.get_load_package_jobs(context.load_id)
+    except Exception:  # outside a dlt load
+        return None
+    return context.storage, context.load_id, dict(jobs)
 
 
 def _written(path: str) -> tuple[int, int, str]:

@@ -637,30 +637,25 @@ class StateStore:
             )
 
     def record_job_failures_as_rejects(self, *, run_id: str, job_id: str) -> dict[str, int]:
-        """Copy a job's failed contacts into the rejects table of this run; return SendGrid's
-        reasons of those this run had not seen fail before (a job of an earlier attempt of
-        the file that dlt retried may have failed them already), with their counts."""
+        """Copy a job's failed contacts into the rejects table of this run (``record_rejects``:
+        once per contact and run); return SendGrid's reasons of those this run had not seen
+        fail before (a job of an earlier attempt of the file dlt retried may have failed them
+        already), with their counts."""
         where, params = self._of_job(job_id)
-        failed = f"SELECT stream, contact_key, reason FROM contacts WHERE {where} AND status = ?"
-        with self.workspace() as cur, transaction(cur):
-            rows = cur.execute(
-                f"SELECT reason, count(*) FROM ({failed}) f WHERE NOT EXISTS (SELECT 1 FROM "
-                "rejects r WHERE r.run_id = ? AND r.stage = 'job' AND r.stream = f.stream "
-                "AND r.contact_key = f.contact_key) GROUP BY reason",
-                [*params, ContactStatus.FAILED.value, run_id],
-            ).fetchall()
-            cur.execute(
-                "DELETE FROM rejects WHERE run_id = ? AND stage = 'job' AND EXISTS (SELECT 1 "
-                f"FROM ({failed}) f WHERE f.stream = rejects.stream "
-                "AND f.contact_key = rejects.contact_key)",
-                [run_id, *params, ContactStatus.FAILED.value],
-            )
-            cur.execute(
-                "INSERT INTO rejects SELECT ?, stream, NULL, contact_key, NULL, reason, 'job', "
-                f"now() FROM ({failed})",
-                [run_id, *params, ContactStatus.FAILED.value],
-            )
-        return {str(r[0]): int(r[1]) for r in rows}
+        stream = self._first("SELECT stream FROM requests WHERE job_id = ?", [job_id])
+        if stream is None:
+            return {}
+        with self.workspace() as cur:
+            failed = cur.sql(
+                'SELECT NULL::BIGINT AS row_number, contact_key, NULL::VARCHAR AS "column", '
+                f"reason FROM contacts WHERE {where} AND status = ?",
+                params=[*params, ContactStatus.FAILED.value],
+            ).to_arrow_table()
+        fresh = self.record_rejects(
+            run_id=run_id, stream=str(stream[0]), rejects=failed.cast(REJECTS), stage="job"
+        )
+        counts = pc.value_counts(fresh["reason"]).to_pylist() if fresh.num_rows else []
+        return {str(c["values"]): int(c["counts"]) for c in counts}
 
     def count_job_contacts(self, job_id: str, contacts: pa.Table) -> int:
         """How many of these contact keys (``contact_key``) the job carried."""
