@@ -81,7 +81,7 @@ from sendgrid_destination.remote_state import OpenState, fetch_copy, is_remote, 
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
-from sendgrid_destination.tally import Tally
+from sendgrid_destination.tally import Tally, settle_refusals
 
 logger = logging.getLogger("sendgrid_destination")
 
@@ -385,10 +385,11 @@ def _save_attempt(
         run.run_id, file_key, tally.plan.as_dict(), tally.sent.as_dict()
     )
     total = RunSummary(run.run_id, run.stream, plan=plan)
+    attempts = []
     for rows, sent in files:
         total.merge(RunSummary.from_dict(rows))
-        for attempt in sent.get("attempts", []):
-            total.merge(RunSummary.from_dict(attempt))
+        attempts += [RunSummary.from_dict(a) for a in sent.get("attempts", [])]
+    settle_refusals(total, attempts, store.refusals(run.run_id))
     store.finish_run(run.run_id, total.as_dict())
     return total
 

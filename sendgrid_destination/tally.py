@@ -12,6 +12,9 @@ times (a retried load job) and each row must be counted once across the attempts
 A contact is counted new, changed or retried when SendGrid accepts it (202), not when it is
 rendered, so rows an attempt rendered but never sent are counted by the attempt that sends
 them; rows an earlier attempt sent are "unchanged" to the next one and are not counted again.
+SendGrid's refusals (a 400 naming a row, a job failing a contact) are counted by the attempt
+that met them, and, for the run, as they stand in the state at the end of each attempt
+(``settle_refusals``): a later attempt that sends the contact again supersedes its refusal.
 SendGrid's reasons go through ``api.messages.reason``: they become log lines and summary keys,
 so they carry its wording and never a value it echoed; the checks' own reasons never hold one.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.api.messages import reason
+from sendgrid_destination.api.messages import is_permanent, reason
 from sendgrid_destination.import_jobs import JobsOutcome
 from sendgrid_destination.plan import PlanCounts
 from sendgrid_destination.state.store import SentLists
@@ -144,6 +147,28 @@ class Tally:
         self.sent.failed_for_good += outcome.failed_for_good
         self.sent.failed_by_reason.update(outcome.failed_by_reason)
         self.sent.unconfirmed += outcome.unconfirmed
+
+
+def settle_refusals(
+    run: RunSummary, attempts: list[RunSummary], standing: tuple[int, list[tuple[str, str, int]]]
+) -> None:
+    """Add the run's attempts' ``sent`` counts to ``run``, their refusals replaced by those
+    standing in the state (``StateStore.refusals``): a row refused in one attempt and
+    accepted in a later one is not counted refused, and one refused in both counts once."""
+    for attempt in attempts:
+        attempt.rejected_by_api = attempt.failed_in_jobs = attempt.failed_for_good = 0
+        attempt.rejected_by_reason.clear()  # a sent part's reasons are SendGrid's only
+        attempt.failed_by_reason.clear()
+        run.merge(attempt)
+    api_rows, by_reason = standing
+    run.rejected_by_api += api_rows
+    for stage, raw, n in by_reason:
+        if stage == "api":
+            run.rejected_by_reason[reason(raw)] += n
+            continue
+        run.failed_in_jobs += n
+        run.failed_for_good += n if is_permanent(raw) else 0
+        run.failed_by_reason[reason(raw)] += n
 
 
 def _rows(rejects: pa.Table) -> int:

@@ -65,8 +65,14 @@ _PREVIOUS = pa.schema(
         pa.field("contact_key", pa.string()),
         pa.field("first_seq", pa.int64()),
         pa.field("lists", pa.string()),
+        pa.field("seq", pa.int64()),
     ]
 )
+# Refusals by SendGrid: a 400 naming the row, or a job that failed the contact.
+_REFUSED_BY_SENDGRID = "('api', 'job')"
+# A job's failure of a contact whose latest send was this run's own (the join yields the
+# contact keys; ``{}`` is the relation holding the contacts' previous rows).
+_SENT_BY_RUN = "SELECT p.contact_key FROM {} p JOIN requests q ON q.seq = p.seq WHERE q.run_id = ?"
 
 
 @dataclass(frozen=True)
@@ -462,7 +468,7 @@ class StateStore:
                     previous = cur.sql(
                         "DELETE FROM contacts WHERE stream = ? AND contact_key IN "
                         "(SELECT contact_key FROM sent WHERE NOT is_new) "
-                        "RETURNING contact_key, first_seq, lists",
+                        "RETURNING contact_key, first_seq, lists, seq",
                         params=[stream],
                     ).to_arrow_table()
                 cur.register("previous", previous.cast(_PREVIOUS))
@@ -488,8 +494,33 @@ class StateStore:
                         "(SELECT contact_key FROM sent)",
                         [stream],
                     )
+                if self._any_refused(cur, run_id):
+                    self._supersede_refusals(cur, run_id)
         recovery.write_journal(self.path, int(seq))
         return lists
+
+    @staticmethod
+    def _any_refused(cur: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+        # As for deferred: the run's refusals are usually none, and the check spares a join.
+        rows = cur.execute(
+            f"SELECT count(*) FROM rejects WHERE run_id = ? AND stage IN {_REFUSED_BY_SENDGRID}",
+            [run_id],
+        ).fetchall()
+        return bool(rows[0][0])
+
+    @staticmethod
+    def _supersede_refusals(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        """A contact this run saw refused, accepted now (an attempt of the file dlt retried):
+        its refusal no longer stands. A 400 always refused this run's own send; a job's
+        failure only counts as superseded when the failed send was this run's, since a job
+        of an earlier run that failed the contact is that earlier send's outcome."""
+        cur.execute(
+            "DELETE FROM rejects WHERE run_id = ? AND contact_key IN (SELECT contact_key FROM "
+            "sent) AND (stage = 'api' OR (stage = 'job' AND contact_key IN ("
+            + _SENT_BY_RUN.format("previous")
+            + ")))",
+            [run_id, run_id],
+        )
 
     @staticmethod
     def _any_deferred(cur: duckdb.DuckDBPyConnection, stream: str) -> bool:
@@ -576,7 +607,32 @@ class StateStore:
                 "now() FROM r",
                 [run_id, stream, stage],
             )
+            if stage == "api":
+                # The contact's latest send is refused: a job of this run that failed an
+                # earlier send of it (an earlier attempt) is no longer its outcome.
+                cur.execute(
+                    "DELETE FROM rejects WHERE run_id = ? AND stage = 'job' AND contact_key IN "
+                    "(SELECT contact_key FROM r) AND contact_key IN ("
+                    + _SENT_BY_RUN.format("contacts")
+                    + " AND p.stream = ?)",
+                    [run_id, run_id, stream],
+                )
         return fresh
+
+    def refusals(self, run_id: str) -> tuple[int, list[tuple[str, str, int]]]:
+        """The run's refusals by SendGrid as they stand (a later attempt's acceptance
+        supersedes an earlier refusal): the rows refused by a 400, and (stage, SendGrid's
+        reason, count) for those and for the contacts failed in jobs."""
+        where = f"WHERE run_id = ? AND stage IN {_REFUSED_BY_SENDGRID}"
+        rows = self._rows(
+            "SELECT count(DISTINCT row_number) FILTER (WHERE stage = 'api') FROM rejects " + where,
+            [run_id],
+        )
+        by_reason = self._rows(
+            f"SELECT stage, reason, count(*) FROM rejects {where} GROUP BY ALL ORDER BY ALL",
+            [run_id],
+        )
+        return int(rows[0][0]), [(str(s), str(r), int(n)) for s, r, n in by_reason]
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -156,3 +156,67 @@ def test_contacts_failed_by_jobs_of_both_attempts_of_a_retried_file_are_counted_
     summary = run_summary(state_path, info)  # 3 of 6 failed: within fail_on_rejects = 0.6
     assert summary["failed_in_jobs"] == 3
     assert sorted(r["stage"] for r in rejects_of(state_path)) == ["job"] * 3
+
+
+# -- a row's refusal stands only until a later attempt of the same load sends it -------------
+
+_REFUSED_FIRST = {"errors": [{"field": "contacts[0].first_name", "message": "first_name is bad"}]}
+_RETRIED_FILE = {"max_contacts_per_request": 3, "max_in_flight": 1, "max_attempts": 2}
+
+
+def _second_body_fails_until_the_client_gives_up(emulator) -> None:
+    """The first body goes through; the second meets 500s until the client gives up, so dlt
+    runs the file again."""
+    emulator.faults.add(PUT, action="delay", delay=0.0, times=1)
+    emulator.faults.add(PUT, status=500, times=2)
+
+
+def test_a_row_refused_in_one_attempt_and_accepted_in_the_next_is_not_counted_or_listed_refused(
+    emulator, destination, run, state_path
+) -> None:
+    # Attempt 1: the first body's first contact is refused (400) and the rest of the body
+    # accepted; the next body fails. Attempt 2 sends the refused contact again: accepted.
+    emulator.faults.add(PUT, status=400, body=_REFUSED_FIRST, times=1)
+    _second_body_fails_until_the_client_gives_up(emulator)
+
+    info = run(contacts_table(6), destination(**_RETRIED_FILE, fail_on_rejects=0))
+
+    summary = run_summary(state_path, info)
+    assert (summary["rejected_by_api"], summary["rejected_by_reason"]) == (0, {})
+    assert rejects_of(state_path) == []
+    assert (summary["contacts_sent"], len(emulator.contacts())) == (6, 6)
+
+
+def test_contacts_a_job_failed_in_one_attempt_and_accepted_in_the_next_are_not_counted_failed(
+    emulator, destination, run, state_path
+) -> None:
+    # Attempt 1's first job fails its 3 contacts; attempt 2 resends them in a job that
+    # accepts them.
+    emulator.fail_next_jobs(1, "Something went wrong temporarily")
+    _second_body_fails_until_the_client_gives_up(emulator)
+
+    info = run(contacts_table(6), destination(**_RETRIED_FILE, fail_on_rejects=0))
+
+    summary = run_summary(state_path, info)
+    assert (summary["failed_in_jobs"], summary["failed_by_reason"]) == (0, {})
+    assert summary["jobs"]["failed"] == 1  # the job itself did fail
+    assert rejects_of(state_path) == []
+    assert len(emulator.contacts()) == 6
+
+
+def test_a_contact_a_job_failed_and_a_later_attempt_saw_refused_counts_once_as_refused(
+    emulator, destination, run, state_path
+) -> None:
+    # Attempt 1's first job fails its 3 contacts; attempt 2 resends them and SendGrid
+    # refuses the first of them outright (400): its latest outcome, counted once.
+    emulator.fail_next_jobs(1, "Something went wrong temporarily")
+    _second_body_fails_until_the_client_gives_up(emulator)
+    emulator.faults.add(PUT, status=400, body=_REFUSED_FIRST, times=1)
+
+    info = run(contacts_table(6), destination(**_RETRIED_FILE))
+
+    summary = run_summary(state_path, info)
+    assert (summary["rejected_by_api"], summary["failed_in_jobs"]) == (1, 0)
+    assert summary["rejected_by_reason"] == {"first_name is bad": 1}
+    assert [r["stage"] for r in rejects_of(state_path)] == ["api"]
+    assert len(emulator.contacts()) == 5
