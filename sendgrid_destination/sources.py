@@ -10,6 +10,11 @@
   hold the URL and not the password; without ``url`` the whole URL comes from
   ``sources.sql_database.credentials``.
 
+A source that holds no rows yields one empty table (of its columns), never nothing: dlt then
+loads zero rows, so the run is recorded with its summary, and a table in ``mirror`` or
+``membership`` mode that became empty removes the contacts whose rows left, as through the
+Python API (yielding nothing, dlt would never call the destination).
+
 ``cursor`` makes the resource incremental on that column (dlt's ``incremental``): a run extracts
 only rows whose cursor is at least the last run's highest, pushed into the query for SQL and
 DuckDB. The cursor lives in dlt's pipeline directory, so a worker that loses it (the Airflow and
@@ -66,7 +71,7 @@ def _duckdb_resource(spec: SourceSpec) -> DltResource:
             raise SyncFileError(f"Cannot open the DuckDB source {path}: {exc}") from None
         with con:
             reader: pa.RecordBatchReader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
-            yield from reader
+            yield from _at_least_one(reader, reader.schema)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
 
@@ -96,9 +101,8 @@ def _parquet_resource(spec: SourceSpec) -> DltResource:
             dataset = ds.dataset(files, format="parquet")
         except (OSError, pa.ArrowInvalid) as exc:
             raise SyncFileError(f"Cannot read the parquet source {path!r}: {exc}") from None
-        for batch in dataset.to_batches(batch_size=BATCH_ROWS):
-            if batch.num_rows:
-                yield batch
+        batches = (b for b in dataset.to_batches(batch_size=BATCH_ROWS) if b.num_rows)
+        yield from _at_least_one(batches, dataset.schema)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
 
@@ -114,8 +118,29 @@ def _sql_table_resource(spec: SourceSpec) -> DltResource:
         backend="pyarrow",
         incremental=_incremental(spec),
         chunk_size=BATCH_ROWS,
+        table_loader_class=_empty_table_loader(),
     )
     return resource.with_name(spec.resource)
+
+
+def _empty_table_loader() -> type[Any]:
+    """dlt's table loader (pyarrow backend), which yields one empty table of the table's
+    reflected columns when the query holds no row (module doc)."""
+    from dlt.sources.sql_database.arrow_helpers import row_tuples_to_arrow
+    from dlt.sources.sql_database.helpers import TableLoader
+
+    class EmptyAsTable(TableLoader):
+        def _convert_result(self, result: Any, backend_kwargs: dict[str, Any]) -> Iterator[Any]:
+            empty = True
+            for item in super()._convert_result(result, backend_kwargs):
+                empty = False
+                yield item
+            if empty:
+                names = result.keys()  # the cursor's columns (a result iterates over rows)
+                columns = {c: self.columns.get(c, {"name": c}) for c in names}
+                yield row_tuples_to_arrow([], columns, tz=backend_kwargs.get("tz", "UTC"))
+
+    return EmptyAsTable
 
 
 def _sql_query_resource(spec: SourceSpec) -> DltResource:
@@ -135,12 +160,30 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
                     {"sg_cursor": params[0]} if params and "sg_cursor" in marker else tuple(params),
                 )
                 names = list(result.keys())
-                while chunk := result.fetchmany(BATCH_ROWS):
-                    yield pa.table({n: [row[i] for row in chunk] for i, n in enumerate(names)})
+                chunks = iter(lambda: result.fetchmany(BATCH_ROWS), [])
+                tables = (
+                    pa.table({n: [row[i] for row in chunk] for i, n in enumerate(names)})
+                    for chunk in chunks
+                )
+                # No row, no value to tell a column's type: the empty table's columns are null.
+                yield from _at_least_one(tables, pa.schema([(n, pa.null()) for n in names]))
         finally:
             engine.dispose()
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def _at_least_one(
+    batches: Iterator[pa.RecordBatch] | Iterator[pa.Table] | pa.RecordBatchReader,
+    schema: pa.Schema,
+) -> Iterator[pa.RecordBatch | pa.Table]:
+    """``batches``, or one empty table of ``schema`` when they hold none (module doc)."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        yield schema.empty_table()
 
 
 # How each DB-API paramstyle writes the one cursor parameter.

@@ -326,3 +326,50 @@ def _people_sync(sync_env: SyncEnv) -> Path:
         'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
         '[destination.sendgrid.mapping]\nemail = "email"\n',
     )
+
+
+def _write_people(sync_env: SyncEnv, kind: str, people: pa.Table) -> str:
+    """``people`` as the ``[source]`` of ``kind`` holds them; returns that section's lines."""
+    if kind == "parquet":
+        pq.write_table(people, sync_env.workdir / "people.parquet")
+        return 'kind = "parquet"\npath = "people.parquet"\n'
+    if kind == "duckdb":
+        with duckdb.connect(str(sync_env.workdir / "people.duckdb")) as con:
+            con.register("people_rows", people)
+            con.execute("CREATE OR REPLACE TABLE people AS SELECT * FROM people_rows")
+        return 'kind = "duckdb"\npath = "people.duckdb"\ntable = "people"\n'
+    database = sync_env.workdir / "people.db"
+    with sqlite3.connect(database) as con:
+        con.execute("DROP TABLE IF EXISTS people")
+        con.execute("CREATE TABLE people (email TEXT, first_name TEXT)")
+        con.executemany(
+            "INSERT INTO people VALUES (?, ?)",
+            zip(people["email"].to_pylist(), people["first_name"].to_pylist(), strict=True),
+        )
+    which = 'table = "people"' if kind == "sql_table" else 'query = "SELECT * FROM people"'
+    return f'kind = "sql"\nurl = "sqlite:///{database}"\n{which}\n'
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "sql_table", "sql_query"])
+def test_a_mirrored_source_that_became_empty_removes_every_contact_it_synced(
+    sync_env: SyncEnv, kind: str
+) -> None:
+    def sync_file(people: pa.Table) -> Path:
+        return sync_env.write(
+            "people.toml",
+            f'name = "people"\n[source]\n{_write_people(sync_env, kind, people)}'
+            '[destination.sendgrid]\nmode = "mirror"\nmax_delete_fraction = 1.0\n'
+            '[destination.sendgrid.mapping]\nemail = "email"\nfirst_name = "first_name"\n',
+        )
+
+    people = _people(0, 4).select(["email", "first_name"])
+    assert sync_env.run(sync_file(people)).code == 0
+    assert len(sync_env.emulator.contacts()) == 4
+
+    result = sync_env.run(sync_file(people.slice(0, 0)), "--json")
+
+    assert result.code == 0, result.err
+    (table,) = result.json()["tables"]
+    assert (table["rows_read"], table["left_source"], table["deleted"]) == (0, 4, 4)
+    sync_env.emulator.process_jobs()
+    assert sync_env.emulator.contacts() == []
