@@ -173,7 +173,7 @@ def _number_text(src: str) -> str:
     )
 
 
-def _text_list(src: str) -> str:
+def text_list(src: str) -> str:
     """A list from text: a JSON array as its items (how dlt hands over a PostgreSQL array:
     ``'["a@x.co","b@x.co"]'``), anything else split on commas."""
     text = f"trim({src}, {literal(_BLANKS)})"
@@ -400,7 +400,7 @@ class ContactSql:
             text = f"nullif({_trim(_as_text(b, src))}, '')"
             return _ascii_lower(text) if b.field == "email" else text
         if b.kind == "alternate_emails":
-            items = src if b.arrow_kind == "string_list" else _text_list(src)
+            items = src if b.arrow_kind == "string_list" else text_list(src)
             cleaned = (
                 f"list_filter(list_transform({items}, lambda x: {_ascii_lower(_trim('x'))}), "
                 "lambda x: x <> '')"

@@ -20,6 +20,13 @@ from dataclasses import dataclass
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.errors import ConfigurationError
 
+# SendGrid's: "You can create a maximum of 1000 lists"; a name is 1 to 100 characters.
+MAX_LISTS = 1000
+MAX_LIST_NAME = 100
+# What an error shows of the names it cannot resolve.
+_SHOWN_NAMES = 5
+_SHOWN_CHARS = 40
+
 
 @dataclass(frozen=True)
 class ResolvedLists:
@@ -61,6 +68,7 @@ def resolve_lists(
             "SendGrid (Marketing > Contacts > Lists), correct the names (they must match "
             "exactly, case included), or set create_missing_lists = true."
         )
+    _check_creatable(missing, len(known))
     ids = {name: by_name[name][0] for name in wanted if name in by_name}
     for name in missing:
         ids[name] = client.create_list(name).id
@@ -87,5 +95,27 @@ def _check_unique(wanted: Sequence[str], by_name: dict[str, list[str]]) -> None:
         )
 
 
+def _check_creatable(missing: Sequence[str], existing: int) -> None:
+    """Refuse, before creating any, lists SendGrid would refuse part-way: a name over 100
+    characters, or more lists than an account may hold (a list column naming the wrong
+    column, e.g. of emails, would otherwise create a list per row)."""
+    too_long = sum(len(name) > MAX_LIST_NAME for name in missing)
+    if too_long:
+        raise ConfigurationError(
+            f"{too_long} list name(s) to create are longer than SendGrid's {MAX_LIST_NAME} "
+            "characters: check that list_column names the column of list names."
+        )
+    if existing + len(missing) > MAX_LISTS:
+        raise ConfigurationError(
+            f"{len(missing)} lists to create, beside the account's {existing}, exceed "
+            f"SendGrid's {MAX_LISTS} lists per account; nothing was created. Check that "
+            "list_column names the column of list names."
+        )
+
+
 def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(repr(n) for n in names)
+    """The names, the first few only and each cut short: names a list column holds are data,
+    and a column named by mistake (of emails, say) must not pour into a log line."""
+    shown = [repr(n if len(n) <= _SHOWN_CHARS else n[:_SHOWN_CHARS] + "...") for n in names]
+    more = len(names) - _SHOWN_NAMES
+    return ", ".join(shown[:_SHOWN_NAMES]) + (f" and {more} more" if more > 0 else "")

@@ -1,7 +1,8 @@
 """Per-row list membership: a column of list names puts each contact in those lists.
 
 ``list_column = "segments"`` names a source column of list names: an Arrow list of strings,
-or text holding names separated by commas. Names are trimmed, empty ones ignored, and matched
+or text holding names separated by commas, or a JSON array of names (how dlt hands over a
+PostgreSQL ``text[]``). Names are trimmed, empty ones ignored, and matched
 to the account's lists exactly (case included, as SendGrid keeps them). A contact's lists are
 the static ones (``list_ids`` and ``lists``) and those its row names; a null or empty cell
 names none. SendGrid's upsert takes ``list_ids`` per request, not per contact, so this scope
@@ -27,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from sendgrid_destination.api.client import SendGridClient
-from sendgrid_destination.contact_sql import ident, literal
+from sendgrid_destination.contact_sql import ident, literal, text_list
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.lists import resolve_lists
 from sendgrid_destination.mapping import arrow_kind
@@ -55,7 +56,7 @@ def check_list_column(schema: pa.Schema, column: str) -> str:
 
 def _names_sql(column: str, kind: str) -> str:
     """A row's list names, trimmed, without empty ones (a SQL list)."""
-    raw = ident(column) if kind == "string_list" else f"string_split({ident(column)}, ',')"
+    raw = ident(column) if kind == "string_list" else text_list(ident(column))
     return (
         f"list_filter(list_transform(coalesce({raw}, []), lambda x: trim(x)), "
         "lambda x: x IS NOT NULL AND x <> '')"

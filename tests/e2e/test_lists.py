@@ -157,6 +157,41 @@ def test_create_missing_lists_creates_them_and_puts_the_contacts_in(
     assert lists_of(emulator, "user1@example.com") == {names["Newsletter 2026"]}
 
 
+def test_missing_list_names_from_rows_are_named_a_few_and_cut_short_in_the_error(
+    emulator, destination, run
+) -> None:
+    # list_column names the wrong column (of long texts): the error must not pour them out.
+    names = [[f"segment number {i} " + "x" * 60] for i in range(12)]
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(people(names), destination(mapping=MAPPING, list_column="segments"))
+
+    message = str(cause_of(failed.value, ConfigurationError))
+    assert "'segment number 0 " in message and "and 7 more" in message
+    # The first five in name order (0, 1, 10, 11, 2), each cut at 40 characters.
+    assert "x" * 24 not in message and "segment number 3 " not in message
+    assert upserts(emulator) == []
+
+
+@pytest.mark.parametrize(
+    ("segments", "expected"),
+    [
+        ([["L" * 101]], "1 list name(s) to create are longer than SendGrid's 100 characters"),
+        ([[f"list {i}"] for i in range(1001)], "1001 lists to create, beside the account's 0"),
+    ],
+)
+def test_lists_sendgrid_would_refuse_to_create_stop_the_run_before_any_is_created(
+    emulator, destination, run, segments, expected
+) -> None:
+    dest = destination(mapping=MAPPING, list_column="segments", create_missing_lists=True)
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(people(segments), dest)
+
+    assert expected in str(cause_of(failed.value, ConfigurationError))
+    assert _all_lists(emulator) == [] and upserts(emulator) == []
+
+
 def test_two_lists_with_one_name_are_an_error_naming_both_ids(emulator, destination, run) -> None:
     first = emulator.add_list("VIP")
     second = emulator.add_list("VIP", allow_duplicate_name=True)

@@ -342,6 +342,37 @@ def test_postgres_padding_arrays_and_non_finite_floats_are_cleaned_by_their_targ
     ]
 
 
+def test_a_postgres_text_array_as_list_column_puts_each_contact_in_the_lists_it_names(
+    postgres_schema, emulator, destination, tmp_path
+) -> None:
+    # dlt hands a text[] over as JSON text ('["VIP", "Newsletter"]'): its names are the lists.
+    postgres_schema.execute(
+        "CREATE TABLE {schema}.people (id int PRIMARY KEY, email text, segments text[])",
+        "INSERT INTO {schema}.people VALUES (1, 'ann@example.com', ARRAY['VIP', 'Newsletter']), "
+        "(2, 'bob@example.com', ARRAY[' VIP ']), (3, 'cid@example.com', '{}'), "
+        "(4, 'dee@example.com', NULL)",
+    )
+    vip, news = emulator.add_list("VIP"), emulator.add_list("Newsletter")
+    source = sql_table(
+        credentials=postgres_schema.url,
+        schema=postgres_schema.name,
+        table="people",
+        backend="pyarrow",
+    )
+
+    _pipeline(tmp_path, destination(mapping={"email": "email"}, list_column="segments")).run(source)
+
+    contacts = _by_email(emulator)
+    lists = {email: set(c["list_ids"]) for email, c in contacts.items()}
+    assert lists == {
+        "ann@example.com": {vip, news},
+        "bob@example.com": {vip},
+        "cid@example.com": set(),
+        "dee@example.com": set(),
+    }
+    assert sorted(lst.name for lst, _ in emulator.backend.all_lists()) == ["Newsletter", "VIP"]
+
+
 # -- 4. on_invalid_value -------------------------------------------------------------------------
 
 
