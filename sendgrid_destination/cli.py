@@ -231,7 +231,8 @@ def _when(run: dict[str, Any]) -> str:
     if finished is None:
         return f"started {started:%Y-%m-%d %H:%M:%S} UTC, did not finish"
     seconds = (finished - started).total_seconds()
-    return f"started {started:%Y-%m-%d %H:%M:%S} UTC, took {seconds:.1f} s"
+    ended = "failed after" if (run["summary"] or {}).get("failed") else "took"
+    return f"started {started:%Y-%m-%d %H:%M:%S} UTC, {ended} {seconds:.1f} s"
 
 
 def _rejects(args: argparse.Namespace) -> int:

@@ -72,6 +72,9 @@ from sendgrid_destination.dry_run import (
 from sendgrid_destination.errors import (
     ConfigurationError,
     RejectsThresholdError,
+    SendGridError,
+    SendGridTransientError,
+    StoppedError,
     TablesNotLoadedError,
 )
 from sendgrid_destination.mapping import FieldMapping, parse_mapping
@@ -204,6 +207,7 @@ def _sync_table(
     # be another file's call, which loads the same files (none was taken) in the same order.
     files = table_files(stream, items) if isinstance(items, str) else []
     key = file_key(files[0]) if files else "batches"
+    failure: BaseException | None = None
     try:
         settings, mapping = _table_setup(config, stream)
         # dlt's write disposition and hints, and mode: refused here if not to be honoured.
@@ -228,8 +232,11 @@ def _sync_table(
         _taken(state, together)
     except ConfigurationError as exc:  # found before the table's first upsert
         tally.plan.error = _table_failed(state, stream, exc)
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
-        summary = _save_attempt(store, tally, key, plan=settings.plan)
+        summary = _save_attempt(store, tally, key, plan=settings.plan, failure=failure)
         _publish_summary(summary)
     return summary, settings
 
@@ -375,11 +382,16 @@ def _load_id() -> str:
 
 
 def _save_attempt(
-    store: StateStore, tally: Tally, file_key: str, *, plan: bool = False
+    store: StateStore,
+    tally: Tally,
+    file_key: str,
+    *,
+    plan: bool = False,
+    failure: BaseException | None = None,
 ) -> RunSummary:
     """Record this attempt at one file; return the run's summary over all its files, each row
     counted once however many times dlt ran its file (see ``Tally``). ``plan``: a dry run
-    (recorded in the state's private copy only)."""
+    (recorded in the state's private copy only); ``failure``: what stopped this attempt."""
     run = tally.plan
     files = store.record_file_attempt(
         run.run_id, file_key, tally.plan.as_dict(), tally.sent.as_dict()
@@ -390,8 +402,20 @@ def _save_attempt(
         total.merge(RunSummary.from_dict(rows))
         attempts += [RunSummary.from_dict(a) for a in sent.get("attempts", [])]
     settle_refusals(total, attempts, store.refusals(run.run_id))
+    total.failed = failure_text(failure) if failure is not None else None
     store.finish_run(run.run_id, total.as_dict())
     return total
+
+
+def failure_text(failure: BaseException) -> str:
+    """What stopped an attempt, for its summary: our messages (they carry no value), else
+    only the error's type (another library's message may quote a row)."""
+    if isinstance(failure, StoppedError | KeyboardInterrupt):
+        return "stopped by a signal; every request SendGrid accepted is recorded"
+    kind = "dlt retries it" if isinstance(failure, SendGridTransientError) else "terminal"
+    if isinstance(failure, SendGridError):
+        return f"{type(failure).__name__}, {kind}: {failure}"
+    return f"{type(failure).__name__}; the log has the details"
 
 
 def _check_rejects(

@@ -49,6 +49,10 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)  # schema drift and the like
     # The table was not loaded: its configuration is wrong (the message says what to fix).
     error: str | None = None
+    # The latest attempt failed, or was stopped, part-way (``failure_text``): the counts are
+    # of what it did before; rows it did not get to are in none of them (the next attempt,
+    # dlt's retry or the next run, sends them).
+    failed: str | None = None
     # Lists (per contact and list) and removals; see ``deletions``.
     list_additions: int = 0  # lists contacts were put in by accepted upserts
     list_removals: int = 0  # contacts SendGrid accepted to remove from a list (per list)
@@ -90,7 +94,7 @@ class RunSummary:
             current = getattr(self, name)
             if name == "notes":
                 value = [n for n in value if n not in current]
-            if name in ("error", "plan"):
+            if name in ("error", "plan", "failed"):
                 setattr(self, name, current or value)
                 continue
             setattr(self, name, current + value)
@@ -100,7 +104,9 @@ class RunSummary:
         if self.error:
             return f"run {self.run_id} ({self.stream}): NOT LOADED: {self.error}"
         lines = [
-            f"run {self.run_id} ({self.stream}): {self.rows_read} rows read; "
+            f"run {self.run_id} ({self.stream}): "
+            + (f"FAILED part-way ({self.failed}); before that: " if self.failed else "")
+            + f"{self.rows_read} rows read; "
             f"{self.new} new, {self.changed} changed, "
             + (f"{self.retried} retried (failed before), " if self.retried else "")
             + f"{self.unchanged} unchanged (skipped)"

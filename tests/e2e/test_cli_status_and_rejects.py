@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.cli import main as sendgrid_destination_cli
 from tests.e2e.conftest import cli, contacts_table
@@ -24,6 +25,32 @@ def test_status_shows_when_each_run_started_and_how_long_it_took(
     out = cli(capsys, "status", "--state", str(state_path))
 
     assert " UTC, took " in out
+
+
+def test_a_run_that_failed_part_way_is_shown_failed_with_why_and_the_next_one_is_not(
+    emulator, destination, run, state_path, capsys
+) -> None:
+    # The first body is accepted; the second meets 500s until the client gives up, and
+    # dlt's retries of the file meet them too: the load fails with 3 of 6 contacts sent.
+    emulator.faults.add("PUT /v3/marketing/contacts", action="delay", delay=0.0, times=1)
+    emulator.faults.add("PUT /v3/marketing/contacts", status=500, times=100)
+    settings = {"max_contacts_per_request": 3, "max_in_flight": 1, "max_attempts": 2}
+    with pytest.raises(PipelineStepFailed):
+        run(contacts_table(6), destination(**settings))
+
+    status = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))
+    (failed,) = status["runs"]
+    assert failed["summary"]["failed"].startswith("ServerError, dlt retries it: ")
+    assert failed["summary"]["new"] == 3
+    out = cli(capsys, "status", "--state", str(state_path))
+    assert " UTC, failed after " in out and "FAILED part-way (ServerError" in out
+
+    emulator.faults.clear()
+    run(contacts_table(6), destination(**settings))  # dlt completes the pending load first
+
+    runs = json.loads(cli(capsys, "status", "--json", "--state", str(state_path)))["runs"]
+    completed = next(r for r in runs if r["run_id"] == failed["run_id"])
+    assert completed["summary"]["failed"] is None and completed["summary"]["new"] == 6
 
 
 def test_status_json_is_one_object_with_the_runs_and_their_summaries(

@@ -249,6 +249,7 @@ def test_every_run_keeps_a_summary_in_the_runs_table_that_matches_what_happened(
         "unconfirmed": 0,
         "notes": [],
         "error": None,
+        "failed": None,
         # Lists and removals: none in this table.
         "list_additions": 0,
         "list_removals": 0,

@@ -64,3 +64,5 @@ def test_a_signal_stops_the_load_sending_nothing_new_and_recording_every_accepte
     assert took < 2 * DELAY + 10
     (recorded,) = state_rows(state_path, "SELECT count(*) FROM requests")[0]
     assert recorded == len(accepted)
+    (summary,) = state_rows(state_path, "SELECT summary FROM runs")[0]
+    assert '"failed": "stopped by a signal; every request SendGrid accepted is recorded"' in summary
