@@ -23,7 +23,9 @@ the state file.
 
 One copy serves every sink call of a load package (its path is kept in the package's
 destination state), so a table split over several files is planned as a load judges it; it is
-removed after the package's last job file.
+removed after the package's last job file. Under ``plan_run``, one copy serves every package
+it plans (a package a failed run left pending, then the new data's), so the plan of the new
+data sees what the pending package's load would have recorded, as the run would.
 
 ``plan_run(pipeline_name, data, ...)`` is the entry point for a command line: the plan of
 ``pipeline.run(data)`` for an existing pipeline, run on a copy of its working folder (its
@@ -116,10 +118,20 @@ def _field_number(field_id: str) -> int:
     return int(found.group(1)) if found else 0
 
 
+# plan_run's copy of the state, shared by the packages it plans (module doc); None outside it.
+# A process plans one run at a time (the CLI), so a module global is enough.
+_run_copy: Path | None = None
+
+
 @contextmanager
 def planning_state(state_path: Path | None) -> Iterator[Path]:
     """A private copy of the state file (``None``: there is none yet) for this load
     package's plan (see the module doc)."""
+    if _run_copy is not None:
+        if not _run_copy.exists() and state_path is not None and state_path.exists():
+            copy_consistently(state_path, _run_copy)
+        yield _run_copy
+        return
     package = _package_state()
     recorded = package.get(_PLAN_STATE_KEY)
     if recorded and Path(recorded).exists():
@@ -189,7 +201,10 @@ def plan_run(
     from sendgrid_destination.destination import run_summaries, sendgrid
 
     source_dir = Path(pipelines_dir or get_dlt_pipelines_dir()) / pipeline_name
-    with tempfile.TemporaryDirectory(prefix="sendgrid-plan-pipeline-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="sendgrid-plan-pipeline-") as scratch,
+        _one_copy_for_the_run(Path(scratch)),
+    ):
         if source_dir.is_dir():
             shutil.copytree(source_dir, Path(scratch) / pipeline_name, symlinks=True)
         destination = sendgrid(**{**destination_settings, "plan": True})
@@ -199,6 +214,17 @@ def plan_run(
             summaries += run_summaries(pipeline, pipeline.load())
         summaries += run_summaries(pipeline, pipeline.run(data, **(run_kwargs or {})))
         return summaries
+
+
+@contextmanager
+def _one_copy_for_the_run(scratch: Path) -> Iterator[None]:
+    global _run_copy
+    _run_copy = scratch / "state-copy" / "state.duckdb"
+    _run_copy.parent.mkdir()
+    try:
+        yield
+    finally:
+        _run_copy = None
 
 
 def _package_state() -> dict[str, Any]:

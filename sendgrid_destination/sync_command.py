@@ -138,6 +138,8 @@ def _print(report: SyncReport, *, as_json: bool) -> None:
         sys.stdout.write("\n")
         return
     for summary in report.summaries:
+        if report.resumed(summary):
+            print("(a load a failed run left pending, completed first: its summary covers both)")
         print(summary.format())
     if report.error is None and report.mode == "run" and not report.summaries:
         print("Nothing was loaded: the source produced no rows.")

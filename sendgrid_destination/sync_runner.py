@@ -8,7 +8,9 @@ table it loaded, the duration and where the state lives. ``plan_sync(sync, ...)`
 run as a plan (``dry_run.plan_run``: the load's own code on copies of dlt's working folder and
 of the state, writes answered locally), so its summaries are what the run would then do.
 ``SyncReport.as_json()`` is the CLI's ``--json`` document: one object, counts only (no key,
-no value), the same shape for a run and a plan.
+no value), the same shape for a run and a plan. Its ``tables`` are each load's summary as the
+state keeps it; a load a failed run left pending covers that run's attempt too, so ``totals``
+(what this command did) count only what this command added to such a load (``earlier``).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class SyncReport:
     mode: str  # "run" or "plan"
     state: str
     summaries: list[RunSummary] = field(default_factory=list)
+    # Of a load a failed run left pending, that this command completed: its summary as the
+    # failed run left it (counted by that run's report, not by this one's totals).
+    earlier: list[RunSummary] = field(default_factory=list)
     duration_seconds: float = 0.0
     error: str | None = None
     failure: BaseException | None = None  # what failed the run (not in the JSON document)
@@ -77,12 +82,17 @@ class SyncReport:
     def totals(self) -> dict[str, Any]:
         totals: dict[str, Any] = {name: 0 for name in _TOTALS}
         counters: dict[str, Counter[str]] = {name: Counter() for name in _COUNTERS}
-        for summary in self.summaries:
+        for summary, sign in [(s, 1) for s in self.summaries] + [(s, -1) for s in self.earlier]:
             for name in _TOTALS:
-                totals[name] += getattr(summary, name)
+                totals[name] += sign * getattr(summary, name)
             for name in _COUNTERS:
-                counters[name].update(getattr(summary, name))
-        return totals | {name: dict(c) for name, c in counters.items()}
+                for key, n in getattr(summary, name).items():
+                    counters[name][key] += sign * n
+        return totals | {name: {k: n for k, n in c.items() if n} for name, c in counters.items()}
+
+    def resumed(self, summary: RunSummary) -> bool:
+        """Whether ``summary`` is of a load a failed run left pending."""
+        return any(e.run_id == summary.run_id for e in self.earlier)
 
     def as_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -115,8 +125,9 @@ def resolved_settings(sync: SyncFile) -> SendGridConfiguration:
     return config
 
 
-def state_summaries(config: SendGridConfiguration, load_id: str) -> list[RunSummary]:
-    """The summaries the state recorded for the tables of one load (a failed one included)."""
+def state_summaries(config: SendGridConfiguration, load_id: str = "") -> list[RunSummary]:
+    """The summaries the state recorded for the tables of one load (a failed one included);
+    without ``load_id``, of the recent loads."""
     location = state_location(config)
     with ExitStack() as stack:
         if is_remote(location):
@@ -129,7 +140,7 @@ def state_summaries(config: SendGridConfiguration, load_id: str) -> list[RunSumm
                 return []
         store = stack.enter_context(read_snapshot(local))
         runs = reports.recent_runs(store, RECENT_RUNS)
-    prefix = f"{load_id}:"
+    prefix = f"{load_id}:" if load_id else ""
     return [
         RunSummary.from_dict(r["summary"])
         for r in reversed(runs)
@@ -162,10 +173,12 @@ def run_sync(
             pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
             progress=progress,
         )
+        before: list[RunSummary] = []
         try:
             # Given a package a failed run left pending, run() would load only that package
             # and ignore the new rows: finish it, then extract afresh.
             if pipeline.has_pending_data:
+                before = state_summaries(config)
                 report.summaries += run_summaries(pipeline, pipeline.load())
             refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
             info = pipeline.run(_resource(sync), **refresh)
@@ -175,8 +188,15 @@ def run_sync(
             if exc.load_id:
                 report.summaries += state_summaries(config, exc.load_id)
         finally:
+            report.earlier = _earlier(before, report.summaries)
             report.duration_seconds = time.monotonic() - started
     return report
+
+
+def _earlier(before: list[RunSummary], summaries: list[RunSummary]) -> list[RunSummary]:
+    """Of ``before`` (the state's summaries before this command), those of ``summaries``."""
+    ran = {s.run_id for s in summaries}
+    return [s for s in before if s.run_id in ran]
 
 
 def plan_sync(
@@ -189,6 +209,7 @@ def plan_sync(
         config = resolved_settings(sync)
         report = SyncReport(sync.name, "plan", state_location(config))
         refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
+        before = state_summaries(config)  # a pending package's plan covers its failed run
         try:
             report.summaries = plan_run(
                 sync.name,
@@ -196,6 +217,7 @@ def plan_sync(
                 pipelines_dir=pipelines_dir,
                 run_kwargs=refresh,
             )
+            report.earlier = _earlier(before, report.summaries)
         except PipelineStepFailed as exc:
             report.failure = exc
         finally:

@@ -373,3 +373,55 @@ def test_a_mirrored_source_that_became_empty_removes_every_contact_it_synced(
     assert (table["rows_read"], table["left_source"], table["deleted"]) == (0, 4, 4)
     sync_env.emulator.process_jobs()
     assert sync_env.emulator.contacts() == []
+
+
+def _fails_after_the_first_body(sync_env: SyncEnv) -> Path:
+    """A sync of ten people whose first run fails with five of them sent: the first body is
+    accepted, the second meets 500s until the client (and dlt's retries) give up."""
+    sync_env.emulator.faults.add("PUT /v3/marketing/contacts", action="delay", delay=0, times=1)
+    sync_env.emulator.faults.add("PUT /v3/marketing/contacts", status=500, times=100)
+    pq.write_table(_people(0, 10), sync_env.workdir / "people.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        "[destination.sendgrid]\nmax_contacts_per_request = 5\nmax_in_flight = 1\n"
+        'max_attempts = 2\n[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+    failed = sync_env.run(sync_file, "--json")
+    assert failed.code == 1 and failed.json()["totals"]["contacts_sent"] == 5
+    sync_env.emulator.faults.clear()
+    return sync_file
+
+
+def test_after_a_failed_run_the_totals_count_only_what_the_next_run_did(
+    sync_env: SyncEnv,
+) -> None:
+    sync_file = _fails_after_the_first_body(sync_env)
+    accepted_before = [r for r in sync_env.upserts() if r.status == 202]
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    sent = [r for r in sync_env.upserts() if r.status == 202][len(accepted_before) :]
+    totals = result.json()["totals"]
+    assert (totals["contacts_sent"], totals["requests"], totals["new"]) == (5, len(sent), 5)
+    assert totals["jobs"] == {"completed": 1}
+    # The pending load's summary in tables covers both runs, as the state keeps it.
+    pending, fresh = result.json()["tables"]
+    assert (pending["contacts_sent"], fresh["contacts_sent"], fresh["unchanged"]) == (10, 0, 10)
+    assert len(sync_env.emulator.contacts()) == 10
+
+
+def test_a_plan_after_a_failed_run_says_what_the_next_run_then_does(sync_env: SyncEnv) -> None:
+    sync_file = _fails_after_the_first_body(sync_env)
+
+    plan = sync_env.run(sync_file, "--plan", "--json")
+    run = sync_env.run(sync_file, "--json")
+
+    assert (plan.code, run.code) == (0, 0), plan.err + run.err
+    keys = ("rows_read", "new", "changed", "unchanged", "contacts_sent", "requests", "bytes_sent")
+    planned, done = plan.json()["totals"], run.json()["totals"]
+    assert {k: planned[k] for k in keys} == {k: done[k] for k in keys}
+    assert (done["contacts_sent"], done["requests"]) == (5, 1)
+    # The new data's plan saw what completing the pending load would record: nothing new.
+    assert [t["new"] for t in plan.json()["tables"]] == [t["new"] for t in run.json()["tables"]]
