@@ -131,6 +131,7 @@ def _restore_state(args: argparse.Namespace) -> int:
             "versions with your storage's object versioning and restore one with its tools."
         )
     path = Path(location)
+    recovery.require_backup(path)  # before the lock: a wrong path must leave nothing behind
     with file_lock(path):  # no load may be writing it meanwhile
         seq = recovery.restore(path)
     print(

@@ -70,10 +70,26 @@ def _duckdb_resource(spec: SourceSpec) -> DltResource:
         except duckdb.Error as exc:
             raise SyncFileError(f"Cannot open the DuckDB source {path}: {exc}") from None
         with con:
-            reader: pa.RecordBatchReader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+            try:
+                reader: pa.RecordBatchReader = con.sql(sql, params=params).to_arrow_reader(
+                    BATCH_ROWS
+                )
+            except (duckdb.CatalogException, duckdb.ParserException, duckdb.BinderException) as e:
+                raise _not_in_source(spec, e) from None
             yield from _at_least_one(reader, reader.schema)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def _not_in_source(spec: SourceSpec, exc: duckdb.Error) -> SyncFileError:
+    """The DuckDB file lacks the table (or a column) the sync file names, or its query is not
+    valid SQL: a usage error, named (DuckDB's messages name tables and columns, not values)."""
+    what = f"table {spec.table!r}" if spec.table else "query"
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return SyncFileError(
+        f"The duckdb source {spec.path} cannot run its {what} ({first_line}): check `table` "
+        "or `query` under [source] (a schema goes first: schema.table)."
+    )
 
 
 def _from_cursor(

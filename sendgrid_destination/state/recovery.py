@@ -90,11 +90,17 @@ def back_up(path: Path) -> None:
     os.replace(temporary, target)
 
 
+def require_backup(path: Path) -> None:
+    """There is a copy of the state file to restore, or CorruptStateError naming where."""
+    backup = backup_path(path)
+    if not backup.is_file():
+        raise CorruptStateError(f"No copy of the state file to restore at {backup}.")
+
+
 def restore(path: Path) -> int:
     """Put the last good copy back; its last request number becomes the journal's."""
+    require_backup(path)
     backup = backup_path(path)
-    if not backup.exists():
-        raise CorruptStateError(f"No copy of the state file to restore at {backup}.")
     wal = path.with_name(path.name + ".wal")
     if wal.exists():
         wal.unlink()

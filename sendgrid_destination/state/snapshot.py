@@ -20,7 +20,7 @@ import duckdb
 
 from sendgrid_destination.errors import ConfigurationError, StateLockedError
 from sendgrid_destination.state.schema import migrate
-from sendgrid_destination.state.store import StateStore, transaction
+from sendgrid_destination.state.store import StateStore, no_state_file, transaction
 
 _COPY_ATTEMPTS = 5
 
@@ -28,7 +28,7 @@ _COPY_ATTEMPTS = 5
 @contextmanager
 def read_snapshot(path: Path) -> Iterator[StateStore]:
     if not path.is_file():
-        raise ConfigurationError(f"No state file at {path}: nothing has been loaded with it yet.")
+        raise no_state_file(path)
     with tempfile.TemporaryDirectory(prefix="sendgrid-state-") as tmp:
         copy = Path(tmp) / "state.duckdb"
         copy_consistently(path, copy)

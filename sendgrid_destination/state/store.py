@@ -127,6 +127,16 @@ def _upgrade(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     recovery.check_against_journal(path, int(seq))
 
 
+def no_state_file(path: Path) -> ConfigurationError:
+    """``path`` holds no state file to read: a directory, or nothing yet."""
+    if path.is_dir():
+        return ConfigurationError(
+            f"{path} is a directory: --state (and state_path) name the state file itself, "
+            "e.g. a .duckdb file in that directory."
+        )
+    return ConfigurationError(f"No state file at {path}: nothing has been loaded with it yet.")
+
+
 def _any_lists(contacts: pa.Table, previous: pa.Table) -> bool:
     """Whether sent contacts are, or were, in any list (else no membership changed)."""
     scoped = pc.any(pc.not_equal(pc.fill_null(contacts["list_scope"], ""), "")).as_py()
@@ -144,10 +154,8 @@ class StateStore:
     @contextmanager
     def open(cls, path: Path, *, read_only: bool = False) -> Iterator[StateStore]:
         """Open (creating it unless ``read_only``) and lock the state file."""
-        if read_only and not path.exists():
-            raise ConfigurationError(
-                f"No state file at {path}: nothing has been loaded with it yet."
-            )
+        if read_only and not path.is_file():
+            raise no_state_file(path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         recovery.refuse_missing(path)
         previous_umask = os.umask(0o077)

@@ -177,3 +177,26 @@ def test_status_without_settings_names_the_default_state_file_of_the_account(
     assert code == 2
     assert f"No state file at {tmp_path / 'xdg' / 'sendgrid-destination'}" in err
     assert not (tmp_path / "xdg").exists()
+
+
+def test_restore_state_without_a_copy_to_restore_fails_leaving_nothing_behind(
+    tmp_path: Path, capsys
+) -> None:
+    missing = tmp_path / "no" / "such" / "state.duckdb"
+    (tmp_path / "no" / "such").mkdir(parents=True)
+
+    code = sendgrid_destination_cli(["restore-state", "--state", str(missing)])
+
+    assert code == 2
+    assert "No copy of the state file to restore" in capsys.readouterr().err
+    assert list((tmp_path / "no" / "such").iterdir()) == []  # no lock file left
+
+
+@pytest.mark.parametrize("command", ["status", "rejects"])
+def test_a_directory_given_as_the_state_file_is_named_as_a_directory(
+    tmp_path: Path, capsys, command
+) -> None:
+    code = sendgrid_destination_cli([command, "--state", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path} is a directory" in err and "No state file" not in err

@@ -425,3 +425,28 @@ def test_a_plan_after_a_failed_run_says_what_the_next_run_then_does(sync_env: Sy
     assert (done["contacts_sent"], done["requests"]) == (5, 1)
     # The new data's plan saw what completing the pending load would record: nothing new.
     assert [t["new"] for t in plan.json()["tables"]] == [t["new"] for t in run.json()["tables"]]
+
+
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        ('table = "peopel"', "table 'peopel' (Catalog Error"),
+        ('query = "SELEC * FROM people"', "query (Parser Error"),
+        ('query = "SELECT mail FROM people"', "query (Binder Error"),
+    ],
+)
+def test_a_duckdb_source_without_the_table_or_with_a_broken_query_exits_2_naming_it(
+    sync_env: SyncEnv, source: str, named: str
+) -> None:
+    section = _write_people(sync_env, "duckdb", _people(0, 3).select(["email", "first_name"]))
+    section = section.replace('table = "people"', source)
+    sync_file = sync_env.write(
+        "people.toml",
+        f'name = "people"\n[source]\n{section}[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 2, result.err
+    assert named in result.json()["error"] and "under [source]" in result.json()["error"]
+    assert sync_env.emulator.requests == []
