@@ -318,12 +318,14 @@ def test_a_variable_naming_no_setting_is_named_in_a_warning_with_the_closest_one
     assert "4242" not in result.err  # names only, never values
 
 
-def _people_sync(sync_env: SyncEnv) -> Path:
-    """A sync file of three people in a parquet file, mapping only their emails."""
-    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+def _people_sync(sync_env: SyncEnv, people: int = 3, settings: str = "") -> Path:
+    """A sync file of ``people`` in a parquet file, mapping only their emails, with these
+    ``settings`` (TOML lines) under [destination.sendgrid]."""
+    pq.write_table(_people(0, people), sync_env.workdir / "people.parquet")
     return sync_env.write(
         "people.toml",
         'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        f"[destination.sendgrid]\n{settings}"
         '[destination.sendgrid.mapping]\nemail = "email"\n',
     )
 
@@ -380,12 +382,8 @@ def _fails_after_the_first_body(sync_env: SyncEnv) -> Path:
     accepted, the second meets 500s until the client (and dlt's retries) give up."""
     sync_env.emulator.faults.add("PUT /v3/marketing/contacts", action="delay", delay=0, times=1)
     sync_env.emulator.faults.add("PUT /v3/marketing/contacts", status=500, times=100)
-    pq.write_table(_people(0, 10), sync_env.workdir / "people.parquet")
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
-        "[destination.sendgrid]\nmax_contacts_per_request = 5\nmax_in_flight = 1\n"
-        'max_attempts = 2\n[destination.sendgrid.mapping]\nemail = "email"\n',
+    sync_file = _people_sync(
+        sync_env, 10, "max_contacts_per_request = 5\nmax_in_flight = 1\nmax_attempts = 2\n"
     )
     failed = sync_env.run(sync_file, "--json")
     assert failed.code == 1 and failed.json()["totals"]["contacts_sent"] == 5
