@@ -80,14 +80,20 @@ class SyncReport:
     failure: BaseException | None = None  # what failed the run (not in the JSON document)
 
     def totals(self) -> dict[str, Any]:
+        """What this command did: each table's counts, less what a failed run had reported
+        of a load this command completed. A count that fell meanwhile (a refusal a later
+        attempt superseded, a plan's jobs) adds nothing: this command did not refuse less."""
         totals: dict[str, Any] = {name: 0 for name in _TOTALS}
         counters: dict[str, Counter[str]] = {name: Counter() for name in _COUNTERS}
-        for summary, sign in [(s, 1) for s in self.summaries] + [(s, -1) for s in self.earlier]:
+        before = {e.run_id: e for e in self.earlier}
+        for summary in self.summaries:
+            earlier = before.get(summary.run_id, RunSummary(summary.run_id, summary.stream))
             for name in _TOTALS:
-                totals[name] += sign * getattr(summary, name)
+                totals[name] += max(0, getattr(summary, name) - getattr(earlier, name))
             for name in _COUNTERS:
+                was = getattr(earlier, name)
                 for key, n in getattr(summary, name).items():
-                    counters[name][key] += sign * n
+                    counters[name][key] += max(0, n - was.get(key, 0))
         return totals | {name: {k: n for k, n in c.items() if n} for name, c in counters.items()}
 
     def resumed(self, summary: RunSummary) -> bool:

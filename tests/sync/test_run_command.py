@@ -423,6 +423,23 @@ def test_a_plan_after_a_failed_run_says_what_the_next_run_then_does(sync_env: Sy
     assert (done["contacts_sent"], done["requests"]) == (5, 1)
     # The new data's plan saw what completing the pending load would record: nothing new.
     assert [t["new"] for t in plan.json()["tables"]] == [t["new"] for t in run.json()["tables"]]
+    assert planned["jobs"] == {}  # a plan's jobs are its own stand-ins: not counted
+
+
+def test_refusals_a_failed_run_counted_and_the_next_run_superseded_add_nothing_to_its_totals(
+    sync_env: SyncEnv,
+) -> None:
+    # The failed run's first job fails its five contacts; the next run resends them (the
+    # pending load first) and SendGrid accepts them: the load's summary now has no failure.
+    sync_env.emulator.fail_next_jobs(1, "Something went wrong temporarily")
+    sync_file = _fails_after_the_first_body(sync_env)
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    totals = result.json()["totals"]
+    assert (totals["failed_in_jobs"], totals["failed_by_reason"]) == (0, {})
+    assert totals["contacts_sent"] == 10 and len(sync_env.emulator.contacts()) == 10
 
 
 @pytest.mark.parametrize(
