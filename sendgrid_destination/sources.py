@@ -4,7 +4,8 @@
   files, so dlt's ``sql_table`` cannot read them), streamed as Arrow record batches;
 * ``parquet``: a file, a directory or a glob, read with pyarrow's datasets in record batches;
 * ``sql``: a SQLAlchemy URL, through dlt's ``sql_table`` with the pyarrow backend (``table``),
-  or a ``query`` streamed through SQLAlchemy. A URL without a password takes it from dlt's
+  or a ``query`` streamed through SQLAlchemy, its columns typed from their values
+  (``query_rows``). A URL without a password takes it from dlt's
   secrets, ``sources.sql_database.credentials.password`` (the environment variable
   ``SOURCES__SQL_DATABASE__CREDENTIALS__PASSWORD`` or ``.dlt/secrets.toml``), so the file can
   hold the URL and not the password; without ``url`` the whole URL comes from
@@ -24,7 +25,7 @@ Dagster helpers wipe it) reads everything again, and the state skips what did no
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dlt
@@ -33,6 +34,7 @@ import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from sendgrid_destination.errors import SyncFileError
+from sendgrid_destination.query_rows import QueryRows
 from sendgrid_destination.sync_file import SourceSpec
 
 BATCH_ROWS = 50_000
@@ -76,7 +78,7 @@ def _duckdb_resource(spec: SourceSpec) -> DltResource:
                 )
             except (duckdb.CatalogException, duckdb.ParserException, duckdb.BinderException) as e:
                 raise _not_in_source(spec, e) from None
-            yield from _at_least_one(reader, reader.schema)
+            yield from _at_least_one(reader, reader.schema.empty_table)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
 
@@ -118,7 +120,7 @@ def _parquet_resource(spec: SourceSpec) -> DltResource:
         except (OSError, pa.ArrowInvalid) as exc:
             raise SyncFileError(f"Cannot read the parquet source {path!r}: {exc}") from None
         batches = (b for b in dataset.to_batches(batch_size=BATCH_ROWS) if b.num_rows)
-        yield from _at_least_one(batches, dataset.schema)
+        yield from _at_least_one(batches, dataset.schema.empty_table)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
 
@@ -175,14 +177,9 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
                     sql,
                     {"sg_cursor": params[0]} if params and "sg_cursor" in marker else tuple(params),
                 )
-                names = list(result.keys())
+                typed = QueryRows(list(result.keys()))
                 chunks = iter(lambda: result.fetchmany(BATCH_ROWS), [])
-                tables = (
-                    pa.table({n: [row[i] for row in chunk] for i, n in enumerate(names)})
-                    for chunk in chunks
-                )
-                # No row, no value to tell a column's type: the empty table's columns are null.
-                yield from _at_least_one(tables, pa.schema([(n, pa.null()) for n in names]))
+                yield from _at_least_one((typed.table(c) for c in chunks), typed.empty)
         finally:
             engine.dispose()
 
@@ -191,15 +188,15 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
 
 def _at_least_one(
     batches: Iterator[pa.RecordBatch] | Iterator[pa.Table] | pa.RecordBatchReader,
-    schema: pa.Schema,
+    empty: Callable[[], pa.Table],
 ) -> Iterator[pa.RecordBatch | pa.Table]:
-    """``batches``, or one empty table of ``schema`` when they hold none (module doc)."""
-    empty = True
+    """``batches``, or the ``empty()`` table when they hold none (module doc)."""
+    nothing = True
     for batch in batches:
-        empty = False
+        nothing = False
         yield batch
-    if empty:
-        yield schema.empty_table()
+    if nothing:
+        yield empty()
 
 
 # How each DB-API paramstyle writes the one cursor parameter.

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import postgres_url  # noqa: F401  (a fixture)
+from tests.e2e.conftest import PostgresSchema, postgres_schema, postgres_url  # noqa: F401
 from tests.sync.conftest import SyncEnv, example
 
 
@@ -90,3 +90,67 @@ def test_a_sql_query_source_streams_its_rows(
     assert result.code == 0, result.err
     assert result.json()["totals"]["new"] == 20  # i * 1.5 > 30 for i in 21..40
     assert result.json()["tables"][0]["stream"] == "contacts"
+
+
+def test_a_query_source_keeps_all_null_columns_json_of_any_shape_and_exact_numerics(
+    sync_env: SyncEnv,
+    postgres_schema: PostgresSchema,  # noqa: F811
+) -> None:
+    postgres_schema.execute(
+        "CREATE TABLE {schema}.people (email text, phone varchar(20), extra jsonb, "
+        "amount numeric, segments text[])",
+        "INSERT INTO {schema}.people VALUES "
+        "('a@example.com', NULL, '{\"k\": 1}', 0.5, ARRAY['VIP']), "
+        "('b@example.com', NULL, '\"plain\"', 123456789012345678901234567890.25, NULL)",
+    )
+    amount = sync_env.emulator.add_custom_field("amount", "Number")
+    vip = sync_env.emulator.add_list("VIP")
+    sync_file = sync_env.write(
+        "pg.toml",
+        f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
+        f'query = "SELECT * FROM {postgres_schema.name}.people"\n'
+        '[destination.sendgrid]\nlist_column = "segments"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\nphone_number = "phone"\n'
+        'custom_fields = { amount = "amount" }\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    sync_env.emulator.process_jobs()
+    contacts = {c["email"]: c for c in sync_env.emulator.contacts()}
+    assert contacts["a@example.com"]["custom_fields"] == {amount: 0.5}
+    assert contacts["a@example.com"]["list_ids"] == [vip]
+    # Beyond a 128-bit decimal's reach, yet a number SendGrid takes (sent as its digits).
+    big = contacts["b@example.com"]["custom_fields"][amount]
+    assert big == float("123456789012345678901234567890.25")
+    assert result.json()["totals"]["rejected"] == 0
+
+
+def test_an_empty_query_source_loads_zero_rows_and_a_full_refresh_of_a_mirror_deletes(
+    sync_env: SyncEnv,
+    postgres_schema: PostgresSchema,  # noqa: F811
+) -> None:
+    postgres_schema.execute("CREATE TABLE {schema}.people (email text, first_name text)")
+    sync_file = sync_env.write(
+        "pg.toml",
+        f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
+        f'query = "SELECT * FROM {postgres_schema.name}.people"\n'
+        '[destination.sendgrid]\nmode = "mirror"\nmax_delete_fraction = 1.0\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\nfirst_name = "first_name"\n',
+    )
+
+    empty_first = sync_env.run(sync_file, "--json")  # a new pipeline: no type known yet
+    postgres_schema.execute(
+        "INSERT INTO {schema}.people VALUES ('a@example.com', 'Ann'), ('b@example.com', 'Bob')"
+    )
+    filled = sync_env.run(sync_file, "--json")
+    postgres_schema.execute("DELETE FROM {schema}.people")
+    emptied = sync_env.run(sync_file, "--json", "--full-refresh")
+
+    assert (empty_first.code, filled.code, emptied.code) == (0, 0, 0), emptied.err
+    assert empty_first.json()["totals"]["rows_read"] == 0
+    assert filled.json()["totals"]["new"] == 2
+    assert emptied.json()["tables"][0]["deleted"] == 2
+    sync_env.emulator.process_jobs()
+    assert sync_env.emulator.contacts() == []

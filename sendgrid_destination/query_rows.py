@@ -1,0 +1,89 @@
+"""A SQL query's rows (DB-API tuples, in chunks) as Arrow tables, each column typed once.
+
+A ``query`` source has no reflected table to type its columns (``sql_table`` has), so the
+types come from the values, decided once per column and kept for every later chunk (dlt must
+see one type per column, or it splits the load):
+
+* the first chunk holding a value decides, as pyarrow reads it: ``bool``, ``int`` (within 64
+  bits), ``float``, ``str``, dates and times;
+* JSON and arrays (``dict``, ``list``: PostgreSQL ``json``, ``jsonb``, ``text[]``) become
+  their JSON text, as dlt's ``sql_table`` hands them over (``alternate_emails`` and
+  ``list_column`` read a JSON array of names; a Text field gets the JSON as it is);
+* ``Decimal`` becomes its plain decimal text (every digit kept: a Number field reads it
+  exactly; numeric precision changes from chunk to chunk, a text type does not), and so do
+  integers beyond 64 bits, UUIDs and anything else pyarrow cannot hold;
+* a column with no value in the first chunk (or no chunk at all) is text: an all-null column
+  must keep its name and a type (dlt drops a column of Arrow's null type), and text is what
+  every field can read;
+* a later chunk whose values do not fit the decided type is turned into text, that column
+  from then on too.
+
+``QueryRows(names)`` keeps the decided types; ``table(chunk)`` converts one chunk and
+``empty()`` is the table of no rows (``sources``: a query with no rows still loads).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class QueryRows:
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self._types: dict[str, pa.DataType] = {}
+
+    def table(self, chunk: Sequence[Sequence[Any]]) -> pa.Table:
+        columns = [self._column(i, name, chunk) for i, name in enumerate(self.names)]
+        return pa.table(columns, names=self.names)
+
+    def empty(self) -> pa.Table:
+        return self.table([])
+
+    def _column(self, i: int, name: str, chunk: Sequence[Sequence[Any]]) -> pa.Array:
+        values = [row[i] for row in chunk]
+        decided = self._types.get(name)
+        if decided is None:
+            first = next((v for v in values if v is not None), None)
+            decided = pa.string() if first is None else _type_of(first, values)
+            self._types[name] = decided
+        if pa.types.is_string(decided):
+            return pa.array([_text(v) for v in values], pa.string())
+        try:
+            return pa.array(values, decided)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            self._types[name] = pa.string()
+            return pa.array([_text(v) for v in values], pa.string())
+
+
+def _type_of(first: Any, values: list[Any]) -> pa.DataType:
+    """The column's type, from its first value (and pyarrow's reading of the chunk)."""
+    if isinstance(first, dict | list | tuple | Decimal | uuid.UUID | str | bytes):
+        return pa.binary() if isinstance(first, bytes) else pa.string()
+    ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if any(not _INT64[0] <= v <= _INT64[1] for v in ints):
+        return pa.string()  # beyond 64 bits: the digits, as text
+    try:
+        inferred = pa.array(values).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.string()
+    return pa.string() if pa.types.is_null(inferred) else inferred
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
