@@ -556,9 +556,11 @@ class ContactSql:
         if b.field_type == "Date":
             ts = _timestamp(b, src)
             # SendGrid's dates are years 1 to 9999; beyond, its job fails the contact and every
-            # run would send it again.
+            # run would send it again. The last second of 9999 is in range, its fractions too
+            # (psycopg2 reads PostgreSQL's 'infinity' as 9999-12-31 23:59:59.999999).
             out_of_range = (
-                f"NOT ({ts} BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59')"
+                f"NOT ({ts} BETWEEN TIMESTAMP '0001-01-01' "
+                "AND TIMESTAMP '9999-12-31 23:59:59.999999')"
             )
             if b.arrow_kind != "string":
                 return [_Check(col, out_of_range, f"{name}: a date outside years 1 to 9999")]

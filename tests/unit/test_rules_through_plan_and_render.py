@@ -417,6 +417,24 @@ def test_a_second_or_millisecond_timestamp_at_the_ends_of_the_calendar_is_format
     assert custom_values(result) == {0: expected}
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        pa.array([dt.datetime(9999, 12, 31, 23, 59, 59, 999999)], pa.timestamp("us")),
+        pa.array(
+            [dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)], pa.timestamp("us", "UTC")
+        ),
+        pa.array(["9999-12-31 23:59:59.5"]),
+    ],
+    ids=["timestamp", "timestamptz", "text"],
+)
+def test_the_last_second_of_9999_with_its_fraction_is_a_date_not_out_of_range(value):
+    # psycopg2 reads PostgreSQL's 'infinity' timestamp as 9999-12-31 23:59:59.999999.
+    result = one_custom(value, "Date")
+
+    assert custom_values(result) == {0: "9999-12-31T23:59:59Z"}
+
+
 def test_a_custom_date_format_applies_to_every_date_source():
     fmt = "%d/%m/%Y %H:%M"
     sources = [
