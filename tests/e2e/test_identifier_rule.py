@@ -5,6 +5,7 @@ cannot make is refused before sending; a permanent failure is not resent forever
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from tests.e2e.conftest import contact_states, rejects_of, run_summary, upserts
 
@@ -131,3 +132,50 @@ def test_a_failure_the_job_does_not_explain_is_resent_as_before(
 
     assert sum(r.contact_count or 0 for r in upserts(emulator)) == 1
     assert run_summary(state_path, second)["retried"] == 1
+
+
+# -- a contact created with one identifier whose row gains another -------------------------
+
+
+def _people(first_email: str | None, n: int = 4) -> pa.Table:
+    """n people known by external_id only; the first one's row may carry an email too."""
+    return _rows(*[(first_email if i == 0 else None, f"X{i}", f"N{i}") for i in range(n)])
+
+
+@pytest.mark.parametrize("identifiers", [("email", "crm_id"), ("phone_number_id", "crm_id")])
+def test_a_row_that_gains_a_higher_identifier_stays_its_contact_and_a_rerun_sends_nothing(
+    emulator, destination, run, state_path, identifiers
+) -> None:
+    gained, _ = identifiers
+    mapping = {gained: "email", "external_id": "crm_id", "first_name": "first_name"}
+    value = "a@x.com" if gained == "email" else "+14155550100"
+    run(_people(None), destination(mapping=mapping, mode="mirror"))
+
+    second = run(_people(value), destination(mapping=mapping, mode="mirror"))
+    emulator.clear_requests()
+    third = run(_people(value), destination(mapping=mapping, mode="mirror"))
+
+    summary = run_summary(state_path, second)
+    assert (summary["changed"], summary["new"], summary["left_source"]) == (1, 0, 0)
+    assert summary["deleted"] == 0
+    emulator.process_jobs()
+    assert len(emulator.contacts()) == 4
+    first = next(c for c in emulator.contacts() if c.get("external_id") == "X0")
+    assert first.get(gained) == value
+    assert "external_id:X0" in contact_states(state_path)  # still its key
+    assert upserts(emulator) == [] and run_summary(state_path, third)["unchanged"] == 4
+
+
+def test_membership_keeps_a_contact_in_its_list_when_its_row_gains_an_email(
+    emulator, destination, run
+) -> None:
+    vip = emulator.add_list("VIP")
+    settings = {"mapping": MAPPING, "mode": "membership", "list_ids": [vip]}
+    run(_people(None), destination(**settings))
+
+    run(_people("a@x.com"), destination(**settings))
+    run(_people("a@x.com"), destination(**settings))
+
+    emulator.process_jobs()
+    first = next(c for c in emulator.contacts() if c.get("external_id") == "X0")
+    assert first["list_ids"] == [vip] and first["email"] == "a@x.com"
