@@ -62,7 +62,7 @@ from sendgrid_destination.packing import Body, GroupedPacker
 from sendgrid_destination.plan import Plan, Rendered
 from sendgrid_destination.progress import NoProgress, SyncObserver
 from sendgrid_destination.schemas import RENDERED
-from sendgrid_destination.sender import BodySender, SendOutcome
+from sendgrid_destination.sender import BodySender, SendOutcome, for_good
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
@@ -398,6 +398,7 @@ class ContactSync:
         for rejected in outcome.rejected:
             # A row an earlier attempt of this run saw refused is counted once.
             self.tally.refused_by_api(self._record_rejects(rejected, "api"))
+            self.store.record_refused_for_good(self.run_id, self.stream, for_good(rejected))
         self.tally.refused_requests(outcome.refused_requests, outcome.refused_bytes)
 
     def _record_rejects(self, rejects: pa.Table, stage: str) -> pa.Table:

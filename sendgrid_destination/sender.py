@@ -31,7 +31,11 @@ import numpy as np
 import pyarrow as pa
 
 from sendgrid_destination.api.client import SendGridClient
-from sendgrid_destination.api.messages import is_request_level, refused_custom_field_ids
+from sendgrid_destination.api.messages import (
+    is_permanent,
+    is_request_level,
+    refused_custom_field_ids,
+)
 from sendgrid_destination.clock import Clock
 from sendgrid_destination.dispatch import carry_outcome
 from sendgrid_destination.errors import (
@@ -46,6 +50,8 @@ from sendgrid_destination.redaction import redact
 T = TypeVar("T")
 # The longest single wait for a new custom field; SendGrid takes seconds to a minute or two.
 _MAX_FIELD_WAIT_SECONDS = 15.0
+# The reason of a contact refused as too large when sent alone (``_too_large``).
+_TOO_LARGE_ALONE = "request body too large even for this contact alone"
 
 
 @dataclass
@@ -206,7 +212,7 @@ def _too_large(contacts: pa.Table, body_bytes: int, outcome: SendOutcome) -> lis
     6 MB): the byte budget halves and the contacts go again in two bodies; a contact too large
     even alone is refused as a row. Never terminal."""
     if contacts.num_rows == 1:  # says nothing of the budget: only of this contact
-        reason = f"request body too large even for this contact alone ({body_bytes:,} bytes)"
+        reason = f"{_TOO_LARGE_ALONE} ({body_bytes:,} bytes)"
         outcome.rejected.append(_rejects(contacts, [reason]))
         return []
     budget = body_bytes // 2
@@ -220,11 +226,24 @@ def _refused_custom_field_ids(exc: ContactsRejectedError) -> set[str]:
 
 
 def _rejects(contacts: pa.Table, reasons: list[str]) -> pa.Table:
+    """``REJECTS`` rows of refused contacts, with their ``fingerprint`` (``for_good``)."""
     return pa.table(
         {
             "row_number": contacts["row_number"],
             "contact_key": contacts["contact_key"],
             "column": pa.nulls(contacts.num_rows, pa.string()),
             "reason": pa.array(reasons, pa.string()),
+            "fingerprint": contacts["fingerprint"],
         }
     )
+
+
+def for_good(rejected: pa.Table) -> pa.Table:
+    """Of the contacts a 400 refused (``SendOutcome.rejected``), those the same row can only
+    be refused again for: a value SendGrid refuses, a missing identifier, a contact too
+    large even alone. Their rows wait for a change of their data (the state's ``refused``)."""
+    keep = [
+        is_permanent(text) or text.startswith(_TOO_LARGE_ALONE)
+        for text in rejected["reason"].to_pylist()
+    ]
+    return rejected.filter(pa.array(keep, pa.bool_()))

@@ -68,8 +68,8 @@ _PREVIOUS = pa.schema(
         pa.field("seq", pa.int64()),
     ]
 )
-# Refusals by SendGrid: a 400 naming the row, or a job that failed the contact.
-_REFUSED_BY_SENDGRID = "('api', 'job')"
+# Refusals by SendGrid (reject stages): a 400 naming the row, or a job that failed it.
+_BY_SENDGRID = "('api', 'job')"
 # A job's failure of a contact whose latest send was this run's own (the join yields the
 # contact keys; ``{}`` is the relation holding the contacts' previous rows).
 _SENT_BY_RUN = "SELECT p.contact_key FROM {} p JOIN requests q ON q.seq = p.seq WHERE q.run_id = ?"
@@ -125,6 +125,12 @@ def _upgrade(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     except duckdb.Error as exc:
         raise recovery.unreadable(path, exc) from None
     recovery.check_against_journal(path, int(seq))
+
+
+def _count(cur: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> int:
+    """A ``count(*)`` query's number: checked first, it spares a DELETE's or a join's scan
+    of a table that is usually empty (3 ms a request at 1M contacts, measured)."""
+    return int(cur.execute(sql, list(params)).fetchall()[0][0])
 
 
 def no_state_file(path: Path) -> ConfigurationError:
@@ -298,6 +304,12 @@ class StateStore:
             )
             params.append(stream)
         params.append(run_id)
+        # A row a 400 refused for good, unchanged since (rare: joined only when any is kept).
+        refused, refused_join, refused_params = "", "", []
+        if self._any_refused_for_good(stream):
+            refused = f"OR coalesce({ok} AND f.fingerprint = c.fingerprint, false)"
+            refused_join = "LEFT JOIN refused f ON f.stream = ? AND f.contact_key = c.contact_key"
+            refused_params = [stream]
         sql = (
             "SELECT c.*, s.contact_key IS NULL AS is_new, "
             f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_md5 END AS prev_hash, "
@@ -305,13 +317,37 @@ class StateStore:
             f"({pending}) AS pending, "
             f"coalesce(s.status IN {_RESEND_SQL}, false) AS retry, "
             f"coalesce({ok} AND s.fingerprint = c.fingerprint "
-            f"AND (s.status IN {_COUNTING_SQL} OR s.permanent), false) AS unchanged, "
-            f"coalesce({ok} AND s.fingerprint = c.fingerprint AND s.permanent, false) AS waits, "
+            f"AND (s.status IN {_COUNTING_SQL} OR s.permanent), false) {refused} AS unchanged, "
+            f"coalesce({ok} AND s.fingerprint = c.fingerprint AND s.permanent, false) {refused} "
+            "AS waits, "
             "coalesce(s.seq IN (SELECT seq FROM requests WHERE run_id = ?), false) AS this_run "
             f"FROM {quoted} c LEFT JOIN contact_status s "
-            "ON s.stream = ? AND s.contact_key = c.contact_key"
+            f"ON s.stream = ? AND s.contact_key = c.contact_key {refused_join}"
         )
-        return sql, [*params, stream]
+        return sql, [*params, stream, *refused_params]
+
+    def _any_refused_for_good(self, stream: str) -> bool:
+        with self.workspace() as cur:
+            return _count(cur, "SELECT count(*) FROM refused WHERE stream = ?", stream) > 0
+
+    def record_refused_for_good(self, run_id: str, stream: str, refused: pa.Table) -> None:
+        """Contacts a 400 refused for a reason only their data can fix (``contact_key``,
+        ``fingerprint``, ``reason``): kept until the contact is accepted, so that the same
+        row waits for a change instead of being refused again by every run."""
+        if refused.num_rows == 0:
+            return
+        with self.workspace() as cur, transaction(cur):
+            cur.register("r", refused.select(["contact_key", "fingerprint", "reason"]))
+            cur.execute(
+                "DELETE FROM refused WHERE stream = ? AND contact_key IN "
+                "(SELECT contact_key FROM r)",
+                [stream],
+            )
+            cur.execute(
+                "INSERT INTO refused SELECT DISTINCT ON (contact_key) ?, contact_key, "
+                "fingerprint, reason, ?, now() FROM r WHERE contact_key IS NOT NULL",
+                [stream, run_id],
+            )
 
     def _pending_elsewhere(self, stream: str) -> bool:
         """Whether another table of this account has jobs pending (then a contact's pending
@@ -510,25 +546,25 @@ class StateStore:
                 lists = SentLists()
                 if _any_lists(contacts, previous):
                     lists = self._record_list_changes(cur, run_id, stream)
-                if self._any_deferred(cur, stream):
+                if _count(cur, "SELECT count(*) FROM deferred WHERE stream = ?", stream):
                     cur.execute(
                         "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
                         "(SELECT contact_key FROM sent)",
                         [stream],
                     )
-                if self._any_refused(cur, run_id):
+                refusals = (
+                    f"SELECT count(*) FROM rejects WHERE run_id = ? AND stage IN {_BY_SENDGRID}"
+                )
+                if _count(cur, refusals, run_id):
                     self._supersede_refusals(cur, run_id)
+                if _count(cur, "SELECT count(*) FROM refused WHERE stream = ?", stream):
+                    cur.execute(  # accepted now: its row no longer waits for a change
+                        "DELETE FROM refused WHERE stream = ? AND contact_key IN "
+                        "(SELECT contact_key FROM sent)",
+                        [stream],
+                    )
         recovery.write_journal(self.path, int(seq))
         return lists
-
-    @staticmethod
-    def _any_refused(cur: duckdb.DuckDBPyConnection, run_id: str) -> bool:
-        # As for deferred: the run's refusals are usually none, and the check spares a join.
-        rows = cur.execute(
-            f"SELECT count(*) FROM rejects WHERE run_id = ? AND stage IN {_REFUSED_BY_SENDGRID}",
-            [run_id],
-        ).fetchall()
-        return bool(rows[0][0])
 
     @staticmethod
     def _supersede_refusals(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -543,13 +579,6 @@ class StateStore:
             + ")))",
             [run_id, run_id],
         )
-
-    @staticmethod
-    def _any_deferred(cur: duckdb.DuckDBPyConnection, stream: str) -> bool:
-        # Counting the (usually empty) table first spares the DELETE's semi join over every
-        # key sent (3 ms a request at 1M contacts, measured).
-        rows = cur.execute("SELECT count(*) FROM deferred WHERE stream = ?", [stream]).fetchall()
-        return bool(rows[0][0])
 
     @staticmethod
     def _record_list_changes(cur: duckdb.DuckDBPyConnection, run_id: str, stream: str) -> SentLists:
@@ -645,7 +674,7 @@ class StateStore:
         """The run's refusals by SendGrid as they stand (a later attempt's acceptance
         supersedes an earlier refusal): the rows refused by a 400, and (stage, SendGrid's
         reason, count) for those and for the contacts failed in jobs."""
-        where = f"WHERE run_id = ? AND stage IN {_REFUSED_BY_SENDGRID}"
+        where = f"WHERE run_id = ? AND stage IN {_BY_SENDGRID}"
         rows = self._rows(
             "SELECT count(DISTINCT row_number) FILTER (WHERE stage = 'api') FROM rejects " + where,
             [run_id],

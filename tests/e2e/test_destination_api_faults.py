@@ -16,6 +16,7 @@ from sendgrid_destination.api.retry_policy import RATE_LIMIT_JITTER_SECONDS
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.emulator.ratelimit import RateLimit
 from sendgrid_destination.errors import HostUnreachableError, RequestRejectedError
+from sendgrid_destination.summary import RunSummary
 from tests.e2e.conftest import (
     API_KEY,
     cause_of,
@@ -88,6 +89,44 @@ def test_a_contact_rejected_by_a_400_is_sent_again_by_the_next_run(
     assert _emails(emulator) == _expected(3)
     summary = run_summary(state_path, second)
     assert (summary["new"], summary["unchanged"], summary["contacts_sent"]) == (1, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "message", ["email 'user0@example.com' is not valid", "request body too large"]
+)
+def test_a_contact_a_400_refused_for_good_waits_for_its_row_to_change_then_goes(
+    emulator, destination, run, state_path, message
+) -> None:
+    if message == "request body too large":  # 413 for this contact even alone
+        emulator.faults.add(PUT, status=413, body={"errors": [{"message": message}]}, times=2)
+        data = contacts_table(2)
+    else:
+        body = {"errors": [{"field": "contacts[0].identifier", "message": message}]}
+        emulator.faults.add(PUT, status=400, body=body, times=1)
+        data = contacts_table(3)
+    settings = {"max_contacts_per_request": 2, "max_in_flight": 1}
+    run(data, destination(**settings))
+    refused_before = [r for r in upserts(emulator) if r.status != 202]
+    assert refused_before and "user0@example.com" not in _emails(emulator)
+
+    emulator.clear_requests()
+    second = run(data, destination(**settings))  # the same rows: nothing to send
+
+    assert upserts(emulator) == []
+    summary = run_summary(state_path, second)
+    assert (summary["waiting_for_change"], summary["contacts_sent"]) == (1, 0)
+    assert (
+        "not sent, refused before and unchanged since: 1" in RunSummary.from_dict(summary).format()
+    )
+
+    changed = data.set_column(1, "first_name", [["Changed", *data["first_name"].to_pylist()[1:]]])
+    third = run(changed, destination(**settings))  # its row changed: sent, accepted now
+    emulator.clear_requests()
+    fourth = run(changed, destination(**settings))
+
+    assert "user0@example.com" in _emails(emulator)
+    assert run_summary(state_path, third)["contacts_sent"] == 1
+    assert upserts(emulator) == [] and run_summary(state_path, fourth)["waiting_for_change"] == 0
 
 
 def test_a_400_naming_no_contact_splits_the_body_until_the_culprit_is_alone(
