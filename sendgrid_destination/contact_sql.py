@@ -150,11 +150,12 @@ def _ascii_lower(sql: str) -> str:
 # A number as text: digits, one optional point, an optional exponent. DuckDB's own cast also
 # reads "1_000", "inf" and hexadecimal, and goes through DOUBLE, rounding away digits.
 _NUMBER_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-# ISO 8601 dates and date-times, with an optional zone. DuckDB's cast also reads "epoch",
-# "infinity" and years beyond four digits.
+# ISO 8601 dates and date-times, with an optional zone (UTC-14 to +14; RFC 3339 allows a
+# lowercase "t" and "z"). DuckDB's cast also reads "epoch", "infinity" and years beyond four
+# digits, and refuses a zone after a blank or after a date alone: _timestamp mends those.
 _DATE_TEXT = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
-    r" ?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?"
+    r" ?([Zz]|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?"
 )
 
 
@@ -201,9 +202,14 @@ def _timestamp(b: Binding, src: str) -> str:
     # so an explicit offset is honoured, on cursors whose TimeZone is UTC (utc_cursor).
     if b.arrow_kind == "string":
         text = f"trim({src})"
+        # "t"/"z" upper-cased, no blank before the zone, midnight for a date with a zone.
+        cast = (
+            "regexp_replace(regexp_replace(upper(" + text + "), ' ([Z+-])', '\\1'), "
+            "'^([0-9]{4}-[0-9]{2}-[0-9]{2})([Z+-])', '\\1T00:00:00\\2')"
+        )
         return (
             f"CASE WHEN regexp_full_match({text}, {literal(_DATE_TEXT)}) "
-            f"THEN TRY_CAST({text} AS TIMESTAMPTZ) END"
+            f"THEN TRY_CAST({cast} AS TIMESTAMPTZ) END"
         )
     if b.arrow_kind == "date":
         return f"CAST({src} AS TIMESTAMP)"

@@ -772,8 +772,35 @@ def test_look_alike_alternate_emails_are_refused():
 
 
 @pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        ("2024-01-01t10:00:00z", "2024-01-01T10:00:00Z"),  # RFC 3339 allows lowercase
+        ("2024-01-01 10:00:00 +05:30", "2024-01-01T04:30:00Z"),
+        ("2024-01-01 10:00:00 Z", "2024-01-01T10:00:00Z"),
+        ("2024-01-01Z", "2024-01-01T00:00:00Z"),
+        ("2024-01-01-05:00", "2024-01-01T05:00:00Z"),
+    ],
+)
+def test_iso_date_text_in_its_other_spellings_is_read_as_that_date(text, sent):
+    result = one_custom(pa.array([text]), "Date")
+
+    assert custom_values(result) == {0: sent}
+
+
+@pytest.mark.parametrize(
     "text",
-    ["epoch", "infinity", "-infinity", "today", "now", "10000-01-01", "0000-12-31", "2024-13-01"],
+    [
+        "epoch",
+        "infinity",
+        "-infinity",
+        "today",
+        "now",
+        "10000-01-01",
+        "0000-12-31",
+        "2024-13-01",
+        "2024-01-01T10:00:00+99:00",
+        "2024-01-01T10:00:00+05:75",
+    ],
 )
 def test_date_text_that_is_not_an_iso_date_of_years_1_to_9999_is_refused(text):
     result = one_custom(pa.array([text]), "Date")
