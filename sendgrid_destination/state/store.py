@@ -405,41 +405,30 @@ class StateStore:
     # -- identifiers SendGrid holds -----------------------------------------------------------
 
     def has_identities(self) -> bool:
-        """Whether any contact was accepted with several identifiers."""
-        return bool(self._rows("SELECT count(*) FROM identities")[0][0])
+        """Whether any contact was accepted with several identifiers (``identities`` also
+        holds contacts sent with one while the rule was in play: they alone do not put it
+        in play for a table that maps one identifier)."""
+        several = " + ".join(f"({n} IS NOT NULL)::INTEGER" for n in IDENTIFIERS)
+        return bool(self._rows(f"SELECT count(*) FROM identities WHERE {several} >= 2")[0][0])
 
     def identities_sql(self, relation: str) -> tuple[str, list[Any]]:
         """Over ``relation`` (``row_number`` and ``i_<identifier>`` for the four
         identifiers): its columns plus, for the contact its identifiers match,
         ``known_key``, ``k_<identifier>`` (every identifier SendGrid holds for it) and
-        ``matches``, the number of different contacts matched (over 1: ambiguous).
-
-        A contact sent with several identifiers is matched through ``identities``; one sent
-        with a single identifier through its key, which is that identifier (``email:...``):
-        a row that gains an identifier (an email beside the external_id its contact was
-        created with) must stay that contact, or mirror mode would delete it as gone."""
+        ``matches``, the number of different contacts matched (over 1: ambiguous)."""
         quoted = '"' + relation.replace('"', '""') + '"'
         names = IDENTIFIERS
-        several = [
+        found = " UNION ALL ".join(
             f"SELECT r.row_number, i.* FROM {quoted} r JOIN identities i ON i.{n} = r.i_{n}"
             for n in names
-        ]
-        single = [
-            "SELECT r.row_number, s.contact_key, "
-            + ", ".join(f"r.i_{m}" if m == n else "NULL::VARCHAR" for m in names)
-            + f" FROM {quoted} r JOIN sg_single s ON s.contact_key = '{n}:' || r.i_{n}"
-            for n in names
-        ]
+        )
         known = ", ".join(f"min({n}) AS k_{n}" for n in names)
         return (
-            "WITH sg_single AS MATERIALIZED (SELECT DISTINCT contact_key FROM contacts "
-            f"WHERE coalesce(status, '') <> '{ContactStatus.FAILED}' AND contact_key NOT IN "
-            "(SELECT contact_key FROM identities)) "
             f"SELECT r.*, m.known_key, {', '.join(f'm.k_{n}' for n in names)}, "
             "coalesce(m.matches, 0) AS matches FROM "
             f"{quoted} r LEFT JOIN (SELECT row_number, min(contact_key) AS known_key, {known}, "
-            f"count(DISTINCT contact_key) AS matches FROM ({' UNION ALL '.join(several + single)}) "
-            "GROUP BY row_number) m ON m.row_number = r.row_number",
+            f"count(DISTINCT contact_key) AS matches FROM ({found}) GROUP BY row_number) m "
+            "ON m.row_number = r.row_number",
             [],
         )
 

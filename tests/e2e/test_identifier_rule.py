@@ -7,6 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from sendgrid_destination.state import StateStore
 from tests.e2e.conftest import contact_states, rejects_of, run_summary, upserts
 
 MAPPING = {"email": "email", "external_id": "crm_id", "first_name": "first_name"}
@@ -179,3 +180,32 @@ def test_membership_keeps_a_contact_in_its_list_when_its_row_gains_an_email(
     emulator.process_jobs()
     first = next(c for c in emulator.contacts() if c.get("external_id") == "X0")
     assert first["list_ids"] == [vip] and first["email"] == "a@x.com"
+
+
+def test_a_gained_email_whose_update_failed_in_its_job_is_retried_under_the_contacts_key(
+    emulator, destination, run, state_path
+) -> None:
+    settings = {"mapping": MAPPING, "mode": "mirror", "max_delete_fraction": 1.0}
+    run(_people(None), destination(**settings))
+    emulator.force_contact_errors({"a@x.com": "internal error, try again"})
+    run(_people("a@x.com"), destination(**settings))  # the update fails in its job
+    emulator.clear_contact_errors()
+
+    third = run(_people("a@x.com"), destination(**settings))
+
+    summary = run_summary(state_path, third)
+    assert (summary["retried"], summary["new"], summary["deleted"]) == (1, 0, 0)
+    emulator.process_jobs()
+    assert len(emulator.contacts()) == 4
+    first = next(c for c in emulator.contacts() if c.get("external_id") == "X0")
+    assert first["email"] == "a@x.com"
+
+
+def test_contacts_sent_with_one_identifier_alone_do_not_put_the_rule_in_play_for_other_tables(
+    emulator, destination, run, state_path
+) -> None:
+    run(_people(None), destination(mapping=MAPPING))  # every row: its external_id only
+
+    with StateStore.open(state_path, read_only=True) as store:
+        kept = store.con.execute("SELECT count(*) FROM identities").fetchall()[0][0]
+        assert (kept, store.has_identities()) == (4, False)
