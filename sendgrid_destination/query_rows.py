@@ -16,7 +16,9 @@ see one type per column, or it splits the load):
   must keep its name and a type (dlt drops a column of Arrow's null type), and text is what
   every field can read;
 * a later chunk whose values do not fit the decided type is turned into text, that column
-  from then on too.
+  from then on too; text is spelled as the destination spells the type in a Text field
+  (``true``, ``2024-05-01``, ``2024-05-01T08:00:00Z``), so a column that became text renders
+  as it would have typed.
 
 ``QueryRows(names)`` keeps the decided types; ``table(chunk)`` converts one chunk and
 ``empty()`` is the table of no rows (``sources``: a query with no rows still loads).
@@ -24,6 +26,7 @@ see one type per column, or it splits the load):
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections.abc import Sequence
@@ -78,12 +81,22 @@ def _type_of(first: Any, values: list[Any]) -> pa.DataType:
 
 
 def _text(value: Any) -> str | None:
+    """A value as text, spelled as the destination spells its type in a Text field (so that
+    a column decided as text renders what a typed one would: no resend when the type a
+    query's values give changes between runs)."""
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, Decimal):
         return format(value, "f")
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, dict | list | tuple):  # as dlt's sql_table hands JSON over
+        return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, datetime.datetime):  # the default date_format, in UTC
+        utc = value.astimezone(datetime.UTC) if value.tzinfo else value
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, datetime.date):
+        return value.strftime("%Y-%m-%d")
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)

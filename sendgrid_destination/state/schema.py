@@ -30,8 +30,9 @@ Tables:
 * ``identities``: for contacts sent while the identifier rule is in play (several
   identifiers mapped, or contacts with several held), every identifier SendGrid accepted
   (its job finished without failing the contact), under the key the contact is tracked by;
-  one identifier too, so that a row gaining another still finds its contact. SendGrid refuses an update that omits an identifier the contact has, and a row
-  may match the contact by any of them: the plan completes (or refuses) rows from here.
+  one identifier too, so that a row gaining another still finds its contact. SendGrid
+  refuses an update that omits an identifier the contact has, and a row may match the
+  contact by any of them: the plan completes (or refuses) rows from here.
   ``contacts.ids`` holds the identifiers a send carried until its job says so.
 * ``deferred``: contacts rendered (with their ``list_scope``) but not sent because the job
   carrying their previous version was still pending when the run ended (SendGrid promises no

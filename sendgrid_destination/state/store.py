@@ -304,12 +304,16 @@ class StateStore:
             )
             params.append(stream)
         params.append(run_id)
-        # A row a 400 refused for good, unchanged since (rare: joined only when any is kept).
+        # A row a 400 refused for good, unchanged since (rare: joined only when any is kept);
+        # not this run's own refusal: an attempt dlt retries sends it again, counted once.
         refused, refused_join, refused_params = "", "", []
         if self._any_refused_for_good(stream):
             refused = f"OR coalesce({ok} AND f.fingerprint = c.fingerprint, false)"
-            refused_join = "LEFT JOIN refused f ON f.stream = ? AND f.contact_key = c.contact_key"
-            refused_params = [stream]
+            refused_join = (
+                "LEFT JOIN refused f ON f.stream = ? AND f.contact_key = c.contact_key "
+                "AND f.run_id <> ?"
+            )
+            refused_params = [stream, run_id]
         sql = (
             "SELECT c.*, s.contact_key IS NULL AS is_new, "
             f"CASE WHEN s.status IN {_COUNTING_SQL} THEN s.content_md5 END AS prev_hash, "

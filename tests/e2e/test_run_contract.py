@@ -220,3 +220,21 @@ def test_a_contact_a_job_failed_and_a_later_attempt_saw_refused_counts_once_as_r
     assert summary["rejected_by_reason"] == {"first_name is bad": 1}
     assert [r["stage"] for r in rejects_of(state_path)] == ["api"]
     assert len(emulator.contacts()) == 5
+
+
+def test_a_row_refused_for_good_in_an_attempt_dlt_retries_is_counted_once_as_refused(
+    emulator, destination, run, state_path
+) -> None:
+    # Attempt 1: a 400 refuses the first contact for good (a value refused), the rest of the
+    # body is accepted, the next body fails: dlt runs the file again, which sends the
+    # contact again (its refusal is this run's own) and sees it refused again.
+    invalid = {"errors": [{"field": "contacts[0].email", "message": "email is not valid"}]}
+    emulator.faults.add(PUT, status=400, body=invalid, times=1)
+    _second_body_fails_until_the_client_gives_up(emulator)
+    emulator.faults.add(PUT, status=400, body=invalid, times=1)
+
+    info = run(contacts_table(6), destination(**_RETRIED_FILE))
+
+    summary = run_summary(state_path, info)
+    assert (summary["rejected_by_api"], summary["waiting_for_change"]) == (1, 0)
+    assert summary["new"] + summary["rejected_by_api"] == summary["rows_read"] == 6

@@ -57,11 +57,11 @@ def test_json_of_any_shape_decimals_and_huge_integers_arrive_as_exact_text() -> 
     later = rows.table([(["VIP", "Gold"], Decimal("123456789012345678901234567890.12"), None)])
 
     assert first.to_pylist() == [
-        {"extra": '{"k": 1}', "amount": "1.50", "big": str(2**70)},
+        {"extra": '{"k":1}', "amount": "1.50", "big": str(2**70)},
         {"extra": "plain", "amount": "100", "big": "3"},
     ]
     assert later.to_pylist() == [
-        {"extra": '["VIP", "Gold"]', "amount": "123456789012345678901234567890.12", "big": None}
+        {"extra": '["VIP","Gold"]', "amount": "123456789012345678901234567890.12", "big": None}
     ]
 
 
@@ -74,3 +74,16 @@ def test_a_type_decided_by_the_first_values_holds_for_later_chunks() -> None:
 
     assert later.schema == pa.schema([("n", pa.int64()), ("at", pa.timestamp("us", tz="UTC"))])
     assert later.column("at")[0].as_py() == datetime.datetime(2026, 1, 1, tzinfo=utc)
+
+
+def test_a_column_decided_as_text_spells_values_as_their_type_renders_in_a_text_field() -> None:
+    rows = QueryRows(["flag", "at", "day"])
+    rows.table([(None, None, None)])  # all null first: decided as text
+    plus_two = datetime.timezone(datetime.timedelta(hours=2))
+    later = rows.table(
+        [(True, datetime.datetime(2024, 5, 1, 10, tzinfo=plus_two), datetime.date(2024, 5, 1))]
+    )
+
+    assert later.to_pylist() == [
+        {"flag": "true", "at": "2024-05-01T08:00:00Z", "day": "2024-05-01"}
+    ]

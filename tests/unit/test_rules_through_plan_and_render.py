@@ -800,6 +800,7 @@ def test_iso_date_text_in_its_other_spellings_is_read_as_that_date(text, sent):
         "2024-13-01",
         "2024-01-01T10:00:00+99:00",
         "2024-01-01T10:00:00+05:75",
+        "2024-01-01T10:00:00+14:30",
     ],
 )
 def test_date_text_that_is_not_an_iso_date_of_years_1_to_9999_is_refused(text):
