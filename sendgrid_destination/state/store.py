@@ -422,17 +422,21 @@ class StateStore:
         ``matches``, the number of different contacts matched (over 1: ambiguous)."""
         quoted = '"' + relation.replace('"', '""') + '"'
         names = IDENTIFIERS
-        found = " UNION ALL ".join(
-            f"SELECT r.row_number, i.* FROM {quoted} r JOIN identities i ON i.{n} = r.i_{n}"
+        # Narrow first (row number and contact key of each match, distinct), the identifiers
+        # of the one contact matched joined after: the wide union and a count(DISTINCT) ran
+        # out of the state's memory cap at 1M rows and 1M known contacts.
+        found = " UNION ".join(
+            f"SELECT r.row_number, i.contact_key FROM {quoted} r "
+            f"JOIN identities i ON i.{n} = r.i_{n}"
             for n in names
         )
-        known = ", ".join(f"min({n}) AS k_{n}" for n in names)
         return (
-            f"SELECT r.*, m.known_key, {', '.join(f'm.k_{n}' for n in names)}, "
+            f"SELECT r.*, m.known_key, {', '.join(f'k.{n} AS k_{n}' for n in names)}, "
             "coalesce(m.matches, 0) AS matches FROM "
-            f"{quoted} r LEFT JOIN (SELECT row_number, min(contact_key) AS known_key, {known}, "
-            f"count(DISTINCT contact_key) AS matches FROM ({found}) GROUP BY row_number) m "
-            "ON m.row_number = r.row_number",
+            f"{quoted} r LEFT JOIN (SELECT row_number, min(contact_key) AS known_key, "
+            f"count(*) AS matches FROM ({found}) GROUP BY row_number) m "
+            "ON m.row_number = r.row_number "
+            "LEFT JOIN identities k ON k.contact_key = m.known_key",
             [],
         )
 

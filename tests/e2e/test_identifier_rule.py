@@ -7,6 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from sendgrid_destination.dry_run import latest_plans
 from sendgrid_destination.state import StateStore
 from tests.e2e.conftest import contact_states, rejects_of, run_summary, upserts
 
@@ -209,3 +210,30 @@ def test_contacts_sent_with_one_identifier_alone_do_not_put_the_rule_in_play_for
     with StateStore.open(state_path, read_only=True) as store:
         kept = store.con.execute("SELECT count(*) FROM identities").fetchall()[0][0]
         assert (kept, store.has_identities()) == (4, False)
+
+
+@pytest.mark.slow
+def test_a_million_rows_resolve_against_a_million_known_contacts_within_the_memory_cap(
+    destination, run, state_path
+) -> None:
+    # Every contact known with its email and external_id (as a load with both mapped leaves
+    # them): the plan matches each row to its contact under the state's memory cap (the
+    # match ran out of memory at this size).
+    n = 1_000_000
+    with StateStore.open(state_path) as store:
+        store.con.execute(
+            "INSERT INTO identities SELECT 'email:u' || i || '@x.com', 'u' || i || '@x.com', "
+            f"NULL, 'X' || i, NULL FROM range({n}) t(i)"
+        )
+    rows = pa.table(
+        {
+            "email": [f"u{i}@x.com" for i in range(n)],
+            "crm_id": [f"X{i}" for i in range(n)],
+            "first_name": ["N"] * n,
+        }
+    )
+
+    run(rows, destination(mapping=MAPPING, plan=True))  # a plan: the match, nothing sent
+
+    planned = latest_plans(state_path)["contacts"]
+    assert (planned["rows_read"], planned["rejected"], planned["new"]) == (n, 0, n)
