@@ -128,13 +128,12 @@ def fill_column(identifier: str) -> str:
 
 
 def _ids_expr() -> str:
-    """The identifiers a contact is sent with, as a JSON object (compiled only while the
-    identifier rule is in play). One identifier is kept too: a row that later gains another
-    (an email beside the external_id its contact was created with) must be matched to that
-    contact by it, not taken for a new one (which mirror mode would then delete as gone)."""
+    """The identifiers a contact is sent with, as a JSON object, when there are several (a
+    contact with one identifier can never miss another; a row that gains one finds such a
+    contact by its key: ``StateStore.identities_sql``)."""
     present = " + ".join(f"(x_{name} IS NOT NULL)::INTEGER" for name in IDENTIFIERS)
     pairs = ", ".join(f"'{name}', x_{name}" for name in IDENTIFIERS)
-    return f"CASE WHEN {present} >= 1 THEN CAST(json_object({pairs}) AS VARCHAR) END"
+    return f"CASE WHEN {present} >= 2 THEN CAST(json_object({pairs}) AS VARCHAR) END"
 
 
 def _ascii_lower(sql: str) -> str:

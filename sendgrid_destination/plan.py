@@ -37,7 +37,7 @@ and the join beyond the state's memory limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -84,7 +84,9 @@ class PlanStore(Protocol):
 
     def forget_deferred_sql(self, relation: str, stream: str) -> tuple[str, list[Any]]: ...
 
-    def identities_sql(self, relation: str) -> tuple[str, list[Any]]: ...
+    def identities_sql(
+        self, relation: str, mapped: Sequence[str] = ...
+    ) -> tuple[str, list[Any]]: ...
 
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
@@ -298,7 +300,7 @@ class Plan:
     def _resolve_identifiers(self, policy: IdentifierPolicy) -> None:
         """Match the checked rows to the contacts whose identifiers SendGrid holds; the
         checked rows become the resolved ones (see ``identifiers``)."""
-        matched, params = self._store.identities_sql(_CHECKED)
+        matched, params = self._store.identities_sql(_CHECKED, list(policy.columns))
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_matched AS {matched}", params
         ).fetchall()

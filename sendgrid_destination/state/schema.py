@@ -27,12 +27,11 @@ Tables:
   ``run_files``, one row per job file (or RecordBatch) of the run, which keeps the counters of
   the file's last attempt that describe its rows (``plan``) apart from the sum over attempts of
   what was sent (``sent``), so that dlt retrying a file counts each row once.
-* ``identities``: for contacts sent while the identifier rule is in play (several
-  identifiers mapped, or contacts with several held), every identifier SendGrid accepted
-  (its job finished without failing the contact), under the key the contact is tracked by;
-  one identifier too, so that a row gaining another still finds its contact. SendGrid
-  refuses an update that omits an identifier the contact has, and a row may match the
-  contact by any of them: the plan completes (or refuses) rows from here.
+* ``identities``: for contacts sent with more than one identifier, every identifier SendGrid
+  accepted (its job finished without failing the contact), under the key the contact is
+  tracked by. SendGrid refuses an update that omits an identifier the contact has, and a row
+  may match the contact by any of them: the plan completes (or refuses) rows from here (a
+  contact known by one identifier is matched through its key, which is that identifier).
   ``contacts.ids`` holds the identifiers a send carried until its job says so.
 * ``deferred``: contacts rendered (with their ``list_scope``) but not sent because the job
   carrying their previous version was still pending when the run ended (SendGrid promises no

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,33 +409,48 @@ class StateStore:
     # -- identifiers SendGrid holds -----------------------------------------------------------
 
     def has_identities(self) -> bool:
-        """Whether any contact was accepted with several identifiers (``identities`` also
-        holds contacts sent with one while the rule was in play: they alone do not put it
-        in play for a table that maps one identifier)."""
-        several = " + ".join(f"({n} IS NOT NULL)::INTEGER" for n in IDENTIFIERS)
-        return bool(self._rows(f"SELECT count(*) FROM identities WHERE {several} >= 2")[0][0])
+        """Whether any contact was accepted with several identifiers."""
+        return bool(self._rows("SELECT count(*) FROM identities")[0][0])
 
-    def identities_sql(self, relation: str) -> tuple[str, list[Any]]:
+    def identities_sql(
+        self, relation: str, mapped: Sequence[str] = IDENTIFIERS
+    ) -> tuple[str, list[Any]]:
         """Over ``relation`` (``row_number`` and ``i_<identifier>`` for the four
         identifiers): its columns plus, for the contact its identifiers match,
         ``known_key``, ``k_<identifier>`` (every identifier SendGrid holds for it) and
-        ``matches``, the number of different contacts matched (over 1: ambiguous)."""
+        ``matches``, the number of different contacts matched (over 1: ambiguous).
+
+        A contact sent with several identifiers is matched through ``identities``; one known
+        by a single identifier (``mapped``: those the rows can hold) through its key, which
+        is that identifier (``external_id:X0``), whatever its send's outcome (pending, failed
+        or accepted), unless ``identities`` knows that identifier under a key of its own (a
+        state file of an earlier version may hold both). So a row that gains an identifier,
+        an email beside the external_id its contact was created with, stays that contact:
+        mirror mode would otherwise delete it as gone."""
         quoted = '"' + relation.replace('"', '""') + '"'
         names = IDENTIFIERS
         # Narrow first (row number and contact key of each match, distinct), the identifiers
-        # of the one contact matched joined after: the wide union and a count(DISTINCT) ran
+        # of the one contact matched joined after: a wide union and a count(DISTINCT) ran
         # out of the state's memory cap at 1M rows and 1M known contacts.
-        found = " UNION ".join(
+        several = [
             f"SELECT r.row_number, i.contact_key FROM {quoted} r "
             f"JOIN identities i ON i.{n} = r.i_{n}"
             for n in names
-        )
+        ]
+        single = [
+            f"SELECT r.row_number, '{n}:' || r.i_{n} AS contact_key FROM {quoted} r "
+            f"WHERE r.i_{n} IS NOT NULL AND '{n}:' || r.i_{n} IN "
+            "(SELECT contact_key FROM contacts) "
+            f"AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.{n} = r.i_{n})"
+            for n in names
+            if n in mapped
+        ]
         return (
             f"SELECT r.*, m.known_key, {', '.join(f'k.{n} AS k_{n}' for n in names)}, "
             "coalesce(m.matches, 0) AS matches FROM "
             f"{quoted} r LEFT JOIN (SELECT row_number, min(contact_key) AS known_key, "
-            f"count(*) AS matches FROM ({found}) GROUP BY row_number) m "
-            "ON m.row_number = r.row_number "
+            f"count(*) AS matches FROM ({' UNION '.join(several + single)}) "
+            "GROUP BY row_number) m ON m.row_number = r.row_number "
             "LEFT JOIN identities k ON k.contact_key = m.known_key",
             [],
         )

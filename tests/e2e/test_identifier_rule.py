@@ -209,7 +209,7 @@ def test_contacts_sent_with_one_identifier_alone_do_not_put_the_rule_in_play_for
 
     with StateStore.open(state_path, read_only=True) as store:
         kept = store.con.execute("SELECT count(*) FROM identities").fetchall()[0][0]
-        assert (kept, store.has_identities()) == (4, False)
+        assert (kept, store.has_identities()) == (0, False)
 
 
 @pytest.mark.slow
@@ -237,3 +237,65 @@ def test_a_million_rows_resolve_against_a_million_known_contacts_within_the_memo
 
     planned = latest_plans(state_path)["contacts"]
     assert (planned["rows_read"], planned["rejected"], planned["new"]) == (n, 0, n)
+
+
+@pytest.mark.parametrize("mode", ["upsert", "mirror"])
+def test_a_row_gaining_an_email_while_its_contacts_creating_job_is_pending_stays_that_contact(
+    emulator, destination, run, state_path, mode
+) -> None:
+    settings = {"mapping": MAPPING, "mode": mode, "max_delete_fraction": 1.0}
+    emulator.backend.polls_until_done = 10_000  # the first run's job outlives it
+    run(_people(None, 2), destination(**settings, job_wait_timeout=1))
+    run(_people("a@x.com", 2), destination(**settings, job_wait_timeout=1))  # held back
+    emulator.backend.polls_until_done = 1
+    emulator.process_jobs()
+
+    run(_rows(("a@x.com", "X0", "Ann"), (None, "X1", "N1")), destination(**settings))
+
+    emulator.process_jobs()
+    (x0,) = [c for c in emulator.contacts() if c.get("external_id") == "X0"]
+    assert (x0.get("email"), x0.get("first_name")) == ("a@x.com", "Ann")
+    assert set(contact_states(state_path)) == {"external_id:X0", "external_id:X1"}
+
+
+def test_a_mirrored_contact_whose_mapping_gains_the_email_column_is_kept_not_deleted(
+    emulator, destination, run, state_path
+) -> None:
+    only_id = {"external_id": "crm_id", "first_name": "first_name"}
+    settings = {"mode": "mirror", "max_delete_fraction": 1.0}
+    run(_people(None), destination(mapping=only_id, **settings))
+
+    second = run(_people("a@x.com"), destination(mapping=MAPPING, **settings))
+
+    assert run_summary(state_path, second)["deleted"] == 0
+    emulator.process_jobs()
+    assert len(emulator.contacts()) == 4
+    first = next(c for c in emulator.contacts() if c.get("external_id") == "X0")
+    assert first["email"] == "a@x.com"
+
+
+def test_a_state_that_tracks_one_contact_under_two_keys_matches_the_row_once(
+    emulator, destination, run, state_path
+) -> None:
+    # An earlier version keyed X0's first send external_id:X0, and the send after its row
+    # gained an email email:a@x.com (recorded in identities with both): one SendGrid contact.
+    run(_people(None), destination(mapping=MAPPING))
+    with StateStore.open(state_path) as store:
+        store.con.execute(
+            "INSERT INTO contacts (stream, contact_key, seq, first_seq) "
+            "SELECT stream, 'email:a@x.com', seq, first_seq FROM contacts "
+            "WHERE contact_key = 'external_id:X0'"
+        )
+        store.con.execute(
+            "INSERT INTO identities VALUES ('email:a@x.com', 'a@x.com', NULL, 'X0', NULL)"
+        )
+
+    run(
+        _rows(("a@x.com", "X0", "Ann"), *[(None, f"X{i}", f"N{i}") for i in (1, 2, 3)]),
+        destination(mapping=MAPPING),
+    )
+
+    assert rejects_of(state_path) == []
+    emulator.process_jobs()
+    (x0,) = [c for c in emulator.contacts() if c.get("external_id") == "X0"]
+    assert x0["first_name"] == "Ann"
