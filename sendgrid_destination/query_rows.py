@@ -7,21 +7,21 @@ see one type per column, or it splits the load):
 * the first chunk holding a value decides, as pyarrow reads it: ``bool``, ``int`` (within 64
   bits), ``float``, ``str``, dates and times;
 * JSON and arrays (``dict``, ``list``: PostgreSQL ``json``, ``jsonb``, ``text[]``) become
-  their JSON text, as dlt's ``sql_table`` hands them over (``alternate_emails`` and
+  their compact JSON text, as dlt's ``sql_table`` hands them over (``alternate_emails`` and
   ``list_column`` read a JSON array of names; a Text field gets the JSON as it is);
 * ``Decimal`` becomes its plain decimal text (every digit kept: a Number field reads it
   exactly; numeric precision changes from chunk to chunk, a text type does not), and so do
   integers beyond 64 bits, UUIDs and anything else pyarrow cannot hold;
-* a column with no value in the first chunk (or no chunk at all) is text: an all-null column
-  must keep its name and a type (dlt drops a column of Arrow's null type), and text is what
-  every field can read;
+* a column with no value yet stays undecided (Arrow's null type: dlt leaves it out of that
+  chunk, and the destination reads the chunks' files as one table, missing columns null), so
+  that its type is the one its values give, whatever chunk they start in; a column with no
+  value in the whole query, and every column of a query with no rows, is text, in one last
+  table of no rows (dlt drops a column it never saw typed, and a mapping must find it);
 * a later chunk whose values do not fit the decided type is turned into text, that column
-  from then on too; text is spelled as the destination spells the type in a Text field
-  (``true``, ``2024-05-01``, ``2024-05-01T08:00:00Z``), so a column that became text renders
-  as it would have typed.
+  from then on too (spelled as the destination spells the type in a Text field where it
+  can: ``true``, ``0900-05-06``, ``2024-05-01T08:00:00Z``).
 
-``QueryRows(names)`` keeps the decided types; ``table(chunk)`` converts one chunk and
-``empty()`` is the table of no rows (``sources``: a query with no rows still loads).
+``QueryRows(names).tables(chunks)`` converts a query's chunks (``sources``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -43,20 +43,28 @@ class QueryRows:
         self.names = list(names)
         self._types: dict[str, pa.DataType] = {}
 
+    def tables(self, chunks: Iterable[Sequence[Sequence[Any]]]) -> Iterator[pa.Table]:
+        """Each chunk as a table; then, if a column never held a value (or there was no
+        chunk), a table of no rows that has every column typed (module doc)."""
+        for chunk in chunks:
+            yield self.table(chunk)
+        if len(self._types) < len(self.names):
+            for name in self.names:
+                self._types.setdefault(name, pa.string())
+            yield self.table([])
+
     def table(self, chunk: Sequence[Sequence[Any]]) -> pa.Table:
         columns = [self._column(i, name, chunk) for i, name in enumerate(self.names)]
         return pa.table(columns, names=self.names)
-
-    def empty(self) -> pa.Table:
-        return self.table([])
 
     def _column(self, i: int, name: str, chunk: Sequence[Sequence[Any]]) -> pa.Array:
         values = [row[i] for row in chunk]
         decided = self._types.get(name)
         if decided is None:
             first = next((v for v in values if v is not None), None)
-            decided = pa.string() if first is None else _type_of(first, values)
-            self._types[name] = decided
+            if first is None:
+                return pa.nulls(len(values))  # undecided until a value comes
+            decided = self._types[name] = _type_of(first, values)
         if pa.types.is_string(decided):
             return pa.array([_text(v) for v in values], pa.string())
         try:
@@ -93,10 +101,10 @@ def _text(value: Any) -> str | None:
     if isinstance(value, dict | list | tuple):  # as dlt's sql_table hands JSON over
         return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, datetime.datetime):  # the default date_format, in UTC
-        utc = value.astimezone(datetime.UTC) if value.tzinfo else value
-        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+        utc = value.astimezone(datetime.UTC).replace(tzinfo=None) if value.tzinfo else value
+        return utc.isoformat(timespec="seconds") + "Z"  # a four-digit year, as strftime is not
     if isinstance(value, datetime.date):
-        return value.strftime("%Y-%m-%d")
+        return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)

@@ -177,9 +177,8 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
                     sql,
                     {"sg_cursor": params[0]} if params and "sg_cursor" in marker else tuple(params),
                 )
-                typed = QueryRows(list(result.keys()))
                 chunks = iter(lambda: result.fetchmany(BATCH_ROWS), [])
-                yield from _at_least_one((typed.table(c) for c in chunks), typed.empty)
+                yield from QueryRows(list(result.keys())).tables(chunks)
         finally:
             engine.dispose()
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sendgrid_destination import sources
 from tests.e2e.conftest import PostgresSchema, postgres_schema, postgres_url  # noqa: F401
 from tests.sync.conftest import SyncEnv, example
 
@@ -154,3 +155,33 @@ def test_an_empty_query_source_loads_zero_rows_and_a_full_refresh_of_a_mirror_de
     assert emptied.json()["tables"][0]["deleted"] == 2
     sync_env.emulator.process_jobs()
     assert sync_env.emulator.contacts() == []
+
+
+def test_a_query_column_null_in_its_first_chunk_renders_as_when_typed_so_a_rerun_sends_nothing(
+    sync_env: SyncEnv,
+    postgres_schema: PostgresSchema,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    postgres_schema.execute(
+        "CREATE TABLE {schema}.people (email text, flag boolean, born date, seen timestamptz, "
+        "at time)",
+        "INSERT INTO {schema}.people VALUES ('a0@example.com', NULL, NULL, NULL, NULL), "
+        "('a1@example.com', true, '0900-05-06', '2024-05-01 10:00:00+02', '10:11:12.5')",
+    )
+    fields = {name: sync_env.emulator.add_custom_field(name, "Text") for name in ("flag", "born")}
+    fields |= {name: sync_env.emulator.add_custom_field(name, "Text") for name in ("seen", "at")}
+    sync_file = sync_env.write(
+        "pg.toml",
+        f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
+        f'query = "SELECT * FROM {postgres_schema.name}.people ORDER BY email"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n'
+        'custom_fields = { flag = "flag", born = "born", seen = "seen", at = "at" }\n',
+    )
+    typed = sync_env.run(sync_file, "--json")  # one chunk: every column typed by a value
+    monkeypatch.setattr(sources, "BATCH_ROWS", 1)  # the first chunk: a0's nulls alone
+
+    again = sync_env.run(sync_file, "--json")
+
+    assert (typed.code, again.code) == (0, 0), again.err
+    assert again.json()["totals"]["contacts_sent"] == 0
+    assert again.json()["totals"]["unchanged"] == 2

@@ -27,28 +27,40 @@ _VALUES = st.one_of(
 
 
 @given(st.lists(st.lists(st.tuples(_VALUES, _VALUES), min_size=1, max_size=6), max_size=4))
-def test_any_values_convert_and_chunks_change_type_only_by_falling_back_to_text(
+def test_any_values_convert_and_a_column_changes_type_only_once_decided_or_to_text(
     chunks: list[list[tuple[Any, Any]]],
 ) -> None:
-    rows = QueryRows(["a", "b"])
+    tables = list(QueryRows(["a", "b"]).tables(chunks))
     seen: dict[str, pa.DataType] = {}
-    for chunk in chunks:
-        table = rows.table(chunk)
+    for chunk, table in zip(chunks, tables, strict=False):
         assert table.num_rows == len(chunk) and table.column_names == ["a", "b"]
         for field in table.schema:
-            assert not pa.types.is_null(field.type)
-            if field.name in seen and seen[field.name] != field.type:
-                assert field.type == pa.string()  # the only change: to text, for good
-            seen[field.name] = field.type
+            before = seen.get(field.name)
+            if before is not None and before != field.type:
+                assert field.type == pa.string()  # the only change once decided: to text
+            if not pa.types.is_null(field.type):
+                seen[field.name] = field.type
+    # Every column is typed somewhere (in a chunk, or in a last table of no rows).
+    typed = {f.name for t in tables for f in t.schema if not pa.types.is_null(f.type)}
+    assert typed == {"a", "b"}
+    assert all(t.num_rows == 0 for t in tables[len(chunks) :])
 
 
-def test_an_all_null_column_and_a_query_with_no_rows_are_text_columns() -> None:
-    assert QueryRows(["email", "phone"]).empty().schema == pa.schema(
-        [("email", pa.string()), ("phone", pa.string())]
-    )
-    rows = QueryRows(["email", "phone"])
-    assert rows.table([("a@x.co", None)]).schema.field("phone").type == pa.string()
-    assert rows.table([("b@x.co", 5)]).column("phone").to_pylist() == ["5"]
+def test_a_query_with_no_rows_is_one_table_of_no_rows_with_text_columns() -> None:
+    (table,) = QueryRows(["email", "phone"]).tables([])
+
+    assert table.num_rows == 0
+    assert table.schema == pa.schema([("email", pa.string()), ("phone", pa.string())])
+
+
+def test_a_column_takes_the_type_of_its_first_values_whatever_chunk_they_come_in() -> None:
+    late = list(QueryRows(["email", "n"]).tables([[("a@x.co", None)], [("b@x.co", 5)]]))
+    never = list(QueryRows(["email", "n"]).tables([[("a@x.co", None)]]))
+
+    assert [t.schema.field("n").type for t in late] == [pa.null(), pa.int64()]
+    # Never a value: text, in a last table of no rows, so that the column exists.
+    assert [t.num_rows for t in never] == [1, 0]
+    assert never[-1].schema == pa.schema([("email", pa.string()), ("n", pa.string())])
 
 
 def test_json_of_any_shape_decimals_and_huge_integers_arrive_as_exact_text() -> None:
@@ -76,14 +88,15 @@ def test_a_type_decided_by_the_first_values_holds_for_later_chunks() -> None:
     assert later.column("at")[0].as_py() == datetime.datetime(2026, 1, 1, tzinfo=utc)
 
 
-def test_a_column_decided_as_text_spells_values_as_their_type_renders_in_a_text_field() -> None:
+def test_values_of_a_column_that_fell_back_to_text_are_spelled_as_their_type_renders() -> None:
     rows = QueryRows(["flag", "at", "day"])
-    rows.table([(None, None, None)])  # all null first: decided as text
     plus_two = datetime.timezone(datetime.timedelta(hours=2))
-    later = rows.table(
-        [(True, datetime.datetime(2024, 5, 1, 10, tzinfo=plus_two), datetime.date(2024, 5, 1))]
-    )
+    at = datetime.datetime(900, 5, 1, 10, tzinfo=plus_two)
+    rows.table([(True, at, datetime.date(900, 5, 1))])  # decided: bool, timestamp, date
+    mixed = rows.table([(False, at, datetime.date(900, 5, 1)), ("x", "y", "z")])
 
-    assert later.to_pylist() == [
-        {"flag": "true", "at": "2024-05-01T08:00:00Z", "day": "2024-05-01"}
-    ]
+    assert mixed.to_pylist()[0] == {
+        "flag": "false",
+        "at": "0900-05-01T08:00:00Z",
+        "day": "0900-05-01",
+    }
