@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from sendgrid_destination.dry_run import latest_plans
+from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.state import StateStore
 from tests.e2e.conftest import contact_states, rejects_of, run_summary, upserts
 
@@ -139,6 +140,14 @@ def test_a_failure_the_job_does_not_explain_is_resent_as_before(
 # -- a contact created with one identifier whose row gains another -------------------------
 
 
+def _assert_four_people_x0_with_email(emulator: Emulator, email: str) -> None:
+    """SendGrid holds the four people, X0 one contact with its external_id and ``email``."""
+    emulator.process_jobs()
+    assert len(emulator.contacts()) == 4
+    (first,) = [c for c in emulator.contacts() if c.get("external_id") == "X0"]
+    assert first["email"] == email
+
+
 def _people(first_email: str | None, n: int = 4) -> pa.Table:
     """n people known by external_id only; the first one's row may carry an email too."""
     return _rows(*[(first_email if i == 0 else None, f"X{i}", f"N{i}") for i in range(n)])
@@ -196,10 +205,7 @@ def test_a_gained_email_whose_update_failed_in_its_job_is_retried_under_the_cont
 
     summary = run_summary(state_path, third)
     assert (summary["retried"], summary["new"], summary["deleted"]) == (1, 0, 0)
-    emulator.process_jobs()
-    assert len(emulator.contacts()) == 4
-    first = next(c for c in emulator.contacts() if c.get("external_id") == "X0")
-    assert first["email"] == "a@x.com"
+    _assert_four_people_x0_with_email(emulator, "a@x.com")
 
 
 def test_contacts_sent_with_one_identifier_alone_do_not_put_the_rule_in_play_for_other_tables(
@@ -268,10 +274,7 @@ def test_a_mirrored_contact_whose_mapping_gains_the_email_column_is_kept_not_del
     second = run(_people("a@x.com"), destination(mapping=MAPPING, **settings))
 
     assert run_summary(state_path, second)["deleted"] == 0
-    emulator.process_jobs()
-    assert len(emulator.contacts()) == 4
-    first = next(c for c in emulator.contacts() if c.get("external_id") == "X0")
-    assert first["email"] == "a@x.com"
+    _assert_four_people_x0_with_email(emulator, "a@x.com")
 
 
 def test_a_state_that_tracks_one_contact_under_two_keys_matches_the_row_once(
