@@ -59,7 +59,8 @@ _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
 _PLANNED = "row_number, fingerprint, is_new, prev_hash, prev_sha256, pending, retry"
-_NOT_PLANNED = "unchanged, this_run, waits"
+# What the state decides of a rendered contact (``decide_again``).
+_DECIDED = "is_new, prev_hash, prev_sha256, pending, retry"
 _FILLS = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
 
 
@@ -414,24 +415,37 @@ class Plan:
     def decide_again(self, contacts: pa.Table) -> Rendered:
         """Classify rendered contacts again (``RENDERED``), now: what jobs settled since the
         plan was built (a held-back contact's earlier version, say) counts."""
+        # Only the key and fingerprint go through DuckDB, the JSON stays in Arrow: sorting a
+        # million held-back contacts' JSON ran out of the state's memory cap.
         cur = self._cur
         cur.register(
             "sg_again",
-            contacts.drop_columns(["is_new", "prev_hash", "prev_sha256", "pending", "retry"]),
+            pa.table(
+                {
+                    "sg_pos": np.arange(contacts.num_rows, dtype=np.int64),
+                    "row_number": contacts["row_number"],
+                    "contact_key": contacts["contact_key"],
+                    "fingerprint": contacts["fingerprint"],
+                }
+            ),
         )
         try:
             changes, params = self._store.changes_sql(
                 "sg_again", self._stream, self._run_id, checked=False
             )
             decided = cur.sql(
-                f"SELECT * EXCLUDE ({_NOT_PLANNED}) FROM ({changes}) ORDER BY row_number",
+                f"SELECT sg_pos, {_DECIDED} FROM ({changes}) ORDER BY row_number, sg_pos",
                 params=params,
             ).to_arrow_table()
         finally:
             cur.unregister("sg_again")
-        if decided.num_rows != contacts.num_rows:
+        if decided.num_rows != contacts.num_rows:  # a key twice in the state joins twice
             raise CorruptStateError.duplicate_contact(self._store.path)
-        return self._split_unchanged(decided.select(RENDERED.names).cast(RENDERED))
+        order = decided["sg_pos"].to_numpy()
+        again = contacts if np.all(order[1:] > order[:-1]) else contacts.take(order)
+        for name in _DECIDED.split(", "):  # in row order, as ``again``
+            again = again.set_column(again.schema.get_field_index(name), name, decided[name])
+        return self._split_unchanged(again.select(RENDERED.names).cast(RENDERED))
 
     def _split_unchanged(self, contacts: pa.Table) -> Rendered:
         # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send.
