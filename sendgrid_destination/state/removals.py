@@ -216,10 +216,15 @@ class RemovalLedger:
 
     @staticmethod
     def _succeeded(cur: duckdb.DuckDBPyConnection, job_id: str) -> None:
-        done = "SELECT stream, contact_key FROM removals WHERE job_id = ?"
-        still = (
-            f"SELECT stream, contact_key FROM removals WHERE status IN ('{QUEUED}', '{SENT}') "
-            "AND job_id IS DISTINCT FROM ?"
+        # The job's contacts the state stops tracking (deleted, or gone from the table) that
+        # no other removal still waits on. Only the job's own keys are looked up: comparing
+        # with every removal and every contact per finished job made thousands of list
+        # removals quadratic. A job of list removals only (a contact left a list) has none.
+        untracked = (
+            "SELECT d.stream, d.contact_key FROM removals d WHERE d.job_id = ? "
+            "AND (d.action = 'delete' OR d.cause <> 'dropped') AND NOT EXISTS (SELECT 1 FROM "
+            "removals o WHERE o.stream = d.stream AND o.contact_key = d.contact_key "
+            f"AND o.status IN ('{QUEUED}', '{SENT}') AND o.job_id IS DISTINCT FROM ?)"
         )
         # A deleted contact's identifiers are free again in SendGrid.
         cur.execute(
@@ -227,11 +232,12 @@ class RemovalLedger:
             "(SELECT contact_key FROM removals WHERE job_id = ? AND action = 'delete')",
             [job_id],
         )
-        cur.execute(
-            f"DELETE FROM contacts WHERE (stream, contact_key) IN ({done} AND (action = "
-            f"'delete' OR cause <> 'dropped')) AND (stream, contact_key) NOT IN ({still})",
-            [job_id, job_id],
-        )
+        gone = cur.execute(f"SELECT count(*) FROM ({untracked})", [job_id, job_id]).fetchall()
+        if gone[0][0]:
+            cur.execute(
+                f"DELETE FROM contacts WHERE (stream, contact_key) IN ({untracked})",
+                [job_id, job_id],
+            )
         cur.execute("DELETE FROM removals WHERE job_id = ?", [job_id])
 
     def forget(self, stream: str, keys: pa.Table, *, gone: bool) -> None:
