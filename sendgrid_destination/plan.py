@@ -58,9 +58,9 @@ from sendgrid_destination.source_rows import SourceRows
 _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
-_PLANNED = "row_number, fingerprint, is_new, prev_hash, prev_sha256, pending, retry"
-# What the state decides of a rendered contact (``decide_again``).
+# What the state decides of a row or a rendered contact (``changes_sql``, ``decide_again``).
 _DECIDED = "is_new, prev_hash, prev_sha256, pending, retry"
+_PLANNED = f"row_number, fingerprint, {_DECIDED}"
 _FILLS = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
 
 
