@@ -122,8 +122,11 @@ class JobTracker:
         self.store.record_job_outcome(
             _job_row(job), failed=failed, contacts_status=rest_status, note=note
         )
-        # Contacts an earlier attempt of this run saw fail are counted once.
-        new_failures = self.store.record_job_failures_as_rejects(run_id=run_id, job_id=job.id)
+        # Contacts an earlier attempt of this run saw fail are counted once. A job that
+        # failed none has nothing to copy (three queries a job saved).
+        new_failures: dict[str, int] = {}
+        if failed is not None and failed.num_rows:
+            new_failures = self.store.record_job_failures_as_rejects(run_id=run_id, job_id=job.id)
         for raw, n in new_failures.items():
             outcome.failed += n
             outcome.failed_for_good += n if is_permanent(raw) else 0

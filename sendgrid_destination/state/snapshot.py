@@ -10,6 +10,7 @@ copy) and taken again. A file that is not a state file is refused in one sentenc
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,8 +20,10 @@ from pathlib import Path
 import duckdb
 
 from sendgrid_destination.errors import ConfigurationError, StateLockedError
+from sendgrid_destination.state.duck import transaction
 from sendgrid_destination.state.schema import migrate
-from sendgrid_destination.state.store import StateStore, no_state_file, transaction
+from sendgrid_destination.state.spool import Spool, spool_dir
+from sendgrid_destination.state.store import StateStore, no_state_file
 
 _COPY_ATTEMPTS = 5
 
@@ -41,24 +44,41 @@ def read_snapshot(path: Path) -> Iterator[StateStore]:
                 raise _not_a_state_file(path, "it has no state tables")
             with transaction(con):
                 migrate(con)  # the copy is ours: an older file reads like a current one
+            Spool(copy).recover(con)  # the rows of requests a load has not merged yet
             yield StateStore(con, path)
         finally:
             con.close()
 
 
 def copy_consistently(path: Path, copy: Path) -> None:
+    """The file, its log and its spool (``state.spool``), copied until the file and log did
+    not change meanwhile. A spool file copied whose request the copy does not have is
+    ignored when the copy is read; one merged and deleted during the copy changed the file."""
     wal = path.with_name(path.name + ".wal")
     for _ in range(_COPY_ATTEMPTS):
         before = _stamp(path), _stamp(wal)
         shutil.copyfile(path, copy)
         if wal.exists():
             shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        _copy_spool(spool_dir(path), spool_dir(copy))
         if (_stamp(path), _stamp(wal)) == before:
             return
     raise StateLockedError(
         f"The state file {path} kept changing while it was read (a load is writing it); "
         "try again in a moment."
     )
+
+
+def _copy_spool(spool: Path, copy: Path) -> None:
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir(mode=0o700)
+    try:
+        names = [p.name for p in spool.iterdir() if p.suffix == ".arrow"]
+    except FileNotFoundError:
+        return
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):  # merged meanwhile: the file changed
+            shutil.copyfile(spool / name, copy / name)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
