@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import sys
@@ -37,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+import pyarrow as pa
 from dlt.common.configuration import resolve_configuration
 
 from sendgrid_destination import sync_command
@@ -238,26 +240,43 @@ def _when(run: dict[str, Any]) -> str:
 
 def _rejects(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        rows = reports.rejects(store, args.run).to_pylist()
-        if args.run and not rows and store.run_summary(args.run) is None:
+        rows = _rows(reports.rejects(store, args.run))
+        first = next(rows, None)
+        if args.run and first is None and store.run_summary(args.run) is None:
             raise SendGridError(
                 f"The state file has no run {args.run!r}: `sendgrid-destination status` lists "
                 "the recent runs' ids."
             )
-    out: TextIO = _private_file(args.output) if args.output else sys.stdout
-    try:
-        if args.format == "json":
-            json.dump(rows, out, indent=2, default=str)
-            out.write("\n")
-        else:
-            fields = ["run_id", "stream", "stage", "row_number", "contact_key", "column", "reason"]
-            writer = csv.DictWriter(out, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-    finally:
-        if args.output:
-            out.close()
+        out: TextIO = _private_file(args.output) if args.output else sys.stdout
+        try:
+            write = _json_rows if args.format == "json" else _csv_rows
+            write(itertools.chain([first] if first else [], rows), out)
+        finally:
+            if args.output:
+                out.close()
     return 0
+
+
+def _rows(batches: pa.RecordBatchReader) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        yield from batch.to_pylist()
+
+
+def _json_rows(rows: Iterator[dict[str, Any]], out: TextIO) -> None:
+    """A JSON array written one row at a time, laid out as ``json.dump(..., indent=2)``."""
+    out.write("[")
+    empty = True
+    for row in rows:
+        item = json.dumps(row, indent=2, default=str).replace("\n", "\n  ")
+        out.write(("\n  " if empty else ",\n  ") + item)
+        empty = False
+    out.write("]\n" if empty else "\n]\n")
+
+
+def _csv_rows(rows: Iterator[dict[str, Any]], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=list(reports.REJECT_FIELDS))
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _private_file(path: Path) -> TextIO:

@@ -39,13 +39,21 @@ def last_run_epochs(store: StateStore) -> dict[str, float]:
     return {str(r[0]): float(r[1]) for r in rows if r[1] is not None}
 
 
-def rejects(store: StateStore, run_id: str | None = None) -> pa.Table:
+REJECT_FIELDS = ("run_id", "stream", "stage", "row_number", "contact_key", "column", "reason")
+
+
+def rejects(
+    store: StateStore, run_id: str | None = None, *, batch_rows: int = 10_000
+) -> pa.RecordBatchReader:
+    """The rejects (of one run, or all), oldest first, as a stream of record batches: an
+    export of millions holds one batch in memory, not all of them."""
     sql = 'SELECT run_id, stream, stage, row_number, contact_key, "column", reason FROM rejects'
     params: list[Any] = []
     if run_id:
         sql += " WHERE run_id = ?"
         params.append(run_id)
-    return store.con.sql(sql + " ORDER BY recorded_at, row_number", params=params).to_arrow_table()
+    relation = store.con.sql(sql + " ORDER BY recorded_at, row_number", params=params)
+    return relation.fetch_record_batch(batch_rows)
 
 
 def contact_status_counts(store: StateStore) -> dict[str, int]:

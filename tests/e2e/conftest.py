@@ -102,7 +102,7 @@ def run_summary(state_path: Path, info: LoadInfo, stream: str = "contacts") -> d
 def rejects_of(state_path: Path, stage: str | None = None) -> list[dict[str, Any]]:
     """Every row of the state file's rejects table (optionally of one stage)."""
     with StateStore.open(state_path, read_only=True) as store:
-        rows = reports.rejects(store).to_pylist()
+        rows = reports.rejects(store).read_all().to_pylist()
     return [r for r in rows if stage is None or r["stage"] == stage]
 
 

@@ -14,6 +14,7 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.cli import main as sendgrid_destination_cli
+from sendgrid_destination.state import StateStore, reports
 from tests.e2e.conftest import cli, contacts_table
 
 
@@ -200,3 +201,39 @@ def test_a_directory_given_as_the_state_file_is_named_as_a_directory(
 
     err = capsys.readouterr().err
     assert code == 2 and f"{tmp_path} is a directory" in err and "No state file" not in err
+
+
+def test_an_export_of_more_rejects_than_one_batch_writes_each_row_once_in_order(
+    tmp_path: Path, capsys
+) -> None:
+    # The export streams record batches (10,000 rows) instead of holding every reject.
+    state_path = tmp_path / "state.duckdb"
+    count = 25_001
+    with StateStore.open(state_path) as store:
+        store.start_run("r1", "contacts")
+        refused = pa.table(
+            {
+                "row_number": pa.array(range(count), pa.int64()),
+                "contact_key": [f"email:u{i}@x.co" for i in range(count)],
+                "column": ["email"] * count,
+                "reason": ["email: not a valid email address"] * count,
+            }
+        )
+        store.record_rejects(run_id="r1", stream="contacts", rejects=refused, stage="validation")
+        assert [b.num_rows for b in reports.rejects(store)] == [10_000, 10_000, 5_001]
+
+    as_json = json.loads(cli(capsys, "rejects", "--state", str(state_path), "--format", "json"))
+    as_csv = cli(capsys, "rejects", "--state", str(state_path)).splitlines()
+
+    assert [r["row_number"] for r in as_json] == list(range(count))
+    assert as_json[-1]["contact_key"] == f"email:u{count - 1}@x.co"
+    assert len(as_csv) == count + 1
+    assert as_csv[1].split(",") == [
+        "r1",
+        "contacts",
+        "validation",
+        "0",
+        "email:u0@x.co",
+        "email",
+        "email: not a valid email address",
+    ]
