@@ -12,8 +12,8 @@ tables and the ``first_seq`` / ``lists`` columns of ``contacts``; see ``state.sc
   the rule in ``state.schema``), ``shared`` (another table of the state sends it too) and
   ``lists`` (the lists this table put it in that no other table did);
 * ``queued_drops``: lists contacts still in the table left (their rows no longer name them);
-* ``record_sent`` / ``finish_job``: a DELETE accepted (its job id, right after the 202), and
-  its job's end: a deletion forgets its contacts, a removal of contacts that left forgets them
+* ``record_sent`` / ``finish_jobs``: DELETEs accepted (their job ids, after the 202s), and
+  their jobs' end: a deletion forgets its contacts, a removal of contacts that left forgets them
   once their last removal is done, a failed job puts dropped lists back in the queue (and lets
   the next load decide again about contacts that left);
 * ``forget``: contacts the table no longer tracks (gone from SendGrid, or nothing to do).
@@ -23,11 +23,14 @@ All set operations are SQL over the state's tables; Arrow tables carry keys in a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
+from sendgrid_destination.state.duck import transaction
 from sendgrid_destination.state.schema import ContactStatus
 
 if TYPE_CHECKING:
@@ -36,6 +39,28 @@ if TYPE_CHECKING:
 # Removal rows: ``status`` queued (a dropped list not yet sent), sent (its job not ended).
 QUEUED = "queued"
 SENT = "sent"
+
+
+# DELETEs accepted: each contact's key, SendGrid ID, why it goes, the job and the list
+# (null: a deletion).
+SENT_REMOVALS = pa.schema(
+    [
+        pa.field("contact_key", pa.string()),
+        pa.field("contact_id", pa.string()),
+        pa.field("cause", pa.string()),
+        pa.field("job_id", pa.string()),
+        pa.field("list_id", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """A removal job that ended: completed (``succeeded``) or not, and why (``note``)."""
+
+    job_id: str
+    succeeded: bool
+    note: str | None = None
 
 
 def ids_sql(sql: str) -> str:
@@ -143,38 +168,28 @@ class RemovalLedger:
 
     # -- recording -----------------------------------------------------------------------
 
-    def record_sent(
-        self,
-        *,
-        run_id: str,
-        stream: str,
-        job_id: str,
-        list_id: str | None,
-        sent: pa.Table,
-    ) -> None:
-        """Right after a DELETE's 202: ``sent`` (``contact_key``, ``contact_id``, ``cause``)
-        rides on ``job_id``; a deletion when ``list_id`` is None, else a list removal."""
-        action = "delete" if list_id is None else "unlist"
-        with self._store.workspace() as cur:
-            cur.register("gone", sent.select(["contact_key", "contact_id", "cause"]))
-            cur.execute("BEGIN")
-            try:
-                cur.execute(
-                    f"DELETE FROM removals WHERE stream = ? AND status = '{QUEUED}' "
-                    "AND list_id IS NOT DISTINCT FROM ? "
-                    "AND contact_key IN (SELECT contact_key FROM gone)",
-                    [stream, list_id],
-                )
-                cur.execute(
-                    "INSERT INTO removals (stream, contact_key, action, list_id, cause, "
-                    "contact_id, job_id, status, run_id, queued_at) SELECT ?, contact_key, ?, "
-                    f"?, cause, contact_id, ?, '{SENT}', ?, now() FROM gone",
-                    [stream, action, list_id, job_id, run_id],
-                )
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+    def record_sent(self, *, run_id: str, stream: str, sent: pa.Table) -> None:
+        """After DELETEs' 202s, in one transaction: ``sent`` (``contact_key``,
+        ``contact_id``, ``cause``, ``job_id``, ``list_id``) rides on its ``job_id``; a
+        deletion where ``list_id`` is null, else a list removal. Their queued rows go."""
+        if sent.num_rows == 0:
+            return
+        with self._store.workspace() as cur, transaction(cur):
+            cur.register(
+                "gone", sent.select(["contact_key", "contact_id", "cause", "job_id", "list_id"])
+            )
+            cur.execute(
+                f"DELETE FROM removals r USING gone g WHERE r.stream = ? AND r.status = '{QUEUED}' "
+                "AND r.contact_key = g.contact_key AND r.list_id IS NOT DISTINCT FROM g.list_id",
+                [stream],
+            )
+            cur.execute(
+                "INSERT INTO removals (stream, contact_key, action, list_id, cause, "
+                "contact_id, job_id, status, run_id, queued_at) SELECT ?, contact_key, "
+                "CASE WHEN list_id IS NULL THEN 'delete' ELSE 'unlist' END, list_id, cause, "
+                f"contact_id, job_id, '{SENT}', ?, now() FROM gone",
+                [stream, run_id],
+            )
 
     def in_flight(self, stream: str | None = None) -> list[str]:
         """The jobs of DELETEs sent and not yet ended (of one table, or of all)."""
@@ -193,52 +208,60 @@ class RemovalLedger:
         ).fetchone()
         return (str(row[0]), int(row[1])) if row and row[0] else ("unknown", 0)
 
-    def finish_job(self, job_id: str, *, succeeded: bool, note: str | None = None) -> None:
-        """A removal job ended. Succeeded: a deletion forgets its contacts; contacts that left
-        are forgotten once their last removal is done; dropped lists leave the queue. Failed:
-        dropped lists go back to the queue, contacts that left are decided again next load."""
-        with self._store.workspace() as cur:
-            cur.execute("BEGIN")
-            try:
-                if succeeded:
-                    self._succeeded(cur, job_id)
-                else:
-                    cur.execute(
-                        f"UPDATE removals SET status = '{QUEUED}', job_id = NULL, "
-                        "contact_id = NULL, note = ? WHERE job_id = ? AND cause = 'dropped'",
-                        [note, job_id],
-                    )
-                    cur.execute("DELETE FROM removals WHERE job_id = ?", [job_id])
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+    def finish_jobs(self, ended: Sequence[EndedJob]) -> None:
+        """Removal jobs that ended, in one transaction. Succeeded: a deletion forgets its
+        contacts; contacts that left are forgotten once their last removal is done; dropped
+        lists leave the queue. Failed: dropped lists go back to the queue, contacts that left
+        are decided again next load."""
+        if not ended:
+            return
+        with self._store.workspace() as cur, transaction(cur):
+            cur.register(
+                "ended",
+                pa.table(
+                    {
+                        "job_id": [e.job_id for e in ended],
+                        "succeeded": [e.succeeded for e in ended],
+                        "note": pa.array([e.note for e in ended], pa.string()),
+                    }
+                ),
+            )
+            # Failures first: a list back in the queue keeps its contact tracked.
+            cur.execute(
+                f"UPDATE removals SET status = '{QUEUED}', job_id = NULL, contact_id = NULL, "
+                "note = e.note FROM ended e WHERE removals.job_id = e.job_id "
+                "AND NOT e.succeeded AND removals.cause = 'dropped'"
+            )
+            cur.execute(
+                "DELETE FROM removals WHERE job_id IN "
+                "(SELECT job_id FROM ended WHERE NOT succeeded)"
+            )
+            if any(e.succeeded for e in ended):
+                self._succeeded(cur)
 
     @staticmethod
-    def _succeeded(cur: duckdb.DuckDBPyConnection, job_id: str) -> None:
-        # The job's contacts the state stops tracking (deleted, or gone from the table) that
-        # no other removal still waits on. Only the job's own keys are looked up: comparing
+    def _succeeded(cur: duckdb.DuckDBPyConnection) -> None:
+        # The jobs' contacts the state stops tracking (deleted, or gone from the table) that
+        # no other removal still waits on. Only the jobs' own keys are looked up: comparing
         # with every removal and every contact per finished job made thousands of list
-        # removals quadratic. A job of list removals only (a contact left a list) has none.
+        # removals quadratic. Jobs of list removals only (a contact left a list) have none.
+        done = "SELECT job_id FROM ended WHERE succeeded"
         untracked = (
-            "SELECT d.stream, d.contact_key FROM removals d WHERE d.job_id = ? "
+            f"SELECT d.stream, d.contact_key FROM removals d WHERE d.job_id IN ({done}) "
             "AND (d.action = 'delete' OR d.cause <> 'dropped') AND NOT EXISTS (SELECT 1 FROM "
             "removals o WHERE o.stream = d.stream AND o.contact_key = d.contact_key "
-            f"AND o.status IN ('{QUEUED}', '{SENT}') AND o.job_id IS DISTINCT FROM ?)"
+            f"AND o.status IN ('{QUEUED}', '{SENT}') "
+            f"AND (o.job_id IS NULL OR o.job_id NOT IN ({done})))"
         )
         # A deleted contact's identifiers are free again in SendGrid.
         cur.execute(
-            "DELETE FROM identities WHERE contact_key IN "
-            "(SELECT contact_key FROM removals WHERE job_id = ? AND action = 'delete')",
-            [job_id],
+            "DELETE FROM identities WHERE contact_key IN (SELECT contact_key FROM removals "
+            f"WHERE job_id IN ({done}) AND action = 'delete')"
         )
-        gone = cur.execute(f"SELECT count(*) FROM ({untracked})", [job_id, job_id]).fetchall()
+        gone = cur.execute(f"SELECT count(*) FROM ({untracked})").fetchall()
         if gone[0][0]:
-            cur.execute(
-                f"DELETE FROM contacts WHERE (stream, contact_key) IN ({untracked})",
-                [job_id, job_id],
-            )
-        cur.execute("DELETE FROM removals WHERE job_id = ?", [job_id])
+            cur.execute(f"DELETE FROM contacts WHERE (stream, contact_key) IN ({untracked})")
+        cur.execute(f"DELETE FROM removals WHERE job_id IN ({done})")
 
     def forget(self, stream: str, keys: pa.Table, *, gone: bool) -> None:
         """The table no longer tracks these contacts (``contact_key``); ``gone``: SendGrid no
