@@ -16,10 +16,13 @@ Tables:
   the row can fix (a missing identifier, a value refused). The view ``contact_status`` gives
   every contact's ``job_id`` and ``status`` (see ``ContactStatus``).
 * ``requests``: one row per accepted upsert (job id, contacts, bytes, and ``seq``, its number
-  in the file), written in the same transaction as the contacts it carried, right after the
-  202. Contacts are appended a request at a time, so DuckDB's per-row-group min/max of
-  ``seq`` lets the queries on one job's contacts skip the rest of the table rather than read
-  every contact once per job.
+  in the file), written right after the 202 in one transaction with its row in ``spooled``
+  and the spool file of the contacts it carried (``state.spool``). Those rows reach
+  ``contacts`` in bulk, a few dozen requests at a time, so DuckDB's per-row-group min/max of
+  ``seq`` still lets the queries on one job's contacts skip most of the table rather than
+  read every contact once per job.
+* ``spooled``: the requests whose contacts are in the spool and not yet in ``contacts`` (the
+  merge takes them out in the same transaction that inserts the rows).
 * ``jobs``: every job with its final status and counts, and ``contacts_status``: the outcome
   of its contacts not marked otherwise (``accepted``, or ``unconfirmed`` when the errors file
   could not be read; null while the job is pending).
@@ -83,7 +86,9 @@ import duckdb
 # SHA-256s stay text.
 # 9: ``refused``: a contact a 400 refused for good waits for its row to change instead of
 # being sent (and refused) again by every run.
-SCHEMA_VERSION = 9
+# 10: ``spooled``: the requests whose contacts' rows wait beside the file (``state.spool``)
+# to be merged into ``contacts`` in bulk (a table that starts empty: nothing to convert).
+SCHEMA_VERSION = 10
 
 
 class ContactStatus(StrEnum):
@@ -135,6 +140,7 @@ CREATE TABLE IF NOT EXISTS removals (
 CREATE TABLE IF NOT EXISTS rejects (
     run_id VARCHAR, stream VARCHAR, row_number BIGINT, contact_key VARCHAR,
     "column" VARCHAR, reason VARCHAR, stage VARCHAR, recorded_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS spooled (seq BIGINT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS refused (
     stream VARCHAR, contact_key VARCHAR, fingerprint UBIGINT, reason VARCHAR, run_id VARCHAR,
     refused_at TIMESTAMP);

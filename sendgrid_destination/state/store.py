@@ -558,8 +558,9 @@ class StateStore:
                         "(SELECT contact_key FROM sent)",
                         [stream],
                     )
+                cur.execute("INSERT INTO spooled VALUES (?)", [seq])
                 self._spool.write(int(seq), rows)
-            self._spool.hold(rows)
+            self._spool.hold(int(seq), rows)
         if rows["ids"].null_count == rows.num_rows:
             self._jobs_without_ids.add(job_id)
         recovery.write_journal(self.path, int(seq))

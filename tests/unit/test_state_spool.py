@@ -4,16 +4,20 @@ from a recording that did not commit."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from sendgrid_destination.state import StateStore
+from sendgrid_destination.state import spool as spool_module
 from sendgrid_destination.state import store as store_module
 from sendgrid_destination.state.snapshot import read_snapshot
 from sendgrid_destination.state.spool import spool_dir
@@ -170,3 +174,61 @@ def test_a_snapshot_taken_during_a_load_holds_the_contacts_it_has_not_merged_yet
         with read_snapshot(store.path) as snapshot:
             assert len(_contacts(snapshot)) == 5
         assert len(list(spool_dir(store.path).glob("*.arrow"))) == 2  # the load's own, intact
+
+
+def _interrupt_after_commit(module: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next transaction of ``module`` commits, then raises (dlt's second Ctrl-C, or an
+    error DuckDB reports after its commit took effect)."""
+    original = module.transaction  # type: ignore[attr-defined]
+    fired: list[bool] = []
+
+    @contextlib.contextmanager
+    def interrupted(cur: Any) -> Iterator[None]:
+        with original(cur):
+            yield
+        if not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "transaction", interrupted)
+
+
+def test_a_recording_interrupted_after_its_commit_keeps_its_contacts_in_the_same_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with StateStore.open(tmp_path / "s.duckdb") as store:
+        _record(store, "j1", _sent(3))  # held
+        _interrupt_after_commit(store_module, monkeypatch)
+        with pytest.raises(KeyboardInterrupt):
+            _record(store, "j2", _sent(3, first=3))  # committed, never held
+        monkeypatch.undo()
+
+        per_seq = store.con.execute("SELECT seq, count(*) FROM contacts GROUP BY ALL ORDER BY 1")
+        assert per_seq.fetchall() == [(1, 3), (2, 3)]
+
+
+def test_a_merge_interrupted_after_its_commit_is_not_merged_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with StateStore.open(tmp_path / "s.duckdb") as store:
+        _record(store, "j1", _sent(3))
+        _interrupt_after_commit(spool_module, monkeypatch)
+        with pytest.raises(KeyboardInterrupt):
+            store.con  # noqa: B018 (the merge)
+        monkeypatch.undo()
+        _record(store, "j2", _sent(2, first=3))
+
+        keys = [r[0] for r in _contacts(store)]
+    assert keys == [f"email:u{i}@x.co" for i in range(5)]  # each once
+
+
+def test_a_committed_request_whose_spool_file_is_missing_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "s.duckdb"
+    _killed_after_recording(state, requests=2)
+    (spool_dir(state) / "2.arrow").unlink()  # the machine went down before it reached disk
+
+    with caplog.at_level(logging.WARNING), StateStore.open(state) as store:
+        assert len(_contacts(store)) == 3
+    assert "request 2 are not known as sent" in caplog.text
