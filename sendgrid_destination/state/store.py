@@ -147,7 +147,7 @@ class StateStore:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         """The state's connection, with every contact recorded so far in ``contacts``: the
-        rows ``record_sent`` holds back for one bulk insert (``spool``) are merged first."""
+        rows ``record_sent`` left in the spool for one bulk insert are merged first."""
         if self._spool.holding:
             with utc_cursor(self._con) as cur:
                 self._spool.merge(cur)
@@ -174,7 +174,7 @@ class StateStore:
                         _upgrade(con, path)
                     store = cls(con, path)
                     yield store
-                    store.con  # noqa: B018 (merges the rows still held)
+                    store.con  # noqa: B018 (merges the rows still in the spool)
                 finally:
                     con.close()
         finally:
@@ -518,7 +518,7 @@ class StateStore:
         it in that it left, queued for removal (``removals``). Returns those list counts.
 
         The contacts' rows go to the spool (``state.spool``), written before the commit and
-        merged into ``contacts`` in bulk: this is the one method that leaves them held."""
+        merged into ``contacts`` in bulk: the one method that leaves rows in the spool."""
         with utc_cursor(self._con) as cur:
             cur.register("sent", contacts.select([*_SENT, "list_scope"]))
             with transaction(cur):
@@ -560,12 +560,12 @@ class StateStore:
                     )
                 cur.execute("INSERT INTO spooled VALUES (?)", [seq])
                 self._spool.write(int(seq), rows)
-            self._spool.hold(int(seq), rows)
+            self._spool.committed(rows.num_rows)
         if rows["ids"].null_count == rows.num_rows:
             self._jobs_without_ids.add(job_id)
         recovery.write_journal(self.path, int(seq))
         if self._spool.rows >= MERGE_ROWS:
-            self.con  # noqa: B018 (merges: the held rows are bounded in memory)
+            self.con  # noqa: B018 (merges: the spool stays bounded on disk)
         return lists
 
     @staticmethod

@@ -232,3 +232,21 @@ def test_a_committed_request_whose_spool_file_is_missing_is_named_in_a_warning(
     with caplog.at_level(logging.WARNING), StateStore.open(state) as store:
         assert len(_contacts(store)) == 3
     assert "request 2 are not known as sent" in caplog.text
+
+
+def test_a_merge_that_failed_is_made_by_the_next_use_of_the_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = spool_module._insert
+
+    def fails_once(*args: Any) -> None:
+        monkeypatch.setattr(spool_module, "_insert", original)
+        raise OSError("No space left on device")  # before anything was written
+
+    with StateStore.open(tmp_path / "s.duckdb") as store:
+        _record(store, "j1", _sent(3))
+        monkeypatch.setattr(spool_module, "_insert", fails_once)
+        with pytest.raises(OSError):
+            store.con  # noqa: B018 (the merge)
+
+        assert len(_contacts(store)) == 3
