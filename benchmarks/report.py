@@ -787,68 +787,70 @@ LIMITS = """## What limits it
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
 `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass), and
 `python -m benchmarks.rerun_floor` the rerun floor quoted below. The run had the machine to
-itself (17 minutes). This machine is faster than the previous report's (the per-row baseline
-84,724 rows/s at 1M against 30,641; dlt loading 1M rows into duckdb 2.19 s against 5.06 s),
-and the baselines gained more from it than our path (2.8x against 2.0x): ratios within one
-run compare, and the ratios of the two reports differ partly for that reason.
+itself (23 minutes). This machine is slower than the previous report's (the per-row baseline
+64,115 rows/s at 1M against 84,724; dlt loading 1M rows into duckdb 3.72 s against 2.19 s),
+and its 10M phase ran slower per row than its 1M phase in every stage (plan 1.32x, render
+1.18x per row): ratios within one run compare, and across reports only roughly.
 
-**What changed since the previous report.** (1) State schema 8 keeps a contact's content hash
-as a number (the first 64 bits of the same MD5) instead of 32 hex digits: measured alternately
-at 1M rows on this machine, the first pass's state writes went from 1.77-1.81 s to 1.53-1.75 s
-(median 1.79 -> 1.58) and its CPU from 7.53 to 7.24 s; written alone, the contacts' key, hash
-and fingerprint columns took 1.21 s instead of 1.61 s and 27 MB instead of 36. Older files' hex
-digests are converted in place (nothing is resent). (2) Tried and not kept: polars
-(`struct.json_encode` and polars-hash's MD5 over the values DuckDB cleaned in 0.58-0.67 s) took
-1.23-1.36 s, against 1.48-1.84 s for DuckDB's whole render: no gain on this machine; DuckDB's
-`md5_number_lower` took twice `md5`'s time (the number is read from the hex digest instead); a
-thread prefetching the next parquet batch saved about 0.1 s of a 1.3 s plan, not worth a
-thread.
+**What changed since the previous report.** (1) The state writes go through a spool: each
+accepted request's contact rows are written as an Arrow file beside the state (inside the
+recording transaction, before its commit) and merged into `contacts` in one insert per 1M
+rows, streamed from the files on both cores, instead of one insert per request, which DuckDB
+wrote twice (through its write-ahead log, then at the checkpoint). Measured alternately in
+process at 1M rows: the first pass's state writes 2.6 s per request against 1.3-1.4 s; the
+1M sync's peak 568 against 542 MiB on this machine. (2) Job outcomes skip the statements that
+had nothing to do. (3) Tried and not kept: holding the spooled rows in memory until a merge of
+500,000 (as fast, but the 1M sync peaked at 720 MiB and the 10M at 812); inserting in order
+(`preserve_insertion_order`, 1.2-1.3 s per 1M rows against 0.55 s); flushing each spool file
+to disk (3-6 ms a request; a machine crash instead costs a resend of those contacts, with a
+warning naming the request).
 
-* **Our path and its ratios (missed: 309,625 rows/s at 1M; with its state writes 2.5x the
-  per-row baseline in wall time and 1.6x in CPU seconds, 1.7x and 1.1x the vectorized one).**
-  At 1M: render (JSON and MD5 in DuckDB) 1.88 s, plan (check, fingerprint, last row per key,
-  join) 1.17 s, packing 0.17 s, state writes 1.52 s; 7.2 CPU-s per million rows with the state
-  writes, where the per-row baseline spends 11.8 and the vectorized one 7.8. 10x in wall time
-  would be 1.18 s for the whole first pass: less than the render floor alone (1.72 s, below).
-* **Render floor (missed: our first pass with its state writes takes 2.8x the floor's 1.72 s
-  at 1M, from 3.5x; target 2x).** The floor only turns the mapped columns into JSON and MD5
+* **Our path and its ratios (missed: 222,473 rows/s at 1M; with its state writes 2.7x the
+  per-row baseline in wall time and 1.7x in CPU seconds, 1.6x and 1.0x the vectorized one).**
+  At 1M: render (JSON and MD5 in DuckDB) 2.71 s, plan (check, fingerprint, last row per key,
+  join) 1.61 s, packing 0.22 s, state writes 1.23 s. 10x in wall time would be 1.56 s for the
+  whole first pass: less than the render floor alone (2.62 s, below).
+* **Render floor (missed: our first pass with its state writes takes 2.2x the floor's 2.62 s
+  at 1M, from 2.8x; target 2x).** The floor only turns the mapped columns into JSON and MD5
   (one `to_json(struct_pack(...))` per batch); our render also cleans every value (trims,
-  case, number and date text, omitting empty fields), the plan checks and fingerprints every
-  row and joins it with the state, and the state writes are 32% of the pass.
-* **State writes (linear met: 1.09x per row from 1M to 10M, 0.16, 1.52 and 16.59 s at 100k, 1M
-  and 10M; share missed: 32% of the pass at 1M, from 39%; target 15%).** DuckDB's cost is
-  writing each contact's row (most of it now the contact key, the one string left: ~0.5
-  microseconds per row for one string column, measured), whether through the write-ahead log
-  and a checkpoint or straight into the file; a per-request journal merged in bulk was built in
-  an earlier session and measured slower (0.5-0.8 s per merge of 245,760 contacts).
-* **Unchanged rerun (0.6x dlt -> duckdb missed: 1.19x, 2.59 s vs 2.19 s).** The load step is
-  1.60 s, of which the plan 1.44 s; dlt's extract and normalize take 0.96 s of our run. 0.6x is
-  1.31 s for the whole run, which leaves 0.35 s for the load step. The rerun floor measured
-  after this run on the same rows (DuckDB reading the parquet file natively on both cores,
-  keying, hashing and joining every row with the state, under the state's memory cap) takes
-  0.36 s, and our plan of the same file 1.14 s in process (3.2x the floor); the load step's
-  fixed costs (opening the state, recording the run) are 0.16 s here. So 0.6x is out of reach
-  of any rerun that compares every row with a state, ours or the floor's: it needs reading
-  less (dlt's incremental cursor extracts only changed rows).
-* **First sync CPU against dlt -> duckdb (missed: 3.42x, 10.00 vs 2.93 CPU-s).** dlt's own
-  load of 1M rows is one bulk insert (1.25 s); ours validates, renders JSON, hashes, packs,
-  records 48 requests and their jobs, and talks HTTP: 1.5x would leave about 3 CPU-s for all
-  of it after dlt's extract and normalize, where the render floor alone takes 1.7.
-* **10M rows streamed (met: 614 MiB at 10M vs 575 MiB at 1M, +7%).** The bulk first sync
-  peaks at 675 MiB at 10M vs 621 MiB at 1M (+9%), under the 700 MiB of issue 16 point 6: one
-  import file is built or uploaded at a time, its gzip in an anonymous temporary file beside
-  the state and its keys and hashes in a DuckDB temporary table.
-* **End-to-end 1M (missed: load 8.05 s without the 7.94 s blocked on the emulator, vs extract
-  and normalize 0.90 s).** Validation, JSON, MD5, the plan's join and the state writes are
+  case, number and date text, omitting empty fields), and the plan checks and fingerprints
+  every row and joins it with the state. Of the render's DuckDB time, building the JSON text
+  is about 30% and the MD5 of it 25% (`benchmarks.profile`).
+* **State writes (share missed: 21% of the pass at 1M, 1.23 s of 5.72 s, from 32%; target
+  15%. Linear missed in this run: 1.16x per row from 1M to 10M, 1.23 and 14.27 s, where the
+  previous report measured 1.09x).** What is left per request is fixed: about ten DuckDB
+  statements (the request, its job, the counts that spare a scan, the spool row, the commit)
+  and the journal, 8-10 ms each, 0.4-0.5 s for 48 requests; the merges of 1M rows take about
+  0.55 s, the jobs' outcomes 2-5 ms each. The 10M pass ran slower per row in every stage of
+  this run (above); nothing in the state writes grows with the state any more (the merges
+  append, the outcomes read their job's rows), and measured apart after this run, alternately in
+  one process, they grew 1.03-1.04x per row from 1M to 4M rows (1.09-1.12 s, 4.50-4.59 s).
+* **Unchanged rerun (0.6x dlt -> duckdb missed: 0.93x, 3.45 s vs 3.72 s).** The load step is
+  2.25 s, of which the plan 2.01 s; dlt's extract and normalize take 1.31 s of our run. 0.6x
+  is 2.23 s for the whole run, which leaves 0.9 s for the load step. The rerun floor (DuckDB
+  reading the parquet file natively on both cores, keying, hashing and joining every row with
+  the state, under the state's memory cap) took 0.36 s on the previous report's machine
+  against 1.14 s for our plan of the same file (3.2x): 0.6x needs a plan near that floor, or
+  reading less (dlt's incremental cursor extracts only changed rows).
+* **First sync CPU against dlt -> duckdb (missed: 3.12x, 14.27 vs 4.57 CPU-s).** dlt's own
+  load of 1M rows is one bulk insert; ours validates, renders JSON, hashes, packs, records 48
+  requests and their jobs, and talks HTTP: 1.5x would leave about 4 CPU-s for all of it after
+  dlt's extract and normalize, where the render floor alone takes 2.6.
+* **10M rows streamed (peak under 1 GiB met; within 10% of 1M missed: 632 MiB at 10M vs 527
+  MiB at 1M, +20%).** The 1M peak fell (575 MiB in the previous report, 568 per request on
+  this machine) now that no contact row is inserted through DuckDB's log; the 10M peak did not
+  (614 then, 632 now): at 10M the state's DuckDB fills its 160 MB cap with the plan's tables.
+  The bulk first sync peaks at 702 MiB at 10M vs 610 MiB at 1M.
+* **End-to-end 1M (missed: load 9.79 s without the 13.45 s blocked on the emulator, vs extract
+  and normalize 1.31 s).** Validation, JSON, MD5, the plan's join and the state writes are
   per-row work dlt does not do.
 * **Bulk first loads (met: 10 import jobs against 472 upserts, 14.8% of the upsert bytes, at
   10M).** A file is the same contacts as 48 upserts in 42 MB of gzip CSV instead of 282 MB of
   JSON (level-1 gzip: level 6 saved 3 more points for 3.5x the CPU). Building the files
   (`csv_file`: values cut from the rendered JSON by DuckDB, pyarrow's CSV writer, gzip) took
-  2.2 s at 1M and 23.7 s at 10M; the state writes fell from 16.0 s to 5.7 s at 10M (ten
-  transactions instead of 472). The bulk syncs' longer wall time (205 s vs 161 s at 10M) is the
-  emulator's: it applies each 1M-row file in Python before it answers the next request, where
-  SendGrid takes minutes per import anyway."""
+  3.2 s at 1M. The bulk syncs' longer wall time (280 s vs 202 s at 10M) is the emulator's: it
+  applies each 1M-row file in Python before it answers the next request, where SendGrid takes
+  minutes per import anyway."""
 
 
 def render(results: dict[str, Any]) -> str:

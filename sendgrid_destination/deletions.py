@@ -48,8 +48,9 @@ from sendgrid_destination.contact_ids import find_contacts, url_chunks
 from sendgrid_destination.dispositions import TableIntent
 from sendgrid_destination.errors import DeletionLimitError, RequestRejectedError, StoppedError
 from sendgrid_destination.import_jobs import poll_until_done
+from sendgrid_destination.schemas import SENT_REMOVALS
 from sendgrid_destination.state import StateStore
-from sendgrid_destination.state.removals import SENT_REMOVALS, EndedJob, RemovalLedger
+from sendgrid_destination.state.removals import EndedJob, RemovalLedger
 from sendgrid_destination.tally import Tally
 
 logger = logging.getLogger("sendgrid_destination.deletions")

@@ -76,3 +76,16 @@ def rejects_of(contacts: pa.Table, reasons: Sequence[str]) -> pa.Table:
         },
         schema=REJECTS,
     )
+
+
+# DELETEs accepted: each contact's key, SendGrid ID, why it goes, the job and the list
+# (null: a deletion).
+SENT_REMOVALS = pa.schema(
+    [
+        pa.field("contact_key", pa.string()),
+        pa.field("contact_id", pa.string()),
+        pa.field("cause", pa.string()),
+        pa.field("job_id", pa.string()),
+        pa.field("list_id", pa.string()),
+    ]
+)

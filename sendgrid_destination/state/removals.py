@@ -41,19 +41,6 @@ QUEUED = "queued"
 SENT = "sent"
 
 
-# DELETEs accepted: each contact's key, SendGrid ID, why it goes, the job and the list
-# (null: a deletion).
-SENT_REMOVALS = pa.schema(
-    [
-        pa.field("contact_key", pa.string()),
-        pa.field("contact_id", pa.string()),
-        pa.field("cause", pa.string()),
-        pa.field("job_id", pa.string()),
-        pa.field("list_id", pa.string()),
-    ]
-)
-
-
 @dataclass(frozen=True)
 class EndedJob:
     """A removal job that ended: completed (``succeeded``) or not, and why (``note``)."""
