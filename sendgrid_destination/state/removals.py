@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from sendgrid_destination.schemas import SENT_REMOVALS
 from sendgrid_destination.state.duck import transaction
 from sendgrid_destination.state.schema import ContactStatus
 
@@ -162,9 +163,7 @@ class RemovalLedger:
         if sent.num_rows == 0:
             return
         with self._store.workspace() as cur, transaction(cur):
-            cur.register(
-                "gone", sent.select(["contact_key", "contact_id", "cause", "job_id", "list_id"])
-            )
+            cur.register("gone", sent.select(SENT_REMOVALS.names))
             cur.execute(
                 f"DELETE FROM removals r USING gone g WHERE r.stream = ? AND r.status = '{QUEUED}' "
                 "AND r.contact_key = g.contact_key AND r.list_id IS NOT DISTINCT FROM g.list_id",
