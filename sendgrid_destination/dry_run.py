@@ -66,7 +66,10 @@ class PlanningClient(SendGridClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Job ids no other client of the plan gives: an attempt of a file that dlt retries
+        # records its sends in the same copy of the state as the attempt before it.
         self._jobs = itertools.count(1)
+        self._token = uuid.uuid4().hex[:8]
         self._planned: dict[str, tuple[str, int]] = {}  # job id -> (job type, contacts)
         self._next_field: int | None = None
 
@@ -100,15 +103,16 @@ class PlanningClient(SendGridClient):
         return CustomField(f"e{number}_{field_type[:1].upper()}", name, field_type)
 
     def import_status(self, job_id: str) -> ImportJob:
-        if job_id not in self._planned:
+        if not job_id.startswith(PLAN_JOB_PREFIX):
             return super().import_status(job_id)  # a real job an earlier load left pending
-        job_type, count = self._planned[job_id]
+        # A planned job; one of an earlier attempt of the file (dlt retried it) counts none.
+        job_type, count = self._planned.get(job_id, ("upsert_contacts", 0))
         counts = {"requested_count": count, "deleted_count": count}
         doc = {"id": job_id, "status": "completed", "job_type": job_type, "results": counts}
         return ImportJob.from_json(doc, job_id)
 
     def _job(self, job_type: str, contacts: int) -> str:
-        job_id = f"{PLAN_JOB_PREFIX}{next(self._jobs)}"
+        job_id = f"{PLAN_JOB_PREFIX}{self._token}-{next(self._jobs)}"
         self._planned[job_id] = (job_type, contacts)
         return job_id
 

@@ -157,6 +157,8 @@ def _batches(paths: list[Path]) -> Iterator[pa.RecordBatch]:
 
 def _insert(cur: duckdb.DuckDBPyConnection, rows: pa.RecordBatchReader, merged: list[int]) -> None:
     names = ", ".join(SPOOLED.names)
+    # '' is in no list (see the store's first sends).
+    values = ", ".join("nullif(lists, '')" if n == "lists" else n for n in SPOOLED.names)
     cur.register("spooled_rows", rows)
     # Both cores write: 1M contacts streamed from 48 files in 0.55 s, against 1.2-1.3 s in
     # order (measured alone; the checkpoint after either takes 0.01 s). Order is not needed:
@@ -165,7 +167,7 @@ def _insert(cur: duckdb.DuckDBPyConnection, rows: pa.RecordBatchReader, merged: 
     cur.execute("SET preserve_insertion_order = false")
     try:
         with transaction(cur):
-            cur.execute(f"INSERT INTO contacts ({names}) SELECT {names} FROM spooled_rows")
+            cur.execute(f"INSERT INTO contacts ({names}) SELECT {values} FROM spooled_rows")
             cur.execute("DELETE FROM spooled WHERE seq IN (SELECT unnest(?::BIGINT[]))", [merged])
     finally:
         cur.execute("RESET preserve_insertion_order")

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from sendgrid_destination.dry_run import plan_run
+from sendgrid_destination.dry_run import PlanningClient, plan_run
 from sendgrid_destination.emulator import Emulator
 from tests.e2e.conftest import API_KEY, cli, run_summary
 
@@ -199,3 +199,19 @@ def _destination(settings: dict[str, Any]) -> Any:
     from sendgrid_destination import sendgrid
 
     return sendgrid(**settings)
+
+
+def test_planned_jobs_of_an_earlier_attempt_of_a_file_are_completed_and_never_collide(
+    emulator,
+) -> None:
+    # dlt retries a file with a new client on the same copy of the state: the retry's job
+    # ids must not collide with those the first attempt recorded there, and its jobs, which
+    # never reached SendGrid, are not asked of it.
+    first = PlanningClient(emulator.api_key, base_url=emulator.base_url)
+    retry = PlanningClient(emulator.api_key, base_url=emulator.base_url)
+    earlier = first.upsert_contacts(b"{}")
+    emulator.clear_requests()
+
+    assert retry.upsert_contacts(b"{}") != earlier
+    assert retry.import_status(earlier).status == "completed"
+    assert emulator.requests == []
