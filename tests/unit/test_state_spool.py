@@ -152,7 +152,7 @@ def test_an_unreadable_spool_file_costs_a_resend_of_its_contacts_not_the_others(
     assert "@" not in caplog.text
 
 
-def test_held_rows_are_merged_once_they_reach_the_bound(
+def test_recorded_rows_are_merged_once_they_reach_the_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(store_module, "MERGE_ROWS", 5)
@@ -197,10 +197,10 @@ def test_a_recording_interrupted_after_its_commit_keeps_its_contacts_in_the_same
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with StateStore.open(tmp_path / "s.duckdb") as store:
-        _record(store, "j1", _sent(3))  # held
+        _record(store, "j1", _sent(3))  # in the spool
         _interrupt_after_commit(store_module, monkeypatch)
         with pytest.raises(KeyboardInterrupt):
-            _record(store, "j2", _sent(3, first=3))  # committed, never held
+            _record(store, "j2", _sent(3, first=3))  # committed, never counted
         monkeypatch.undo()
 
         per_seq = store.con.execute("SELECT seq, count(*) FROM contacts GROUP BY ALL ORDER BY 1")
