@@ -26,7 +26,7 @@ import dlt
 import duckdb
 import pyarrow as pa
 
-from sendgrid_destination import run_summaries, sendgrid
+from sendgrid_destination import finish_interrupted_moves, run_summaries, sendgrid
 from sendgrid_destination.summary import RunSummary
 
 BATCH_ROWS = 50_000
@@ -64,6 +64,8 @@ def sync(
         pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None means dlt's default
     )
     summaries = []
+    # A run killed inside one of dlt's package moves left it half done: finish it first.
+    finish_interrupted_moves(pipeline)
     # A package left pending by a failed run is finished first (given pending data, dlt's
     # run() loads only that package and ignores the new data): load it, then extract afresh,
     # so one scheduled run always catches up.

@@ -17,6 +17,7 @@ from sendgrid_destination._version import __version__
 if TYPE_CHECKING:
     from sendgrid_destination.config import SendGridConfiguration
     from sendgrid_destination.destination import run_summaries, sendgrid
+    from sendgrid_destination.dlt_packages import finish_interrupted_moves
     from sendgrid_destination.dry_run import plan_run
     from sendgrid_destination.errors import (
         AuthenticationError,
@@ -32,6 +33,7 @@ _HOMES = {
     "SendGridConfiguration": "config",
     "run_summaries": "destination",
     "sendgrid": "destination",
+    "finish_interrupted_moves": "dlt_packages",
     "plan_run": "dry_run",
     "AuthenticationError": "errors",
     "ConfigurationError": "errors",
@@ -50,6 +52,7 @@ __all__ = [
     "SendGridTerminalError",
     "SendGridTransientError",
     "__version__",
+    "finish_interrupted_moves",
     "plan_run",
     "run_summaries",
     "sendgrid",

@@ -203,6 +203,7 @@ def plan_run(
     for the pipeline ``pipeline_name``: a package it left pending is planned first, as the
     load would load it first. Nothing of the pipeline, the state file or SendGrid changes."""
     from sendgrid_destination.destination import run_summaries, sendgrid
+    from sendgrid_destination.dlt_packages import finish_interrupted_moves
 
     source_dir = Path(pipelines_dir or get_dlt_pipelines_dir()) / pipeline_name
     with (
@@ -213,6 +214,7 @@ def plan_run(
             shutil.copytree(source_dir, Path(scratch) / pipeline_name, symlinks=True)
         destination = sendgrid(**{**destination_settings, "plan": True})
         pipeline = dlt.pipeline(pipeline_name, destination=destination, pipelines_dir=scratch)
+        finish_interrupted_moves(pipeline)  # on the copy, as the run will on the original
         summaries: list[RunSummary] = []
         if pipeline.has_pending_data:
             summaries += run_summaries(pipeline, pipeline.load())

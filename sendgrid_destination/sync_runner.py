@@ -30,6 +30,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.destination import run_summaries, sendgrid
+from sendgrid_destination.dlt_packages import finish_interrupted_moves
 from sendgrid_destination.dry_run import plan_run
 from sendgrid_destination.errors import (
     ConfigurationError,
@@ -180,6 +181,8 @@ def run_sync(
             progress=progress,
         )
         before: list[RunSummary] = []
+        # A run killed inside one of dlt's package moves left it half done: finish it.
+        finish_interrupted_moves(pipeline)
         try:
             # Given a package a failed run left pending, run() would load only that package
             # and ignore the new rows: finish it, then extract afresh.

@@ -19,6 +19,7 @@ import dlt
 import pyarrow.parquet as pq
 
 from sendgrid_destination import sendgrid
+from sendgrid_destination.dlt_packages import finish_interrupted_moves
 from tests.soak.workload import MAPPING
 
 API_KEY = "SG.test-soak-key"
@@ -55,6 +56,7 @@ def main() -> int:
         PIPELINE, destination=destination(base_url, state_path), pipelines_dir=pipelines_dir
     )
     load_ids: list[str] = []
+    finish_interrupted_moves(pipeline)  # as run_sync does: a kill may land in dlt's moves
     try:
         if pipeline.has_pending_data:
             load_ids += pipeline.load().loads_ids
