@@ -6,7 +6,7 @@ sync does: the plan over all rows (``Plan.build``: check, last row of each key, 
 the state), then per batch ``Plan.render`` and ``Packer.add``, and the last body
 flushed at the end. Each body is handed to the pass's ``on_body`` callback and then
 "accepted": its hashes are recorded with ``record_sent``, as after a 202; once every body is
-out, the pass's jobs are marked completed (``record_job_outcome``), as the sync records them
+out, the pass's jobs are marked completed (``record_job_outcomes``), as the sync records them
 when it follows its jobs after sending, and the store is checkpointed, as it is when the sync
 closes it, so that a second pass over the same rows finds them unchanged. The recording, the
 outcomes and the checkpoint are timed apart (``record_seconds``) so the headline can be the
@@ -30,7 +30,7 @@ from sendgrid_destination.mapping import Binding, bind_mapping, parse_mapping
 from sendgrid_destination.packing import Body, Packer, envelope_prefix
 from sendgrid_destination.plan import Plan
 from sendgrid_destination.source_rows import SourceRows
-from sendgrid_destination.state import ContactStatus, StateStore
+from sendgrid_destination.state import StateStore
 
 
 def bindings(schema: pa.Schema) -> list[Binding]:
@@ -105,12 +105,9 @@ class OursPath:
         sent; then the checkpoint the sync's store makes when it closes (counted here so that
         every size pays for writing its contacts into the file)."""
         started = mark()
-        for job_id, contacts in self._jobs:
-            self.store.record_job_outcome(
-                _completed_job(job_id, contacts),
-                failed=None,
-                contacts_status=ContactStatus.ACCEPTED,
-            )
+        self.store.record_job_outcomes(
+            [_completed_job(job_id, contacts) for job_id, contacts in self._jobs]
+        )
         self._jobs = []
         self.store.checkpoint()
         stats.add_time("record", started)

@@ -9,6 +9,11 @@ those contacts marked failed with SendGrid's reason, so the next run sends them 
 the errors cannot be read, name rows that match no contact, or match fewer contacts of the job
 than it errored, the job's other contacts are marked unconfirmed: also sent again, since we
 cannot tell which ones failed.
+
+Jobs that completed (none of their contacts failed) are recorded ``RECORD_EVERY`` at a time,
+in one transaction, and all of them before ``wait`` returns or raises: a transaction per job
+was 3-4 ms. A crash before that leaves them pending in the state: the next run asks SendGrid
+again.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from sendgrid_destination.state import ContactStatus, StateStore
 logger = logging.getLogger("sendgrid_destination.jobs")
 
 MAX_POLL_INTERVAL = 30.0
+# Completed jobs recorded in one transaction (see the module docstring).
+RECORD_EVERY = 50
 
 
 @dataclass
@@ -59,20 +66,24 @@ class JobTracker:
     wait_timeout: float = 600.0
     # A signal asked the load to stop: jobs still pending are left to the next run.
     stop: Callable[[], bool] = lambda: False
+    _completed: list[dict[str, object]] = field(default_factory=list, init=False, repr=False)
 
     def wait(self, job_ids: list[str], run_id: str, deadline: float | None = None) -> JobsOutcome:
         """Poll until every job finished or ``deadline`` (default: ``wait_timeout`` from now);
         every job is polled at least once."""
         outcome = JobsOutcome()
         deadline = self.clock.now() + self.wait_timeout if deadline is None else deadline
-        pending = poll_until_done(
-            job_ids,
-            lambda job_id: self._poll_once(job_id, run_id, outcome),
-            self.clock,
-            self.poll_interval,
-            deadline,
-            self.stop,
-        )
+        try:
+            pending = poll_until_done(
+                job_ids,
+                lambda job_id: self._poll_once(job_id, run_id, outcome),
+                self.clock,
+                self.poll_interval,
+                deadline,
+                self.stop,
+            )
+        finally:
+            self._record_completed()
         if pending:
             outcome.still_pending = pending
             logger.warning(
@@ -115,7 +126,16 @@ class JobTracker:
         outcome.statuses["unknown"] += 1
         outcome.unconfirmed += self.store.job_contact_count(job_id, ContactStatus.UNCONFIRMED)
 
+    def _record_completed(self) -> None:
+        self.store.record_job_outcomes(self._completed)
+        self._completed.clear()
+
     def _finish(self, job: ImportJob, run_id: str, outcome: JobsOutcome) -> None:
+        if job.status == "completed":
+            self._completed.append(_job_row(job))
+            if len(self._completed) >= RECORD_EVERY:
+                self._record_completed()
+            return
         failed, rest_status, note = None, ContactStatus.ACCEPTED, None
         if job.status in ("errored", "failed"):
             failed, rest_status, note = self._failures(job)

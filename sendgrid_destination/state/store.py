@@ -13,7 +13,9 @@ DuckDB state file for one run. Everything the run decides about the past goes th
   the lists each contact is now in and the removal from those it left queued; the contacts'
   rows go through ``state.spool`` and are merged in bulk before anything else uses the
   state: see ``con``),
-  ``refresh_fingerprints``, ``record_rejects``, ``record_job_outcome``, and the runs table;
+  ``refresh_fingerprints``, ``record_rejects``, ``record_job_outcome`` (a job's end, with
+  the contacts it failed) and ``record_job_outcomes`` (jobs that failed none, in one
+  transaction), and the runs table;
 * ``removals`` (``state.removals.RemovalLedger``): a load's keys, which contacts left and
   who created them, list removals and deletions queued or in flight.
 
@@ -81,6 +83,26 @@ _BY_SENDGRID = "('api', 'job')"
 _SENT_BY_RUN = "SELECT p.contact_key FROM {} p JOIN requests q ON q.seq = p.seq WHERE q.run_id = ?"
 
 
+# A job's end as ``record_job_outcome`` takes it (the keys of ``JobTracker``'s job rows).
+_ENDED = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("created_count", pa.int64()),
+        pa.field("updated_count", pa.int64()),
+        pa.field("errored_count", pa.int64()),
+        pa.field("errors_url", pa.string()),
+    ]
+)
+
+
+def _seqs_sql(seqs: list[int]) -> str:
+    """A filter on the contacts of these requests; the range lets DuckDB skip the row groups
+    outside it by their min/max."""
+    listed = ", ".join(str(int(seq)) for seq in seqs)
+    return f"seq BETWEEN {min(seqs)} AND {max(seqs)} AND seq IN ({listed})"
+
+
 @dataclass(frozen=True)
 class SentLists:
     """What one accepted upsert did to list memberships, per (contact, list)."""
@@ -125,10 +147,11 @@ def no_state_file(path: Path) -> ConfigurationError:
     return ConfigurationError(f"No state file at {path}: nothing has been loaded with it yet.")
 
 
-def _any_lists(contacts: pa.Table, previous: pa.Table) -> bool:
+def _any_lists(contacts: pa.Table, previous: pa.Table | None = None) -> bool:
     """Whether sent contacts are, or were, in any list (else no membership changed)."""
     scoped = pc.any(pc.not_equal(pc.fill_null(contacts["list_scope"], ""), "")).as_py()
-    return bool(scoped) or bool(pc.any(pc.is_valid(previous["lists"])).as_py())
+    was = previous is not None and pc.any(pc.is_valid(previous["lists"])).as_py()
+    return bool(scoped) or bool(was)
 
 
 class StateStore:
@@ -520,7 +543,6 @@ class StateStore:
         The contacts' rows go to the spool (``state.spool``), written before the commit and
         merged into ``contacts`` in bulk: the one method that leaves rows in the spool."""
         with utc_cursor(self._con) as cur:
-            cur.register("sent", contacts.select([*_SENT, "list_scope"]))
             with transaction(cur):
                 seq, deferred, refusals, refused = cur.execute(
                     "SELECT (SELECT coalesce(max(seq), 0) + 1 FROM requests), "
@@ -539,25 +561,28 @@ class StateStore:
                     "created_at) VALUES (?, ?, ?, 'pending', ?, now())",
                     [job_id, run_id, stream, contacts.num_rows],
                 )
-                previous = self._take_previous(cur, stream, contacts)
-                rows = self._contact_rows(cur, contacts, stream, int(seq), previous)
-                lists = SentLists()
-                if _any_lists(contacts, previous):
-                    lists = self._record_list_changes(cur, run_id, stream)
-                if deferred:
-                    cur.execute(
-                        "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
-                        "(SELECT contact_key FROM sent)",
-                        [stream],
-                    )
-                if refusals:
-                    self._supersede_refusals(cur, run_id)
-                if refused:
-                    cur.execute(  # accepted now: its row no longer waits for a change
-                        "DELETE FROM refused WHERE stream = ? AND contact_key IN "
-                        "(SELECT contact_key FROM sent)",
-                        [stream],
-                    )
+                first_sends = bool(pc.all(contacts["is_new"]).as_py())
+                if first_sends and not (deferred or refusals or refused or _any_lists(contacts)):
+                    # The common first send: no statement reads the sent contacts (two
+                    # registrations saved, 1.5 ms a request).
+                    rows = self._first_rows(contacts, stream, int(seq))
+                    lists = SentLists()
+                else:
+                    rows, lists = self._recorded_rows(cur, run_id, stream, contacts, int(seq))
+                    if deferred:
+                        cur.execute(
+                            "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
+                            "(SELECT contact_key FROM sent)",
+                            [stream],
+                        )
+                    if refusals:
+                        self._supersede_refusals(cur, run_id)
+                    if refused:
+                        cur.execute(  # accepted now: its row no longer waits for a change
+                            "DELETE FROM refused WHERE stream = ? AND contact_key IN "
+                            "(SELECT contact_key FROM sent)",
+                            [stream],
+                        )
                 cur.execute("INSERT INTO spooled VALUES (?)", [seq])
                 self._spool.write(int(seq), rows)
             self._spool.committed(rows.num_rows)
@@ -568,14 +593,16 @@ class StateStore:
             self.con  # noqa: B018 (merges: the spool stays bounded on disk)
         return lists
 
-    @staticmethod
-    def _take_previous(cur: duckdb.DuckDBPyConnection, stream: str, contacts: pa.Table) -> pa.Table:
-        """Delete the sent contacts' previous rows (one row per key: no primary key on
-        ``contacts``, since DuckDB keeps a key index in memory, about 100 bytes a contact);
-        they give who first sent each contact and the lists it was in. A first send has none,
-        and the plan said which ones."""
+    def _recorded_rows(
+        self, cur: duckdb.DuckDBPyConnection, run_id: str, stream: str, contacts: pa.Table, seq: int
+    ) -> tuple[pa.Table, SentLists]:
+        """Within ``record_sent``, with the sent contacts as ``sent`` and their previous rows
+        as ``previous`` (deleted: one row per key): their new rows and list changes."""
+        cur.register("sent", contacts.select([*_SENT, "list_scope"]))
         previous = _PREVIOUS.empty_table()
         if not pc.all(contacts["is_new"]).as_py():
+            # No primary key on ``contacts``: DuckDB keeps a key index in memory, about 100
+            # bytes a contact. The previous row gives who first sent the contact, and its lists.
             previous = cur.sql(
                 "DELETE FROM contacts WHERE stream = ? AND contact_key IN "
                 "(SELECT contact_key FROM sent WHERE NOT is_new) "
@@ -583,33 +610,27 @@ class StateStore:
                 params=[stream],
             ).to_arrow_table()
         cur.register("previous", previous.cast(_PREVIOUS))
-        return previous
+        lists = SentLists()
+        if _any_lists(contacts, previous):
+            lists = self._record_list_changes(cur, run_id, stream)
+        if not previous.num_rows:
+            return self._first_rows(contacts, stream, seq), lists
+        # A contact keeps who first sent it. No status: a contact's outcome is its job's
+        # until the job says otherwise.
+        rows = cur.sql(
+            "SELECT $stream AS stream, s.contact_key, s.content_hash AS content_md5, "
+            "s.fingerprint, $seq AS seq, s.ids, coalesce(p.first_seq, $seq) AS first_seq, "
+            "nullif(s.list_scope, '') AS lists "
+            "FROM sent s LEFT JOIN previous p ON p.contact_key = s.contact_key",
+            params={"stream": stream, "seq": seq},
+        ).to_arrow_table()
+        return rows.cast(SPOOLED), lists
 
     @staticmethod
-    def _contact_rows(
-        cur: duckdb.DuckDBPyConnection,
-        contacts: pa.Table,
-        stream: str,
-        seq: int,
-        previous: pa.Table,
-    ) -> pa.Table:
-        """The sent contacts' new rows (``spool.SPOOLED``). No status: a contact's outcome
-        is its job's until the job says otherwise. A contact keeps who first sent it."""
-        if previous.num_rows:
-            return (
-                cur.sql(
-                    "SELECT $stream AS stream, s.contact_key, s.content_hash AS content_md5, "
-                    "s.fingerprint, $seq AS seq, s.ids, coalesce(p.first_seq, $seq) AS first_seq, "
-                    "nullif(s.list_scope, '') AS lists "
-                    "FROM sent s LEFT JOIN previous p ON p.contact_key = s.contact_key",
-                    params={"stream": stream, "seq": seq},
-                )
-                .to_arrow_table()
-                .cast(SPOOLED)
-            )
-        # A first send (4 ms a request in SQL, a tenth of that here). Its list scope stays
-        # as it is ('' for none): the merge makes it null (pyarrow 18's if_else wrote invalid
-        # offsets for sliced text).
+    def _first_rows(contacts: pa.Table, stream: str, seq: int) -> pa.Table:
+        """The spool rows (``spool.SPOOLED``) of contacts sent for the first time (4 ms a
+        request in SQL, a tenth of that here). Their list scope stays as it is ('' for none):
+        the merge makes it null (pyarrow 18's if_else wrote invalid offsets for sliced text)."""
         count = contacts.num_rows
         return pa.Table.from_arrays(
             [
@@ -760,50 +781,80 @@ class StateStore:
         other contact of the job gets ``contacts_status`` (``accepted``, or ``unconfirmed``
         when the errors could not be read), written once on the job.
         """
-        where, params = self._of_job(job["id"], "contacts.")
         with self.workspace() as cur, transaction(cur):
-            cur.execute(
-                "UPDATE jobs SET status = ?, created_count = ?, updated_count = ?, "
-                "errored_count = ?, errors_url = ?, note = ?, finished_at = now(), "
-                "contacts_status = ? WHERE job_id = ?",
-                [
-                    job["status"],
-                    job["created_count"],
-                    job["updated_count"],
-                    job["errored_count"],
-                    job["errors_url"],
-                    note,
-                    str(contacts_status),
-                    job["id"],
-                ],
-            )
-            if self._has_legacy_status(cur):
-                cur.execute(
-                    f"UPDATE contacts SET status = ? WHERE {where} "
-                    f"AND status = '{ContactStatus.SENT}'",
-                    [str(contacts_status), *params],
-                )
-            if failed is not None and failed.num_rows:
+            seqs = self._end_jobs(cur, [job], contacts_status, note)
+            if failed is not None and failed.num_rows and seqs:
                 cur.register("failed", failed.select(["contact_key", "reason", "permanent"]))
                 cur.execute(
                     f"UPDATE contacts SET status = '{ContactStatus.FAILED}', reason = f.reason, "
-                    "permanent = f.permanent "
-                    f"FROM failed f WHERE {where} AND contacts.contact_key = f.contact_key",
-                    params,
+                    "permanent = f.permanent FROM failed f WHERE contacts.seq = ? "
+                    "AND contacts.contact_key = f.contact_key",
+                    [seqs[0]],
                 )
-            if job["id"] in self._jobs_without_ids:
-                return
-            # What SendGrid now holds for each contact sent with several identifiers.
+            self._record_identities(cur, [job["id"]], seqs)
+
+    def record_job_outcomes(self, jobs: Sequence[dict[str, Any]]) -> None:
+        """Finished jobs that failed no contact (``record_job_outcome`` of each with no
+        ``failed`` and ``accepted``), in one transaction: one per job was 3-4 ms, 48 of them
+        for 1M contacts."""
+        if not jobs:
+            return
+        with self.workspace() as cur, transaction(cur):
+            seqs = self._end_jobs(cur, jobs, ContactStatus.ACCEPTED, None)
+            self._record_identities(cur, [job["id"] for job in jobs], seqs)
+
+    def _end_jobs(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        jobs: Sequence[dict[str, Any]],
+        contacts_status: ContactStatus,
+        note: str | None,
+    ) -> list[int]:
+        """Within a transaction: the jobs' rows say how they ended; returns the requests'
+        ``seq`` of those sent (a job never sent carries no contact)."""
+        ended = pa.Table.from_pylist(
+            [{name: job[name] for name in _ENDED.names} for job in jobs], schema=_ENDED
+        )
+        cur.register("ended", ended)
+        cur.execute(
+            "UPDATE jobs SET status = e.status, created_count = e.created_count, "
+            "updated_count = e.updated_count, errored_count = e.errored_count, "
+            "errors_url = e.errors_url, note = ?, finished_at = now(), contacts_status = ? "
+            "FROM ended e WHERE jobs.job_id = e.id",
+            [note, str(contacts_status)],
+        )
+        seqs = [
+            int(seq)
+            for (seq,) in cur.execute(
+                "SELECT seq FROM requests WHERE job_id IN (SELECT id FROM ended) "
+                "AND seq IS NOT NULL"
+            ).fetchall()
+        ]
+        cur.unregister("ended")
+        if seqs and self._has_legacy_status(cur):
             cur.execute(
-                "INSERT OR REPLACE INTO identities SELECT contact_key, "
-                "json_extract_string(ids, '$.email'), "
-                "json_extract_string(ids, '$.phone_number_id'), "
-                "json_extract_string(ids, '$.external_id'), "
-                "json_extract_string(ids, '$.anonymous_id') "
-                f"FROM contacts WHERE {where} AND ids IS NOT NULL "
-                f"AND coalesce(status, '') <> '{ContactStatus.FAILED}'",
-                params,
+                f"UPDATE contacts SET status = ? WHERE {_seqs_sql(seqs)} "
+                f"AND status = '{ContactStatus.SENT}'",
+                [str(contacts_status)],
             )
+        return seqs
+
+    def _record_identities(
+        self, cur: duckdb.DuckDBPyConnection, job_ids: list[str], seqs: list[int]
+    ) -> None:
+        """What SendGrid now holds for each contact the jobs carried with several
+        identifiers (none to look for in jobs this process sent with one)."""
+        if not seqs or all(job_id in self._jobs_without_ids for job_id in job_ids):
+            return
+        cur.execute(
+            "INSERT OR REPLACE INTO identities SELECT contact_key, "
+            "json_extract_string(ids, '$.email'), "
+            "json_extract_string(ids, '$.phone_number_id'), "
+            "json_extract_string(ids, '$.external_id'), "
+            "json_extract_string(ids, '$.anonymous_id') "
+            f"FROM contacts WHERE {_seqs_sql(seqs)} AND ids IS NOT NULL "
+            f"AND coalesce(status, '') <> '{ContactStatus.FAILED}'"
+        )
 
     def _has_legacy_status(self, cur: duckdb.DuckDBPyConnection) -> bool:
         """Whether contacts written before schema 6 carry their own 'sent' (newer rows have no
