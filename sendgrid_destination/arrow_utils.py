@@ -27,10 +27,15 @@ _SEPARATOR = "\x1f"
 SCAN_CHUNK_ROWS = 16_384
 
 
-def with_row_numbers(batch: pa.RecordBatch | pa.Table, first_row: int) -> pa.Table:
-    """The batch, normalized for DuckDB, with its row numbers as ``ROW_COLUMN`` and the
-    text columns each row had to lose as ``BAD_TEXT_COLUMN``."""
-    rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
+def with_row_numbers(
+    batch: pa.RecordBatch | pa.Table, first_row: int, numbers: np.ndarray | None = None
+) -> pa.Table:
+    """The batch, normalized for DuckDB, with its row numbers as ``ROW_COLUMN`` (``numbers``,
+    else consecutive from ``first_row``) and the text columns each row had to lose as
+    ``BAD_TEXT_COLUMN``."""
+    if numbers is None:
+        numbers = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
+    rows = pa.array(np.asarray(numbers, dtype=np.int64))
     table, bad_text = valid_text(pa.table(normalize_arrow(batch)))
     return table.append_column(ROW_COLUMN, rows).append_column(BAD_TEXT_COLUMN, bad_text)
 

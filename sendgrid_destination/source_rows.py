@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sendgrid_destination.arrow_utils import OWN_COLUMN_PREFIX, with_row_numbers
+from sendgrid_destination.arrow_utils import OWN_COLUMN_PREFIX, normalize_arrow, with_row_numbers
 from sendgrid_destination.errors import ConfigurationError
 
 
@@ -67,9 +67,7 @@ class SourceRows:
         self.rows_read = 0
         self.values_read = dict.fromkeys(self.schema.names, 0)
         numbered = (
-            part
-            for batch, first in self.batches()
-            for part in _only(self._numbered(batch, first), first, only).to_batches()
+            part for batch, first in self.batches() for part in self._numbered(batch, first, only)
         )
         first = next(numbered, None)
         if first is None:
@@ -77,25 +75,29 @@ class SourceRows:
             return pa.RecordBatchReader.from_batches(empty.schema, iter(()))
         return pa.RecordBatchReader.from_batches(first.schema, _chain(first, numbered))
 
-    def _numbered(self, batch: pa.RecordBatch, first_row: int) -> pa.Table:
+    def _numbered(
+        self, batch: pa.RecordBatch, first_row: int, only: np.ndarray | None
+    ) -> list[pa.RecordBatch]:
         self.rows_read += batch.num_rows
         for name, column in zip(batch.schema.names, batch.columns, strict=True):
             self.values_read[name] = self.values_read.get(name, 0) + len(column) - column.null_count
-        return with_row_numbers(batch, first_row)
+        if only is not None:
+            lo, hi = np.searchsorted(only, [first_row, first_row + batch.num_rows])
+            if hi - lo < batch.num_rows:
+                # Picked before the values are normalized and checked for UTF-8: a second
+                # read for the few rows a rerun changed then costs little more than decoding.
+                # (Not a join in DuckDB: it built its hash table on the source side, every
+                # column of every row, to keep 1% of them.)
+                picked = only[lo:hi]
+                return list(_picked(batch, first_row, picked).to_batches())
+        return list(with_row_numbers(batch, first_row).to_batches())
 
 
-def _only(rows: pa.Table, first_row: int, only: np.ndarray | None) -> pa.Table:
-    """The rows of ``rows`` (numbered from ``first_row``) whose numbers ``only`` holds."""
-    if only is None:
-        return rows
-    lo, hi = np.searchsorted(only, [first_row, first_row + rows.num_rows])
-    if hi - lo == rows.num_rows:
-        return rows
-    # Filtered here, not by a join in DuckDB: DuckDB built its hash table on the source side
-    # (every column of every row) to keep 1% of the rows, which cost more than the check.
-    keep = np.zeros(rows.num_rows, dtype=bool)
-    keep[only[lo:hi] - first_row] = True
-    return rows.filter(pa.array(keep))
+def _picked(batch: pa.RecordBatch, first_row: int, picked: np.ndarray) -> pa.Table:
+    """``with_row_numbers`` of the ``picked`` rows of ``batch`` (which starts at ``first_row``):
+    normalized first, since ``take`` has no kernel for some source types (views)."""
+    taken = normalize_arrow(batch).take(pa.array(picked - first_row))
+    return with_row_numbers(taken, first_row, picked)
 
 
 def check_column_names(names: Sequence[str]) -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sendgrid_destination.arrow_utils import ROW_COLUMN
 from sendgrid_destination.errors import ConfigurationError
@@ -91,3 +93,44 @@ def test_only_picks_rows_by_their_number_across_the_files(tmp_path: Path) -> Non
     assert read["email"].to_pylist() == ["b@x.co", "c@x.co"]
     assert read[ROW_COLUMN].to_pylist() == [1, 2]
     assert rows.rows_read == 4
+
+
+def _awkward_table(n: int, offset: int) -> pa.Table:
+    """Values the reader must normalize: text that is not UTF-8, a dictionary, a time zone."""
+    raw = [f"p{offset + i}@x.co".encode() if i % 3 else b"\xff\xfe" for i in range(n)]
+    return pa.table(
+        {
+            "email": pa.array(raw, pa.binary()).view(pa.string()),
+            "plan": pa.array([["free", "pro"][i % 2] for i in range(n)]).dictionary_encode(),
+            "seen": pa.array(
+                [1_700_000_000_000_000 + i for i in range(n)], pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 9), min_size=1, max_size=3),
+    batch_rows=st.integers(1, 5),
+    picks=st.sets(st.integers(0, 26)),
+)
+def test_a_second_read_yields_the_asked_rows_exactly_as_a_whole_read_does(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int], batch_rows: int, picks: set[int]
+) -> None:
+    folder = tmp_path_factory.mktemp("files")
+    paths, offset = [], 0
+    for i, n in enumerate(sizes):
+        paths.append(_write(folder, f"{i}.parquet", _awkward_table(n, offset)))
+        offset += n
+    columns = ["email", "plan", "seen"]
+    whole = _read(SourceRows.from_files(paths, columns, batch_rows))
+    only = np.array(sorted(p for p in picks if p < offset), dtype=np.int64)
+    rows = SourceRows.from_files(paths, columns, batch_rows)
+
+    picked = _read(rows, only)
+
+    expected = whole.filter(pa.array(np.isin(np.arange(offset), only)))
+    assert picked.to_pylist() == expected.to_pylist()
+    assert picked.schema == whole.schema
+    assert rows.rows_read == offset
