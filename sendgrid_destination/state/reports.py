@@ -53,7 +53,7 @@ def rejects(
         sql += " WHERE run_id = ?"
         params.append(run_id)
     relation = store.con.sql(sql + " ORDER BY recorded_at, row_number", params=params)
-    return relation.fetch_record_batch(batch_rows)
+    return relation.to_arrow_reader(batch_rows)
 
 
 def contact_status_counts(store: StateStore) -> dict[str, int]:
