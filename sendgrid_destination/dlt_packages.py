@@ -23,7 +23,8 @@ call it before loading) finishes each such move as dlt would have: it deletes th
 copy of a package already normalized (what normalize was about to do), archives a package
 marked completed (what the loader was about to do; the destination's ``complete_load`` ran
 before the marker), and deletes a second, normalized copy of a package already archived. It
-touches nothing else; a package it cannot place is left for the error below.
+touches nothing else: a package also still in ``load/new`` (dlt's rename fell back to moving
+file by file, on EMFILE, and was killed part-way) is left as it is, with a warning.
 """
 
 from __future__ import annotations
@@ -50,13 +51,25 @@ def finish_interrupted_moves(pipeline: Any) -> list[str]:
     extracted = working / "normalize" / NormalizeStorage.EXTRACTED_FOLDER
     normalized = working / "load" / LoadStorage.NORMALIZED_FOLDER
     loaded = working / "load" / LoadStorage.LOADED_FOLDER
+    new = working / "load" / LoadStorage.NEW_PACKAGES_FOLDER
     done: list[str] = []
 
     def archived(load_id: str) -> bool:
         return (loaded / load_id / _COMPLETED).is_file()
 
     for load_id in _packages(extracted):
-        if (normalized / load_id).is_dir() or archived(load_id):
+        if (new / load_id).exists() and (normalized / load_id).is_dir():
+            # The commit's rename fell back to moving file by file (dlt does on EMFILE) and
+            # was killed part-way: the input is all that holds the rest. Left to dlt.
+            logger.warning(
+                "dlt's working folder: %s is in both %s and %s: a process was killed while "
+                "dlt moved it; left as it is (if runs keep failing, `dlt pipeline <name> drop` "
+                "or delete the pipeline's folder)",
+                load_id,
+                new,
+                normalized,
+            )
+        elif (normalized / load_id).is_dir() or archived(load_id):
             shutil.rmtree(extracted / load_id)
             done.append(
                 f"deleted {extracted / load_id}: a process was killed after normalizing it, "
