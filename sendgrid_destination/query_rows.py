@@ -69,9 +69,14 @@ class QueryRows:
             return pa.array([_text(v) for v in values], pa.string())
         try:
             return pa.array(values, decided)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        except _UNCONVERTIBLE:
             self._types[name] = pa.string()
             return pa.array([_text(v) for v in values], pa.string())
+
+
+# What pyarrow raises for Python values it cannot put in one array: its own errors (subclasses
+# of ValueError and TypeError) and plain ones, e.g. ValueError for a float NaN among dates.
+_UNCONVERTIBLE = (ValueError, TypeError, OverflowError)
 
 
 def _type_of(first: Any, values: list[Any]) -> pa.DataType:
@@ -83,7 +88,7 @@ def _type_of(first: Any, values: list[Any]) -> pa.DataType:
         return pa.string()  # beyond 64 bits: the digits, as text
     try:
         inferred = pa.array(values).type
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+    except _UNCONVERTIBLE:
         return pa.string()
     return pa.string() if pa.types.is_null(inferred) else inferred
 
