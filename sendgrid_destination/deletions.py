@@ -129,6 +129,8 @@ class Removals:
     def execute(self, deadline: float) -> None:
         """Look the contacts up, send the removals and deletions, follow their jobs."""
         decided, self._decided = self._decided, _DECIDED.empty_table()
+        if self.intent.records_keys and self._judges_now:
+            self._ledger.clear_failed(self.stream)
         self._ledger.forget(self.stream, _where(decided, "forget"), gone=False)
         deleting = _where(decided, "delete")
         unlisting = self._unlisting(decided)

@@ -14,8 +14,8 @@ tables and the ``first_seq`` / ``lists`` columns of ``contacts``; see ``state.sc
 * ``queued_drops``: lists contacts still in the table left (their rows no longer name them);
 * ``record_sent`` / ``finish_jobs``: DELETEs accepted (their job ids, after the 202s), and
   their jobs' end: a deletion forgets its contacts, a removal of contacts that left forgets them
-  once their last removal is done, a failed job puts dropped lists back in the queue (and lets
-  the next load decide again about contacts that left);
+  once their last removal is done and none failed, a failed job puts dropped lists back in the
+  queue (and lets the next load decide again about contacts that left: ``clear_failed``);
 * ``forget``: contacts the table no longer tracks (gone from SendGrid, or nothing to do).
 
 All set operations are SQL over the state's tables; Arrow tables carry keys in and out.
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 # Removal rows: ``status`` queued (a dropped list not yet sent), sent (its job not ended).
 QUEUED = "queued"
 SENT = "sent"
+# A removal of a contact that left whose job failed: kept until the table is judged again, so
+# that its other removals succeeding do not forget the contact (which would leave it in that
+# list for good); never sent itself (the next judgment decides the contact again).
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -219,8 +223,8 @@ class RemovalLedger:
                 "AND NOT e.succeeded AND removals.cause = 'dropped'"
             )
             cur.execute(
-                "DELETE FROM removals WHERE job_id IN "
-                "(SELECT job_id FROM ended WHERE NOT succeeded)"
+                f"UPDATE removals SET status = '{FAILED}', job_id = NULL, contact_id = NULL, "
+                "note = e.note FROM ended e WHERE removals.job_id = e.job_id AND NOT e.succeeded"
             )
             if any(e.succeeded for e in ended):
                 self._succeeded(cur)
@@ -236,7 +240,7 @@ class RemovalLedger:
             f"SELECT d.stream, d.contact_key FROM removals d WHERE d.job_id IN ({done}) "
             "AND (d.action = 'delete' OR d.cause <> 'dropped') AND NOT EXISTS (SELECT 1 FROM "
             "removals o WHERE o.stream = d.stream AND o.contact_key = d.contact_key "
-            f"AND o.status IN ('{QUEUED}', '{SENT}') "
+            f"AND o.status IN ('{QUEUED}', '{SENT}', '{FAILED}') "
             f"AND (o.job_id IS NULL OR o.job_id NOT IN ({done})))"
         )
         # A deleted contact's identifiers are free again in SendGrid.
@@ -259,11 +263,18 @@ class RemovalLedger:
             where = "contact_key IN (SELECT contact_key FROM forgotten)"
             cur.execute(f"DELETE FROM contacts WHERE stream = ? AND {where}", [stream])
             cur.execute(
-                f"DELETE FROM removals WHERE stream = ? AND status = '{QUEUED}' AND {where}",
+                f"DELETE FROM removals WHERE stream = ? AND status IN ('{QUEUED}', '{FAILED}') "
+                f"AND {where}",
                 [stream],
             )
             if gone:
                 cur.execute(f"DELETE FROM identities WHERE {where}")
+
+    def clear_failed(self, stream: str) -> None:
+        """The table is judged again: the contacts whose removal failed are decided anew."""
+        self._con.execute(
+            f"DELETE FROM removals WHERE stream = ? AND status = '{FAILED}'", [stream]
+        ).fetchall()
 
     def drop_queued(self, stream: str, pairs: pa.Table) -> None:
         """Queued list removals (``contact_key``, ``list_id``) with nothing left to do: the

@@ -162,6 +162,39 @@ def test_membership_mode_takes_contacts_whose_rows_left_out_of_the_lists_without
     assert (summary["left_source"], summary["list_removals"], summary["deleted"]) == (2, 2, 0)
 
 
+def test_a_contact_whose_removal_from_one_list_failed_is_removed_by_the_next_load(
+    emulator, destination, run, state_path
+) -> None:
+    # A contact that left was in two lists: one removal job per list. The first fails, the
+    # second completes; the contact used to be forgotten with it, and stayed in the first list.
+    first, second = emulator.add_list("L1"), emulator.add_list("L2")
+    dest = destination(
+        mapping=MAPPING, mode="membership", lists=["L1", "L2"], max_delete_fraction=0.9
+    )
+    run(people([0, 1, 2]), dest)
+    emulator.fail_next_jobs(1, "boom")
+
+    failed = run(people([1, 2]), dest)
+
+    assert run_summary(state_path, failed)["removal_jobs"] == {"failed": 1, "completed": 1}
+    assert len(emulator.contact("user0@example.com")["list_ids"]) == 1
+    emulator.clear_requests()
+
+    again = run(people([1, 2]), dest)
+
+    assert emulator.contact("user0@example.com")["list_ids"] == []
+    assert run_summary(state_path, again)["list_removals"] == 1
+    assert sorted(
+        {first, second} & {r.path.split("/")[4] for r in requests_to(emulator, REMOVE)}
+    ) in (
+        [first],
+        [second],
+    )
+    emulator.clear_requests()
+    run(people([1, 2]), dest)  # nothing left to do, nothing sent
+    assert requests_to(emulator, REMOVE) == []
+
+
 def test_replace_deletes_exactly_the_contacts_that_left_within_the_threshold(
     emulator, destination, tmp_path, state_path
 ) -> None:
