@@ -218,7 +218,7 @@ class ContactSync:
         self._wait_for(self.store.pending_jobs())
         self._removals.settle(self._deadline)
         # Within one load a key occurs once (last row wins), so only jobs still pending now
-        # (upserts, or removals of this table) can carry an earlier version of a contact.
+        # (upserts, removals of this table, deletions of any) can bear on a contact.
         return bool(self.store.pending_jobs() or self.store.removals.in_flight(self.stream))
 
     def _check_drift(self, setup: _Setup, rows: SourceRows) -> ColumnStats:

@@ -111,7 +111,8 @@ class Removals:
             )
 
     def settle(self, deadline: float) -> None:
-        """Follow the removal jobs earlier loads left pending (before anything is decided)."""
+        """Follow the removal jobs earlier loads left pending (before anything is decided):
+        the table's own, and any table's deletions (an upsert of a contact waits for them)."""
         self._follow(self._ledger.in_flight(self.stream), deadline)
 
     def prepare(self) -> None:

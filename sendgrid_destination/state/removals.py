@@ -44,6 +44,11 @@ SENT = "sent"
 # that its other removals succeeding do not forget the contact (which would leave it in that
 # list for good); never sent itself (the next judgment decides the contact again).
 FAILED = "failed"
+# The removals in flight that bear on a table's contacts (the parameter: the table): its own,
+# and any table's deletions, since a deletion takes the contact out of the account; an upsert
+# of the contact must wait for their jobs (SendGrid keeps no order between jobs: a deletion
+# landing after the upsert undid it, for good).
+BEARING = "(stream = ? OR action = 'delete')"
 
 
 @dataclass(frozen=True)
@@ -182,8 +187,9 @@ class RemovalLedger:
             )
 
     def in_flight(self, stream: str | None = None) -> list[str]:
-        """The jobs of DELETEs sent and not yet ended (of one table, or of all)."""
-        where, params = ("AND stream = ?", [stream]) if stream is not None else ("", [])
+        """The jobs of DELETEs sent and not yet ended: all, or those bearing on a table's
+        contacts (``BEARING``: its own, and any table's deletions)."""
+        where, params = (f"AND {BEARING}", [stream]) if stream is not None else ("", [])
         rows = self._con.execute(
             f"SELECT job_id FROM removals WHERE status = '{SENT}' {where} "
             "GROUP BY job_id ORDER BY min(queued_at), job_id",

@@ -45,7 +45,7 @@ from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state import recovery
 from sendgrid_destination.state.duck import transaction, utc_cursor
 from sendgrid_destination.state.lock import file_lock
-from sendgrid_destination.state.removals import RemovalLedger, ids_sql
+from sendgrid_destination.state.removals import BEARING, RemovalLedger, ids_sql
 from sendgrid_destination.state.schema import COUNTING, RESEND, ContactStatus, migrate
 from sendgrid_destination.state.spool import MERGE_ROWS, SPOOLED, Spool
 
@@ -325,7 +325,7 @@ class StateStore:
             # A removal job not yet ended must not land after a newer upsert of the contact.
             pending += (
                 " OR c.contact_key IN (SELECT contact_key FROM removals "
-                "WHERE status = 'sent' AND stream = ?)"
+                f"WHERE status = 'sent' AND {BEARING})"
             )
             params.append(stream)
         params.append(run_id)
@@ -388,7 +388,7 @@ class StateStore:
 
     def _removals_in_flight(self, stream: str) -> bool:
         rows = self.con.execute(
-            "SELECT count(*) FROM removals WHERE status = 'sent' AND stream = ?", [stream]
+            f"SELECT count(*) FROM removals WHERE status = 'sent' AND {BEARING}", [stream]
         ).fetchall()
         return bool(rows[0][0])
 

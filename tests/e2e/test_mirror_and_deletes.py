@@ -22,7 +22,7 @@ from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.errors import ConfigurationError, DeletionLimitError
 from sendgrid_destination.state import StateStore
-from tests.e2e.conftest import cause_of, cli, run_summary, upserts
+from tests.e2e.conftest import API_KEY, cause_of, cli, destination_for, run_summary, upserts
 
 DELETE = "DELETE /v3/marketing/contacts"
 REMOVE = "DELETE /v3/marketing/lists/{id}/contacts"
@@ -193,6 +193,42 @@ def test_a_contact_whose_removal_from_one_list_failed_is_removed_by_the_next_loa
     emulator.clear_requests()
     run(people([1, 2]), dest)  # nothing left to do, nothing sent
     assert requests_to(emulator, REMOVE) == []
+
+
+@pytest.mark.parametrize("job_order", ["fifo", "reverse"])
+def test_an_upsert_by_another_table_waits_for_a_deletion_in_flight_of_the_same_contact(
+    clock, tmp_path, run, job_order
+) -> None:
+    # Table a (mirror) deletes user0 and stops waiting before SendGrid ends the job; table b
+    # then sends user0. SendGrid keeps no order between jobs: a deletion landing after b's
+    # upsert undid it for good (b's state said accepted, so no rerun sent it again).
+    state = tmp_path / "state" / "sg.duckdb"
+    settings: dict[str, Any] = {"mapping": MAPPING, "job_wait_timeout": 1_000}
+    with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=100, job_order=job_order) as emu:
+        run(
+            people(list(range(20))),
+            destination_for(emu, state, mode="mirror", **settings),
+            name="a",
+        )
+        short = {**settings, "job_wait_timeout": 10}
+        run(
+            people(list(range(1, 20))),
+            destination_for(emu, state, mode="mirror", **short),
+            name="a",
+        )
+        with StateStore.open(state, read_only=True) as store:
+            assert store.removals.counts() == {"sent delete": 1}
+
+        b = run(people([0]), destination_for(emu, state, **settings), name="b")
+        emu.process_jobs()
+
+        assert "user0@example.com" in emails(emu)
+        summary = run_summary(state, b, "b")
+        # b followed a's deletion to its end before planning: user0 went as a new contact.
+        assert (summary["new"], summary["removal_jobs"]) == (1, {"completed": 1})
+        emu.clear_requests()
+        run(people([0]), destination_for(emu, state, **settings), name="b")
+        assert upserts(emu) == [] and "user0@example.com" in emails(emu)
 
 
 def test_replace_deletes_exactly_the_contacts_that_left_within_the_threshold(
