@@ -37,7 +37,8 @@ from sendgrid_destination.state.schema import ContactStatus
 if TYPE_CHECKING:
     from sendgrid_destination.state.store import StateStore
 
-# Removal rows: ``status`` queued (a dropped list not yet sent), sent (its job not ended).
+# Removal rows: ``status`` queued (a dropped list not yet sent), sent (its job not ended),
+# failed (below).
 QUEUED = "queued"
 SENT = "sent"
 # A removal of a contact that left whose job failed: kept until the table is judged again, so
