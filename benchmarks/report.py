@@ -787,68 +787,67 @@ LIMITS = """## What limits it
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
 `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass), and
 `python -m benchmarks.rerun_floor` the rerun floor quoted below. The run had the machine to
-itself (23 minutes). This machine is slower than the previous report's (the per-row baseline
-64,115 rows/s at 1M against 84,724; dlt loading 1M rows into duckdb 3.72 s against 2.19 s),
-and its 10M phase ran slower per row than its 1M phase in every stage (plan 1.32x, render
-1.18x per row): ratios within one run compare, and across reports only roughly.
+itself (27 minutes), but every stage ran slower than in the previous report (the per-row
+baseline 54,186 rows/s at 1M against 64,115; the emulator's time in the first 1M sync 16.4 s
+against 13.5 s), except dlt loading 1M rows into duckdb (3.24 s against 3.72 s): ratios
+within one run compare, and across reports only roughly.
 
-**What changed since the previous report.** (1) The state writes go through a spool: each
-accepted request's contact rows are written as an Arrow file beside the state (inside the
-recording transaction, before its commit) and merged into `contacts` in one insert per 1M
-rows, streamed from the files on both cores, instead of one insert per request, which DuckDB
-wrote twice (through its write-ahead log, then at the checkpoint). Measured alternately in
-process at 1M rows: the first pass's state writes 2.6 s per request against 1.3-1.4 s; the
-1M sync's peak 568 against 542 MiB on this machine. (2) Job outcomes skip the statements that
-had nothing to do. (3) Tried and not kept: holding the spooled rows in memory until a merge of
-500,000 (as fast, but the 1M sync peaked at 720 MiB and the 10M at 812); inserting in order
-(`preserve_insertion_order`, 1.2-1.3 s per 1M rows against 0.55 s); flushing each spool file
-to disk (3-6 ms a request; a machine crash instead costs a resend of those contacts, with a
-warning naming the request).
+**What changed since the previous report.** (1) Jobs that failed no contact are recorded 50
+at a time in one transaction (one per job was 3-4 ms), and a first send's recording runs no
+statement that reads the sent contacts. Measured alternately in process at 1M rows (three
+pairs): the first pass's state writes 1.02-1.38 s against 1.29-1.87 s. (2) A second read of
+the source (the rows a rerun found changed, and the rows the checks refuse) picks its rows
+before normalizing them and checking their text: the rerun plan over the floor 3.05-3.15x
+against 3.36-3.45x, measured alternately. (3) Memory, attributed (a sampler of RSS, the Arrow
+pool and DuckDB's `duckdb_memory()` in the sync process): during the 1M load the Arrow pool
+holds 20-40 MiB and the state's DuckDB 58-70 MB of its 160 MB cap; at 10M DuckDB holds
+120-150 MB (the plan's tables fill the cap), which is most of the gap between the two
+peaks. Tried and not kept: a 96 MB cap (both peaks fell by about 40 MiB, 496 and 600 MiB:
+the gap stayed); a smaller cap for the example's warehouse source (the 10M extract's peak
+fell from 530 to 339 MiB, the load's did not); a fixed glibc mmap threshold (no change).
 
-* **Our path and its ratios (missed: 222,473 rows/s at 1M; with its state writes 2.7x the
-  per-row baseline in wall time and 1.7x in CPU seconds, 1.6x and 1.0x the vectorized one).**
-  At 1M: render (JSON and MD5 in DuckDB) 2.71 s, plan (check, fingerprint, last row per key,
-  join) 1.61 s, packing 0.22 s, state writes 1.23 s. 10x in wall time would be 1.56 s for the
-  whole first pass: less than the render floor alone (2.62 s, below).
-* **Render floor (missed: our first pass with its state writes takes 2.2x the floor's 2.62 s
-  at 1M, from 2.8x; target 2x).** The floor only turns the mapped columns into JSON and MD5
-  (one `to_json(struct_pack(...))` per batch); our render also cleans every value (trims,
-  case, number and date text, omitting empty fields), and the plan checks and fingerprints
-  every row and joins it with the state. Of the render's DuckDB time, building the JSON text
-  is about 30% and the MD5 of it 25% (`benchmarks.profile`).
-* **State writes (share missed: 21% of the pass at 1M, 1.23 s of 5.72 s, from 32%; target
-  15%. Linear missed in this run: 1.16x per row from 1M to 10M, 1.23 and 14.27 s, where the
-  previous report measured 1.09x).** What is left per request is fixed: about ten DuckDB
-  statements (the request, its job, the counts that spare a scan, the spool row, the commit)
-  and the journal, 8-10 ms each, 0.4-0.5 s for 48 requests; the merges of 1M rows take about
-  0.55 s, the jobs' outcomes 2-5 ms each. The 10M pass ran slower per row in every stage of
-  this run (above); nothing in the state writes grows with the state any more (the merges
-  append, the outcomes read their job's rows), and measured apart after this run, alternately in
-  one process, they grew 1.03-1.04x per row from 1M to 4M rows (1.09-1.12 s, 4.50-4.59 s).
-* **Unchanged rerun (0.6x dlt -> duckdb missed: 0.93x, 3.45 s vs 3.72 s).** The load step is
-  2.25 s, of which the plan 2.01 s; dlt's extract and normalize take 1.31 s of our run. 0.6x
-  is 2.23 s for the whole run, which leaves 0.9 s for the load step. The rerun floor (DuckDB
-  reading the parquet file natively on both cores, keying, hashing and joining every row with
-  the state, under the state's memory cap) took 0.36 s on the previous report's machine
-  against 1.14 s for our plan of the same file (3.2x): 0.6x needs a plan near that floor, or
-  reading less (dlt's incremental cursor extracts only changed rows).
-* **First sync CPU against dlt -> duckdb (missed: 3.12x, 14.27 vs 4.57 CPU-s).** dlt's own
+* **Our path and its ratios (missed: 207,574 rows/s at 1M; with its state writes 3.5x the
+  per-row baseline in wall time and 2.2x in CPU seconds, 1.9x and 1.2x the vectorized one).**
+  At 1M: render (JSON and MD5 in DuckDB) 2.80 s, plan (check, fingerprint, last row per key,
+  join) 1.70 s, packing 0.20 s, state writes 1.10 s. 10x in wall time would be 1.85 s for the
+  whole first pass: less than the render floor alone (2.48 s, below).
+* **Render floor (missed: our first pass with its state writes takes 2.4x the floor's 2.48 s
+  at 1M; target 2x).** The floor only turns the mapped columns into JSON and MD5 (one
+  `to_json(struct_pack(...))` per batch); our render also cleans every value (trims, case,
+  number and date text, omitting empty fields), and the plan checks and fingerprints every
+  row and joins it with the state. Of the render's DuckDB time, building the JSON text is
+  about 30% and the MD5 of it 25% (`benchmarks.profile`).
+* **State writes (share missed: 19% of the pass at 1M, 1.10 s of 5.91 s, from 21%; target
+  15%. Linear missed: 1.13x per row from 1M to 10M, 1.10 and 12.34 s; target 1.1x).** What is
+  left per request is fixed: about six DuckDB statements (the counts that spare a scan, the
+  request, its job, the spool row, the commit) and the journal, about 9 ms, 0.45 s for 48
+  requests; the merges of 1M rows take 0.45-0.5 s (DuckDB writing the rows into the file:
+  streaming them from the spool files or from memory-mapped tables, or as Parquet, was within
+  0.1 s of it); the 48 jobs' outcomes now take about 10 ms together.
+* **Unchanged rerun (0.6x dlt -> duckdb missed: 1.27x, 4.10 s vs 3.24 s; 0.93x in the
+  previous report).** The load step is 2.53 s, of which the plan 2.23 s; dlt's extract and
+  normalize take 1.48 s of our run. 0.6x is 1.94 s for the whole run, which leaves 0.5 s for
+  the load step. The plan reads the job file twice through pyarrow in Python (the keys and
+  fingerprints of every row, then the rows the checks refuse, 1% here, which the state does
+  not keep): reading the parquet file is about 0.8 s of the plan's 2.2 s, the join with the
+  state 0.5 s. DuckDB reading the file natively on both cores, keying, hashing and joining
+  every row with the state takes 0.45-0.54 s on this machine (`benchmarks.rerun_floor`); our
+  plan of the same file 3.1x that.
+* **First sync CPU against dlt -> duckdb (missed: 3.06x, 14.02 vs 4.57 CPU-s).** dlt's own
   load of 1M rows is one bulk insert; ours validates, renders JSON, hashes, packs, records 48
   requests and their jobs, and talks HTTP: 1.5x would leave about 4 CPU-s for all of it after
-  dlt's extract and normalize, where the render floor alone takes 2.6.
-* **10M rows streamed (peak under 1 GiB met; within 10% of 1M missed: 632 MiB at 10M vs 527
-  MiB at 1M, +20%).** The 1M peak fell (575 MiB in the previous report, 568 per request on
-  this machine) now that no contact row is inserted through DuckDB's log; the 10M peak did not
-  (614 then, 632 now): at 10M the state's DuckDB fills its 160 MB cap with the plan's tables.
-  The bulk first sync peaks at 702 MiB at 10M vs 610 MiB at 1M.
-* **End-to-end 1M (missed: load 9.79 s without the 13.45 s blocked on the emulator, vs extract
-  and normalize 1.31 s).** Validation, JSON, MD5, the plan's join and the state writes are
+  dlt's extract and normalize, where the render floor alone takes 2.5.
+* **10M rows streamed (peak under 1 GiB met; within 10% of 1M missed: 643 MiB at 10M vs 526
+  MiB at 1M, +22%).** See (3) above: the state's DuckDB fills its cap at 10M and not at 1M.
+  The bulk first sync peaks at 718 MiB at 10M vs 616 MiB at 1M.
+* **End-to-end 1M (missed: load 9.92 s without the 16.39 s blocked on the emulator, vs extract
+  and normalize 1.38 s).** Validation, JSON, MD5, the plan's join and the state writes are
   per-row work dlt does not do.
 * **Bulk first loads (met: 10 import jobs against 472 upserts, 14.8% of the upsert bytes, at
   10M).** A file is the same contacts as 48 upserts in 42 MB of gzip CSV instead of 282 MB of
   JSON (level-1 gzip: level 6 saved 3 more points for 3.5x the CPU). Building the files
   (`csv_file`: values cut from the rendered JSON by DuckDB, pyarrow's CSV writer, gzip) took
-  3.2 s at 1M. The bulk syncs' longer wall time (280 s vs 202 s at 10M) is the emulator's: it
+  3.2 s at 1M. The bulk syncs' longer wall time (340 s vs 255 s at 10M) is the emulator's: it
   applies each 1M-row file in Python before it answers the next request, where SendGrid takes
   minutes per import anyway."""
 
