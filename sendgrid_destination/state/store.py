@@ -568,7 +568,9 @@ class StateStore:
                     rows = self._first_rows(contacts, stream, int(seq))
                     lists = SentLists()
                 else:
-                    rows, lists = self._recorded_rows(cur, run_id, stream, contacts, int(seq))
+                    rows, lists = self._recorded_rows(
+                        cur, run_id, stream, contacts, int(seq), first_sends=first_sends
+                    )
                     if deferred:
                         cur.execute(
                             "DELETE FROM deferred WHERE stream = ? AND contact_key IN "
@@ -594,13 +596,20 @@ class StateStore:
         return lists
 
     def _recorded_rows(
-        self, cur: duckdb.DuckDBPyConnection, run_id: str, stream: str, contacts: pa.Table, seq: int
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        run_id: str,
+        stream: str,
+        contacts: pa.Table,
+        seq: int,
+        *,
+        first_sends: bool,
     ) -> tuple[pa.Table, SentLists]:
         """Within ``record_sent``, with the sent contacts as ``sent`` and their previous rows
         as ``previous`` (deleted: one row per key): their new rows and list changes."""
         cur.register("sent", contacts.select([*_SENT, "list_scope"]))
         previous = _PREVIOUS.empty_table()
-        if not pc.all(contacts["is_new"]).as_py():
+        if not first_sends:
             # No primary key on ``contacts``: DuckDB keeps a key index in memory, about 100
             # bytes a contact. The previous row gives who first sent the contact, and its lists.
             previous = cur.sql(
