@@ -6,7 +6,9 @@
 
 Contract: runs, in order, the equivalence check of our path and the two baselines (it raises
 ``EquivalenceError`` if they do different work), the in-process throughput of the three paths
-at every size (measurements 1, 2, 6), and the dlt syncs into the emulator at
+at every size (measurements 1, 2, 6), the rerun floor at ``--rerun-rows`` (``rerun_floor``:
+what the report's "least possible" for the unchanged rerun adds to dlt's own steps), and the
+dlt syncs into the emulator at
 every size (3, 4, 5, 7; reruns at ``--rerun-rows``, 1M by default, else the largest size),
 each size's first sync once more with ``bulk`` = ``--bulk`` (CSV imports; issue 16.7).
 It writes ``<results-dir>/latest.json`` (every repeat's raw figures),
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import chart, machine, report, sync, throughput
+from benchmarks import chart, machine, report, rerun_floor, sync, throughput
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
@@ -118,6 +120,8 @@ def collect(args: argparse.Namespace, workdir: Path, command: str) -> dict[str, 
     _log("equivalence of our path and the two baselines")
     results["equivalence"] = throughput.check_equivalence(min(EQUIVALENCE_ROWS, max(args.sizes)))
     results["throughput"] = _throughput(args, workdir)
+    _log(f"rerun floor at {args.rerun_rows:,} rows")
+    results["rerun_floor"] = rerun_floor.measure(args.rerun_rows, args.repeat)
     _log(f"dlt syncs at {', '.join(f'{n:,}' for n in args.sync_sizes)} rows")
     results["sync"] = sync.measure(
         args.sync_sizes, rerun_rows=args.rerun_rows, repeat=_repeats(args), workdir=workdir,

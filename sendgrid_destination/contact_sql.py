@@ -217,7 +217,7 @@ def _timestamp(b: Binding, src: str) -> str:
     return src
 
 
-def _first_64_bits(hex_digest: str) -> str:
+def first_64_bits(hex_digest: str) -> str:
     # Of hex text, not DuckDB's md5_number_lower, which took twice md5's time (measured).
     return f"('0x' || left({hex_digest}, 16))::UBIGINT"
 
@@ -331,7 +331,7 @@ class ContactSql:
             ids = _ids_expr()
         return (
             f"SELECT contact_key, contact_json, "
-            f"{_first_64_bits(self._content_hash('md5', 'list_scope'))} AS "
+            f"{first_64_bits(self._content_hash('md5', 'list_scope'))} AS "
             f"content_hash, ids, list_scope FROM (SELECT {self._key_expr()} AS contact_key, "
             f"{self._json_expr()} AS contact_json, {ids} AS ids, list_scope FROM ({source}))"
         )

@@ -136,6 +136,10 @@ def test_the_reference_is_dlt_loading_the_same_source_into_duckdb_and_the_report
     ):
         assert judged[target].met is not None and "x: " in judged[target].measured
     assert "reference: dlt -> its duckdb destination, same source" in text
+    # The least the rerun could take here: dlt's own steps of it plus the rerun floor.
+    assert results["rerun_floor"]["rows"] == ROWS
+    rerun = judged["Unchanged 1M rerun: the whole pipeline.run <= 0.6x dlt -> duckdb (wall)"]
+    assert rerun.note.startswith("the least possible here: ")
 
 
 def test_requests_stay_within_one_of_the_minimum(bench):
@@ -166,6 +170,39 @@ def test_memory_and_steps_are_reported(bench):
     first = bench[0]["sync"]["sizes"][str(ROWS)]["runs"][0]["first"]
     assert first["peak_rss_bytes"] > 0
     assert set(first["steps"]) == {"extract", "normalize", "load"}
+
+
+def test_missed_speed_targets_say_what_the_render_floor_alone_would_score():
+    at = {
+        "ours_rows_per_second": 2e5,
+        "floor_seconds": 2.0,
+        "floor_cpu_seconds": 4.0,
+        "over_floor": {"wall": 2.5},
+        "baselines": {
+            "per_row": {
+                "seconds": 18.0,
+                "cpu_seconds": 18.0,
+                "ratios": {"wall_with_state": 3.5, "cpu_with_state": 2.2},
+            }
+        },
+    }
+    results = {"config": {"rerun_rows": 1_000_000}, "throughput": [
+        {"rows": 1_000_000, "median": at}
+    ]}  # fmt: skip
+    _, wall, cpu, _ = report._speed_targets(results)
+    assert (wall.met, wall.note) == (False, "the render floor alone scores 9.0x")
+    assert (cpu.met, cpu.note) == (False, "the render floor alone scores 4.5x")
+
+
+def test_the_least_possible_rerun_is_dlts_own_steps_plus_the_rerun_floor():
+    steps = {"extract": {"seconds": 0.9}, "normalize": {"seconds": 0.1}, "load": {"seconds": 1.5}}
+    at = {"unchanged": {"steps": steps}, "dlt_duckdb": {"wall_seconds": 2.5}}
+    results = {"rerun_floor": {"floor": {"seconds": 0.5}}}
+    assert report._least_rerun_note(results, at) == (
+        "the least possible here: 0.60x, dlt's extract and normalize 1.00 s + the rerun floor "
+        "0.50 s"
+    )
+    assert report._least_rerun_note({}, at) == ""  # a report of a run without the floor
 
 
 def test_the_rerun_floor_times_its_query_and_our_plan_of_every_row_found_unchanged() -> None:
