@@ -14,7 +14,10 @@
 A source that holds no rows yields one empty table (of its columns), never nothing: dlt then
 loads zero rows, so the run is recorded with its summary, and a table in ``mirror`` or
 ``membership`` mode that became empty removes the contacts whose rows left, as through the
-Python API (yielding nothing, dlt would never call the destination).
+Python API (yielding nothing, dlt would never call the destination). With a ``cursor`` it
+always ends with one: dlt's incremental drops the rows at its boundary that it has seen, so a
+run that finds no new row would otherwise give dlt no data, and go without its summary or the
+following of the jobs an earlier run left pending.
 
 ``cursor`` makes the resource incremental on that column (dlt's ``incremental``): a run extracts
 only rows whose cursor is at least the last run's highest, pushed into the query for SQL and
@@ -78,7 +81,7 @@ def _duckdb_resource(spec: SourceSpec) -> DltResource:
                 )
             except (duckdb.CatalogException, duckdb.ParserException, duckdb.BinderException) as e:
                 raise _not_in_source(spec, e) from None
-            yield from _at_least_one(reader, reader.schema.empty_table)
+            yield from _at_least_one(reader, reader.schema.empty_table, spec.cursor)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
 
@@ -120,7 +123,7 @@ def _parquet_resource(spec: SourceSpec) -> DltResource:
         except (OSError, pa.ArrowInvalid) as exc:
             raise SyncFileError(f"Cannot read the parquet source {path!r}: {exc}") from None
         batches = (b for b in dataset.to_batches(batch_size=BATCH_ROWS) if b.num_rows)
-        yield from _at_least_one(batches, dataset.schema.empty_table)
+        yield from _at_least_one(batches, dataset.schema.empty_table, spec.cursor)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
 
@@ -178,7 +181,10 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
                     {"sg_cursor": params[0]} if params and "sg_cursor" in marker else tuple(params),
                 )
                 chunks = iter(lambda: result.fetchmany(BATCH_ROWS), [])
-                yield from QueryRows(list(result.keys())).tables(chunks)
+                typed = QueryRows(list(result.keys()))
+                yield from typed.tables(chunks)
+                if spec.cursor:  # as _at_least_one: every row may be at the boundary, seen
+                    yield typed.table([])
         finally:
             engine.dispose()
 
@@ -188,13 +194,16 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
 def _at_least_one(
     batches: Iterator[pa.RecordBatch] | Iterator[pa.Table] | pa.RecordBatchReader,
     empty: Callable[[], pa.Table],
+    cursor: str | None,
 ) -> Iterator[pa.RecordBatch | pa.Table]:
-    """``batches``, or the ``empty()`` table when they hold none (module doc)."""
+    """``batches``, then the ``empty()`` table if they hold none, or always with a ``cursor``:
+    dlt's incremental drops the rows at its boundary that it has seen, so rows yielded may all
+    be dropped, and the load would hold no data (module doc)."""
     nothing = True
     for batch in batches:
         nothing = False
         yield batch
-    if nothing:
+    if nothing or cursor:
         yield empty()
 
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.sample_warehouse import build, touch
+from sendgrid_destination.state import StateStore
 from tests.sync.conftest import SyncEnv, example
 
 CUSTOMERS = 1_000
@@ -116,6 +117,67 @@ def test_a_cursor_extracts_only_rows_updated_since_the_last_run(sync_env: SyncEn
     # --full-refresh extracts every row again; the state still skips the unchanged ones.
     refreshed = sync_env.run(sync_file, "--json", "--full-refresh").json()["totals"]
     assert (refreshed["rows_read"], refreshed["contacts_sent"]) == (50, 0)
+
+
+@pytest.mark.parametrize("source", ["duckdb", "parquet", "sql", "sql query"])
+def test_a_cursor_run_that_finds_no_new_rows_still_runs_and_follows_the_jobs_left_pending(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    # dlt's incremental drops the rows at the cursor's boundary that it has seen: before, such
+    # a run gave dlt no data, so the destination never ran ("Nothing was loaded") and a job
+    # the last run left pending was not followed.
+    people = pa.table(
+        {
+            "email": [f"p{i}@example.com" for i in range(5)],
+            "updated_at": pa.array([1_700_000_000 + i for i in range(5)], pa.timestamp("s")),
+        }
+    )
+    spec = _cursor_source(sync_env, source, people)
+    sync_file = sync_env.write(
+        "people.toml",
+        f'name = "people"\n[source]\n{spec}cursor = "updated_at"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+    monkeypatch.setenv("DESTINATION__SENDGRID__JOB_WAIT_TIMEOUT", "0")
+    first = sync_env.run(sync_file, "--json")
+    assert first.code == 0, first.err
+    assert first.json()["totals"]["jobs"] == {"pending": 1}
+    monkeypatch.delenv("DESTINATION__SENDGRID__JOB_WAIT_TIMEOUT")
+
+    again = sync_env.run(sync_file, "--json")
+
+    assert again.code == 0, again.err
+    (table,) = again.json()["tables"]
+    assert (table["rows_read"], table["contacts_sent"]) == (0, 0)
+    with StateStore.open(sync_env.state_path, read_only=True) as store:
+        assert store.pending_jobs() == []
+
+
+def _cursor_source(sync_env: SyncEnv, kind: str, rows: pa.Table) -> str:
+    """The [source] lines of a ``kind`` source holding ``rows`` as table ``people``."""
+    if kind == "parquet":
+        pq.write_table(rows, sync_env.workdir / "people.parquet")
+        return 'kind = "parquet"\npath = "people.parquet"\n'
+    if kind == "duckdb":
+        with duckdb.connect(str(sync_env.workdir / "people.duckdb")) as con:
+            con.register("rows", rows)
+            con.execute("CREATE TABLE people AS SELECT * FROM rows")
+        return 'kind = "duckdb"\npath = "people.duckdb"\ntable = "people"\n'
+    with sqlite3.connect(sync_env.workdir / "people.db") as db:
+        db.execute("CREATE TABLE people (email TEXT, updated_at TIMESTAMP)")
+        db.executemany(
+            "INSERT INTO people VALUES (?, ?)",
+            [
+                (e, str(t))
+                for e, t in zip(
+                    rows["email"].to_pylist(), rows["updated_at"].to_pylist(), strict=True
+                )
+            ],
+        )
+    url = f"sqlite:///{sync_env.workdir / 'people.db'}"
+    if kind == "sql query":
+        return f'kind = "sql"\nurl = "{url}"\nquery = "SELECT * FROM people"\n'
+    return f'kind = "sql"\nurl = "{url}"\ntable = "people"\n'
 
 
 def test_environment_variables_override_the_sync_file(
