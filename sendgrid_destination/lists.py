@@ -64,9 +64,9 @@ def resolve_lists(
     missing = [name for name in wanted if name not in by_name]
     if missing and not create_missing:
         raise ConfigurationError(
-            f"List(s) not found in this SendGrid account: {_quoted(missing)}. Create them in "
-            "SendGrid (Marketing > Contacts > Lists), correct the names (they must match "
-            "exactly, case included), or set create_missing_lists = true."
+            f"List(s) not found in this SendGrid account: {_shown(missing, set(names))}. "
+            "Create them in SendGrid (Marketing > Contacts > Lists), correct the names (they "
+            "must match exactly, case included), or set create_missing_lists = true."
         )
     _check_creatable(missing, len(known))
     ids = {name: by_name[name][0] for name in wanted if name in by_name}
@@ -113,9 +113,30 @@ def _check_creatable(missing: Sequence[str], existing: int) -> None:
         )
 
 
-def _quoted(names: Sequence[str]) -> str:
+def _shown(names: Sequence[str], configured: set[str]) -> str:
     """The names, the first few only and each cut short: names a list column holds are data,
-    and a column named by mistake (of emails, say) must not pour into a log line."""
-    shown = [repr(n if len(n) <= _SHOWN_CHARS else n[:_SHOWN_CHARS] + "...") for n in names]
-    more = len(names) - _SHOWN_NAMES
-    return ", ".join(shown[:_SHOWN_NAMES]) + (f" and {more} more" if more > 0 else "")
+    and a column named by mistake (of emails, say) must not pour into a log line. A name from
+    the rows that looks like an email address or a phone number is counted, never shown."""
+    private = [n for n in names if n not in configured and _personal(n)]
+    shown = [
+        repr(n if len(n) <= _SHOWN_CHARS else n[:_SHOWN_CHARS] + "...")
+        for n in names
+        if n not in private
+    ]
+    more = len(shown) - _SHOWN_NAMES
+    text = ", ".join(shown[:_SHOWN_NAMES]) + (f" and {more} more" if more > 0 else "")
+    if private:
+        text += (
+            f"{'; and ' if shown else ''}{len(private)} name(s) that look like email addresses "
+            "or phone numbers, not shown (check that list_column names the column of list "
+            "names)"
+        )
+    return text
+
+
+def _personal(name: str) -> bool:
+    """Whether a name from the rows looks like an email address or a phone number."""
+    if "@" in name:
+        return True
+    digits = sum(c.isdigit() for c in name)
+    return digits >= 7 and all(c.isdigit() or c in "+-(). " for c in name)

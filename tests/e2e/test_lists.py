@@ -173,6 +173,23 @@ def test_missing_list_names_from_rows_are_named_a_few_and_cut_short_in_the_error
     assert upserts(emulator) == []
 
 
+def test_missing_list_names_that_look_like_emails_or_phone_numbers_are_counted_not_shown(
+    emulator, destination, run
+) -> None:
+    # list_column names the column of emails (or phones) by mistake: no log line, summary or
+    # state may quote a person's address; a real list name missing is still named.
+    rows = [["VIP2"], ["ann@example.com"], ["+1 (415) 555-0100"], ["bob@example.com"]]
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(people(rows), destination(mapping=MAPPING, list_column="segments"))
+
+    message = str(cause_of(failed.value, ConfigurationError))
+    assert "'VIP2'" in message
+    assert "3 name(s) that look like email addresses or phone numbers, not shown" in message
+    assert "example.com" not in message and "555" not in message
+    assert upserts(emulator) == []
+
+
 @pytest.mark.parametrize(
     ("segments", "expected"),
     [
