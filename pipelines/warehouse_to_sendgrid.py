@@ -13,6 +13,7 @@ SendGrid summary of each load it made. From the command line (the README's quick
 ``--create-custom-fields`` creates the custom fields the mapping names and the account lacks
 (``plan``, ``lifetime_value`` and ``signed_up_at`` on a fresh account), like
 ``DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELDS=true``; without it they stop the run.
+A run the destination stops prints its message (``error: ...``, what to fix) and exits 1.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Any
 import dlt
 import duckdb
 import pyarrow as pa
+from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sendgrid_destination import finish_interrupted_moves, run_summaries, sendgrid
+from sendgrid_destination import SendGridError, finish_interrupted_moves, run_summaries, sendgrid
 from sendgrid_destination.summary import RunSummary
 
 BATCH_ROWS = 50_000
@@ -90,11 +92,29 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, Any] = (
         {"create_missing_custom_fields": True} if args.create_custom_fields else {}
     )
-    summaries = sync(args.warehouse, **extra)
+    try:
+        summaries = sync(args.warehouse, **extra)
+    except PipelineStepFailed as failed:
+        # Our errors say what to fix in one message: that, not dlt's traceback around it.
+        reason = _our_error(failed)
+        if reason is None:
+            raise
+        raise SystemExit(f"error: {reason}") from None
     for summary in summaries:
         print(summary.format())
     if not summaries:
         print("Nothing was loaded: the source produced no rows.")
+
+
+def _our_error(failed: BaseException) -> SendGridError | None:
+    seen: list[BaseException] = []
+    current: BaseException | None = failed
+    while current is not None and current not in seen:
+        if isinstance(current, SendGridError):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def default_state_path(account: Account) -> Path:
 
 
 def legacy_state_path(base_url: str, on_behalf_of: str | None, api_key: str) -> Path:
-    """The default state file of versions before 0.2, whose name depended on the key."""
+    """The default state file of earlier builds of this package, whose name depended on the key."""
     digest = hashlib.sha256(api_key.encode()).hexdigest()[:12]
     material = json.dumps([base_url.rstrip("/"), on_behalf_of, digest])
     name = f"state-{hashlib.sha256(material.encode()).hexdigest()[:16]}.duckdb"

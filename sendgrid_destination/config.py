@@ -331,8 +331,8 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
         return default_state_path(self.account)
 
     def legacy_state_path(self) -> Path | None:
-        """Where versions before 0.2 kept the default state file (its name had a digest of
-        the key), when no ``state_path`` is set."""
+        """Where earlier builds of this package kept the default state file (its name had a
+        digest of the key), when no ``state_path`` is set."""
         if self.state_path or not self.api_key:
             return None
         return legacy_state_path(self.base_url, self.on_behalf_of, str(self.api_key))

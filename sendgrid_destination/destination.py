@@ -214,6 +214,7 @@ def _sync_table(
         together = [f for f in files if f != items]
         intent = table_intent(settings, table, items, _package_state(), together)
         intent.check_source(stream, lambda: store.removals.tracked_before(run_id, stream))
+        _warn_if_account_emptied(store, client, state)  # after the checks that need no request
         sync = ContactSync(
             settings,
             mapping,
@@ -255,6 +256,7 @@ TABLE_FAILED_PREFIX = "sendgrid_table_failed."
 TAKEN_PREFIX = "sendgrid_file_taken."
 REJECTS_PREFIX = "sendgrid_rejects_over_limit."
 _VARIABLES_CHECKED_KEY = "sendgrid_variables_checked"
+_ACCOUNT_CHECKED = "sendgrid_account_checked"
 SKIPPED_PREFIX = "sendgrid_skipped."
 _SETTLED_KEY = "sendgrid_tables_settled"
 
@@ -340,6 +342,26 @@ def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
         logger.info("the API key changed since the last run on this state file")
     if recorded != current:
         store.set_account(current)
+
+
+def _warn_if_account_emptied(
+    store: StateStore, client: SendGridClient, state: dict[str, Any]
+) -> None:
+    """Once per load: an account that holds no contact while the state records contacts it
+    accepted was emptied (in the UI, or an emulator restarted), or is not the state's. The
+    state would skip every unchanged contact: say so, and how to send them again. (Also the
+    load's first request: a revoked key stops a load that has nothing to send.)"""
+    if state.get(_ACCOUNT_CHECKED) or not store.has_accepted():
+        return
+    state[_ACCOUNT_CHECKED] = True
+    if client.contact_count() == 0:
+        logger.warning(
+            "SendGrid holds no contacts, yet the state file %s records contacts it accepted: "
+            "the account was emptied since (or the state is another account's). Contacts "
+            "whose rows did not change are not sent again; to send everything again, point "
+            "state_path at a new file.",
+            store.path,
+        )
 
 
 def _rows(

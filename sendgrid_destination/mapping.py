@@ -280,7 +280,7 @@ def _check_columns_exist(mapping: FieldMapping, schema: pa.Schema) -> None:
             "If the column exists in the source, it may have had no type and no value in this "
             "first load (an all-null Arrow column, or SELECT NULL): dlt leaves such columns "
             "out, so cast it in the source query or give the resource a column hint, e.g. "
-            "columns={'last_name': {'data_type': 'text'}}."
+            f"columns={{{missing[0]!r}: {{'data_type': 'text'}}}}."
         )
     raise ConfigurationError(message)
 

@@ -76,6 +76,7 @@ ROUTE_DELETE_CONTACTS: Final = "DELETE /v3/marketing/contacts"
 ROUTE_REMOVE_FROM_LIST: Final = "DELETE /v3/marketing/lists/{id}/contacts"
 ROUTE_CSV_IMPORT: Final = "PUT /v3/marketing/contacts/imports"
 ROUTE_UPLOAD: Final = "PUT upload_uri"
+ROUTE_COUNT: Final = "GET /v3/marketing/contacts/count"
 
 # GET /v3/marketing/lists takes page_size 1..1000; an account holds at most 1000 lists, so
 # even one list a page ends within 1,001 pages: more means a server that never ends.
@@ -219,6 +220,15 @@ class SendGridClient:
         ``email``); raises as ``fetch_errors_file`` does."""
         response = self._call(ROUTE_ERRORS_FILE, url, authenticated=False)
         return errors_file.read_rows(response.body, response.headers.get("Content-Type"))
+
+    def contact_count(self) -> int | None:
+        """``GET /v3/marketing/contacts/count``: the contacts the account holds (SendGrid
+        counts a contact once its import job has applied it), None if the answer has none."""
+        doc = _json_object(
+            self._call(ROUTE_COUNT, self._url("/v3/marketing/contacts/count")), ROUTE_COUNT
+        )
+        count = doc.get("contact_count")
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
 
     def field_definitions(self) -> FieldDefinitions:
         """``GET /v3/marketing/field_definitions``: custom and reserved fields."""

@@ -50,6 +50,8 @@ class Backend:
         self.delay_seconds = job_delay_seconds
         self.job_order: JobOrder = job_order
         self.retain_contacts = retain_contacts
+        # Without retaining: the contacts accepted, which contacts/count reports instead.
+        self._forgotten = 0
         self.lock = threading.RLock()
         self.store = ContactStore()
         self.fields = FieldCatalog(custom_field_ready_seconds)
@@ -97,6 +99,8 @@ class Backend:
             # millions of contacts cost the emulator no memory. The job completes as "created".
             job = self._enqueue("upsert_contacts", len(contacts), list_ids=list_ids)
             job.created_count = len(contacts)
+            with self.lock:
+                self._forgotten += len(contacts)
             return job
         return self._enqueue("upsert_contacts", len(contacts), contacts=contacts, list_ids=list_ids)
 
@@ -221,8 +225,9 @@ class Backend:
             return self.store.by_identifier("email", email.strip().lower())
 
     def contact_count(self) -> int:
+        """The contacts kept; without retaining, those accepted (every upsert as new)."""
         with self.lock:
-            return len(self.store)
+            return len(self.store) + self._forgotten
 
     def contact_exists(self, contact_id: str) -> bool:
         with self.lock:

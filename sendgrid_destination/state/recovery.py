@@ -55,11 +55,19 @@ def write_journal(path: Path, seq: int) -> None:
 
 def refuse_missing(path: Path) -> None:
     """A journal without its state file: the file was deleted or moved, not never created."""
-    if not path.exists() and journal_path(path).exists():
-        raise CorruptStateError(
-            f"The state file {path} is missing, but its journal says earlier runs recorded "
-            f"sends in it. {_advice(path)}"
-        )
+    missing = missing_state(path)
+    if missing is not None:
+        raise missing
+
+
+def missing_state(path: Path) -> CorruptStateError | None:
+    """The error of a state file gone while its journal remains, if it is."""
+    if path.exists() or not journal_path(path).exists():
+        return None
+    return CorruptStateError(
+        f"The state file {path} is missing, but its journal says earlier runs recorded "
+        f"sends in it. {_advice(path)}"
+    )
 
 
 def check_against_journal(path: Path, recorded_seq: int) -> None:

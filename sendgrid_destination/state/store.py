@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sendgrid_destination.contact_model import IDENTIFIERS
-from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.errors import ConfigurationError, SendGridError
 from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state import recovery
 from sendgrid_destination.state.duck import transaction, utc_cursor
@@ -137,14 +137,21 @@ def _count(cur: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> int:
     return int(cur.execute(sql, list(params)).fetchall()[0][0])
 
 
-def no_state_file(path: Path) -> ConfigurationError:
-    """``path`` holds no state file to read: a directory, or nothing yet."""
+def no_state_file(path: Path) -> SendGridError:
+    """``path`` holds no state file to read: a directory, a file deleted (its journal
+    remains), or nothing yet."""
+    if (missing := recovery.missing_state(path)) is not None:
+        return missing
     if path.is_dir():
         return ConfigurationError(
             f"{path} is a directory: --state (and state_path) name the state file itself, "
             "e.g. a .duckdb file in that directory."
         )
-    return ConfigurationError(f"No state file at {path}: nothing has been loaded with it yet.")
+    return ConfigurationError(
+        f"No state file at {path}: nothing has been loaded with it yet. Without state_path, "
+        "each account (base_url, on_behalf_of) has its own default file: `run` prints the one "
+        "it used as `state:`; pass that with --state."
+    )
 
 
 def _any_lists(contacts: pa.Table, previous: pa.Table | None = None) -> bool:
@@ -282,13 +289,13 @@ class StateStore:
         )
         return bool(rows[0][0])
 
-    def accepted_sample(self, limit: int) -> list[str]:
-        """Keys of up to ``limit`` contacts recorded as accepted, most recently sent first."""
+    def has_accepted(self) -> bool:
+        """Whether the state records a contact SendGrid accepted (its job ended)."""
         rows = self._rows(
-            "SELECT contact_key FROM contact_status WHERE status = ? ORDER BY seq DESC LIMIT ?",
-            [str(ContactStatus.ACCEPTED), limit],
+            "SELECT count(*) FROM (SELECT 1 FROM contact_status WHERE status = ? LIMIT 1)",
+            [str(ContactStatus.ACCEPTED)],
         )
-        return [str(r[0]) for r in rows]
+        return bool(rows[0][0])
 
     # -- deciding what changed ---------------------------------------------------------------
 

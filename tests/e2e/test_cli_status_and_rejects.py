@@ -177,7 +177,23 @@ def test_status_without_settings_names_the_default_state_file_of_the_account(
     err = capsys.readouterr().err
     assert code == 2
     assert f"No state file at {tmp_path / 'xdg' / 'sendgrid-destination'}" in err
+    assert "`run` prints the one it used as `state:`" in err  # where to look for it
     assert not (tmp_path / "xdg").exists()
+
+
+@pytest.mark.parametrize("command", ["status", "rejects"])
+def test_a_deleted_state_file_whose_journal_remains_is_named_missing_not_never_loaded(
+    emulator, destination, run, state_path, capsys, command
+) -> None:
+    run(contacts_table(3), destination())
+    state_path.unlink()
+
+    code = sendgrid_destination_cli([command, "--state", str(state_path)])
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "is missing" in err and "restore-state" in err
+    assert "nothing has been loaded" not in err
 
 
 def test_restore_state_without_a_copy_to_restore_fails_leaving_nothing_behind(

@@ -77,3 +77,29 @@ def test_without_loading_first_dlt_loads_only_the_stuck_package_and_ignores_the_
 
     assert "vip" not in _plans(emulator).values()
     assert not pipeline.has_pending_data
+
+
+def test_the_example_script_prints_our_error_in_one_line_instead_of_dlts_traceback(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Without --create-custom-fields on an account that lacks the mapped custom field.
+    from pipelines.warehouse_to_sendgrid import main
+
+    warehouse = build(tmp_path / "warehouse.duckdb", rows=20)
+    monkeypatch.chdir(tmp_path)
+    for key, value in {
+        "DLT_DATA_DIR": str(tmp_path / "dlt"),
+        "DESTINATION__SENDGRID__API_KEY": API_KEY,
+        "DESTINATION__SENDGRID__BASE_URL": emulator.base_url,
+        "DESTINATION__SENDGRID__STATE_PATH": str(tmp_path / "state.duckdb"),
+        "DESTINATION__SENDGRID__MAPPING": '{"email": "email", "custom_fields": {"plan": "plan"}}',
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--warehouse", str(warehouse)])
+
+    message = str(exited.value.code)
+    assert message.startswith("error: ") and "\n" not in message.strip()
+    assert "not defined in this SendGrid account: plan" in message
+    assert "create_missing_custom_fields" in message

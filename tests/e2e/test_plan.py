@@ -22,6 +22,7 @@ READS = {
     "GET /v3/marketing/lists",
     "GET /v3/marketing/field_definitions",
     "GET /v3/marketing/contacts/imports/{id}",
+    "GET /v3/marketing/contacts/count",
     "POST /v3/marketing/contacts/search/identifiers/{identifier_type}",
 }
 COMPARED = [

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
+import requests
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.account import legacy_state_path
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.emulator import Emulator
-from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.errors import AuthenticationError, ConfigurationError
 from tests.e2e.conftest import (
     API_KEY,
     cause_of,
@@ -94,3 +96,64 @@ def test_an_earlier_versions_default_state_file_is_adopted_and_nothing_is_resent
 
     assert upserts(emulator) == []
     assert not old.exists() and len(contact_states(new)) == 20
+
+
+def test_a_rerun_into_an_account_emptied_since_warns_that_the_state_skips_its_contacts(
+    emulator, destination, run, state_path, caplog
+) -> None:
+    data = contacts_table(4)
+    run(data, destination())
+    emptied = requests.delete(
+        f"{emulator.base_url}/v3/marketing/contacts",
+        params={"delete_all_contacts": "true"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=5,
+    )
+    assert emptied.status_code == 202
+    emulator.process_jobs()
+    assert emulator.contacts() == []
+    emulator.clear_requests()
+
+    with caplog.at_level(logging.WARNING, logger="sendgrid_destination"):
+        run(data, destination())
+
+    warned = [
+        r.getMessage() for r in caplog.records if "SendGrid holds no contacts" in r.getMessage()
+    ]
+    assert len(warned) == 1 and str(state_path) in warned[0]
+    assert "point state_path at a new file" in warned[0]
+    assert upserts(emulator) == []  # the state still decides: the warning says how to resend
+
+
+def test_a_rerun_into_an_account_that_kept_its_contacts_counts_them_once_and_says_nothing(
+    emulator, destination, run, caplog
+) -> None:
+    data = contacts_table(4)
+    run(data, destination())
+    emulator.clear_requests()
+
+    with caplog.at_level(logging.WARNING, logger="sendgrid_destination"):
+        run(data, destination())
+
+    assert not [r for r in caplog.records if "SendGrid holds no contacts" in r.getMessage()]
+    counts = [r for r in emulator.requests if r.route == "GET /v3/marketing/contacts/count"]
+    assert len(counts) == 1
+
+
+def test_a_first_load_does_not_count_the_accounts_contacts(emulator, destination, run) -> None:
+    run(contacts_table(4), destination())
+
+    assert not [r for r in emulator.requests if r.route == "GET /v3/marketing/contacts/count"]
+
+
+def test_a_rerun_with_nothing_to_send_still_stops_on_a_revoked_key(
+    emulator, destination, run
+) -> None:
+    data = contacts_table(4)
+    run(data, destination())
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(data, destination(api_key="SG.test-revoked-key"))
+
+    assert "401" in str(cause_of(failed.value, AuthenticationError))
+    assert "SG.test-revoked-key" not in str(failed.value)

@@ -463,3 +463,6 @@ def test_without_retaining_contacts_upserts_are_answered_and_completed_but_not_s
         assert job["status"] == "completed"
         assert job["results"]["created_count"] == 3
         assert emu.contacts() == []
+        # The count reports what was accepted, so a client's sanity check sees contacts.
+        count = session.get(f"{emu.base_url}/v3/marketing/contacts/count").json()
+        assert count["contact_count"] == 3

@@ -179,6 +179,7 @@ def test_a_misspelled_column_gets_a_suggestion_and_the_all_null_hint():
 
     assert "Did you mean 'givn_name' -> 'given_name'?" in message
     assert "all-null Arrow column" in message
+    assert "columns={'givn_name': {'data_type': 'text'}}" in message  # the column in question
 
 
 @pytest.mark.parametrize(
