@@ -7,10 +7,11 @@ runs it), so a column name is only ever quoted, never searched and rewritten:
 * ``check(relation)``: per row of ``relation`` (the source columns and ``ROW_COLUMN``) its
   ``row_number``, ``contact_key`` (``"<identifier>:<value>"``), one problem bitmask per 63
   checks (``p0``, ``p1``...), ``ok``, ``flagged`` (the hard-delete column flags it:
-  ``deleted_sql``) and, for ok rows, a ``fingerprint``: DuckDB's 64-bit ``hash`` of the source
-  values as they arrive (and their types), the row's lists and everything else that shapes the
-  JSON or the checks. Cheap, but only as stable as DuckDB's hash: the state uses it as a
-  shortcut, never as the last word.
+  ``deleted_sql``) and, for ok rows, a ``fingerprint``: a 64-bit digest of the source values
+  as they arrive (and their types), the row's lists and everything else that shapes the JSON
+  or the checks (``_fingerprint``). An equal fingerprint is the last word (the row is taken
+  for unchanged, never checked or rendered); a different one only sends the row to the render,
+  where the content hash decides (DuckDB may change its ``hash`` between versions).
 * ``keys(relation)``: the same ``row_number``, ``contact_key``, ``flagged`` and fingerprint (of
   every row), cleaning only the identifiers: a third of the check's cost, for a plan that
   looks for unchanged rows first and checks only the others.
@@ -74,8 +75,11 @@ if TYPE_CHECKING:
 DEFAULT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Bump when the rendering or the checks of a contact change, so every stored fingerprint stops
 # matching (its contacts are then compared by content hash once: nothing is resent). 2: the
-# fingerprint is of the source values as they arrive, no longer of the cleaned ones.
-FINGERPRINT_VERSION = 2
+# fingerprint is of the source values as they arrive, no longer of the cleaned ones. 3: text
+# goes through MD5 (DuckDB's hash of text missed changes: see _fingerprint).
+FINGERPRINT_VERSION = 3
+# Values whose DuckDB hash is weak (text: see _fingerprint), digested with MD5 instead.
+_TEXT_KINDS = ("string", "string_list")
 _BITS = 63
 # Spaces, tabs, line breaks and no-break spaces around identifiers are copy-paste noise.
 _BLANKS = " \t\n\r\f\v\u00a0"
@@ -633,14 +637,28 @@ class ContactSql:
         return f"{function}({scope} || {literal(chr(10))} || contact_json)"
 
     def _fingerprint(self) -> str:
-        """The fingerprint of a row: DuckDB's ``hash`` of its source values as they arrive,
+        """The fingerprint of a row: a 64-bit digest of its source values as they arrive,
         before any cleaning (so that finding a row unchanged costs no cleaning or checking),
         with their types (``hash`` of DECIMAL 1.5 and of DECIMAL 0.15 is the same: both are
-        the integer 15), the text that was not UTF-8, the row's lists and the signature."""
+        the integer 15), the text that was not UTF-8, the row's lists and the signature.
+
+        Text (and lists of it) goes through MD5, as one JSON object: DuckDB's ``hash`` of a
+        string mixes it 8 bytes at a time, so two strings of one length that differ only in
+        the last byte of such blocks ("Apt 1200" and "Apt 1207") collide about once in 256,
+        and an equal fingerprint is taken as "unchanged" (the change never sent, a value made
+        invalid never checked). Fixed-width values keep ``hash``, which is a bijection of each
+        value, mixed in order; a float adds its sign, since ``hash`` folds -0.0 into 0.0."""
         n = len(self.bindings)
         types = "concat_ws(',', " + ", ".join(f"typeof(s{i})" for i in range(n)) + ")"
-        values = "".join(f", s{i}" for i in range(n))
-        return f"hash({literal(self._signature())}, {types}{values}, bad_text, list_scope)"
+        text = [f"s{i} := s{i}" for i, b in enumerate(self.bindings) if b.arrow_kind in _TEXT_KINDS]
+        text += ["bad := bad_text", "lists := list_scope"]
+        digest = first_64_bits(f"md5(CAST(to_json(struct_pack({', '.join(text)})) AS VARCHAR))")
+        values = "".join(
+            f", s{i}" + (f", signbit(s{i})" if b.arrow_kind == "floating" else "")
+            for i, b in enumerate(self.bindings)
+            if b.arrow_kind not in _TEXT_KINDS
+        )
+        return f"hash({literal(self._signature())}, {types}, {digest}{values})"
 
     def _signature(self) -> str:
         # Everything besides the values that shapes a contact's JSON or decides whether a
