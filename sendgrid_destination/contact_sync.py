@@ -279,6 +279,7 @@ class ContactSync:
         self._wait_for(self.store.pending_jobs_of(contacts))
         decided = plan.decide_again(contacts)
         self._remember_unchanged(decided.unchanged)
+        self._remember_waiting(decided.waits)
         free = decided.to_send.filter(pc.invert(decided.to_send["pending"]))
         waiting = decided.to_send.filter(decided.to_send["pending"])
         # Until accepted, the free ones stay deferred too: a crash must not lose them.
@@ -309,10 +310,17 @@ class ContactSync:
     # -- unchanged contacts ------------------------------------------------------------------
 
     def _take_unchanged(self, rendered: Rendered) -> pa.Table:
-        """Count and remember the rows found unchanged by content; return what is to send."""
+        """Count and remember the rows found unchanged by content, and those whose JSON is
+        their send SendGrid refused for good; return what is to send."""
         self.tally.found_unchanged(rendered.unchanged.num_rows)
         self._remember_unchanged(rendered.unchanged)
+        self._remember_waiting(rendered.waits)
         return rendered.to_send
+
+    def _remember_waiting(self, waits: pa.Table) -> None:
+        if waits.num_rows:  # rare (a fingerprint changed, the data not): recorded at once
+            self.tally.found_waiting(waits.num_rows)
+            self.store.refresh_waiting(self.stream, waits)
 
     def _remember_unchanged(self, unchanged: pa.Table) -> None:
         if unchanged.num_rows:

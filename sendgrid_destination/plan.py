@@ -59,7 +59,7 @@ _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
 _DUPLICATES = "sg_duplicates"
 # What the state decides of a row or a rendered contact (``changes_sql``, ``decide_again``).
-_DECIDED = "is_new, prev_hash, prev_sha256, pending, retry"
+_DECIDED = "is_new, prev_hash, prev_sha256, pending, retry, refused_hash"
 _PLANNED = f"row_number, fingerprint, {_DECIDED}"
 _FILLS = ", ".join(ident(fill_column(name)) for name in IDENTIFIERS)
 
@@ -100,6 +100,9 @@ class Rendered:
 
     to_send: pa.Table
     unchanged: pa.Table  # rows whose JSON is the one last sent
+    # Rows whose JSON is that of their send SendGrid refused for good: they wait for a
+    # change of their data (found here when only their fingerprint changed).
+    waits: pa.Table
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,7 @@ class Plan:
         cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_planned AS SELECT t.row_number, "
             f"coalesce(c.ok, true) AS ok, t.fingerprint, {self._refused_columns()}, "
-            "t.is_new, t.prev_hash, t.prev_sha256, t.pending, t.retry, t.waits "
+            "t.is_new, t.prev_hash, t.prev_sha256, t.pending, t.retry, t.refused_hash, t.waits "
             f"FROM {_TABLE} t LEFT JOIN {checked} c ON c.row_number = t.row_number "
             f"ORDER BY t.row_number; DROP TABLE IF EXISTS {_CHECKED}; DROP TABLE {_TABLE}; "
             f"ALTER TABLE sg_planned RENAME TO {_TABLE}"
@@ -448,11 +451,16 @@ class Plan:
         return self._split_unchanged(again.select(RENDERED.names).cast(RENDERED))
 
     def _split_unchanged(self, contacts: pa.Table) -> Rendered:
-        # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send.
+        # A fingerprint also differs when only DuckDB's hash did: same JSON, nothing to send;
+        # nor when it is the JSON SendGrid refused for good (it would refuse it again).
         same = self._store.same_content(contacts, self._legacy_hash)
-        if not pc.any(same).as_py():
-            return Rendered(contacts, contacts.slice(0, 0))
-        return Rendered(contacts.filter(pc.invert(same)), contacts.filter(same))
+        refused = pc.fill_null(pc.equal(contacts["content_hash"], contacts["refused_hash"]), False)
+        refused = pc.and_(refused, pc.invert(same))
+        none = contacts.slice(0, 0)
+        if not pc.any(same).as_py() and not pc.any(refused).as_py():
+            return Rendered(contacts, none, none)
+        send = pc.invert(pc.or_(same, refused))
+        return Rendered(contacts.filter(send), contacts.filter(same), contacts.filter(refused))
 
     def _planned(self, first: int, end: int) -> pa.Table:
         """The plan's ok rows with ``first <= row_number < end``, in row order."""

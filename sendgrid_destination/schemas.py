@@ -41,6 +41,8 @@ RENDERED = pa.schema(
         pa.field("prev_sha256", pa.string()),
         pa.field("pending", pa.bool_()),
         pa.field("retry", pa.bool_()),  # its last send failed or is unconfirmed
+        # The content hash of its send refused for good, if any: the same JSON waits.
+        pa.field("refused_hash", pa.uint64()),
         pa.field("contact_json", pa.string()),
         pa.field("content_hash", pa.uint64()),  # see ``contact_sql``
         # The identifiers sent, as a JSON object, when more than one (else null).

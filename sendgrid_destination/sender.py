@@ -226,7 +226,8 @@ def _refused_custom_field_ids(exc: ContactsRejectedError) -> set[str]:
 
 
 def _rejects(contacts: pa.Table, reasons: list[str]) -> pa.Table:
-    """``REJECTS`` rows of refused contacts, with their ``fingerprint`` (``for_good``)."""
+    """``REJECTS`` rows of refused contacts, with their ``fingerprint`` and ``content_hash``
+    (``for_good``)."""
     return pa.table(
         {
             "row_number": contacts["row_number"],
@@ -234,6 +235,7 @@ def _rejects(contacts: pa.Table, reasons: list[str]) -> pa.Table:
             "column": pa.nulls(contacts.num_rows, pa.string()),
             "reason": pa.array(reasons, pa.string()),
             "fingerprint": contacts["fingerprint"],
+            "content_hash": contacts["content_hash"],
         }
     )
 

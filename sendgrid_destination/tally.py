@@ -56,6 +56,10 @@ class Tally:
     def found_unchanged(self, contacts: int) -> None:
         self.plan.unchanged += contacts
 
+    def found_waiting(self, contacts: int) -> None:
+        """Rendered, and found to be the JSON SendGrid refused for good: not sent."""
+        self.plan.waiting_for_change += contacts
+
     def note(self, text: str) -> None:
         self.plan.notes.append(text)
 

@@ -88,7 +88,7 @@ import duckdb
 # being sent (and refused) again by every run.
 # 10: ``spooled``: the requests whose contacts' rows wait beside the file (``state.spool``)
 # to be merged into ``contacts`` in bulk (a table that starts empty: nothing to convert).
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class ContactStatus(StrEnum):
@@ -179,6 +179,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS first_seq BIGINT DEFAULT 0")
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS lists VARCHAR")
     con.execute("ALTER TABLE deferred ADD COLUMN IF NOT EXISTS list_scope VARCHAR")
+    # 11: the content hash of a send a 400 refused for good (before: unknown, null).
+    con.execute("ALTER TABLE refused ADD COLUMN IF NOT EXISTS content_md5 UBIGINT")
     if version and int(version[0][0]) < 8:
         _numeric_md5(con)
     con.execute(

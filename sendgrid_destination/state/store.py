@@ -315,6 +315,9 @@ class StateStore:
         * ``unchanged``: the row is ok and its fingerprint is the counting send's, or the
           fingerprint of a send SendGrid refused for good (a missing identifier, a value it
           refuses): such a row waits for a change of its data (``waits``);
+        * ``refused_hash``: the content hash of that send refused for good, when the row does
+          not wait by fingerprint: if its JSON is that one (the fingerprint changed, not the
+          data: a DuckDB upgrade, another source type), the render finds it waits;
         * ``this_run``: that send was made by ``run_id`` (an earlier attempt of this run,
           which counted the contact already).
         """
@@ -339,8 +342,10 @@ class StateStore:
         # A row a 400 refused for good, unchanged since (rare: joined only when any is kept);
         # not this run's own refusal: an attempt dlt retries sends it again, counted once.
         refused, refused_join, refused_params = "", "", []
+        refused_hash = "CASE WHEN s.permanent THEN s.content_md5 END"
         if self._any_refused_for_good(stream):
             refused = f"OR coalesce({ok} AND f.fingerprint = c.fingerprint, false)"
+            refused_hash = f"coalesce({refused_hash}, f.content_md5)"
             refused_join = (
                 "LEFT JOIN refused f ON f.stream = ? AND f.contact_key = c.contact_key "
                 "AND f.run_id <> ?"
@@ -355,7 +360,7 @@ class StateStore:
             f"coalesce({ok} AND s.fingerprint = c.fingerprint "
             f"AND (s.status IN {_COUNTING_SQL} OR s.permanent), false) {refused} AS unchanged, "
             f"coalesce({ok} AND s.fingerprint = c.fingerprint AND s.permanent, false) {refused} "
-            "AS waits, "
+            f"AS waits, {refused_hash} AS refused_hash, "
             "coalesce(s.seq IN (SELECT seq FROM requests WHERE run_id = ?), false) AS this_run "
             f"FROM {quoted} c LEFT JOIN contact_status s "
             f"ON s.stream = ? AND s.contact_key = c.contact_key {refused_join}"
@@ -368,20 +373,24 @@ class StateStore:
 
     def record_refused_for_good(self, run_id: str, stream: str, refused: pa.Table) -> None:
         """Contacts a 400 refused for a reason only their data can fix (``contact_key``,
-        ``fingerprint``, ``reason``): kept until the contact is accepted, so that the same
-        row waits for a change instead of being refused again by every run."""
+        ``fingerprint``, ``reason``, ``content_hash``): kept until the contact is accepted, so
+        that the same row waits for a change instead of being refused again by every run."""
         if refused.num_rows == 0:
             return
         with self.workspace() as cur, transaction(cur):
-            cur.register("r", refused.select(["contact_key", "fingerprint", "reason"]))
+            cur.register(
+                "r", refused.select(["contact_key", "fingerprint", "reason", "content_hash"])
+            )
             cur.execute(
                 "DELETE FROM refused WHERE stream = ? AND contact_key IN "
                 "(SELECT contact_key FROM r)",
                 [stream],
             )
             cur.execute(
-                "INSERT INTO refused SELECT DISTINCT ON (contact_key) ?, contact_key, "
-                "fingerprint, reason, ?, now() FROM r WHERE contact_key IS NOT NULL",
+                "INSERT INTO refused (stream, contact_key, fingerprint, reason, run_id, "
+                "refused_at, content_md5) SELECT DISTINCT ON (contact_key) ?, contact_key, "
+                "fingerprint, reason, ?, now(), content_hash FROM r "
+                "WHERE contact_key IS NOT NULL",
                 [stream, run_id],
             )
 
@@ -505,7 +514,7 @@ class StateStore:
             return cur.sql(
                 "SELECT row_number, contact_key, fingerprint, false AS is_new, "
                 "NULL::UBIGINT AS prev_hash, NULL::VARCHAR AS prev_sha256, false AS pending, "
-                "false AS retry, contact_json, "
+                "false AS retry, NULL::UBIGINT AS refused_hash, contact_json, "
                 "content_hash, ids, coalesce(list_scope, '') AS list_scope FROM deferred "
                 "WHERE stream = ? ORDER BY row_number",
                 params=[stream],
@@ -720,6 +729,28 @@ class StateStore:
                 "UPDATE contacts SET fingerprint = f.fingerprint, content_md5 = f.content_hash, "
                 "content_hash = NULL "
                 "FROM fresh f WHERE contacts.stream = ? AND contacts.contact_key = f.contact_key",
+                [stream],
+            )
+
+    def refresh_waiting(self, stream: str, contacts: pa.Table) -> None:
+        """Record the fingerprints of contacts whose JSON is that of their send refused for
+        good (``contact_key``, ``fingerprint``, ``content_hash``): they wait, and the next
+        plan finds them waiting without rendering them. Only that send's row is touched (a
+        failed contact's, or the ``refused`` one), never an accepted send's."""
+        if contacts.num_rows == 0:
+            return
+        with self.workspace() as cur, transaction(cur):
+            cur.register("w", contacts.select(["contact_key", "fingerprint", "content_hash"]))
+            cur.execute(
+                "UPDATE contacts SET fingerprint = w.fingerprint FROM w "
+                "WHERE contacts.stream = ? AND contacts.contact_key = w.contact_key "
+                "AND contacts.permanent AND contacts.content_md5 = w.content_hash",
+                [stream],
+            )
+            cur.execute(
+                "UPDATE refused SET fingerprint = w.fingerprint FROM w "
+                "WHERE refused.stream = ? AND refused.contact_key = w.contact_key "
+                "AND refused.content_md5 = w.content_hash",
                 [stream],
             )
 

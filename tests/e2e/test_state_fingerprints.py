@@ -386,3 +386,54 @@ def test_a_date_edited_into_an_invalid_one_where_the_hash_collides_is_refused_on
     assert run_summary(state_path, second)["unchanged"] == 0
     refused = rejects_of(state_path, "validation")
     assert [(r["column"], r["row_number"]) for r in refused] == [("visit", 0)]
+
+
+def _two_contacts() -> pa.Table:
+    return pa.table({"email": ["u1@x.com", "u2@x.com"], "first_name": ["One", "Two"]})
+
+
+def test_a_contact_a_job_failed_for_good_still_waits_when_only_its_fingerprint_changed(
+    emulator, destination, run, state_path
+) -> None:
+    # A DuckDB upgrade changes every fingerprint; so does a re-cased email (its raw value).
+    emulator.force_contact_errors({"u2@x.com": "email 'u2@x.com' is not valid"})
+    run(_two_contacts(), destination())
+    emulator.clear_contact_errors()
+    _edit_state(state_path, "UPDATE contacts SET fingerprint = fingerprint // 2 + 1")
+    emulator.clear_requests()
+
+    second = run(_two_contacts(), destination())
+    recased = run(pa.table({"email": ["u1@x.com", " U2@X.com"], "first_name": ["One", "Two"]}),
+                  destination())  # fmt: skip
+
+    assert upserts(emulator) == []  # the same JSON SendGrid refused: never sent again
+    for info in (second, recased):
+        assert run_summary(state_path, info)["waiting_for_change"] == 1
+    # Found by its JSON once, then by its fingerprint (recorded again: rendered no more).
+    third = run(pa.table({"email": ["u1@x.com", " U2@X.com"], "first_name": ["One", "Two"]}),
+                destination())  # fmt: skip
+    assert run_summary(state_path, third)["waiting_for_change"] == 1
+    assert upserts(emulator) == []
+
+
+def test_a_contact_a_400_refused_for_good_still_waits_when_only_its_fingerprint_changed(
+    emulator, destination, run, state_path
+) -> None:
+    body = {
+        "errors": [{"field": "contacts[1].identifier", "message": "email 'u2@x.com' is not valid"}]
+    }
+    emulator.faults.add("PUT /v3/marketing/contacts", status=400, body=body, times=1)
+    run(_two_contacts(), destination())
+    assert state_rows(state_path, "SELECT count(*) FROM refused WHERE content_md5 IS NOT NULL") == [
+        (1,)
+    ]
+    _edit_state(state_path, "UPDATE refused SET fingerprint = fingerprint // 2 + 1")
+    emulator.clear_requests()
+
+    second = run(_two_contacts(), destination())
+
+    assert upserts(emulator) == []
+    assert run_summary(state_path, second)["waiting_for_change"] == 1
+    changed = pa.table({"email": ["u1@x.com", "u2@x.com"], "first_name": ["One", "Deux"]})
+    run(changed, destination())  # its data changed: sent again
+    assert sum(r.contact_count or 0 for r in upserts(emulator)) == 1

@@ -94,6 +94,7 @@ def rendered(contacts: list[dict[str, Any]], *, new: bool = True) -> pa.Table:
             "prev_sha256": pa.nulls(n, pa.string()),
             "pending": [False] * n,
             "retry": [False] * n,
+            "refused_hash": pa.nulls(n, pa.uint64()),
             "contact_json": [contact_json(c) for c in contacts],
             "content_hash": pa.array(range(n), pa.uint64()),
             "ids": pa.nulls(n, pa.string()),

@@ -39,7 +39,7 @@ def test_a_million_held_back_contacts_of_400_bytes_are_decided_again_within_the_
     held = duckdb.sql(
         "SELECT i AS row_number, 'email:u' || i || '@x.com' AS contact_key, "
         "hash(i + 1) AS fingerprint, false AS is_new, NULL::UBIGINT AS prev_hash, "
-        "NULL AS prev_sha256, true AS pending, false AS retry, "
+        "NULL AS prev_sha256, true AS pending, false AS retry, NULL::UBIGINT AS refused_hash, "
         "repeat('x', 400) || i AS contact_json, hash(i + 2) AS content_hash, NULL AS ids, "
         f"'' AS list_scope FROM range({n} - 1, -1, -1) t(i)"  # in reverse row order
     ).to_arrow_table()

@@ -657,6 +657,7 @@ def test_rejects_have_the_documented_columns_and_types_even_when_empty():
         "prev_sha256",
         "pending",
         "retry",
+        "refused_hash",
         "contact_json",
         "content_hash",
         "ids",
