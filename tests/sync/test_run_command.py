@@ -119,7 +119,7 @@ def test_a_cursor_extracts_only_rows_updated_since_the_last_run(sync_env: SyncEn
     assert (refreshed["rows_read"], refreshed["contacts_sent"]) == (50, 0)
 
 
-@pytest.mark.parametrize("source", ["duckdb", "parquet", "sql", "sql query"])
+@pytest.mark.parametrize("source", ["duckdb", "parquet", "sql_table", "sql_query"])
 def test_a_cursor_run_that_finds_no_new_rows_still_runs_and_follows_the_jobs_left_pending(
     sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
@@ -132,7 +132,7 @@ def test_a_cursor_run_that_finds_no_new_rows_still_runs_and_follows_the_jobs_lef
             "updated_at": pa.array([1_700_000_000 + i for i in range(5)], pa.timestamp("s")),
         }
     )
-    spec = _cursor_source(sync_env, source, people)
+    spec = _write_people(sync_env, source, people)
     sync_file = sync_env.write(
         "people.toml",
         f'name = "people"\n[source]\n{spec}cursor = "updated_at"\n'
@@ -151,33 +151,6 @@ def test_a_cursor_run_that_finds_no_new_rows_still_runs_and_follows_the_jobs_lef
     assert (table["rows_read"], table["contacts_sent"]) == (0, 0)
     with StateStore.open(sync_env.state_path, read_only=True) as store:
         assert store.pending_jobs() == []
-
-
-def _cursor_source(sync_env: SyncEnv, kind: str, rows: pa.Table) -> str:
-    """The [source] lines of a ``kind`` source holding ``rows`` as table ``people``."""
-    if kind == "parquet":
-        pq.write_table(rows, sync_env.workdir / "people.parquet")
-        return 'kind = "parquet"\npath = "people.parquet"\n'
-    if kind == "duckdb":
-        with duckdb.connect(str(sync_env.workdir / "people.duckdb")) as con:
-            con.register("rows", rows)
-            con.execute("CREATE TABLE people AS SELECT * FROM rows")
-        return 'kind = "duckdb"\npath = "people.duckdb"\ntable = "people"\n'
-    with sqlite3.connect(sync_env.workdir / "people.db") as db:
-        db.execute("CREATE TABLE people (email TEXT, updated_at TIMESTAMP)")
-        db.executemany(
-            "INSERT INTO people VALUES (?, ?)",
-            [
-                (e, str(t))
-                for e, t in zip(
-                    rows["email"].to_pylist(), rows["updated_at"].to_pylist(), strict=True
-                )
-            ],
-        )
-    url = f"sqlite:///{sync_env.workdir / 'people.db'}"
-    if kind == "sql query":
-        return f'kind = "sql"\nurl = "{url}"\nquery = "SELECT * FROM people"\n'
-    return f'kind = "sql"\nurl = "{url}"\ntable = "people"\n'
 
 
 def test_environment_variables_override_the_sync_file(
@@ -403,13 +376,18 @@ def _write_people(sync_env: SyncEnv, kind: str, people: pa.Table) -> str:
             con.execute("CREATE OR REPLACE TABLE people AS SELECT * FROM people_rows")
         return 'kind = "duckdb"\npath = "people.duckdb"\ntable = "people"\n'
     database = sync_env.workdir / "people.db"
+    columns = ", ".join(
+        f"{f.name} {'TIMESTAMP' if pa.types.is_timestamp(f.type) else 'TEXT'}"
+        for f in people.schema
+    )
+    rows = [
+        tuple(v if v is None or isinstance(v, str) else str(v) for v in row.values())
+        for row in people.to_pylist()
+    ]
     with sqlite3.connect(database) as con:
         con.execute("DROP TABLE IF EXISTS people")
-        con.execute("CREATE TABLE people (email TEXT, first_name TEXT)")
-        con.executemany(
-            "INSERT INTO people VALUES (?, ?)",
-            zip(people["email"].to_pylist(), people["first_name"].to_pylist(), strict=True),
-        )
+        con.execute(f"CREATE TABLE people ({columns})")
+        con.executemany(f"INSERT INTO people VALUES ({', '.join('?' * people.num_columns)})", rows)
     which = 'table = "people"' if kind == "sql_table" else 'query = "SELECT * FROM people"'
     return f'kind = "sql"\nurl = "sqlite:///{database}"\n{which}\n'
 
