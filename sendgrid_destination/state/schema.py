@@ -88,6 +88,8 @@ import duckdb
 # being sent (and refused) again by every run.
 # 10: ``spooled``: the requests whose contacts' rows wait beside the file (``state.spool``)
 # to be merged into ``contacts`` in bulk (a table that starts empty: nothing to convert).
+# 11: ``refused.content_md5``: the JSON refused, so that a row whose fingerprint changed but
+# not its JSON still waits (older rows have none: such a contact is sent once more).
 SCHEMA_VERSION = 11
 
 

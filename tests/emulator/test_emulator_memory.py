@@ -79,5 +79,6 @@ def test_the_cli_emulator_holding_a_million_contacts_stays_under_500_mib(retain:
         f"RSS {before / MiB:.0f} -> {after / MiB:.0f} MiB, +{cost:.0f} MiB "
         f"({(after - before) / CONTACTS:.0f} bytes a contact)"
     )
-    assert count == (CONTACTS if retain else 0)
+    # Without retaining, the count reports the contacts accepted (each distinct here).
+    assert count == CONTACTS
     assert after / MiB < 500
