@@ -28,7 +28,8 @@ import duckdb
 import pyarrow as pa
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sendgrid_destination import SendGridError, finish_interrupted_moves, run_summaries, sendgrid
+from sendgrid_destination import finish_interrupted_moves, run_summaries, sendgrid
+from sendgrid_destination.errors import ours_in
 from sendgrid_destination.summary import RunSummary
 
 BATCH_ROWS = 50_000
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         summaries = sync(args.warehouse, **extra)
     except PipelineStepFailed as failed:
         # Our errors say what to fix in one message: that, not dlt's traceback around it.
-        reason = _our_error(failed)
+        reason = ours_in(failed)
         if reason is None:
             raise
         raise SystemExit(f"error: {reason}") from None
@@ -104,17 +105,6 @@ def main(argv: list[str] | None = None) -> None:
         print(summary.format())
     if not summaries:
         print("Nothing was loaded: the source produced no rows.")
-
-
-def _our_error(failed: BaseException) -> SendGridError | None:
-    seen: list[BaseException] = []
-    current: BaseException | None = failed
-    while current is not None and current not in seen:
-        if isinstance(current, SendGridError):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
 
 
 if __name__ == "__main__":

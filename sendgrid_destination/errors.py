@@ -242,3 +242,16 @@ class ContactsRejectedError(_RejectedWithDetails):
     def unindexed_errors(self) -> list[ApiErrorDetail]:
         """Errors that name no contact: the request as a whole was wrong."""
         return [error for error in self.errors if error.contact_index is None]
+
+
+def ours_in(failure: BaseException) -> SendGridError | None:
+    """The first of our errors in ``failure``'s chain (dlt wraps what a load raised, e.g. in
+    ``PipelineStepFailed``), or None: its message says what to fix."""
+    current: BaseException | None = failure
+    seen: list[BaseException] = []
+    while current is not None and current not in seen:
+        if isinstance(current, SendGridError):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None

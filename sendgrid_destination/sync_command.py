@@ -19,7 +19,7 @@ from typing import Any
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sendgrid_destination.errors import ConfigurationError, SendGridError
+from sendgrid_destination.errors import ConfigurationError, SendGridError, ours_in
 from sendgrid_destination.sync_file import SyncFile, load_sync_file
 from sendgrid_destination.sync_runner import SyncReport
 
@@ -113,13 +113,12 @@ def _exit_code(failure: BaseException | None) -> int:
 
 def _root(failure: BaseException) -> BaseException:
     """The first of our errors in the chain (dlt wraps what the load raised), else the last."""
-    current: BaseException | None = failure
-    seen: list[BaseException] = []
-    while current is not None and current not in seen:
-        if isinstance(current, SendGridError):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
+    ours = ours_in(failure)
+    if ours is not None:
+        return ours
+    seen = [failure]
+    while (cause := seen[-1].__cause__ or seen[-1].__context__) is not None and cause not in seen:
+        seen.append(cause)
     return seen[-1]
 
 
