@@ -298,7 +298,8 @@ class ContactSync:
 
     def _wait_for(self, job_ids: list[str]) -> None:
         if job_ids:
-            self._jobs_settled(self._tracker.wait(job_ids, self.run_id, self._deadline))
+            outcome = self._tracker.wait(job_ids, self.run_id, self._deadline, self.stream)
+            self._jobs_settled(outcome)
 
     def _refuse_oversize(self, setup: _Setup, contacts: pa.Table) -> pa.Table:
         fitting, too_big = setup.packer.split_oversize(contacts)

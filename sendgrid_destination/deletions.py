@@ -33,6 +33,7 @@ or deletion already done is found done).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,9 @@ class Removals:
     _sent_jobs: list[str] = field(default_factory=list, init=False)
     _unrecorded: list[pa.Table] = field(default_factory=list, init=False)  # SENT_REMOVALS
     _ended: list[EndedJob] = field(default_factory=list, init=False)  # not recorded yet
+    # Deletions in flight that other tables sent (``settle`` follows them): job -> table.
+    _theirs: dict[str, str] = field(default_factory=dict, init=False)
+    _theirs_ended: dict[str, Counter[str]] = field(default_factory=dict, init=False)
 
     @property
     def _ledger(self) -> RemovalLedger:
@@ -112,8 +116,15 @@ class Removals:
 
     def settle(self, deadline: float) -> None:
         """Follow the removal jobs earlier loads left pending (before anything is decided):
-        the table's own, and any table's deletions (an upsert of a contact waits for them)."""
-        self._follow(self._ledger.in_flight(self.stream), deadline)
+        the table's own, and any table's deletions (an upsert of a contact waits for them).
+        Another table's jobs are counted in a note, not in this table's ``removal_jobs``."""
+        self._theirs = self._ledger.sent_by_other_tables(self.stream)
+        try:
+            self._follow(self._ledger.in_flight(self.stream), deadline)
+        finally:
+            for table, statuses in sorted(self._theirs_ended.items()):
+                self.tally.followed_elsewhere("deletion", table, statuses)
+            self._theirs, self._theirs_ended = {}, {}
 
     def prepare(self) -> None:
         """Decide what leaves, and stop here if it is more than the limits allow."""
@@ -351,7 +362,7 @@ class Removals:
             )
         finally:
             self._record_ended()
-        self.tally.removal_jobs_pending(len(pending))
+        self.tally.removal_jobs_pending(len([j for j in pending if j not in self._theirs]))
         if pending:
             logger.warning(
                 "%d removal job(s) still pending at the end of the wait; the next load "
@@ -381,7 +392,10 @@ class Removals:
                 status,
             )
         self._ended.append(EndedJob(job_id, succeeded, note))
-        self.tally.removal_job_ended(status)
+        if job_id in self._theirs:
+            self._theirs_ended.setdefault(self._theirs[job_id], Counter())[status] += 1
+        else:
+            self.tally.removal_job_ended(status)
         if len(self._ended) >= RECORD_EVERY:
             self._record_ended()
 

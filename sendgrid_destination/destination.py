@@ -214,7 +214,8 @@ def _sync_table(
         together = [f for f in files if f != items]
         intent = table_intent(settings, table, items, _package_state(), together)
         intent.check_source(stream, lambda: store.removals.tracked_before(run_id, stream))
-        _warn_if_account_emptied(store, client, state)  # after the checks that need no request
+        # After the checks that need no request.
+        _check_account(store, client, state, plan=settings.plan)
         sync = ContactSync(
             settings,
             mapping,
@@ -344,17 +345,19 @@ def _claim_account(store: StateStore, config: SendGridConfiguration) -> None:
         store.set_account(current)
 
 
-def _warn_if_account_emptied(
-    store: StateStore, client: SendGridClient, state: dict[str, Any]
+def _check_account(
+    store: StateStore, client: SendGridClient, state: dict[str, Any], *, plan: bool
 ) -> None:
     """Once per load: an account that holds no contact while the state records contacts it
     accepted was emptied (in the UI, or an emulator restarted), or is not the state's. The
     state would skip every unchanged contact: say so, and how to send them again. (Also the
-    load's first request: a revoked key stops a load that has nothing to send.)"""
-    if state.get(_ACCOUNT_CHECKED) or not store.has_accepted():
+    load's first request: a revoked key stops a load that has nothing to send, and a plan,
+    which writes nothing, still finds a wrong key.)"""
+    accepted = store.has_accepted()
+    if state.get(_ACCOUNT_CHECKED) or not (accepted or plan):
         return
     state[_ACCOUNT_CHECKED] = True
-    if client.contact_count() == 0:
+    if client.contact_count() == 0 and accepted:
         logger.warning(
             "SendGrid holds no contacts, yet the state file %s records contacts it accepted: "
             "the account was emptied since (or the state is another account's). Contacts "

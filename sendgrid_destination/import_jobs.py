@@ -10,6 +10,11 @@ the errors cannot be read, name rows that match no contact, or match fewer conta
 than it errored, the job's other contacts are marked unconfirmed: also sent again, since we
 cannot tell which ones failed.
 
+A job another table sent (followed because a contact may be in both: SendGrid keeps no
+order between jobs) is recorded the same way, but its counts go to ``JobsOutcome.elsewhere``,
+not to the waiting table's, and its failed contacts are recorded as rejects of the run that
+sent it: each table's summary and ``rejects --run`` speak of its own rows only.
+
 Jobs that completed (none of their contacts failed) are recorded ``RECORD_EVERY`` at a time,
 in one transaction, and all of them before ``wait`` returns or raises: a transaction per job
 was 3-4 ms. A crash before that leaves them pending in the state: the next run asks SendGrid
@@ -55,6 +60,11 @@ class JobsOutcome:
     finished: list[str] = field(default_factory=list)  # job ids
     still_pending: list[str] = field(default_factory=list)  # job ids at the end of the wait
     confirmed: int = 0  # contacts the finished jobs report as created or updated (progress)
+    # Jobs of other tables that ended during the wait, by table: their counts, not ours.
+    elsewhere: dict[str, JobsOutcome] = field(default_factory=dict)
+
+    def elsewhere_for(self, stream: str) -> JobsOutcome:
+        return self.elsewhere.setdefault(stream, JobsOutcome())
 
 
 @dataclass
@@ -68,15 +78,30 @@ class JobTracker:
     stop: Callable[[], bool] = lambda: False
     _completed: list[dict[str, object]] = field(default_factory=list, init=False, repr=False)
 
-    def wait(self, job_ids: list[str], run_id: str, deadline: float | None = None) -> JobsOutcome:
+    def wait(
+        self,
+        job_ids: list[str],
+        run_id: str,
+        deadline: float | None = None,
+        stream: str | None = None,
+    ) -> JobsOutcome:
         """Poll until every job finished or ``deadline`` (default: ``wait_timeout`` from now);
-        every job is polled at least once."""
+        every job is polled at least once. ``stream``: the waiting table; jobs another table
+        sent are counted in ``elsewhere`` (see the module docstring)."""
         outcome = JobsOutcome()
         deadline = self.clock.now() + self.wait_timeout if deadline is None else deadline
+        owners = {} if stream is None else self.store.jobs_of_other_tables(job_ids, stream)
+
+        def poll(job_id: str) -> bool:
+            if job_id not in owners:
+                return self._poll_once(job_id, run_id, outcome)
+            sender_run, sender = owners[job_id]
+            return self._poll_once(job_id, sender_run, outcome.elsewhere_for(sender))
+
         try:
             pending = poll_until_done(
                 job_ids,
-                lambda job_id: self._poll_once(job_id, run_id, outcome),
+                poll,
                 self.clock,
                 self.poll_interval,
                 deadline,
@@ -85,7 +110,7 @@ class JobTracker:
         finally:
             self._record_completed()
         if pending:
-            outcome.still_pending = pending
+            outcome.still_pending = [j for j in pending if j not in owners]
             logger.warning(
                 "%d import job(s) still pending at the end of the wait (job_wait_timeout %.0f s); "
                 "the next run follows them up",

@@ -21,6 +21,9 @@ so they carry its wording and never a value it echoed; the checks' own reasons n
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,6 +32,8 @@ from sendgrid_destination.import_jobs import JobsOutcome
 from sendgrid_destination.plan import PlanCounts
 from sendgrid_destination.state.store import SentLists
 from sendgrid_destination.summary import RunSummary
+
+logger = logging.getLogger("sendgrid_destination.jobs")
 
 
 class Tally:
@@ -123,6 +128,20 @@ class Tally:
         else:
             self.sent.list_removals += contacts
 
+    def followed_elsewhere(self, kind: str, table: str, statuses: Counter[str]) -> None:
+        """Jobs another table sent, followed by this load because a contact may be in both:
+        said in a note, counted in that table's state only."""
+        if not statuses:
+            return
+        ended = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+        text = (
+            f"waited for {statuses.total()} {kind} job(s) of table '{table}' to end ({ended}): "
+            "not counted here; `sendgrid-destination rejects` lists any contacts they failed "
+            "under the run that sent them"
+        )
+        logger.info("%s", text)
+        self.sent.notes.append(text)  # an attempt's event: a retry need not meet it again
+
     def removal_job_ended(self, status: str) -> None:
         self.sent.removal_jobs[status] += 1
 
@@ -140,6 +159,8 @@ class Tally:
         _add_reasons(self.sent, rejects, ours=False)
 
     def jobs_settled(self, outcome: JobsOutcome) -> None:
+        for table, theirs in sorted(outcome.elsewhere.items()):
+            self.followed_elsewhere("import", table, theirs.statuses)
         # A job is counted once: finished, or (waited for more than once) still pending.
         self.sent.jobs.update(outcome.statuses)
         self._pending_jobs.update(outcome.still_pending)

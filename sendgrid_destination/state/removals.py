@@ -198,6 +198,15 @@ class RemovalLedger:
         ).fetchall()
         return [str(r[0]) for r in rows]
 
+    def sent_by_other_tables(self, stream: str) -> dict[str, str]:
+        """Of the jobs ``in_flight(stream)`` returns, those another table sent: job -> table."""
+        rows = self._con.execute(
+            f"SELECT job_id, any_value(stream) FROM removals WHERE status = '{SENT}' "
+            "AND stream <> ? AND action = 'delete' GROUP BY job_id",
+            [stream],
+        ).fetchall()
+        return {str(j): str(s) for j, s in rows}
+
     def job_size(self, job_id: str) -> tuple[str, int]:
         """A removal job's action and how many contacts (or memberships) it carried."""
         row = self._con.execute(

@@ -447,6 +447,23 @@ class StateStore:
             ).fetchall()
         return [str(r[0]) for r in rows]
 
+    def jobs_of_other_tables(
+        self, job_ids: Sequence[str], stream: str
+    ) -> dict[str, tuple[str, str]]:
+        """Of these jobs, those another table sent: job id -> (the run that sent it, its
+        table)."""
+        if not job_ids:
+            return {}
+        # Asked at every wait, mid-load: on the bare connection, since ``jobs`` needs no merge
+        # of the spool (``con`` would merge it, a bulk insert for a lookup).
+        with utc_cursor(self._con) as cur:
+            rows = cur.execute(
+                "SELECT job_id, run_id, stream FROM jobs WHERE stream <> ? AND job_id IN "
+                "(SELECT unnest(?::VARCHAR[]))",
+                [stream, list(job_ids)],
+            ).fetchall()
+        return {str(j): (str(r), str(s)) for j, r, s in rows}
+
     # -- identifiers SendGrid holds -----------------------------------------------------------
 
     def has_identities(self) -> bool:

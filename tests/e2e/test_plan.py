@@ -13,10 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.dry_run import PlanningClient, plan_run
 from sendgrid_destination.emulator import Emulator
-from tests.e2e.conftest import API_KEY, cli, run_summary
+from sendgrid_destination.errors import AuthenticationError
+from tests.e2e.conftest import API_KEY, cause_of, cli, run_summary
 
 READS = {
     "GET /v3/marketing/lists",
@@ -141,6 +143,27 @@ def test_a_plan_over_the_deletion_limit_reports_it_where_the_real_load_would_sto
     assert "a load would STOP here" in plan.format() and "PLAN (dry run)" in plan.format()
     assert plan.stops() is not None and "exceed max_deletes" in plan.stops()
     assert {r.route for r in emulator.requests} <= READS
+
+
+def test_a_first_plan_with_a_wrong_api_key_fails_on_it_though_it_needs_no_other_read(
+    emulator, settings, state_path, tmp_path
+) -> None:
+    plain = {**settings, "api_key": "SG.test-wrong-key"}
+    for extra in ("list_column", "mode", "max_delete_fraction"):  # no list, no field to read
+        del plain[extra]
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        plan_run(
+            "e2e",
+            people({i: (f"First{i}", []) for i in range(3)}),
+            pipelines_dir=str(tmp_path / "dlt"),
+            run_kwargs={"table_name": "contacts"},
+            **plain,
+        )
+
+    assert "401" in str(cause_of(failed.value, AuthenticationError))
+    assert [r.status for r in emulator.requests] == [401]
+    assert emulator.contacts() == [] and not state_path.exists()
 
 
 def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(

@@ -460,6 +460,46 @@ def test_a_contact_fed_by_two_tables_waits_for_the_other_tables_pending_job(
         assert emu.contact("user0@example.com")["first_name"] == "Crm"
 
 
+def test_another_tables_job_that_a_load_follows_is_counted_and_rejected_under_that_table(
+    clock, run, state_path
+) -> None:
+    with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=60) as emu:
+        first = run(
+            contacts_table(6), destination_for(emu, state_path, job_wait_timeout=10), name="billing"
+        )
+        emu.force_contact_errors({"user2@example.com": "bad"})
+        assert emu.process_jobs() == 1  # billing's job ends between the runs, failing user2
+        emu.clear_contact_errors()
+
+        crm = run(
+            contacts_table(1, start=10),
+            destination_for(emu, state_path, job_wait_timeout=600),
+            name="crm",
+        )
+
+        # crm waited for billing's job (a contact may be in both) but counts only its own.
+        summary = run_summary(state_path, crm, stream="crm")
+        assert _active(summary["jobs"]) == {"completed": 1}
+        assert (summary["failed_in_jobs"], summary["rejected_by_api"]) == (0, 0)
+        assert summary["failed_by_reason"] == {}
+        assert any("1 import job(s) of table 'billing'" in n for n in summary["notes"])
+        # billing's failure is a reject of the billing run that sent it.
+        billing_run = f"{first.loads_ids[-1]}:billing"
+        assert state_rows(
+            state_path, "SELECT run_id, stream, contact_key FROM rejects WHERE stage = 'job'"
+        ) == [(billing_run, "billing", "email:user2@example.com")]
+        emu.clear_requests()
+
+        again = run(
+            contacts_table(6),
+            destination_for(emu, state_path, job_wait_timeout=600),
+            name="billing",
+        )
+
+        assert upserted_contacts(emu) == 1
+        assert run_summary(state_path, again, stream="billing")["retried"] == 1
+
+
 # -- errors files that say less than the job did ---------------------------------------------
 
 
