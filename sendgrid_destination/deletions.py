@@ -5,7 +5,8 @@ What leaves SendGrid, and when:
 
 * a list that a contact's row no longer names (its ``list_column``, or a list taken out of
   the settings): the contact is removed from that list, if this sync put it there (queued
-  by ``StateStore.record_sent`` when the row is sent);
+  by ``StateStore.record_sent`` when the row is sent) and no other table's last send of it
+  did;
 * a contact whose row left a table that is loaded whole (``mode = "membership"`` or
   ``"mirror"``, ``write_disposition = "replace"``), or whose last row the ``hard_delete``
   column flags: deleted when the table deletes (mirror, replace, a flag) and this sync created
@@ -14,6 +15,11 @@ What leaves SendGrid, and when:
   sent again as new. A contact this sync did not create is never deleted;
 * a contact whose last send rides on a job not yet ended (or on a removal in flight) waits for
   the next load.
+
+Until its removal's job is done, such a contact is ``unconfirmed`` in the state (set before
+the first request): after a crash, a failed job or one SendGrid no longer knows, a row of it
+that comes back is sent again (after any removal still in flight), never skipped as
+unchanged, since SendGrid may have deleted it or taken it out of its lists.
 
 Safety: once a table's rows are all known (after its last job file is planned, before any of
 that file's upserts), the contacts to delete or to remove from lists because their rows left
@@ -149,6 +155,11 @@ class Removals:
         keys = pa.concat_arrays(
             [deleting["contact_key"].combine_chunks(), unlisting["contact_key"].combine_chunks()]
         )
+        # Before any request: a crash, a job that fails or one SendGrid forgot (404) leaves
+        # these contacts' fate unknown, so a row that comes back must be sent, not skipped as
+        # unchanged (a done job forgets them: ``finish_jobs``).
+        leaving = decided.filter(pc.is_in(decided["action"], pa.array(["delete", "unlist"])))
+        self._ledger.distrust(self.stream, leaving["contact_key"].combine_chunks())
         found = find_contacts(self.client, pc.unique(keys).to_pylist(), self._stopped)
         self._forget_gone(decided, found)
         self._unlist(decided, unlisting, found)
@@ -230,7 +241,9 @@ class Removals:
             },
             schema=_PAIRS,
         )
-        drops = self._ledger.queued_drops(self.stream).cast(_PAIRS)
+        queued = self._ledger.queued_drops(self.stream)
+        self._ledger.drop_queued(self.stream, queued.filter(queued["held"]))  # kept: moot
+        drops = queued.filter(pc.invert(queued["held"])).select(_PAIRS.names).cast(_PAIRS)
         ending = decided.filter(pc.is_in(decided["action"], pa.array(["delete", "forget"])))
         drops = drops.filter(pc.invert(pc.is_in(drops["contact_key"], ending["contact_key"])))
         return pa.concat_tables([pairs, drops])

@@ -7,7 +7,8 @@ accepted (``identities``). ``resolve_sql`` matches each row to such a contact by
 identifiers and gives:
 
 * ``contact_key``: the key the contact is tracked by (stable when a row reaches it through
-  another identifier, e.g. the same ``external_id`` and no email);
+  another identifier, e.g. the same ``external_id`` and no email); a row matching several
+  contacts keeps its own (it is refused, and must not stand for any of them);
 * ``fill_<identifier>``: an identifier the contact has and the row leaves empty, taken from
   the state (``fill_missing_identifiers = true``, the default; when false the row is refused,
   naming the identifier);
@@ -46,7 +47,7 @@ class IdentifierPolicy:
             + [f"{p}_{n}" for p in ("i", "k") for n in IDENTIFIERS]
         )
         return (
-            f"SELECT * EXCLUDE ({dropped}), coalesce(known_key, contact_key) AS contact_key, "
+            f"SELECT * EXCLUDE ({dropped}), {_tracked_key()} AS contact_key, "
             f"ok AND id_problem IS NULL AS ok, {fills} FROM (SELECT *, "
             f"CASE WHEN ok THEN {_first(problems, 1)} END AS id_problem, "
             f"CASE WHEN ok THEN {_first(problems, 2)} END AS id_column "
@@ -85,6 +86,14 @@ class IdentifierPolicy:
                     )
                 )
         return found
+
+
+def _tracked_key() -> str:
+    """A row matching one contact takes its key. A row matching several (one carries another
+    contact's identifier: a data error) is refused and keeps its own: taking one of theirs
+    made it a later row of that contact, which superseded the contact's true row, and left
+    its own contact absent from the load, so a mirror deleted it."""
+    return "CASE WHEN matches > 1 THEN contact_key ELSE coalesce(known_key, contact_key) END"
 
 
 def _first(problems: list[tuple[str, str, str]], part: int) -> str:

@@ -157,10 +157,14 @@ class RemovalLedger:
             return cur.sql(sql, params=[run_id, stream, stream, stream, stream]).to_arrow_table()
 
     def queued_drops(self, stream: str) -> pa.Table:
-        """``contact_key``, ``list_id`` of the lists contacts left while still in the table."""
+        """``contact_key``, ``list_id`` of the lists contacts left while still in the table,
+        and ``held``: another table's last send of the contact put it in that list, so it
+        stays (as for contacts that left: ``candidates``)."""
         return self._con.sql(
-            "SELECT DISTINCT contact_key, list_id FROM removals "
-            f"WHERE stream = ? AND status = '{QUEUED}' ORDER BY list_id, contact_key",
+            "SELECT DISTINCT r.contact_key, r.list_id, EXISTS (SELECT 1 FROM contacts o "
+            "WHERE o.stream <> r.stream AND o.contact_key = r.contact_key "
+            f"AND list_contains({ids_sql('o.lists')}, r.list_id)) AS held FROM removals r "
+            f"WHERE r.stream = ? AND r.status = '{QUEUED}' ORDER BY r.list_id, r.contact_key",
             params=[stream],
         ).to_arrow_table()
 
@@ -285,6 +289,19 @@ class RemovalLedger:
             )
             if gone:
                 cur.execute(f"DELETE FROM identities WHERE {where}")
+
+    def distrust(self, stream: str, keys: pa.Array) -> None:
+        """These contacts of the table are about to be deleted or taken out of lists: their
+        last send no longer says what SendGrid holds (``ContactStatus.UNCONFIRMED``)."""
+        if len(keys) == 0:
+            return
+        with self._store.workspace() as cur:
+            cur.register("distrusted", pa.table({"contact_key": keys}))
+            cur.execute(
+                f"UPDATE contacts SET status = '{ContactStatus.UNCONFIRMED}' WHERE stream = ? "
+                "AND contact_key IN (SELECT contact_key FROM distrusted)",
+                [stream],
+            )
 
     def clear_failed(self, stream: str) -> None:
         """The table is judged again: the contacts whose removal failed are decided anew."""

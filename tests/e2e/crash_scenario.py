@@ -15,6 +15,8 @@ PER_REQUEST = 200
 PER_FILE = 500
 # The bulk variant: every new contact goes by CSV import, in files of PER_FILE contacts.
 BULK = {"bulk": "always", "bulk_max_contacts_per_file": PER_FILE}
+# The mirror variant: contacts whose rows left are deleted (up to half the table).
+MIRROR = {"mode": "mirror", "max_delete_fraction": 0.5}
 
 
 def sync(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import pytest
 
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.state import StateStore
-from tests.e2e.crash_scenario import API_KEY, BULK, PER_FILE, PER_REQUEST, sync
+from tests.e2e.crash_scenario import API_KEY, BULK, MIRROR, PER_FILE, PER_REQUEST, sync
 
 CONTACTS = 2_000
 TRIALS = 20
@@ -191,3 +192,44 @@ def test_a_bulk_load_killed_mid_upload_resends_at_most_the_file_in_flight(
     assert all(names[f"user{i}@example.com"] == f"v2-{i}" for i in range(CONTACTS))
     assert resent == CONTACTS - recorded, "the rerun resent contacts recorded as accepted"
     assert sent_before_kill + resent == CONTACTS + PER_FILE  # the file in flight, twice
+
+
+DELETE = "DELETE /v3/marketing/contacts"
+
+
+@pytest.mark.slow
+def test_a_load_killed_after_sending_a_deletion_resends_the_contact_when_its_row_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deletion of user0 reaches SendGrid, whose answer crawls: the process is killed
+    # before it records anything, and dlt's working folder is lost with it (as with the
+    # orchestrators' temporary folders). SendGrid deletes user0; its row then comes back.
+    monkeypatch.chdir(tmp_path)
+    state, dlt_dir = tmp_path / "state.duckdb", tmp_path / "dlt"
+    parquet = tmp_path / "without_user0.parquet"
+    pq.write_table(_version(1).slice(1), parquet)
+    with Emulator(api_key=API_KEY, job_polls_until_done=1) as emulator:
+        sync(_version(1), emulator.base_url, str(state), str(dlt_dir), **MIRROR)
+        emulator.faults.add(DELETE, action="drip", delay=0.05, times=10)
+        command = [sys.executable, "-m", "tests.e2e.crash_worker", emulator.base_url,
+                   str(state), str(dlt_dir), str(parquet), "mirror"]  # fmt: skip
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not any(r.route == DELETE for r in emulator.requests):
+            assert proc.poll() is None and time.monotonic() < deadline, "no deletion to kill in"
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        emulator.faults.clear()
+        emulator.process_jobs()
+        assert emulator.contact("user0@example.com") is None
+        shutil.rmtree(dlt_dir)
+
+        sync(_version(1), emulator.base_url, str(state), str(dlt_dir), **MIRROR)
+        emulator.process_jobs()
+
+        assert emulator.contact("user0@example.com")["first_name"] == "v1-0"
+        assert len(emulator.contacts()) == CONTACTS
+        since = len(emulator.requests)
+        sync(_version(1), emulator.base_url, str(state), str(dlt_dir), **MIRROR)
+        assert _upserted(emulator, since) == 0

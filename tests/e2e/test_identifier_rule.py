@@ -302,3 +302,25 @@ def test_a_state_that_tracks_one_contact_under_two_keys_matches_the_row_once(
     emulator.process_jobs()
     (x0,) = [c for c in emulator.contacts() if c.get("external_id") == "X0"]
     assert x0["first_name"] == "Ann"
+
+
+@pytest.mark.parametrize("wrong, owner", [(7, 3), (3, 7)])
+def test_a_row_carrying_another_contacts_identifier_neither_replaces_that_contacts_row_nor_deletes_its_own(  # noqa: E501
+    emulator, destination, run, state_path, wrong, owner
+) -> None:
+    settings = {"mapping": MAPPING, "mode": "mirror"}
+    rows = [(f"user{i}@example.com", f"E{i}", f"First{i}") for i in range(20)]
+    run(_rows(*rows), destination(**settings))
+    rows[owner] = (rows[owner][0], rows[owner][1], "Renamed")  # the owner's true row changes
+    rows[wrong] = (rows[wrong][0], f"E{owner}", rows[wrong][2])  # a data error
+
+    second = run(_rows(*rows), destination(**settings))
+
+    summary = run_summary(state_path, second)
+    assert (summary["rejected"], summary["superseded"], summary["changed"]) == (1, 0, 1)
+    assert (summary["left_source"], summary["deleted"]) == (0, 0)
+    assert emulator.contact(f"user{owner}@example.com")["first_name"] == "Renamed"
+    assert emulator.contact(f"user{wrong}@example.com")["external_id"] == f"E{wrong}"
+    (reject,) = rejects_of(state_path)
+    assert "belong to different contacts" in reject["reason"]
+    assert reject["contact_key"] == f"email:user{wrong}@example.com"

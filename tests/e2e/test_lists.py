@@ -15,6 +15,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.errors import ConfigurationError, RequestRejectedError
+from sendgrid_destination.state import StateStore
 from tests.e2e.conftest import cause_of, destination_for, run_summary, upserts
 
 LISTS = "GET /v3/marketing/lists"
@@ -108,6 +109,26 @@ def test_a_contact_someone_else_put_in_a_list_is_never_removed_from_it(
 
     assert lists_of(emulator, "user0@example.com") == {a}
     assert [r.path.split("/")[4] for r in requests_to(emulator, REMOVE)] == [b]
+
+
+def test_a_list_one_table_stops_naming_stays_while_another_tables_row_still_names_it(
+    emulator, destination, run, state_path
+) -> None:
+    vip = emulator.add_list("VIP")
+    dest = destination(mapping=MAPPING, list_column="segments")
+    run(people([["VIP"]]), dest, name="a")
+    run(people([["VIP"]]), dest, name="b")
+    emulator.clear_requests()
+
+    run(people([[]]), dest, name="a")  # a's row no longer names VIP; b's still does
+
+    assert lists_of(emulator, "user0@example.com") == {vip}
+    assert requests_to(emulator, REMOVE) == []
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.counts() == {}  # nothing left queued either
+    run(people([[]]), dest, name="b")  # now no table names it: it goes
+
+    assert lists_of(emulator, "user0@example.com") == set()
 
 
 def test_a_list_dropped_from_the_settings_is_left_by_the_contacts_the_sync_put_there(

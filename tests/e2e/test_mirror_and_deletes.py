@@ -233,6 +233,33 @@ def test_an_upsert_by_another_table_waits_for_a_deletion_in_flight_of_the_same_c
         assert upserts(emu) == [] and "user0@example.com" in emails(emu)
 
 
+@pytest.mark.parametrize("fault", ["job_forgotten", "job_failed"])
+def test_a_contact_whose_deletion_had_an_unknown_outcome_is_sent_again_when_its_row_returns(
+    emulator, mirror, run, state_path, fault
+) -> None:
+    run(people(list(range(10))), mirror())
+    if fault == "job_forgotten":  # the deletion ran, but its status answers 404
+        emulator.fault_next_jobs(1, import_status="pending_then_not_found", pending_polls=0)
+    else:  # the job says failed: SendGrid may still have deleted some of its contacts
+        emulator.fail_next_jobs(1, "Something went wrong")
+    run(people(list(range(1, 10))), mirror())
+    emulator.process_jobs()  # SendGrid runs what it accepted, whatever its status said
+    if fault == "job_failed":  # it was deleted after all
+        client = SendGridClient(emulator.api_key, base_url=emulator.base_url)
+        client.delete_contacts([emulator.contact("user0@example.com")["id"]])
+        emulator.process_jobs()
+    assert "user0@example.com" not in emails(emulator)
+
+    back = run(people(list(range(10))), mirror())
+
+    summary = run_summary(state_path, back)
+    assert (summary["retried"], summary["unchanged"], summary["deleted"]) == (1, 9, 0)
+    assert emulator.contact("user0@example.com")["first_name"] == "First0"
+    emulator.clear_requests()
+    run(people(list(range(10))), mirror())
+    assert upserts(emulator) == [] and requests_to(emulator, DELETE) == []
+
+
 def test_replace_deletes_exactly_the_contacts_that_left_within_the_threshold(
     emulator, destination, tmp_path, state_path
 ) -> None:
