@@ -4,8 +4,8 @@ SendGrid's CSV import (``PUT /v3/marketing/contacts/imports``) maps each CSV col
 definition ID. ``CsvLayout.of(bindings, reserved_ids)`` decides the columns: every custom
 field, and every reserved field the account's ``field_definitions`` gives an ID (``email``
 is the only identifier that has one). A contact that carries a field without a column
-(``external_id``, say) or has no email cannot go by CSV: ``eligible`` leaves it to the
-upserts. The layout is ``None`` when email itself has no ID.
+(``external_id``, say, mapped or completed from the state) or has no email cannot go by CSV:
+``eligible`` leaves it to the upserts. The layout is ``None`` when email itself has no ID.
 
 ``CsvFile(layout, cursor, spill_dir)`` is one file being built: ``room(contacts)`` says how
 many of these contacts still fit (at most ``max_contacts`` rows and ``max_bytes`` of CSV:
@@ -94,9 +94,15 @@ class CsvLayout:
         return [c.field_id for c in self.columns]
 
     def eligible(self, contacts: pa.Table) -> pa.ChunkedArray:
-        """Per contact (``RENDERED``): new, identified by email, carrying no field that has no
-        column, and no NUL character (JSON escapes it; CSV readers refuse the whole file)."""
+        """Per contact (``RENDERED``): new, identified by email alone, carrying no field that
+        has no column, and no NUL character (JSON escapes it; CSV readers refuse the whole
+        file)."""
         keep = pc.and_(contacts["is_new"], pc.starts_with(contacts["contact_key"], "email:"))
+        # ``ids`` is set when a contact goes with several identifiers, mapped or completed
+        # from the state (the identifier rule, even for a table that maps only email): a CSV
+        # carries email alone, so SendGrid would fail it for good ("missing existing
+        # identifier(s)").
+        keep = pc.and_(keep, pc.is_null(contacts["ids"]))
         keep = pc.and_(keep, pc.invert(pc.match_substring(contacts["contact_json"], "\\u0000")))
         for key in self.outside:
             # A key's quote cannot open inside a JSON string (quotes there are escaped), so

@@ -29,8 +29,9 @@ Contract:
 * Each attempt is bounded: connecting takes at most ``connect_timeout`` (name resolution is
   the system's), each socket write of the body at most ``connect_timeout`` (urllib3's send
   timeout), each read of the response's status and headers at most ``read_timeout``, and the
-  response body is cut off ``connect_timeout + read_timeout`` after the attempt started: it is
-  read in single socket reads whose timeout is the time left, so a response dripping a byte a
+  response body is cut off ``connect_timeout + read_timeout`` after the response started (not
+  the attempt: a large body, a CSV import's file, may take long to send): it is read in
+  single socket reads whose timeout is the time left, so a response dripping a byte a
   second ends (and is retried like a timeout) instead of holding the load.
 * One ``requests.Session`` per thread, so a transport may be shared by dlt's loader threads.
 """
@@ -245,7 +246,6 @@ class Transport:
     ) -> tuple[Response | None, Exception | None]:
         method = route.split(" ", 1)[0]
         self.stats.record_request(route, _rewound_size(body))
-        deadline = time.monotonic() + sum(self._timeout)
         try:
             raw = self._session().request(
                 method,
@@ -257,7 +257,10 @@ class Transport:
                 allow_redirects=False,
                 stream=True,
             )
-            content = _read_body(raw, deadline)
+            # The body's bound starts with the response: the request's own body (a CSV
+            # import's file over a slow uplink) may take long, each write bounded, and a
+            # file the host took must not count as failed and be imported again.
+            content = _read_body(raw, time.monotonic() + sum(self._timeout))
         except _TRANSPORT_ERRORS as exc:
             self.stats.record_transport_error()
             logger.debug("%s -> %s", route, type(exc).__name__)

@@ -28,6 +28,7 @@ import gzip
 import io
 import math
 import re
+import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from .errors import BadRequest, InvalidInput
 from .rules import (
     MAX_IMPORT_BYTES,
     MAX_IMPORT_ROWS,
+    MAX_REQUEST_BYTES,
     RESERVED_BY_ID,
     FieldType,
 )
@@ -44,6 +46,11 @@ from .rules import (
 _GZIP_MAGIC = b"\x1f\x8b"
 _INTEGER = re.compile(r"[+-]?\d+")
 _READ_CHUNK = 1 << 20
+# Python's csv refuses a cell over 131,072 characters by default: a limit of this reader, not
+# one SendGrid documents, which failed a whole file over one value an upsert takes. A cell
+# may be as long as a contact (an upsert body's size). The limit is process-wide: raised for
+# each row read, and put back, under a lock.
+_FIELD_LIMIT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -112,16 +119,25 @@ def _csv_rows(data: bytes, width: int) -> Iterator[list[str]]:
     text = io.TextIOWrapper(io.BufferedReader(_Decoded(data)), encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
     try:
-        header = next(reader, None)
+        header = _next_row(reader)
         if header is None or len(header) != width:
             found = 0 if header is None else len(header)
             raise ImportFileError(f"the header has {found} columns; field_mappings has {width}")
-        for count, row in enumerate(reader, start=1):
+        for count, row in enumerate(iter(lambda: _next_row(reader), None), start=1):
             if count > MAX_IMPORT_ROWS:
                 raise ImportFileError(f"the file has more than {MAX_IMPORT_ROWS} contacts")
             yield row
     except (csv.Error, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
         raise ImportFileError(f"the file cannot be read as CSV: {type(exc).__name__}") from None
+
+
+def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
+    with _FIELD_LIMIT_LOCK:
+        previous = csv.field_size_limit(max(csv.field_size_limit(), MAX_REQUEST_BYTES))
+        try:
+            return next(reader, None)
+        finally:
+            csv.field_size_limit(previous)
 
 
 def _contact(row: list[str], columns: list[Column | None]) -> dict[str, Any] | RowError:

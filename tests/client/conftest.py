@@ -157,6 +157,7 @@ class DripHost(_LoopbackHost):
     def __init__(self) -> None:
         self.body = b'{"custom_fields": [], "reserved_fields": []}' + b" " * 100
         self.interval = 0.1
+        self.header_delay = 0.0  # seconds before the status line (a slow upload's answer)
         self.requests = 0
         self.bytes_sent = 0
         host = self
@@ -164,6 +165,7 @@ class DripHost(_LoopbackHost):
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 host.requests += 1
+                time.sleep(host.header_delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(host.body)))

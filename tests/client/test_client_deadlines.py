@@ -1,4 +1,10 @@
-"""Each attempt ends connect_timeout + read_timeout after it started, body included."""
+"""Each attempt's response body ends connect_timeout + read_timeout after the response started.
+
+The bound starts with the response, not the request: sending a large body (a CSV import's
+file, over a slow uplink) takes as long as it takes, bounded per socket write, and a file the
+upload host took must not be reported as failed (and imported again) because its upload
+outlasted the bound.
+"""
 
 from __future__ import annotations
 
@@ -45,3 +51,17 @@ def test_a_slow_response_that_ends_within_the_bound_is_read_whole(
 
     assert definitions.custom == () and definitions.reserved == ()
     assert drip_host.requests == 1
+
+
+def test_the_bound_starts_when_the_response_starts_so_a_long_request_is_not_cut_off(
+    drip_host: Any, make_client: MakeClient
+) -> None:
+    # The answer starts 0.5 s after the request (as after a long upload), then takes 0.4 s:
+    # 0.9 s in all, over connect + read (0.8 s), each part within its own bound.
+    drip_host.body = b'{"custom_fields": [], "reserved_fields": []}'
+    drip_host.header_delay, drip_host.interval = 0.5, 0.4 / len(drip_host.body)
+    client = make_client(drip_host.url, connect_timeout=0.2, read_timeout=0.6, max_attempts=1)
+
+    definitions = client.field_definitions()
+
+    assert definitions.custom == () and drip_host.requests == 1

@@ -207,6 +207,25 @@ def test_contacts_without_email_or_with_an_identifier_csv_cannot_carry_go_by_ups
     assert set(contact_states(state_path).values()) == {("accepted", None)}
 
 
+def test_contacts_whose_other_identifiers_come_from_the_state_go_by_upserts_not_csv(
+    emulator, run, state_path
+) -> None:
+    # Table crm gave the contacts an external_id; table web maps email alone, so the state
+    # completes external_id (SendGrid fails an update that leaves one out): a CSV cannot.
+    crm = contacts_table(5).append_column("crm_id", pa.array([f"C{i}" for i in range(5)]))
+    with_id = {"email": "email", "external_id": "crm_id"}
+    run(crm, destination_for(emulator, state_path, mapping=with_id), name="crm")
+    emulator.clear_requests()
+
+    web = run(contacts_table(5), destination_for(emulator, state_path, bulk="always"), name="web")
+
+    assert _routes(emulator, IMPORT) == [] and upserted_contacts(emulator) == 5
+    summary = run_summary(state_path, web, "web")
+    assert (summary["new"], summary["failed_in_jobs"]) == (5, 0)
+    held = {c["email"]: (c["external_id"], c["first_name"]) for c in emulator.contacts()}
+    assert held == {f"user{i}@example.com": (f"C{i}", f"First{i}") for i in range(5)}
+
+
 def test_in_a_large_load_changed_contacts_go_by_upserts_and_new_ones_by_csv(
     emulator, run, state_path
 ) -> None:

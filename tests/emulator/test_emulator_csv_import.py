@@ -176,6 +176,19 @@ def test_an_uncompressed_csv_upload_updates_existing_contacts(
     assert (ann["first_name"], ann["city"]) == ("Ann", "Oslo")
 
 
+def test_a_cell_longer_than_pythons_csv_default_is_imported_as_an_upsert_would_take_it(
+    api: Api, emu: Emulator
+) -> None:
+    long_code = "9" * 140_000  # postal_code has no maxLength; csv's default limit is 131,072
+    started = _start(api, [EMAIL, "_rf8_T"])
+
+    _upload(started, _csv([["e", "p"], ["ann@example.com", long_code], ["bo@example.com", "1"]]))
+    job = api.finish(started["job_id"])
+
+    assert job["status"] == "completed"
+    assert (emu.contact("ann@example.com") or {})["postal_code"] == long_code
+
+
 def test_bad_rows_error_alone_and_are_listed_in_the_errors_file(
     api: Api, emu: Emulator, fields: dict[str, str]
 ) -> None:
