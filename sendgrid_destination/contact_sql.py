@@ -15,6 +15,8 @@ runs it), so a column name is only ever quoted, never searched and rewritten:
 * ``keys(relation)``: the same ``row_number``, ``contact_key``, ``flagged`` and fingerprint (of
   every row), cleaning only the identifiers: a third of the check's cost, for a plan that
   looks for unchanged rows first and checks only the others.
+* ``identifier_keys(relation)``: every key a row's contact may be tracked under, one per
+  identifier it has (what other tables of a load will send: ``tables_to_come``).
 * ``render(relation)``: per (checked) row its ``contact_key`` (as the check computes it),
   ``contact_json`` (the contact object's UTF-8 JSON followed by one ``,``, so that a run of
   rows is a ready-made JSON array body), ``list_scope`` (the row's list IDs, sorted, comma-
@@ -307,6 +309,20 @@ class ContactSql:
         return (
             f"SELECT row_number, {self._key_expr()} AS contact_key, flagged, "
             f"{self._fingerprint()} AS fingerprint FROM ({self._scan(relation, keyed)})"
+        )
+
+    def identifier_keys(self, relation: str) -> str:
+        """Over ``relation``, distinct ``contact_key``: for each row, one per identifier it
+        has (``<identifier>:<value>``, as a key of that identifier would be), so every key
+        the row's contact may be tracked under, whichever identifier keys it."""
+        ids = [(i, b) for i, b in enumerate(self.bindings) if b.kind == "identifier"]
+        if not ids:
+            return "SELECT NULL::VARCHAR AS contact_key WHERE false"
+        values = ", ".join(f"{self._value_expr(b, ident(b.column))} AS v{i}" for i, b in ids)
+        keys = ", ".join(f"{literal(b.field + ':')} || v{i}" for i, b in ids)
+        return (
+            f"SELECT DISTINCT unnest(list_filter([{keys}], lambda k: k IS NOT NULL)) "
+            f"AS contact_key FROM ({self._scan(relation, values)})"
         )
 
     def _scan(self, relation: str, values: str) -> str:

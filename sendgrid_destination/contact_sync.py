@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -104,6 +105,8 @@ class ContactSync:
     # and whether this is a plan (dry run): see ``deletions``.
     intent: TableIntent = field(default_factory=TableIntent)
     plan_only: bool = False
+    # The keys the load's other tables still to come may send (see ``deletions``).
+    to_come: Callable[[duckdb.DuckDBPyConnection], pa.Array] | None = None
     tally: Tally = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
     _deadline: float = field(default=0.0, init=False)
@@ -130,6 +133,7 @@ class ContactSync:
             self.tally,
             self.stop,
             self.plan_only,
+            self.to_come,
         )
 
     @property

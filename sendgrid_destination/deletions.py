@@ -10,7 +10,8 @@ What leaves SendGrid, and when:
 * a contact whose row left a table that is loaded whole (``mode = "membership"`` or
   ``"mirror"``, ``write_disposition = "replace"``), or whose last row the ``hard_delete``
   column flags: deleted when the table deletes (mirror, replace, a flag) and this sync created
-  it (``state.schema`` states the rule) and no other table sends it; otherwise removed from the
+  it (``state.schema`` states the rule) and no other table sends it (in the state, or in the
+  load's job files still to come: ``tables_to_come``); otherwise removed from the
   lists this table put it in. Either way the table then forgets it: a row that comes back is
   sent again as new. A contact this sync did not create is never deleted;
 * a contact whose last send rides on a job not yet ended (or on a removal in flight) waits for
@@ -55,6 +56,7 @@ from sendgrid_destination.contact_ids import find_contacts, url_chunks
 from sendgrid_destination.dispositions import TableIntent
 from sendgrid_destination.errors import DeletionLimitError, RequestRejectedError, StoppedError
 from sendgrid_destination.import_jobs import poll_until_done
+from sendgrid_destination.progress import active_pipeline
 from sendgrid_destination.schemas import SENT_REMOVALS
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.state.removals import EndedJob, RemovalLedger
@@ -89,6 +91,9 @@ class Removals:
     tally: Tally
     stop: Callable[[], bool] = lambda: False
     plan_only: bool = False  # a dry run: a deletion over the limit is reported, not raised
+    # The keys the load's other tables still to come may send (``tables_to_come``), read on a
+    # cursor of the state only when this table would delete.
+    to_come: Callable[[duckdb.DuckDBPyConnection], pa.Array] | None = None
     _decided: pa.Table = field(default_factory=_DECIDED.empty_table, init=False)
     _sent_jobs: list[str] = field(default_factory=list, init=False)
     _unrecorded: list[pa.Table] = field(default_factory=list, init=False)  # SENT_REMOVALS
@@ -139,7 +144,7 @@ class Removals:
         candidates = self._ledger.candidates(
             self.run_id, self.stream, whole_source=self.intent.whole_source
         )
-        self._decided = self._decide(candidates)
+        self._decided = self._decide(self._shared_with_tables_to_come(candidates))
         action = self._decided["action"]
         destructive = _count(pc.is_in(action, pa.array(["delete", "unlist"])))
         self._check_limit(destructive, self._ledger.tracked(self.stream))
@@ -170,6 +175,19 @@ class Removals:
             self._ledger.clear_load_keys(self.run_id, self.stream)
 
     # -- deciding ------------------------------------------------------------------------
+
+    def _shared_with_tables_to_come(self, candidates: pa.Table) -> pa.Table:
+        """A contact the load's next tables send is shared, as one their earlier loads sent:
+        moving from this table to another in one load, it must not be deleted before the
+        other table sends it (``tables_to_come``)."""
+        deletes = pa.scalar(self.intent.mode == "mirror")
+        wanted = pc.or_(pc.equal(candidates["cause"], "flagged"), deletes)
+        deletable = pc.and_(wanted, pc.and_(candidates["created"], pc.invert(candidates["shared"])))
+        if self.to_come is None or not _count(deletable):
+            return candidates
+        coming = self._ledger.tracked_as(self.to_come)
+        shared = pc.or_(candidates["shared"], pc.is_in(candidates["contact_key"], coming))
+        return candidates.set_column(candidates.schema.get_field_index("shared"), "shared", shared)
 
     def _decide(self, candidates: pa.Table) -> pa.Table:
         deletes = pa.scalar(self.intent.mode == "mirror")
@@ -218,7 +236,13 @@ class Removals:
             f"sync holds for it, more than {' and '.join(limits)} allow(s). Nothing was "
             "deleted or sent. If the source is right, allow it once: load again with "
             "force_deletes = true for that load only (e.g. "
-            "DESTINATION__SENDGRID__FORCE_DELETES=true), or raise the limit."
+            "DESTINATION__SENDGRID__FORCE_DELETES=true), or raise the limit. If another "
+            f"pipeline or sync file loads a table named {self.stream!r} into this state "
+            "file, its contacts look gone from this one: give each its own table name (a "
+            "sync file's source.resource) or state_path instead. If the source is wrong, "
+            "fix it, and drop the load dlt keeps pending (it would stop again): "
+            f"`dlt pipeline {_pipeline_name()} abort-packages` (with --pipelines-dir if the "
+            "pipeline has its own)."
         )
         if self.plan_only:
             logger.warning("plan: %s", message)
@@ -423,6 +447,11 @@ class Removals:
             "The load was asked to stop (a signal): no new removal was sent, every one "
             "SendGrid accepted is recorded, and the next run goes on from there."
         )
+
+
+def _pipeline_name() -> str:
+    pipeline = active_pipeline()
+    return str(pipeline.pipeline_name) if pipeline is not None else "<pipeline name>"
 
 
 def _by_list(

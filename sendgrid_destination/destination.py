@@ -84,6 +84,7 @@ from sendgrid_destination.remote_state import OpenState, fetch_copy, is_remote, 
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
 from sendgrid_destination.summary import RunSummary
+from sendgrid_destination.tables_to_come import keys_to_come
 from sendgrid_destination.tally import Tally, settle_refusals
 
 logger = logging.getLogger("sendgrid_destination")
@@ -228,6 +229,7 @@ def _sync_table(
             observer,
             intent,
             settings.plan,
+            lambda cur: keys_to_come(config, stream, cur),
         )
         tally = sync.tally
         sync.run(_rows(items, files, [*mapping.columns, *intent.extra_columns], settings))

@@ -22,7 +22,9 @@ takes every file of the table still to come, and the calls for those files find 
 * ``file_key(path)``: a job file's name without its retry count, which dlt's retries of the
   file share;
 * ``jobs_left()``: whether the package has job files after the one being loaded (a plan
-  removes its copy of the state after the last).
+  removes its copy of the state after the last);
+* ``tables_to_come(stream)``: the other tables' job files still waiting, by table (a table
+  about to delete looks at what they send: ``tables_to_come`` module).
 """
 
 from __future__ import annotations
@@ -57,6 +59,23 @@ def last_file(stream: str, files: Sequence[str]) -> bool:
     """Whether every waiting job file of ``stream`` is one of ``files``."""
     keys = {file_key(p) for p in files}
     return all(key in keys for key, _ in _waiting(stream))
+
+
+def tables_to_come(stream: str) -> dict[str, list[str]]:
+    """The package's other tables with job files still waiting (dlt's own excepted): their
+    full paths, by table, oldest first; none outside a load."""
+    found = _package_jobs()
+    if found is None:
+        return {}
+    storage, load_id, jobs = found
+    tables: dict[str, list[str]] = {}
+    for state in _WAITING:
+        for job in jobs.get(state, []):
+            if job.table_name == stream or job.table_name.startswith("_dlt"):
+                continue
+            relative = storage.get_job_file_path(load_id, state, job.file_name())
+            tables.setdefault(job.table_name, []).append(storage.storage.make_full_path(relative))
+    return {table: sorted(paths, key=_written) for table, paths in tables.items()}
 
 
 def jobs_left() -> bool:

@@ -107,15 +107,19 @@ class DltProgress:
 
 
 def loading_collector() -> Any | None:
-    """The collector of the dlt pipeline active in this thread, or None outside one (never
-    creates a pipeline: ``dlt.current.pipeline()`` would, given none)."""
+    """The collector of the dlt pipeline active in this thread, or None outside one."""
+    pipeline = active_pipeline()
+    return None if pipeline is None else pipeline.collector
+
+
+def active_pipeline() -> Any | None:
+    """The dlt pipeline active in this thread, or None outside one (never creates a
+    pipeline: ``dlt.current.pipeline()`` would, given none)."""
     try:
         from dlt.common.configuration.container import Container
         from dlt.common.pipeline import PipelineContext
 
         context = Container()[PipelineContext]
-        if not context.is_active():
-            return None
-        return context.pipeline().collector
+        return context.pipeline() if context.is_active() else None
     except Exception:
         return None

@@ -23,13 +23,14 @@ All set operations are SQL over the state's tables; Arrow tables carry keys in a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
+from sendgrid_destination.contact_model import IDENTIFIERS
 from sendgrid_destination.schemas import SENT_REMOVALS
 from sendgrid_destination.state.duck import transaction
 from sendgrid_destination.state.schema import ContactStatus
@@ -155,6 +156,25 @@ class RemovalLedger:
         """
         with self._store.workspace() as cur:
             return cur.sql(sql, params=[run_id, stream, stream, stream, stream]).to_arrow_table()
+
+    def tracked_as(self, keys_of: Callable[[duckdb.DuckDBPyConnection], pa.Array]) -> pa.Array:
+        """The keys ``keys_of`` gives (``<identifier>:<value>``, on a cursor of the state),
+        with the keys of the contacts the state knows by any of those identifiers
+        (``identities``: a contact tracked under its email, reached by its external_id)."""
+        with self._store.workspace() as cur:
+            keys = keys_of(cur)
+            if len(keys) == 0:
+                return keys
+            cur.register("sg_coming", pa.table({"k": keys}))
+            matched = " OR ".join(
+                f"'{name}:' || i.{name} IN (SELECT k FROM sg_coming)" for name in IDENTIFIERS
+            )
+            found = cur.sql(
+                "SELECT k FROM sg_coming UNION "
+                f"SELECT i.contact_key AS k FROM identities i WHERE {matched}"
+            ).to_arrow_table()
+            cur.unregister("sg_coming")
+        return found["k"].combine_chunks()
 
     def queued_drops(self, stream: str) -> pa.Table:
         """``contact_key``, ``list_id`` of the lists contacts left while still in the table,

@@ -15,6 +15,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pytest
+from dlt.common.storages.load_package import PackageStorage
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination import sendgrid
@@ -112,6 +113,8 @@ def test_the_safety_limit_stops_a_half_deletion_before_any_delete_then_force_all
 
     message = str(cause_of(failed.value, DeletionLimitError))
     assert "10 contact(s)" in message and "50%" in message and "force_deletes" in message
+    assert "its own table name" in message  # another pipeline's table of the same name?
+    assert "`dlt pipeline e2e abort-packages`" in message  # the source was wrong?
     assert requests_to(emulator, DELETE) == []
     assert upserts(emulator) == []  # it stopped before the load's upserts too
     assert len(emails(emulator)) == 20
@@ -258,6 +261,82 @@ def test_a_contact_whose_deletion_had_an_unknown_outcome_is_sent_again_when_its_
     emulator.clear_requests()
     run(people(list(range(10))), mirror())
     assert upserts(emulator) == [] and requests_to(emulator, DELETE) == []
+
+
+def _two_tables(a: list[int], b: list[int]) -> Any:
+    @dlt.source
+    def crm() -> Any:
+        yield dlt.resource(people(a), name="leads")
+        yield dlt.resource(people(b), name="customers")
+
+    return crm()
+
+
+@pytest.mark.parametrize("first", ["leads", "customers"])
+def test_a_contact_moving_between_two_mirrored_tables_in_one_load_is_never_deleted(
+    emulator, mirror, tmp_path, state_path, monkeypatch, first
+) -> None:
+    # One pipeline, one load, user0 moves from leads to customers (a lead that became a
+    # customer). dlt loads the tables one after the other in the order its folder lists them
+    # (by file names with random parts): the test picks that order.
+    listed = PackageStorage.list_new_jobs
+    monkeypatch.setattr(
+        PackageStorage,
+        "list_new_jobs",
+        lambda self, load_id: sorted(
+            listed(self, load_id), key=lambda f: not Path(f).name.startswith(first)
+        ),
+    )
+    pipeline = dlt.pipeline("two_tables", pipelines_dir=str(tmp_path / "dlt"))
+    pipeline.run(_two_tables([0, 1, 2], [5, 6]), destination=mirror(max_delete_fraction=1.0))
+    contact_id = emulator.contact("user0@example.com")["id"]
+    emulator.clear_requests()
+
+    info = pipeline.run(_two_tables([1, 2], [0, 5, 6]), destination=mirror(max_delete_fraction=1.0))
+
+    assert requests_to(emulator, DELETE) == []
+    assert emulator.contact("user0@example.com")["id"] == contact_id
+    leads, customers = (
+        run_summary(state_path, info, "leads"),
+        run_summary(state_path, info, "customers"),
+    )
+    assert (leads["left_source"], leads["deleted"], customers["new"]) == (1, 0, 1)
+    emulator.clear_requests()
+    pipeline.run(_two_tables([1, 2], [0, 5, 6]), destination=mirror(max_delete_fraction=1.0))
+    assert upserts(emulator) == [] and requests_to(emulator, DELETE) == []
+
+
+def test_a_contact_moving_to_a_table_that_maps_only_its_external_id_is_never_deleted(
+    emulator, mirror, tmp_path, monkeypatch
+) -> None:
+    # leads sends email and external_id; customers knows its customers by external_id only:
+    # the state ties user0's email key to X0 (identities), so its customers row is user0.
+    listed = PackageStorage.list_new_jobs
+    monkeypatch.setattr(
+        PackageStorage,
+        "list_new_jobs",
+        lambda self, load_id: sorted(listed(self, load_id), key=lambda f: "leads" not in f),
+    )
+    ids = {"external_id": "crm_id"}
+    tables = {"leads": {"mapping": {**MAPPING, **ids}}, "customers": {"mapping": ids}}
+
+    def load(leads: list[int], customers: list[int]) -> None:
+        @dlt.source
+        def crm() -> Any:
+            yield dlt.resource(people(leads, crm_id=[f"X{i}" for i in leads]), name="leads")
+            yield dlt.resource(pa.table({"crm_id": [f"X{i}" for i in customers]}), name="customers")
+
+        destination = mirror(max_delete_fraction=1.0, tables=tables)
+        dlt.pipeline("ids", pipelines_dir=str(tmp_path / "dlt")).run(crm(), destination=destination)
+
+    load([0, 1, 2], [5])
+    contact_id = emulator.contact("user0@example.com")["id"]
+    emulator.clear_requests()
+
+    load([1, 2], [0, 5])
+
+    assert requests_to(emulator, DELETE) == []
+    assert emulator.contact("user0@example.com")["id"] == contact_id
 
 
 def test_replace_deletes_exactly_the_contacts_that_left_within_the_threshold(

@@ -1,0 +1,66 @@
+"""The contacts the load's other tables are about to send, for a table that judges who left.
+
+dlt loads a package's tables one after another. A contact that moves from table ``a`` to
+table ``b`` in one load (a lead that became a customer) left ``a``; if ``a`` is loaded first,
+the state does not know yet that ``b`` sends it, so a mirrored ``a`` deleted it and ``b`` then
+created it again: a new contact ID, and whatever SendGrid held for it lost. So before a table
+deletes, it reads the identifiers of the package's other tables' job files still to load
+(``package_files.tables_to_come``) and takes their contacts for shared, as it does those
+another table's earlier loads sent.
+
+``keys_to_come(config, stream, cursor)``: every key those rows' contacts may be tracked under
+(one per identifier a row has: ``ContactSql.identifier_keys``), as a string array. Only the
+identifier columns are read. A table with no mapping here, or whose identifier columns cannot
+be bound, is skipped: it is not loaded by this destination (its own call says why).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import pyarrow as pa
+
+from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.contact_model import IDENTIFIERS
+from sendgrid_destination.contact_sql import ContactSql
+from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.mapping import FieldMapping, bind_reserved, parse_mapping
+from sendgrid_destination.package_files import tables_to_come
+from sendgrid_destination.source_rows import SourceRows
+
+logger = logging.getLogger(__name__)
+
+
+def keys_to_come(
+    config: SendGridConfiguration, stream: str, cur: duckdb.DuckDBPyConnection
+) -> pa.Array:
+    """The contact keys the package's other tables still to load may send (module doc)."""
+    found: list[pa.Array] = []
+    for table, files in tables_to_come(stream).items():
+        keys = _keys_of(config, table, files, cur)
+        if keys is not None:
+            found.append(keys)
+    return pa.concat_arrays(found) if found else pa.array([], pa.string())
+
+
+def _keys_of(
+    config: SendGridConfiguration, table: str, files: list[str], cur: duckdb.DuckDBPyConnection
+) -> pa.Array | None:
+    settings = config.for_table(table)
+    if settings is None:
+        return None
+    try:
+        mapped = parse_mapping(settings.mapping).reserved
+        identifiers = FieldMapping({f: c for f, c in mapped.items() if f in IDENTIFIERS}, {})
+        rows = SourceRows.from_files(files, identifiers.columns, settings.read_batch_rows)
+        sql = ContactSql(bind_reserved(identifiers, rows.schema))
+        cur.register("sg_to_come", rows.reader())
+        try:
+            keys = cur.sql(sql.identifier_keys("sg_to_come")).to_arrow_table()["contact_key"]
+        finally:
+            cur.unregister("sg_to_come")
+    except (ConfigurationError, pa.ArrowException, duckdb.Error, OSError, KeyError) as exc:
+        logger.debug("table %r skipped when looking ahead: %s", table, type(exc).__name__)
+        return None
+    return keys.combine_chunks()
