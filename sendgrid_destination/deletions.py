@@ -55,7 +55,7 @@ from sendgrid_destination.clock import Clock
 from sendgrid_destination.contact_ids import find_contacts, url_chunks
 from sendgrid_destination.dispositions import TableIntent
 from sendgrid_destination.errors import DeletionLimitError, RequestRejectedError, StoppedError
-from sendgrid_destination.import_jobs import poll_until_done
+from sendgrid_destination.import_jobs import UNKNOWN_JOB_STATUSES, poll_until_done
 from sendgrid_destination.progress import active_pipeline
 from sendgrid_destination.schemas import SENT_REMOVALS
 from sendgrid_destination.state import StateStore
@@ -273,11 +273,22 @@ class Removals:
         return pa.concat_tables([pairs, drops])
 
     def _forget_gone(self, decided: pa.Table, found: dict[str, FoundContact]) -> None:
-        """Contacts SendGrid no longer holds: nothing to remove or delete."""
+        """Contacts SendGrid no longer holds: nothing to remove or delete. Its search lags
+        behind jobs (seconds to minutes), so a contact it misses is taken for gone only when
+        a later load's search misses it too; until then it waits, still tracked."""
         acting = decided.filter(pc.is_in(decided["action"], pa.array(["delete", "unlist"])))
-        gone = acting.filter(pc.invert(pc.is_in(acting["contact_key"], _keys(found))))
+        here = pc.is_in(acting["contact_key"], _keys(found))
+        self._ledger.drop_missed(self.stream, acting.filter(here)["contact_key"].combine_chunks())
+        missing = acting.filter(pc.invert(here))
+        before = self._ledger.missed_before(
+            self.stream, self.run_id, missing["contact_key"].combine_chunks()
+        )
+        again = pc.is_in(missing["contact_key"], before)
+        gone, first = missing.filter(again), missing.filter(pc.invert(again))
         self._ledger.forget(self.stream, gone, gone=True)
+        self._ledger.record_missed(self.stream, self.run_id, first)
         self.tally.already_gone(gone.num_rows)
+        self.tally.not_found_yet(first.num_rows)
 
     def _unlist(self, decided: pa.Table, pairs: pa.Table, found: dict[str, FoundContact]) -> None:
         """Per list, remove the contacts that are in it (as the search shows them); pairs
@@ -411,13 +422,15 @@ class Removals:
         try:
             job = self.client.import_status(job_id)
         except RequestRejectedError as exc:
-            if exc.status != 404:
+            if exc.status not in UNKNOWN_JOB_STATUSES:
                 raise
-            self._finish(job_id, "unknown", "SendGrid answered 404 for this job")
+            self._finish(job_id, "unknown", f"SendGrid answered {exc.status} for this job")
             return True
         if not job.is_terminal:
             return False
-        self._finish(job_id, job.status, None if job.status == "completed" else job.status)
+        # "completed" with an errored_count did not do all it was asked: as errored.
+        status = "errored" if job.status == "completed" and job.errored_count else job.status
+        self._finish(job_id, status, None if status == "completed" else status)
         return True
 
     def _finish(self, job_id: str, status: str, note: str | None) -> None:

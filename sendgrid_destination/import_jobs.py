@@ -3,7 +3,8 @@
 A 202 only means "queued". ``JobTracker.wait(job_ids)`` polls each job until its status is
 completed, errored or failed (never on counts: they can rise while still pending), with a
 growing interval and an overall limit; a job still pending at the limit stays pending in the
-state and is picked up by the next run. For errored and failed jobs the pre-signed
+state and is picked up by the next run. For errored and failed jobs, and a completed one
+whose ``errored_count`` is not 0, the pre-signed
 ``errors_url`` is downloaded (without the API key), each row matched to a contact key, and
 those contacts marked failed with SendGrid's reason, so the next run sends them again. When
 the errors cannot be read, name rows that match no contact, or match fewer contacts of the job
@@ -46,6 +47,9 @@ from sendgrid_destination.state import ContactStatus, StateStore
 logger = logging.getLogger("sendgrid_destination.jobs")
 
 MAX_POLL_INTERVAL = 30.0
+# Answers to a job's status that say SendGrid does not know it: 404, and 400, which the spec
+# gives for a job ID it refuses. Retrying cannot help; the job's outcome is unknown.
+UNKNOWN_JOB_STATUSES = (400, 404)
 # Completed jobs recorded in one transaction (see the module docstring).
 RECORD_EVERY = 50
 
@@ -123,9 +127,9 @@ class JobTracker:
         try:
             job = self.client.import_status(job_id)
         except RequestRejectedError as exc:
-            if exc.status != 404:
+            if exc.status not in UNKNOWN_JOB_STATUSES:
                 raise
-            self._settle_unknown(job_id, outcome)
+            self._settle_unknown(job_id, outcome, exc.status)
             outcome.finished.append(job_id)
             return True
         if not job.is_terminal:
@@ -136,17 +140,19 @@ class JobTracker:
         outcome.confirmed += job.created_count + job.updated_count
         return True
 
-    def _settle_unknown(self, job_id: str, outcome: JobsOutcome) -> None:
-        """SendGrid answers 404 for the job (expired, or never kept): nothing says what became
-        of its contacts, so they are unconfirmed and sent again, and the job stops blocking
-        every later run."""
-        logger.warning("import job %s is unknown to SendGrid (404); resending its contacts", job_id)
+    def _settle_unknown(self, job_id: str, outcome: JobsOutcome, status: int) -> None:
+        """SendGrid answers 404 for the job (expired, or never kept), or 400 (the spec's
+        answer for a job ID it refuses): nothing says what became of its contacts, so they
+        are unconfirmed and sent again, and the job stops blocking every later run."""
+        logger.warning(
+            "import job %s is unknown to SendGrid (%d); resending its contacts", job_id, status
+        )
         job = ImportJob.from_json({"id": job_id, "status": "unknown"}, job_id)
         self.store.record_job_outcome(
             _job_row(job),
             failed=None,
             contacts_status=ContactStatus.UNCONFIRMED,
-            note="SendGrid answered 404 for this job",
+            note=f"SendGrid answered {status} for this job",
         )
         outcome.statuses["unknown"] += 1
         outcome.unconfirmed += self.store.job_contact_count(job_id, ContactStatus.UNCONFIRMED)
@@ -156,13 +162,15 @@ class JobTracker:
         self._completed.clear()
 
     def _finish(self, job: ImportJob, run_id: str, outcome: JobsOutcome) -> None:
-        if job.status == "completed":
+        if job.status == "completed" and not job.errored_count:
             self._completed.append(_job_row(job))
             if len(self._completed) >= RECORD_EVERY:
                 self._record_completed()
             return
         failed, rest_status, note = None, ContactStatus.ACCEPTED, None
-        if job.status in ("errored", "failed"):
+        # The status alone does not say every contact made it: a job "completed" with an
+        # errored_count failed those (read errored_count whatever the status says).
+        if job.status in ("errored", "failed") or job.errored_count:
             failed, rest_status, note = self._failures(job)
         self.store.record_job_outcome(
             _job_row(job), failed=failed, contacts_status=rest_status, note=note

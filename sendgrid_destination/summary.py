@@ -60,7 +60,9 @@ class RunSummary:
     left_source: int = 0  # contacts of a table loaded whole whose rows are gone
     deleted: int = 0  # contacts SendGrid accepted to delete
     not_deleted: int = 0  # left or flagged, but not created by this sync: kept in SendGrid
-    removals_waiting: int = 0  # left or flagged, a job carrying them not ended: next load
+    # Left or flagged, a job carrying them not ended, or not found by SendGrid's search yet
+    # (it lags behind jobs): the next load decides them.
+    removals_waiting: int = 0
     already_gone: int = 0  # left or flagged, no longer in SendGrid
     removal_requests: int = 0  # DELETE requests (deletions and list removals) accepted
     removal_jobs: Counter[str] = field(default_factory=Counter)
@@ -184,7 +186,8 @@ class RunSummary:
             lines.append(
                 f"  left the source: {self.left_source}; flagged as deleted: {self.flagged}; "
                 f"{deleted} {self.deleted}, kept (not created by this sync) {self.not_deleted}, "
-                f"already gone {self.already_gone}, waiting for a job {self.removals_waiting}"
+                f"already gone {self.already_gone}, waiting for a job or a search "
+                f"{self.removals_waiting}"
             )
         elif self.deleted:
             lines.append(f"  {deleted}: {self.deleted}")

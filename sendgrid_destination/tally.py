@@ -121,6 +121,10 @@ class Tally:
     def already_gone(self, contacts: int) -> None:
         self.sent.already_gone += contacts
 
+    def not_found_yet(self, contacts: int) -> None:
+        """Contacts to remove that SendGrid's search missed once: the next load looks again."""
+        self.sent.removals_waiting += contacts
+
     def removal_sent(self, *, deleted: bool, contacts: int) -> None:
         self.sent.removal_requests += 1
         if deleted:

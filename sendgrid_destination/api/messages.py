@@ -73,6 +73,10 @@ _TOO_LARGE: Final = re.compile(
     r"\b(request|body|message|payload|content|entity)\b[\w\s]{0,30}?"
     r"\b(too (large|big)|exceed(s|ed)?\b[\w\s]{0,30}?\b(size|limit))\b"
     r"|\bmax(imum)? (request|body|message|payload|content) size\b"
+    # "message size exceeded", "body size limit reached", "received message larger than max
+    # (4194305 vs. 4194304)" (gRPC's wording for a 4 MB cap).
+    r"|\b(request|body|message|payload|content|entity) size\b[\w\s]{0,20}?\b(exceeded|reached)\b"
+    r"|\b(request|body|message|payload|content|entity)\b[\w\s]{0,20}?\blarger than (the )?max"
 )
 # A job's refusal of a value it will refuse again ("email '<v>' is not valid", "... not in any
 # of the following date formats", "... exceeds max length", "identifiers match more than one

@@ -233,7 +233,13 @@ def _text(value: Any) -> str:
 
 
 def _count(value: Any) -> int:
+    """A count as a number, or as text (``"3"``, ``"3.0"``); 0 when it is neither."""
     try:
         return int(value)
     except (TypeError, ValueError):
+        pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
         return 0
+    return int(number) if number.is_integer() else 0

@@ -166,7 +166,9 @@ class FaultPlan:
             self._rules.clear()
 
 
-ImportStatusFault = Literal["normal", "not_found", "pending_then_not_found", "pending_forever"]
+ImportStatusFault = Literal[
+    "normal", "not_found", "pending_then_not_found", "pending_forever", "completed_with_errors"
+]
 ErrorsFileFault = Literal["normal", "other_header", "html", "long_field", "not_found"]
 _IMPORT_STATUS_FAULTS: tuple[str, ...] = get_args(ImportStatusFault)
 _ERRORS_FILE_FAULTS: tuple[str, ...] = get_args(ErrorsFileFault)
@@ -183,7 +185,9 @@ class JobFault:
 
     * ``import_status``: ``not_found`` (the imports route answers 404 at once; the job is
       still processed), ``pending_then_not_found`` (``pending`` for ``pending_polls`` polls,
-      then 404), ``pending_forever`` (never processed, not even by ``process_jobs``);
+      then 404), ``pending_forever`` (never processed, not even by ``process_jobs``),
+      ``completed_with_errors`` (its status says ``completed`` even when contacts errored:
+      only ``errored_count`` and ``errors_url`` tell; the API's status alone is not proof);
     * ``errors_file``: ``other_header`` (``Email,Errors`` columns), ``html`` (an HTML page
       with status 200), ``long_field`` (a field longer than 131,072 characters),
       ``not_found`` (the ``errors_url`` answers 404);

@@ -93,7 +93,11 @@ class Job:
     def apparent_status(self) -> Literal["actual", "pending", "missing"]:
         """What the imports route shows, after this job's fault: itself, pending, or 404."""
         fault = self.fault
-        if fault is None or fault.import_status in ("normal", "pending_forever"):
+        if fault is None or fault.import_status in (
+            "normal",
+            "pending_forever",
+            "completed_with_errors",
+        ):
             return "actual"
         if fault.import_status == "pending_then_not_found" and self.polls <= fault.pending_polls:
             return "pending"
@@ -176,6 +180,8 @@ def _as_contacts(job: Job) -> list[dict[str, Any]]:
 
 
 def _final_status(job: Job) -> JobStatus:
+    if job.fault is not None and job.fault.import_status == "completed_with_errors":
+        return "completed"
     if job.forced_failure is not None or (job.errors and len(job.errors) >= job.requested_count):
         return "failed"
     return "errored" if job.errors else "completed"

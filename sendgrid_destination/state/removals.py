@@ -46,6 +46,10 @@ SENT = "sent"
 # that its other removals succeeding do not forget the contact (which would leave it in that
 # list for good); never sent itself (the next judgment decides the contact again).
 FAILED = "failed"
+# A contact that left whose removal SendGrid's search did not find: gone, or not searchable
+# yet (search lags behind jobs by seconds to minutes). Forgotten when a later load's search
+# misses it again; never sent.
+MISSED = "missed"
 # The removals in flight that bear on a table's contacts (the parameter: the table): its own,
 # and any table's deletions, since a deletion takes the contact out of the account; an upsert
 # of the contact must wait for their jobs (SendGrid keeps no order between jobs: a deletion
@@ -303,12 +307,57 @@ class RemovalLedger:
             where = "contact_key IN (SELECT contact_key FROM forgotten)"
             cur.execute(f"DELETE FROM contacts WHERE stream = ? AND {where}", [stream])
             cur.execute(
-                f"DELETE FROM removals WHERE stream = ? AND status IN ('{QUEUED}', '{FAILED}') "
-                f"AND {where}",
+                f"DELETE FROM removals WHERE stream = ? AND status IN ('{QUEUED}', '{FAILED}', "
+                f"'{MISSED}') AND {where}",
                 [stream],
             )
             if gone:
                 cur.execute(f"DELETE FROM identities WHERE {where}")
+
+    def missed_before(self, stream: str, run_id: str, keys: pa.Array) -> pa.Array:
+        """Of these keys, those an earlier run's search missed too (``MISSED``)."""
+        if len(keys) == 0:
+            return keys
+        with self._store.workspace() as cur:
+            cur.register("sg_missing", pa.table({"contact_key": keys}))
+            found = cur.sql(
+                f"SELECT DISTINCT contact_key FROM removals WHERE stream = ? AND status = "
+                f"'{MISSED}' AND run_id <> ? AND contact_key IN "
+                "(SELECT contact_key FROM sg_missing)",
+                params=[stream, run_id],
+            ).to_arrow_table()
+        return found["contact_key"].combine_chunks()
+
+    def record_missed(self, stream: str, run_id: str, missed: pa.Table) -> None:
+        """Contacts (``contact_key``, ``action``, ``cause``) this run's search did not find,
+        for the first time: kept, and looked up again by the next load."""
+        if missed.num_rows == 0:
+            return
+        with self._store.workspace() as cur, transaction(cur):
+            cur.register("sg_missed", missed.select(["contact_key", "action", "cause"]))
+            cur.execute(
+                f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND "
+                "contact_key IN (SELECT contact_key FROM sg_missed)",
+                [stream],
+            )
+            cur.execute(
+                "INSERT INTO removals (stream, contact_key, action, cause, status, run_id, "
+                f"queued_at) SELECT ?, contact_key, action, cause, '{MISSED}', ?, now() "
+                "FROM sg_missed",
+                [stream, run_id],
+            )
+
+    def drop_missed(self, stream: str, keys: pa.Array) -> None:
+        """These contacts were found after all: an earlier miss no longer counts."""
+        if len(keys) == 0:
+            return
+        with self._store.workspace() as cur:
+            cur.register("sg_found", pa.table({"contact_key": keys}))
+            cur.execute(
+                f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND "
+                "contact_key IN (SELECT contact_key FROM sg_found)",
+                [stream],
+            )
 
     def distrust(self, stream: str, keys: pa.Array) -> None:
         """These contacts of the table are about to be deleted or taken out of lists: their

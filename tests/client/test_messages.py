@@ -29,6 +29,10 @@ K = MessageKind
         ("Invalid Custom Field IDs supplied - w1", K.INVALID_CUSTOM_FIELD_IDS, ("w1",)),
         ("request entity too large", K.BODY_TOO_LARGE, ()),
         ("Message size exceeds the 4MB limit", K.BODY_TOO_LARGE, ()),
+        ("message size exceeded", K.BODY_TOO_LARGE, ()),
+        ("Payload size exceeded", K.BODY_TOO_LARGE, ()),
+        ("body size limit reached", K.BODY_TOO_LARGE, ()),
+        ("grpc: received message larger than max (4194305 vs. 4194304)", K.BODY_TOO_LARGE, ()),
         (
             "contact is missing existing identifier(s): external_id, phone_number_id",
             K.MISSING_IDENTIFIERS,

@@ -4,6 +4,7 @@ Every wait goes through the shared FakeClock, so waits are asserted, never slept
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import socket
@@ -365,15 +366,20 @@ def test_a_tight_rate_limit_is_paced_by_waiting_up_to_each_window_reset(
         assert max(clock.sleeps) <= window + RATE_LIMIT_JITTER_SECONDS
 
 
+@pytest.mark.parametrize("answer", [413, 400])
 def test_a_body_refused_as_too_large_goes_again_in_halves_and_later_bodies_are_smaller(
-    emulator, destination, run, state_path
+    emulator, destination, run, state_path, answer
 ) -> None:
-    emulator.faults.add(PUT, status=413, times=1)
+    if answer == 413:
+        emulator.faults.add(PUT, status=413, times=1)
+    else:  # a server-side cap below 6 MB, answered 400 with its own wording
+        whole = len(json.dumps(contacts_table(300).to_pylist(), separators=(",", ":")))
+        emulator.limit_upsert_body(whole * 3 // 4, answer=400)
 
     first = run(contacts_table(300), destination())
 
     sizes = [r.body_bytes for r in upserts(emulator)]
-    assert [r.status for r in upserts(emulator)] == [413, 202, 202]
+    assert [r.status for r in upserts(emulator)] == [answer, 202, 202]
     assert sizes[1] + sizes[2] < sizes[0] + 20 and max(sizes[1:]) < sizes[0]
     assert len(emulator.contacts()) == 300
     summary = run_summary(state_path, first)

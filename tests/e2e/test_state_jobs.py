@@ -88,6 +88,28 @@ def test_contacts_that_error_in_a_job_are_failed_with_sendgrids_reason_and_only_
     assert summary["changed"] == 0
 
 
+def test_a_job_completed_with_an_errored_count_has_its_errors_read_and_its_failures_resent(
+    emulator, destination, run, state_path
+) -> None:
+    # The status says completed; errored_count and errors_url say one contact failed.
+    emulator.fault_next_jobs(1, import_status="completed_with_errors")
+    emulator.force_contact_errors({"user3@example.com": "bad"})
+    data = contacts_table(6)
+
+    first = run(data, destination())
+
+    assert contact_states(state_path)["email:user3@example.com"] == ("failed", "bad")
+    summary = run_summary(state_path, first)
+    assert (_active(summary["jobs"]), summary["failed_in_jobs"]) == ({"completed": 1}, 1)
+    emulator.clear_contact_errors()
+    emulator.clear_requests()
+
+    run(data, destination())
+
+    assert upserted_contacts(emulator) == 1
+    assert emulator.contact("user3@example.com")["first_name"] == "First3"
+
+
 def test_a_failed_job_fails_all_its_contacts_and_the_next_run_resends_them(
     emulator, destination, run, state_path
 ) -> None:
@@ -245,15 +267,18 @@ def test_a_job_still_pending_at_the_wait_timeout_stays_pending_and_the_next_run_
         assert "contacts by outcome: accepted 15" in status
 
 
+@pytest.mark.parametrize("answer", [404, 400])
 def test_a_pending_job_that_sendgrid_no_longer_knows_is_settled_and_its_contacts_resent(
-    clock, run, state_path
+    clock, run, state_path, answer
 ) -> None:
     with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=3_600) as emu:
         data = contacts_table(6)
         run(data, destination_for(emu, state_path, job_wait_timeout=10.0))
         assert [job["status"] for job in _jobs(state_path)] == ["pending"]
-        # The import-status route answers 404 for it (the next poll is of that job).
-        emu.faults.add("GET /v3/marketing/contacts/imports/{id}", status=404, times=1)
+        # The import-status route answers 404 for it, or the spec's 400 for a job ID it
+        # refuses (the next poll is of that job).
+        body = {"errors": [{"field": "id", "message": "invalid job id"}]}
+        emu.faults.add("GET /v3/marketing/contacts/imports/{id}", status=answer, body=body, times=1)
         emu.clear_requests()
 
         second = run(data, destination_for(emu, state_path, job_wait_timeout=10.0))
