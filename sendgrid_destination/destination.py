@@ -62,7 +62,7 @@ from sendgrid_destination.config import (
     unknown_variables,
 )
 from sendgrid_destination.contact_sync import ContactSync
-from sendgrid_destination.dispositions import table_intent
+from sendgrid_destination.dispositions import refuse_variants, table_intent
 from sendgrid_destination.dry_run import (
     PlanningClient,
     planning_state,
@@ -214,6 +214,7 @@ def _sync_table(
         # dlt's write disposition and hints, and mode: refused here if not to be honoured.
         together = [f for f in files if f != items]
         intent = table_intent(settings, table, items, _package_state(), together)
+        refuse_variants(stream, table, mapping.columns, files)
         intent.check_source(stream, lambda: store.removals.tracked_before(run_id, stream))
         # After the checks that need no request.
         _check_account(store, client, state, plan=settings.plan)

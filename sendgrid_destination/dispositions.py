@@ -26,10 +26,16 @@ every table by the settings), so an incremental resource (its column hint ``incr
 refused unless the load is a full refresh (dlt's ``refresh``) or nothing was sent for the
 table before (``check_source``, once the state is open). A table dlt split over several job
 files is judged once its last file is loaded (``last_file``; ``package_files``).
+
+``refuse_variants(stream, table, mapped, files)``: when a column's values change type, dlt
+keeps the column's first type and puts the new values in a variant column (``age▶v_double``)
+that no mapping names: those values would be left out, the field sent without them. A mapped
+column whose variant holds values in this load's files is refused, naming both.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +43,7 @@ from typing import Any, Literal
 from sendgrid_destination import package_files
 from sendgrid_destination.contact_sql import ident
 from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.source_rows import count_values
 
 Mode = Literal["upsert", "membership", "mirror"]
 MODES: tuple[Mode, ...] = ("upsert", "membership", "mirror")
@@ -82,9 +89,10 @@ class TableIntent:
         raise ConfigurationError(
             f"Table {stream!r} ({self.why_whole}) needs every row of the table in each load, "
             f"but its resource is incremental (cursor {self.incremental_cursor}): contacts whose "
-            "rows did not change would look gone and be removed. Load it without incremental, or "
-            "with a full refresh (pipeline.run(..., refresh='drop_resources')), or use "
-            "mode = 'upsert' with append or merge."
+            "rows did not change would look gone and be removed. Load it without incremental "
+            "(dlt keeps the cursor's hint in the pipeline's schema: the first load without it "
+            "needs pipeline.run(..., refresh='drop_resources') once), or with a full refresh "
+            "each time, or use mode = 'upsert' with append or merge."
         )
 
     def deleted_sql(self, columns: Sequence[str] | None = None) -> str:
@@ -172,3 +180,31 @@ def _full_refresh(package: Mapping[str, Any] | None) -> bool:
     """The load is a full refresh (dlt's ``refresh``: the resources it extracted started
     again from their initial state, so it holds every row)."""
     return bool(package and package.get("refresh"))
+
+
+def refuse_variants(
+    stream: str, table: Mapping[str, Any], mapped: Sequence[str], files: Sequence[str]
+) -> None:
+    """Refuse a mapped column whose values went to a dlt variant column in this load (module
+    doc); a variant that holds none here (an earlier load's) is no matter."""
+    columns: Mapping[str, Any] = table.get("columns") or {}
+    for name, column in columns.items():
+        if not column.get("variant"):
+            continue
+        base = next(
+            (c for c in mapped if name.startswith(c) and _VARIANT.fullmatch(name[len(c) :])), None
+        )
+        if base is None or not count_values(files, name):
+            continue
+        raise ConfigurationError(
+            f"Column {base!r} of table {stream!r} now holds values of another type, which dlt "
+            f"put in its variant column {name!r} ({column.get('data_type')}), and this load "
+            "would leave them out. Give the source column one type (cast it), or, if the new "
+            "type is meant to stay, drop the table from the pipeline's schema once "
+            "(pipeline.run(..., refresh='drop_resources'))."
+        )
+
+
+# What dlt appends to a column's name for a variant: its path separator ("▶" in the direct
+# naming, "__" in snake_case), then "v_" and the type.
+_VARIANT = re.compile(r"(▶|__)v_[a-z0-9_]+")

@@ -17,11 +17,16 @@ see one type per column, or it splits the load):
   that its type is the one its values give, whatever chunk they start in; a column with no
   value in the whole query, and every column of a query with no rows, is text, in one last
   table of no rows (dlt drops a column it never saw typed, and a mapping must find it);
-* a later chunk whose values do not fit the decided type is turned into text, that column
-  from then on too (spelled as the destination spells the type in a Text field where it
-  can: ``true``, ``0900-05-06``, ``2024-05-01T08:00:00Z``).
+* within the chunk that decides, values of mixed kinds make the column text (spelled as the
+  destination spells the type in a Text field where it can: ``true``, ``0900-05-06``,
+  ``2024-05-01T08:00:00Z``); a later chunk whose values do not fit the decided type stops
+  the extraction with ``SyncFileError`` naming the column: dlt has written the earlier
+  chunks with that type, and a file takes one type per column. A cast in the query fixes it;
+* the cursor column (``cursor``) keeps numbers as numbers, since dlt compares its values to
+  find new rows (as text, "10" < "9"): ``Decimal`` and integers beyond 64 bits become
+  ``int64`` when the first chunk's are whole and fit, else ``float64``.
 
-``QueryRows(names).tables(chunks)`` converts a query's chunks (``sources``).
+``QueryRows(names, cursor).tables(chunks)`` converts a query's chunks (``sources``).
 """
 
 from __future__ import annotations
@@ -35,13 +40,17 @@ from typing import Any
 
 import pyarrow as pa
 
+from sendgrid_destination.errors import SyncFileError
+
 _INT64 = (-(2**63), 2**63 - 1)
 
 
 class QueryRows:
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], cursor: str | None = None) -> None:
         self.names = list(names)
+        self._cursor = cursor
         self._types: dict[str, pa.DataType] = {}
+        self._rows = 0  # rows converted so far (an error says where a type broke)
 
     def tables(self, chunks: Iterable[Sequence[Sequence[Any]]]) -> Iterator[pa.Table]:
         """Each chunk as a table; then, if a column never held a value (or there was no
@@ -55,6 +64,7 @@ class QueryRows:
 
     def table(self, chunk: Sequence[Sequence[Any]]) -> pa.Table:
         columns = [self._column(i, name, chunk) for i, name in enumerate(self.names)]
+        self._rows += len(chunk)
         return pa.table(columns, names=self.names)
 
     def _column(self, i: int, name: str, chunk: Sequence[Sequence[Any]]) -> pa.Array:
@@ -64,14 +74,21 @@ class QueryRows:
             first = next((v for v in values if v is not None), None)
             if first is None:
                 return pa.nulls(len(values))  # undecided until a value comes
-            decided = self._types[name] = _type_of(first, values)
+            typing = _cursor_type if name == self._cursor else _type_of
+            decided = self._types[name] = typing(first, values)
         if pa.types.is_string(decided):
             return pa.array([_text(v) for v in values], pa.string())
+        if name == self._cursor and (pa.types.is_integer(decided) or pa.types.is_floating(decided)):
+            values = [_number(v, pa.types.is_integer(decided)) for v in values]
         try:
             return pa.array(values, decided)
         except _UNCONVERTIBLE:
-            self._types[name] = pa.string()
-            return pa.array([_text(v) for v in values], pa.string())
+            raise SyncFileError(
+                f"Column {name!r} of the query holds {decided} values in its first "
+                f"{self._rows:,} rows, then values that are not: dlt has loaded those rows "
+                f"with that type, and a column keeps one. Cast it in the query (e.g. "
+                f"CAST({name} AS TEXT)) so that every row has one type."
+            ) from None
 
 
 # What pyarrow raises for Python values it cannot put in one array: its own errors (subclasses
@@ -91,6 +108,28 @@ def _type_of(first: Any, values: list[Any]) -> pa.DataType:
     except _UNCONVERTIBLE:
         return pa.string()
     return pa.string() if pa.types.is_null(inferred) else inferred
+
+
+def _cursor_type(first: Any, values: list[Any]) -> pa.DataType:
+    """A cursor's type: numbers stay numbers (module doc)."""
+    numbers = [v for v in values if v is not None]
+    if not all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in numbers):
+        return _type_of(first, values)
+    whole = all(v == v.to_integral_value() if isinstance(v, Decimal) else True for v in numbers)
+    fits = all(_INT64[0] <= int(v) <= _INT64[1] for v in numbers if whole)
+    return pa.int64() if whole and fits else pa.float64()
+
+
+def _number(value: Any, whole: bool) -> Any:
+    """A cursor's ``Decimal`` (or integer) as the Python number pyarrow takes into ``int64``
+    (``whole``) or ``float64``; anything else as it is (pyarrow refuses what does not fit)."""
+    if not isinstance(value, Decimal | int) or isinstance(value, bool):
+        return value
+    if not whole:
+        return float(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return value
 
 
 def _text(value: Any) -> str | None:

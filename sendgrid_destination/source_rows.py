@@ -22,6 +22,9 @@ the load. Either way:
   the other's field), one holding a NUL character, one starting with ``__sg_`` (the
   destination's own columns, such as the row numbers).
 
+``count_values(paths, column)``: how many rows of the files hold a value in one column (a
+dlt variant column: ``dispositions.refuse_variants``), reading that column alone.
+
 A file may be read several times (the plan reads it whole, the render only if a row needs
 sending); each read streams, so memory is bounded by ``batch_rows``, not by the file.
 """
@@ -147,6 +150,17 @@ class _FileRows(SourceRows):
                 for batch in source.iter_batches(batch_size=self.batch_rows, columns=present):
                     yield _conformed(batch, self.schema), first
                     first += batch.num_rows
+
+
+def count_values(paths: Sequence[str], column: str) -> int:
+    """How many rows of these job files hold a value in ``column`` (0 where it is absent)."""
+    found = 0
+    for path in paths:
+        with pq.ParquetFile(path, pre_buffer=False) as source:
+            if column in source.schema_arrow.names:
+                read = source.read(columns=[column]).column(0)
+                found += len(read) - read.null_count
+    return found
 
 
 def _unified(schemas: list[pa.Schema]) -> pa.Schema:

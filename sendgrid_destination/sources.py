@@ -110,6 +110,7 @@ def _from_cursor(
 
 def _parquet_resource(spec: SourceSpec) -> DltResource:
     import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
     path = str(spec.path)
     files = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
@@ -119,8 +120,13 @@ def _parquet_resource(spec: SourceSpec) -> DltResource:
         if not files:
             raise SyncFileError(f"No parquet files match source.path = {path!r}.")
         try:
-            dataset = ds.dataset(files, format="parquet")
-        except (OSError, pa.ArrowInvalid) as exc:
+            # Every file's columns, not the first file's: a column added in a later file is
+            # read (null before it), a type widened in one (int64, then double) is widened.
+            schema = pa.unify_schemas(
+                [pq.read_schema(f) for f in files], promote_options="permissive"
+            )
+            dataset = ds.dataset(files, schema=schema, format="parquet")
+        except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SyncFileError(f"Cannot read the parquet source {path!r}: {exc}") from None
         batches = (b for b in dataset.to_batches(batch_size=BATCH_ROWS) if b.num_rows)
         yield from _at_least_one(batches, dataset.schema.empty_table, spec.cursor)
@@ -181,7 +187,7 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
                     {"sg_cursor": params[0]} if params and "sg_cursor" in marker else tuple(params),
                 )
                 chunks = iter(lambda: result.fetchmany(BATCH_ROWS), [])
-                typed = QueryRows(list(result.keys()))
+                typed = QueryRows(list(result.keys()), spec.cursor)
                 yield from typed.tables(chunks)
                 if spec.cursor:  # as _at_least_one: every row may be at the boundary, seen
                     yield typed.table([])

@@ -175,6 +175,17 @@ def test_an_import_job_without_results_has_zero_counts_and_keeps_the_raw_documen
     assert job.raw["extra"] == 1
 
 
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [(3, 3), (3.0, 3), ("3", 3), ("3.0", 3), ("2.5", 0), ("many", 0), (None, 0), ("nan", 0)],
+)
+def test_an_import_jobs_counts_are_read_as_numbers_or_as_text_and_anything_else_is_zero(
+    sent: object, read: int
+) -> None:
+    job = ImportJob.from_json({"status": "completed", "results": {"errored_count": sent}}, "j")
+    assert job.errored_count == read
+
+
 def test_an_import_job_repr_hides_the_pre_signed_errors_url() -> None:
     job = ImportJob.from_json(
         {

@@ -70,3 +70,30 @@ def test_a_column_that_changed_type_is_a_note_in_the_summary() -> None:
         "column 'score' of table 'contacts' changed type (integer -> string): "
         "its values may be sent differently"
     ]
+
+
+def test_values_dlt_put_in_a_variant_column_stop_the_table_naming_both_columns(
+    emulator, destination, tmp_path
+) -> None:
+    # Dicts whose "age" turns from int to float: dlt keeps age a bigint and puts the floats in
+    # a variant column no mapping names. Sent, the contacts would lose their new ages.
+    import dlt
+
+    age = emulator.add_custom_field("age", "Number")
+    dest = destination(mapping={"email": "email", "custom_fields": {"age": "age"}})
+    pipeline = dlt.pipeline("variants", destination=dest, pipelines_dir=str(tmp_path / "d"))
+    people = [{"email": f"user{i}@example.com", "age": 30 + i} for i in range(3)]
+    pipeline.run(people, table_name="contacts")
+    emulator.clear_requests()
+
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run([{**p, "age": p["age"] + 0.5} for p in people], table_name="contacts")
+
+    message = str(cause_of(failed.value, ConfigurationError))
+    assert "'age'" in message and "variant column 'age▶v_double'" in message
+    assert upserts(emulator) == []
+    # A later load whose values fit the column's type again goes through.
+    pipeline.abort_packages()
+    pipeline.run([{**p, "age": p["age"] + 1} for p in people], table_name="contacts")
+    emulator.process_jobs()
+    assert emulator.contact("user0@example.com")["custom_fields"] == {age: 31}

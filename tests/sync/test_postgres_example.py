@@ -185,3 +185,33 @@ def test_a_query_column_null_in_its_first_chunk_renders_as_when_typed_so_a_rerun
     assert (typed.code, again.code) == (0, 0), again.err
     assert again.json()["totals"]["contacts_sent"] == 0
     assert again.json()["totals"]["unchanged"] == 2
+
+
+def test_a_query_source_whose_cursor_is_numeric_compares_it_as_a_number_and_loads_new_rows(
+    sync_env: SyncEnv,
+    postgres_schema: PostgresSchema,  # noqa: F811
+) -> None:
+    # numeric arrives as Decimal; as text, dlt's incremental would find "10" < "9" and drop
+    # every new row past the ninth, for good.
+    postgres_schema.execute(
+        "CREATE TABLE {schema}.people (seq numeric(12, 0), email text)",
+        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
+        "FROM generate_series(1, 9) i",
+    )
+    sync_file = sync_env.write(
+        "pg.toml",
+        f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
+        f'query = "SELECT seq, email FROM {postgres_schema.name}.people"\ncursor = "seq"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+    first = sync_env.run(sync_file, "--json")
+    postgres_schema.execute(
+        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
+        "FROM generate_series(10, 12) i"
+    )
+
+    second = sync_env.run(sync_file, "--json")
+
+    assert first.code == 0 and second.code == 0, second.err
+    assert second.json()["totals"]["new"] == 3
+    assert len(sync_env.emulator.contacts()) == 12

@@ -87,6 +87,35 @@ def test_the_parquet_example_syncs_every_file_its_glob_matches(sync_env: SyncEnv
     assert plans == {"pro"}
 
 
+def test_parquet_files_whose_columns_differ_are_read_with_every_files_columns(
+    sync_env: SyncEnv,
+) -> None:
+    # A later export adds a mapped column and widens another (int64, then double).
+    exports = sync_env.workdir / "exports"
+    exports.mkdir()
+    first = pa.table({"email": ["a@example.com"], "seats": pa.array([3], pa.int64())})
+    later = pa.table(
+        {"email": ["b@example.com"], "seats": [2.5], "plan": ["pro"]},
+    )
+    pq.write_table(first, exports / "1.parquet")
+    pq.write_table(later, exports / "2.parquet")
+    seats = sync_env.emulator.add_custom_field("seats", "Number")
+    plan = sync_env.emulator.add_custom_field("plan", "Text")
+    sync_file = sync_env.write(
+        "exports.toml",
+        'name = "exports"\n[source]\nkind = "parquet"\npath = "exports/*.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n'
+        'custom_fields = { seats = "seats", plan = "plan" }\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    sync_env.emulator.process_jobs()
+    held = {c["email"]: c["custom_fields"] for c in sync_env.emulator.contacts()}
+    assert held == {"a@example.com": {seats: 3}, "b@example.com": {seats: 2.5, plan: "pro"}}
+
+
 def test_a_cursor_extracts_only_rows_updated_since_the_last_run(sync_env: SyncEnv) -> None:
     warehouse = sync_env.workdir / "people.duckdb"
     with duckdb.connect(str(warehouse)) as con:

@@ -4,13 +4,16 @@ schema, an all-null column keeps its name as text, JSON and decimals arrive as t
 from __future__ import annotations
 
 import datetime
+import re
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from sendgrid_destination.errors import SyncFileError
 from sendgrid_destination.query_rows import QueryRows
 
 _VALUES = st.one_of(
@@ -30,19 +33,24 @@ _VALUES = st.one_of(
 # A float NaN among dates: pyarrow raised a plain ValueError, which stopped the extraction.
 @example([[(None, datetime.date(2000, 1, 1)), (None, float("nan"))]])
 @example([[(datetime.date(2000, 1, 1), 1)], [(float("nan"), 2)]])
-def test_any_values_convert_and_a_column_changes_type_only_once_decided_or_to_text(
+def test_any_values_convert_with_one_type_per_column_or_stop_naming_the_column(
     chunks: list[list[tuple[Any, Any]]],
 ) -> None:
-    tables = list(QueryRows(["a", "b"]).tables(chunks))
+    rows = QueryRows(["a", "b"])
+    tables: list[pa.Table] = []
+    try:
+        tables.extend(rows.tables(chunks))
+    except SyncFileError as exc:  # a later chunk broke the type its first values decided
+        assert re.match(r"Column '[ab]' of the query holds \S+ values in its first", str(exc))
+        assert "CAST(" in str(exc)
     seen: dict[str, pa.DataType] = {}
     for chunk, table in zip(chunks, tables, strict=False):
         assert table.num_rows == len(chunk) and table.column_names == ["a", "b"]
         for field in table.schema:
-            before = seen.get(field.name)
-            if before is not None and before != field.type:
-                assert field.type == pa.string()  # the only change once decided: to text
             if not pa.types.is_null(field.type):
-                seen[field.name] = field.type
+                assert seen.setdefault(field.name, field.type) == field.type  # decided once
+    if len(tables) < len(chunks):
+        return
     # Every column is typed somewhere (in a chunk, or in a last table of no rows).
     typed = {f.name for t in tables for f in t.schema if not pa.types.is_null(f.type)}
     assert typed == {"a", "b"}
@@ -91,15 +99,40 @@ def test_a_type_decided_by_the_first_values_holds_for_later_chunks() -> None:
     assert later.column("at")[0].as_py() == datetime.datetime(2026, 1, 1, tzinfo=utc)
 
 
-def test_values_of_a_column_that_fell_back_to_text_are_spelled_as_their_type_renders() -> None:
+def test_values_of_mixed_kinds_in_the_deciding_chunk_are_text_spelled_as_their_type_renders() -> (
+    None
+):
     rows = QueryRows(["flag", "at", "day"])
     plus_two = datetime.timezone(datetime.timedelta(hours=2))
     at = datetime.datetime(900, 5, 1, 10, tzinfo=plus_two)
-    rows.table([(True, at, datetime.date(900, 5, 1))])  # decided: bool, timestamp, date
     mixed = rows.table([(False, at, datetime.date(900, 5, 1)), ("x", "y", "z")])
 
+    assert mixed.schema.types == [pa.string()] * 3
     assert mixed.to_pylist()[0] == {
         "flag": "false",
         "at": "0900-05-01T08:00:00Z",
         "day": "0900-05-01",
     }
+
+
+def test_a_later_chunk_that_breaks_the_decided_type_stops_naming_the_column_and_the_fix() -> None:
+    rows = QueryRows(["email", "v"])
+    rows.table([("a@x.co", 1), ("b@x.co", 2)])
+
+    with pytest.raises(SyncFileError, match=r"'v' of the query holds int64 values in its first 2"):
+        rows.table([("c@x.co", "n/a")])
+
+
+def test_a_numeric_cursor_stays_a_number_so_that_dlt_compares_it_as_one() -> None:
+    whole = QueryRows(["seq"], cursor="seq")
+    first = whole.table([(Decimal("9"),), (Decimal("10"),)])
+    big = QueryRows(["n"], cursor="n").table([(2**70,)])
+    fraction = QueryRows(["at"], cursor="at").table([(Decimal("1.5"),), (2,)])
+
+    assert first.schema.field("seq").type == pa.int64() and first.column("seq").to_pylist() == [
+        9,
+        10,
+    ]
+    assert big.schema.field("n").type == pa.float64()
+    assert fraction.column("at").to_pylist() == [1.5, 2.0]
+    assert QueryRows(["seq"]).table([(Decimal("9"),)]).schema.field("seq").type == pa.string()
