@@ -116,13 +116,16 @@ class Removals:
     def record_keys(self, cur: duckdb.DuckDBPyConnection, relation: str) -> None:
         """The plan's hook: keep this file's keys (all, or the flagged ones)."""
         if self.intent.records_keys:
+            # A table judged by its flags alone keeps its flagged keys, and every key while a
+            # contact a search missed waits: its row may be back (``candidates``).
+            flagged_only = not self.intent.whole_source and not self._ledger.has_missed(self.stream)
             RemovalLedger.record_load_keys(
                 cur,
                 relation,
                 run_id=self.run_id,
                 stream=self.stream,
                 file_key=self.intent.file_key,
-                flagged_only=not self.intent.whole_source,
+                flagged_only=flagged_only,
             )
 
     def settle(self, deadline: float) -> None:
@@ -172,6 +175,7 @@ class Removals:
         self._follow(self._sent_jobs, deadline)
         self._sent_jobs = []
         if self.intent.records_keys and self._judges_now:
+            self._ledger.drop_missed_back(self.run_id, self.stream)
             self._ledger.clear_load_keys(self.run_id, self.stream)
 
     # -- deciding ------------------------------------------------------------------------

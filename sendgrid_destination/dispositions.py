@@ -121,7 +121,7 @@ def table_intent(
     disposition = str(table.get("write_disposition") or "append")
     _refuse_unhonoured(stream, disposition, table)
     mode: Mode = "mirror" if disposition == "replace" else config.mode
-    column, boolean = _hard_delete_column(stream, table)
+    column, boolean = hard_delete_column(stream, table)
     columns: Mapping[str, Any] = table.get("columns") or {}
     cursor = [name for name, col in columns.items() if col.get("incremental")]
     intent = TableIntent(
@@ -163,7 +163,9 @@ def _refuse_unhonoured(stream: str, disposition: str, table: Mapping[str, Any]) 
             )
 
 
-def _hard_delete_column(stream: str, table: Mapping[str, Any]) -> tuple[str | None, bool]:
+def hard_delete_column(stream: str, table: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """The column dlt's ``hard_delete`` hint names, if any, and whether it is boolean (else
+    any value flags a row); several such columns are refused."""
     columns: Mapping[str, Any] = table.get("columns") or {}
     flagged = [name for name, col in columns.items() if col.get("hard_delete")]
     if len(flagged) > 1:

@@ -89,11 +89,12 @@ class IdentifierPolicy:
 
 
 def _tracked_key() -> str:
-    """A row matching one contact takes its key. A row matching several (one carries another
-    contact's identifier: a data error) is refused and keeps its own: taking one of theirs
-    made it a later row of that contact, which superseded the contact's true row, and left
-    its own contact absent from the load, so a mirror deleted it."""
-    return "CASE WHEN matches > 1 THEN contact_key ELSE coalesce(known_key, contact_key) END"
+    """A row takes the key of the contact it matches. A row matching several (one carries
+    another contact's identifier: a data error) is refused, and its ``known_key`` is its own
+    contact's, the one its first identifier matches (``StateStore.own_keys_sql``), or none:
+    taking another's made it a later row of that contact, which superseded the contact's true
+    row, and left its own contact absent from the load, so a mirror deleted it."""
+    return "coalesce(known_key, contact_key)"
 
 
 def _first(problems: list[tuple[str, str, str]], part: int) -> str:

@@ -24,7 +24,8 @@ takes every file of the table still to come, and the calls for those files find 
 * ``jobs_left()``: whether the package has job files after the one being loaded (a plan
   removes its copy of the state after the last);
 * ``tables_to_come(stream)``: the other tables' job files still waiting, by table (a table
-  about to delete looks at what they send: ``tables_to_come`` module).
+  about to delete looks at what they send: ``tables_to_come`` module), and
+  ``package_table(name)``: a table of the package's schema (its hints).
 """
 
 from __future__ import annotations
@@ -76,6 +77,19 @@ def tables_to_come(stream: str) -> dict[str, list[str]]:
             relative = storage.get_job_file_path(load_id, state, job.file_name())
             tables.setdefault(job.table_name, []).append(storage.storage.make_full_path(relative))
     return {table: sorted(paths, key=_written) for table, paths in tables.items()}
+
+
+def package_table(name: str) -> dict[str, Any]:
+    """The load package schema's table ``name`` (its columns and their hints); empty outside
+    a load or when the schema cannot be read."""
+    found = _package_jobs()
+    if found is None:
+        return {}
+    storage, load_id, _ = found
+    try:
+        return dict(storage.load_schema(load_id).tables.get(name) or {})
+    except Exception:  # no schema in the package: no hints to read
+        return {}
 
 
 def jobs_left() -> bool:

@@ -89,6 +89,8 @@ class PlanStore(Protocol):
         self, relation: str, mapped: Sequence[str] = ...
     ) -> tuple[str, list[Any]]: ...
 
+    def own_keys_sql(self, relation: str) -> str: ...
+
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
     ) -> pa.Array: ...
@@ -308,6 +310,11 @@ class Plan:
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_matched AS {matched}", params
         ).fetchall()
+        ((ambiguous,),) = self._cur.execute(
+            "SELECT count(*) FROM sg_matched WHERE matches > 1"
+        ).fetchall()
+        if ambiguous:  # rare (a data error): each such row keeps its own contact's key
+            self._cur.execute(self._store.own_keys_sql("sg_matched")).fetchall()
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_resolved AS {policy.resolve_sql('sg_matched')}"
         ).fetchall()

@@ -24,7 +24,8 @@ see one type per column, or it splits the load):
   chunks with that type, and a file takes one type per column. A cast in the query fixes it;
 * the cursor column (``cursor``) keeps numbers as numbers, since dlt compares its values to
   find new rows (as text, "10" < "9"): ``Decimal`` and integers beyond 64 bits become
-  ``int64`` when the first chunk's are whole and fit, else ``float64``.
+  ``int64`` when the first chunk's are whole and fit, else ``float64``; a cursor stored as
+  text by an earlier version is refused (``sources``: one ``--full-refresh`` mends it).
 
 ``QueryRows(names, cursor).tables(chunks)`` converts a query's chunks (``sources``).
 """
@@ -80,15 +81,23 @@ class QueryRows:
             return pa.array([_text(v) for v in values], pa.string())
         if name == self._cursor and (pa.types.is_integer(decided) or pa.types.is_floating(decided)):
             values = [_number(v, pa.types.is_integer(decided)) for v in values]
+        # pyarrow cuts 2.5 to 2 in an int64 array, without a word.
+        if pa.types.is_integer(decided) and any(_fraction(v) for v in values):
+            raise self._type_break(name, decided)
         try:
             return pa.array(values, decided)
         except _UNCONVERTIBLE:
-            raise SyncFileError(
-                f"Column {name!r} of the query holds {decided} values in its first "
-                f"{self._rows:,} rows, then values that are not: dlt has loaded those rows "
-                f"with that type, and a column keeps one. Cast it in the query (e.g. "
-                f"CAST({name} AS TEXT)) so that every row has one type."
-            ) from None
+            raise self._type_break(name, decided) from None
+
+    def _type_break(self, name: str, decided: pa.DataType) -> SyncFileError:
+        # A cursor must stay a number (as text, "10" < "9"); any other column may be text.
+        cast = "DOUBLE PRECISION" if name == self._cursor else "TEXT"
+        return SyncFileError(
+            f"Column {name!r} of the query holds {decided} values in its first {self._rows:,} "
+            "rows, then values that are not: dlt has loaded those rows with that type, and a "
+            f"column keeps one. Cast it in the query (e.g. CAST({name} AS {cast})) so that "
+            "every row has one type."
+        )
 
 
 # What pyarrow raises for Python values it cannot put in one array: its own errors (subclasses
@@ -118,6 +127,15 @@ def _cursor_type(first: Any, values: list[Any]) -> pa.DataType:
     whole = all(v == v.to_integral_value() if isinstance(v, Decimal) else True for v in numbers)
     fits = all(_INT64[0] <= int(v) <= _INT64[1] for v in numbers if whole)
     return pa.int64() if whole and fits else pa.float64()
+
+
+def _fraction(value: Any) -> bool:
+    """A float or ``Decimal`` that is not a whole number (or not a number at all)."""
+    if isinstance(value, float):
+        return not value.is_integer()
+    if isinstance(value, Decimal):
+        return not value.is_finite() or value != value.to_integral_value()
+    return False
 
 
 def _number(value: Any, whole: bool) -> Any:

@@ -110,7 +110,6 @@ def _from_cursor(
 
 def _parquet_resource(spec: SourceSpec) -> DltResource:
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
     path = str(spec.path)
     files = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
@@ -120,18 +119,36 @@ def _parquet_resource(spec: SourceSpec) -> DltResource:
         if not files:
             raise SyncFileError(f"No parquet files match source.path = {path!r}.")
         try:
-            # Every file's columns, not the first file's: a column added in a later file is
-            # read (null before it), a type widened in one (int64, then double) is widened.
-            schema = pa.unify_schemas(
-                [pq.read_schema(f) for f in files], promote_options="permissive"
-            )
-            dataset = ds.dataset(files, schema=schema, format="parquet")
+            dataset = ds.dataset(files, schema=_parquet_schema(files), format="parquet")
         except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise SyncFileError(f"Cannot read the parquet source {path!r}: {exc}") from None
         batches = (b for b in dataset.to_batches(batch_size=BATCH_ROWS) if b.num_rows)
         yield from _at_least_one(batches, dataset.schema.empty_table, spec.cursor)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def _parquet_schema(files: list[str]) -> pa.Schema:
+    """Every file's columns, not the first file's alone: a column a later file adds is read
+    (null in the earlier ones), and a type one file widens (int64, then double) is widened
+    where Arrow can; otherwise the first file's type holds and the scan casts the others to
+    it, as it always did (a dictionary column counts as its values' type)."""
+    import pyarrow.parquet as pq
+
+    fields: dict[str, pa.Field] = {}
+    for path in files:
+        for field in pq.read_schema(path):
+            if pa.types.is_dictionary(field.type):
+                field = field.with_type(field.type.value_type)
+            known = fields.setdefault(field.name, field)
+            if known is field:
+                continue
+            try:
+                both = [pa.schema([known]), pa.schema([field])]
+                fields[field.name] = pa.unify_schemas(both, promote_options="permissive")[0]
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                pass  # the first file's type, as before
+    return pa.schema(list(fields.values()))
 
 
 def _sql_table_resource(spec: SourceSpec) -> DltResource:
@@ -188,13 +205,34 @@ def _sql_query_resource(spec: SourceSpec) -> DltResource:
                 )
                 chunks = iter(lambda: result.fetchmany(BATCH_ROWS), [])
                 typed = QueryRows(list(result.keys()), spec.cursor)
-                yield from typed.tables(chunks)
+                for table in typed.tables(chunks):
+                    _refuse_text_cursor(cursor, table, spec.cursor)
+                    yield table
                 if spec.cursor:  # as _at_least_one: every row may be at the boundary, seen
                     yield typed.table([])
         finally:
             engine.dispose()
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def _refuse_text_cursor(incremental: Any, table: pa.Table, column: str | None) -> None:
+    """A numeric cursor whose last value dlt holds as text: an earlier version read numeric
+    cursors as text (so "10" < "9", and new rows were dropped), and dlt cannot compare the
+    two. One full refresh starts the cursor again (the state file still skips every
+    contact SendGrid has)."""
+    last = getattr(incremental, "last_value", None) if column else None
+    if not isinstance(last, str) or column not in table.column_names:
+        return
+    kind = table.schema.field(column).type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        raise SyncFileError(
+            f"The cursor {column!r} holds numbers, but dlt's state holds its last value as "
+            "text, as an earlier version of this destination read numeric cursors (a text "
+            'cursor finds "10" before "9" and drops the new rows). Run once with '
+            "--full-refresh: the cursor starts again, and the state file skips every "
+            "contact SendGrid already has."
+        )
 
 
 def _at_least_one(

@@ -9,9 +9,10 @@ deletes, it reads the identifiers of the package's other tables' job files still
 another table's earlier loads sent.
 
 ``keys_to_come(config, stream, cursor)``: every key those rows' contacts may be tracked under
-(one per identifier a row has: ``ContactSql.identifier_keys``), as a string array. Only the
-identifier columns are read. A table with no mapping here, or whose identifier columns cannot
-be bound, is skipped: it is not loaded by this destination (its own call says why).
+(one per identifier a row has: ``ContactSql.identifier_keys``), as a string array, leaving
+out rows that table's ``hard_delete`` column flags (they ask for a deletion too). Only the
+identifier columns (and that flag) are read. A table with no mapping here, or whose settings
+or identifier columns are wrong, is skipped: it is not loaded (its own call says why).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import pyarrow as pa
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_model import IDENTIFIERS
 from sendgrid_destination.contact_sql import ContactSql
+from sendgrid_destination.dispositions import TableIntent, hard_delete_column
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.mapping import FieldMapping, bind_reserved, parse_mapping
-from sendgrid_destination.package_files import tables_to_come
+from sendgrid_destination.package_files import package_table, tables_to_come
 from sendgrid_destination.source_rows import SourceRows
 
 logger = logging.getLogger(__name__)
@@ -47,14 +49,21 @@ def keys_to_come(
 def _keys_of(
     config: SendGridConfiguration, table: str, files: list[str], cur: duckdb.DuckDBPyConnection
 ) -> pa.Array | None:
-    settings = config.for_table(table)
-    if settings is None:
-        return None
     try:
+        settings = config.for_table(table)  # a table's wrong settings are its own error
+        if settings is None:
+            return None
         mapped = parse_mapping(settings.mapping).reserved
         identifiers = FieldMapping({f: c for f, c in mapped.items() if f in IDENTIFIERS}, {})
-        rows = SourceRows.from_files(files, identifiers.columns, settings.read_batch_rows)
-        sql = ContactSql(bind_reserved(identifiers, rows.schema))
+        # A row that table's hard_delete column flags asks for the contact's deletion too.
+        column, boolean = hard_delete_column(table, package_table(table))
+        read = [*identifiers.columns, *([column] if column else [])]
+        rows = SourceRows.from_files(files, read, settings.read_batch_rows)
+        flags = TableIntent(delete_column=column, delete_is_boolean=boolean)
+        sql = ContactSql(
+            bind_reserved(identifiers, rows.schema),
+            deleted_sql=flags.deleted_sql(rows.schema.names),
+        )
         cur.register("sg_to_come", rows.reader())
         try:
             keys = cur.sql(sql.identifier_keys("sg_to_come")).to_arrow_table()["contact_key"]

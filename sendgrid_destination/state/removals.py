@@ -136,9 +136,13 @@ class RemovalLedger:
                 SELECT contact_key, flatten(list({ids_sql("lists")})) AS lists
                 FROM contacts WHERE stream <> ? GROUP BY contact_key),
             busy AS (
-                SELECT DISTINCT contact_key FROM removals WHERE stream = ? AND status = '{SENT}')
+                SELECT DISTINCT contact_key FROM removals WHERE stream = ? AND status = '{SENT}'),
+            missed AS (
+                SELECT contact_key, any_value(cause) AS cause FROM removals
+                WHERE stream = ? AND status = '{MISSED}' GROUP BY contact_key)
             SELECT c.contact_key,
-                CASE WHEN k.contact_key IS NULL THEN 'left' ELSE 'flagged' END AS cause,
+                CASE WHEN k.contact_key IS NULL THEN coalesce(m.cause, 'left') ELSE 'flagged' END
+                    AS cause,
                 coalesce(st.status = '{ContactStatus.SENT}', false)
                     OR coalesce(fj.status = 'pending', false)
                     OR b.contact_key IS NOT NULL AS waiting,
@@ -155,11 +159,14 @@ class RemovalLedger:
             LEFT JOIN jobs fj ON fj.job_id = fr.job_id
             LEFT JOIN others o ON o.contact_key = c.contact_key
             LEFT JOIN busy b ON b.contact_key = c.contact_key
-            WHERE c.stream = ? AND (({left}) OR coalesce(k.flagged, false))
+            LEFT JOIN missed m ON m.contact_key = c.contact_key
+            WHERE c.stream = ? AND (({left}) OR coalesce(k.flagged, false)
+                OR (m.contact_key IS NOT NULL AND k.contact_key IS NULL))
             ORDER BY c.contact_key
         """
+        params = [run_id, stream, stream, stream, stream, stream]
         with self._store.workspace() as cur:
-            return cur.sql(sql, params=[run_id, stream, stream, stream, stream]).to_arrow_table()
+            return cur.sql(sql, params=params).to_arrow_table()
 
     def tracked_as(self, keys_of: Callable[[duckdb.DuckDBPyConnection], pa.Array]) -> pa.Array:
         """The keys ``keys_of`` gives (``<identifier>:<value>``, on a cursor of the state),
@@ -327,6 +334,22 @@ class RemovalLedger:
                 params=[stream, run_id],
             ).to_arrow_table()
         return found["contact_key"].combine_chunks()
+
+    def has_missed(self, stream: str) -> bool:
+        """Whether a contact of the table waits for a second search (``MISSED``)."""
+        rows = self._con.execute(
+            f"SELECT count(*) FROM removals WHERE stream = ? AND status = '{MISSED}'", [stream]
+        ).fetchall()
+        return bool(rows[0][0])
+
+    def drop_missed_back(self, run_id: str, stream: str) -> None:
+        """Contacts a search missed whose rows are in this run's load, unflagged: back in the
+        table, they are no longer to remove (a later leaving starts again from one miss)."""
+        self._con.execute(
+            f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND contact_key IN "
+            "(SELECT contact_key FROM load_keys WHERE run_id = ? AND stream = ? AND NOT flagged)",
+            [stream, run_id, stream],
+        ).fetchall()
 
     def record_missed(self, stream: str, run_id: str, missed: pa.Table) -> None:
         """Contacts (``contact_key``, ``action``, ``cause``) this run's search did not find,

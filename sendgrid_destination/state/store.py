@@ -513,6 +513,27 @@ class StateStore:
             [],
         )
 
+    def own_keys_sql(self, relation: str) -> str:
+        """Statements over ``relation`` (``identities_sql``'s result, a table) that set the
+        ``known_key`` of each row matching several contacts (``matches`` over 1: refused) to
+        the contact its first identifier in SendGrid's order matches, or to NULL: such a row
+        must stand for its own contact, not for one of the others (``identifiers``)."""
+        quoted = '"' + relation.replace('"', '""') + '"'
+        first = " ".join(f"WHEN i_{n} IS NOT NULL THEN '{n}'" for n in IDENTIFIERS)
+        value = ", ".join(f"i_{n}" for n in IDENTIFIERS)
+        by_identity = " OR ".join(f"(a.n = '{n}' AND i.{n} = a.v)" for n in IDENTIFIERS)
+        return (
+            f"UPDATE {quoted} SET known_key = NULL WHERE matches > 1; "
+            f"UPDATE {quoted} SET known_key = o.own FROM ("
+            "WITH a AS (SELECT row_number, CASE " + first + " END AS n, "
+            f"coalesce({value}) AS v FROM {quoted} WHERE matches > 1) "
+            "SELECT row_number, min(own) AS own FROM ("
+            f"SELECT a.row_number, i.contact_key AS own FROM a JOIN identities i ON {by_identity} "
+            "UNION ALL SELECT a.row_number, c.contact_key FROM a JOIN contacts c "
+            "ON c.contact_key = a.n || ':' || a.v) GROUP BY row_number) o "
+            f"WHERE {quoted}.row_number = o.row_number"
+        )
+
     # -- contacts waiting for a pending job -------------------------------------------------
 
     def forget_deferred_sql(self, relation: str, stream: str) -> tuple[str, list[Any]]:

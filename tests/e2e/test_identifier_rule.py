@@ -324,3 +324,25 @@ def test_a_row_carrying_another_contacts_identifier_neither_replaces_that_contac
     (reject,) = rejects_of(state_path)
     assert "belong to different contacts" in reject["reason"]
     assert reject["contact_key"] == f"email:user{wrong}@example.com"
+
+
+def test_a_row_carrying_another_contacts_identifier_stands_for_its_contact_tracked_by_any_key(
+    emulator, destination, run, state_path
+) -> None:
+    # Contact 0 was created by its external_id alone (tracked as external_id:E0), then gained
+    # an email. Its row then carries user1's E1: refused, and still contact 0's row.
+    settings = {"mapping": MAPPING, "mode": "mirror", "max_delete_fraction": 0.5}
+    rows = [(f"user{i}@example.com", f"E{i}", f"First{i}") for i in range(20)]
+    rows[0] = (None, "E0", "First0")
+    run(_rows(*rows), destination(**settings))
+    rows[0] = ("user0@example.com", "E0", "First0")
+    run(_rows(*rows), destination(**settings))
+    rows[0] = ("user0@example.com", "E1", "First0")
+
+    third = run(_rows(*rows), destination(**settings))
+
+    summary = run_summary(state_path, third)
+    assert (summary["rejected"], summary["left_source"], summary["deleted"]) == (1, 0, 0)
+    assert emulator.contact("user0@example.com")["external_id"] == "E0"
+    (reject,) = rejects_of(state_path)
+    assert reject["contact_key"] == "external_id:E0"

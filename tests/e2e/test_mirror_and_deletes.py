@@ -306,6 +306,61 @@ def test_a_contact_moving_between_two_mirrored_tables_in_one_load_is_never_delet
     assert upserts(emulator) == [] and requests_to(emulator, DELETE) == []
 
 
+def _leads_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = PackageStorage.list_new_jobs
+    monkeypatch.setattr(
+        PackageStorage,
+        "list_new_jobs",
+        lambda self, load_id: sorted(listed(self, load_id), key=lambda f: "leads" not in f),
+    )
+
+
+def test_a_contact_the_next_table_flags_as_deleted_is_deleted_by_the_table_it_left(
+    emulator, mirror, tmp_path, state_path, monkeypatch
+) -> None:
+    _leads_first(monkeypatch)
+
+    def load(leads: list[int], customers: list[int], flagged: list[bool]) -> Any:
+        @dlt.source
+        def crm() -> Any:
+            yield dlt.resource(people(leads), name="leads")
+            yield dlt.resource(
+                people(customers, deleted=flagged),
+                name="customers",
+                write_disposition="merge",
+                primary_key="email",
+                columns={"deleted": {"data_type": "bool", "hard_delete": True}},
+            )
+
+        pipeline = dlt.pipeline("flag_next", pipelines_dir=str(tmp_path / "dlt"))
+        return pipeline.run(crm(), destination=mirror(max_delete_fraction=1.0))
+
+    load([0, 1, 2], [5], [False])
+
+    info = load([1, 2], [0, 5], [True, False])  # user0 left leads; customers flags it
+
+    assert "user0@example.com" not in emails(emulator)
+    assert run_summary(state_path, info, "leads")["deleted"] == 1
+
+
+def test_another_tables_wrong_settings_never_stop_a_table_that_deletes(
+    emulator, mirror, tmp_path, state_path, monkeypatch
+) -> None:
+    _leads_first(monkeypatch)
+    tables = {"leads": {"mapping": MAPPING}, "customers": {"mapping": MAPPING, "bogus": 1}}
+    pipeline = dlt.pipeline("bad_other", pipelines_dir=str(tmp_path / "dlt"))
+    pipeline.run(_two_tables([0, 1, 2], [5]), destination=mirror(max_delete_fraction=1.0))
+
+    with pytest.raises(PipelineStepFailed):  # customers is not loaded: the load says so
+        pipeline.run(
+            _two_tables([1, 2], [5]), destination=mirror(max_delete_fraction=1.0, tables=tables)
+        )
+
+    assert "user0@example.com" not in emails(emulator)  # leads loaded, and deleted user0
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.tracked("leads") == 2
+
+
 def test_a_contact_moving_to_a_table_that_maps_only_its_external_id_is_never_deleted(
     emulator, mirror, tmp_path, monkeypatch
 ) -> None:
@@ -359,6 +414,41 @@ def test_a_contact_the_search_misses_once_is_looked_up_again_by_the_next_load_an
 
     assert run_summary(state_path, third)["deleted"] == 1
     assert "user0@example.com" not in emails(emulator)
+
+
+def test_a_flagged_contact_the_search_misses_is_looked_up_again_by_a_load_without_its_row(
+    emulator, destination, flagged_pipeline, state_path
+) -> None:
+    dest = destination(mapping=MAPPING, max_delete_fraction=0.5)
+    flagged_pipeline(people(list(range(20)), deleted=[False] * 20), dest)
+    emulator.faults.add(SEARCH, status=404, times=1)
+
+    second = flagged_pipeline(people([3], deleted=[True]), dest)
+    third = flagged_pipeline(people([4], deleted=[False]), dest)  # user3's row is gone
+
+    assert run_summary(state_path, second)["removals_waiting"] == 1
+    assert run_summary(state_path, third)["deleted"] == 1
+    assert "user3@example.com" not in emails(emulator)
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.counts() == {}
+
+
+def test_a_contact_whose_row_came_back_after_a_missed_search_starts_again_from_one_miss(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    emulator.faults.add(SEARCH, status=404, times=1)
+    run(people(list(range(1, 20))), mirror())  # user0 left; the search missed it
+    run(people(list(range(20))), mirror())  # user0 is back
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.counts() == {}
+    emulator.faults.add(SEARCH, status=404, times=1)
+
+    again = run(people(list(range(1, 20))), mirror())  # it leaves again, missed once more
+
+    summary = run_summary(state_path, again)
+    assert (summary["already_gone"], summary["removals_waiting"]) == (0, 1)
+    assert run_summary(state_path, run(people(list(range(1, 20))), mirror()))["deleted"] == 1
 
 
 def test_a_contact_deleted_elsewhere_is_forgotten_once_two_loads_did_not_find_it(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -214,4 +215,38 @@ def test_a_query_source_whose_cursor_is_numeric_compares_it_as_a_number_and_load
 
     assert first.code == 0 and second.code == 0, second.err
     assert second.json()["totals"]["new"] == 3
+    assert len(sync_env.emulator.contacts()) == 12
+
+
+def test_a_numeric_cursor_dlt_holds_as_text_is_refused_until_one_full_refresh(
+    sync_env: SyncEnv,
+    postgres_schema: PostgresSchema,  # noqa: F811
+) -> None:
+    # As an earlier version left it: the cursor's last value stored as text ("9").
+    postgres_schema.execute(
+        "CREATE TABLE {schema}.people (seq numeric(12, 0), email text)",
+        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
+        "FROM generate_series(1, 9) i",
+    )
+
+    def sync_file(select: str) -> Path:
+        return sync_env.write(
+            "pg.toml",
+            f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
+            f'query = "SELECT {select}, email FROM {postgres_schema.name}.people"\n'
+            'cursor = "seq"\n[destination.sendgrid.mapping]\nemail = "email"\n',
+        )
+
+    assert sync_env.run(sync_file("CAST(seq AS TEXT) AS seq")).code == 0
+    postgres_schema.execute(
+        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
+        "FROM generate_series(10, 12) i"
+    )
+
+    refused = sync_env.run(sync_file("seq"))
+    mended = sync_env.run(sync_file("seq"), "--json", "--full-refresh")
+
+    assert refused.code != 0 and "--full-refresh" in refused.err
+    assert mended.code == 0, mended.err
+    assert (mended.json()["totals"]["new"], mended.json()["totals"]["unchanged"]) == (3, 9)
     assert len(sync_env.emulator.contacts()) == 12

@@ -116,6 +116,34 @@ def test_parquet_files_whose_columns_differ_are_read_with_every_files_columns(
     assert held == {"a@example.com": {seats: 3}, "b@example.com": {seats: 2.5, plan: "pro"}}
 
 
+def test_parquet_files_that_encode_a_column_differently_are_read_as_before(
+    sync_env: SyncEnv,
+) -> None:
+    # One export dictionary-encodes a text column and writes times with a zone; the next
+    # writes plain text and naive times. No type holds both: the first file's is kept.
+    exports = sync_env.workdir / "exports"
+    exports.mkdir()
+    at = pa.array([0], pa.timestamp("us", tz="UTC"))
+    first = pa.table(
+        {"email": ["a@example.com"], "segment": pa.array(["x"]).dictionary_encode(), "at": at}
+    )
+    later = pa.table(
+        {"email": ["b@example.com"], "segment": ["y"], "at": pa.array([0], pa.timestamp("us"))}
+    )
+    pq.write_table(first, exports / "1.parquet")
+    pq.write_table(later, exports / "2.parquet")
+    sync_file = sync_env.write(
+        "exports.toml",
+        'name = "exports"\n[source]\nkind = "parquet"\npath = "exports/*.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    assert result.json()["totals"]["new"] == 2
+
+
 def test_a_cursor_extracts_only_rows_updated_since_the_last_run(sync_env: SyncEnv) -> None:
     warehouse = sync_env.workdir / "people.duckdb"
     with duckdb.connect(str(warehouse)) as con:

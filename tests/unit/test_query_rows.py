@@ -123,6 +123,16 @@ def test_a_later_chunk_that_breaks_the_decided_type_stops_naming_the_column_and_
         rows.table([("c@x.co", "n/a")])
 
 
+def test_a_fraction_after_whole_numbers_stops_instead_of_being_cut_to_a_whole_number() -> None:
+    rows = QueryRows(["n", "seq"], cursor="seq")
+    rows.table([(1, Decimal("1")), (2, Decimal("2"))])  # both decided int64
+
+    with pytest.raises(SyncFileError, match=r"CAST\(n AS TEXT\)"):
+        rows.table([(2.5, Decimal("3"))])
+    with pytest.raises(SyncFileError, match=r"CAST\(seq AS DOUBLE PRECISION\)"):
+        rows.table([(3, Decimal("3.5"))])
+
+
 def test_a_numeric_cursor_stays_a_number_so_that_dlt_compares_it_as_one() -> None:
     whole = QueryRows(["seq"], cursor="seq")
     first = whole.table([(Decimal("9"),), (Decimal("10"),)])
