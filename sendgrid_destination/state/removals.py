@@ -50,6 +50,11 @@ FAILED = "failed"
 # yet (search lags behind jobs by seconds to minutes). Forgotten when a later load's search
 # misses it again; never sent.
 MISSED = "missed"
+# A table's misses of the contacts a relation (``keys``: ``contact_key``) names.
+_DROP_MISSED = (
+    f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND "
+    "contact_key IN (SELECT contact_key FROM {keys})"
+)
 # The removals in flight that bear on a table's contacts (the parameter: the table): its own,
 # and any table's deletions, since a deletion takes the contact out of the account; an upsert
 # of the contact must wait for their jobs (SendGrid keeps no order between jobs: a deletion
@@ -358,11 +363,7 @@ class RemovalLedger:
             return
         with self._store.workspace() as cur, transaction(cur):
             cur.register("sg_missed", missed.select(["contact_key", "action", "cause"]))
-            cur.execute(
-                f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND "
-                "contact_key IN (SELECT contact_key FROM sg_missed)",
-                [stream],
-            )
+            cur.execute(_DROP_MISSED.format(keys="sg_missed"), [stream])
             cur.execute(
                 "INSERT INTO removals (stream, contact_key, action, cause, status, run_id, "
                 f"queued_at) SELECT ?, contact_key, action, cause, '{MISSED}', ?, now() "
@@ -376,11 +377,7 @@ class RemovalLedger:
             return
         with self._store.workspace() as cur:
             cur.register("sg_found", pa.table({"contact_key": keys}))
-            cur.execute(
-                f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND "
-                "contact_key IN (SELECT contact_key FROM sg_found)",
-                [stream],
-            )
+            cur.execute(_DROP_MISSED.format(keys="sg_found"), [stream])
 
     def distrust(self, stream: str, keys: pa.Array) -> None:
         """These contacts of the table are about to be deleted or taken out of lists: their

@@ -194,11 +194,8 @@ def test_a_query_source_whose_cursor_is_numeric_compares_it_as_a_number_and_load
 ) -> None:
     # numeric arrives as Decimal; as text, dlt's incremental would find "10" < "9" and drop
     # every new row past the ninth, for good.
-    postgres_schema.execute(
-        "CREATE TABLE {schema}.people (seq numeric(12, 0), email text)",
-        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
-        "FROM generate_series(1, 9) i",
-    )
+    postgres_schema.execute("CREATE TABLE {schema}.people (seq numeric(12, 0), email text)")
+    _add_numbered(postgres_schema, 1, 9)
     sync_file = sync_env.write(
         "pg.toml",
         f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
@@ -206,10 +203,7 @@ def test_a_query_source_whose_cursor_is_numeric_compares_it_as_a_number_and_load
         '[destination.sendgrid.mapping]\nemail = "email"\n',
     )
     first = sync_env.run(sync_file, "--json")
-    postgres_schema.execute(
-        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
-        "FROM generate_series(10, 12) i"
-    )
+    _add_numbered(postgres_schema, 10, 12)
 
     second = sync_env.run(sync_file, "--json")
 
@@ -223,11 +217,8 @@ def test_a_numeric_cursor_dlt_holds_as_text_is_refused_until_one_full_refresh(
     postgres_schema: PostgresSchema,  # noqa: F811
 ) -> None:
     # As an earlier version left it: the cursor's last value stored as text ("9").
-    postgres_schema.execute(
-        "CREATE TABLE {schema}.people (seq numeric(12, 0), email text)",
-        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
-        "FROM generate_series(1, 9) i",
-    )
+    postgres_schema.execute("CREATE TABLE {schema}.people (seq numeric(12, 0), email text)")
+    _add_numbered(postgres_schema, 1, 9)
 
     def sync_file(select: str) -> Path:
         return sync_env.write(
@@ -238,10 +229,7 @@ def test_a_numeric_cursor_dlt_holds_as_text_is_refused_until_one_full_refresh(
         )
 
     assert sync_env.run(sync_file("CAST(seq AS TEXT) AS seq")).code == 0
-    postgres_schema.execute(
-        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
-        "FROM generate_series(10, 12) i"
-    )
+    _add_numbered(postgres_schema, 10, 12)
 
     refused = sync_env.run(sync_file("seq"))
     mended = sync_env.run(sync_file("seq"), "--json", "--full-refresh")
@@ -250,3 +238,11 @@ def test_a_numeric_cursor_dlt_holds_as_text_is_refused_until_one_full_refresh(
     assert mended.code == 0, mended.err
     assert (mended.json()["totals"]["new"], mended.json()["totals"]["unchanged"]) == (3, 9)
     assert len(sync_env.emulator.contacts()) == 12
+
+
+def _add_numbered(schema: PostgresSchema, first: int, last: int) -> None:
+    """People ``first`` to ``last``: their ``seq`` (numeric) and email."""
+    schema.execute(
+        "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
+        f"FROM generate_series({first}, {last}) i"
+    )
