@@ -184,19 +184,22 @@ class Removals:
         """A contact the load's next tables send is shared, as one their earlier loads sent:
         moving from this table to another in one load, it must not be deleted before the
         other table sends it (``tables_to_come``)."""
-        deletes = pa.scalar(self.intent.mode == "mirror")
-        wanted = pc.or_(pc.equal(candidates["cause"], "flagged"), deletes)
-        deletable = pc.and_(wanted, pc.and_(candidates["created"], pc.invert(candidates["shared"])))
-        if self.to_come is None or not _count(deletable):
+        wanted, ours = self._wanted_and_ours(candidates)
+        if self.to_come is None or not _count(pc.and_(wanted, ours)):
             return candidates
         coming = self._ledger.tracked_as(self.to_come)
         shared = pc.or_(candidates["shared"], pc.is_in(candidates["contact_key"], coming))
         return candidates.set_column(candidates.schema.get_field_index("shared"), "shared", shared)
 
-    def _decide(self, candidates: pa.Table) -> pa.Table:
+    def _wanted_and_ours(self, candidates: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+        """Per candidate: the table asks for its deletion (mirror, or a flag), and this sync
+        created it and no other table sends it (only then is it deleted)."""
         deletes = pa.scalar(self.intent.mode == "mirror")
         wanted = pc.or_(pc.equal(candidates["cause"], "flagged"), deletes)
-        ours = pc.and_(candidates["created"], pc.invert(candidates["shared"]))
+        return wanted, pc.and_(candidates["created"], pc.invert(candidates["shared"]))
+
+    def _decide(self, candidates: pa.Table) -> pa.Table:
+        wanted, ours = self._wanted_and_ours(candidates)
         listed = pc.not_equal(candidates["lists"], "")
         waiting = candidates["waiting"]
         action = pc.if_else(

@@ -272,6 +272,18 @@ def _two_tables(a: list[int], b: list[int]) -> Any:
     return crm()
 
 
+def _loaded_first(monkeypatch: pytest.MonkeyPatch, table: str) -> None:
+    """dlt loads a package's job files in the order its folder lists them: ``table``'s first."""
+    listed = PackageStorage.list_new_jobs
+    monkeypatch.setattr(
+        PackageStorage,
+        "list_new_jobs",
+        lambda self, load_id: sorted(
+            listed(self, load_id), key=lambda f: not Path(f).name.startswith(f"{table}.")
+        ),
+    )
+
+
 @pytest.mark.parametrize("first", ["leads", "customers"])
 def test_a_contact_moving_between_two_mirrored_tables_in_one_load_is_never_deleted(
     emulator, mirror, tmp_path, state_path, monkeypatch, first
@@ -279,14 +291,7 @@ def test_a_contact_moving_between_two_mirrored_tables_in_one_load_is_never_delet
     # One pipeline, one load, user0 moves from leads to customers (a lead that became a
     # customer). dlt loads the tables one after the other in the order its folder lists them
     # (by file names with random parts): the test picks that order.
-    listed = PackageStorage.list_new_jobs
-    monkeypatch.setattr(
-        PackageStorage,
-        "list_new_jobs",
-        lambda self, load_id: sorted(
-            listed(self, load_id), key=lambda f: not Path(f).name.startswith(first)
-        ),
-    )
+    _loaded_first(monkeypatch, first)
     pipeline = dlt.pipeline("two_tables", pipelines_dir=str(tmp_path / "dlt"))
     pipeline.run(_two_tables([0, 1, 2], [5, 6]), destination=mirror(max_delete_fraction=1.0))
     contact_id = emulator.contact("user0@example.com")["id"]
@@ -306,19 +311,10 @@ def test_a_contact_moving_between_two_mirrored_tables_in_one_load_is_never_delet
     assert upserts(emulator) == [] and requests_to(emulator, DELETE) == []
 
 
-def _leads_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    listed = PackageStorage.list_new_jobs
-    monkeypatch.setattr(
-        PackageStorage,
-        "list_new_jobs",
-        lambda self, load_id: sorted(listed(self, load_id), key=lambda f: "leads" not in f),
-    )
-
-
 def test_a_contact_the_next_table_flags_as_deleted_is_deleted_by_the_table_it_left(
     emulator, mirror, tmp_path, state_path, monkeypatch
 ) -> None:
-    _leads_first(monkeypatch)
+    _loaded_first(monkeypatch, "leads")
 
     def load(leads: list[int], customers: list[int], flagged: list[bool]) -> Any:
         @dlt.source
@@ -346,7 +342,7 @@ def test_a_contact_the_next_table_flags_as_deleted_is_deleted_by_the_table_it_le
 def test_another_tables_wrong_settings_never_stop_a_table_that_deletes(
     emulator, mirror, tmp_path, state_path, monkeypatch
 ) -> None:
-    _leads_first(monkeypatch)
+    _loaded_first(monkeypatch, "leads")
     tables = {"leads": {"mapping": MAPPING}, "customers": {"mapping": MAPPING, "bogus": 1}}
     pipeline = dlt.pipeline("bad_other", pipelines_dir=str(tmp_path / "dlt"))
     pipeline.run(_two_tables([0, 1, 2], [5]), destination=mirror(max_delete_fraction=1.0))
@@ -366,12 +362,7 @@ def test_a_contact_moving_to_a_table_that_maps_only_its_external_id_is_never_del
 ) -> None:
     # leads sends email and external_id; customers knows its customers by external_id only:
     # the state ties user0's email key to X0 (identities), so its customers row is user0.
-    listed = PackageStorage.list_new_jobs
-    monkeypatch.setattr(
-        PackageStorage,
-        "list_new_jobs",
-        lambda self, load_id: sorted(listed(self, load_id), key=lambda f: "leads" not in f),
-    )
+    _loaded_first(monkeypatch, "leads")
     ids = {"external_id": "crm_id"}
     tables = {"leads": {"mapping": {**MAPPING, **ids}}, "customers": {"mapping": ids}}
 

@@ -194,14 +194,8 @@ def test_a_query_source_whose_cursor_is_numeric_compares_it_as_a_number_and_load
 ) -> None:
     # numeric arrives as Decimal; as text, dlt's incremental would find "10" < "9" and drop
     # every new row past the ninth, for good.
-    postgres_schema.execute("CREATE TABLE {schema}.people (seq numeric(12, 0), email text)")
     _add_numbered(postgres_schema, 1, 9)
-    sync_file = sync_env.write(
-        "pg.toml",
-        f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
-        f'query = "SELECT seq, email FROM {postgres_schema.name}.people"\ncursor = "seq"\n'
-        '[destination.sendgrid.mapping]\nemail = "email"\n',
-    )
+    sync_file = _numbered_sync(sync_env, postgres_schema, "seq")
     first = sync_env.run(sync_file, "--json")
     _add_numbered(postgres_schema, 10, 12)
 
@@ -217,22 +211,14 @@ def test_a_numeric_cursor_dlt_holds_as_text_is_refused_until_one_full_refresh(
     postgres_schema: PostgresSchema,  # noqa: F811
 ) -> None:
     # As an earlier version left it: the cursor's last value stored as text ("9").
-    postgres_schema.execute("CREATE TABLE {schema}.people (seq numeric(12, 0), email text)")
     _add_numbered(postgres_schema, 1, 9)
-
-    def sync_file(select: str) -> Path:
-        return sync_env.write(
-            "pg.toml",
-            f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{postgres_schema.url}"\n'
-            f'query = "SELECT {select}, email FROM {postgres_schema.name}.people"\n'
-            'cursor = "seq"\n[destination.sendgrid.mapping]\nemail = "email"\n',
-        )
-
-    assert sync_env.run(sync_file("CAST(seq AS TEXT) AS seq")).code == 0
+    as_text = _numbered_sync(sync_env, postgres_schema, "CAST(seq AS TEXT) AS seq")
+    assert sync_env.run(as_text).code == 0
     _add_numbered(postgres_schema, 10, 12)
 
-    refused = sync_env.run(sync_file("seq"))
-    mended = sync_env.run(sync_file("seq"), "--json", "--full-refresh")
+    numeric = _numbered_sync(sync_env, postgres_schema, "seq")
+    refused = sync_env.run(numeric)
+    mended = sync_env.run(numeric, "--json", "--full-refresh")
 
     assert refused.code != 0 and "--full-refresh" in refused.err
     assert mended.code == 0, mended.err
@@ -241,8 +227,20 @@ def test_a_numeric_cursor_dlt_holds_as_text_is_refused_until_one_full_refresh(
 
 
 def _add_numbered(schema: PostgresSchema, first: int, last: int) -> None:
-    """People ``first`` to ``last``: their ``seq`` (numeric) and email."""
+    """People ``first`` to ``last``: their ``seq`` (numeric) and email (the table made by
+    the first call)."""
+    schema.execute("CREATE TABLE IF NOT EXISTS {schema}.people (seq numeric(12, 0), email text)")
     schema.execute(
         "INSERT INTO {schema}.people SELECT i, 'n' || i || '@example.com' "
         f"FROM generate_series({first}, {last}) i"
+    )
+
+
+def _numbered_sync(sync_env: SyncEnv, schema: PostgresSchema, seq: str) -> Path:
+    """A sync file of the numbered people, selecting ``seq`` as the cursor ``seq``."""
+    return sync_env.write(
+        "pg.toml",
+        f'name = "pgq"\n[source]\nkind = "sql"\nurl = "{schema.url}"\n'
+        f'query = "SELECT {seq}, email FROM {schema.name}.people"\ncursor = "seq"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
     )

@@ -91,22 +91,12 @@ def test_parquet_files_whose_columns_differ_are_read_with_every_files_columns(
     sync_env: SyncEnv,
 ) -> None:
     # A later export adds a mapped column and widens another (int64, then double).
-    exports = sync_env.workdir / "exports"
-    exports.mkdir()
     first = pa.table({"email": ["a@example.com"], "seats": pa.array([3], pa.int64())})
-    later = pa.table(
-        {"email": ["b@example.com"], "seats": [2.5], "plan": ["pro"]},
-    )
-    pq.write_table(first, exports / "1.parquet")
-    pq.write_table(later, exports / "2.parquet")
+    later = pa.table({"email": ["b@example.com"], "seats": [2.5], "plan": ["pro"]})
     seats = sync_env.emulator.add_custom_field("seats", "Number")
     plan = sync_env.emulator.add_custom_field("plan", "Text")
-    sync_file = sync_env.write(
-        "exports.toml",
-        'name = "exports"\n[source]\nkind = "parquet"\npath = "exports/*.parquet"\n'
-        '[destination.sendgrid.mapping]\nemail = "email"\n'
-        'custom_fields = { seats = "seats", plan = "plan" }\n',
-    )
+    mapped = 'custom_fields = { seats = "seats", plan = "plan" }\n'
+    sync_file = _parquet_exports(sync_env, [first, later], mapped)
 
     result = sync_env.run(sync_file, "--json")
 
@@ -121,8 +111,6 @@ def test_parquet_files_that_encode_a_column_differently_are_read_as_before(
 ) -> None:
     # One export dictionary-encodes a text column and writes times with a zone; the next
     # writes plain text and naive times. No type holds both: the first file's is kept.
-    exports = sync_env.workdir / "exports"
-    exports.mkdir()
     at = pa.array([0], pa.timestamp("us", tz="UTC"))
     first = pa.table(
         {"email": ["a@example.com"], "segment": pa.array(["x"]).dictionary_encode(), "at": at}
@@ -130,18 +118,26 @@ def test_parquet_files_that_encode_a_column_differently_are_read_as_before(
     later = pa.table(
         {"email": ["b@example.com"], "segment": ["y"], "at": pa.array([0], pa.timestamp("us"))}
     )
-    pq.write_table(first, exports / "1.parquet")
-    pq.write_table(later, exports / "2.parquet")
-    sync_file = sync_env.write(
-        "exports.toml",
-        'name = "exports"\n[source]\nkind = "parquet"\npath = "exports/*.parquet"\n'
-        '[destination.sendgrid.mapping]\nemail = "email"\n',
-    )
+    sync_file = _parquet_exports(sync_env, [first, later])
 
     result = sync_env.run(sync_file, "--json")
 
     assert result.code == 0, result.err
     assert result.json()["totals"]["new"] == 2
+
+
+def _parquet_exports(sync_env: SyncEnv, files: list[pa.Table], mapped: str = "") -> Path:
+    """``files`` as exports/1.parquet, 2.parquet...; a sync file of them all, mapping email
+    and the ``mapped`` lines."""
+    exports = sync_env.workdir / "exports"
+    exports.mkdir()
+    for number, table in enumerate(files, start=1):
+        pq.write_table(table, exports / f"{number}.parquet")
+    return sync_env.write(
+        "exports.toml",
+        'name = "exports"\n[source]\nkind = "parquet"\npath = "exports/*.parquet"\n'
+        f'[destination.sendgrid.mapping]\nemail = "email"\n{mapped}',
+    )
 
 
 def test_a_cursor_extracts_only_rows_updated_since_the_last_run(sync_env: SyncEnv) -> None:
