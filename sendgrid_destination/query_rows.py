@@ -104,11 +104,18 @@ class QueryRows:
 # of ValueError and TypeError) and plain ones, e.g. ValueError for a float NaN among dates.
 _UNCONVERTIBLE = (ValueError, TypeError, OverflowError)
 
+# Values a column holds as text (module doc), wherever they come in the deciding chunk.
+_TEXT_KINDS = (dict, list, tuple, Decimal, uuid.UUID, str)
+
 
 def _type_of(first: Any, values: list[Any]) -> pa.DataType:
     """The column's type, from its first value (and pyarrow's reading of the chunk)."""
-    if isinstance(first, dict | list | tuple | Decimal | uuid.UUID | str | bytes):
-        return pa.binary() if isinstance(first, bytes) else pa.string()
+    if isinstance(first, bytes):
+        return pa.binary()
+    # Such a value anywhere in the chunk makes the column text: pyarrow would read 0 and
+    # Decimal("0.00") as decimal128(2, 2), a precision the next chunk's decimals break.
+    if any(isinstance(v, _TEXT_KINDS) for v in values):
+        return pa.string()
     ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
     if any(not _INT64[0] <= v <= _INT64[1] for v in ints):
         return pa.string()  # beyond 64 bits: the digits, as text

@@ -33,6 +33,8 @@ _VALUES = st.one_of(
 # A float NaN among dates: pyarrow raised a plain ValueError, which stopped the extraction.
 @example([[(None, datetime.date(2000, 1, 1)), (None, float("nan"))]])
 @example([[(datetime.date(2000, 1, 1), 1)], [(float("nan"), 2)]])
+# An int then a Decimal: pyarrow typed the column decimal128(2, 2), broken by the next chunk.
+@example([[(None, 0), (None, Decimal("0.00"))], [(None, 0.0)]])
 def test_any_values_convert_with_one_type_per_column_or_stop_naming_the_column(
     chunks: list[list[tuple[Any, Any]]],
 ) -> None:
@@ -41,7 +43,7 @@ def test_any_values_convert_with_one_type_per_column_or_stop_naming_the_column(
     try:
         tables.extend(rows.tables(chunks))
     except SyncFileError as exc:  # a later chunk broke the type its first values decided
-        assert re.match(r"Column '[ab]' of the query holds \S+ values in its first", str(exc))
+        assert re.match(r"Column '[ab]' of the query holds .+ values in its first", str(exc))
         assert "CAST(" in str(exc)
     seen: dict[str, pa.DataType] = {}
     for chunk, table in zip(chunks, tables, strict=False):
