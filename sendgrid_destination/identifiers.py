@@ -8,7 +8,9 @@ identifiers and gives:
 
 * ``contact_key``: the key the contact is tracked by (stable when a row reaches it through
   another identifier, e.g. the same ``external_id`` and no email); a row matching several
-  contacts keeps its own (it is refused, and must not stand for any of them);
+  contacts (``ambiguous``) is refused and stands for none of them: it takes no part in
+  "last row wins", and every contact it matches is kept from deletion (``Plan``); its key,
+  that of the contact its first identifier matches, only names it in its reject;
 * ``fill_<identifier>``: an identifier the contact has and the row leaves empty, taken from
   the state (``fill_missing_identifiers = true``, the default; when false the row is refused,
   naming the identifier);
@@ -48,7 +50,7 @@ class IdentifierPolicy:
         )
         return (
             f"SELECT * EXCLUDE ({dropped}), {_tracked_key()} AS contact_key, "
-            f"ok AND id_problem IS NULL AS ok, {fills} FROM (SELECT *, "
+            f"ok AND id_problem IS NULL AS ok, matches > 1 AS ambiguous, {fills} FROM (SELECT *, "
             f"CASE WHEN ok THEN {_first(problems, 1)} END AS id_problem, "
             f"CASE WHEN ok THEN {_first(problems, 2)} END AS id_column "
             f"FROM {ident(matched)})"
@@ -90,10 +92,9 @@ class IdentifierPolicy:
 
 def _tracked_key() -> str:
     """A row takes the key of the contact it matches. A row matching several (one carries
-    another contact's identifier: a data error) is refused, and its ``known_key`` is its own
-    contact's, the one its first identifier matches (``StateStore.own_keys_sql``), or none:
-    taking another's made it a later row of that contact, which superseded the contact's true
-    row, and left its own contact absent from the load, so a mirror deleted it."""
+    another contact's identifier: a data error) is refused; its ``known_key`` is the one its
+    first identifier matches (``StateStore.own_keys_sql``), or none. Whichever it is, the
+    row may be another contact's, so it must not decide for it: see the module doc."""
     return "coalesce(known_key, contact_key)"
 
 

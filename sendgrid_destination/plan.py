@@ -91,6 +91,8 @@ class PlanStore(Protocol):
 
     def own_keys_sql(self, relation: str) -> str: ...
 
+    def shared_keys_sql(self, relation: str, mapped: Sequence[str] = ...) -> str: ...
+
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
     ) -> pa.Array: ...
@@ -140,6 +142,9 @@ class Plan:
         self._store = store
         # Shown each contact's last row (``contact_key``, ``flagged``) in the workspace.
         self._on_last_rows = on_last_rows
+        # The checked rows that stand for their contact key (``_resolve_identifiers``).
+        self._standing = _CHECKED
+        self._shared_keys = False  # whether ``sg_shared_keys`` holds keys
         # Resolving rows against the identifiers SendGrid holds, when ``sql`` is compiled
         # for it (several identifiers in play).
         self._identifiers = identifiers if sql.identities else None
@@ -192,7 +197,7 @@ class Plan:
         if self._identifiers is not None:
             self._resolve_identifiers(self._identifiers)
         # A contact deferred by an earlier run that has a row in this load: the row decides.
-        self._cur.execute(*self._store.forget_deferred_sql(_CHECKED, self._stream)).fetchall()
+        self._cur.execute(*self._store.forget_deferred_sql(self._standing, self._stream)).fetchall()
         superseded = self._find_duplicates()
         flagged = self._keep_last_rows(
             "c.row_number, c.contact_key, c.fingerprint" if quick else self._kept_columns()
@@ -222,17 +227,27 @@ class Plan:
 
     def _keep_last_rows(self, kept: str) -> int:
         """``sg_last``: the ``kept`` columns of each contact key's last row, unless the
-        hard-delete column flags it; returns how many it flags."""
+        hard-delete column flags it; returns how many it flags. A row matching several
+        contacts is kept beside them, never flagged: it is refused, standing for none."""
         cur = self._cur
+        ambiguous = "c.ambiguous" if self._identifiers is not None else "false"
         cur.execute(
-            f"CREATE OR REPLACE TEMP VIEW sg_final AS SELECT {kept}, c.flagged "
+            f"CREATE OR REPLACE TEMP VIEW sg_final AS SELECT {kept}, "
+            f"c.flagged AND NOT {ambiguous} AS flagged "
             f"FROM {_CHECKED} c LEFT JOIN {_DUPLICATES} d ON d.contact_key = c.contact_key "
-            "WHERE d.last_row IS NULL OR c.row_number = d.last_row"
+            f"WHERE d.last_row IS NULL OR c.row_number = d.last_row OR {ambiguous}"
         ).fetchall()
         # A contact whose last row the hard-delete column flags is neither sent nor refused:
         # it is deleted (``deletions``), like one whose row left a mirrored table.
         if self._on_last_rows is not None:
-            self._on_last_rows(cur, "sg_final")
+            present = "sg_final"
+            if self._shared_keys:  # contacts an ambiguous row matches count as present
+                present = "sg_present"
+                cur.execute(
+                    "CREATE OR REPLACE TEMP VIEW sg_present AS SELECT contact_key, flagged "
+                    "FROM sg_final UNION ALL SELECT contact_key, false FROM sg_shared_keys"
+                ).fetchall()
+            self._on_last_rows(cur, present)
         ((flagged,),) = cur.execute("SELECT count(*) FROM sg_final WHERE flagged").fetchall()
         cur.execute(
             "CREATE OR REPLACE TEMP VIEW sg_last AS SELECT * EXCLUDE (flagged) FROM sg_final "
@@ -259,8 +274,8 @@ class Plan:
                 f"SELECT count(*) FROM ({changes}) WHERE unchanged AND this_run", params
             ).fetchall()
         cur.execute(
-            f"DROP VIEW sg_last; DROP VIEW sg_final; DROP TABLE {_CHECKED}; "
-            f"DROP TABLE {_DUPLICATES}"
+            "DROP VIEW sg_last; DROP VIEW IF EXISTS sg_present; DROP VIEW sg_final; "
+            f"DROP VIEW IF EXISTS sg_standing; DROP TABLE {_CHECKED}; DROP TABLE {_DUPLICATES}"
         ).fetchall()
         return int(sent_earlier)
 
@@ -315,18 +330,28 @@ class Plan:
         ).fetchall()
         if ambiguous:  # rare (a data error): each such row keeps its own contact's key
             self._cur.execute(self._store.own_keys_sql("sg_matched")).fetchall()
+            shared = self._store.shared_keys_sql("sg_matched", list(policy.columns))
+            self._cur.execute(f"CREATE OR REPLACE TEMP TABLE sg_shared_keys AS {shared}").fetchall()
+            self._exit.callback(self._cur.execute, "DROP TABLE IF EXISTS sg_shared_keys")
+            self._shared_keys = True
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_resolved AS {policy.resolve_sql('sg_matched')}"
         ).fetchall()
         self._cur.execute(
             f"DROP TABLE sg_matched; DROP TABLE {_CHECKED}; "
-            f"ALTER TABLE sg_resolved RENAME TO {_CHECKED}"
+            f"ALTER TABLE sg_resolved RENAME TO {_CHECKED}; "
+            f"CREATE OR REPLACE TEMP VIEW sg_standing AS SELECT * FROM {_CHECKED} "
+            "WHERE NOT ambiguous"
         ).fetchall()
+        self._standing = "sg_standing"
+        self._exit.callback(self._cur.execute, "DROP VIEW IF EXISTS sg_standing")
 
     def _find_duplicates(self) -> int:
-        """Keep each duplicated key's last row number; return how many rows they supersede."""
+        """Keep each duplicated key's last row number; return how many rows they supersede.
+        A row matching several contacts takes no part: it supersedes none, nor is
+        superseded (its key is one of theirs, for its reject)."""
         self._cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS {duplicate_keys(_CHECKED)}"
+            f"CREATE OR REPLACE TEMP TABLE {_DUPLICATES} AS {duplicate_keys(self._standing)}"
         ).fetchall()
         ((superseded,),) = self._cur.execute(
             f"SELECT coalesce(sum(n - 1), 0) FROM {_DUPLICATES}"

@@ -111,6 +111,24 @@ class SentLists:
     dropped: int = 0  # lists their previous send put them in, no longer theirs: queued
 
 
+def _matches_sql(quoted: str, mapped: Sequence[str]) -> str:
+    """Over ``quoted`` (``row_number``, ``i_<identifier>``): each row's number and the key of
+    each contact known to the state that one of its identifiers matches (distinct)."""
+    several = [
+        f"SELECT r.row_number, i.contact_key FROM {quoted} r JOIN identities i ON i.{n} = r.i_{n}"
+        for n in IDENTIFIERS
+    ]
+    single = [
+        f"SELECT r.row_number, '{n}:' || r.i_{n} AS contact_key FROM {quoted} r "
+        f"WHERE r.i_{n} IS NOT NULL AND '{n}:' || r.i_{n} IN "
+        "(SELECT contact_key FROM contacts) "
+        f"AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.{n} = r.i_{n})"
+        for n in IDENTIFIERS
+        if n in mapped
+    ]
+    return " UNION ".join(several + single)
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     # The state's tables live in DuckDB's buffer pool, which spills to disk beyond the cap:
     # memory stays flat however many contacts the account holds.
@@ -486,31 +504,28 @@ class StateStore:
         an email beside the external_id its contact was created with, stays that contact:
         mirror mode would otherwise delete it as gone."""
         quoted = '"' + relation.replace('"', '""') + '"'
-        names = IDENTIFIERS
         # Narrow first (row number and contact key of each match, distinct), the identifiers
         # of the one contact matched joined after: a wide union and a count(DISTINCT) ran
         # out of the state's memory cap at 1M rows and 1M known contacts.
-        several = [
-            f"SELECT r.row_number, i.contact_key FROM {quoted} r "
-            f"JOIN identities i ON i.{n} = r.i_{n}"
-            for n in names
-        ]
-        single = [
-            f"SELECT r.row_number, '{n}:' || r.i_{n} AS contact_key FROM {quoted} r "
-            f"WHERE r.i_{n} IS NOT NULL AND '{n}:' || r.i_{n} IN "
-            "(SELECT contact_key FROM contacts) "
-            f"AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.{n} = r.i_{n})"
-            for n in names
-            if n in mapped
-        ]
         return (
-            f"SELECT r.*, m.known_key, {', '.join(f'k.{n} AS k_{n}' for n in names)}, "
+            f"SELECT r.*, m.known_key, {', '.join(f'k.{n} AS k_{n}' for n in IDENTIFIERS)}, "
             "coalesce(m.matches, 0) AS matches FROM "
             f"{quoted} r LEFT JOIN (SELECT row_number, min(contact_key) AS known_key, "
-            f"count(*) AS matches FROM ({' UNION '.join(several + single)}) "
+            f"count(*) AS matches FROM ({_matches_sql(quoted, mapped)}) "
             "GROUP BY row_number) m ON m.row_number = r.row_number "
             "LEFT JOIN identities k ON k.contact_key = m.known_key",
             [],
+        )
+
+    def shared_keys_sql(self, relation: str, mapped: Sequence[str] = IDENTIFIERS) -> str:
+        """Over ``relation`` (``identities_sql``'s result): the key of every contact that a
+        row matching several contacts (``matches`` over 1) matches. Such a row is refused and
+        stands for none of them, yet may be the only row of any: each is kept from deletion
+        as present in the load (which of them the row meant, only its author knows)."""
+        quoted = '"' + relation.replace('"', '""') + '"'
+        return (
+            f"SELECT DISTINCT contact_key FROM ({_matches_sql(quoted, mapped)}) "
+            f"WHERE row_number IN (SELECT row_number FROM {quoted} WHERE matches > 1)"
         )
 
     def own_keys_sql(self, relation: str) -> str:
