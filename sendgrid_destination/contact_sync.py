@@ -222,8 +222,8 @@ class ContactSync:
         self._wait_for(self.store.pending_jobs())
         self._removals.settle(self._deadline)
         # Within one load a key occurs once (last row wins), so only jobs still pending now
-        # (upserts, removals of this table, deletions of any) can bear on a contact.
-        return bool(self.store.pending_jobs() or self.store.removals.in_flight(self.stream))
+        # (upserts, removals of any table) can bear on a contact.
+        return bool(self.store.pending_jobs() or self.store.removals.any_in_flight())
 
     def _check_drift(self, setup: _Setup, rows: SourceRows) -> ColumnStats:
         """Stop on a mapped column that stopped arriving; note type changes (see drift)."""

@@ -98,9 +98,10 @@ class Removals:
     _sent_jobs: list[str] = field(default_factory=list, init=False)
     _unrecorded: list[pa.Table] = field(default_factory=list, init=False)  # SENT_REMOVALS
     _ended: list[EndedJob] = field(default_factory=list, init=False)  # not recorded yet
-    # Deletions in flight that other tables sent (``settle`` follows them): job -> table.
-    _theirs: dict[str, str] = field(default_factory=dict, init=False)
-    _theirs_ended: dict[str, Counter[str]] = field(default_factory=dict, init=False)
+    # Removals in flight that other tables sent (``settle`` follows them): job -> (table,
+    # kind of job), and the statuses of those that ended, by (table, kind).
+    _theirs: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
+    _theirs_ended: dict[tuple[str, str], Counter[str]] = field(default_factory=dict, init=False)
 
     @property
     def _ledger(self) -> RemovalLedger:
@@ -129,15 +130,15 @@ class Removals:
             )
 
     def settle(self, deadline: float) -> None:
-        """Follow the removal jobs earlier loads left pending (before anything is decided):
-        the table's own, and any table's deletions (an upsert of a contact waits for them).
+        """Follow the removal jobs earlier loads left pending (before anything is decided),
+        of every table: an upsert of a contact waits for any removal of it in flight.
         Another table's jobs are counted in a note, not in this table's ``removal_jobs``."""
         self._theirs = self._ledger.sent_by_other_tables(self.stream)
         try:
-            self._follow(self._ledger.in_flight(self.stream), deadline)
+            self._follow(self._ledger.in_flight(), deadline)
         finally:
-            for table, statuses in sorted(self._theirs_ended.items()):
-                self.tally.followed_elsewhere("deletion", table, statuses)
+            for (table, kind), statuses in sorted(self._theirs_ended.items()):
+                self.tally.followed_elsewhere(kind, table, statuses)
             self._theirs, self._theirs_ended = {}, {}
 
     def prepare(self) -> None:

@@ -55,11 +55,10 @@ _DROP_MISSED = (
     f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND "
     "contact_key IN (SELECT contact_key FROM {keys})"
 )
-# The removals in flight that bear on a table's contacts (the parameter: the table): its own,
-# and any table's deletions, since a deletion takes the contact out of the account; an upsert
-# of the contact must wait for their jobs (SendGrid keeps no order between jobs: a deletion
-# landing after the upsert undid it, for good).
-BEARING = "(stream = ? OR action = 'delete')"
+# Every removal in flight bears on an upsert of its contact, whichever table sent it: a
+# deletion takes the contact out of the account, a list removal takes it out of a list the
+# upsert may name (another table's row, say). SendGrid keeps no order between jobs: a removal
+# landing after the upsert undid it, for good. So the upsert waits for the removal's job.
 
 
 @dataclass(frozen=True)
@@ -227,25 +226,28 @@ class RemovalLedger:
                 [stream, run_id],
             )
 
-    def in_flight(self, stream: str | None = None) -> list[str]:
-        """The jobs of DELETEs sent and not yet ended: all, or those bearing on a table's
-        contacts (``BEARING``: its own, and any table's deletions)."""
-        where, params = (f"AND {BEARING}", [stream]) if stream is not None else ("", [])
+    def in_flight(self) -> list[str]:
+        """The jobs of DELETEs sent and not yet ended, of every table (each bears on an
+        upsert of its contacts, see above), oldest first."""
         rows = self._con.execute(
-            f"SELECT job_id FROM removals WHERE status = '{SENT}' {where} "
-            "GROUP BY job_id ORDER BY min(queued_at), job_id",
-            params,
+            f"SELECT job_id FROM removals WHERE status = '{SENT}' "
+            "GROUP BY job_id ORDER BY min(queued_at), job_id"
         ).fetchall()
         return [str(r[0]) for r in rows]
 
-    def sent_by_other_tables(self, stream: str) -> dict[str, str]:
-        """Of the jobs ``in_flight(stream)`` returns, those another table sent: job -> table."""
+    def any_in_flight(self) -> bool:
+        rows = self._con.execute(f"SELECT count(*) FROM removals WHERE status = '{SENT}'")
+        return bool(rows.fetchall()[0][0])
+
+    def sent_by_other_tables(self, stream: str) -> dict[str, tuple[str, str]]:
+        """Of the jobs ``in_flight()`` returns, those another table sent: job -> (table,
+        ``deletion`` or ``list removal``)."""
         rows = self._con.execute(
-            f"SELECT job_id, any_value(stream) FROM removals WHERE status = '{SENT}' "
-            "AND stream <> ? AND action = 'delete' GROUP BY job_id",
+            "SELECT job_id, any_value(stream), bool_or(action = 'delete') FROM removals "
+            f"WHERE status = '{SENT}' AND stream <> ? GROUP BY job_id",
             [stream],
         ).fetchall()
-        return {str(j): str(s) for j, s in rows}
+        return {str(j): (str(s), "deletion" if d else "list removal") for j, s, d in rows}
 
     def job_size(self, job_id: str) -> tuple[str, int]:
         """A removal job's action and how many contacts (or memberships) it carried."""

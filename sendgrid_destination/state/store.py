@@ -45,7 +45,8 @@ from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state import recovery
 from sendgrid_destination.state.duck import transaction, utc_cursor
 from sendgrid_destination.state.lock import file_lock
-from sendgrid_destination.state.removals import BEARING, RemovalLedger, ids_sql
+from sendgrid_destination.state.removals import SENT as REMOVAL_SENT
+from sendgrid_destination.state.removals import RemovalLedger, ids_sql
 from sendgrid_destination.state.schema import COUNTING, RESEND, ContactStatus, migrate
 from sendgrid_destination.state.spool import MERGE_ROWS, SPOOLED, Spool
 
@@ -349,13 +350,13 @@ class StateStore:
                 f"WHERE status = '{ContactStatus.SENT}' AND stream <> ?)"
             )
             params.append(stream)
-        if self._removals_in_flight(stream):
-            # A removal job not yet ended must not land after a newer upsert of the contact.
+        if self.removals.any_in_flight():
+            # A removal job not yet ended, of any table, must not land after a newer upsert
+            # of the contact (``state.removals``).
             pending += (
                 " OR c.contact_key IN (SELECT contact_key FROM removals "
-                f"WHERE status = 'sent' AND {BEARING})"
+                f"WHERE status = '{REMOVAL_SENT}')"
             )
-            params.append(stream)
         params.append(run_id)
         # A row a 400 refused for good, unchanged since (rare: joined only when any is kept);
         # not this run's own refusal: an attempt dlt retries sends it again, counted once.
@@ -418,12 +419,6 @@ class StateStore:
         rows = self._rows(
             "SELECT count(*) FROM jobs WHERE status = 'pending' AND stream <> ?", [stream]
         )
-        return bool(rows[0][0])
-
-    def _removals_in_flight(self, stream: str) -> bool:
-        rows = self.con.execute(
-            f"SELECT count(*) FROM removals WHERE status = 'sent' AND {BEARING}", [stream]
-        ).fetchall()
         return bool(rows[0][0])
 
     def sent_in_run(self, run_id: str) -> bool:

@@ -131,6 +131,41 @@ def test_a_list_one_table_stops_naming_stays_while_another_tables_row_still_name
     assert lists_of(emulator, "user0@example.com") == set()
 
 
+@pytest.mark.parametrize("job_order", ["fifo", "reverse"])
+def test_another_tables_upsert_into_a_list_waits_for_a_removal_from_it_in_flight(
+    clock, tmp_path, run, job_order
+) -> None:
+    # user0 leaves table a (membership): a takes it out of VIP and stops waiting before
+    # SendGrid ends the job. Table b's row then puts user0 in VIP. SendGrid keeps no order
+    # between jobs: a removal landing after b's upsert took user0 out of VIP for good (b's
+    # state said it was in, so no rerun sent it again).
+    state = tmp_path / "state" / "sg.duckdb"
+    wait = {"mapping": MAPPING, "job_wait_timeout": 1_000}
+    a = {**wait, "lists": ["VIP"], "mode": "membership", "max_delete_fraction": 0.5}
+    with Emulator(
+        api_key="SG.test-e2e-key", clock=clock, job_delay_seconds=100, job_order=job_order
+    ) as emu:
+        vip = emu.add_list("VIP")
+        run(people([None] * 3), destination_for(emu, state, **a), name="a")
+        short = {"job_wait_timeout": 10}
+        run(people([None] * 2, start=1), destination_for(emu, state, **{**a, **short}), name="a")
+        with StateStore.open(state, read_only=True) as store:
+            assert store.removals.counts() == {"sent unlist": 1}
+        b = {**wait, "list_column": "segments"}
+
+        # b does not wait for its own job either: SendGrid may run the two in any order.
+        first = run(people([["VIP"]]), destination_for(emu, state, **{**b, **short}), name="b")
+        emu.process_jobs()
+        again = run(people([["VIP"]]), destination_for(emu, state, **b), name="b")
+
+        assert lists_of(emu, "user0@example.com") == {vip}
+        summary = run_summary(state, first, "b")
+        assert (summary["deferred"], summary["requests"]) == (1, 0)  # held back
+        summary = run_summary(state, again, "b")
+        assert (summary["new"], summary["removal_jobs"]) == (1, {})
+        assert any("1 list removal job(s) of table 'a'" in n for n in summary["notes"])
+
+
 def test_a_list_dropped_from_the_settings_is_left_by_the_contacts_the_sync_put_there(
     emulator, destination, run, state_path
 ) -> None:
