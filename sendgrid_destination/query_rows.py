@@ -131,7 +131,11 @@ def _cursor_type(first: Any, values: list[Any]) -> pa.DataType:
     numbers = [v for v in values if v is not None]
     if not all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in numbers):
         return _type_of(first, values)
-    whole = all(v == v.to_integral_value() if isinstance(v, Decimal) else True for v in numbers)
+    # Decimal("Infinity") equals its integral value, and int() of it overflows: a float.
+    whole = all(
+        v.is_finite() and v == v.to_integral_value() if isinstance(v, Decimal) else True
+        for v in numbers
+    )
     fits = all(_INT64[0] <= int(v) <= _INT64[1] for v in numbers if whole)
     return pa.int64() if whole and fits else pa.float64()
 

@@ -38,6 +38,7 @@ from dlt.extract.resource import DltResource
 
 from sendgrid_destination.errors import SyncFileError
 from sendgrid_destination.query_rows import QueryRows
+from sendgrid_destination.redaction import redact
 from sendgrid_destination.sync_file import SourceSpec
 
 BATCH_ROWS = 50_000
@@ -120,35 +121,76 @@ def _parquet_resource(spec: SourceSpec) -> DltResource:
             raise SyncFileError(f"No parquet files match source.path = {path!r}.")
         try:
             dataset = ds.dataset(files, schema=_parquet_schema(files), format="parquet")
-        except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise SyncFileError(f"Cannot read the parquet source {path!r}: {exc}") from None
-        batches = (b for b in dataset.to_batches(batch_size=BATCH_ROWS) if b.num_rows)
-        yield from _at_least_one(batches, dataset.schema.empty_table, spec.cursor)
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(path, exc) from None
+        yield from _at_least_one(_scan(dataset, path), dataset.schema.empty_table, spec.cursor)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def _scan(dataset: Any, path: str) -> Iterator[pa.RecordBatch]:
+    try:
+        for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+            if batch.num_rows:
+                yield batch
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str, exc: Exception) -> SyncFileError:
+    # Arrow's messages may quote a value (a failed cast): redacted.
+    return SyncFileError(f"Cannot read the parquet source {path!r}: {redact(str(exc))}")
 
 
 def _parquet_schema(files: list[str]) -> pa.Schema:
     """Every file's columns, not the first file's alone: a column a later file adds is read
     (null in the earlier ones), and a type one file widens (int64, then double) is widened
-    where Arrow can; otherwise the first file's type holds and the scan casts the others to
-    it, as it always did (a dictionary column counts as its values' type)."""
+    where Arrow can (a dictionary column counts as its values' type); times whose zones differ
+    take the first file's zone. Other types that do not widen into one another (text in one
+    file, numbers in another) are read as text: casting to the first file's type turned
+    "02134" into 2134 silently. Others (a list beside a number) stop the run, naming the
+    column and the two files."""
     import pyarrow.parquet as pq
 
     fields: dict[str, pa.Field] = {}
+    first_seen: dict[str, str] = {}
     for path in files:
         for field in pq.read_schema(path):
             if pa.types.is_dictionary(field.type):
                 field = field.with_type(field.type.value_type)
             known = fields.setdefault(field.name, field)
+            first_seen.setdefault(field.name, path)
             if known is field:
                 continue
             try:
                 both = [pa.schema([known]), pa.schema([field])]
                 fields[field.name] = pa.unify_schemas(both, promote_options="permissive")[0]
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                pass  # the first file's type, as before
+                if pa.types.is_timestamp(known.type) and pa.types.is_timestamp(field.type):
+                    continue  # zones differ: the first file's, the same instants
+                if not (_as_text(known.type) and _as_text(field.type)):
+                    raise SyncFileError(
+                        f"Column {field.name!r} is {known.type} in {first_seen[field.name]!r} "
+                        f"and {field.type} in {path!r}, which cannot be read as one type: "
+                        "make the parquet files agree on it."
+                    ) from None
+                fields[field.name] = known.with_type(pa.string())
     return pa.schema(list(fields.values()))
+
+
+def _as_text(kind: pa.DataType) -> bool:
+    """Whether Arrow casts every value of ``kind`` to text (binary may not be UTF-8)."""
+    t = pa.types
+    return bool(
+        t.is_integer(kind)
+        or t.is_floating(kind)
+        or t.is_decimal(kind)
+        or t.is_boolean(kind)
+        or t.is_string(kind)
+        or t.is_large_string(kind)
+        or t.is_temporal(kind)
+        or t.is_null(kind)
+    )
 
 
 def _sql_table_resource(spec: SourceSpec) -> DltResource:

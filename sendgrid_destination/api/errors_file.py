@@ -24,11 +24,11 @@ from __future__ import annotations
 import csv
 import io
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from sendgrid_destination.csv_fields import wide_fields
 from sendgrid_destination.errors import ErrorsFileUnreadableError
 
 # Column of the errors CSV -> the identifier it holds (the prefix of the contact key).
@@ -47,8 +47,6 @@ MAX_REASON_CHARS: Final = 1_000
 _NOT_CSV_TYPES: Final = ("text/html", "application/xhtml", "application/json", "xml")
 _NOT_CSV_STARTS: Final = ("<", "{", "[")
 _COLUMN_CHARS: Final = re.compile(r"[^0-9a-z]+")
-# csv.field_size_limit is process-wide: raised for one parse, restored after, under a lock.
-_FIELD_LIMIT_LOCK: Final = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -69,17 +67,13 @@ def read_rows(body: bytes, content_type: str | None = None) -> list[dict[str, st
     """The data rows under normalized column names; see the module doc for what raises."""
     text = body.decode("utf-8-sig", errors="replace")
     _refuse_what_is_not_csv(text, content_type)
-    with _FIELD_LIMIT_LOCK:
-        previous = csv.field_size_limit()
-        # Every field is shorter than the whole text; the csv default (131,072) raised on
-        # long cells and left the job pending forever.
-        csv.field_size_limit(max(previous, len(text) + 1))
+    # Every field is shorter than the whole text; the csv default (131,072) raised on long
+    # cells and left the job pending forever.
+    with wide_fields(len(text) + 1):
         try:
             parsed = list(csv.reader(io.StringIO(text)))
         except csv.Error as exc:
             raise _unreadable(f"the CSV parser refused it ({exc})") from None
-        finally:
-            csv.field_size_limit(previous)
     if not parsed:
         return []
     header = [_column(name) for name in parsed[0]]

@@ -236,7 +236,7 @@ def _count(value: Any) -> int:
     """A count as a number, or as text (``"3"``, ``"3.0"``); 0 when it is neither."""
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # JSON's Infinity is a float
         pass
     try:
         number = float(value)

@@ -10,8 +10,10 @@ Layout (moto's split): ``rules`` (SendGrid's rules, from the specs) / ``backend`
 ``store``, ``definitions``, ``import_jobs``, ``csv_import`` (state and jobs) / ``app``,
 ``handlers``, ``routes``, ``uploads``, ``errors``, ``http_types`` (HTTP) / ``faults`` /
 ``ratelimit`` / ``server`` (transport) / ``control`` (the control plane) / ``facade``
-(this API) / ``cli``. The emulator imports nothing from the destination package: it is
-the independent statement the destination is tested against.
+(this API) / ``cli``. The emulator imports nothing from the destination package but
+``csv_fields`` (no rule of SendGrid's: the one lock around Python's process-wide CSV cell
+limit, which both read under): it is the independent statement the destination is tested
+against.
 """
 
 from . import rules

@@ -28,11 +28,12 @@ import gzip
 import io
 import math
 import re
-import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from sendgrid_destination.csv_fields import wide_fields
 
 from .errors import BadRequest, InvalidInput
 from .rules import (
@@ -49,8 +50,7 @@ _READ_CHUNK = 1 << 20
 # Python's csv refuses a cell over 131,072 characters by default: a limit of this reader, not
 # one SendGrid documents, which failed a whole file over one value an upsert takes. A cell
 # may be as long as a contact (an upsert body's size). The limit is process-wide: raised for
-# each row read, and put back, under a lock.
-_FIELD_LIMIT_LOCK = threading.Lock()
+# each row read, and put back (``csv_fields``).
 
 
 @dataclass(frozen=True)
@@ -132,12 +132,8 @@ def _csv_rows(data: bytes, width: int) -> Iterator[list[str]]:
 
 
 def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
-    with _FIELD_LIMIT_LOCK:
-        previous = csv.field_size_limit(max(csv.field_size_limit(), MAX_REQUEST_BYTES))
-        try:
-            return next(reader, None)
-        finally:
-            csv.field_size_limit(previous)
+    with wide_fields(MAX_REQUEST_BYTES):
+        return next(reader, None)
 
 
 def _contact(row: list[str], columns: list[Column | None]) -> dict[str, Any] | RowError:

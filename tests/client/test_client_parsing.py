@@ -177,7 +177,10 @@ def test_an_import_job_without_results_has_zero_counts_and_keeps_the_raw_documen
 
 @pytest.mark.parametrize(
     ("sent", "read"),
-    [(3, 3), (3.0, 3), ("3", 3), ("3.0", 3), ("2.5", 0), ("many", 0), (None, 0), ("nan", 0)],
+    [
+        *[(3, 3), (3.0, 3), ("3", 3), ("3.0", 3), ("2.5", 0), ("many", 0), (None, 0)],
+        *[("nan", 0), (float("inf"), 0), ("-Infinity", 0), (float("nan"), 0)],
+    ],
 )
 def test_an_import_jobs_counts_are_read_as_numbers_or_as_text_and_anything_else_is_zero(
     sent: object, read: int

@@ -126,6 +126,40 @@ def test_parquet_files_that_encode_a_column_differently_are_read_as_before(
     assert result.json()["totals"]["new"] == 2
 
 
+def test_parquet_files_with_text_in_one_and_numbers_in_another_are_read_as_text(
+    sync_env: SyncEnv,
+) -> None:
+    # Cast to the first file's int64, "02134" became 2134 silently and "n/a" failed the run
+    # quoting the value.
+    first = pa.table({"email": ["a@example.com"], "zip": pa.array([2134], pa.int64())})
+    later = pa.table({"email": ["b@example.com", "c@example.com"], "zip": ["02134", "n/a"]})
+    zip_id = sync_env.emulator.add_custom_field("zip", "Text")
+    mapped = 'custom_fields = { zip = "zip" }\n'
+    sync_file = _parquet_exports(sync_env, [first, later], mapped)
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    sync_env.emulator.process_jobs()
+    held = {c["email"]: c["custom_fields"].get(zip_id) for c in sync_env.emulator.contacts()}
+    assert held == {"a@example.com": "2134", "b@example.com": "02134", "c@example.com": "n/a"}
+
+
+def test_parquet_files_whose_column_types_cannot_be_read_as_one_stop_naming_the_column(
+    sync_env: SyncEnv,
+) -> None:
+    first = pa.table({"email": ["a@example.com"], "tags": pa.array([7], pa.int64())})
+    later = pa.table({"email": ["b@example.com"], "tags": [["secret-value"]]})
+    sync_file = _parquet_exports(sync_env, [first, later])
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code != 0
+    assert "Column 'tags' is int64 in" in result.err and "2.parquet" in result.err
+    assert "secret-value" not in result.out + result.err
+    assert sync_env.emulator.contacts() == []
+
+
 def _parquet_exports(sync_env: SyncEnv, files: list[pa.Table], mapped: str = "") -> Path:
     """``files`` as exports/1.parquet, 2.parquet...; a sync file of them all, mapping email
     and the ``mapped`` lines."""

@@ -148,3 +148,11 @@ def test_a_numeric_cursor_stays_a_number_so_that_dlt_compares_it_as_one() -> Non
     assert big.schema.field("n").type == pa.float64()
     assert fraction.column("at").to_pylist() == [1.5, 2.0]
     assert QueryRows(["seq"]).table([(Decimal("9"),)]).schema.field("seq").type == pa.string()
+
+
+@pytest.mark.parametrize("value", [Decimal("Infinity"), Decimal("-Infinity"), Decimal("NaN")])
+def test_a_numeric_cursor_that_is_not_finite_is_a_float_not_a_crash(value: Decimal) -> None:
+    table = QueryRows(["seq"], cursor="seq").table([(Decimal("1"),), (value,)])
+
+    assert table.schema.field("seq").type == pa.float64()
+    assert str(table.column("seq")[1].as_py()) == str(float(value))
