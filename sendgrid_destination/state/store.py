@@ -192,6 +192,12 @@ class StateStore:
         # contacts carried a single identifier (nothing for ``identities``).
         self._legacy_status = True
         self._jobs_without_ids: set[str] = set()
+        # Saved statement per request (1-2 ms of ~8): the next request's seq, and the (table,
+        # run) pairs whose sends have no deferred contact, refusal by SendGrid or row refused
+        # for good to clear. Only this instance writes the file (its lock); each method that
+        # adds such a row empties the set (``_may_clear``).
+        self._next_seq: int | None = None
+        self._plain_sends: set[tuple[str, str]] = set()
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -396,6 +402,7 @@ class StateStore:
         that the same row waits for a change instead of being refused again by every run."""
         if refused.num_rows == 0:
             return
+        self._may_clear()
         with self.workspace() as cur, transaction(cur):
             cur.register(
                 "r", refused.select(["contact_key", "fingerprint", "reason", "content_hash"])
@@ -571,6 +578,7 @@ class StateStore:
     def defer(self, run_id: str, stream: str, contacts: pa.Table) -> None:
         """``contacts`` (``RENDERED``) are the stream's deferred contacts from now on: what is
         still to send once their blocking jobs end; accepted sends remove theirs."""
+        self._may_clear()
         with self.workspace() as cur, transaction(cur):
             cur.execute("DELETE FROM deferred WHERE stream = ?", [stream])
             if contacts.num_rows:
@@ -608,14 +616,7 @@ class StateStore:
         merged into ``contacts`` in bulk: the one method that leaves rows in the spool."""
         with utc_cursor(self._con) as cur:
             with transaction(cur):
-                seq, deferred, refusals, refused = cur.execute(
-                    "SELECT (SELECT coalesce(max(seq), 0) + 1 FROM requests), "
-                    "(SELECT count(*) FROM deferred WHERE stream = $stream), "
-                    "(SELECT count(*) FROM rejects WHERE run_id = $run "
-                    f"AND stage IN {_BY_SENDGRID}), "
-                    "(SELECT count(*) FROM refused WHERE stream = $stream)",
-                    {"stream": stream, "run": run_id},
-                ).fetchall()[0]
+                seq, deferred, refusals, refused = self._before_send(cur, run_id, stream)
                 cur.execute(
                     "INSERT INTO requests VALUES (?, ?, ?, ?, ?, now(), ?)",
                     [job_id, run_id, stream, contacts.num_rows, body_bytes, seq],
@@ -652,12 +653,36 @@ class StateStore:
                 cur.execute("INSERT INTO spooled VALUES (?)", [seq])
                 self._spool.write(int(seq), rows)
             self._spool.committed(rows.num_rows)
+        self._next_seq = int(seq) + 1
+        if not (deferred or refusals or refused):
+            self._plain_sends.add((stream, run_id))
         if rows["ids"].null_count == rows.num_rows:
             self._jobs_without_ids.add(job_id)
         recovery.write_journal(self.path, int(seq))
         if self._spool.rows >= MERGE_ROWS:
             self.con  # noqa: B018 (merges: the spool stays bounded on disk)
         return lists
+
+    def _before_send(
+        self, cur: duckdb.DuckDBPyConnection, run_id: str, stream: str
+    ) -> tuple[int, int, int, int]:
+        """The request's seq, and how many deferred contacts, refusals by SendGrid in this run
+        and rows refused for good the table has (which the send may clear)."""
+        if self._next_seq is not None and (stream, run_id) in self._plain_sends:
+            return self._next_seq, 0, 0, 0
+        row = cur.execute(
+            "SELECT (SELECT coalesce(max(seq), 0) + 1 FROM requests), "
+            "(SELECT count(*) FROM deferred WHERE stream = $stream), "
+            f"(SELECT count(*) FROM rejects WHERE run_id = $run AND stage IN {_BY_SENDGRID}), "
+            "(SELECT count(*) FROM refused WHERE stream = $stream)",
+            {"stream": stream, "run": run_id},
+        ).fetchall()[0]
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    def _may_clear(self) -> None:
+        """A deferred contact, refusal or row refused for good is being added: the next send
+        of every table counts them again."""
+        self._plain_sends.clear()
 
     def _recorded_rows(
         self,
@@ -811,6 +836,7 @@ class StateStore:
         (what a run's counters may add)."""
         if rejects.num_rows == 0:
             return rejects
+        self._may_clear()
         same = (
             "r.row_number IS NOT DISTINCT FROM rejects.row_number "
             "AND r.contact_key IS NOT DISTINCT FROM rejects.contact_key "
