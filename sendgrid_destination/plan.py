@@ -233,7 +233,7 @@ class Plan:
         ambiguous = "c.ambiguous" if self._identifiers is not None else "false"
         cur.execute(
             f"CREATE OR REPLACE TEMP VIEW sg_final AS SELECT {kept}, "
-            f"c.flagged AND NOT {ambiguous} AS flagged "
+            f"c.flagged AND NOT {ambiguous} AS flagged, {ambiguous} AS ambiguous "
             f"FROM {_CHECKED} c LEFT JOIN {_DUPLICATES} d ON d.contact_key = c.contact_key "
             f"WHERE d.last_row IS NULL OR c.row_number = d.last_row OR {ambiguous}"
         ).fetchall()
@@ -241,17 +241,20 @@ class Plan:
         # it is deleted (``deletions``), like one whose row left a mirrored table.
         if self._on_last_rows is not None:
             present = "sg_final"
-            if self._shared_keys:  # contacts an ambiguous row matches count as present
+            if self._shared_keys:
+                # Every contact an ambiguous row matches is present, flagged neither way (a
+                # null flag): its own row, if any, decides whether its flag deletes it.
                 present = "sg_present"
                 cur.execute(
-                    "CREATE OR REPLACE TEMP VIEW sg_present AS SELECT contact_key, flagged "
-                    "FROM sg_final UNION ALL SELECT contact_key, false FROM sg_shared_keys"
+                    "CREATE OR REPLACE TEMP VIEW sg_present AS SELECT contact_key, "
+                    "CASE WHEN NOT ambiguous THEN flagged END AS flagged FROM sg_final "
+                    "UNION ALL SELECT contact_key, NULL FROM sg_shared_keys"
                 ).fetchall()
             self._on_last_rows(cur, present)
         ((flagged,),) = cur.execute("SELECT count(*) FROM sg_final WHERE flagged").fetchall()
         cur.execute(
-            "CREATE OR REPLACE TEMP VIEW sg_last AS SELECT * EXCLUDE (flagged) FROM sg_final "
-            "WHERE NOT flagged"
+            "CREATE OR REPLACE TEMP VIEW sg_last AS SELECT * EXCLUDE (flagged, ambiguous) "
+            "FROM sg_final WHERE NOT flagged"
         ).fetchall()
         return int(flagged)
 

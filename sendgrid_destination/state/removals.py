@@ -96,7 +96,9 @@ class RemovalLedger:
         flagged_only: bool,
     ) -> None:
         """Keep the keys of ``relation`` (``contact_key``, ``flagged``: one job file's last
-        rows) for this run; keys of other runs of the table are stale (an aborted load)."""
+        rows) for this run; keys of other runs of the table are stale (an aborted load). A
+        null ``flagged`` is a contact present without a row of its own (one a refused row
+        matching several contacts matches): it is not gone, and its own rows' flags decide."""
         quoted = '"' + relation.replace('"', '""') + '"'
         cur.execute(
             "DELETE FROM load_keys WHERE stream = ? AND (run_id <> ? OR file_key = ?)",
@@ -354,7 +356,8 @@ class RemovalLedger:
         table, they are no longer to remove (a later leaving starts again from one miss)."""
         self._con.execute(
             f"DELETE FROM removals WHERE stream = ? AND status = '{MISSED}' AND contact_key IN "
-            "(SELECT contact_key FROM load_keys WHERE run_id = ? AND stream = ? AND NOT flagged)",
+            "(SELECT contact_key FROM load_keys WHERE run_id = ? AND stream = ? "
+            "GROUP BY contact_key HAVING NOT coalesce(bool_and(flagged), false))",
             [stream, run_id, stream],
         ).fetchall()
 
