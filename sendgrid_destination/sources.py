@@ -28,6 +28,7 @@ Dagster helpers wipe it) reads everything again, and the state skips what did no
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,6 +38,7 @@ import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from sendgrid_destination.errors import SyncFileError
+from sendgrid_destination.parquet_schema import parquet_schema
 from sendgrid_destination.query_rows import QueryRows
 from sendgrid_destination.redaction import redact
 from sendgrid_destination.sync_file import SourceSpec
@@ -109,6 +111,9 @@ def _from_cursor(
     return f"SELECT * FROM ({query}) AS q WHERE q.{_quoted(str(column))} >= {placeholder}", [last]
 
 
+_DIGITS = re.compile(r"\d{3,}")
+
+
 def _parquet_resource(spec: SourceSpec) -> DltResource:
     import pyarrow.dataset as ds
 
@@ -120,7 +125,8 @@ def _parquet_resource(spec: SourceSpec) -> DltResource:
         if not files:
             raise SyncFileError(f"No parquet files match source.path = {path!r}.")
         try:
-            dataset = ds.dataset(files, schema=_parquet_schema(files), format="parquet")
+            schema = parquet_schema(files, spec.cursor)
+            dataset = ds.dataset(files, schema=schema, format="parquet")
         except (OSError, pa.ArrowException) as exc:
             raise _unreadable(path, exc) from None
         yield from _at_least_one(_scan(dataset, path), dataset.schema.empty_table, spec.cursor)
@@ -138,58 +144,14 @@ def _scan(dataset: Any, path: str) -> Iterator[pa.RecordBatch]:
 
 
 def _unreadable(path: str, exc: Exception) -> SyncFileError:
-    # Arrow's messages may quote a value (a failed cast): redacted.
-    return SyncFileError(f"Cannot read the parquet source {path!r}: {redact(str(exc))}")
-
-
-def _parquet_schema(files: list[str]) -> pa.Schema:
-    """Every file's columns, not the first file's alone: a column a later file adds is read
-    (null in the earlier ones), and a type one file widens (int64, then double) is widened
-    where Arrow can (a dictionary column counts as its values' type); times whose zones differ
-    take the first file's zone. Other types that do not widen into one another (text in one
-    file, numbers in another) are read as text: casting to the first file's type turned
-    "02134" into 2134 silently. Others (a list beside a number) stop the run, naming the
-    column and the two files."""
-    import pyarrow.parquet as pq
-
-    fields: dict[str, pa.Field] = {}
-    first_seen: dict[str, str] = {}
-    for path in files:
-        for field in pq.read_schema(path):
-            if pa.types.is_dictionary(field.type):
-                field = field.with_type(field.type.value_type)
-            known = fields.setdefault(field.name, field)
-            first_seen.setdefault(field.name, path)
-            if known is field:
-                continue
-            try:
-                both = [pa.schema([known]), pa.schema([field])]
-                fields[field.name] = pa.unify_schemas(both, promote_options="permissive")[0]
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                if pa.types.is_timestamp(known.type) and pa.types.is_timestamp(field.type):
-                    continue  # zones differ: the first file's, the same instants
-                if not (_as_text(known.type) and _as_text(field.type)):
-                    raise SyncFileError(
-                        f"Column {field.name!r} is {known.type} in {first_seen[field.name]!r} "
-                        f"and {field.type} in {path!r}, which cannot be read as one type: "
-                        "make the parquet files agree on it."
-                    ) from None
-                fields[field.name] = known.with_type(pa.string())
-    return pa.schema(list(fields.values()))
-
-
-def _as_text(kind: pa.DataType) -> bool:
-    """Whether Arrow casts every value of ``kind`` to text (binary may not be UTF-8)."""
-    t = pa.types
-    return bool(
-        t.is_integer(kind)
-        or t.is_floating(kind)
-        or t.is_decimal(kind)
-        or t.is_boolean(kind)
-        or t.is_string(kind)
-        or t.is_large_string(kind)
-        or t.is_temporal(kind)
-        or t.is_null(kind)
+    # Arrow's messages may hold a value, mostly after their first colon, unquoted digits
+    # before it too ("Integer value 9007199254740993 not in range"): the part before the
+    # colon, redacted, without digit runs.
+    head = _DIGITS.sub("<redacted>", str(exc).split(":", 1)[0].strip())
+    what = redact(head) or type(exc).__name__
+    return SyncFileError(
+        f"Cannot read the parquet source {path!r} ({what}): check that every file is a "
+        "parquet file and that a column has one kind of values in all of them."
     )
 
 

@@ -155,14 +155,18 @@ def test_parquet_files_whose_column_types_cannot_be_read_as_one_stop_naming_the_
     result = sync_env.run(sync_file, "--json")
 
     assert result.code != 0
-    assert "Column 'tags' is int64 in" in result.err and "2.parquet" in result.err
+    assert "Column 'tags' is list<element: string> in 'exports/2.parquet' and int64 in" in (
+        result.err
+    )
     assert "secret-value" not in result.out + result.err
     assert sync_env.emulator.contacts() == []
 
 
-def _parquet_exports(sync_env: SyncEnv, files: list[pa.Table], mapped: str = "") -> Path:
-    """``files`` as exports/1.parquet, 2.parquet...; a sync file of them all, mapping email
-    and the ``mapped`` lines."""
+def _parquet_exports(
+    sync_env: SyncEnv, files: list[pa.Table], mapped: str = "", source: str = ""
+) -> Path:
+    """``files`` as exports/1.parquet, 2.parquet...; a sync file of them all (and the
+    ``source`` lines), mapping email and the ``mapped`` lines."""
     exports = sync_env.workdir / "exports"
     exports.mkdir()
     for number, table in enumerate(files, start=1):
@@ -170,7 +174,7 @@ def _parquet_exports(sync_env: SyncEnv, files: list[pa.Table], mapped: str = "")
     return sync_env.write(
         "exports.toml",
         'name = "exports"\n[source]\nkind = "parquet"\npath = "exports/*.parquet"\n'
-        f'[destination.sendgrid.mapping]\nemail = "email"\n{mapped}',
+        f'{source}[destination.sendgrid.mapping]\nemail = "email"\n{mapped}',
     )
 
 
