@@ -85,6 +85,22 @@ def contacts_table(n: int, *, start: int = 0, **columns: list[Any]) -> pa.Table:
     return pa.table(data)
 
 
+def flagged_contacts(primary_key: str) -> Any:
+    """A dlt resource ``contacts`` (merge on ``primary_key``) of the Arrow table it is given,
+    whose ``deleted`` column carries dlt's ``hard_delete`` hint."""
+
+    @dlt.resource(
+        name="contacts",
+        write_disposition="merge",
+        primary_key=primary_key,
+        columns={"deleted": {"data_type": "bool", "hard_delete": True}},
+    )
+    def contacts(data: pa.Table) -> Any:
+        yield data
+
+    return contacts
+
+
 def upserts(emulator: Emulator) -> list[Any]:
     return [r for r in emulator.requests if r.route == "PUT /v3/marketing/contacts"]
 

@@ -9,32 +9,32 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+import pytest
 
 from sendgrid_destination.dry_run import latest_plans
 from sendgrid_destination.emulator import Emulator
-from tests.e2e.conftest import API_KEY, destination_for, rejects_of, run_summary
+from tests.e2e.conftest import (
+    API_KEY,
+    destination_for,
+    flagged_contacts,
+    rejects_of,
+    run_summary,
+)
 from tests.e2e.test_identifier_rule import MAPPING, _rows
 
 
 def _flagged_run(clock: Any, tmp: Path, mode: str, second: pa.Table) -> tuple[set[str], dict]:
     """Four contacts (user<i>, E<i>) sent by a merge table with a hard-delete column in
-    ``mode``; then ``second`` (with ``gone``): the emails left in SendGrid, the summary."""
-
-    @dlt.resource(
-        name="contacts",
-        write_disposition="merge",
-        primary_key="crm_id",
-        columns={"gone": {"data_type": "bool", "hard_delete": True}},
-    )
-    def contacts(data: pa.Table) -> Any:
-        yield data
-
+    ``mode``; then ``second`` (with ``deleted``): the emails left in SendGrid, the summary."""
+    contacts = flagged_contacts("crm_id")
     state = tmp / mode / "sg.duckdb"
     with Emulator(api_key=API_KEY, clock=clock, job_polls_until_done=1) as emu:
         dest = destination_for(emu, state, mapping=MAPPING, mode=mode, max_delete_fraction=0.9)
         pipeline = dlt.pipeline(f"flags_{mode}", pipelines_dir=str(tmp / mode / "dlt"))
         rows = _rows(*[(f"user{i}@example.com", f"E{i}", f"First{i}") for i in range(4)])
-        pipeline.run(contacts(rows.append_column("gone", pa.array([False] * 4))), destination=dest)
+        pipeline.run(
+            contacts(rows.append_column("deleted", pa.array([False] * 4))), destination=dest
+        )
         info = pipeline.run(contacts(second), destination=dest)
         emu.process_jobs()
         return {c["email"] for c in emu.contacts()}, run_summary(state, info)
@@ -52,7 +52,7 @@ def test_a_contacts_own_flagged_row_decides_alike_in_mirror_and_merge_beside_an_
         ("user1@example.com", "E2", "Mixed"),
         ("user2@example.com", "E2", "First2"),
         ("user3@example.com", "E3", "First3"),
-    ).append_column("gone", pa.array([False, True, False, False, False]))
+    ).append_column("deleted", pa.array([False, True, False, False, False]))
 
     upsert_left, upsert_summary = _flagged_run(clock, tmp_path, "upsert", second)
     mirror_left, mirror_summary = _flagged_run(clock, tmp_path, "mirror", second)
@@ -60,6 +60,20 @@ def test_a_contacts_own_flagged_row_decides_alike_in_mirror_and_merge_beside_an_
     assert (upsert_summary["rejected"], mirror_summary["rejected"]) == (1, 1)
     assert "user1@example.com" not in upsert_left  # the flag deleted it
     assert mirror_left == upsert_left, (mirror_summary["deleted"], upsert_summary["deleted"])
+
+
+@pytest.mark.parametrize("mode", ["upsert", "mirror"])
+def test_an_ambiguous_row_flagged_for_deletion_is_refused_and_deletes_neither_contact(
+    clock, tmp_path, mode
+) -> None:
+    others = [(f"user{i}@example.com", f"E{i}", f"First{i}") for i in (0, 1, 2, 3)]
+    second = _rows(*others, ("user1@example.com", "E2", "Mixed"))
+    flags = pa.array([False] * 4 + [True])
+
+    left, summary = _flagged_run(clock, tmp_path, mode, second.append_column("deleted", flags))
+
+    assert (summary["rejected"], summary["flagged"], summary["deleted"]) == (1, 0, 0)
+    assert len(left) == 4
 
 
 def test_several_ambiguous_rows_over_overlapping_contacts_keep_them_all_in_mirror(

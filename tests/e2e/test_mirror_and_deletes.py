@@ -23,7 +23,15 @@ from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.errors import ConfigurationError, DeletionLimitError
 from sendgrid_destination.state import StateStore
-from tests.e2e.conftest import API_KEY, cause_of, cli, destination_for, run_summary, upserts
+from tests.e2e.conftest import (
+    API_KEY,
+    cause_of,
+    cli,
+    destination_for,
+    flagged_contacts,
+    run_summary,
+    upserts,
+)
 
 DELETE = "DELETE /v3/marketing/contacts"
 REMOVE = "DELETE /v3/marketing/lists/{id}/contacts"
@@ -487,15 +495,7 @@ def test_replace_deletes_exactly_the_contacts_that_left_within_the_threshold(
 
 @pytest.fixture
 def flagged_pipeline(tmp_path: Path) -> Callable[[pa.Table, sendgrid], Any]:
-    @dlt.resource(
-        name="contacts",
-        write_disposition="merge",
-        primary_key="email",
-        columns={"deleted": {"data_type": "bool", "hard_delete": True}},
-    )
-    def contacts(data: pa.Table) -> Any:
-        yield data
-
+    contacts = flagged_contacts("email")
     pipeline = dlt.pipeline("flags", pipelines_dir=str(tmp_path / "dlt"))
 
     def load(data: pa.Table, dest: sendgrid) -> Any:

@@ -6,11 +6,105 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tests.sync.conftest import SyncEnv
-from tests.sync.test_run_command import _parquet_exports
+
+
+def _parquet_exports(
+    sync_env: SyncEnv, files: list[pa.Table], mapped: str = "", source: str = ""
+) -> Path:
+    """``files`` as exports/1.parquet, 2.parquet...; a sync file of them all (and the
+    ``source`` lines), mapping email and the ``mapped`` lines."""
+    exports = sync_env.workdir / "exports"
+    exports.mkdir()
+    for number, table in enumerate(files, start=1):
+        pq.write_table(table, exports / f"{number}.parquet")
+    return sync_env.write(
+        "exports.toml",
+        'name = "exports"\n[source]\nkind = "parquet"\npath = "exports/*.parquet"\n'
+        f'{source}[destination.sendgrid.mapping]\nemail = "email"\n{mapped}',
+    )
+
+
+def _loads_whole(sync_env: SyncEnv, files: list[pa.Table]) -> None:
+    """The files sync with no error and every row is a new contact."""
+    result = sync_env.run(_parquet_exports(sync_env, files), "--json")
+    assert result.code == 0, result.err
+    assert result.json()["totals"]["new"] == sum(f.num_rows for f in files)
+
+
+def test_parquet_files_whose_columns_differ_are_read_with_every_files_columns(
+    sync_env: SyncEnv,
+) -> None:
+    # A later export adds a mapped column and widens another (int64, then double).
+    first = pa.table({"email": ["a@example.com"], "seats": pa.array([3], pa.int64())})
+    later = pa.table({"email": ["b@example.com"], "seats": [2.5], "plan": ["pro"]})
+    seats = sync_env.emulator.add_custom_field("seats", "Number")
+    plan = sync_env.emulator.add_custom_field("plan", "Text")
+    mapped = 'custom_fields = { seats = "seats", plan = "plan" }\n'
+    sync_file = _parquet_exports(sync_env, [first, later], mapped)
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    sync_env.emulator.process_jobs()
+    held = {c["email"]: c["custom_fields"] for c in sync_env.emulator.contacts()}
+    assert held == {"a@example.com": {seats: 3}, "b@example.com": {seats: 2.5, plan: "pro"}}
+
+
+def test_parquet_files_that_encode_a_column_differently_are_read_as_before(
+    sync_env: SyncEnv,
+) -> None:
+    # One export dictionary-encodes a text column and writes times with a zone; the next
+    # writes plain text and naive times. No type holds both: the first file's is kept.
+    at = pa.array([0], pa.timestamp("us", tz="UTC"))
+    first = pa.table(
+        {"email": ["a@example.com"], "segment": pa.array(["x"]).dictionary_encode(), "at": at}
+    )
+    later = pa.table(
+        {"email": ["b@example.com"], "segment": ["y"], "at": pa.array([0], pa.timestamp("us"))}
+    )
+    _loads_whole(sync_env, [first, later])
+
+
+def test_parquet_files_with_text_in_one_and_numbers_in_another_are_read_as_text(
+    sync_env: SyncEnv,
+) -> None:
+    # Cast to the first file's int64, "02134" became 2134 silently and "n/a" failed the run
+    # quoting the value.
+    first = pa.table({"email": ["a@example.com"], "zip": pa.array([2134], pa.int64())})
+    later = pa.table({"email": ["b@example.com", "c@example.com"], "zip": ["02134", "n/a"]})
+    zip_id = sync_env.emulator.add_custom_field("zip", "Text")
+    mapped = 'custom_fields = { zip = "zip" }\n'
+    sync_file = _parquet_exports(sync_env, [first, later], mapped)
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 0, result.err
+    sync_env.emulator.process_jobs()
+    held = {c["email"]: c["custom_fields"].get(zip_id) for c in sync_env.emulator.contacts()}
+    assert held == {"a@example.com": "2134", "b@example.com": "02134", "c@example.com": "n/a"}
+
+
+def test_parquet_files_whose_column_types_cannot_be_read_as_one_stop_naming_the_column(
+    sync_env: SyncEnv,
+) -> None:
+    first = pa.table({"email": ["a@example.com"], "tags": pa.array([7], pa.int64())})
+    later = pa.table({"email": ["b@example.com"], "tags": [["secret-value"]]})
+    sync_file = _parquet_exports(sync_env, [first, later])
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code != 0
+    assert "Column 'tags' is list<element: string> in 'exports/2.parquet' and int64 in" in (
+        result.err
+    )
+    assert "secret-value" not in result.out + result.err
+    assert sync_env.emulator.contacts() == []
 
 
 def test_a_text_column_one_file_writes_as_string_view_is_read(sync_env: SyncEnv) -> None:
@@ -18,22 +112,13 @@ def test_a_text_column_one_file_writes_as_string_view_is_read(sync_env: SyncEnv)
     # schema, which Arrow does not unify with string.
     first = pa.table({"email": ["a@example.com"], "segment": ["x"]})
     later = pa.table({"email": ["b@example.com"], "segment": pa.array(["y"], pa.string_view())})
-    sync_file = _parquet_exports(sync_env, [first, later])
-
-    result = sync_env.run(sync_file, "--json")
-
-    assert result.code == 0, result.err
-    assert result.json()["totals"]["new"] == 2
+    _loads_whole(sync_env, [first, later])
 
 
 def test_string_view_text_beside_numbers_is_read_as_text(sync_env: SyncEnv) -> None:
     first = pa.table({"email": ["a@example.com"], "zip": pa.array([2134], pa.int64())})
     later = pa.table({"email": ["b@example.com"], "zip": pa.array(["02134"], pa.string_view())})
-    sync_file = _parquet_exports(sync_env, [first, later])
-
-    result = sync_env.run(sync_file, "--json")
-
-    assert result.code == 0, result.err
+    _loads_whole(sync_env, [first, later])
 
 
 def test_times_with_another_zone_and_a_finer_unit_are_read(sync_env: SyncEnv) -> None:
@@ -47,12 +132,7 @@ def test_times_with_another_zone_and_a_finer_unit_are_read(sync_env: SyncEnv) ->
             "at": pa.array([at.replace(microsecond=123456)], pa.timestamp("us", "Europe/Paris")),
         }
     )
-    sync_file = _parquet_exports(sync_env, [first, later])
-
-    result = sync_env.run(sync_file, "--json")
-
-    assert result.code == 0, result.err
-    assert result.json()["totals"]["new"] == 2
+    _loads_whole(sync_env, [first, later])
 
 
 def test_decimals_in_one_file_and_integers_in_another_are_read(sync_env: SyncEnv) -> None:
@@ -62,12 +142,7 @@ def test_decimals_in_one_file_and_integers_in_another_are_read(sync_env: SyncEnv
         {"email": ["a@example.com"], "seats": pa.array([Decimal("1.50")], pa.decimal128(5, 2))}
     )
     later = pa.table({"email": ["b@example.com"], "seats": pa.array([3], pa.int64())})
-    sync_file = _parquet_exports(sync_env, [first, later])
-
-    result = sync_env.run(sync_file, "--json")
-
-    assert result.code == 0, result.err
-    assert result.json()["totals"]["new"] == 2
+    _loads_whole(sync_env, [first, later])
 
 
 def test_a_cursor_one_file_holds_as_numbers_and_another_as_text_stops_the_run(
