@@ -20,6 +20,7 @@ from typing import Any
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.errors import ConfigurationError, SendGridError, ours_in
+from sendgrid_destination.redaction import redact
 from sendgrid_destination.sync_file import SyncFile, load_sync_file
 from sendgrid_destination.sync_runner import SyncReport
 
@@ -126,9 +127,9 @@ def _message(failure: BaseException) -> str:
     root = _root(failure)
     if isinstance(root, SendGridError):
         return str(root)
-    # Not ours (the source, dlt): its type and message; our messages never carry values,
-    # a source's may, which is why they go to stderr and the JSON only.
-    return f"{type(root).__name__}: {root}"
+    # Not ours (the source, dlt): its type and message, redacted (a database quotes the
+    # value it refused, a URL may carry a password); our messages never carry values.
+    return f"{type(root).__name__}: {redact(str(root))}"
 
 
 def _print(report: SyncReport, *, as_json: bool) -> None:

@@ -38,6 +38,7 @@ from sendgrid_destination.errors import (
     SourceError,
     SyncFileError,
 )
+from sendgrid_destination.redaction import redact
 from sendgrid_destination.remote_state import fetch_copy, is_remote
 from sendgrid_destination.sources import resource_for
 from sendgrid_destination.state import reports
@@ -242,7 +243,7 @@ def _resource(sync: SyncFile) -> Any:
     except SendGridError:
         raise
     except Exception as exc:
-        what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        what = f"{type(exc).__name__}: {redact(str(exc).splitlines()[0]) if str(exc) else ''}"
         # SQLAlchemy's (through dlt's sql_database): matched by name, not imported for it.
         if type(exc).__name__ == "NoSuchTableError":
             raise SyncFileError(

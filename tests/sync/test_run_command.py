@@ -317,6 +317,25 @@ def test_a_sql_source_that_cannot_be_opened_exits_1_with_one_json_object(
     assert sync_env.emulator.requests == []
 
 
+def test_a_source_error_quoting_a_value_is_shown_without_the_value(sync_env: SyncEnv) -> None:
+    # DuckDB's conversion error quotes the value it could not convert.
+    warehouse = sync_env.workdir / "people.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    sync_file = sync_env.write(
+        "bad.toml",
+        f'name = "bad"\n[source]\nkind = "duckdb"\npath = "{warehouse}"\n'
+        "query = \"SELECT 'a@example.com' AS email, "
+        "CAST('secret-value@example.com' AS INTEGER) AS n\"\n"
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 1
+    assert "ConversionException" in result.json()["error"]
+    assert "secret-value" not in result.out + result.err
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "named"),
     [
