@@ -6,15 +6,22 @@ type that every file's values cast into without loss, or raises ``SyncFileError`
 column, two of the files and their types (never a value):
 
 * a dictionary column counts as its values' type, a view type as its plain one;
+* a file whose column holds only nulls takes any other file's type;
 * types Arrow widens (int32 then int64, int then double, decimals of different precision)
   are widened; integers and decimals together take a decimal wide enough for both (Arrow's
   own choice, decimal128(20, 2) for int64 and decimal128(5, 2), cannot hold an int64), and
-  signed beside unsigned 64-bit integers a decimal of 20 digits;
-* times whose zone or unit differs take the first file's zone and the finest unit;
+  signed beside unsigned 64-bit integers a decimal of 20 digits; a decimal beside a float
+  stays a float only when the float gives its digits back (a double, up to 15 digits), else
+  both are text. Integers beside a double are widened to double, as documented: one beyond 2**53
+  then stops the scan;
+* times whose zone or unit differs take the first file's zone and the finest unit, but
+  microseconds rather than nanoseconds when units differ (a 9999-12-31 of a coarser file
+  does not fit nanoseconds);
 * other types text holds (numbers, booleans, dates, text) are read as text: cast to the first
   file's int64, "02134" became 2134 silently;
-* anything else (a list beside a number) stops the run, as does a ``cursor`` column that
-  would become text: dlt would compare it as text ("10" before "9") and drop new rows.
+* anything else (a list beside a number, bytes beside text) stops the run, as does a
+  ``cursor`` column that would become text: dlt would compare it as text ("10" before "9")
+  and drop new rows.
 """
 
 from __future__ import annotations
@@ -54,13 +61,16 @@ def _plain(kind: pa.DataType) -> pa.DataType:
 
 
 def _common(name: str, kinds: list[tuple[str, pa.DataType]], is_cursor: bool) -> pa.DataType:
-    types = list(dict.fromkeys(kind for _, kind in kinds))
+    # A file whose column holds only nulls has the null type: it takes any other.
+    types = list(dict.fromkeys(k for _, k in kinds if not _t.is_null(k))) or [pa.null()]
     if len(types) == 1:
         return types[0]
+    if any(_is_binary(k) for k in types) and not all(_is_binary(k) for k in types):
+        # Arrow widens text and bytes to bytes: text read as b'02134'.
+        raise _refusal(name, kinds, _is_binary, "bytes and other values cannot be read as one")
+    if all(_t.is_timestamp(k) for k in types):  # Arrow's choice would be nanoseconds
+        return pa.timestamp(_unit(types), types[0].tz)
     found = _widened(types)
-    if found is None and all(_t.is_timestamp(k) for k in types):
-        finest = max(_UNITS.index(k.unit) for k in types)
-        found = pa.timestamp(_UNITS[finest], types[0].tz)
     if found is None and all(_t.is_integer(k) or _t.is_decimal(k) for k in types):
         found = _decimal_for(types)
     if found is None and all(_as_text(k) for k in types):
@@ -71,6 +81,18 @@ def _common(name: str, kinds: list[tuple[str, pa.DataType]], is_cursor: bool) ->
     if found is None:
         raise _refusal(name, kinds, lambda k: not _as_text(k), "they cannot be read as one type")
     return found
+
+
+def _unit(times: list[pa.DataType]) -> str:
+    """The finest unit of ``times``, but microseconds beside nanoseconds: a far date (the
+    9999-12-31 of an open-ended validity) of a coarser file does not fit nanoseconds."""
+    units = {k.unit for k in times}
+    finest = _UNITS[max(_UNITS.index(u) for u in units)]
+    return "us" if finest == "ns" and len(units) > 1 else finest
+
+
+def _is_binary(kind: pa.DataType) -> bool:
+    return bool(_t.is_binary(kind) or _t.is_large_binary(kind) or _t.is_fixed_size_binary(kind))
 
 
 def _widened(types: list[pa.DataType]) -> pa.DataType | None:
@@ -90,6 +112,10 @@ def _holds(wide: pa.DataType, kind: pa.DataType) -> bool:
     if _t.is_decimal(wide) and (_t.is_integer(kind) or _t.is_decimal(kind)):
         digits, scale = _digits(kind)
         return bool(wide.precision - wide.scale >= digits and wide.scale >= scale)
+    if _t.is_floating(wide) and _t.is_decimal(kind):
+        # A double gives back up to 15 digits as written; a float32 prints its binary
+        # value once widened (123.45 as 123.44999694824219).
+        return bool(wide.bit_width == 64 and kind.precision <= 15)
     return True
 
 

@@ -95,3 +95,76 @@ def test_integers_and_decimals_take_a_decimal_wide_enough_for_both(tmp_path: Pat
     )
 
     assert parquet_schema(files).field("c").type == pa.decimal128(21, 2)
+
+
+def _read(files: list[str], cursor: str | None = None) -> pa.Table:
+    return ds.dataset(files, schema=parquet_schema(files, cursor), format="parquet").to_table()
+
+
+_AT0 = datetime.datetime(2026, 1, 2, 3, 4, 5)
+
+
+def test_an_all_null_file_does_not_turn_zoned_times_into_text(tmp_path: Path) -> None:
+    # The middle file wrote the column with nulls only (the null type): it takes any type.
+    files = _files(
+        tmp_path,
+        pa.array([_AT0], pa.timestamp("ms", "UTC")),
+        pa.nulls(1),
+        pa.array([_AT0], pa.timestamp("us", "Europe/Paris")),
+    )
+    assert pa.types.is_timestamp(parquet_schema(files).field("c").type)
+
+
+def test_an_all_null_file_does_not_refuse_a_timestamp_cursor(tmp_path: Path) -> None:
+    files = _files(
+        tmp_path,
+        pa.array([_AT0], pa.timestamp("ms", "UTC")),
+        pa.nulls(1),
+        pa.array([_AT0], pa.timestamp("us", "Europe/Paris")),
+    )
+    assert pa.types.is_timestamp(parquet_schema(files, cursor="c").field("c").type)
+
+
+def test_an_all_null_file_does_not_turn_integers_and_decimals_into_text(tmp_path: Path) -> None:
+    files = _files(
+        tmp_path,
+        pa.array([3], pa.int64()),
+        pa.nulls(1),
+        pa.array([Decimal("1.50")], pa.decimal128(5, 2)),
+    )
+    assert pa.types.is_decimal(parquet_schema(files).field("c").type)
+
+
+def test_decimals_beside_doubles_keep_their_digits(tmp_path: Path) -> None:
+    # Arrow widens them to double: 20 digits became 17, silently. Now text.
+    exact = Decimal("12345678901234567890.123456789")
+    files = _files(tmp_path, pa.array([1.5]), pa.array([exact], pa.decimal128(38, 9)))
+    values = [str(v) for v in _read(files).column("c").to_pylist()]
+    assert any(v.startswith("12345678901234567890.12") for v in values), values
+
+
+def test_decimals_beside_float32_keep_their_value(tmp_path: Path) -> None:
+    # Arrow widens them to float32: 123.45 was read as 123.44999694824219. Now text.
+    files = _files(
+        tmp_path, pa.array([1.5], pa.float32()), pa.array([Decimal("123.45")], pa.decimal128(5, 2))
+    )
+    values = _read(files).column("c").to_pylist()
+    assert any(str(v) == "123.45" for v in values), values
+
+
+def test_text_beside_binary_is_refused_not_read_as_bytes(tmp_path: Path) -> None:
+    # Arrow widens text and binary to binary: the text file's values became bytes.
+    files = _files(tmp_path, pa.array(["02134"]), pa.array([b"x"]))
+
+    with pytest.raises(SyncFileError, match=r"is binary in '.*2\.parquet' and string in"):
+        parquet_schema(files)
+
+
+def test_a_sentinel_date_in_microseconds_beside_nanoseconds_is_read(tmp_path: Path) -> None:
+    # 9999-12-31 (a common valid_to sentinel) in a timestamp[us] file does not fit
+    # timestamp[ns], the finest unit: the scan failed (out of bounds).
+    far = datetime.datetime(9999, 12, 31)
+    files = _files(
+        tmp_path, pa.array([far], pa.timestamp("us")), pa.array([_AT0], pa.timestamp("ns"))
+    )
+    assert _read(files).num_rows == 2
