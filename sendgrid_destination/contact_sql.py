@@ -312,16 +312,16 @@ class ContactSql:
         )
 
     def identifier_keys(self, relation: str) -> str:
-        """Over ``relation``, distinct ``contact_key``: for each row the hard-delete column
-        does not flag, one per identifier it has (``<identifier>:<value>``, as a key of that
-        identifier would be), so every key the row's contact may be tracked under."""
+        """Over ``relation``, ``row_number`` and ``contact_key``: for each row the hard-delete
+        column does not flag, one per identifier it has (``<identifier>:<value>``, as a key of
+        that identifier would be), so every key the row's contact may be tracked under."""
         ids = [(i, b) for i, b in enumerate(self.bindings) if b.kind == "identifier"]
         if not ids:
-            return "SELECT NULL::VARCHAR AS contact_key WHERE false"
+            return "SELECT NULL::BIGINT AS row_number, NULL::VARCHAR AS contact_key WHERE false"
         values = ", ".join(f"{self._value_expr(b, ident(b.column))} AS v{i}" for i, b in ids)
         keys = ", ".join(f"{literal(b.field + ':')} || v{i}" for i, b in ids)
         return (
-            f"SELECT DISTINCT unnest(list_filter([{keys}], lambda k: k IS NOT NULL)) "
+            "SELECT row_number, unnest(list_filter([" + keys + "], lambda k: k IS NOT NULL)) "
             f"AS contact_key FROM ({self._scan(relation, values)}) WHERE NOT flagged"
         )
 

@@ -106,7 +106,7 @@ class ContactSync:
     intent: TableIntent = field(default_factory=TableIntent)
     plan_only: bool = False
     # The keys the load's other tables still to come may send (see ``deletions``).
-    to_come: Callable[[duckdb.DuckDBPyConnection], pa.Array] | None = None
+    to_come: Callable[[duckdb.DuckDBPyConnection], pa.Table] | None = None
     tally: Tally = field(init=False)
     _job_ids: list[str] = field(default_factory=list, init=False)
     _deadline: float = field(default=0.0, init=False)

@@ -93,7 +93,7 @@ class Removals:
     plan_only: bool = False  # a dry run: a deletion over the limit is reported, not raised
     # The keys the load's other tables still to come may send (``tables_to_come``), read on a
     # cursor of the state only when this table would delete.
-    to_come: Callable[[duckdb.DuckDBPyConnection], pa.Array] | None = None
+    to_come: Callable[[duckdb.DuckDBPyConnection], pa.Table] | None = None
     _decided: pa.Table = field(default_factory=_DECIDED.empty_table, init=False)
     _sent_jobs: list[str] = field(default_factory=list, init=False)
     _unrecorded: list[pa.Table] = field(default_factory=list, init=False)  # SENT_REMOVALS

@@ -9,8 +9,10 @@ deletes, it reads the identifiers of the package's other tables' job files still
 another table's earlier loads sent.
 
 ``keys_to_come(config, stream, cursor)``: every key those rows' contacts may be tracked under
-(one per identifier a row has: ``ContactSql.identifier_keys``), as a string array, leaving
-out rows that table's ``hard_delete`` column flags (they ask for a deletion too). Only the
+(one per identifier a row has: ``ContactSql.identifier_keys``), with the row it comes from
+(``row``: table and row number; ``RemovalLedger.tracked_as`` leaves out a row whose
+identifiers belong to several contacts, which stands for none), leaving out rows that
+table's ``hard_delete`` column flags (they ask for a deletion too). Only the
 identifier columns (and that flag) are read. A table with no mapping here, or whose settings
 or identifier columns are wrong, is skipped: it is not loaded (its own call says why).
 """
@@ -24,7 +26,7 @@ import pyarrow as pa
 
 from sendgrid_destination.config import SendGridConfiguration
 from sendgrid_destination.contact_model import IDENTIFIERS
-from sendgrid_destination.contact_sql import ContactSql
+from sendgrid_destination.contact_sql import ContactSql, literal
 from sendgrid_destination.dispositions import TableIntent, hard_delete_column
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.mapping import FieldMapping, bind_reserved, parse_mapping
@@ -34,21 +36,25 @@ from sendgrid_destination.source_rows import SourceRows
 logger = logging.getLogger(__name__)
 
 
+KEYS_TO_COME = pa.schema([pa.field("row", pa.string()), pa.field("contact_key", pa.string())])
+
+
 def keys_to_come(
     config: SendGridConfiguration, stream: str, cur: duckdb.DuckDBPyConnection
-) -> pa.Array:
-    """The contact keys the package's other tables still to load may send (module doc)."""
-    found: list[pa.Array] = []
+) -> pa.Table:
+    """The contact keys the package's other tables still to load may send, with their rows
+    (``KEYS_TO_COME``; module doc)."""
+    found: list[pa.Table] = []
     for table, files in tables_to_come(stream).items():
         keys = _keys_of(config, table, files, cur)
         if keys is not None:
             found.append(keys)
-    return pa.concat_arrays(found) if found else pa.array([], pa.string())
+    return pa.concat_tables(found) if found else KEYS_TO_COME.empty_table()
 
 
 def _keys_of(
     config: SendGridConfiguration, table: str, files: list[str], cur: duckdb.DuckDBPyConnection
-) -> pa.Array | None:
+) -> pa.Table | None:
     try:
         settings = config.for_table(table)  # a table's wrong settings are its own error
         if settings is None:
@@ -66,10 +72,13 @@ def _keys_of(
         )
         cur.register("sg_to_come", rows.reader())
         try:
-            keys = cur.sql(sql.identifier_keys("sg_to_come")).to_arrow_table()["contact_key"]
+            keys = cur.sql(
+                f"SELECT {literal(table + ':')} || row_number AS row, contact_key "
+                f"FROM ({sql.identifier_keys('sg_to_come')})"
+            ).to_arrow_table()
         finally:
             cur.unregister("sg_to_come")
     except (ConfigurationError, pa.ArrowException, duckdb.Error, OSError, KeyError) as exc:
         logger.debug("table %r skipped when looking ahead: %s", table, type(exc).__name__)
         return None
-    return keys.combine_chunks()
+    return keys.cast(KEYS_TO_COME)

@@ -70,6 +70,29 @@ class EndedJob:
     note: str | None = None
 
 
+# ``tracked_as``: per row of ``sg_coming``, the contacts it matches (``identities_sql``'s
+# rule: through ``identities``, else a contact tracked under that very key), equi-joins only.
+_BY_IDENTITY = " UNION ".join(
+    f"SELECT c.row, i.contact_key FROM sg_coming c JOIN identities i "
+    f"ON c.contact_key = '{name}:' || i.{name}"
+    for name in IDENTIFIERS
+)
+_IDENTITY_KEYS = " UNION ".join(
+    f"SELECT '{name}:' || {name} AS k FROM identities WHERE {name} IS NOT NULL"
+    for name in IDENTIFIERS
+)
+_TRACKED_AS = f"""
+    WITH matched AS (
+        {_BY_IDENTITY}
+        UNION SELECT c.row, c.contact_key FROM sg_coming c
+        WHERE c.contact_key IN (SELECT contact_key FROM contacts)
+            AND c.contact_key NOT IN ({_IDENTITY_KEYS})),
+    ambiguous AS (SELECT row FROM matched GROUP BY row HAVING count(DISTINCT contact_key) > 1)
+    SELECT contact_key AS k FROM sg_coming WHERE row NOT IN (SELECT row FROM ambiguous)
+    UNION SELECT contact_key FROM matched WHERE row NOT IN (SELECT row FROM ambiguous)
+"""
+
+
 def ids_sql(sql: str) -> str:
     """The list IDs of a comma-separated text (``lists``, ``list_scope``) as a SQL list."""
     return f"list_filter(string_split(coalesce({sql}, ''), ','), lambda x: x <> '')"
@@ -174,23 +197,21 @@ class RemovalLedger:
         with self._store.workspace() as cur:
             return cur.sql(sql, params=params).to_arrow_table()
 
-    def tracked_as(self, keys_of: Callable[[duckdb.DuckDBPyConnection], pa.Array]) -> pa.Array:
-        """The keys ``keys_of`` gives (``<identifier>:<value>``, on a cursor of the state),
-        with the keys of the contacts the state knows by any of those identifiers
-        (``identities``: a contact tracked under its email, reached by its external_id)."""
+    def tracked_as(self, keys_of: Callable[[duckdb.DuckDBPyConnection], pa.Table]) -> pa.Array:
+        """The keys ``keys_of`` gives (``row``, ``contact_key``: ``<identifier>:<value>``, on
+        a cursor of the state), with the keys of the contacts the state knows by any of those
+        identifiers (``identities``: a contact tracked under its email, reached by its
+        external_id); but none of a row whose identifiers belong to several contacts the
+        state knows: refused when its table loads, it stands for none of them."""
         with self._store.workspace() as cur:
             keys = keys_of(cur)
-            if len(keys) == 0:
-                return keys
-            cur.register("sg_coming", pa.table({"k": keys}))
-            matched = " OR ".join(
-                f"'{name}:' || i.{name} IN (SELECT k FROM sg_coming)" for name in IDENTIFIERS
-            )
-            found = cur.sql(
-                "SELECT k FROM sg_coming UNION "
-                f"SELECT i.contact_key AS k FROM identities i WHERE {matched}"
-            ).to_arrow_table()
-            cur.unregister("sg_coming")
+            if keys.num_rows == 0:
+                return pa.array([], pa.string())
+            cur.register("sg_coming", keys.select(["row", "contact_key"]))
+            try:
+                found = cur.sql(_TRACKED_AS).to_arrow_table()
+            finally:
+                cur.unregister("sg_coming")
         return found["k"].combine_chunks()
 
     def queued_drops(self, stream: str) -> pa.Table:

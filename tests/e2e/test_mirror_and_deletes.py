@@ -319,6 +319,44 @@ def test_a_contact_moving_between_two_mirrored_tables_in_one_load_is_never_delet
     assert upserts(emulator) == [] and requests_to(emulator, DELETE) == []
 
 
+@pytest.mark.parametrize("first", ["leads", "customers"])
+def test_a_row_of_another_table_matching_two_contacts_does_not_keep_one_that_left(
+    clock, tmp_path, state_path, monkeypatch, first
+) -> None:
+    # user0 leaves leads; customers' new row carries user0's email and user5's external_id:
+    # refused when customers loads, it stands for neither, whichever table dlt loads first
+    # (read ahead by leads, it kept user0, which no table then tracked).
+    _loaded_first(monkeypatch, first)
+    mapping = {"email": "email", "external_id": "crm_id"}
+
+    def crm(leads: list[tuple[str, str]], customers: list[tuple[str, str]]) -> Any:
+        def rows(people: list[tuple[str, str]]) -> pa.Table:
+            return pa.table({"email": [p[0] for p in people], "crm_id": [p[1] for p in people]})
+
+        @dlt.source
+        def source() -> Any:
+            yield dlt.resource(rows(leads), name="leads")
+            yield dlt.resource(rows(customers), name="customers")
+
+        return source()
+
+    user = {i: (f"user{i}@example.com", f"E{i}") for i in (0, 1, 2, 5, 6)}
+    with Emulator(api_key=API_KEY, clock=clock, job_polls_until_done=1) as emu:
+        pipeline = dlt.pipeline("mixed", pipelines_dir=str(tmp_path / "dlt"))
+        dest = destination_for(
+            emu, state_path, mapping=mapping, mode="mirror", max_delete_fraction=1.0
+        )
+        pipeline.run(crm([user[0], user[1], user[2]], [user[5], user[6]]), destination=dest)
+        mixed = ("user0@example.com", "E5")
+
+        info = pipeline.run(crm([user[1], user[2]], [user[5], user[6], mixed]), destination=dest)
+
+        emu.process_jobs()
+        assert "user0@example.com" not in emails(emu)
+        assert run_summary(state_path, info, "leads")["deleted"] == 1
+        assert run_summary(state_path, info, "customers")["rejected"] == 1
+
+
 def test_a_contact_the_next_table_flags_as_deleted_is_deleted_by_the_table_it_left(
     emulator, mirror, tmp_path, state_path, monkeypatch
 ) -> None:
