@@ -102,6 +102,9 @@ class Removals:
     # kind of job), and the statuses of those that ended, by (table, kind).
     _theirs: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
     _theirs_ended: dict[tuple[str, str], Counter[str]] = field(default_factory=dict, init=False)
+    # This table's jobs of earlier loads still pending once ``settle`` waited for them:
+    # counted with those ``execute`` leaves pending.
+    _pending_earlier: int = field(default=0, init=False)
 
     @property
     def _ledger(self) -> RemovalLedger:
@@ -135,7 +138,7 @@ class Removals:
         Another table's jobs are counted in a note, not in this table's ``removal_jobs``."""
         self._theirs = self._ledger.sent_by_other_tables(self.stream)
         try:
-            self._follow(self._ledger.in_flight(), deadline)
+            self._pending_earlier = self._follow(self._ledger.in_flight(), deadline)
         finally:
             for (table, kind), statuses in sorted(self._theirs_ended.items()):
                 self.tally.followed_elsewhere(kind, table, statuses)
@@ -173,8 +176,8 @@ class Removals:
         self._forget_gone(decided, found)
         self._unlist(decided, unlisting, found)
         self._delete(deleting, found)
-        self._follow(self._sent_jobs, deadline)
-        self._sent_jobs = []
+        self._follow(self._sent_jobs, deadline, earlier=self._pending_earlier)
+        self._sent_jobs, self._pending_earlier = [], 0
         if self.intent.records_keys and self._judges_now:
             self._ledger.drop_missed_back(self.run_id, self.stream)
             self._ledger.clear_load_keys(self.run_id, self.stream)
@@ -404,9 +407,12 @@ class Removals:
 
     # -- following -----------------------------------------------------------------------
 
-    def _follow(self, job_ids: list[str], deadline: float) -> None:
+    def _follow(self, job_ids: list[str], deadline: float, *, earlier: int = 0) -> int:
+        """Follow ``job_ids`` until they end or the deadline; count this table's still
+        pending, with ``earlier`` ones, in its ``removal_jobs``; return how many."""
         if not job_ids:
-            return
+            self.tally.removal_jobs_pending(earlier)
+            return earlier
         try:
             pending = poll_until_done(
                 job_ids,
@@ -418,13 +424,15 @@ class Removals:
             )
         finally:
             self._record_ended()
-        self.tally.removal_jobs_pending(len([j for j in pending if j not in self._theirs]))
+        ours = earlier + len([j for j in pending if j not in self._theirs])
+        self.tally.removal_jobs_pending(ours)
         if pending:
             logger.warning(
                 "%d removal job(s) still pending at the end of the wait; the next load "
                 "follows them up first",
                 len(pending),
             )
+        return ours
 
     def _poll(self, job_id: str) -> bool:
         try:

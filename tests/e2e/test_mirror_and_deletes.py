@@ -244,6 +244,22 @@ def test_an_upsert_by_another_table_waits_for_a_deletion_in_flight_of_the_same_c
         assert upserts(emu) == [] and "user0@example.com" in emails(emu)
 
 
+def test_a_tables_removal_jobs_still_pending_are_counted_with_those_of_earlier_loads(
+    clock, tmp_path, run
+) -> None:
+    state = tmp_path / "state" / "sg.duckdb"
+    settings: dict[str, Any] = {"mapping": MAPPING, "mode": "mirror", "job_wait_timeout": 10}
+    with Emulator(api_key=API_KEY, clock=clock, job_delay_seconds=100) as emu:
+        run(people(list(range(20))), destination_for(emu, state, **settings))
+        emu.process_jobs()
+        run(people(list(range(1, 20))), destination_for(emu, state, **settings))  # user0 goes
+
+        third = run(people(list(range(2, 20))), destination_for(emu, state, **settings))
+
+        # user0's deletion (the last load's) and user1's (this load's) are both pending.
+        assert run_summary(state, third)["removal_jobs"] == {"pending": 2}
+
+
 @pytest.mark.parametrize("fault", ["job_forgotten", "job_failed"])
 def test_a_contact_whose_deletion_had_an_unknown_outcome_is_sent_again_when_its_row_returns(
     emulator, mirror, run, state_path, fault
