@@ -321,7 +321,7 @@ class ContactSql:
         values = ", ".join(f"{self._value_expr(b, ident(b.column))} AS v{i}" for i, b in ids)
         keys = ", ".join(f"{literal(b.field + ':')} || v{i}" for i, b in ids)
         return (
-            "SELECT row_number, unnest(list_filter([" + keys + "], lambda k: k IS NOT NULL)) "
+            f"SELECT row_number, unnest(list_filter([{keys}], lambda k: k IS NOT NULL)) "
             f"AS contact_key FROM ({self._scan(relation, values)}) WHERE NOT flagged"
         )
 

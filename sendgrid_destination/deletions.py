@@ -139,6 +139,7 @@ class Removals:
         self._theirs = self._ledger.sent_by_other_tables(self.stream)
         try:
             self._pending_earlier = self._follow(self._ledger.in_flight(), deadline)
+            self.tally.removal_jobs_pending(self._pending_earlier)
         finally:
             for (table, kind), statuses in sorted(self._theirs_ended.items()):
                 self.tally.followed_elsewhere(kind, table, statuses)
@@ -176,7 +177,8 @@ class Removals:
         self._forget_gone(decided, found)
         self._unlist(decided, unlisting, found)
         self._delete(deleting, found)
-        self._follow(self._sent_jobs, deadline, earlier=self._pending_earlier)
+        pending = self._pending_earlier + self._follow(self._sent_jobs, deadline)
+        self.tally.removal_jobs_pending(pending)
         self._sent_jobs, self._pending_earlier = [], 0
         if self.intent.records_keys and self._judges_now:
             self._ledger.drop_missed_back(self.run_id, self.stream)
@@ -407,12 +409,11 @@ class Removals:
 
     # -- following -----------------------------------------------------------------------
 
-    def _follow(self, job_ids: list[str], deadline: float, *, earlier: int = 0) -> int:
-        """Follow ``job_ids`` until they end or the deadline; count this table's still
-        pending, with ``earlier`` ones, in its ``removal_jobs``; return how many."""
+    def _follow(self, job_ids: list[str], deadline: float) -> int:
+        """Follow ``job_ids`` until they end or the deadline; return how many of this
+        table's are still pending."""
         if not job_ids:
-            self.tally.removal_jobs_pending(earlier)
-            return earlier
+            return 0
         try:
             pending = poll_until_done(
                 job_ids,
@@ -424,8 +425,7 @@ class Removals:
             )
         finally:
             self._record_ended()
-        ours = earlier + len([j for j in pending if j not in self._theirs])
-        self.tally.removal_jobs_pending(ours)
+        ours = len([j for j in pending if j not in self._theirs])
         if pending:
             logger.warning(
                 "%d removal job(s) still pending at the end of the wait; the next load "
