@@ -40,6 +40,7 @@ import pyarrow.csv as pa_csv
 from sendgrid_destination.contact_model import MAX_IMPORT_BYTES, MAX_IMPORT_CONTACTS
 from sendgrid_destination.contact_sql import ident, json_key, literal
 from sendgrid_destination.mapping import Binding
+from sendgrid_destination.sliced_query import SlicedQuery
 
 # gzip level 1 made a 1M-contact file 15% of the upserts' JSON bytes (level 6: 12%, for 3.5x
 # the CPU time): well within the bytes an import saves, at a third of the cost.
@@ -191,6 +192,7 @@ class CsvFile:
         # Closed by discard(), or by ImportFile.close() once uploaded: it outlives this call.
         self._file = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115
         self._table = table
+        self._slices = SlicedQuery()  # the cells of long values are sliced (sliced_query)
         cursor.execute(
             f"CREATE OR REPLACE TEMP TABLE {ident(table)} (contact_key VARCHAR, "
             "content_hash UBIGINT, fingerprint UBIGINT, is_new BOOLEAN, retry BOOLEAN, "
@@ -219,9 +221,9 @@ class CsvFile:
         if contacts.num_rows == 0:
             return
         cur = self._cursor
-        cur.register("sg_csv_contacts", contacts.select([*FILE_CONTACTS, "contact_json"]))
+        cells = self._slices.run(contacts.select([*FILE_CONTACTS, "contact_json"]), self._cells)
+        cur.register("sg_csv_contacts", contacts.select(FILE_CONTACTS))
         try:
-            cells = cur.sql(self._layout.query("sg_csv_contacts")).to_arrow_table()
             kept = ", ".join(FILE_CONTACTS)
             cur.execute(f"INSERT INTO {ident(self._table)} SELECT {kept} FROM sg_csv_contacts")
         finally:
@@ -233,6 +235,13 @@ class CsvFile:
         self._file.write(self._gzip.compress(text))
         self.rows += contacts.num_rows
         self.csv_bytes += text.size
+
+    def _cells(self, contacts: pa.Table) -> pa.Table:
+        self._cursor.register("sg_csv_cells", contacts)
+        try:
+            return self._cursor.sql(self._layout.query("sg_csv_cells")).to_arrow_table()
+        finally:
+            self._cursor.unregister("sg_csv_cells")
 
     def finish(self) -> ImportFile:
         """The file as it is now; the builder must not be used afterwards."""

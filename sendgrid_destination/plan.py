@@ -53,6 +53,7 @@ from sendgrid_destination.contact_sql import ContactSql, duplicate_keys, fill_co
 from sendgrid_destination.errors import CorruptStateError
 from sendgrid_destination.identifiers import IdentifierPolicy
 from sendgrid_destination.schemas import REJECTS, RENDERED
+from sendgrid_destination.sliced_query import SlicedQuery
 from sendgrid_destination.source_rows import SourceRows
 
 _TABLE = "sg_plan"
@@ -152,6 +153,8 @@ class Plan:
         self._stream = stream
         self._run_id = run_id
         self._rows = rows
+        # The render's JSON is gathered in the state's memory: long values slice a batch.
+        self._slices = SlicedQuery()
         self._exit = ExitStack()
         self._cur = self._exit.enter_context(store.workspace())
         self._exit.callback(self._cur.execute, f"DROP TABLE IF EXISTS {_TABLE}")
@@ -512,7 +515,10 @@ class Plan:
 
     def _render_rows(self, rows: pa.RecordBatch | pa.Table) -> pa.Table:
         """``contact_key``, ``contact_json`` and ``content_hash`` of checked rows, in order."""
-        self._cur.register("sg_render", chunked(pa.table(rows)))
+        return self._slices.run(pa.table(rows), self._render_slice)
+
+    def _render_slice(self, rows: pa.Table) -> pa.Table:
+        self._cur.register("sg_render", chunked(rows))
         try:
             return self._cur.sql(self._sql.render("sg_render")).to_arrow_table()
         finally:

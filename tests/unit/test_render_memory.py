@@ -1,0 +1,146 @@
+"""Queries whose result grows with the rows' text stay within DuckDB's memory cap: DuckDB
+gathers such a result whole in its memory, so a batch of long values is run in slices
+(``sliced_query``), and the state lowers its cap while a plan's rows are sent."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from sendgrid_destination.bulk_csv import CsvFile, CsvLayout
+from sendgrid_destination.mapping import Binding
+from sendgrid_destination.plan import Plan
+from sendgrid_destination.schemas import RENDERED
+from sendgrid_destination.sliced_query import SlicedQuery
+from sendgrid_destination.source_rows import SourceRows
+from sendgrid_destination.state import StateStore
+from tests.planning import contact_sql, one_batch
+
+# 1,000 characters of four bytes: the longest value a Text custom field takes, at its widest.
+LONG = "\U0001f600" * 1000
+ROWS = 10_000  # about 40 MB of JSON: more than twice the cap the tests set
+
+
+def _cap(store: StateStore) -> float:
+    text = store.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    number, unit = text.split()
+    return float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
+
+
+def test_a_batch_whose_json_outgrows_the_memory_cap_renders_every_contact_in_order(
+    tmp_path: Path,
+) -> None:
+    emails = [f"u{i}@x.co" for i in range(ROWS)]
+    batch = pa.table({"email": emails, "c": [f"{i}{LONG}"[:1000] for i in range(ROWS)]})
+    sql = contact_sql(
+        {"email": "email", "custom_fields": {"f": "c"}}, batch.schema, {"f": "Text"}, {"f": "e1_T"}
+    )
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        rows = SourceRows.from_batch(one_batch(batch), 0)
+        with Plan.build(store, sql, "contacts", "run-1", rows) as plan:
+            store.con.execute("SET memory_limit = '16MB'")  # the whole render needs ~100 MB
+            rendered = [r.to_send for r in plan.rendered_batches()]
+
+    contacts = pa.concat_tables(rendered)
+    assert contacts["row_number"].to_pylist() == list(range(ROWS))
+    cells = [json.loads(cell[:-1]) for cell in contacts["contact_json"].to_pylist()]
+    assert [c["email"] for c in cells] == emails
+    assert [c["custom_fields"]["e1_T"] for c in cells] == batch["c"].to_pylist()
+
+
+def test_an_import_file_of_long_values_holds_every_contact_in_order(tmp_path: Path) -> None:
+    bindings = [
+        Binding("email", "email", "identifier", "string", "Text"),
+        Binding("plan", "plan", "custom", "string", "Text", custom_field_id="e1_T"),
+    ]
+    layout = CsvLayout.of(bindings, {"email": "_rf2_T"})
+    cells = [
+        json.dumps({"email": f"u{i}@x.co", "custom_fields": {"e1_T": LONG}}) + ","
+        for i in range(ROWS)
+    ]
+    contacts = pa.table(
+        {
+            "row_number": list(range(ROWS)),
+            "contact_key": [f"email:u{i}@x.co" for i in range(ROWS)],
+            "contact_json": cells,
+        }
+    )
+    contacts = _rendered(contacts)
+    with duckdb.connect(str(tmp_path / "s.duckdb"), config={"memory_limit": "16MB"}) as con:
+        built = CsvFile(layout, con.cursor(), tmp_path)
+        built.add(contacts)
+        file = built.finish()
+        text = gzip.decompress(file.data.read()).decode()
+        file.close()
+    header, *records = list(csv.reader(io.StringIO(text)))
+    assert header == ["email", "plan"]
+    assert [r[0] for r in records] == [f"u{i}@x.co" for i in range(ROWS)]
+    assert all(r[1] == LONG for r in records)
+
+
+def _rendered(partial: pa.Table) -> pa.Table:
+    columns = {}
+    for field in RENDERED:
+        if field.name in partial.column_names:
+            columns[field.name] = partial[field.name]
+        else:
+            columns[field.name] = pa.nulls(partial.num_rows, field.type)
+    table = pa.table(columns).cast(RENDERED)
+    return table.set_column(
+        table.schema.get_field_index("list_scope"), "list_scope", pa.array([""] * partial.num_rows)
+    )
+
+
+def test_the_state_lowers_its_memory_cap_while_sending_and_restores_it_after(
+    tmp_path: Path,
+) -> None:
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        planning = _cap(store)
+        with store.sending_memory():
+            sending = _cap(store)
+        assert sending < planning / 2
+        assert _cap(store) == planning
+        with pytest.raises(RuntimeError), store.sending_memory():
+            raise RuntimeError("a send failed")
+        assert _cap(store) == planning
+
+
+def _fails_above(limit: int, seen: list[int]):
+    def query(rows: pa.Table) -> pa.Table:
+        seen.append(rows.num_rows)
+        if rows.num_rows > limit:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")
+        return rows.append_column("twice", pa.array([2 * v for v in rows["v"].to_pylist()]))
+
+    return query
+
+
+def test_a_query_out_of_memory_runs_again_in_halves_and_the_next_batch_starts_sliced() -> None:
+    table = pa.table({"v": list(range(100))})
+    seen: list[int] = []
+    slices = SlicedQuery()
+    result = slices.run(table, _fails_above(30, seen))
+    assert result["twice"].to_pylist() == [2 * v for v in range(100)]
+    assert seen[:3] == [100, 50, 25]  # halved until it fits, then slices of that size
+    assert max(seen[3:]) == 25
+    seen.clear()
+    assert slices.run(table, _fails_above(30, seen))["v"].to_pylist() == list(range(100))
+    assert max(seen) == 25  # no failed attempt: the size that fitted is kept
+
+
+def test_a_single_row_out_of_memory_is_raised_and_an_empty_table_runs_once() -> None:
+    with pytest.raises(duckdb.OutOfMemoryException):
+        SlicedQuery().run(pa.table({"v": [1, 2, 3]}), _fails_above(0, []))
+    seen: list[int] = []
+    assert (
+        SlicedQuery().run(pa.table({"v": pa.array([], pa.int64())}), _fails_above(5, seen)).num_rows
+        == 0
+    )
+    assert seen == [0]
