@@ -7,13 +7,13 @@ halves, and the slice size that worked is kept for the next ``run`` of the same 
 load's batches are alike); a single row that does not fit raises.
 
 Why: DuckDB gathers the result of a query it runs on several threads in its own memory, in
-order, before handing any of it over, and cannot spill it. A query whose result grows with
+order, before handing any of it over, and does not spill it. A query whose result grows with
 its rows' text (the render's JSON, an import file's cells) stopped the load when a read
 batch held long values: 100,000 rows of a 1,000-character text field in four-byte
-characters are 400 MB of JSON, and the render needed about twice that under a cap of 160 MB.
-Slicing on a failure costs nothing to the usual batch; an estimate of the result from the
-rows' text would have to guess JSON escapes and cost a query per slice (~20 ms, measured)
-when it guessed low.
+characters are 400 MB of JSON, against the state's cap of 160 MB. Slicing only on a failure
+costs the usual batch nothing: each slice is a query of its own (~20 ms to bind and start,
+measured), and slicing every batch by an estimate of its JSON (which escapes make a guess)
+slowed the usual render by a fifth.
 """
 
 from __future__ import annotations
