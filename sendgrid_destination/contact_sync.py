@@ -159,9 +159,8 @@ class ContactSync:
             stats = self._check_drift(setup, rows)
             self._record_plan(plan)
             self._removals.prepare()  # raises before any upsert when over the limits
-            with self.store.sending_memory():
-                held_back = self._send_planned(plan, setup, hold_back=pending_at_start)
-                self._send_held_back(plan, setup, held_back)
+            held_back = self._send_planned(plan, setup, hold_back=pending_at_start)
+            self._send_held_back(plan, setup, held_back)
         self._removals.execute(self._deadline)
         if stats.rows:
             self.store.set_column_stats(self.stream, stats.as_dict())

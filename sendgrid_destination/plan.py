@@ -94,6 +94,8 @@ class PlanStore(Protocol):
 
     def shared_keys_sql(self, relation: str, mapped: Sequence[str] = ...) -> str: ...
 
+    def render_memory(self) -> AbstractContextManager[None]: ...
+
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
     ) -> pa.Array: ...
@@ -515,7 +517,8 @@ class Plan:
 
     def _render_rows(self, rows: pa.RecordBatch | pa.Table) -> pa.Table:
         """``contact_key``, ``contact_json`` and ``content_hash`` of checked rows, in order."""
-        return self._slices.run(pa.table(rows), self._render_slice)
+        with self._store.render_memory():
+            return self._slices.run(pa.table(rows), self._render_slice)
 
     def _render_slice(self, rows: pa.Table) -> pa.Table:
         self._cur.register("sg_render", chunked(rows))

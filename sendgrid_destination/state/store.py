@@ -54,12 +54,13 @@ from sendgrid_destination.state.spool import MERGE_ROWS, SPOOLED, Spool
 # duplicate keys) and the render (the plan runs them in this instance's workspace), spilling
 # beyond it. At 160 MB a 10M-row load peaked at ~600 MiB RSS (~720 with 256 MB), same time.
 STATE_MEMORY_LIMIT = "160MB"
-# The cap while a plan's rows are rendered and sent (``sending_memory``): its joins are done,
-# and what is left reads the plan's table a batch at a time, so DuckDB may write the rest of
-# it out. With 160 MB throughout, a 10M-row load kept 160 MB of it resident and peaked 21%
-# above a 1M-row load (653 vs 540 MiB); with 64 MB once the plan is built, 9% (555 vs 510),
-# in the same time. A render that finds too little room is sliced (``sliced_query``).
-SENDING_MEMORY_LIMIT = "64MB"
+# The cap while a plan renders a batch (``render_memory``): the render reads one batch of the
+# plan's table, so DuckDB may write the rest of it out, and the render's own result is sliced
+# when it finds too little room (``sliced_query``). With 160 MB throughout, a 10M-row load kept
+# 160 MB of its plan resident and peaked 21% above a 1M-row load (653 vs 540 MiB). Only the
+# render: state writes keep the full cap (a million identities recorded as their jobs ended
+# ran out of 64 MB).
+RENDER_MEMORY_LIMIT = "64MB"
 # DuckDB checkpoints when its write-ahead log reaches the threshold (16 MB by default), i.e.
 # every few 6 MB upserts, each time rewriting row groups that the next job outcome updates
 # again: a 1M-contact first load spent half its state writes in checkpoints. 128 MB cut
@@ -276,9 +277,9 @@ class StateStore:
             cur.close()
 
     @contextmanager
-    def sending_memory(self) -> Iterator[None]:
-        """DuckDB's cap lowered to ``SENDING_MEMORY_LIMIT`` inside, back after."""
-        self._set_memory_limit(SENDING_MEMORY_LIMIT)
+    def render_memory(self) -> Iterator[None]:
+        """DuckDB's cap lowered to ``RENDER_MEMORY_LIMIT`` inside, back after."""
+        self._set_memory_limit(RENDER_MEMORY_LIMIT)
         try:
             yield
         finally:

@@ -1,6 +1,6 @@
 """Queries whose result grows with the rows' text stay within DuckDB's memory cap: DuckDB
 gathers such a result whole in its memory, so a batch of long values is run in slices
-(``sliced_query``), and the state lowers its cap while a plan's rows are sent."""
+(``sliced_query``), and the state lowers its cap while a plan renders."""
 
 from __future__ import annotations
 
@@ -98,16 +98,16 @@ def _rendered(partial: pa.Table) -> pa.Table:
     )
 
 
-def test_the_state_lowers_its_memory_cap_while_sending_and_restores_it_after(
+def test_the_state_lowers_its_memory_cap_while_rendering_and_restores_it_after(
     tmp_path: Path,
 ) -> None:
     with StateStore.open(tmp_path / "state.duckdb") as store:
         planning = _cap(store)
-        with store.sending_memory():
+        with store.render_memory():
             sending = _cap(store)
         assert sending < planning / 2
         assert _cap(store) == planning
-        with pytest.raises(RuntimeError), store.sending_memory():
+        with pytest.raises(RuntimeError), store.render_memory():
             raise RuntimeError("a send failed")
         assert _cap(store) == planning
 
