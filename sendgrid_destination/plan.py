@@ -330,8 +330,12 @@ class Plan:
         """Match the checked rows to the contacts whose identifiers SendGrid holds; the
         checked rows become the resolved ones (see ``identifiers``)."""
         matched, params = self._store.identities_sql(_CHECKED, list(policy.columns))
+        self._cur.execute(f"CREATE OR REPLACE TEMP TABLE sg_known AS {matched}", params).fetchall()
+        known = ", ".join(f"n.k_{name}" for name in IDENTIFIERS)
         self._cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE sg_matched AS {matched}", params
+            f"CREATE OR REPLACE TEMP TABLE sg_matched AS SELECT r.*, n.known_key, {known}, "
+            f"coalesce(n.matches, 0) AS matches FROM {_CHECKED} r "
+            "LEFT JOIN sg_known n ON n.row_number = r.row_number; DROP TABLE sg_known"
         ).fetchall()
         ((ambiguous,),) = self._cur.execute(
             "SELECT count(*) FROM sg_matched WHERE matches > 1"

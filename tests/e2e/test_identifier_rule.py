@@ -245,6 +245,29 @@ def test_a_million_rows_resolve_against_a_million_known_contacts_within_the_memo
     assert (planned["rows_read"], planned["rejected"], planned["new"]) == (n, 0, n)
 
 
+@pytest.mark.slow
+def test_a_rerun_of_300000_rows_with_two_identifiers_matches_its_contacts_within_the_memory_cap(
+    emulator, destination, run, state_path
+) -> None:
+    # Against the contacts and identities its own first run recorded, the rows as wide as the
+    # check makes them: matching them and joining the match back in one query ran out of the
+    # state's memory cap at this size (every rerun of such a table failed).
+    n = 300_000
+    rows = pa.table(
+        {
+            "email": [f"u{i}@x.com" for i in range(n)],
+            "crm_id": [f"X{i}" for i in range(n)],
+            "first_name": ["N"] * n,
+        }
+    )
+    run(rows, destination(mapping=MAPPING))
+    emulator.clear_requests()
+
+    again = run(rows, destination(mapping=MAPPING))
+
+    assert upserts(emulator) == [] and run_summary(state_path, again)["unchanged"] == n
+
+
 @pytest.mark.parametrize("mode", ["upsert", "mirror"])
 def test_a_row_gaining_an_email_while_its_contacts_creating_job_is_pending_stays_that_contact(
     emulator, destination, run, state_path, mode
