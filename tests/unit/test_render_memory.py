@@ -104,11 +104,11 @@ def test_the_state_lowers_its_memory_cap_while_rendering_and_restores_it_after(
     with StateStore.open(tmp_path / "state.duckdb") as store:
         planning = _cap(store)
         with store.render_memory():
-            sending = _cap(store)
-        assert sending < planning / 2
+            rendering = _cap(store)
+        assert rendering < planning / 2
         assert _cap(store) == planning
         with pytest.raises(RuntimeError), store.render_memory():
-            raise RuntimeError("a send failed")
+            raise RuntimeError("a render failed")
         assert _cap(store) == planning
 
 
