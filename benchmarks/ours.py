@@ -86,6 +86,11 @@ class OursPath:
             ) as plan:
                 stats.add_time("plan", start)
                 self._count_rejects(plan.rejects, stats, keep_rejects)
+                clock = mark()  # a state write, as the sync makes it
+                self.store.invalid_rows.remember(
+                    f"bench-{self._passes}", data.STREAM, plan.invalid_rows
+                )
+                stats.add_time("record", clock)
                 for batch in batches:
                     if plan.counts.to_render:
                         for body in self._bodies(plan, packer, batch, stats):

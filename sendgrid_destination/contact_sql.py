@@ -289,18 +289,18 @@ class ContactSql:
         return (
             f"SELECT row_number, contact_key, {', '.join(self.problem_columns())}, "
             f"({ok}) AS ok{given if self.identities else ''}, flagged, "
-            f"CASE WHEN ({ok}) THEN {self._fingerprint()} END "
-            f"AS fingerprint FROM (SELECT *, {masks} FROM ("
+            f"{self._fingerprint()} AS fingerprint FROM (SELECT *, {masks} FROM ("
             f"SELECT *, {self._key_expr()} AS contact_key FROM "
             f"({self._scan(relation, self._values)})))"
         )
 
     def keys(self, relation: str) -> str:
         """Per row of ``relation``: ``row_number``, ``contact_key``, ``flagged`` and the
-        ``fingerprint`` the check would give it were it ok, without cleaning or checking any
-        value but the identifiers: enough to find the rows unchanged since their last send
-        (a fingerprint the state holds is of a row that was ok, and the same source values
-        under the same signature are ok again)."""
+        ``fingerprint`` the check gives it, without cleaning or checking any value but the
+        identifiers: enough to find the rows unchanged since their last send (a fingerprint
+        the state holds is of a row that was ok, and the same source values under the same
+        signature are ok again) and those the check refused last time (``state.invalid_rows``).
+        """
         keyed = ", ".join(
             f"{self._value_expr(b, ident(b.column))} AS v{i}"
             for i, b in enumerate(self.bindings)

@@ -247,6 +247,7 @@ class ContactSync:
         if plan.rejects.num_rows:
             self._record_rejects(plan.rejects, "validation")
             self.tally.refused_by_checks(plan.rejects)
+        self.store.invalid_rows.remember(self.run_id, self.stream, plan.invalid_rows)
         if plan.omitted.num_rows:  # on_invalid_value = "omit_field": sent without them
             self._record_rejects(plan.omitted, "omitted")
             self.tally.omitted_fields(plan.omitted)

@@ -55,6 +55,7 @@ from sendgrid_destination.identifiers import IdentifierPolicy
 from sendgrid_destination.schemas import REJECTS, RENDERED
 from sendgrid_destination.sliced_query import SlicedQuery
 from sendgrid_destination.source_rows import SourceRows
+from sendgrid_destination.state.invalid_rows import InvalidRowMemory
 
 _TABLE = "sg_plan"
 _CHECKED = "sg_checked"
@@ -95,6 +96,9 @@ class PlanStore(Protocol):
     def shared_keys_sql(self, relation: str, mapped: Sequence[str] = ...) -> str: ...
 
     def render_memory(self) -> AbstractContextManager[None]: ...
+
+    @property
+    def invalid_rows(self) -> InvalidRowMemory: ...
 
     def same_content(
         self, contacts: pa.Table, legacy_hash: Callable[[pa.ChunkedArray], pa.ChunkedArray]
@@ -207,7 +211,7 @@ class Plan:
         flagged = self._keep_last_rows(
             "c.row_number, c.contact_key, c.fingerprint" if quick else self._kept_columns()
         )
-        sent_earlier = self._classify(checked=not quick)
+        sent_earlier = self._classify(quick=quick)
         if quick:
             self._check_changed_rows()
         ((kept_rows, to_render, waits, new),) = self._cur.execute(
@@ -227,6 +231,7 @@ class Plan:
             int(new),
         )
         self.rejects = self._rejects()
+        self.invalid_rows = self._invalid_rows()
         with_problem = " OR ".join(f"{p} <> 0" for p in self._sql.problem_columns())
         self.omitted = self._problems(f"ok AND ({with_problem})")
 
@@ -263,17 +268,19 @@ class Plan:
         ).fetchall()
         return int(flagged)
 
-    def _classify(self, *, checked: bool) -> int:
+    def _classify(self, *, quick: bool) -> int:
         """The plan table: the last rows the state does not find unchanged, and those that
         wait for a change of their data (few: kept to be counted, not rendered). Returns how
-        many unchanged rows an earlier attempt of this run sent."""
+        many unchanged rows an earlier attempt of this run sent. ``quick``: the rows are not
+        checked yet (their key stays, for ``_check_changed_rows``)."""
         cur = self._cur
         changes, params = self._store.changes_sql(
-            "sg_last", self._stream, self._run_id, checked=checked
+            "sg_last", self._stream, self._run_id, checked=not quick
         )
+        dropped = "unchanged, this_run" if quick else "unchanged, this_run, contact_key"
         cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE (unchanged, this_run, "
-            f"contact_key) FROM ({changes}) WHERE NOT unchanged OR waits ORDER BY row_number",
+            f"CREATE OR REPLACE TEMP TABLE {_TABLE} AS SELECT * EXCLUDE ({dropped}) "
+            f"FROM ({changes}) WHERE NOT unchanged OR waits ORDER BY row_number",
             params,
         ).fetchall()
         sent_earlier = 0
@@ -302,20 +309,30 @@ class Plan:
 
     def _check_changed_rows(self) -> None:
         """Found by keys and fingerprints: check the plan's rows that are not waiting (the
-        others are unchanged), and keep what the check says of them (``_refused_columns``)."""
+        others are unchanged), and keep what the check says of them (``_refused_columns``).
+        A row the check refused in the table's last run, unchanged since, is refused again
+        with the problems found then (``state.invalid_rows``): not read nor checked again."""
         cur = self._cur
+        problems = self._sql.problem_columns()
+        remembered = self._remembered_refusals()
         todo = cur.sql(
-            f"SELECT row_number FROM {_TABLE} WHERE NOT waits ORDER BY row_number"
+            f"SELECT row_number FROM {_TABLE} WHERE NOT waits AND row_number NOT IN "
+            f"(SELECT row_number FROM {remembered}) ORDER BY row_number"
         ).fetchnumpy()["row_number"]
-        checked = _CHECKED
         if len(todo):
             self._scan_into(_CHECKED, self._sql.check, np.asarray(todo, dtype=np.int64))
-        else:  # an unchanged load: nothing to check, nor to read again
-            masks = "".join(f", NULL::BIGINT AS {p}" for p in self._sql.problem_columns())
-            checked = (
-                "(SELECT NULL::BIGINT AS row_number, NULL::BOOLEAN AS ok, "
-                f"NULL::VARCHAR AS contact_key{masks} WHERE false)"
+            found = f"SELECT row_number, ok, contact_key, {', '.join(problems)} FROM {_CHECKED}"
+        else:  # nothing to check, nor to read again
+            masks = "".join(f", NULL::BIGINT AS {p}" for p in problems)
+            found = (
+                "SELECT NULL::BIGINT AS row_number, NULL::BOOLEAN AS ok, "
+                f"NULL::VARCHAR AS contact_key{masks} WHERE false"
             )
+        masks = "".join(f", r.masks[{i + 1}] AS {p}" for i, p in enumerate(problems))
+        checked = (
+            f"({found} UNION ALL SELECT r.row_number, false, t.contact_key{masks} "
+            f"FROM {remembered} r JOIN {_TABLE} t ON t.row_number = r.row_number)"
+        )
         # A waiting row was ok when it was sent, and its values have not changed since.
         cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_planned AS SELECT t.row_number, "
@@ -323,8 +340,25 @@ class Plan:
             "t.is_new, t.prev_hash, t.prev_sha256, t.pending, t.retry, t.refused_hash, t.waits "
             f"FROM {_TABLE} t LEFT JOIN {checked} c ON c.row_number = t.row_number "
             f"ORDER BY t.row_number; DROP TABLE IF EXISTS {_CHECKED}; DROP TABLE {_TABLE}; "
-            f"ALTER TABLE sg_planned RENAME TO {_TABLE}"
+            f"ALTER TABLE sg_planned RENAME TO {_TABLE}; DROP TABLE IF EXISTS sg_remembered"
         ).fetchall()
+
+    def _remembered_refusals(self) -> str:
+        """A relation of the plan's rows (not waiting) that the check refused in the table's
+        last run, unchanged since: ``row_number``, ``masks`` (as many as the check has)."""
+        matched = self._store.invalid_rows.match_sql(_TABLE, self._stream)
+        if matched is None:
+            return "(SELECT NULL::BIGINT AS row_number, NULL::BIGINT[] AS masks WHERE false)"
+        sql, params = matched
+        width = len(self._sql.problem_columns())
+        # Same signature, same checks: the width differs only if the file was edited.
+        self._cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE sg_remembered AS SELECT m.row_number, m.masks "
+            f"FROM ({sql}) m JOIN {_TABLE} t ON t.row_number = m.row_number "
+            f"WHERE NOT t.waits AND len(m.masks) = {width}",
+            params,
+        ).fetchall()
+        return "sg_remembered"
 
     def _resolve_identifiers(self, policy: IdentifierPolicy) -> None:
         """Match the checked rows to the contacts whose identifiers SendGrid holds; the
@@ -411,6 +445,17 @@ class Plan:
         finally:
             cur.unregister("sg_bad")
             cur.unregister("sg_checks")
+
+    def _invalid_rows(self) -> pa.Table:
+        """The rows the check refused (``contact_key``, ``fingerprint``, ``masks``), for the
+        state to remember (``state.invalid_rows``); none with the identifier rule in play."""
+        if self._identifiers is not None:
+            return pa.table({"contact_key": [], "fingerprint": [], "masks": []})
+        masks = ", ".join(self._sql.problem_columns())
+        return self._cur.sql(
+            f"SELECT refused_key AS contact_key, fingerprint, [{masks}]::BIGINT[] AS masks "
+            f"FROM {_TABLE} WHERE NOT ok AND fingerprint IS NOT NULL"
+        ).to_arrow_table()
 
     def _rejects(self) -> pa.Table:
         """The refused rows' problems: the check's, and the identifier rule's."""

@@ -2,8 +2,9 @@
 
 ``plan_rows(mapping, data, ...)`` binds the mapping to the data's schema, compiles it, builds
 the destination's ``Plan`` over the rows against a state store (a fresh stream of one shared
-temporary store unless a store is given, so every row is new) and renders every planned row:
-exactly what a load does before packing. The result has ``contacts`` (the rendered rows, in
+temporary store unless a store is given, so every row is new), remembers the rows the check
+refused (``state.invalid_rows``) and renders every planned row: exactly what a load does
+before packing. The result has ``contacts`` (the rendered rows, in
 row order), ``rejects`` and the plan's ``counts``.
 """
 
@@ -89,6 +90,7 @@ def plan_rows(
     batch = data if isinstance(data, pa.RecordBatch) else one_batch(data)
     rows = SourceRows.from_batch(batch, first_row)
     with Plan.build(store, sql, stream, "test-run", rows) as plan:
+        store.invalid_rows.remember("test-run", stream, plan.invalid_rows)  # as a load does
         rendered = list(plan.rendered_batches())
         contacts = [r.to_send for r in rendered]
         unchanged = [r.unchanged for r in rendered]

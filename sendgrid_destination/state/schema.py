@@ -60,6 +60,9 @@ Tables:
   large even alone), never accepted since, with the fingerprint of the row refused: that row
   waits for a change of its data, as a contact its job failed for good does (schema 9; an
   accepted send of the contact removes it).
+* ``invalid_rows``: the rows the check refused in the table's latest run, by key and
+  fingerprint, with their problem masks (``state.invalid_rows``): a rerun refuses the same
+  rows again without reading the source a second time (schema 12; only a cache).
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ import duckdb
 # to be merged into ``contacts`` in bulk (a table that starts empty: nothing to convert).
 # 11: ``refused.content_md5``: the JSON refused, so that a row whose fingerprint changed but
 # not its JSON still waits (older rows have none: such a contact is sent once more).
-SCHEMA_VERSION = 11
+# 12: ``invalid_rows`` (a table that starts empty: older files lose nothing but a shortcut).
+SCHEMA_VERSION = 12
 
 
 class ContactStatus(StrEnum):
@@ -146,6 +150,8 @@ CREATE TABLE IF NOT EXISTS spooled (seq BIGINT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS refused (
     stream VARCHAR, contact_key VARCHAR, fingerprint UBIGINT, reason VARCHAR, run_id VARCHAR,
     refused_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS invalid_rows (
+    stream VARCHAR, contact_key VARCHAR, fingerprint UBIGINT, masks BIGINT[], run_id VARCHAR);
 """
 
 # A contact's job and outcome. Its own status, where set, wins: ``failed`` (or a row of a

@@ -44,6 +44,7 @@ from sendgrid_destination.errors import ConfigurationError, SendGridError
 from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state import recovery
 from sendgrid_destination.state.duck import transaction, utc_cursor
+from sendgrid_destination.state.invalid_rows import InvalidRowMemory
 from sendgrid_destination.state.lock import file_lock
 from sendgrid_destination.state.removals import SENT as REMOVAL_SENT
 from sendgrid_destination.state.removals import RemovalLedger, ids_sql
@@ -242,6 +243,11 @@ class StateStore:
                     con.close()
         finally:
             os.umask(previous_umask)
+
+    @property
+    def invalid_rows(self) -> InvalidRowMemory:
+        """The rows the check refused in each table's latest run (a rerun's shortcut)."""
+        return InvalidRowMemory(self)
 
     @property
     def removals(self) -> RemovalLedger:

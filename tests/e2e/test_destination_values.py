@@ -342,7 +342,7 @@ def test_a_rerun_of_the_same_rows_sends_nothing_and_rejects_the_same_rows_again(
 ) -> None:
     for name, (kind, _) in CUSTOM_FIELDS.items():
         emulator.add_custom_field(name, kind)
-    run(_typed_table(), destination(mapping=TYPED_MAPPING))
+    first = run(_typed_table(), destination(mapping=TYPED_MAPPING))
     puts = len(upserts(emulator))
 
     second = run(_typed_table(), destination(mapping=TYPED_MAPPING))
@@ -352,6 +352,15 @@ def test_a_rerun_of_the_same_rows_sends_nothing_and_rejects_the_same_rows_again(
     assert summary["unchanged"] == sum(1 for _, o in ROWS if o == VALID)
     assert summary["rejected"] == sum(1 for _, o in ROWS if o != VALID)
     assert summary["contacts_sent"] == 0
+    refused = {
+        load: sorted(
+            (r["row_number"], r["contact_key"] or "", r["column"] or "", r["reason"])
+            for r in rejects_of(state_path)
+            if r["run_id"].startswith(load)
+        )
+        for load in (first.loads_ids[-1], second.loads_ids[-1])
+    }
+    assert refused[second.loads_ids[-1]] == refused[first.loads_ids[-1]] != []
 
 
 def test_of_duplicate_rows_of_one_contact_the_last_wins_whole_and_an_invalid_last_sends_nothing(

@@ -229,3 +229,39 @@ def test_deleting_the_dlt_pipeline_directory_between_runs_resends_nothing_unchan
     summary = run_summary(state_path, second)
     assert (summary["changed"], summary["unchanged"]) == (1, 59)
     assert state_path.exists() and not Path(state_path).is_relative_to(pipelines_dir)
+
+
+_REJECTS_OF_RUN = (
+    "SELECT row_number, coalesce(contact_key, ''), coalesce(\"column\", ''), reason "
+    "FROM rejects WHERE run_id LIKE ? ORDER BY ALL"
+)
+
+
+def test_rows_refused_by_the_checks_are_refused_again_by_a_rerun_until_their_data_changes(
+    emulator, destination, run, state_path
+) -> None:
+    data = contacts_table(50)
+    emails = data["email"].to_pylist()
+    emails[3], emails[7] = "not an address", None
+    data = data.set_column(data.schema.get_field_index("email"), "email", [emails])
+    first = run(data, destination())
+    emulator.clear_requests()
+
+    second = run(data, destination())
+
+    assert upserts(emulator) == []
+    first_rejects = state_rows(state_path, _REJECTS_OF_RUN, [f"{first.loads_ids[-1]}%"])
+    assert [r[0] for r in first_rejects] == [3, 7]
+    assert state_rows(state_path, _REJECTS_OF_RUN, [f"{second.loads_ids[-1]}%"]) == first_rejects
+    # Refused from what the state remembers of them (state.invalid_rows), and remembered anew.
+    assert state_rows(state_path, "SELECT count(*) FROM invalid_rows") == [(2,)]
+    assert run_summary(state_path, second)["rejected"] == 2
+
+    emails[3] = "fixed@example.com"
+    fixed = data.set_column(data.schema.get_field_index("email"), "email", [emails])
+    third = run(fixed, destination())
+
+    assert upserted_contacts(emulator) == 1
+    summary = run_summary(state_path, third)
+    assert (summary["rejected"], summary["new"], summary["unchanged"]) == (1, 1, 48)
+    assert state_rows(state_path, "SELECT count(*) FROM invalid_rows") == [(1,)]

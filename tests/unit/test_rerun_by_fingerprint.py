@@ -6,13 +6,15 @@ only the rows whose fingerprint is not the one last sent. The property: whatever
 types and values (the generator of ``test_arbitrary_arrow_through_plan``), and whatever a
 second load mixes from the first one's rows, the rerun
 
-* refuses exactly the rows a first look at the same load refuses, for the same reasons;
+* refuses exactly the rows a first look at the same load refuses, for the same reasons
+  (those the first load refused too, from what the state remembers of them);
 * renders every row it renders exactly as a first look does;
 * skips without rendering only rows whose JSON is the one last sent for their contact.
 
 Then one example each of what the fingerprint must tell apart although DuckDB's ``hash``
 of the values alone does not (a decimal's scale), or what changes the JSON without changing
-a value (the date format), and the source's second read of only the rows to check.
+a value (the date format), the source's second read of only the rows to check, and none for
+rows refused last time and unchanged since.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from hypothesis import strategies as st
 
 import tests.unit.test_arbitrary_arrow_through_plan as arbitrary
 from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.plan import Plan
 from sendgrid_destination.source_rows import SourceRows
-from sendgrid_destination.state import StateStore
-from tests.planning import Planned, contact_sql, plan_rows
+from sendgrid_destination.state import SCHEMA_VERSION, StateStore
+from tests.planning import Planned, contact_sql, one_batch, plan_rows
 
 _streams = itertools.count()
 stores = arbitrary.stores  # the module-scoped fixture: one state for every example
@@ -104,11 +107,13 @@ def check_rerun(case: arbitrary.Case, data: st.DataObject, store: StateStore) ->
     keys, hashes = first.contacts["contact_key"], first.contacts["content_hash"]
     sent = dict(zip(keys.to_pylist(), hashes.to_pylist(), strict=True))
     second = _mixed(table, data)
+    # Refused rows of ``first`` that come again are refused from memory (state.invalid_rows).
     again = plan_rows(sql, second, store=store, stream=stream)
     fresh = plan_rows(sql, second, store=store)  # a new stream: every row checked and rendered
 
     assert again.rejects.to_pylist() == fresh.rejects.to_pylist()
     assert again.counts.superseded == fresh.counts.superseded
+    event("refusals remembered", "some" if first.rejects.num_rows else "none")
     rendered, looked = _rendered(again), _rendered(fresh)
     assert set(rendered) <= set(looked), "a row rendered that a first look refuses"
     skipped = 0
@@ -302,3 +307,146 @@ def test_the_sources_second_read_yields_only_the_rows_asked_for_and_counts_every
     assert rows.rows_read == 10
     assert rows.values_read == {"email": 10}
     assert rows.reader(np.array([], dtype=np.int64)).read_all().num_rows == 0
+
+
+# -- rows refused last time (state.invalid_rows) -------------------------------------------------
+
+
+class _CountedRows(SourceRows):
+    """A load's rows (one batch) that count how often the plan reads them."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__(table.schema)
+        self._rows = SourceRows.from_batch(one_batch(table))
+        self.reads = 0
+
+    def batches(self) -> Any:
+        return self._rows.batches()
+
+    def reader(self, only: np.ndarray | None = None) -> pa.RecordBatchReader:
+        self.reads += 1
+        return super().reader(only)
+
+
+_NAMED = {"email": "email", "first_name": "name"}
+_REFUSING = pa.table(
+    {
+        "email": ["a@example.com", "not an address", None, "b@example.com", "c@example.com"],
+        "name": ["Ann", "Bo", "Cy", "D" * 51, "Ed"],
+    }
+)
+
+
+def _planned_again(
+    store: StateStore, stream: str, table: pa.Table, **options: Any
+) -> tuple[_CountedRows, dict[str, Any]]:
+    """``table`` planned on ``stream`` as a rerun (which remembers its refused rows, as a
+    load does): how often it was read, and what the plan found."""
+    sql = contact_sql(_NAMED, table.schema, **options)
+    rows = _CountedRows(table)
+    run_id = f"run-{next(_streams)}"
+    with Plan.build(store, sql, stream, run_id, rows) as plan:
+        store.invalid_rows.remember(run_id, stream, plan.invalid_rows)
+        found = {"rejects": plan.rejects.to_pylist(), "omitted": plan.omitted.to_pylist(),
+                 "counts": plan.counts, "invalid": plan.invalid_rows.num_rows}  # fmt: skip
+    return rows, found
+
+
+def _first_load(store: StateStore, table: pa.Table = _REFUSING) -> tuple[str, Planned]:
+    stream = f"refusing-{next(_streams)}"
+    first = plan_rows(contact_sql(_NAMED, table.schema), table, store=store, stream=stream)
+    _send(store, stream, first)
+    return stream, first
+
+
+def test_a_rerun_whose_only_rows_to_check_were_refused_last_time_reads_the_source_once(
+    store: StateStore,
+) -> None:
+    stream, first = _first_load(store)
+    assert [r["row_number"] for r in first.rejects.to_pylist()] == [1, 2, 3]
+
+    rows, again = _planned_again(store, stream, _REFUSING)
+
+    assert rows.reads == 1, "read again to check rows the check refused last time"
+    assert again["rejects"] == first.rejects.to_pylist()  # a row without an identifier too
+    assert (again["counts"].unchanged, again["counts"].to_render) == (2, 0)
+    assert again["invalid"] == 3  # remembered for the next run in turn
+
+
+def test_a_state_that_forgot_its_refused_rows_reads_them_again_and_refuses_them_the_same(
+    store: StateStore,
+) -> None:
+    # Only a cache: a state file of schema 11 had none, and a lost one costs a second read.
+    stream, first = _first_load(store)
+    store.con.execute("DELETE FROM invalid_rows")
+
+    rows, again = _planned_again(store, stream, _REFUSING)
+
+    assert rows.reads == 2
+    assert again["rejects"] == first.rejects.to_pylist()
+
+
+def test_a_row_refused_last_time_whose_values_changed_is_checked_again(
+    store: StateStore,
+) -> None:
+    stream, _ = _first_load(store)
+    # Row 1's address fixed but its name now too long; row 3's name fixed; row 2 as it was.
+    emails = ["a@example.com", "bo@example.com", None, "b@example.com", "c@example.com"]
+    fixed = pa.table({"email": emails, "name": ["Ann", "B" * 51, "Cy", "Dee", "Ed"]})
+
+    rows, again = _planned_again(store, stream, fixed)
+
+    assert rows.reads == 2
+    fresh = plan_rows(contact_sql(_NAMED, fixed.schema), fixed, store=store)  # a first look
+    assert again["rejects"] == fresh.rejects.to_pylist()
+    assert [(r["row_number"], r["column"]) for r in again["rejects"]] == [(1, "name"), (2, "email")]
+    assert again["counts"].to_render == 1  # row 3, its name fixed
+
+
+def test_a_row_refused_under_one_policy_is_checked_again_under_another(
+    store: StateStore,
+) -> None:
+    stream, _ = _first_load(store)
+
+    rows, again = _planned_again(store, stream, _REFUSING, on_invalid_value="omit_field")
+
+    assert rows.reads == 2  # the policy is in the fingerprint's signature
+    assert [r["row_number"] for r in again["omitted"]] == [3]  # sent without its name
+    assert [r["row_number"] for r in again["rejects"]] == [1, 2]
+
+
+def test_the_state_remembers_only_the_refused_rows_of_the_tables_latest_run(
+    store: StateStore,
+) -> None:
+    stream, _ = _first_load(store)
+    other, _ = _first_load(store)
+    clean = _REFUSING.filter(pa.array([True, False, False, False, True]))
+
+    _, again = _planned_again(store, stream, clean)
+
+    remembered = store.con.execute(
+        "SELECT stream, count(*) FROM invalid_rows GROUP BY stream ORDER BY stream"
+    ).fetchall()
+    assert again["invalid"] == 0
+    assert remembered == [(other, 3)]  # another table's stay
+
+
+def test_a_state_file_of_schema_11_gains_the_memory_of_refused_rows_and_reruns_with_it(
+    tmp_path: Any,
+) -> None:
+    path = tmp_path / "state.duckdb"
+    with StateStore.open(path) as opened:
+        stream, first = _first_load(opened)
+        opened.con.execute("DROP TABLE invalid_rows")
+        opened.con.execute("UPDATE meta SET value = '11' WHERE key = 'schema_version'")
+
+    with StateStore.open(path) as reopened:
+        rows, again = _planned_again(reopened, stream, _REFUSING)
+        version = reopened.con.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchall()
+        later, third = _planned_again(reopened, stream, _REFUSING)
+
+    assert version == [(str(SCHEMA_VERSION),)]
+    assert (rows.reads, again["rejects"]) == (2, first.rejects.to_pylist())  # nothing to recall
+    assert (later.reads, third["rejects"]) == (1, first.rejects.to_pylist())
