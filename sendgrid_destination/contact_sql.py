@@ -50,6 +50,7 @@ lists the omitted fields with ``rejects`` as it lists a refused row's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -78,8 +79,10 @@ DEFAULT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Bump when the rendering or the checks of a contact change, so every stored fingerprint stops
 # matching (its contacts are then compared by content hash once: nothing is resent). 2: the
 # fingerprint is of the source values as they arrive, no longer of the cleaned ones. 3: text
-# goes through MD5 (DuckDB's hash of text missed changes: see _fingerprint).
-FINGERPRINT_VERSION = 3
+# goes through MD5 (DuckDB's hash of text missed changes: see _fingerprint). 4: the signature
+# names the source columns and the list column (text that is not UTF-8 is refused for the
+# field its column feeds: the same values under another wiring are refused otherwise).
+FINGERPRINT_VERSION = 4
 # Values whose DuckDB hash is weak (text: see _fingerprint), digested with MD5 instead.
 _TEXT_KINDS = ("string", "string_list")
 _BITS = 63
@@ -678,11 +681,21 @@ class ContactSql:
 
     def _signature(self) -> str:
         # Everything besides the values that shapes a contact's JSON or decides whether a
-        # row is ok: a fingerprint taken under another mapping, field type, list scope, date
-        # format, policy or rendering version never matches.
+        # row is ok, and how: a fingerprint taken under another mapping (fields, or the
+        # columns feeding them), field type, list scope or list column, date format, policy
+        # or rendering version never matches.
         fields = [
-            [b.json_key, b.kind, b.field, b.field_type, b.arrow_kind, b.max_length]
+            [b.json_key, b.kind, b.field, b.field_type, b.arrow_kind, b.max_length, b.column]
             for b in self.bindings
         ]
         policy = "omit_field" if self.omit_fields else "reject_row"
-        return json.dumps([FINGERPRINT_VERSION, self.scope, fields, self.date_format, policy])
+        lists = None if self.list_column is None else self.list_column.column
+        return json.dumps(
+            [FINGERPRINT_VERSION, self.scope, lists, fields, self.date_format, policy]
+        )
+
+    def checks_digest(self) -> int:
+        """A 64-bit digest of the checks and their order, which give a problem mask its
+        meaning (``rejects``): masks kept under other checks are never read under these."""
+        layout = [[c.column, c.reason, c.omits is not None] for c in self._checks]
+        return int(hashlib.md5(json.dumps(layout).encode()).hexdigest()[:15], 16)

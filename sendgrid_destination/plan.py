@@ -346,12 +346,13 @@ class Plan:
     def _remembered_refusals(self) -> str:
         """A relation of the plan's rows (not waiting) that the check refused in the table's
         last run, unchanged since: ``row_number``, ``masks`` (as many as the check has)."""
-        matched = self._store.invalid_rows.match_sql(_TABLE, self._stream)
+        matched = self._store.invalid_rows.match_sql(
+            _TABLE, self._stream, self._sql.checks_digest()
+        )
         if matched is None:
             return "(SELECT NULL::BIGINT AS row_number, NULL::BIGINT[] AS masks WHERE false)"
         sql, params = matched
-        width = len(self._sql.problem_columns())
-        # Same signature, same checks: the width differs only if the file was edited.
+        width = len(self._sql.problem_columns())  # as the digest says, unless the file was edited
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_remembered AS SELECT m.row_number, m.masks "
             f"FROM ({sql}) m JOIN {_TABLE} t ON t.row_number = m.row_number "
@@ -449,12 +450,11 @@ class Plan:
     def _invalid_rows(self) -> pa.Table:
         """The rows the check refused (``contact_key``, ``fingerprint``, ``masks``), for the
         state to remember (``state.invalid_rows``); none with the identifier rule in play."""
-        if self._identifiers is not None:
-            return pa.table({"contact_key": [], "fingerprint": [], "masks": []})
+        where = "NOT ok AND fingerprint IS NOT NULL" if self._identifiers is None else "false"
         masks = ", ".join(self._sql.problem_columns())
         return self._cur.sql(
-            f"SELECT refused_key AS contact_key, fingerprint, [{masks}]::BIGINT[] AS masks "
-            f"FROM {_TABLE} WHERE NOT ok AND fingerprint IS NOT NULL"
+            f"SELECT refused_key AS contact_key, fingerprint, {self._sql.checks_digest()}::BIGINT "
+            f"AS checks, [{masks}]::BIGINT[] AS masks FROM {_TABLE} WHERE {where}"
         ).to_arrow_table()
 
     def _rejects(self) -> pa.Table:

@@ -9,11 +9,15 @@ last time is never unchanged (it was never sent), so without this memory a rerun
 other rows are last run's refusals read the whole source again to check them (the benchmark's
 1% of bad rows: 0.4 s of a 1M-row unchanged rerun).
 
-* ``match_sql(relation, stream)``: the rows of ``relation`` (``row_number``, ``contact_key``,
-  ``fingerprint``) remembered as refused, with their problem masks (``masks``, in the order of
-  ``ContactSql.problem_columns``); None when nothing of ``stream`` is remembered (no join).
+* ``match_sql(relation, stream, checks)``: the rows of ``relation`` (``row_number``,
+  ``contact_key``, ``fingerprint``) remembered as refused under the checks of digest
+  ``checks`` (``ContactSql.checks_digest``), with their problem masks (``masks``, in the order
+  of ``ContactSql.problem_columns``); None when nothing of ``stream`` is remembered (no join).
+  The fingerprint's signature already tells other checks apart; the digest makes sure masks
+  are never read against checks they were not taken under.
 * ``remember(run_id, stream, rows)``: the rows a plan of ``run_id`` found refused by the check
-  (``contact_key``, ``fingerprint``, ``masks``). What another run remembered of the table is
+  (``contact_key``, ``fingerprint``, ``checks``, ``masks``). What another run remembered of
+  the table is
   dropped: the memory holds the latest run's refusals, so it stays as small as one run's
   rejects (an incremental load forgets earlier runs' refusals, which costs only their check
   should those rows come again). A row without an identifier is remembered with a null key.
@@ -42,7 +46,7 @@ class InvalidRowMemory:
     def __init__(self, store: StateStore) -> None:
         self._store = store
 
-    def match_sql(self, relation: str, stream: str) -> tuple[str, list[Any]] | None:
+    def match_sql(self, relation: str, stream: str, checks: int) -> tuple[str, list[Any]] | None:
         """See the module docstring."""
         with self._store.workspace() as cur:
             ((count,),) = cur.execute(
@@ -54,8 +58,8 @@ class InvalidRowMemory:
         return (
             f"SELECT r.row_number, i.masks FROM {quoted} r JOIN (SELECT contact_key, "
             "fingerprint, any_value(masks) AS masks FROM invalid_rows WHERE stream = ? "
-            f"GROUP BY contact_key, fingerprint) i ON {_SAME}",
-            [stream],
+            f"AND checks = ? GROUP BY contact_key, fingerprint) i ON {_SAME}",
+            [stream, checks],
         )
 
     def remember(self, run_id: str, stream: str, rows: pa.Table) -> None:
@@ -76,7 +80,7 @@ class InvalidRowMemory:
 
     @staticmethod
     def _replace(cur: Any, run_id: str, stream: str, rows: pa.Table) -> None:
-        cur.register("r", rows.select(["contact_key", "fingerprint", "masks"]))
+        cur.register("r", rows.select(["contact_key", "fingerprint", "checks", "masks"]))
         try:
             # An attempt of the same run (dlt retrying the file) remembered these already.
             cur.execute(
@@ -85,8 +89,9 @@ class InvalidRowMemory:
                 [stream],
             )
             cur.execute(
-                "INSERT INTO invalid_rows SELECT DISTINCT ON (contact_key, fingerprint) ?, "
-                "contact_key, fingerprint, masks, ? FROM r",
+                "INSERT INTO invalid_rows (stream, contact_key, fingerprint, checks, masks, "
+                "run_id) SELECT DISTINCT ON (contact_key, fingerprint) ?, contact_key, "
+                "fingerprint, checks, masks, ? FROM r",
                 [stream, run_id],
             )
         finally:

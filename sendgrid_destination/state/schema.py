@@ -61,8 +61,9 @@ Tables:
   waits for a change of its data, as a contact its job failed for good does (schema 9; an
   accepted send of the contact removes it).
 * ``invalid_rows``: the rows the check refused in the table's latest run, by key and
-  fingerprint, with their problem masks (``state.invalid_rows``): a rerun refuses the same
-  rows again without reading the source a second time (schema 12; only a cache).
+  fingerprint, with their problem masks and the digest of the checks those masks are of
+  (``state.invalid_rows``): a rerun refuses the same rows again without reading the source a
+  second time (schema 12; only a cache).
 """
 
 from __future__ import annotations
@@ -151,7 +152,8 @@ CREATE TABLE IF NOT EXISTS refused (
     stream VARCHAR, contact_key VARCHAR, fingerprint UBIGINT, reason VARCHAR, run_id VARCHAR,
     refused_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS invalid_rows (
-    stream VARCHAR, contact_key VARCHAR, fingerprint UBIGINT, masks BIGINT[], run_id VARCHAR);
+    stream VARCHAR, contact_key VARCHAR, fingerprint UBIGINT, checks BIGINT, masks BIGINT[],
+    run_id VARCHAR);
 """
 
 # A contact's job and outcome. Its own status, where set, wins: ``failed`` (or a row of a

@@ -450,3 +450,17 @@ def test_a_state_file_of_schema_11_gains_the_memory_of_refused_rows_and_reruns_w
     assert version == [(str(SCHEMA_VERSION),)]
     assert (rows.reads, again["rejects"]) == (2, first.rejects.to_pylist())  # nothing to recall
     assert (later.reads, third["rejects"]) == (1, first.rejects.to_pylist())
+
+
+def test_masks_remembered_under_other_checks_are_never_read_under_these(
+    store: StateStore,
+) -> None:
+    # The signature already tells other checks apart; the digest guards the masks' meaning
+    # should checks change without it (a release that forgot to bump FINGERPRINT_VERSION).
+    stream, first = _first_load(store)
+    store.con.execute("UPDATE invalid_rows SET checks = checks + 1")
+
+    rows, again = _planned_again(store, stream, _REFUSING)
+
+    assert rows.reads == 2
+    assert again["rejects"] == first.rejects.to_pylist()
