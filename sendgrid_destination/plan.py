@@ -448,8 +448,9 @@ class Plan:
             cur.unregister("sg_checks")
 
     def _invalid_rows(self) -> pa.Table:
-        """The rows the check refused (``contact_key``, ``fingerprint``, ``masks``), for the
-        state to remember (``state.invalid_rows``); none with the identifier rule in play."""
+        """The rows the check refused (``contact_key``, ``fingerprint``, ``checks``,
+        ``masks``), for the state to remember (``state.invalid_rows``); none with the
+        identifier rule in play."""
         where = "NOT ok AND fingerprint IS NOT NULL" if self._identifiers is None else "false"
         masks = ", ".join(self._sql.problem_columns())
         return self._cur.sql(

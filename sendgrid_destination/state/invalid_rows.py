@@ -17,10 +17,10 @@ other rows are last run's refusals read the whole source again to check them (th
   are never read against checks they were not taken under.
 * ``remember(run_id, stream, rows)``: the rows a plan of ``run_id`` found refused by the check
   (``contact_key``, ``fingerprint``, ``checks``, ``masks``). What another run remembered of
-  the table is
-  dropped: the memory holds the latest run's refusals, so it stays as small as one run's
-  rejects (an incremental load forgets earlier runs' refusals, which costs only their check
-  should those rows come again). A row without an identifier is remembered with a null key.
+  the table is dropped: the memory holds the latest run's refusals, so it stays as small as
+  one run's rejects (an incremental load forgets earlier runs' refusals, which costs only
+  their check should those rows come again). A row without an identifier is remembered
+  with a null key.
 
 Only a cache: losing it (a crash between the rejects and this write, an older state file)
 costs a second read, never a wrong outcome. Rows with the identifier rule in play are not
