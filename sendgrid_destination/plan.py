@@ -345,18 +345,16 @@ class Plan:
 
     def _remembered_refusals(self) -> str:
         """A relation of the plan's rows (not waiting) that the check refused in the table's
-        last run, unchanged since: ``row_number``, ``masks`` (as many as the check has)."""
+        last run, unchanged since: ``row_number``, ``masks``."""
         matched = self._store.invalid_rows.match_sql(
             _TABLE, self._stream, self._sql.checks_digest()
         )
         if matched is None:
             return "(SELECT NULL::BIGINT AS row_number, NULL::BIGINT[] AS masks WHERE false)"
-        sql, params = matched
-        width = len(self._sql.problem_columns())  # as the digest says, unless the file was edited
+        sql, params = matched  # masks of these very checks: as many as ``problem_columns``
         self._cur.execute(
             f"CREATE OR REPLACE TEMP TABLE sg_remembered AS SELECT m.row_number, m.masks "
-            f"FROM ({sql}) m JOIN {_TABLE} t ON t.row_number = m.row_number "
-            f"WHERE NOT t.waits AND len(m.masks) = {width}",
+            f"FROM ({sql}) m JOIN {_TABLE} t ON t.row_number = m.row_number WHERE NOT t.waits",
             params,
         ).fetchall()
         return "sg_remembered"

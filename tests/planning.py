@@ -4,8 +4,8 @@
 the destination's ``Plan`` over the rows against a state store (a fresh stream of one shared
 temporary store unless a store is given, so every row is new), remembers the rows the check
 refused (``state.invalid_rows``) and renders every planned row: exactly what a load does
-before packing. The result has ``contacts`` (the rendered rows, in
-row order), ``rejects`` and the plan's ``counts``.
+before packing. The result has ``contacts`` (the rendered rows, in row order), ``rejects``
+and the plan's ``counts``.
 """
 
 from __future__ import annotations

@@ -373,12 +373,22 @@ def test_a_rerun_whose_only_rows_to_check_were_refused_last_time_reads_the_sourc
     assert again["invalid"] == 3  # remembered for the next run in turn
 
 
-def test_a_state_that_forgot_its_refused_rows_reads_them_again_and_refuses_them_the_same(
-    store: StateStore,
+@pytest.mark.parametrize(
+    "lost",
+    [
+        # Only a cache: a state file of schema 11 had none, and a lost one costs a second read.
+        "DELETE FROM invalid_rows",
+        # The signature already tells other checks apart; the digest guards the masks' meaning
+        # should checks change without it (a release that forgot to bump FINGERPRINT_VERSION).
+        "UPDATE invalid_rows SET checks = checks + 1",
+    ],
+    ids=["forgotten", "under_other_checks"],
+)
+def test_refused_rows_the_state_cannot_recall_are_read_again_and_refused_the_same(
+    store: StateStore, lost: str
 ) -> None:
-    # Only a cache: a state file of schema 11 had none, and a lost one costs a second read.
     stream, first = _first_load(store)
-    store.con.execute("DELETE FROM invalid_rows")
+    store.con.execute(lost)
 
     rows, again = _planned_again(store, stream, _REFUSING)
 
@@ -450,17 +460,3 @@ def test_a_state_file_of_schema_11_gains_the_memory_of_refused_rows_and_reruns_w
     assert version == [(str(SCHEMA_VERSION),)]
     assert (rows.reads, again["rejects"]) == (2, first.rejects.to_pylist())  # nothing to recall
     assert (later.reads, third["rejects"]) == (1, first.rejects.to_pylist())
-
-
-def test_masks_remembered_under_other_checks_are_never_read_under_these(
-    store: StateStore,
-) -> None:
-    # The signature already tells other checks apart; the digest guards the masks' meaning
-    # should checks change without it (a release that forgot to bump FINGERPRINT_VERSION).
-    stream, first = _first_load(store)
-    store.con.execute("UPDATE invalid_rows SET checks = checks + 1")
-
-    rows, again = _planned_again(store, stream, _REFUSING)
-
-    assert rows.reads == 2
-    assert again["rejects"] == first.rejects.to_pylist()
