@@ -51,6 +51,7 @@ from sendgrid_destination.dispositions import MODES
 from sendgrid_destination.env_mapping import mapping_prefixes, overlay_mapping
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.redaction import redact
+from sendgrid_destination.source_rows import DEFAULT_BATCH_ROWS
 
 BATCHES_REFUSED = (
     "batch_size must be 0 (the default): the destination plans a whole job file at once, "
@@ -140,7 +141,7 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     state_lock_wait: float = 0.0
     job_wait_timeout: float = 600.0
     job_poll_interval: float = 3.0
-    read_batch_rows: int = 100_000
+    read_batch_rows: int = DEFAULT_BATCH_ROWS
     # Fail the run (after the good rows are sent) when more rows than this were refused:
     # a count (0: any), or a fraction of the rows read when below 1. None: never.
     fail_on_rejects: float | None = None

@@ -21,6 +21,9 @@ they arrive, so no value is cleaned or checked), and the same steps run on that;
 rows not found unchanged are read again (``SourceRows.reader(only)``) and checked. Equivalent
 (a stored fingerprint is of a row that was ok, and the same values under the same signature
 are ok again) and, for a rerun of 1M rows of which few changed, about a third less work.
+When those rows are no more than one read batch (``SourceRows.batch_rows``), the plan keeps
+them as read, and ``rendered_batches`` renders them from memory: the source is read twice,
+not three times.
 
 The plan table is written in row order, so that ``render(batch, first_row)`` reads one batch's
 rows back by range (DuckDB skips the other row groups), renders them and sets apart, through
@@ -47,7 +50,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.arrow_utils import chunked, normalize_arrow
+from sendgrid_destination.arrow_utils import (
+    BAD_TEXT_COLUMN,
+    ROW_COLUMN,
+    chunked,
+    normalize_arrow,
+)
 from sendgrid_destination.contact_model import IDENTIFIERS
 from sendgrid_destination.contact_sql import ContactSql, duplicate_keys, fill_column, ident
 from sendgrid_destination.errors import CorruptStateError
@@ -159,6 +167,8 @@ class Plan:
         self._stream = stream
         self._run_id = run_id
         self._rows = rows
+        # The rows the check read again, as read, when they are few (``_check_changed_rows``).
+        self._checked_rows: pa.Table | None = None
         # The render's JSON is gathered in the state's memory: long values slice a batch.
         self._slices = SlicedQuery()
         self._exit = ExitStack()
@@ -295,11 +305,19 @@ class Plan:
         return int(sent_earlier)
 
     def _scan_into(
-        self, table: str, query: Callable[[str], str], only: np.ndarray | None = None
+        self,
+        table: str,
+        query: Callable[[str], str],
+        only: np.ndarray | None = None,
+        kept: list[pa.RecordBatch] | None = None,
     ) -> None:
         """``query`` (``ContactSql.check`` or ``keys``) over one read of the source, into
-        ``table``; ``only``: the row numbers to read (sorted), else all."""
-        self._cur.register("plan_src", self._rows.reader(only))
+        ``table``; ``only``: the row numbers to read (sorted), else all; ``kept``: a list to
+        which the rows read are added, as the query reads them."""
+        reader = self._rows.reader(only)
+        if kept is not None:
+            reader = pa.RecordBatchReader.from_batches(reader.schema, _kept(reader, kept))
+        self._cur.register("plan_src", reader)
         try:
             self._cur.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS {query('plan_src')}"
@@ -320,7 +338,10 @@ class Plan:
             f"(SELECT row_number FROM {remembered}) ORDER BY row_number"
         ).fetchnumpy()["row_number"]
         if len(todo):
-            self._scan_into(_CHECKED, self._sql.check, np.asarray(todo, dtype=np.int64))
+            # Few enough to hold (no more than a read batch does): kept for the render.
+            kept: list[pa.RecordBatch] | None = [] if len(todo) <= self._rows.batch_rows else None
+            self._scan_into(_CHECKED, self._sql.check, np.asarray(todo, dtype=np.int64), kept)
+            self._checked_rows = _as_read(kept)
             found = f"SELECT row_number, ok, contact_key, {', '.join(problems)} FROM {_CHECKED}"
         else:  # nothing to check, nor to read again
             masks = "".join(f", NULL::BIGINT AS {p}" for p in problems)
@@ -472,8 +493,12 @@ class Plan:
     # -- rendering ---------------------------------------------------------------------------
 
     def rendered_batches(self) -> Iterator[Rendered]:
-        """Each source batch's planned rows, rendered (nothing when no row needs it)."""
+        """Each source batch's planned rows, rendered (nothing when no row needs it); the
+        rows the plan kept from its check, if it did, without reading the source again."""
         if not self.counts.to_render:
+            return
+        if self._checked_rows is not None:
+            yield self._render_checked(self._checked_rows)
             return
         for batch, first_row in self._rows.batches():
             yield self.render(batch, first_row)
@@ -488,6 +513,25 @@ class Plan:
             keep[pc.subtract(planned["row_number"], first_row).to_numpy()] = True
             rows = rows.filter(pa.array(keep))
         # (Otherwise row numbers are distinct and in range, _planned checks: all, in order.)
+        return self._rendered(planned, rows)
+
+    def _render_checked(self, checked: pa.Table) -> Rendered:
+        """Render the planned rows from the rows the check read (every planned row is one:
+        the others were unchanged, waiting or refused)."""
+        numbers = checked[ROW_COLUMN].to_numpy()
+        planned = self._planned(int(numbers[0]), int(numbers[-1]) + 1)
+        wanted = planned["row_number"].to_numpy()
+        at = np.searchsorted(numbers, wanted)
+        found = at < len(numbers)
+        if planned.num_rows != self.counts.to_render or not (
+            found.all() and np.array_equal(numbers[at], wanted)
+        ):
+            raise RuntimeError("The plan's rows to render are not the rows it checked (a bug).")
+        rows = checked.drop_columns([ROW_COLUMN, BAD_TEXT_COLUMN]).take(pa.array(at))
+        return self._rendered(planned, rows)
+
+    def _rendered(self, planned: pa.Table, rows: pa.Table) -> Rendered:
+        """The contacts of ``planned`` rows, whose source values are ``rows`` (aligned)."""
         if self._identifiers is not None:
             for name in IDENTIFIERS:  # aligned: both in row order
                 rows = rows.append_column(fill_column(name), planned[fill_column(name)])
@@ -581,3 +625,15 @@ class Plan:
             return self._cur.sql(self._sql.legacy_hash("sg_legacy")).to_arrow_table()["h"]
         finally:
             self._cur.unregister("sg_legacy")
+
+
+def _kept(reader: pa.RecordBatchReader, kept: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        kept.append(batch)
+        yield batch
+
+
+def _as_read(kept: list[pa.RecordBatch] | None) -> pa.Table | None:
+    """The rows kept from a read, if any. Their text was made valid UTF-8 for DuckDB
+    (``with_row_numbers``), which no planned row needs: a row with such text is refused."""
+    return pa.Table.from_batches(kept) if kept else None

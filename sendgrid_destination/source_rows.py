@@ -11,6 +11,8 @@ refused when there is none (``ConfigurationError`` naming it);
 the load. Either way:
 
 * ``schema``: the Arrow schema of what is read (for files, from their footers: no data read);
+* ``batch_rows``: how many rows a read holds in memory at a time (the files' ``batch_rows``;
+  a batch's own size), which is what a reader of these rows may hold;
 * ``batches()``: ``(batch, first_row)`` pairs, ``first_row`` being the 0-based row number of the
   batch's first row;
 * ``reader(only=None)``: the same rows (or those of the row numbers ``only`` holds) as one
@@ -40,10 +42,14 @@ import pyarrow.parquet as pq
 from sendgrid_destination.arrow_utils import OWN_COLUMN_PREFIX, normalize_arrow, with_row_numbers
 from sendgrid_destination.errors import ConfigurationError
 
+# The default of ``read_batch_rows``, and what rows that do not say hold at a time.
+DEFAULT_BATCH_ROWS = 100_000
+
 
 class SourceRows:
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
         self.schema = schema
+        self.batch_rows = batch_rows
         self.rows_read = 0
         # Per column, the values that were not null in what ``reader()`` yielded.
         self.values_read: dict[str, int] = {}
@@ -129,14 +135,14 @@ def check_column_names(names: Sequence[str]) -> None:
 class _FileRows(SourceRows):
     def __init__(self, paths: Sequence[str], columns: Sequence[str], batch_rows: int) -> None:
         self.paths = list(paths)
-        self.batch_rows = batch_rows
         available = _unified([pq.read_schema(path) for path in self.paths])
         wanted = [c for c in dict.fromkeys(columns) if c in available.names]
         self._columns = wanted if len(wanted) == len(set(columns)) else None
         super().__init__(
             available
             if self._columns is None
-            else pa.schema([available.field(c) for c in self._columns])
+            else pa.schema([available.field(c) for c in self._columns]),
+            batch_rows,
         )
 
     def batches(self) -> Iterator[tuple[pa.RecordBatch, int]]:
@@ -192,7 +198,7 @@ def _conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 class _BatchRows(SourceRows):
     def __init__(self, batch: pa.RecordBatch, first_row: int) -> None:
-        super().__init__(batch.schema)
+        super().__init__(batch.schema, max(batch.num_rows, 1))
         self._batch = batch
         self._first_row = first_row
 

@@ -83,14 +83,17 @@ def plan_rows(
     first_row: int = 0,
     store: StateStore | None = None,
     stream: str | None = None,
+    batch_rows: int | None = None,
 ) -> Planned:
-    """Plan and render ``data`` (rows numbered from ``first_row``) as a load would."""
+    """Plan and render ``data`` (rows numbered from ``first_row``) as a load would;
+    ``batch_rows``: what the rows say a read holds (else the whole batch)."""
     store = store or shared_store()
     # A stream of its own is never planned again: what it refused need not be remembered.
     remember = stream is not None or store is not shared_store()
     stream = stream or f"test-{next(_streams)}"
     batch = data if isinstance(data, pa.RecordBatch) else one_batch(data)
     rows = SourceRows.from_batch(batch, first_row)
+    rows.batch_rows = batch_rows or rows.batch_rows
     with Plan.build(store, sql, stream, "test-run", rows) as plan:
         if remember:  # as a load does
             store.invalid_rows.remember("test-run", stream, plan.invalid_rows)

@@ -8,13 +8,15 @@ second load mixes from the first one's rows, the rerun
 
 * refuses exactly the rows a first look at the same load refuses, for the same reasons
   (those the first load refused too, from what the state remembers of them);
-* renders every row it renders exactly as a first look does;
+* renders every row it renders exactly as a first look does (from the rows its check read,
+  when they fit in a read batch, or from a read of their own);
 * skips without rendering only rows whose JSON is the one last sent for their contact.
 
 Then one example each of what the fingerprint must tell apart although DuckDB's ``hash``
 of the values alone does not (a decimal's scale), or what changes the JSON without changing
-a value (the date format), the source's second read of only the rows to check, and none for
-rows refused last time and unchanged since.
+a value (the date format), the source's second read of only the rows to check, none for
+rows refused last time and unchanged since, and no third one for the render of the rows
+checked.
 """
 
 from __future__ import annotations
@@ -108,7 +110,10 @@ def check_rerun(case: arbitrary.Case, data: st.DataObject, store: StateStore) ->
     sent = dict(zip(keys.to_pylist(), hashes.to_pylist(), strict=True))
     second = _mixed(table, data)
     # Refused rows of ``first`` that come again are refused from memory (state.invalid_rows).
-    again = plan_rows(sql, second, store=store, stream=stream)
+    # The rows to check are rendered from the check's read when they fit in a read batch, else
+    # from a read of their own.
+    kept = data.draw(st.booleans(), label="rows to check fit in a read batch")
+    again = plan_rows(sql, second, store=store, stream=stream, batch_rows=None if kept else 1)
     fresh = plan_rows(sql, second, store=store)  # a new stream: every row checked and rendered
 
     assert again.rejects.to_pylist() == fresh.rejects.to_pylist()
@@ -313,19 +318,17 @@ def test_the_sources_second_read_yields_only_the_rows_asked_for_and_counts_every
 
 
 class _CountedRows(SourceRows):
-    """A load's rows (one batch) that count how often the plan reads them."""
+    """A load's rows (one batch) that count how often they are read (by the plan's scans and
+    by the render)."""
 
-    def __init__(self, table: pa.Table) -> None:
-        super().__init__(table.schema)
+    def __init__(self, table: pa.Table, batch_rows: int | None = None) -> None:
+        super().__init__(table.schema, batch_rows or max(table.num_rows, 1))
         self._rows = SourceRows.from_batch(one_batch(table))
         self.reads = 0
 
     def batches(self) -> Any:
-        return self._rows.batches()
-
-    def reader(self, only: np.ndarray | None = None) -> pa.RecordBatchReader:
         self.reads += 1
-        return super().reader(only)
+        return self._rows.batches()
 
 
 _NAMED = {"email": "email", "first_name": "name"}
@@ -460,3 +463,53 @@ def test_a_state_file_of_schema_11_gains_the_memory_of_refused_rows_and_reruns_w
     assert version == [(str(SCHEMA_VERSION),)]
     assert (rows.reads, again["rejects"]) == (2, first.rejects.to_pylist())  # nothing to recall
     assert (later.reads, third["rejects"]) == (1, first.rejects.to_pylist())
+
+
+# -- the render of the rows a rerun checked ------------------------------------------------------
+
+_ROWS = pa.table(
+    {
+        "email": [f"u{i}@example.com" for i in range(6)],
+        "name": ["Ann", "Bo", "Cy", "Dee", "Ed", "Flo"],
+    }
+)
+# Rows 1, 3 and 4 changed (row 3 to a name too long: refused), the others as sent.
+_CHANGED = _ROWS.set_column(1, "name", pa.array(["Ann", "Bob", "Cy", "D" * 51, "Eddie", "Flo"]))
+
+
+def _rendered_again(store: StateStore, batch_rows: int) -> tuple[int, Planned, Planned]:
+    """``_CHANGED`` planned and rendered as a rerun of ``_ROWS``, its rows saying a read holds
+    ``batch_rows``: how often the source was read, the rerun, and a first look at it."""
+    stream, _ = _first_load(store, _ROWS)
+    sql = contact_sql(_NAMED, _CHANGED.schema)
+    rows = _CountedRows(_CHANGED, batch_rows)
+    with Plan.build(store, sql, stream, f"run-{next(_streams)}", rows) as plan:
+        rendered = list(plan.rendered_batches())
+        again = Planned(
+            pa.concat_tables([r.to_send for r in rendered]),
+            pa.concat_tables([r.unchanged for r in rendered]),
+            plan.rejects,
+            plan.counts,
+            plan.omitted,
+        )
+    return rows.reads, again, plan_rows(sql, _CHANGED, store=store)
+
+
+def test_a_changed_rerun_renders_the_rows_its_check_read_without_reading_the_source_again(
+    store: StateStore,
+) -> None:
+    reads, again, fresh = _rendered_again(store, batch_rows=3)  # the rows to check: 1, 3, 4
+
+    assert reads == 2, "the render read the source a third time"
+    assert again.contacts["row_number"].to_pylist() == [1, 4]
+    assert _rendered(again) == {r: _rendered(fresh)[r] for r in (1, 4)}
+    assert again.rejects.to_pylist() == fresh.rejects.to_pylist()
+
+
+def test_a_changed_rerun_with_more_rows_to_check_than_a_read_batch_reads_them_to_render(
+    store: StateStore,
+) -> None:
+    reads, again, fresh = _rendered_again(store, batch_rows=2)  # 3 rows to check: not kept
+
+    assert reads == 3
+    assert _rendered(again) == {r: _rendered(fresh)[r] for r in (1, 4)}
