@@ -88,7 +88,6 @@ _TEXT_KINDS = ("string", "string_list")
 _BITS = 63
 # Spaces, tabs, line breaks and no-break spaces around identifiers are copy-paste noise.
 _BLANKS = " \t\n\r\f\v\u00a0"
-_BLANK_ENDS = f"'^[{_BLANKS}]|[{_BLANKS}]$'"  # a SQL literal: none of them is a quote
 
 
 @dataclass(frozen=True)
@@ -119,10 +118,23 @@ def json_key(text: str) -> str:
 
 
 def _trim(sql: str) -> str:
-    # trim() with a set of characters costs about three times a regular expression that only
-    # looks at both ends, and most values have nothing to trim: trim only those that do.
+    # trim() with a set of characters costs about three times a test of both ends, and most
+    # values have nothing to trim: trim only those that may.
     trimmed = f"trim({sql}, {literal(_BLANKS)})"
-    return f"CASE WHEN regexp_matches({sql}, {_BLANK_ENDS}) THEN {trimmed} ELSE {sql} END"
+    return f"CASE WHEN {_may_start_blank(sql)} OR {_ends_blank(sql)} THEN {trimmed} ELSE {sql} END"
+
+
+def _may_start_blank(sql: str) -> str:
+    # Every blank is at most U+0020 but the no-break space: a superset of the blanks (other
+    # control characters), which only costs them a trim that finds nothing. ``ascii`` reads
+    # the first character alone: a quarter of a regular expression's time (measured).
+    return f"(ascii({sql}) <= 32 OR ascii({sql}) = 160)"
+
+
+def _ends_blank(sql: str) -> str:
+    # Byte suffixes, exact (the no-break space's two bytes can only end a character): about
+    # 20% under regexp_matches(x, '[...]$'), which scans the whole value (measured).
+    return "(" + " OR ".join(f"suffix({sql}, {literal(b)})" for b in _BLANKS) + ")"
 
 
 def _bad_text(column: str) -> str:
@@ -449,7 +461,7 @@ class ContactSql:
         # which would overwrite the contact's value and break the length limits); a custom
         # Text value keeps leading blanks, which may mean something, and loses the padding.
         if b.kind == "custom":
-            padded = f"regexp_matches({src}, '[{_BLANKS}]$')"  # guarded as in _trim
+            padded = _ends_blank(src)  # guarded as in _trim
             return f"CASE WHEN {padded} THEN rtrim({src}, {literal(_BLANKS)}) ELSE {src} END"
         return _trim(src)
 

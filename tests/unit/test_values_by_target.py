@@ -93,6 +93,28 @@ def test_a_custom_text_value_loses_its_trailing_padding_and_keeps_leading_blanks
     ]
 
 
+# The ends of a value, where the blanks are told apart from their neighbours: other control
+# characters, other spaces (em space), a character after the no-break space (U+00A1), text.
+EDGY_TEXT = st.text(alphabet=BLANKS + "\x01\x1f\x7f\u2003\u00a1ab é", max_size=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(EDGY_TEXT, min_size=1, max_size=8))
+def test_a_name_loses_exactly_its_blanks_at_both_ends_and_custom_text_at_its_end(values):
+    batch = pa.table({"email": emails(len(values)), "fn": values, "c": values})
+
+    result = transform(
+        {"email": "email", "first_name": "fn", "custom_fields": {"note": "c"}},
+        batch,
+        {"note": "Text"},
+        {"note": "e1_T"},
+    )
+
+    assert [
+        (c.get("first_name"), (c.get("custom_fields") or {}).get("e1_T")) for c in parsed(result)
+    ] == [(v.strip(BLANKS) or None, v.rstrip(BLANKS) or None) for v in values]
+
+
 def test_a_padded_custom_value_is_measured_after_trimming():
     batch = pa.table({"email": emails(2), "c": ["x" * 1000 + " " * 50, "x" * 1001]})
 
