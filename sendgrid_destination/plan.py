@@ -498,7 +498,8 @@ class Plan:
         if not self.counts.to_render:
             return
         if self._checked_rows is not None:
-            yield self._render_checked(self._checked_rows)
+            checked, self._checked_rows = self._checked_rows, None  # held no longer than this
+            yield self._render_checked(checked)
             return
         for batch, first_row in self._rows.batches():
             yield self.render(batch, first_row)

@@ -506,6 +506,19 @@ def test_a_changed_rerun_renders_the_rows_its_check_read_without_reading_the_sou
     assert again.rejects.to_pylist() == fresh.rejects.to_pylist()
 
 
+def test_the_rows_kept_for_the_render_are_let_go_once_rendered_and_read_again_if_asked(
+    store: StateStore,
+) -> None:
+    stream, _ = _first_load(store, _ROWS)
+    rows = _CountedRows(_CHANGED)
+    with Plan.build(store, contact_sql(_NAMED, _CHANGED.schema), stream, "run-x", rows) as plan:
+        first = [r.to_send for r in plan.rendered_batches()]
+        again = [r.to_send for r in plan.rendered_batches()]
+
+    assert rows.reads == 3  # the plan's two, then the second render's own
+    assert pa.concat_tables(again).equals(pa.concat_tables(first))
+
+
 def test_a_changed_rerun_with_more_rows_to_check_than_a_read_batch_reads_them_to_render(
     store: StateStore,
 ) -> None:
