@@ -198,6 +198,11 @@ class Handlers:
                 f"identifier_type must be one of {', '.join(IDENTIFIERS)}", "identifier_type"
             )
         values = self._search_values(call, "identifiers")
+        # "400 if any searched addresses are invalid" (spec, GetContactByIdentifiers): one
+        # address SendGrid would not store refuses the whole search.
+        bad = next((v for v in values if kind == "email" and not is_email(v)), None)
+        if bad is not None:
+            raise BadRequest(f"email '{bad}' is not valid", "identifiers")
         return _search_result(self._backend.search(kind, values))
 
     @staticmethod

@@ -800,3 +800,23 @@ def test_a_contact_another_table_still_sends_is_not_deleted_when_it_leaves_one_t
     assert requests_to(emulator, DELETE) == []
     summary = run_summary(state_path, left, stream="customers")
     assert (summary["left_source"], summary["deleted"], summary["not_deleted"]) == (1, 0, 1)
+
+
+def test_a_contact_its_job_failed_is_never_looked_up_for_deletion_when_its_row_leaves(
+    emulator, mirror, run, state_path
+) -> None:
+    # SendGrid's search refuses a whole request (400) for one address it calls invalid, and
+    # its rules are stricter than the check's: "a..b" and ".dot" pass the check and fail in
+    # the job. Such a contact is not one SendGrid holds: it must never be searched for.
+    odd = ["a..b@example.com", ".dot@example.com"]
+    addresses = [*odd, *(f"user{i}@example.com" for i in range(2, 40))]
+    run(people(list(range(40)), email=addresses), mirror())
+    assert not set(odd) & emails(emulator)
+    emulator.clear_requests()
+
+    second = run(people(list(range(4, 40))), mirror())  # both odd rows, user2 and user3 left
+
+    assert {"user2@example.com", "user3@example.com"}.isdisjoint(emails(emulator))
+    assert [r.status for r in requests_to(emulator, SEARCH)] == [200]
+    summary = run_summary(state_path, second)
+    assert (summary["left_source"], summary["deleted"], summary["removals_waiting"]) == (2, 2, 0)

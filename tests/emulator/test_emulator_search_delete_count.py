@@ -61,6 +61,24 @@ def test_search_by_email_refuses_an_invalid_address(api: Api) -> None:
     assert response.json()["errors"][0]["message"] == "email 'not-an-email' is not valid"
 
 
+def test_search_by_identifier_refuses_the_whole_search_for_one_invalid_address(
+    api: Api,
+) -> None:
+    api.upsert_and_finish([{"email": "ann@example.com"}])
+
+    response = api.post(
+        IDENTIFIERS + "email", json={"identifiers": ["ann@example.com", "a..b@x.co"]}
+    )
+    other_kind = api.post(IDENTIFIERS + "external_id", json={"identifiers": ["a..b@x.co"]})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "field": "identifiers",
+        "message": "email 'a..b@x.co' is not valid",
+    }
+    assert other_kind.status_code == 404  # only addresses are checked
+
+
 def test_search_by_email_refuses_an_address_over_the_specs_100_characters(
     api: Api, emu: Emulator
 ) -> None:
@@ -108,12 +126,13 @@ def test_search_by_identifier_finds_the_contact_by_that_identifier(
         ]
     )
 
-    response = api.post(IDENTIFIERS + kind, json={"identifiers": [value, "missing"]})
+    missing = "missing@example.com" if kind == "email" else "missing"
+    response = api.post(IDENTIFIERS + kind, json={"identifiers": [value, missing]})
 
     assert response.status_code == 200
     result = response.json()["result"]
     assert result[value]["contact"]["external_id"] == "crm-1"
-    assert result["missing"] == {"error": "contact not found"}
+    assert result[missing] == {"error": "contact not found"}
 
 
 def test_search_by_identifier_with_no_match_is_a_404(api: Api) -> None:
