@@ -636,5 +636,12 @@ def _kept(reader: pa.RecordBatchReader, kept: list[pa.RecordBatch]) -> Iterator[
 
 def _as_read(kept: list[pa.RecordBatch] | None) -> pa.Table | None:
     """The rows kept from a read, if any. Their text was made valid UTF-8 for DuckDB
-    (``with_row_numbers``), which no planned row needs: a row with such text is refused."""
-    return pa.Table.from_batches(kept) if kept else None
+    (``with_row_numbers``), which no planned row needs: a row with such text is refused.
+    Every column is taken as nullable: a batch whose column was replaced (text made valid, a
+    far date clamped) says so, its neighbours may keep a NOT NULL column's field as written."""
+    if not kept:
+        return None
+    schema = pa.schema([field.with_nullable(True) for field in kept[0].schema])
+    return pa.Table.from_batches(
+        [pa.RecordBatch.from_arrays(batch.columns, schema=schema) for batch in kept], schema
+    )
