@@ -97,17 +97,22 @@ def plan_rows(
     with Plan.build(store, sql, stream, "test-run", rows) as plan:
         if remember:  # as a load does
             store.invalid_rows.remember("test-run", stream, plan.invalid_rows)
-        rendered = list(plan.rendered_batches())
-        contacts = [r.to_send for r in rendered]
-        unchanged = [r.unchanged for r in rendered]
-        empty = _empty_rendered()
-        return Planned(
-            pa.concat_tables(contacts) if contacts else empty,
-            pa.concat_tables(unchanged) if unchanged else empty,
-            plan.rejects,
-            plan.counts,
-            plan.omitted,
-        )
+        return render_all(plan)
+
+
+def render_all(plan: Plan) -> Planned:
+    """Every planned row of a built plan, rendered, with what the plan found."""
+    rendered = list(plan.rendered_batches())
+    contacts = [r.to_send for r in rendered]
+    unchanged = [r.unchanged for r in rendered]
+    empty = _empty_rendered()
+    return Planned(
+        pa.concat_tables(contacts) if contacts else empty,
+        pa.concat_tables(unchanged) if unchanged else empty,
+        plan.rejects,
+        plan.counts,
+        plan.omitted,
+    )
 
 
 def legacy_hash(sql: ContactSql, contact_json: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:

@@ -41,7 +41,7 @@ from sendgrid_destination.plan import Plan, _as_read
 from sendgrid_destination.schemas import RENDERED
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import SCHEMA_VERSION, StateStore
-from tests.planning import Planned, contact_sql, one_batch, plan_rows
+from tests.planning import Planned, contact_sql, one_batch, plan_rows, render_all
 
 _streams = itertools.count()
 stores = arbitrary.stores  # the module-scoped fixture: one state for every example
@@ -487,14 +487,7 @@ def _rendered_again(store: StateStore, batch_rows: int) -> tuple[int, Planned, P
     sql = contact_sql(_NAMED, _CHANGED.schema)
     rows = _CountedRows(_CHANGED, batch_rows)
     with Plan.build(store, sql, stream, f"run-{next(_streams)}", rows) as plan:
-        rendered = list(plan.rendered_batches())
-        again = Planned(
-            pa.concat_tables([r.to_send for r in rendered]),
-            pa.concat_tables([r.unchanged for r in rendered]),
-            plan.rejects,
-            plan.counts,
-            plan.omitted,
-        )
+        again = render_all(plan)
     return rows.reads, again, plan_rows(sql, _CHANGED, store=store)
 
 
