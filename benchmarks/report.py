@@ -830,79 +830,81 @@ LIMITS = """## What limits it
 
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
 `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass), and
-`python -m benchmarks.rerun_floor` the rerun floor. The run had the machine to itself (37
-minutes, load average 1.2 at the start), but the machine was slower than in the previous
-report in every stage, ours and the references alike. dlt loaded 1M rows into duckdb in
-4.11 s against 3.86 s, and the rerun floor took 1.43 s against 1.28 s. Single-threaded Python
-slowed most: the per-row baseline ran at 31,717 rows/s against 59,655. Ratios within one run
-compare; across reports they compare only roughly.
+`python -m benchmarks.rerun_floor` the rerun floor. The run had the machine to itself (17
+minutes, load average 1.0 at the start) and the machine was much faster than in the previous
+report in every stage, ours and the references alike, single-threaded Python most: dlt loaded
+1M rows into duckdb in 2.16 s against 4.11 s, the rerun floor took 0.65 s against 1.43 s, and
+the per-row baseline ran at 87,152 rows/s against 31,717 (2.7x) while our path ran at
+241,584 rows/s against 133,410 (1.8x). Ratios within one run compare; across reports they
+compare only roughly.
 
-**What changed since the previous report.** The run above measured commit d2f5533. Two changes
-since the last report:
-- The state's DuckDB cap is lowered to 64 MB only while the plan renders a batch, no longer
-  for the whole send: recording a million contacts' outcomes needs more. This is the first
-  full run with it (see 10M rows streamed).
-- A rerun no longer reads the whole file again to check the rows refused last time: it refuses
-  them again from the state (`invalid_rows`).
+**What changed since the previous report.** The run above measured commit bd65023 (the code
+of 7cd9f6a). Since the last report:
+- A rerun with few changed rows (no more than `read_batch_rows`) renders them from the rows
+  its check read, instead of reading the job file a third time (the changed rerun below).
+- Cleaning text tests its ends with `ascii()` instead of a regular expression (render and
+  check of 1M rows about 5% faster, measured apart).
 
-* **Our path and its ratios (missed: 133,410 rows/s at 1M; with its state writes 3.6x the
-  per-row baseline in wall time and 2.2x in CPU seconds, 2.1x and 1.3x the vectorized one;
-  targets 10x and 4x).** At 1M: render (JSON and MD5 in DuckDB) 4.08 s, plan (check,
-  fingerprint, last row per key, join) 3.11 s, packing 0.31 s, state writes 1.37 s. The render
-  floor alone scores 18.2x the per-row baseline in wall time and 9.8x in CPU seconds. Our
-  checks, cleaning and state cost 7.1 s of the 8.9 s: that is what keeps the path below the
-  targets. The ratios grew since the last report (2.3x and 1.4x) because the baseline slowed
-  more than our path on this machine, not because our path got faster.
-* **Render floor (missed: 5.3x the floor's 1.73 s at 1M; target 2x).** The floor only turns
+* **Our path and its ratios (missed: 241,584 rows/s at 1M; with its state writes 2.4x the
+  per-row baseline in wall time and 1.5x in CPU seconds, 1.4x and 0.9x the vectorized one;
+  targets 10x and 4x).** At 1M: render (JSON and MD5 in DuckDB) 2.27 s, plan (check,
+  fingerprint, last row per key, join) 1.59 s, packing 0.13 s, state writes 0.65 s. The render
+  floor alone scores 17.1x the per-row baseline in wall time and 9.1x in CPU seconds. Our
+  checks, cleaning and state cost 4.1 s of the 4.8 s: that is what keeps the path below the
+  targets. The ratios fell since the last report (3.6x and 2.2x) because the baseline sped up
+  more than our path on this machine, not because our path got slower.
+* **Render floor (missed: 7.3x the floor's 0.67 s at 1M; target 2x).** The floor only turns
   the mapped columns into JSON and MD5 (`to_json(struct_pack(...))`). Our render also cleans
   every value: trims, case, number and date text, omitting empty fields. The plan checks,
   fingerprints and deduplicates every row and joins it with the state. Our render alone
-  (4.08 s) is 2.4x the floor. In DuckDB's operator time, building the JSON text is about 30%
-  of it and the MD5 25% (`benchmarks.profile`, an earlier run). The fingerprint's MD5 of the
-  row's text as one JSON object costs about 0.7 s per 1M. Digests of a length-prefixed
-  concatenation instead were no faster in DuckDB (0.57-0.85 s), and DuckDB's own `hash` of
-  text is too weak to stand for a row.
-* **State writes (linear missed: 1.26x per row from 1M to 10M, 1.37 and 17.21 s, target
-  1.1x; share missed: 15.5% of the pass at 1M, 1.37 s of 8.86 s, target 15%).** The 10M
-  figure is one repeat and moves between runs: 1.06x, 0.99x, 1.58x and 1.13x in the four
-  reports before. Each request costs about five DuckDB statements and the journal. Merging the
-  spooled rows means DuckDB writing 1M rows into the file: 0.33-0.43 s per 1M (inserting four
-  numeric columns alone takes 0.2 s).
-* **Unchanged rerun (0.6x dlt -> duckdb missed: 1.24x, 5.10 s vs 4.11 s; under 3 s missed
-  too: 3.16 s, against 3.47 s in the previous report on the same slower machine).** The load
-  step is 3.16 s, of which the plan is 2.75 s; dlt's extract and normalize take 1.82 s of our
-  run. The rerun floor (read the job file natively, key, digest and join every row with the
-  state; nothing checked or deduplicated) took 1.43 s in this run. dlt's own steps plus that
-  floor come to 0.79x, so the target is below what any rerun that reads every row could reach
-  here. Our plan in process took 2.44 s, 1.70x the floor:
-  - reading the file, keying and digesting every row: about 1.9 s (pyarrow's read 0.5 s, key
-    and MD5 fingerprint 1.0 s, the temporary table 0.4 s);
-  - the join with the state: 0.6 s;
-  - duplicates: 0.17 s.
-  Rows refused last time now cost nothing: they are refused again from the state, where they
-  used to cost a second read of the file (0.4-0.6 s).
-* **First sync CPU against dlt -> duckdb (missed: 3.26x, 17.16 vs 5.26 CPU-s; target
+  (2.27 s) is 3.4x the floor. The floor sped up more than our path on this machine (2.6x
+  against 1.8x), so the ratio grew from 5.3x. In DuckDB's operator time, building the JSON
+  text is about 30% of our render and the MD5 25% (`benchmarks.profile`, an earlier run). The
+  fingerprint's MD5 of the row's text as one JSON object costs about 0.7 s per 1M on the
+  slower machine. Digests of a length-prefixed concatenation instead were no faster in DuckDB
+  (0.57-0.85 s there), and DuckDB's own `hash` of text is too weak to stand for a row.
+* **State writes (both met, narrowly: 1.04x per row from 1M to 10M, 0.65 and 6.78 s, target
+  1.1x; 14% of the pass at 1M, 0.65 s of 4.79 s, target 15%).** The 10M figure is one repeat
+  and moves between runs: 1.26x, 1.06x, 0.99x, 1.58x and 1.13x in the five reports before, so
+  the next run may miss it again; the share was 15.5% in the previous report, on the slower
+  machine. Each request costs about five DuckDB statements and the journal. Merging the
+  spooled rows means DuckDB writing 1M rows into the file: 0.33-0.43 s per 1M on the slower
+  machine (inserting four numeric columns alone takes 0.2 s).
+* **Unchanged rerun (0.6x dlt -> duckdb missed: 1.14x, 2.46 s vs 2.16 s; under 3 s met: load
+  step 1.65 s).** Of the load step, the plan is 1.45 s; dlt's extract and normalize take
+  0.78 s of our run. The rerun floor (read the job file natively, key, digest and join every
+  row with the state; nothing checked or deduplicated) took 0.65 s in this run. dlt's own steps
+  plus that floor come to 0.66x, so the target is below what any rerun that reads every row
+  could reach here. Our plan in process took 1.20 s, 1.86x the floor. On the slower machine of
+  the previous report it split into: reading the file, keying and digesting every row, about
+  1.9 s (pyarrow's read 0.5 s, key and MD5 fingerprint 1.0 s, the temporary table 0.4 s); the
+  join with the state, 0.6 s; duplicates, 0.17 s. Rows refused last time cost nothing: they
+  are refused again from the state.
+* **Changed rerun (1M rows, 10,000 changed: load step 2.55 s, one upsert).** It reads the
+  job file twice: once for keys and fingerprints, once to check the changed rows, whose read
+  is kept and rendered (the render reads no file).
+* **First sync CPU against dlt -> duckdb (missed: 3.70x, 10.77 vs 2.91 CPU-s; target
   1.5x).** dlt's own load of 1M rows is one bulk insert. Ours validates, renders JSON, hashes,
-  packs, records 48 requests and their jobs, and talks HTTP. At 1.5x, about 6 CPU-s would be
-  left for all of that after dlt's extract and normalize, and the render floor alone takes
-  3.2 CPU-s.
-* **10M rows streamed (missed: 568 MiB at 10M vs 511 MiB at 1M, +11%; target 10%).** The
-  previous report met it (+4%) with the cap at 64 MB for the whole send, which stopped loads
-  of a million outcomes; the cap is now lowered only while a batch renders (540 and 653 MiB,
-  +21%, with 160 MB throughout, measured apart). The rest of the send keeps the plan's table
-  resident up to the 160 MB cap: about 58 MB at 1M and 120-150 MB at 10M (sampled in an
-  earlier run). The 10M peak is as much dlt's extract's as ours (524 MiB during extract). The
-  three 1M repeats peaked at 511, 521 and 511 MiB: the margin against 10M is within one
-  repeat's spread.
-* **End-to-end 1M (missed: load 12.99 s without the 20.52 s blocked on the emulator, vs
-  extract and normalize 1.49 s).** Validation, JSON, MD5, the plan's join and the state writes
+  packs, records 48 requests and their jobs, and talks HTTP. At 1.5x, about 4.4 CPU-s would
+  be the whole sync's, dlt's extract and normalize included, and the render floor alone takes
+  1.26 CPU-s. The ratio grew from 3.26x for the same reason as the baselines': dlt's
+  single-threaded steps sped up more on this machine than DuckDB's work.
+* **10M rows streamed (missed: 582 MiB at 10M vs 510 MiB at 1M, +14%; target 10%).** The three
+  1M repeats peaked at 504, 527 and 510 MiB: against the highest the 10M peak is +10.4%, so
+  the margin is about one repeat's spread (+11% in the previous report). The 10M peak is as
+  much dlt's extract's as ours (529 MiB during extract, 581 during load). During the send the
+  state's DuckDB keeps the plan's table resident up to its 160 MB cap (lowered to 64 MB only
+  while a batch renders: recording a million contacts' outcomes needs more): about 58 MB at
+  1M and 120-150 MB at 10M (sampled in an earlier run).
+* **End-to-end 1M (missed: load 7.78 s without the 8.44 s blocked on the emulator, vs
+  extract and normalize 0.91 s).** Validation, JSON, MD5, the plan's join and the state writes
   are per-row work dlt does not do.
 * **Bulk first loads (met: 10 import jobs against 472 upserts, 14.8% of the upsert bytes, at
   10M).** A file carries the same contacts as 48 upserts in 42 MB of gzip CSV instead of
-  282 MB of JSON (level-1 gzip). Building the files (`csv_file`) took 3.7 s at 1M. The bulk
-  syncs' longer wall time (402 s vs 322 s at 10M) is the emulator's: it applies each 1M-row
+  282 MB of JSON (level-1 gzip). Building the files (`csv_file`) took 1.98 s at 1M. The bulk
+  syncs' longer wall time (202 s vs 170 s at 10M) is the emulator's: it applies each 1M-row
   file in Python before it answers the next request, where SendGrid takes minutes per import
-  anyway. The bulk loads peaked higher than the upserts (663 MiB at 10M, 584 at 1M): a file's
+  anyway. The bulk loads peaked higher than the upserts (666 MiB at 10M, 607 at 1M): a file's
   contacts (key, hashes, ids) wait in a DuckDB temporary table until its upload is accepted,
   up to 1M rows per file."""
 
