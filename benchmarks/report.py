@@ -895,7 +895,10 @@ of 7cd9f6a). Since the last report:
   much dlt's extract's as ours (529 MiB during extract, 581 during load). During the send the
   state's DuckDB keeps the plan's table resident up to its 160 MB cap (lowered to 64 MB only
   while a batch renders: recording a million contacts' outcomes needs more): about 58 MB at
-  1M and 120-150 MB at 10M (sampled in an earlier run).
+  1M and 120-150 MB at 10M (sampled in an earlier run). Sampled by function in a separate 10M
+  sync, the load step's peak came during the merges of spooled contacts into the state
+  (549 -> 597 MiB), with the plan's table resident beside them (about 76 MB at 10M against
+  34 at 1M); at 1M the peak came while the plan was built.
 * **End-to-end 1M (missed: load 7.78 s without the 8.44 s blocked on the emulator, vs
   extract and normalize 0.91 s).** Validation, JSON, MD5, the plan's join and the state writes
   are per-row work dlt does not do.
