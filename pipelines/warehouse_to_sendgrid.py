@@ -30,23 +30,24 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination import finish_interrupted_moves, run_summaries, sendgrid
 from sendgrid_destination.errors import ours_in
+from sendgrid_destination.sources import QUERY_MEMORY_LIMIT, SCAN_MEMORY_LIMIT
 from sendgrid_destination.summary import RunSummary
 
 BATCH_ROWS = 50_000
-WAREHOUSE_MEMORY_LIMIT = "256MB"
 
 
 @dlt.source(name="warehouse")
-def customers_source(warehouse: str, query: str = "SELECT * FROM customers") -> Any:
+def customers_source(warehouse: str, query: str | None = None) -> Any:
+    """The ``customers`` table, or the rows of ``query`` (SQL on the warehouse)."""
+
     @dlt.resource(name="customers", write_disposition="append")
     def customers() -> Iterator[pa.RecordBatch]:
-        # Without a cap DuckDB keeps every page it scanned cached (its default limit is 80% of
-        # RAM): extracting 10M rows held the whole 350 MB file. With one, a heavier ``query``
-        # (a GROUP BY over 10M keys was tried) spills to disk; 64 MB was too little for it.
+        # The caps of a sync file's duckdb source: a table's scan keeps little cached, a query
+        # may need room to group or join (see ``sendgrid_destination.sources``).
         config: dict[str, str | bool | int | float | list[str]]
-        config = {"memory_limit": WAREHOUSE_MEMORY_LIMIT}
+        config = {"memory_limit": QUERY_MEMORY_LIMIT if query else SCAN_MEMORY_LIMIT}
         with duckdb.connect(warehouse, read_only=True, config=config) as con:
-            reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
+            reader = con.sql(query or "SELECT * FROM customers").to_arrow_reader(BATCH_ROWS)
             yield from reader
 
     return customers

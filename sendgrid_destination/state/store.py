@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,8 @@ from sendgrid_destination.state.spool import MERGE_ROWS, SPOOLED, Spool
 # duplicate keys) and the render (the plan runs them in this instance's workspace), spilling
 # beyond it. At 160 MB a 10M-row load peaked at ~600 MiB RSS (~720 with 256 MB), same time.
 STATE_MEMORY_LIMIT = "160MB"
-# The cap while a plan renders a batch (``render_memory``): the render reads one batch of the
+# The cap while a plan renders a batch (``render_memory``) or the spool merges (``con``): the
+# render reads one batch of the
 # plan's table, so DuckDB may write the rest of it out, and the render's own result is sliced
 # when it finds too little room (``sliced_query``). With 160 MB throughout, a 10M-row load kept
 # 160 MB of its plan resident and peaked 21% above a 1M-row load (653 vs 540 MiB); with this,
@@ -196,6 +197,7 @@ class StateStore:
         self._con = con
         self.path = path
         self._spool = Spool(path)
+        self._memory_limit = STATE_MEMORY_LIMIT  # the cap asked for last (see ``_memory_cap``)
         # Saved statements per job outcome (5 ms a job at 1M contacts): whether rows of a
         # file before schema 6 may still say 'sent', and the jobs this process recorded whose
         # contacts carried a single identifier (nothing for ``identities``).
@@ -211,9 +213,13 @@ class StateStore:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         """The state's connection, with every contact recorded so far in ``contacts``: the
-        rows ``record_sent`` left in the spool for one bulk insert are merged first."""
+        rows ``record_sent`` left in the spool for one bulk insert are merged first, under
+        the render cap."""
         if self._spool.holding:
-            with utc_cursor(self._con) as cur:
+            # The merge streams its files into ``contacts``; what DuckDB held before (mid-load,
+            # the plan's table) may go out meanwhile. A 10M-row load peaked during its merges,
+            # with the plan's table resident: 564-571 MiB with this cap, 583-609 without.
+            with self._memory_cap(RENDER_MEMORY_LIMIT), utc_cursor(self._con) as cur:
                 self._spool.merge(cur)
         return self._con
 
@@ -283,19 +289,25 @@ class StateStore:
         finally:
             cur.close()
 
-    @contextmanager
-    def render_memory(self) -> Iterator[None]:
+    def render_memory(self) -> AbstractContextManager[None]:
         """DuckDB's cap lowered to ``RENDER_MEMORY_LIMIT`` inside, back after."""
-        self._set_memory_limit(RENDER_MEMORY_LIMIT)
+        return self._memory_cap(RENDER_MEMORY_LIMIT)
+
+    @contextmanager
+    def _memory_cap(self, limit: str) -> Iterator[None]:
+        """DuckDB's cap at ``limit`` inside, and back to what it was after (caps nest)."""
+        previous = self._memory_limit
+        self._set_memory_limit(limit)
         try:
             yield
         finally:
-            self._set_memory_limit(STATE_MEMORY_LIMIT)
+            self._set_memory_limit(previous)
 
     def _set_memory_limit(self, limit: str) -> None:
         # When what DuckDB holds cannot go out now, it keeps its cap: a speed setting.
         with suppress(duckdb.OutOfMemoryException):
             self._con.execute(f"SET memory_limit = '{limit}'")
+        self._memory_limit = limit
 
     def checkpoint(self) -> None:
         """Write everything committed into the file itself, so that a copy of the file alone

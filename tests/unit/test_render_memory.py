@@ -1,6 +1,7 @@
 """Queries whose result grows with the rows' text stay within DuckDB's memory cap: DuckDB
 gathers such a result whole in its memory, so a batch of long values is run in slices
-(``sliced_query``), and the state lowers its cap while a plan renders."""
+(``sliced_query``), and the state lowers its cap while a plan renders and while it merges
+its spool."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sendgrid_destination.schemas import RENDERED
 from sendgrid_destination.sliced_query import SlicedQuery
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
+from sendgrid_destination.state.spool import Spool
 from tests.planning import contact_sql, one_batch
 
 # 1,000 characters of four bytes: the longest value a Text custom field takes, at its widest.
@@ -29,7 +31,10 @@ ROWS = 10_000  # about 40 MB of JSON: more than DuckDB holds under the caps the 
 
 
 def _cap(store: StateStore) -> float:
-    text = store.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    return _as_bytes(store.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+def _as_bytes(text: str) -> float:
     number, unit = text.split()
     return float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
 
@@ -144,3 +149,45 @@ def test_a_single_row_out_of_memory_is_raised_and_an_empty_table_runs_once() -> 
         == 0
     )
     assert seen == [0]
+
+
+def test_spooled_contacts_merge_under_the_render_cap_and_the_cap_in_force_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caps_while_merging: list[str] = []
+    merge = Spool.merge
+
+    def merge_seeing_the_cap(spool: Spool, cur: duckdb.DuckDBPyConnection) -> None:
+        (cap,) = cur.sql("SELECT current_setting('memory_limit')").fetchall()[0]
+        caps_while_merging.append(cap)
+        merge(spool, cur)
+
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        monkeypatch.setattr(Spool, "merge", merge_seeing_the_cap)  # after the merge at open
+        planning = _cap(store)
+        with store.render_memory():
+            rendering = _cap(store)
+        _record_one(store, "j1", "email:a@x.co")
+        assert _cap(store) == planning  # merged first (under the render cap), then read
+        with store.render_memory():
+            _record_one(store, "j2", "email:b@x.co")
+            assert _cap(store) == rendering  # a merge inside a render keeps the render's cap
+        assert _cap(store) == planning
+        assert store.con.sql("SELECT count(*) FROM contacts").fetchall() == [(2,)]
+
+    assert len(caps_while_merging) == 2
+    assert all(_as_bytes(cap) == rendering for cap in caps_while_merging)
+
+
+def _record_one(store: StateStore, job: str, key: str) -> None:
+    contacts = pa.table(
+        {
+            "contact_key": [key],
+            "content_hash": pa.array([1], pa.uint64()),
+            "fingerprint": pa.array([2], pa.uint64()),
+            "is_new": [True],
+            "ids": pa.nulls(1, pa.string()),
+            "list_scope": [""],
+        }
+    )
+    store.record_sent(run_id="r1", stream="s", job_id=job, contacts=contacts, body_bytes=1)
