@@ -830,84 +830,83 @@ LIMITS = """## What limits it
 
 Analysis of the run above; `python -m benchmarks.profile` reproduces the profile (DuckDB
 `EXPLAIN ANALYZE` of the check and the render, cProfile of a pass), and
-`python -m benchmarks.rerun_floor` the rerun floor. The run had the machine to itself (17
-minutes, load average 1.0 at the start) and the machine was much faster than in the previous
-report in every stage, ours and the references alike, single-threaded Python most: dlt loaded
-1M rows into duckdb in 2.16 s against 4.11 s, the rerun floor took 0.65 s against 1.43 s, and
-the per-row baseline ran at 87,152 rows/s against 31,717 (2.7x) while our path ran at
-241,584 rows/s against 133,410 (1.8x). Ratios within one run compare; across reports they
-compare only roughly.
+`python -m benchmarks.rerun_floor` the rerun floor. The run had the machine to itself (20
+minutes, load average 1.5 at the start); the machine was a little slower than for the
+previous report (the per-row baseline ran at 73,146 rows/s against 87,152, our path at
+223,020 against 241,584, the rerun floor took 0.76 s against 0.65 s; dlt loaded 1M rows into
+duckdb in 2.08 s against 2.16 s). Ratios within one run compare; across reports they compare
+only roughly.
 
-**What changed since the previous report.** The run above measured commit bd65023 (the code
-of 7cd9f6a). Since the last report:
-- A rerun with few changed rows (no more than `read_batch_rows`) renders them from the rows
-  its check read, instead of reading the job file a third time (the changed rerun below).
-- Cleaning text tests its ends with `ascii()` instead of a regular expression (render and
-  check of 1M rows about 5% faster, measured apart).
+**What changed since the previous report.** The run above measured commit 2914b56. Since the
+last report:
+- The warehouse's `customers` table is scanned under a 64 MB DuckDB cap instead of 256 MB
+  (a `query` keeps 256 MB): DuckDB kept up to the cap of pages it had scanned, which a scan
+  never reads again. The extract of 10M rows peaked at 352 MiB, against 529.
+- The state merges the contacts it spooled under the render's 64 MB cap: mid-load, the plan's
+  table no longer stays resident beside the merge (measured apart at 10M: 564-571 MiB
+  against 579-609).
 
-* **Our path and its ratios (missed: 241,584 rows/s at 1M; with its state writes 2.4x the
-  per-row baseline in wall time and 1.5x in CPU seconds, 1.4x and 0.9x the vectorized one;
-  targets 10x and 4x).** At 1M: render (JSON and MD5 in DuckDB) 2.27 s, plan (check,
-  fingerprint, last row per key, join) 1.59 s, packing 0.13 s, state writes 0.65 s. The render
-  floor alone scores 17.1x the per-row baseline in wall time and 9.1x in CPU seconds. Our
-  checks, cleaning and state cost 4.1 s of the 4.8 s: that is what keeps the path below the
-  targets. The ratios fell since the last report (3.6x and 2.2x) because the baseline sped up
-  more than our path on this machine, not because our path got slower.
-* **Render floor (missed: 7.3x the floor's 0.67 s at 1M; target 2x).** The floor only turns
+* **Our path and its ratios (missed: 223,020 rows/s at 1M; with its state writes 2.3x the
+  per-row baseline in wall time and 1.4x in CPU seconds, 1.4x and 0.8x the vectorized one;
+  targets 10x and 4x).** At 1M: render (JSON and MD5 in DuckDB) 2.58 s, plan (check,
+  fingerprint, last row per key, join) 1.74 s, packing 0.15 s, state writes 0.82 s. The render
+  floor alone scores 19.6x the per-row baseline in wall time and 10.5x in CPU seconds. Our
+  checks, cleaning and state cost 4.6 s of the 5.3 s: that is what keeps the path below the
+  targets.
+* **Render floor (missed: 7.0x the floor's 0.70 s at 1M; target 2x).** The floor only turns
   the mapped columns into JSON and MD5 (`to_json(struct_pack(...))`). Our render also cleans
   every value: trims, case, number and date text, omitting empty fields. The plan checks,
   fingerprints and deduplicates every row and joins it with the state. Our render alone
-  (2.27 s) is 3.4x the floor. The floor sped up more than our path on this machine (2.6x
-  against 1.8x), so the ratio grew from 5.3x. In DuckDB's operator time, building the JSON
+  (2.58 s) is 3.7x the floor. In DuckDB's operator time, building the JSON
   text is about 30% of our render and the MD5 25% (`benchmarks.profile`, an earlier run). The
   fingerprint's MD5 of the row's text as one JSON object costs about 0.7 s per 1M on the
   slower machine. Digests of a length-prefixed concatenation instead were no faster in DuckDB
   (0.57-0.85 s there), and DuckDB's own `hash` of text is too weak to stand for a row.
-* **State writes (both met, narrowly: 1.04x per row from 1M to 10M, 0.65 and 6.78 s, target
-  1.1x; 14% of the pass at 1M, 0.65 s of 4.79 s, target 15%).** The 10M figure is one repeat
-  and moves between runs: 1.26x, 1.06x, 0.99x, 1.58x and 1.13x in the five reports before, so
-  the next run may miss it again; the share was 15.5% in the previous report, on the slower
-  machine. Each request costs about five DuckDB statements and the journal. Merging the
-  spooled rows means DuckDB writing 1M rows into the file: 0.33-0.43 s per 1M on the slower
-  machine (inserting four numeric columns alone takes 0.2 s).
-* **Unchanged rerun (0.6x dlt -> duckdb missed: 1.14x, 2.46 s vs 2.16 s; under 3 s met: load
-  step 1.65 s).** Of the load step, the plan is 1.45 s; dlt's extract and normalize take
-  0.78 s of our run. The rerun floor (read the job file natively, key, digest and join every
-  row with the state; nothing checked or deduplicated) took 0.65 s in this run. dlt's own steps
-  plus that floor come to 0.66x, so the target is below what any rerun that reads every row
-  could reach here. Our plan in process took 1.20 s, 1.86x the floor. On the slower machine of
-  the previous report it split into: reading the file, keying and digesting every row, about
+* **State writes (linear met: 0.94x per row from 1M to 10M, 0.82 and 7.67 s, target 1.1x;
+  share missed, narrowly: 15.5% of the pass at 1M, 0.82 s of 5.30 s, target 15%).** Both move
+  between runs: per row 1.04x, 1.26x, 1.06x, 0.99x, 1.58x and 1.13x in the six reports before,
+  the share 14% and 15.5% in the two before. The state writes at 1M ranged from 0.65 to 0.97 s
+  in repeated passes on this machine today. Each request costs about five DuckDB statements
+  and the journal. Merging the spooled rows means DuckDB writing 1M rows into the file: 0.31 s
+  per 960,000 rows under the state's cap, 0.34 s under the render's cap the merge now runs
+  under (medians of 5, measured apart; inserting four numeric columns alone takes 0.2 s).
+* **Unchanged rerun (0.6x dlt -> duckdb missed: 1.30x, 2.71 s vs 2.08 s; under 3 s met: load
+  step 1.83 s).** Of the load step, the plan is 1.62 s; dlt's extract and normalize take
+  0.92 s of our run. The rerun floor (read the job file natively, key, digest and join every
+  row with the state; nothing checked or deduplicated) took 0.76 s in this run. dlt's own steps
+  plus that floor come to 0.81x, so the target is below what any rerun that reads every row
+  could reach here. Our plan in process took 1.55 s, 2.0x the floor. On a slower machine of
+  an earlier report it split into: reading the file, keying and digesting every row, about
   1.9 s (pyarrow's read 0.5 s, key and MD5 fingerprint 1.0 s, the temporary table 0.4 s); the
   join with the state, 0.6 s; duplicates, 0.17 s. Rows refused last time cost nothing: they
   are refused again from the state.
-* **Changed rerun (1M rows, 10,000 changed: load step 2.55 s, one upsert).** It reads the
+* **Changed rerun (1M rows, 10,000 changed: load step 2.57 s, one upsert).** It reads the
   job file twice: once for keys and fingerprints, once to check the changed rows, whose read
   is kept and rendered (the render reads no file).
-* **First sync CPU against dlt -> duckdb (missed: 3.70x, 10.77 vs 2.91 CPU-s; target
+* **First sync CPU against dlt -> duckdb (missed: 3.89x, 11.00 vs 2.83 CPU-s; target
   1.5x).** dlt's own load of 1M rows is one bulk insert. Ours validates, renders JSON, hashes,
-  packs, records 48 requests and their jobs, and talks HTTP. At 1.5x, about 4.4 CPU-s would
+  packs, records 48 requests and their jobs, and talks HTTP. At 1.5x, about 4.2 CPU-s would
   be the whole sync's, dlt's extract and normalize included, and the render floor alone takes
-  1.26 CPU-s. The ratio grew from 3.26x for the same reason as the baselines': dlt's
-  single-threaded steps sped up more on this machine than DuckDB's work.
-* **10M rows streamed (missed: 582 MiB at 10M vs 510 MiB at 1M, +14%; target 10%).** The three
-  1M repeats peaked at 504, 527 and 510 MiB: against the highest the 10M peak is +10.4%, so
-  the margin is about one repeat's spread (+11% in the previous report). The 10M peak is as
-  much dlt's extract's as ours (529 MiB during extract, 581 during load). During the send the
-  state's DuckDB keeps the plan's table resident up to its 160 MB cap (lowered to 64 MB only
-  while a batch renders: recording a million contacts' outcomes needs more): about 58 MB at
-  1M and 120-150 MB at 10M (sampled in an earlier run). Sampled by function in a separate 10M
-  sync, the load step's peak came during the merges of spooled contacts into the state
-  (549 -> 597 MiB), with the plan's table resident beside them (about 76 MB at 10M against
-  34 at 1M); at 1M the peak came while the plan was built.
-* **End-to-end 1M (missed: load 7.78 s without the 8.44 s blocked on the emulator, vs
-  extract and normalize 0.91 s).** Validation, JSON, MD5, the plan's join and the state writes
+  1.30 CPU-s.
+* **10M rows streamed (met, narrowly: 559 MiB at 10M vs 512 MiB at 1M, +9%; target 10%).**
+  The three 1M repeats peaked at 512, 506 and 539 MiB: against the lowest the 10M peak is
+  +10.5%, so the margin is within one repeat's spread (+14% in the previous report). The
+  extract no longer counts: 352 MiB at 10M (529 before its scan cap). Sampled by function in
+  separate syncs (psutil every 10 ms, `duckdb_memory()` every 0.5 s): at 1M the peak comes
+  while the plan is built (DuckDB at its 160 MB cap); at 10M the plan's build reaches 549 MiB
+  (DuckDB: 141 MB of the plan's table, then a 94 MB hash table), and the send then holds
+  DuckDB to 40-60 MB while the process moves between 465 and 565 MiB, its highest samples
+  during renders and sends: the 10M peak is the highest of ten times as many batches, not
+  memory that grows.
+* **End-to-end 1M (missed: load 8.04 s without the 8.86 s blocked on the emulator, vs
+  extract and normalize 1.00 s).** Validation, JSON, MD5, the plan's join and the state writes
   are per-row work dlt does not do.
 * **Bulk first loads (met: 10 import jobs against 472 upserts, 14.8% of the upsert bytes, at
   10M).** A file carries the same contacts as 48 upserts in 42 MB of gzip CSV instead of
-  282 MB of JSON (level-1 gzip). Building the files (`csv_file`) took 1.98 s at 1M. The bulk
-  syncs' longer wall time (202 s vs 170 s at 10M) is the emulator's: it applies each 1M-row
+  282 MB of JSON (level-1 gzip). Building the files (`csv_file`) took 2.49 s at 1M. The bulk
+  syncs' longer wall time (288 s vs 183 s at 10M) is the emulator's: it applies each 1M-row
   file in Python before it answers the next request, where SendGrid takes minutes per import
-  anyway. The bulk loads peaked higher than the upserts (666 MiB at 10M, 607 at 1M): a file's
+  anyway. The bulk loads peaked higher than the upserts (652 MiB at 10M, 583 at 1M): a file's
   contacts (key, hashes, ids) wait in a DuckDB temporary table until its upload is accepted,
   up to 1M rows per file."""
 
