@@ -56,12 +56,12 @@ from sendgrid_destination.state.spool import MERGE_ROWS, SPOOLED, Spool
 # beyond it. At 160 MB a 10M-row load peaked at ~600 MiB RSS (~720 with 256 MB), same time.
 STATE_MEMORY_LIMIT = "160MB"
 # The cap while a plan renders a batch (``render_memory``) or the spool merges (``con``): the
-# render reads one batch of the
-# plan's table, so DuckDB may write the rest of it out, and the render's own result is sliced
-# when it finds too little room (``sliced_query``). With 160 MB throughout, a 10M-row load kept
-# 160 MB of its plan resident and peaked 21% above a 1M-row load (653 vs 540 MiB); with this,
-# 16% (572 vs 494), at the same render time. Only the render: state writes keep the full cap
-# (a million identities recorded as their jobs ended ran out of 64 MB; 4% with 64 MB for the
+# render reads one batch of the plan's table, so DuckDB may write the rest of it out, and the
+# render's own result is sliced when it finds too little room (``sliced_query``). With 160 MB
+# throughout, a 10M-row load kept 160 MB of its plan resident and peaked 21% above a 1M-row
+# load (653 vs 540 MiB); with this, 16% (572 vs 494), at the same render time. The merge
+# streams files into a table without an index. Other state writes keep the full cap (a
+# million identities recorded as their jobs ended ran out of 64 MB; 4% with 64 MB for the
 # whole send).
 RENDER_MEMORY_LIMIT = "64MB"
 # DuckDB checkpoints when its write-ahead log reaches the threshold (16 MB by default), i.e.
