@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
 import pyarrow as pa
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination import finish_interrupted_moves, run_summaries, sendgrid
 from sendgrid_destination.errors import ours_in
-from sendgrid_destination.sources import QUERY_MEMORY_LIMIT, SCAN_MEMORY_LIMIT
+from sendgrid_destination.sources import open_warehouse
 from sendgrid_destination.summary import RunSummary
 
 BATCH_ROWS = 50_000
@@ -42,11 +41,9 @@ def customers_source(warehouse: str, query: str | None = None) -> Any:
 
     @dlt.resource(name="customers", write_disposition="append")
     def customers() -> Iterator[pa.RecordBatch]:
-        # The caps of a sync file's duckdb source: a table's scan keeps little cached, a query
-        # may need room to group or join (see ``sendgrid_destination.sources``).
-        config: dict[str, str | bool | int | float | list[str]]
-        config = {"memory_limit": QUERY_MEMORY_LIMIT if query else SCAN_MEMORY_LIMIT}
-        with duckdb.connect(warehouse, read_only=True, config=config) as con:
+        # Capped as a sync file's duckdb source: a stored table's scan keeps little cached, a
+        # query or a view may need room to group or join.
+        with open_warehouse(warehouse, None if query else "customers") as con:
             reader = con.sql(query or "SELECT * FROM customers").to_arrow_reader(BATCH_ROWS)
             yield from reader
 

@@ -44,10 +44,11 @@ from sendgrid_destination.redaction import redact
 from sendgrid_destination.sync_file import SourceSpec
 
 BATCH_ROWS = 50_000
-# DuckDB keeps every page it scanned cached up to its cap (by default 80% of RAM). A ``table``
-# is one streaming scan, which needs no cache: reading 10M rows (a 370 MB file) peaked at
-# 438-455 MiB with 256 MB and 243-246 MiB with 64 MB, in the same time. A ``query`` may group
-# or join, spilling beyond the cap: a GROUP BY over 10M wide rows ran out of 64 MB.
+# DuckDB keeps every page it scanned cached up to its cap (by default 80% of RAM). A stored
+# table is one streaming scan, which needs no cache: reading 10M rows (a 370 MB file) peaked
+# at 438-455 MiB with 256 MB and 243-246 MiB with 64 MB, in the same time. A ``query``, or a
+# ``table`` that names a view, may group or join, spilling beyond the cap: a GROUP BY over
+# 10M wide rows ran out of 64 MB.
 SCAN_MEMORY_LIMIT = "64MB"
 QUERY_MEMORY_LIMIT = "256MB"
 SQL_PASSWORD_KEY = "sources.sql_database.credentials.password"
@@ -74,11 +75,8 @@ def _duckdb_resource(spec: SourceSpec) -> DltResource:
 
     def rows(cursor: Any = incremental) -> Iterator[pa.RecordBatch]:
         sql, params = _from_cursor(query, spec.cursor, cursor)
-        config: dict[str, str | bool | int | float | list[str]] = {
-            "memory_limit": QUERY_MEMORY_LIMIT if spec.query else SCAN_MEMORY_LIMIT
-        }
         try:
-            con = duckdb.connect(path, read_only=True, config=config)
+            con = open_warehouse(path, None if spec.query else spec.table)
         except duckdb.Error as exc:
             raise SyncFileError(f"Cannot open the DuckDB source {path}: {exc}") from None
         with con:
@@ -91,6 +89,32 @@ def _duckdb_resource(spec: SourceSpec) -> DltResource:
             yield from _at_least_one(reader, reader.schema.empty_table, spec.cursor)
 
     return dlt.resource(rows, name=spec.resource, write_disposition="append")
+
+
+def open_warehouse(path: str, table: str | None) -> duckdb.DuckDBPyConnection:
+    """The DuckDB file, read-only, capped to read ``table`` (a plain scan if it is stored,
+    not a view), or a query (``None``)."""
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": SCAN_MEMORY_LIMIT}
+    con = duckdb.connect(path, read_only=True, config=config)
+    try:
+        if table is None or not _is_stored_table(con, table):
+            con.execute(f"SET memory_limit = '{QUERY_MEMORY_LIMIT}'")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _is_stored_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether ``name`` (``table``, ``schema.table`` or ``catalog.schema.table``) is a table
+    stored in the file, not a view: reading it is a plain scan."""
+    parts = name.split(".")
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?"
+    params = [parts[-1]]
+    for column, value in zip(("schema_name", "database_name"), reversed(parts[:-1]), strict=False):
+        sql += f" AND {column} = ?"
+        params.append(value)
+    return bool(con.execute(sql, params).fetchall()[0][0])
 
 
 def _not_in_source(spec: SourceSpec, exc: duckdb.Error) -> SyncFileError:
