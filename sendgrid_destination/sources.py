@@ -107,14 +107,20 @@ def open_warehouse(path: str, table: str | None) -> duckdb.DuckDBPyConnection:
 
 def _is_stored_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether ``name`` (``table``, ``schema.table`` or ``catalog.schema.table``) is a table
-    stored in the file, not a view: reading it is a plain scan."""
-    parts = name.split(".")
-    sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?"
-    params = [parts[-1]]
+    stored in the file, not a view: reading it is a plain scan. A name that some view also
+    answers to (DuckDB's names ignore case; another schema may hold it) is taken as a view."""
+    parts = [part.lower() for part in name.split(".")]
+    where, params = ["lower({kind}_name) = ?"], [parts[-1]]
     for column, value in zip(("schema_name", "database_name"), reversed(parts[:-1]), strict=False):
-        sql += f" AND {column} = ?"
+        where.append(f"lower({column}) = ?")
         params.append(value)
-    return bool(con.execute(sql, params).fetchall()[0][0])
+    condition = " AND ".join(where)
+    ((tables, views),) = con.execute(
+        f"SELECT (SELECT count(*) FROM duckdb_tables() WHERE {condition.format(kind='table')}), "
+        f"(SELECT count(*) FROM duckdb_views() WHERE {condition.format(kind='view')})",
+        params + params,
+    ).fetchall()
+    return bool(tables) and not views
 
 
 def _not_in_source(spec: SourceSpec, exc: duckdb.Error) -> SyncFileError:

@@ -219,8 +219,15 @@ class StateStore:
             # The merge streams its files into ``contacts``; what DuckDB held before (mid-load,
             # the plan's table) may go out meanwhile. A 10M-row load peaked during its merges,
             # with the plan's table resident: 564-571 MiB with this cap, 583-609 without.
-            with self._memory_cap(RENDER_MEMORY_LIMIT), utc_cursor(self._con) as cur:
-                self._spool.merge(cur)
+            try:
+                with self._memory_cap(RENDER_MEMORY_LIMIT), utc_cursor(self._con) as cur:
+                    self._spool.merge(cur)
+            except duckdb.OutOfMemoryException:
+                # What DuckDB cannot write out (the ``identities`` index: 57 MB at 1.5M
+                # contacts) left too little room: the merge rolled back, ``spooled`` still
+                # names its requests, and it runs again under the cap in force.
+                with utc_cursor(self._con) as cur:
+                    self._spool.merge(cur)
         return self._con
 
     @classmethod

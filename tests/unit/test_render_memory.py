@@ -22,7 +22,7 @@ from sendgrid_destination.schemas import RENDERED
 from sendgrid_destination.sliced_query import SlicedQuery
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
-from sendgrid_destination.state.spool import Spool
+from sendgrid_destination.state.spool import Spool, spool_dir
 from tests.planning import contact_sql, one_batch
 
 # 1,000 characters of four bytes: the longest value a Text custom field takes, at its widest.
@@ -180,14 +180,49 @@ def test_spooled_contacts_merge_under_the_render_cap_and_the_cap_in_force_comes_
 
 
 def _record_one(store: StateStore, job: str, key: str) -> None:
-    contacts = pa.table(
+    store.record_sent(run_id="r1", stream="s", job_id=job, contacts=_sent([key]), body_bytes=1)
+
+
+@pytest.mark.slow
+def test_a_merge_without_room_under_the_render_cap_runs_again_under_the_cap_in_force(
+    tmp_path: Path,
+) -> None:
+    # The index of 1.5M identities (57 MB) stays in memory: lowering the cap to 64 MB
+    # succeeds and leaves too little room to merge a million spooled contacts.
+    requests, per_request = 34, 30_000
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        with store.workspace() as cur:
+            cur.execute(
+                "INSERT INTO identities (contact_key, email) SELECT 'email:id' || i || "
+                "'@example.com', 'id' || i || '@example.com' FROM range(1500000) t(i)"
+            )
+            cur.execute(  # a plan's table, resident beside the merge
+                "CREATE TEMP TABLE sg_big AS SELECT i, md5(i::VARCHAR) || md5((i + 1)::VARCHAR) "
+                "AS s FROM range(1500000) t(i)"
+            )
+        planning = _cap(store)
+        for i in range(requests):
+            keys = [f"email:u{i * per_request + j}@example.com" for j in range(per_request)]
+            store.record_sent(  # the last one merges (past MERGE_ROWS)
+                run_id="r1", stream="s", job_id=f"j{i}", contacts=_sent(keys), body_bytes=1
+            )
+
+        assert store.con.sql("SELECT count(*) FROM contacts").fetchall() == [
+            (requests * per_request,)
+        ]
+        assert _cap(store) == planning
+    assert not any(spool_dir(tmp_path / "state.duckdb").iterdir())
+
+
+def _sent(keys: list[str]) -> pa.Table:
+    n = len(keys)
+    return pa.table(
         {
-            "contact_key": [key],
-            "content_hash": pa.array([1], pa.uint64()),
-            "fingerprint": pa.array([2], pa.uint64()),
-            "is_new": [True],
-            "ids": pa.nulls(1, pa.string()),
-            "list_scope": [""],
+            "contact_key": keys,
+            "content_hash": pa.array(range(n), pa.uint64()),
+            "fingerprint": pa.array(range(n), pa.uint64()),
+            "is_new": [True] * n,
+            "ids": pa.nulls(n, pa.string()),
+            "list_scope": [""] * n,
         }
     )
-    store.record_sent(run_id="r1", stream="s", job_id=job, contacts=contacts, body_bytes=1)

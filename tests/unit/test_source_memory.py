@@ -75,3 +75,19 @@ def test_the_example_pipeline_reads_a_customers_view_under_the_roomy_cap(tmp_pat
     assert _caps(customers_source(path).resources["customers"]) == [
         _as_reported(QUERY_MEMORY_LIMIT)
     ]
+
+
+def test_a_table_name_is_matched_as_duckdb_matches_it_and_any_view_of_that_name_counts(
+    tmp_path: Path,
+) -> None:
+    path = _warehouse(tmp_path, "People", "people_view")
+    with duckdb.connect(path) as con:  # the same name, a view in another schema
+        con.execute("CREATE SCHEMA archive")
+        con.execute(f"CREATE TABLE archive.orders (id INTEGER, cap VARCHAR AS ({CAP}))")
+        con.execute("INSERT INTO archive.orders (id) VALUES (1)")
+        con.execute(f"CREATE VIEW main.orders AS SELECT 1 AS id, {CAP} AS cap")
+    scan, roomy = _as_reported(SCAN_MEMORY_LIMIT), _as_reported(QUERY_MEMORY_LIMIT)
+
+    assert _caps(_duckdb_source(path, table="people")) == [scan]  # names ignore case
+    assert _caps(_duckdb_source(path, table="orders")) == [roomy]  # main.orders, the view
+    assert _caps(_duckdb_source(path, table="archive.orders")) == [scan]
