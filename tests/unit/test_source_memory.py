@@ -81,7 +81,7 @@ def test_a_table_name_is_matched_as_duckdb_matches_it_and_any_view_of_that_name_
     tmp_path: Path,
 ) -> None:
     path = _warehouse(tmp_path, "People", "people_view")
-    with duckdb.connect(path) as con:  # the same name, a view in another schema
+    with duckdb.connect(path) as con:  # one name: a stored table in a schema, a view in main
         con.execute("CREATE SCHEMA archive")
         con.execute(f"CREATE TABLE archive.orders (id INTEGER, cap VARCHAR AS ({CAP}))")
         con.execute("INSERT INTO archive.orders (id) VALUES (1)")
