@@ -184,7 +184,7 @@ _DATE_TEXT = (
 
 def _number_text(src: str) -> str:
     """The JSON number a numeric text spells, digit for digit (``+007.50e3`` -> ``7.50e3``)."""
-    s = f"trim({src})"
+    s = _trim(src)
     body = f"ltrim({s}, '+-')"
     whole = f"coalesce(nullif(ltrim(regexp_extract({body}, '^[0-9]*'), '0'), ''), '0')"
     fraction = f"regexp_extract({body}, '\\.([0-9]+)', 1)"
@@ -224,7 +224,7 @@ def _timestamp(b: Binding, src: str) -> str:
     # Timestamp columns arrive naive in UTC (normalize_arrow). Text is parsed as TIMESTAMPTZ
     # so an explicit offset is honoured, on cursors whose TimeZone is UTC (utc_cursor).
     if b.arrow_kind == "string":
-        text = f"trim({src})"
+        text = _trim(src)
         # "t"/"z" upper-cased, no blank before the zone, midnight for a date with a zone.
         cast = (
             "regexp_replace(regexp_replace(upper(" + text + "), ' ([Z+-])', '\\1'), "
@@ -578,9 +578,9 @@ class ContactSql:
 
     def _typed_checks(self, b: Binding, v: str, src: str) -> list[_Check]:
         col, name = b.column, b.field
-        given = f"nullif(trim({src}), '') IS NOT NULL"
+        given = f"nullif({_trim(src)}, '') IS NOT NULL"
         if b.field_type == "Number" and b.arrow_kind == "string":
-            spelled = f"regexp_full_match(lower(trim({src})), '[+-]?(nan|inf|infinity)')"
+            spelled = f"regexp_full_match(lower({_trim(src)}), '[+-]?(nan|inf|infinity)')"
             return [
                 _Check(col, f"{v} IS NULL AND {given} AND NOT {spelled}", f"{name}: not a number"),
                 _Check(

@@ -554,7 +554,7 @@ def _number(column: Column, value: Any) -> Any:
         return value
     if kind == "floating":
         return ("float", column.array.type, value) if math.isfinite(value) else REFUSE
-    text = value.strip(" ")
+    text = value.strip(BLANKS)
     if not text:
         return MISSING
     if not NUMBER_TEXT.fullmatch(text) or not math.isfinite(float(text)):
@@ -564,7 +564,7 @@ def _number(column: Column, value: Any) -> Any:
 
 def _date_value(column: Column, value: Any) -> Any:
     if column.kind == "text":
-        text = value.strip(" ")
+        text = value.strip(BLANKS)
         if not text:
             return MISSING
         found = DATE_ONLY.fullmatch(text)

@@ -115,6 +115,29 @@ def test_a_name_loses_exactly_its_blanks_at_both_ends_and_custom_text_at_its_end
     ] == [(v.strip(BLANKS) or None, v.rstrip(BLANKS) or None) for v in values]
 
 
+@pytest.mark.parametrize("blank", list(BLANKS))
+def test_number_and_date_text_lose_the_same_blanks_as_names(blank):
+    # DuckDB's own trim() takes spaces and the no-break space, not tabs or line ends: a
+    # padded number was refused, and a no-break space alone was blank for Number, not Text.
+    texts = [f"{blank}42{blank}", f"{blank}2024-01-02{blank}", blank]
+    numbers, dates = [texts[0], texts[2], None], [texts[1], texts[2], None]
+    batch = pa.table({"email": emails(3), "n": numbers, "d": dates})
+
+    result = transform(
+        {"email": "email", "custom_fields": {"score": "n", "since": "d"}},
+        batch,
+        {"score": "Number", "since": "Date"},
+        {"score": "e1_N", "since": "e2_D"},
+    )
+
+    assert problems(result.rejects) == []
+    assert [c.get("custom_fields") for c in parsed(result)] == [
+        {"e1_N": 42, "e2_D": "2024-01-02T00:00:00Z"},
+        None,
+        None,
+    ]
+
+
 def test_a_padded_custom_value_is_measured_after_trimming():
     batch = pa.table({"email": emails(2), "c": ["x" * 1000 + " " * 50, "x" * 1001]})
 
