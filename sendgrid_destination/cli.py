@@ -43,11 +43,11 @@ from dlt.common.configuration import resolve_configuration
 
 from sendgrid_destination import sync_command
 from sendgrid_destination._version import __version__
-from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.config import SendGridConfiguration, is_remote
 from sendgrid_destination.dry_run import latest_plans
 from sendgrid_destination.emulator import cli as emulator_cli
 from sendgrid_destination.errors import ConfigurationError, SendGridError
-from sendgrid_destination.remote_state import fetch_copy, is_remote
+from sendgrid_destination.remote_state import fetch_copy
 from sendgrid_destination.state import StateStore, recovery, reports
 from sendgrid_destination.state.lock import file_lock
 from sendgrid_destination.state.snapshot import read_snapshot
@@ -113,7 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     rejects = commands.add_parser("rejects", help="export rejected and failed rows")
     _state_option(rejects)
     rejects.add_argument("--run", help="only this run id (default: all runs)")
-    rejects.add_argument("--format", choices=("csv", "json"), default="csv")
+    rejects.add_argument(
+        "--format",
+        choices=("csv", "json"),
+        default="csv",
+        help="csv (default), or json: one array of rows",
+    )
     rejects.add_argument("--output", type=Path, help="file to write (default: stdout)")
     rejects.set_defaults(handler=_rejects)
 
@@ -164,10 +169,8 @@ def _state_location(args: argparse.Namespace) -> str:
     config = resolve_configuration(
         SendGridConfiguration(), sections=("destination", "sendgrid"), accept_partial=True
     )
-    if is_remote(config.state_path):
-        return str(config.state_path)
     # Without state_path: the account's default file, from base_url (and the subuser).
-    return str(config.resolved_state_path())
+    return config.state_location()
 
 
 @contextmanager
@@ -244,8 +247,9 @@ def _rejects(args: argparse.Namespace) -> int:
         first = next(rows, None)
         if args.run and first is None and store.run_summary(args.run) is None:
             raise SendGridError(
-                f"The state file has no run {args.run!r}: `sendgrid-destination status` lists "
-                "the recent runs' ids."
+                f"The state file {_state_location(args)} has no run {args.run!r}: "
+                "`sendgrid-destination status` lists its recent runs' ids (--state names "
+                "another file)."
             )
         out: TextIO = _private_file(args.output) if args.output else sys.stdout
         try:

@@ -109,6 +109,11 @@ def _check_date_format(date_format: str) -> None:
         con.close()
 
 
+def is_remote(state_path: str | None) -> bool:
+    """A URL with a scheme (``s3://``, ``gs://``, ``file://``…), not a local path."""
+    return bool(state_path) and "://" in str(state_path)
+
+
 @configspec
 class SendGridConfiguration(CustomDestinationClientConfiguration):
     """All settings; see the README's configuration reference for each one."""
@@ -221,9 +226,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             )
         if not self.mapping and not self.tables:
             raise ConfigurationError(
-                "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml "
-                '(for example email = "email") or pass mapping={...} to sendgrid(); or give '
-                "each table its own under [destination.sendgrid.tables.<table>.mapping]."
+                "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml or "
+                'the sync file (for example email = "email"), or pass mapping={...} to sendgrid(); '
+                "or give each table its own under [destination.sendgrid.tables.<table>.mapping]."
             )
         check_removal_settings(self)
         self._validate_bulk()
@@ -330,6 +335,12 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
         if self.state_path:
             return Path(os.path.expanduser(self.state_path))
         return default_state_path(self.account)
+
+    def state_location(self) -> str:
+        """The state as ``--state`` names it: a remote state's URL, else its local file."""
+        if is_remote(self.state_path):
+            return str(self.state_path)
+        return str(self.resolved_state_path())
 
     def legacy_state_path(self) -> Path | None:
         """Where earlier builds of this package kept the default state file (its name had a

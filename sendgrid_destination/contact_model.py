@@ -106,6 +106,13 @@ _LOCAL_PART = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 EMAIL_PATTERN: Final = rf"^{_LOCAL_PART}@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}$"
 EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
+# The words of a row's reject when it gives an identifier its contact holds another value
+# for (``identifiers``), which ``identity_refresh`` finds the contacts to look up again by.
+IDENTIFIER_CHANGE: Final = "an upsert cannot change an identifier"
+# Spaces, tabs, line breaks and no-break spaces around a value are copy-paste noise: every value
+# and identifier loses them, and only them (other Unicode spaces are kept, and refused where a
+# pattern applies), so an identifier read back from SendGrid is trimmed of the same set.
+BLANKS: Final = " \t\n\r\f\v\u00a0"
 # E.164: a plus, a non-zero country digit, at most 15 digits in all.
 E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
 E164_RE: Final = re.compile(E164_PATTERN)

@@ -65,6 +65,7 @@ from sendgrid_destination.arrow_utils import (
     bad_text_marker,
 )
 from sendgrid_destination.contact_model import (
+    BLANKS,
     E164_PATTERN,
     EMAIL_PATTERN,
     IDENTIFIERS,
@@ -86,8 +87,7 @@ FINGERPRINT_VERSION = 4
 # Values whose DuckDB hash is weak (text: see _fingerprint), digested with MD5 instead.
 _TEXT_KINDS = ("string", "string_list")
 _BITS = 63
-# Spaces, tabs, line breaks and no-break spaces around identifiers are copy-paste noise.
-_BLANKS = " \t\n\r\f\v\u00a0"
+_BLANKS = BLANKS
 
 
 @dataclass(frozen=True)

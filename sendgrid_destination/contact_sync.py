@@ -56,6 +56,7 @@ from sendgrid_destination.dispositions import TableIntent
 from sendgrid_destination.drift import ColumnStats, check_columns
 from sendgrid_destination.errors import SendGridError, StoppedError
 from sendgrid_destination.identifiers import IdentifierPolicy
+from sendgrid_destination.identity_refresh import refresh_refused_identities
 from sendgrid_destination.import_jobs import JobsOutcome, JobTracker
 from sendgrid_destination.mapping import FieldMapping, bind_custom, bind_reserved
 from sendgrid_destination.membership import bind_lists
@@ -147,6 +148,8 @@ class ContactSync:
         self._deadline = self.clock.now() + self.config.job_wait_timeout
         setup = self._bind(rows)
         pending_at_start = self._settle_earlier_jobs()
+        if setup.identifiers is not None:
+            self._refresh_identities()
         with Plan.build(
             self.store,
             setup.sql,
@@ -225,6 +228,18 @@ class ContactSync:
         # (upserts, removals of any table) can bear on a contact.
         return bool(self.store.pending_jobs() or self.store.removals.any_in_flight())
 
+    def _refresh_identities(self) -> None:
+        """Contacts refused last run for an identifier change: read what SendGrid holds now
+        (the remedy is to change it there; see identity_refresh)."""
+        changed = refresh_refused_identities(
+            self.client, self.store, self.stream, self.run_id, self._stopped
+        )
+        if changed:
+            self.tally.note(
+                f"{changed} contact(s) refused last run for an identifier change hold other "
+                "identifiers in SendGrid now: their rows were checked against those"
+            )
+
     def _check_drift(self, setup: _Setup, rows: SourceRows) -> ColumnStats:
         """Stop on a mapped column that stopped arriving; note type changes (see drift)."""
         kinds = {b.column: b.arrow_kind for b in setup.sql.bindings}
@@ -278,7 +293,7 @@ class ContactSync:
         """Contacts whose previous version rides on a pending job (this load's, and those an
         earlier run deferred): wait for those jobs within the run's budget, send what they
         no longer block, and defer the rest to a later run (kept in the state)."""
-        contacts = pa.concat_tables([*held, self.store.deferred(self.stream).cast(RENDERED)])
+        contacts = pa.concat_tables([*held, self._deferred_still_wanted()])
         if contacts.num_rows == 0:
             return
         self._wait_for(self.store.pending_jobs_of(contacts))
@@ -300,6 +315,22 @@ class ContactSync:
         with self._following_jobs(), self._dispatcher(setup) as dispatch:
             dispatch.send([*setup.packer.add(to_send), *setup.packer.flush()])
             self._refresh_fingerprints()
+
+    def _deferred_still_wanted(self) -> pa.Table:
+        """The changes earlier loads deferred, but for contacts this load found gone from
+        the table (mirror, membership, replace, a flag): those are dropped, not sent."""
+        deferred = self.store.deferred(self.stream).cast(RENDERED)
+        gone = pc.is_in(deferred["contact_key"], self._removals.leaving())
+        if not pc.any(gone).as_py():
+            return deferred
+        dropped = pc.sum(gone).as_py()
+        self.tally.note(
+            f"{dropped} deferred change(s) of contacts whose rows left (or are flagged as "
+            "deleted) were dropped, not sent"
+        )
+        kept = deferred.filter(pc.invert(gone))
+        self.store.defer(self.run_id, self.stream, kept)
+        return kept
 
     def _wait_for(self, job_ids: list[str]) -> None:
         if job_ids:

@@ -157,6 +157,12 @@ class Removals:
         destructive = _count(pc.is_in(action, pa.array(["delete", "unlist"])))
         self._check_limit(destructive, self._ledger.tracked(self.stream))
 
+    def leaving(self) -> pa.Array:
+        """The contacts ``prepare`` found gone from the table (their rows left, or are
+        flagged), whatever it decided for them: a change of theirs an earlier load deferred
+        is not to be sent (an upsert racing their deletion could bring them back)."""
+        return self._decided["contact_key"].combine_chunks()
+
     def execute(self, deadline: float) -> None:
         """Look the contacts up, send the removals and deletions, follow their jobs."""
         decided, self._decided = self._decided, _DECIDED.empty_table()

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,7 @@ from sendgrid_destination.clock import Clock, SystemClock
 from sendgrid_destination.config import (
     BATCHES_REFUSED,
     SendGridConfiguration,
+    is_remote,
     unknown_variables,
 )
 from sendgrid_destination.contact_sync import ContactSync
@@ -80,10 +82,10 @@ from sendgrid_destination.errors import (
 from sendgrid_destination.mapping import FieldMapping, parse_mapping
 from sendgrid_destination.package_files import file_key, table_files
 from sendgrid_destination.progress import DltProgress, NoProgress, Observers, SyncObserver
-from sendgrid_destination.remote_state import OpenState, fetch_copy, is_remote, open_state
+from sendgrid_destination.remote_state import OpenState, fetch_copy, open_state
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
-from sendgrid_destination.summary import RunSummary
+from sendgrid_destination.summary import SUMMARY_LOG, RunSummary
 from sendgrid_destination.tables_to_come import keys_to_come
 from sendgrid_destination.tally import Tally, settle_refusals
 
@@ -144,7 +146,7 @@ def run_sink(
             summary.jobs.clear()  # a plan's jobs are its own stand-ins: they say nothing
             summary.removal_jobs.clear()
             _publish_summary(summary)
-        logger.info("SendGrid sync summary\n%s", summary.format())
+        logger.info("SendGrid sync summary\n%s", summary.format(), extra={SUMMARY_LOG: True})
         if config.plan:
             if not is_remote(config.state_path):  # status shows a local file's plans only
                 save_plan(config.resolved_state_path(), summary)
@@ -321,8 +323,9 @@ def settle_tables(state: dict[str, Any]) -> None:
             f"table of this load was loaded). {' '.join(failed)} Fix the table's settings "
             "(under [destination.sendgrid.tables.<table>] for one table). dlt keeps this load "
             "package pending with no job left: the next load completes it without sending "
-            "anything (call pipeline.load() before pipeline.run(), so that the same run also "
-            "extracts new data). These tables' rows are sent once a run extracts them again."
+            "anything (in your own pipeline, call pipeline.load() before pipeline.run(), so "
+            "that the same run also extracts new data; `sendgrid-destination run` does). These "
+            "tables' rows are sent once a run extracts them again."
         )
     if refused:
         raise RejectsThresholdError(
@@ -458,7 +461,8 @@ def _check_rejects(
     state[REJECTS_PREFIX + summary.stream] = (
         f"{refused} of the {summary.rows_read} rows of table {summary.stream!r} were refused "
         f"(fail_on_rejects = {config.fail_on_rejects:g}); the other rows were sent. See why with "
-        f"`sendgrid-destination rejects --run '{summary.run_id}'`."
+        f"`sendgrid-destination rejects --run {shlex.quote(summary.run_id)} "
+        f"--state {shlex.quote(config.state_location())}`."
     )
     logger.error("SendGrid: %s", state[REJECTS_PREFIX + summary.stream])
 

@@ -17,6 +17,7 @@
     - RateLimitedError               429 (or 403 "temporary block") after our own retries
     - ServerError                    5xx after our own retries
     - TransportError                 timeout or dropped connection after our own retries
+    - OutcomeUnknownError            a create got no answer (or a 5xx): looked up, not resent
     - CustomFieldsNotReadyError      new custom fields not yet accepted by upserts
     - StoppedError                   a signal (SIGTERM, Ctrl-C) asked the load to stop
     - ErrorsFileUnreadableError      a job's errors file is not a CSV we can match to contacts
@@ -148,6 +149,11 @@ class ServerError(SendGridTransientError):
 
 class TransportError(SendGridTransientError):
     """Timeouts or dropped connections outlasted the retries."""
+
+
+class OutcomeUnknownError(SendGridTransientError):
+    """A request that is not safe to send twice (a create) got no answer after it was sent,
+    or a 5xx: it may have taken effect. The caller looks before sending it again."""
 
 
 class StoppedError(SendGridTransientError):

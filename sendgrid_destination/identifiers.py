@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sendgrid_destination.contact_model import IDENTIFIERS
+from sendgrid_destination.contact_model import IDENTIFIER_CHANGE, IDENTIFIERS
 from sendgrid_destination.contact_sql import fill_column, ident, literal
 
 
@@ -72,8 +72,8 @@ class IdentifierPolicy:
                 (
                     f"k_{name} IS NOT NULL AND i_{name} IS NOT NULL AND k_{name} <> i_{name}",
                     f"{name}: the contact has another {name} in SendGrid (matched by another "
-                    "identifier) and an upsert cannot change an identifier: remove the old one "
-                    "in SendGrid first (DELETE /v3/marketing/contacts/{id}/identifiers)",
+                    f"identifier) and {IDENTIFIER_CHANGE}: remove the old one in SendGrid "
+                    "first (DELETE /v3/marketing/contacts/{id}/identifiers)",
                     column,
                 )
             )

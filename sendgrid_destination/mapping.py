@@ -89,9 +89,9 @@ def parse_mapping(raw: AbcMapping[str, object] | None) -> FieldMapping:
     """Validate the mapping's shape and field names; no data is needed for this."""
     if not raw:
         raise ConfigurationError(
-            "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml "
-            '(for example email = "email") or pass mapping={...} to sendgrid(); for one table '
-            "of several, under [destination.sendgrid.tables.<table>.mapping]."
+            "No mapping configured: set [destination.sendgrid.mapping] in .dlt/config.toml or "
+            'the sync file (for example email = "email"), or pass mapping={...} to sendgrid(); '
+            "for one table of several, under [destination.sendgrid.tables.<table>.mapping]."
         )
     reserved: dict[str, str] = {}
     custom: dict[str, str] = {}

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sendgrid_destination.account import adopt_legacy_state
-from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.config import SendGridConfiguration, is_remote
 from sendgrid_destination.errors import ConfigurationError, RemoteStateError, StateLockedError
 from sendgrid_destination.progress import NoProgress, SyncObserver
 from sendgrid_destination.remote_lock import RemoteLock, is_local
@@ -47,11 +47,6 @@ logger = logging.getLogger("sendgrid_destination.remote_state")
 # How often the holder renews its lock, as a fraction of its time to live: two renewals can fail
 # (a slow store) before a waiting worker may take the lock over.
 _RENEW_FRACTION = 1 / 3
-
-
-def is_remote(state_path: str | None) -> bool:
-    """A URL with a scheme (``s3://``, ``gs://``, ``file://``…), not a local path."""
-    return bool(state_path) and "://" in str(state_path)
 
 
 class StateUploads:

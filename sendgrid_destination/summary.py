@@ -9,6 +9,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The attribute that marks the log record of a load's summary, for a handler that prints the
+# summary itself (the CLI) and leaves that record out.
+SUMMARY_LOG = "sendgrid_summary"
 _COUNTERS = ("rejected_by_reason", "omitted_by_reason", "jobs", "failed_by_reason", "removal_jobs")
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sendgrid_destination.errors import ConfigurationError, SendGridError, ours_in
+from sendgrid_destination.errors import ConfigurationError, SendGridError, SyncFileError, ours_in
 from sendgrid_destination.redaction import redact
+from sendgrid_destination.summary import SUMMARY_LOG
 from sendgrid_destination.sync_file import SyncFile, load_sync_file
 from sendgrid_destination.sync_runner import SyncReport
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     _log_to_stderr()
     report: SyncReport | None = None
     failure: BaseException | None = None
+    sync: SyncFile | None = None
     name = str(args.sync_file)  # the sync's name once its file is read
     try:
         sync = load_sync_file(args.sync_file)
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # anything else still ends in one line, and one JSON object
         logger.debug("the run failed", exc_info=True)
         failure = exc
+    if failure is not None and sync is not None and sync.source.cursor:
+        failure = _cursor_problem(failure, sync.source.cursor) or failure
     code = _exit_code(failure)
     stops = _stops(report) if failure is None else None
     if stops:  # a plan that found the load would fail: fail like the load, for CI gates
@@ -115,12 +119,48 @@ def _exit_code(failure: BaseException | None) -> int:
 def _root(failure: BaseException) -> BaseException:
     """The first of our errors in the chain (dlt wraps what the load raised), else the last."""
     ours = ours_in(failure)
-    if ours is not None:
-        return ours
+    return ours if ours is not None else _chain(failure)[-1]
+
+
+def _chain(failure: BaseException) -> list[BaseException]:
     seen = [failure]
     while (cause := seen[-1].__cause__ or seen[-1].__context__) is not None and cause not in seen:
         seen.append(cause)
-    return seen[-1]
+    return seen
+
+
+def _cursor_problem(failure: BaseException, cursor: str) -> SyncFileError | None:
+    """dlt's failure over the sync file's cursor, said as a sync file error; else None. dlt's
+    own chain ends in a bare ``KeyError`` of the column (every kind of source), or names the
+    column only where redaction hides it."""
+    from dlt.extract.incremental.exceptions import (
+        IncrementalCursorPathHasValueNone,
+        IncrementalCursorPathMissing,
+    )
+
+    for exc in _chain(failure):
+        if isinstance(exc, IncrementalCursorPathHasValueNone):
+            return SyncFileError(
+                f"source.cursor = {cursor!r} is empty (null) in some rows, which an incremental "
+                "load cannot place: choose a column set in every row, or select one in a "
+                "`query` (coalesce(updated_at, created_at), say)."
+            )
+        if isinstance(exc, IncrementalCursorPathMissing) or (
+            isinstance(exc, KeyError) and exc.args == (cursor,)
+        ):
+            return SyncFileError(
+                f"source.cursor = {cursor!r} is not a column of the source{_columns(exc)}: "
+                "name one of its columns, spelled as the source spells it (with a `query`, a "
+                "column it selects)."
+            )
+    return None
+
+
+def _columns(exc: BaseException) -> str:
+    """`` (its columns: ...)`` when dlt's error holds the data it read (names only)."""
+    schema = getattr(getattr(exc, "item", None), "schema", None)
+    names = getattr(schema, "names", None)
+    return f" (its columns: {', '.join(names)})" if names else ""
 
 
 def _message(failure: BaseException) -> str:
@@ -148,7 +188,11 @@ def _print(report: SyncReport, *, as_json: bool) -> None:
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a record is emitted."""
+    """Writes to whatever ``sys.stderr`` is when a record is emitted; not the load's summary,
+    which the command prints on stdout (``SUMMARY_LOG``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, SUMMARY_LOG, False) and super().filter(record)
 
     @property
     def stream(self) -> Any:

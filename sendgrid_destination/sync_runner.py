@@ -28,7 +28,7 @@ from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sendgrid_destination.config import SendGridConfiguration
+from sendgrid_destination.config import SendGridConfiguration, is_remote
 from sendgrid_destination.destination import run_summaries, sendgrid
 from sendgrid_destination.dlt_packages import finish_interrupted_moves
 from sendgrid_destination.dry_run import plan_run
@@ -39,7 +39,7 @@ from sendgrid_destination.errors import (
     SyncFileError,
 )
 from sendgrid_destination.redaction import redact
-from sendgrid_destination.remote_state import fetch_copy, is_remote
+from sendgrid_destination.remote_state import fetch_copy
 from sendgrid_destination.sources import resource_for
 from sendgrid_destination.state import reports
 from sendgrid_destination.state.snapshot import read_snapshot

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TypeVar
 from urllib.parse import quote, urlsplit
 
 from sendgrid_destination.api import errors_file
@@ -56,6 +56,7 @@ from sendgrid_destination.errors import (
     ConfigurationError,
     ContactsRejectedError,
     ImportRejectedError,
+    OutcomeUnknownError,
     RequestRejectedError,
     SendGridError,
     ServerError,
@@ -82,6 +83,9 @@ ROUTE_COUNT: Final = "GET /v3/marketing/contacts/count"
 # even one list a page ends within 1,001 pages: more means a server that never ends.
 LISTS_PAGE_SIZE: Final = 1000
 MAX_LIST_PAGES: Final = 1_001
+# POSTs of a create, each after looking for what an attempt without an answer may have made.
+CREATE_ATTEMPTS: Final = 3
+_Made = TypeVar("_Made", CustomField, ContactList)
 # POST /v3/marketing/contacts/search/identifiers/{type} takes at most 100 values (spec).
 MAX_SEARCH_VALUES: Final = 100
 SEARCH_TYPES: Final = ("email", "phone_number_id", "external_id", "anonymous_id")
@@ -236,11 +240,15 @@ class SendGridClient:
         return FieldDefinitions.from_json(_json_object(response, ROUTE_FIELDS))
 
     def create_custom_field(self, name: str, field_type: str) -> CustomField:
-        """``POST /v3/marketing/field_definitions``; a new field may take seconds to be usable."""
-        body = json.dumps({"name": name, "field_type": field_type}).encode()
-        url = self._url("/v3/marketing/field_definitions")
-        response = self._call(ROUTE_CREATE_FIELD, url, body=body)
-        return CustomField.from_json(_json_object(response, ROUTE_CREATE_FIELD))
+        """``POST /v3/marketing/field_definitions``; a new field may take seconds to be usable.
+        Never sent twice blindly (``_create``)."""
+
+        def made() -> CustomField | None:
+            return self.field_definitions().custom_by_name().get(name.lower())
+
+        document = {"name": name, "field_type": field_type}
+        route, path = ROUTE_CREATE_FIELD, "/v3/marketing/field_definitions"
+        return self._create(route, path, document, CustomField.from_json, made)
 
     def lists(self, *, page_size: int = LISTS_PAGE_SIZE) -> list[ContactList]:
         """Every marketing list, following ``_metadata.next`` (``page_size``: 1..1000) on
@@ -268,10 +276,39 @@ class SendGridClient:
         return found
 
     def create_list(self, name: str) -> ContactList:
-        """``POST /v3/marketing/lists`` (201 since the 2025-01 spec, 200 before)."""
-        body = json.dumps({"name": name}).encode()
-        response = self._call(ROUTE_CREATE_LIST, self._url("/v3/marketing/lists"), body=body)
-        return ContactList.from_json(_json_object(response, ROUTE_CREATE_LIST))
+        """``POST /v3/marketing/lists`` (201 since the 2025-01 spec, 200 before). Never sent
+        twice blindly (``_create``): an account may allow two lists of one name."""
+
+        def made() -> ContactList | None:
+            return next((found for found in self.lists() if found.name == name), None)
+
+        route, path = ROUTE_CREATE_LIST, "/v3/marketing/lists"
+        return self._create(route, path, {"name": name}, ContactList.from_json, made)
+
+    def _create(
+        self,
+        route: str,
+        path: str,
+        document: dict[str, str],
+        parse: Callable[[Mapping[str, Any]], _Made],
+        made: Callable[[], _Made | None],
+    ) -> _Made:
+        """POST ``document`` and parse what it created. An attempt that may have created it
+        (no answer once sent, a 5xx) is looked up with ``made()`` before the POST is sent
+        again: a blind retry was refused as "already exists", or made a second list."""
+        body = json.dumps(document).encode()
+        attempt = 1
+        while True:
+            try:
+                response = self._call(route, self._url(path), body=body, idempotent=False)
+                return parse(_json_object(response, route))
+            except OutcomeUnknownError:
+                found = made()
+                if found is not None:
+                    return found
+                if attempt >= CREATE_ATTEMPTS:
+                    raise
+                attempt += 1
 
     def search_contacts(
         self, identifier_type: str, values: Sequence[str]
@@ -334,9 +371,17 @@ class SendGridClient:
     # --- helpers ---
 
     def _call(
-        self, route: str, url: str, *, body: bytes | None = None, authenticated: bool = True
+        self,
+        route: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        authenticated: bool = True,
+        idempotent: bool = True,
     ) -> Response:
-        response = self._transport.call(route, url, body=body, authenticated=authenticated)
+        response = self._transport.call(
+            route, url, body=body, authenticated=authenticated, idempotent=idempotent
+        )
         if response.kind == "too_large":
             raise _too_large(route, response, len(body or b""))
         if response.kind != "ok":

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from sendgrid_destination.contact_model import BLANKS
 from sendgrid_destination.csv_fields import wide_fields
 from sendgrid_destination.errors import ErrorsFileUnreadableError
 
@@ -80,7 +81,7 @@ def read_rows(body: bytes, content_type: str | None = None) -> list[dict[str, st
     rows = [
         {name: cell for name, cell in zip(header, cells, strict=False) if name}
         for cells in parsed[1:]
-        if any(cell.strip() for cell in cells)
+        if any(cell.strip(BLANKS) for cell in cells)
     ]
     if rows and not set(header) & IDENTIFIER_COLUMNS.keys():
         known = ", ".join(sorted(set(IDENTIFIER_COLUMNS)))
@@ -107,7 +108,9 @@ def match_rows(rows: list[dict[str, str]]) -> ErrorsFile:
 def _keys(row: Mapping[str, str]) -> list[str]:
     keys = []
     for column, identifier in IDENTIFIER_COLUMNS.items():
-        value = (row.get(column) or "").strip()
+        # Trimmed as the sent key was, of the project's blanks only: str.strip() also takes
+        # other Unicode spaces, and "E1\u3000" would name the key of another contact, "E1".
+        value = (row.get(column) or "").strip(BLANKS)
         if not value:
             continue
         if identifier == "email":

@@ -67,6 +67,7 @@ from sendgrid_destination.clock import Clock
 from sendgrid_destination.errors import (
     ApiErrorDetail,
     HostUnreachableError,
+    OutcomeUnknownError,
     RateLimitedError,
     SendGridError,
     ServerError,
@@ -199,8 +200,13 @@ class Transport:
         body: bytes | BinaryIO | None = None,
         authenticated: bool = True,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> Response:
         """Send until a success or a refusal that retrying cannot fix; see the module doc.
+
+        ``idempotent=False`` (a create): an attempt that may have taken effect (no answer once
+        connected, or a 5xx) is not sent again: ``OutcomeUnknownError``, for the caller to
+        look first. A refused connection or a 429 is retried as usual (nothing was done).
 
         ``headers`` are added to the request's own (a pre-signed upload's ``upload_headers``).
         ``body`` may be a seekable binary file (a CSV import's gzip file, not held in memory):
@@ -230,6 +236,8 @@ class Transport:
                     response.status, response.headers, response.body, decision.kind, details
                 )
             unreachable = _connect_failure(failure)
+            if not idempotent and _may_have_taken_effect(response, unreachable):
+                raise _outcome_unknown(route, host, response, failure)
             wait = budget.after_attempt(time.monotonic() - started, unreachable, decision)
             if attempt >= self._policy.max_attempts or wait is None:
                 status = response.status if response else None
@@ -442,6 +450,26 @@ def _connect_failure(failure: Exception | None) -> str | None:
     if isinstance(reason, urllib3.exceptions.NewConnectionError):
         return "connection refused"
     return None
+
+
+def _may_have_taken_effect(response: Response | None, unreachable: str | None) -> bool:
+    """Of an attempt to retry: whether the host may have acted on it (it connected and gave
+    no answer, or answered 5xx); a 429 and a refused connection did nothing."""
+    if response is not None:
+        return response.status >= 500
+    return unreachable is None
+
+
+def _outcome_unknown(
+    route: str, host: str, response: Response | None, failure: Exception | None
+) -> OutcomeUnknownError:
+    what = f"answered {response.status}" if response is not None else type(failure).__name__
+    return OutcomeUnknownError(
+        f"{route} to {host}: {what} after the request was sent; it may have taken effect, so "
+        "it is not sent again before looking",
+        status=response.status if response is not None else None,
+        route=route,
+    )
 
 
 def _host_of(url: str) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sendgrid_destination.contact_model import IDENTIFIERS
+from sendgrid_destination.contact_model import IDENTIFIER_CHANGE, IDENTIFIERS
 from sendgrid_destination.errors import ConfigurationError, SendGridError
 from sendgrid_destination.schemas import REJECTS
 from sendgrid_destination.state import recovery
@@ -277,7 +277,9 @@ class StateStore:
         whose last result was not fetched to the end, and a write's count row is never read."""
         self._rows(sql, params)
 
-    def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    def _rows(
+        self, sql: str, params: list[Any] | dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         """Every row of one query, read to the end on a cursor of its own (see ``_write``)."""
         with self.workspace() as cur:
             return cur.execute(sql, params or []).fetchall()
@@ -536,6 +538,37 @@ class StateStore:
     def has_identities(self) -> bool:
         """Whether any contact was accepted with several identifiers."""
         return bool(self._rows("SELECT count(*) FROM identities")[0][0])
+
+    def identities_refused_for_change(self, stream: str, run_id: str) -> dict[str, dict[str, str]]:
+        """The identifiers the state holds (type -> value) of each contact whose row the
+        table's last run before ``run_id`` refused for an identifier change (its key)."""
+        names = ", ".join(f"i.{n}" for n in IDENTIFIERS)
+        rows = self._rows(
+            f"SELECT i.contact_key, {names} FROM identities i WHERE i.contact_key IN ("
+            "SELECT contact_key FROM rejects WHERE stream = $stream AND stage = 'validation' "
+            "AND reason LIKE $changed AND run_id = (SELECT run_id FROM runs WHERE stream = "
+            "$stream AND run_id <> $run ORDER BY started_at DESC LIMIT 1))",
+            {"stream": stream, "run": run_id, "changed": f"%{IDENTIFIER_CHANGE}%"},
+        )
+        return {
+            key: {n: v for n, v in zip(IDENTIFIERS, values, strict=True) if v is not None}
+            for key, *values in rows
+        }
+
+    def set_identities(self, held: Mapping[str, Mapping[str, str] | None]) -> None:
+        """Each contact's identifiers as SendGrid holds them now, or forgotten (None: it
+        holds the contact no more)."""
+        if not held:
+            return
+        names = ", ".join(IDENTIFIERS)
+        with self.workspace() as cur, transaction(cur):
+            for key, ids in held.items():
+                cur.execute("DELETE FROM identities WHERE contact_key = ?", [key])
+                if ids:
+                    cur.execute(
+                        f"INSERT INTO identities (contact_key, {names}) VALUES (?, ?, ?, ?, ?)",
+                        [key, *(ids.get(n) for n in IDENTIFIERS)],
+                    )
 
     def identities_sql(
         self, relation: str, mapped: Sequence[str] = IDENTIFIERS

@@ -26,6 +26,7 @@ from sendgrid_destination.errors import (
     AuthenticationError,
     BodyTooLargeError,
     ContactsRejectedError,
+    OutcomeUnknownError,
     RateLimitedError,
     RequestRejectedError,
     SendGridError,
@@ -243,6 +244,67 @@ def test_a_response_lost_after_acceptance_is_resent_because_upserts_are_idempote
 
     assert len(emu.jobs()) == 2  # SendGrid saw it twice; the same data lands once
     assert job_id == emu.jobs()[-1]["id"]
+
+
+CREATE_LIST = "POST /v3/marketing/lists"
+CREATE_FIELD = "POST /v3/marketing/field_definitions"
+
+
+def _create(client: SendGridClient, what: str) -> str:
+    """Create the list VIP or the Text field tier; return its id."""
+    if what == "list":
+        return client.create_list("VIP").id
+    return client.create_custom_field("tier", "Text").id
+
+
+def _made(client: SendGridClient, what: str) -> list[str]:
+    """The ids of the lists named VIP, or of the fields named tier, the account holds."""
+    if what == "list":
+        return [found.id for found in client.lists() if found.name == "VIP"]
+    return [f.id for f in client.field_definitions().custom if f.name == "tier"]
+
+
+@pytest.mark.parametrize("what", ["list", "field"])
+@pytest.mark.parametrize("unique_names", [True, False], ids=["unique-names", "duplicates-allowed"])
+def test_a_create_whose_answer_was_lost_is_looked_up_not_sent_again(
+    start_emulator: Callable[..., Any], make_client: MakeClient, what: str, unique_names: bool
+) -> None:
+    # SendGrid created it, and the answer never arrived. Sent again blindly, the field was
+    # refused as existing (the load failed) and a second list of the name was made.
+    emu = start_emulator(unique_list_names=unique_names)
+    client = make_client(emu.base_url)
+    emu.faults.add(CREATE_LIST if what == "list" else CREATE_FIELD, action="drop_after")
+
+    made = _create(client, what)
+
+    assert _made(client, what) == [made]
+    assert len(statuses(emu, CREATE_LIST if what == "list" else CREATE_FIELD)) == 1  # one POST
+
+
+@pytest.mark.parametrize("what", ["list", "field"])
+def test_a_create_answered_5xx_is_sent_again_only_once_nothing_was_made(
+    emu: Any, client: SendGridClient, what: str
+) -> None:
+    route = CREATE_LIST if what == "list" else CREATE_FIELD
+    emu.faults.add(route, status=500, times=2)
+
+    made = _create(client, what)
+
+    assert _made(client, what) == [made]
+    assert statuses(emu, route) == [500, 500, 201 if what == "list" else 200]
+
+
+def test_a_create_that_never_gets_an_answer_is_a_transient_error_after_three_posts(
+    emu: Any, client: SendGridClient
+) -> None:
+    emu.faults.add(CREATE_LIST, status=503, times=3)
+
+    with pytest.raises(OutcomeUnknownError) as raised:
+        client.create_list("VIP")
+
+    assert isinstance(raised.value, DestinationTransientException)
+    assert statuses(emu, CREATE_LIST) == [503, 503, 503]
+    assert _made(client, "list") == []
 
 
 def test_a_hanging_response_times_out_and_is_retried(

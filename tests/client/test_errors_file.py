@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from sendgrid_destination.api import errors_file
 from sendgrid_destination.api.client import SendGridClient
+from sendgrid_destination.contact_model import BLANKS
 from sendgrid_destination.errors import ErrorsFileUnreadableError
 
 MakeClient = Callable[..., SendGridClient]
@@ -40,6 +41,24 @@ def test_every_identifier_of_a_row_becomes_a_contact_key_with_the_rows_reason() 
         "phone_number_id:+14155550100": "bad date",
     }
     assert (found.rows, found.unmatched_rows) == (1, 0)
+
+
+# Every character Python's str.strip() takes: the project's blanks, and the other Unicode
+# spaces and separators (U+3000, U+2028, U+0085, U+001C...), which a sent key keeps.
+STRIPPED_BY_PYTHON = [chr(c) for c in range(0x110000) if not chr(c).strip()]
+
+
+@pytest.mark.parametrize("blank", STRIPPED_BY_PYTHON, ids=lambda c: f"U+{ord(c):04X}")
+def test_an_identifier_is_trimmed_of_the_blanks_a_sent_key_loses_and_of_no_other_space(
+    blank: str,
+) -> None:
+    body = csv_bytes(["external_id", "errors_occurred"], [f"{blank}E1{blank}", "bad"])
+
+    (key,) = errors_file.parse(body).failed
+
+    # A key keeps what it was sent with: trimming more names another contact's key ("E1").
+    kept = "E1" if blank in BLANKS else f"{blank}E1{blank}"
+    assert key == f"external_id:{kept}"
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,16 @@ cannot make is refused before sending; a permanent failure is not resent forever
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pytest
+import requests
 
 from sendgrid_destination.dry_run import latest_plans
 from sendgrid_destination.emulator import Emulator
 from sendgrid_destination.state import StateStore
-from tests.e2e.conftest import contact_states, rejects_of, run_summary, upserts
+from tests.e2e.conftest import API_KEY, contact_states, rejects_of, run_summary, upserts
 
 MAPPING = {"email": "email", "external_id": "crm_id", "first_name": "first_name"}
 
@@ -83,6 +86,54 @@ def test_an_email_change_beside_a_stable_external_id_is_refused_clearly_not_fail
     assert refused["column"] == "email"
     assert "an upsert cannot change an identifier" in refused["reason"]
     assert [c["email"] for c in emulator.contacts()] == ["a@x.com"]
+
+
+def _in_sendgrid(emulator: Emulator, method: str, path: str, body: dict[str, Any]) -> None:
+    """A call someone makes in SendGrid outside this sync, then SendGrid runs its job."""
+    response = requests.request(
+        method,
+        emulator.base_url + path,
+        json=body or None,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    emulator.process_jobs()
+
+
+@pytest.mark.parametrize("change", ["identifier removed", "contact deleted", "none"])
+def test_a_row_refused_for_an_identifier_change_is_sent_once_the_change_is_made_in_sendgrid(
+    emulator, destination, run, state_path, change
+) -> None:
+    # The state kept the identifiers SendGrid had accepted, and refused the row on every
+    # later run: the remedy its reject names (change it in SendGrid) could never work.
+    run(_rows(("a@x.com", "A1", "Ann")), destination(mapping=MAPPING))
+    emulator.process_jobs()
+    run(_rows(("b@x.com", "A1", "Ann")), destination(mapping=MAPPING))
+    contact_id = emulator.contact("a@x.com")["id"]
+    if change == "identifier removed":
+        body = {"identifier_type": "EMAIL", "identifier_value": "a@x.com"}
+        _in_sendgrid(emulator, "DELETE", f"/v3/marketing/contacts/{contact_id}/identifiers", body)
+    elif change == "contact deleted":
+        _in_sendgrid(emulator, "DELETE", f"/v3/marketing/contacts?ids={contact_id}", {})
+
+    third = run(_rows(("b@x.com", "A1", "Anna")), destination(mapping=MAPPING))
+    emulator.process_jobs()
+
+    summary = run_summary(state_path, third)
+    held = [(c.get("email"), c.get("external_id"), c["first_name"]) for c in emulator.contacts()]
+    if change == "none":  # SendGrid still holds a@x.com: refused again, nothing sent
+        assert (summary["contacts_sent"], summary["rejected"]) == (0, 1)
+        assert held == [("a@x.com", "A1", "Ann")]
+    else:  # the same contact gains b@x.com, or a new one is made with both
+        assert (summary["contacts_sent"], summary["rejected"]) == (1, 0)
+        assert any("identifier change" in note for note in summary["notes"])
+        assert held == [("b@x.com", "A1", "Anna")]
+        if change == "identifier removed":
+            assert emulator.contacts()[0]["id"] == contact_id
+        emulator.clear_requests()
+        run(_rows(("b@x.com", "A1", "Anna")), destination(mapping=MAPPING))
+        assert upserts(emulator) == []  # the rerun finds it unchanged
 
 
 def test_a_table_mapping_only_the_email_still_sends_the_identifiers_its_contacts_have(

@@ -244,6 +244,48 @@ def test_an_upsert_by_another_table_waits_for_a_deletion_in_flight_of_the_same_c
         assert upserts(emu) == [] and "user0@example.com" in emails(emu)
 
 
+@pytest.mark.parametrize("job_order", ["fifo", "reverse"])
+@pytest.mark.parametrize("mode", ["mirror", "membership"])
+def test_a_deferred_change_of_a_contact_whose_row_then_left_is_dropped_not_sent(
+    clock, tmp_path, run, job_order, mode
+) -> None:
+    # user0's change waits for the job of its previous one; its row then leaves. Sending the
+    # waiting change in the load that deletes user0 (or takes it out of the list) raced the
+    # removal: SendGrid keeps no order between jobs, and the upsert brought it back.
+    state = tmp_path / "state" / "sg.duckdb"
+    settings: dict[str, Any] = {
+        "mapping": MAPPING,
+        "mode": mode,
+        "force_deletes": True,
+        "job_wait_timeout": 5,
+        "lists": ["L"],
+        "create_missing_lists": True,
+    }
+    with Emulator(api_key=API_KEY, clock=clock, job_order=job_order) as emu:
+        dest = destination_for(emu, state, **settings)
+        run(people(list(range(5))), dest)
+        emu.backend.delay_seconds = 1_000  # from now on each job takes 1,000 s
+        run(people(list(range(5)), first_name=["v1", "x", "x", "x", "x"]), dest)
+        deferring = run(people(list(range(5)), first_name=["v2", "x", "x", "x", "x"]), dest)
+        assert run_summary(state, deferring)["deferred"] == 1
+        clock.advance(2_000)  # v1's job has ended; v2 still waits in the state
+
+        left = run(people(list(range(1, 5)), first_name=["x"] * 4), dest)
+        emu.process_jobs()  # SendGrid runs what it accepted, in its order
+
+        summary = run_summary(state, left)
+        assert summary["contacts_sent"] == 0 and summary["left_source"] == 1
+        assert any("1 deferred change(s)" in note for note in summary["notes"])
+        user0 = emu.contact("user0@example.com")
+        if mode == "mirror":  # this sync created it: deleted, and not created again
+            assert user0 is None
+        else:  # taken out of the list, its last accepted values kept
+            assert user0 is not None and user0["list_ids"] == []
+            assert user0["first_name"] == "v1"
+        with StateStore.open(state, read_only=True) as store:
+            assert store.deferred("contacts").num_rows == 0
+
+
 def test_a_tables_removal_jobs_still_pending_are_counted_with_those_of_earlier_loads(
     clock, tmp_path, run
 ) -> None:

@@ -4,6 +4,8 @@ variables override the file, and exit codes say what happened (0 / 1 / 2)."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.sample_warehouse import build, touch
+from sendgrid_destination.cli import main
 from sendgrid_destination.state import StateStore
 from tests.sync.conftest import SyncEnv, example
 
@@ -53,7 +56,8 @@ def test_json_output_is_one_object_that_matches_the_summary_in_the_state(
         assert totals[key] == table[key]
     assert totals["jobs"] == {"completed": table["requests"]}
     assert totals["rejected_by_reason"] == table["rejected_by_reason"]
-    assert "SendGrid sync summary" in result.err  # logs go to stderr
+    # Logs go to stderr, but for the summary, which the command prints (here as JSON).
+    assert "SendGrid sync summary" not in result.err and " INFO sendgrid_destination" in result.err
     # Not a terminal: progress is log lines on stderr, not a bar.
     assert f"SendGrid contacts sent: {table['contacts_sent']}/" in result.err
 
@@ -153,6 +157,40 @@ def test_a_cursor_run_that_finds_no_new_rows_still_runs_and_follows_the_jobs_lef
         assert store.pending_jobs() == []
 
 
+@pytest.mark.parametrize("source", ["duckdb", "parquet", "sql_table", "sql_query"])
+@pytest.mark.parametrize(
+    ("cursor", "said"),
+    [
+        ("updated", "source.cursor = 'updated' is not a column of the source"),
+        ("maybe", "source.cursor = 'maybe' is empty (null) in some rows"),
+    ],
+)
+def test_a_cursor_the_source_cannot_give_is_a_sync_file_error_naming_the_cursor(
+    sync_env: SyncEnv, source: str, cursor: str, said: str
+) -> None:
+    # dlt's own chain ends in a bare KeyError of the column, whose message redaction hides.
+    people = pa.table(
+        {
+            "email": [f"p{i}@example.com" for i in range(3)],
+            "updated_at": pa.array([1_700_000_000 + i for i in range(3)], pa.timestamp("s")),
+            "maybe": pa.array([1_700_000_000, None, 1_700_000_002], pa.timestamp("s")),
+        }
+    )
+    spec = _write_people(sync_env, source, people)
+    sync_file = sync_env.write(
+        "people.toml",
+        f'name = "people"\n[source]\n{spec}cursor = "{cursor}"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file, "--json")
+
+    assert result.code == 2, result.err
+    assert said in result.json()["error"]
+    assert "example.com" not in result.err + result.out
+    assert sync_env.upserts() == []
+
+
 def test_environment_variables_override_the_sync_file(
     sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +278,35 @@ def test_fail_on_rejects_exits_1_after_the_good_rows_are_sent(sync_env: SyncEnv)
     assert document["totals"]["rejected"] == 1
     assert document["totals"]["contacts_sent"] == 3
     assert len(sync_env.emulator.contacts()) == 3
+
+
+def test_the_command_fail_on_rejects_suggests_lists_the_refused_rows_of_the_sync_files_state(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sync file's own state file, which the command's default (from the settings in the
+    # environment and .dlt) would not find.
+    monkeypatch.delenv("DESTINATION__SENDGRID__STATE_PATH")
+    people = _people(0, 3)
+    pq.write_table(
+        people.set_column(0, "email", pa.array(["p0@example.com", "bad", "p2@example.com"])),
+        sync_env.workdir / "p.parquet",
+    )
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+        '[destination.sendgrid]\nfail_on_rejects = 0\nstate_path = "own state.duckdb"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+    error = sync_env.run(sync_file, "--json").json()["error"]
+
+    suggested = re.search(r"`sendgrid-destination (rejects [^`]+)`", error)
+    assert suggested is not None, error
+    sync_env.capsys.readouterr()
+    code = main(shlex.split(suggested.group(1)))
+
+    out = sync_env.capsys.readouterr().out
+    assert code == 0
+    assert out.count("\n") == 2 and "not a valid email" in out  # the header and the row
 
 
 def _people(start: int, n: int) -> pa.Table:
