@@ -50,6 +50,7 @@ from sendgrid_destination.contact_model import (
 from sendgrid_destination.dispositions import MODES
 from sendgrid_destination.env_mapping import mapping_prefixes, overlay_mapping
 from sendgrid_destination.errors import ConfigurationError
+from sendgrid_destination.mapping import parse_mapping
 from sendgrid_destination.redaction import redact
 from sendgrid_destination.source_rows import DEFAULT_BATCH_ROWS
 
@@ -230,6 +231,8 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
                 'the sync file (for example email = "email"), or pass mapping={...} to sendgrid(); '
                 "or give each table its own under [destination.sendgrid.tables.<table>.mapping]."
             )
+        if self.mapping:  # its field names and identifiers need no data: before any extract
+            parse_mapping(self.mapping)
         check_removal_settings(self)
         self._validate_bulk()
         self.validate_table_options()

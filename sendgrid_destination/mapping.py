@@ -144,9 +144,11 @@ def _check_reserved_field(field: str, column: object) -> None:
             f"column {column!r}) from the mapping."
         )
     if field not in WRITABLE_FIELDS:
+        close = difflib.get_close_matches(field, WRITABLE_FIELDS, n=1)
         raise ConfigurationError(
-            f"Unknown SendGrid field {field!r} (mapped from column {column!r}). "
-            "Writable fields are: "
+            f"Unknown SendGrid field {field!r} (mapped from column {column!r})"
+            + (f"; did you mean {close[0]!r}?" if close else ".")
+            + " Writable fields are: "
             f"{', '.join(WRITABLE_FIELDS)}; custom fields go under [mapping.custom_fields]."
         )
 
@@ -309,8 +311,8 @@ def _refusal(target: str, column: str, data_type: pa.DataType, rule: str) -> str
 def _raise_refusals(refusals: list[str]) -> None:
     if refusals:
         raise ConfigurationError(
-            " ".join(refusals) + " Cast the column(s) in the source query (to text, say) or "
-            "map them to other fields."
+            " ".join(refusals) + " Cast each column in the source query to a kind its field "
+            "takes, or map it to another field."
         )
 
 

@@ -116,8 +116,9 @@ class RunSummary:
             + (f"{self.retried} retried (failed before), " if self.retried else "")
             + f"{self.unchanged} unchanged (skipped)"
             + (f", {self.superseded} replaced by a later row" if self.superseded else ""),
-            f"  {self._sent} {self.contacts_sent} contacts in {self.requests} requests"
-            + (f" and {self.imports} CSV imports" if self.imports else "")
+            f"  {self._sent} {_count(self.contacts_sent, 'contact')} in "
+            f"{_count(self.requests, 'request')}"
+            + (f" and {_count(self.imports, 'CSV import')}" if self.imports else "")
             + f" ({self.bytes_sent:,} bytes)",
             f"  {'would be rejected' if self.plan else 'rejected before SendGrid accepted them'}: "
             f"{self.rejected + self.rejected_by_api}",
@@ -125,7 +126,7 @@ class RunSummary:
         if self.refused_requests:
             lines.insert(
                 2,
-                f"  refused by SendGrid: {self.refused_requests} requests "
+                f"  refused by SendGrid: {_count(self.refused_requests, 'request')} "
                 f"({self.refused_bytes:,} bytes); their other contacts were sent again",
             )
         lines += [f"    {n} x {reason}" for reason, n in self.rejected_by_reason.most_common()]
@@ -217,3 +218,8 @@ class RunSummary:
                 "refused, more than fail_on_rejects allows"
             )
         return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 contact``, ``2 contacts``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

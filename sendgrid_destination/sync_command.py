@@ -203,7 +203,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _OursPrintedOnce(logging.Filter):
+    """dlt logs a failed load job twice, with its traceback; an error of ours is said in one
+    line by the command (``error: ...``), so those records are dropped. Any other failure's
+    (a bug's) stay, traceback and all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or record.filename != "load.py":
+            return True
+        failure = record.exc_info[1] if record.exc_info else None
+        if failure is not None:
+            return ours_in(failure) is None
+        return f"{SendGridError.__module__}." not in record.getMessage()
+
+
 def _log_to_stderr() -> None:
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _OursPrintedOnce) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_OursPrintedOnce())
     root = logging.getLogger("sendgrid_destination")
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         handler = _StderrHandler()

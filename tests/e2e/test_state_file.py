@@ -304,7 +304,7 @@ def test_status_prints_the_state_and_the_summaries_of_recent_runs(
     assert "import jobs still pending: 0" in out
     run_id = f"{first.loads_ids[-1]}:contacts"
     assert f"run {run_id} (contacts): 10 rows read; 8 new, 0 changed, 0 unchanged" in out
-    assert f"sent 8 contacts in 1 requests ({sent_bytes:,} bytes)" in out
+    assert f"sent 8 contacts in 1 request ({sent_bytes:,} bytes)" in out
     assert "rejected before SendGrid accepted them: 2" in out
     assert "1 x email: not a valid email address" in out
     assert "jobs: 1 errored" in out

@@ -243,6 +243,31 @@ def test_a_missing_api_key_exits_2_before_anything_is_extracted(
     assert not (sync_env.pipelines_dir / "people").exists()  # no pending package left
 
 
+@pytest.mark.parametrize(
+    ("mapping", "said"),
+    [
+        ('firstname = "first_name"\nemail = "email"\n', "did you mean 'first_name'?"),
+        ('first_name = "first_name"\n', "The mapping has no identifier"),
+    ],
+    ids=["misspelt-field", "no-identifier"],
+)
+def test_a_mapping_wrong_without_any_data_exits_2_before_anything_is_extracted(
+    sync_env: SyncEnv, mapping: str, said: str
+) -> None:
+    pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "people.parquet"\n'
+        f"[destination.sendgrid.mapping]\n{mapping}",
+    )
+
+    result = sync_env.run(sync_file)
+
+    assert result.code == 2
+    assert said in result.err
+    assert not (sync_env.pipelines_dir / "people").exists()  # no pending package left
+
+
 def test_a_mapping_naming_a_missing_column_exits_2(sync_env: SyncEnv) -> None:
     pq.write_table(_people(0, 3), sync_env.workdir / "people.parquet")
     sync_file = sync_env.write(
@@ -368,6 +393,25 @@ def test_a_sql_source_without_the_table_exits_2_with_one_json_object_naming_it(
     assert "'people'" in document["error"]
     assert "Traceback" not in result.err
     assert sync_env.emulator.requests == []
+
+
+def test_a_refused_api_key_is_said_in_one_line_without_dlts_tracebacks(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DESTINATION__SENDGRID__API_KEY", "SG.test-not-this-one")
+    pq.write_table(_people(0, 2), sync_env.workdir / "p.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    result = sync_env.run(sync_file, "--progress", "none")
+
+    assert result.code == 1
+    assert "Traceback" not in result.err and "failed terminally" not in result.err
+    (error,) = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert "SendGrid refused the API key" in error
 
 
 def test_a_sql_source_that_cannot_be_opened_exits_1_with_one_json_object(
