@@ -231,7 +231,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
                 'the sync file (for example email = "email"), or pass mapping={...} to sendgrid(); '
                 "or give each table its own under [destination.sendgrid.tables.<table>.mapping]."
             )
-        if self.mapping:  # its field names and identifiers need no data: before any extract
+        # Its field names and identifiers need no data: before any extract. With ``tables``
+        # it is only a default, and a table's own mistakes are settled per table.
+        if self.mapping and not self.tables:
             parse_mapping(self.mapping)
         check_removal_settings(self)
         self._validate_bulk()

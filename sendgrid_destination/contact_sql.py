@@ -87,7 +87,6 @@ FINGERPRINT_VERSION = 4
 # Values whose DuckDB hash is weak (text: see _fingerprint), digested with MD5 instead.
 _TEXT_KINDS = ("string", "string_list")
 _BITS = 63
-_BLANKS = BLANKS
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def json_key(text: str) -> str:
 def _trim(sql: str) -> str:
     # trim() with a set of characters costs about three times a test of both ends, and most
     # values have nothing to trim: trim only those that may.
-    trimmed = f"trim({sql}, {literal(_BLANKS)})"
+    trimmed = f"trim({sql}, {literal(BLANKS)})"
     return f"CASE WHEN {_may_start_blank(sql)} OR {_ends_blank(sql)} THEN {trimmed} ELSE {sql} END"
 
 
@@ -135,7 +134,7 @@ def _may_start_blank(sql: str) -> str:
 def _ends_blank(sql: str) -> str:
     # Byte suffixes, exact (the no-break space's two bytes can only end a character): about
     # half the time of regexp_matches(x, '[...]$') (measured).
-    return "(" + " OR ".join(f"suffix({sql}, {literal(b)})" for b in _BLANKS) + ")"
+    return "(" + " OR ".join(f"suffix({sql}, {literal(b)})" for b in BLANKS) + ")"
 
 
 def _bad_text(column: str) -> str:
@@ -200,7 +199,7 @@ def _number_text(src: str) -> str:
 def text_list(src: str) -> str:
     """A list from text: a JSON array as its items (how dlt hands over a PostgreSQL array:
     ``'["a@x.co","b@x.co"]'``), anything else split on commas."""
-    text = f"trim({src}, {literal(_BLANKS)})"
+    text = f"trim({src}, {literal(BLANKS)})"
     return (
         f"CASE WHEN starts_with({text}, '[') AND json_valid({text}) "
         f"AND json_type({text}) = 'ARRAY' THEN from_json({text}, '[\"VARCHAR\"]') "
@@ -463,7 +462,7 @@ class ContactSql:
         # Text value keeps leading blanks, which may mean something, and loses the padding.
         if b.kind == "custom":
             padded = _ends_blank(src)  # guarded as in _trim
-            return f"CASE WHEN {padded} THEN rtrim({src}, {literal(_BLANKS)}) ELSE {src} END"
+            return f"CASE WHEN {padded} THEN rtrim({src}, {literal(BLANKS)}) ELSE {src} END"
         return _trim(src)
 
     def _scalar_text(self, b: Binding, src: str) -> str:

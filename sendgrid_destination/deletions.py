@@ -158,10 +158,13 @@ class Removals:
         self._check_limit(destructive, self._ledger.tracked(self.stream))
 
     def leaving(self) -> pa.Array:
-        """The contacts ``prepare`` found gone from the table (their rows left, or are
-        flagged), whatever it decided for them: a change of theirs an earlier load deferred
-        is not to be sent (an upsert racing their deletion could bring them back)."""
-        return self._decided["contact_key"].combine_chunks()
+        """The contacts this load deletes or takes out of lists (``prepare``'s decision): a
+        change of theirs an earlier load deferred is not to be sent, since an upsert racing
+        the removal could bring the contact back, or back into the list. Those it forgets
+        or that wait keep theirs: no removal is sent that it could race."""
+        decided = self._decided
+        removed = pc.is_in(decided["action"], pa.array(["delete", "unlist"]))
+        return decided.filter(removed)["contact_key"].combine_chunks()
 
     def execute(self, deadline: float) -> None:
         """Look the contacts up, send the removals and deletions, follow their jobs."""

@@ -82,6 +82,7 @@ from sendgrid_destination.errors import (
 from sendgrid_destination.mapping import FieldMapping, parse_mapping
 from sendgrid_destination.package_files import file_key, table_files
 from sendgrid_destination.progress import DltProgress, NoProgress, Observers, SyncObserver
+from sendgrid_destination.redaction import redact_url_secrets
 from sendgrid_destination.remote_state import OpenState, fetch_copy, open_state
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
@@ -462,7 +463,7 @@ def _check_rejects(
         f"{refused} of the {summary.rows_read} rows of table {summary.stream!r} were refused "
         f"(fail_on_rejects = {config.fail_on_rejects:g}); the other rows were sent. See why with "
         f"`sendgrid-destination rejects --run {shlex.quote(summary.run_id)} "
-        f"--state {shlex.quote(config.state_location())}`."
+        f"--state {shlex.quote(redact_url_secrets(config.state_location()))}`."
     )
     logger.error("SendGrid: %s", state[REJECTS_PREFIX + summary.stream])
 

@@ -35,6 +35,7 @@ from dlt.common.destination.exceptions import (
     DestinationTerminalException,
     DestinationTransientException,
 )
+from dlt.common.exceptions import DltException
 
 
 class SendGridError(Exception):
@@ -252,12 +253,15 @@ class ContactsRejectedError(_RejectedWithDetails):
 
 def ours_in(failure: BaseException) -> SendGridError | None:
     """The first of our errors in ``failure``'s chain (dlt wraps what a load raised, e.g. in
-    ``PipelineStepFailed``), or None: its message says what to fix."""
+    ``PipelineStepFailed``), or None: its message says what to fix. The chain is followed
+    through causes, and through the exception being handled only from dlt's own exceptions:
+    another error raised while one of ours was handled (a bug) is not ours."""
     current: BaseException | None = failure
     seen: list[BaseException] = []
     while current is not None and current not in seen:
         if isinstance(current, SendGridError):
             return current
         seen.append(current)
-        current = current.__cause__ or current.__context__
+        handled = current.__context__ if isinstance(current, DltException) else None
+        current = current.__cause__ or handled
     return None

@@ -214,7 +214,9 @@ class _OursPrintedOnce(logging.Filter):
         failure = record.exc_info[1] if record.exc_info else None
         if failure is not None:
             return ours_in(failure) is None
-        return f"{SendGridError.__module__}." not in record.getMessage()
+        # The job's failure as text (a traceback): ours if the exception it ends with is.
+        lines = record.getMessage().rstrip().splitlines()
+        return not (lines and lines[-1].startswith(f"{SendGridError.__module__}."))
 
 
 def _log_to_stderr() -> None:

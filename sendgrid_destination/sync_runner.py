@@ -136,7 +136,7 @@ def resolved_settings(sync: SyncFile) -> SendGridConfiguration:
 def state_summaries(config: SendGridConfiguration, load_id: str = "") -> list[RunSummary]:
     """The summaries the state recorded for the tables of one load (a failed one included);
     without ``load_id``, of the recent loads."""
-    location = state_location(config)
+    location = config.state_location()
     with ExitStack() as stack:
         if is_remote(location):
             local = stack.enter_context(fetch_copy(location))
@@ -156,12 +156,6 @@ def state_summaries(config: SendGridConfiguration, load_id: str = "") -> list[Ru
     ]
 
 
-def state_location(config: SendGridConfiguration) -> str:
-    if is_remote(config.state_path):
-        return str(config.state_path)
-    return str(config.resolved_state_path())
-
-
 def run_sync(
     sync: SyncFile,
     *,
@@ -174,7 +168,7 @@ def run_sync(
     started = time.monotonic()
     with settings_provider(sync):
         config = resolved_settings(sync)
-        report = SyncReport(sync.name, "run", state_location(config))
+        report = SyncReport(sync.name, "run", config.state_location())
         pipeline = dlt.pipeline(
             sync.name,
             destination=sendgrid(),
@@ -217,7 +211,7 @@ def plan_sync(
     started = time.monotonic()
     with settings_provider(sync):
         config = resolved_settings(sync)
-        report = SyncReport(sync.name, "plan", state_location(config))
+        report = SyncReport(sync.name, "plan", config.state_location())
         refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
         before = state_summaries(config)  # a pending package's plan covers its failed run
         try:

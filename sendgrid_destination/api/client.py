@@ -293,22 +293,26 @@ class SendGridClient:
         parse: Callable[[Mapping[str, Any]], _Made],
         made: Callable[[], _Made | None],
     ) -> _Made:
-        """POST ``document`` and parse what it created. An attempt that may have created it
-        (no answer once sent, a 5xx) is looked up with ``made()`` before the POST is sent
-        again: a blind retry was refused as "already exists", or made a second list."""
+        """POST ``document`` and parse what it created. After an attempt that may have made
+        it (no answer once sent, a 5xx), the transport's backoff, then ``made()`` looks for
+        it before the POST is sent again; an "already exists" after such an attempt looks
+        again. A blind retry was refused as existing, or made a second list of the name."""
         body = json.dumps(document).encode()
-        attempt = 1
-        while True:
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
                 response = self._call(route, self._url(path), body=body, idempotent=False)
                 return parse(_json_object(response, route))
-            except OutcomeUnknownError:
-                found = made()
-                if found is not None:
-                    return found
-                if attempt >= CREATE_ATTEMPTS:
+            except OutcomeUnknownError as exc:
+                unknown: SendGridError = exc
+            except RequestRejectedError as exc:
+                if attempt == 1 or not _says_exists(exc):
                     raise
-                attempt += 1
+                unknown = exc
+            self._transport.back_off_unknown(route, attempt)
+            found = made()
+            if found is not None:
+                return found
+        raise unknown
 
     def search_contacts(
         self, identifier_type: str, values: Sequence[str]
@@ -550,3 +554,8 @@ def _json_object(response: Response, route: str) -> Mapping[str, Any]:
             route=route,
         )
     return doc
+
+
+def _says_exists(refused: RequestRejectedError) -> bool:
+    """A create refused because its name is taken (``Name already exists``)."""
+    return refused.status == 400 and "already exists" in refused.message.lower()

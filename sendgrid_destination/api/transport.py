@@ -60,6 +60,7 @@ from sendgrid_destination.api.retry_policy import (
     Decision,
     Kind,
     RetryPolicy,
+    backoff_seconds,
     pacing_wait,
     retry_decision,
 )
@@ -278,6 +279,18 @@ class Transport:
         self._budget.observe(route, response.headers)
         logger.debug("%s -> %d", route, response.status)
         return response, None
+
+    def back_off_unknown(self, route: str, attempt: int) -> None:
+        """Before looking for what the ``attempt``-th attempt of a create whose outcome is
+        unknown made (``idempotent=False``): the retry loop's backoff, logged and counted as
+        a retry, which also leaves SendGrid time to finish that attempt."""
+        wait = backoff_seconds(attempt, self._rng, self._policy)
+        logger.warning(
+            "%s: outcome of attempt %d unknown; looking for what it made in %.2fs",
+            *(route, attempt, wait),
+        )
+        self.stats.record_retry()
+        self._sleep(wait, "backoff")
 
     def _raise_if_stopped(self, route: str) -> None:
         if self._stop():

@@ -555,6 +555,18 @@ class StateStore:
             for key, *values in rows
         }
 
+    def identity_misses(self, stream: str) -> set[str]:
+        """The contacts (keys) of ``stream`` that ``identity_refresh`` found by none of their
+        identifiers last time (``meta``)."""
+        row = self._first("SELECT value FROM meta WHERE key = ?", [f"identity_missed.{stream}"])
+        return set(json.loads(row[0])) if row else set()
+
+    def set_identity_misses(self, stream: str, keys: set[str]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [f"identity_missed.{stream}", json.dumps(sorted(keys))],
+        )
+
     def set_identities(self, held: Mapping[str, Mapping[str, str] | None]) -> None:
         """Each contact's identifiers as SendGrid holds them now, or forgotten (None: it
         holds the contact no more)."""

@@ -294,8 +294,24 @@ def test_a_create_answered_5xx_is_sent_again_only_once_nothing_was_made(
     assert statuses(emu, route) == [500, 500, 201 if what == "list" else 200]
 
 
-def test_a_create_that_never_gets_an_answer_is_a_transient_error_after_three_posts(
+def test_a_create_refused_as_existing_after_an_unknown_outcome_takes_the_one_made(
     emu: Any, client: SendGridClient
+) -> None:
+    # The first POST made the field but its answer was lost; the lookup after it did not
+    # see the field yet (a stale answer), so the POST went again and was refused as
+    # existing: the field is there, and the load must not fail.
+    emu.faults.add(CREATE_FIELD, action="drop_after")
+    stale = {"custom_fields": [], "reserved_fields": []}
+    emu.faults.add("GET /v3/marketing/field_definitions", status=200, body=stale)
+
+    made = client.create_custom_field("tier", "Text")
+
+    assert _made(client, "field") == [made.id]
+    assert statuses(emu, CREATE_FIELD)[1:] == [400]
+
+
+def test_a_create_that_never_gets_an_answer_is_a_transient_error_after_three_posts(
+    emu: Any, client: SendGridClient, clock: FakeClock
 ) -> None:
     emu.faults.add(CREATE_LIST, status=503, times=3)
 
@@ -305,6 +321,8 @@ def test_a_create_that_never_gets_an_answer_is_a_transient_error_after_three_pos
     assert isinstance(raised.value, DestinationTransientException)
     assert statuses(emu, CREATE_LIST) == [503, 503, 503]
     assert _made(client, "list") == []
+    # Each unknown outcome waited the retry loop's backoff before looking, counted.
+    assert len(clock.sleeps) == 3 and client.stats.retries == 3
 
 
 def test_a_hanging_response_times_out_and_is_retried(

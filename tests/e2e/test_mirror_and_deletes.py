@@ -286,6 +286,32 @@ def test_a_deferred_change_of_a_contact_whose_row_then_left_is_dropped_not_sent(
             assert store.deferred("contacts").num_rows == 0
 
 
+@pytest.mark.parametrize("mode", ["mirror", "membership"])
+def test_a_deferred_change_of_a_contact_whose_row_left_but_that_is_not_removed_is_still_sent(
+    clock, tmp_path, run, mode
+) -> None:
+    # user0 was made by another sync and is in no list of this one: its row leaving removes
+    # nothing (the table forgets it), so its deferred change races nothing and is sent.
+    state = tmp_path / "state" / "sg.duckdb"
+    with Emulator(api_key=API_KEY, clock=clock) as emu:
+        other = destination_for(emu, tmp_path / "other" / "sg.duckdb", mapping=MAPPING)
+        run(people([0]), other, pipeline="other")
+        emu.process_jobs()
+        settings = {"mapping": MAPPING, "mode": mode, "force_deletes": True, "job_wait_timeout": 5}
+        dest = destination_for(emu, state, **settings)
+        run(people(list(range(5))), dest)
+        emu.backend.delay_seconds = 1_000
+        run(people(list(range(5)), first_name=["v1", "x", "x", "x", "x"]), dest)
+        run(people(list(range(5)), first_name=["v2", "x", "x", "x", "x"]), dest)
+        clock.advance(2_000)
+
+        left = run(people(list(range(1, 5)), first_name=["x"] * 4), dest)
+        emu.process_jobs()
+
+        assert run_summary(state, left)["contacts_sent"] == 1
+        assert emu.contact("user0@example.com")["first_name"] == "v2"
+
+
 def test_a_tables_removal_jobs_still_pending_are_counted_with_those_of_earlier_loads(
     clock, tmp_path, run
 ) -> None:

@@ -90,3 +90,25 @@ def test_tables_come_from_one_json_variable(emulator, destination, tmp_path, mon
     assert sorted(contacts) == ["ann@example.com", "cid@example.com"]
     assert contacts["cid@example.com"]["first_name"] == "Cid"
     assert "first_name" not in contacts["ann@example.com"]
+
+
+@pytest.mark.parametrize(
+    "default",
+    [{"firstname": "name"}, {"first_name": "name"}],
+    ids=["misspelt-field", "no-identifier"],
+)
+def test_a_wrong_top_level_mapping_that_only_defaults_tables_does_not_stop_one_with_its_own(
+    emulator, destination, run, default
+) -> None:
+    # With tables set, the top-level mapping is only the default of a table without one:
+    # checked per table, so a table of its own loads (README: a table whose configuration
+    # is wrong never stops the others).
+    tables = {"customers": {"mapping": {"email": "email"}}, "leads": {}}
+
+    run(
+        pa.table({"email": ["a@x.com"], "name": ["Ann"]}),
+        destination(mapping=default, tables=tables),
+        name="customers",
+    )
+
+    assert [c["email"] for c in emulator.contacts()] == ["a@x.com"]
