@@ -5,14 +5,16 @@ conditional PUT, ``If-None-Match: *``, through s3fs; ``O_EXCL`` on a local file 
 its owner (host and pid, for people), a token (unique per acquisition) and an expiry. The
 holder renews it (``renew``) while it lives; a waiting worker retries every second up to
 ``wait`` seconds, then stops naming the holder. An expired (or unreadable) lock is taken over
-through a second exclusive create, of a marker named after the dead holder's token, so of
-several workers that found the same dead lock exactly one takes it. Markers are a few bytes,
+through a second exclusive create, of a marker named after the dead holder's token (an
+unreadable lock's: a digest of the object's version), so of several workers that found the
+same dead lock exactly one takes it. Markers are a few bytes,
 one per takeover, and are left in place: deleting them would let a worker that read the dead
 lock long ago take it over again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -92,9 +94,11 @@ class RemoteLock:
         if holder is not None and holder.expires_at > self._clock():
             return holder
         # Expired or unreadable: one worker wins the marker for this dead holder, then the lock.
-        dead = holder.token if holder else "unreadable"
+        dead = holder.token if holder else self._unreadable_token()
         if not _create_exclusive(self.fs, self._marker(dead), mine.to_json()):
-            return holder or mine  # another worker is taking it over right now
+            # Another worker is taking it over right now (or died doing so: the refusal
+            # names the marker to delete).
+            return holder or LockInfo("an unreadable lock", dead, 0.0)
         self._write(mine)
         self.info = mine
         logger.warning(
@@ -102,6 +106,19 @@ class RemoteLock:
             holder.owner if holder else "an unreadable lock",
         )
         return None
+
+    def _unreadable_token(self) -> str:
+        """Names an unreadable lock object by its version, not its content (an empty object
+        each time): one marker per such lock. A single name for all of them let the first
+        takeover's marker refuse every later unreadable lock for good."""
+        try:
+            info = self.fs.info(self.path)
+        except FileNotFoundError:
+            return "unreadable-gone"
+        version = "|".join(
+            str(info.get(key)) for key in ("ETag", "VersionId", "LastModified", "mtime", "ino")
+        )
+        return "unreadable-" + hashlib.sha256(version.encode()).hexdigest()[:16]
 
     def _marker(self, dead_token: str) -> str:
         return f"{self.path}.takeover-{dead_token}"

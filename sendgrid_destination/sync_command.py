@@ -14,12 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from typing import Any
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sendgrid_destination.errors import ConfigurationError, SendGridError, SyncFileError, ours_in
+from sendgrid_destination.errors import (
+    ConfigurationError,
+    SendGridError,
+    StoppedError,
+    SyncFileError,
+    ours_in,
+)
 from sendgrid_destination.redaction import redact
 from sendgrid_destination.summary import SUMMARY_LOG
 from sendgrid_destination.sync_file import SyncFile, load_sync_file
@@ -51,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         failure = exc
     if failure is not None and sync is not None and sync.source.cursor:
         failure = _cursor_problem(failure, sync.source.cursor) or failure
+    if failure is not None:
+        failure = _stopped_by_signal(failure) or failure
     code = _exit_code(failure)
     stops = _stops(report) if failure is None else None
     if stops:  # a plan that found the load would fail: fail like the load, for CI gates
@@ -152,6 +161,24 @@ def _cursor_problem(failure: BaseException, cursor: str) -> SyncFileError | None
                 f"source.cursor = {cursor!r} is not a column of the source{_columns(exc)}: "
                 "name one of its columns, spelled as the source spells it (with a `query`, a "
                 "column it selects)."
+            )
+    return None
+
+
+def _stopped_by_signal(failure: BaseException) -> StoppedError | None:
+    """dlt's own stop on a signal (between steps or jobs, before our load saw it), said as
+    ours; else None. dlt's message names the signal by a number, which redaction hides."""
+    from dlt.common.exceptions import SignalReceivedException
+
+    for exc in _chain(failure):
+        if isinstance(exc, SignalReceivedException):
+            try:
+                name = signal.Signals(exc.signal_code).name
+            except ValueError:
+                name = f"signal {exc.signal_code}"
+            return StoppedError(
+                f"The run was stopped by {name}: no new request was sent, every request "
+                "SendGrid accepted is recorded, and the next run goes on from there."
             )
     return None
 

@@ -59,6 +59,7 @@ _TOTALS = (
     "rejected_by_api",
     "contacts_sent",
     "requests",
+    "imports",
     "bytes_sent",
     "failed_in_jobs",
     "unconfirmed",

@@ -66,3 +66,58 @@ def test_a_signal_stops_the_load_sending_nothing_new_and_recording_every_accepte
     assert recorded == len(accepted)
     (summary,) = state_rows(state_path, "SELECT summary FROM runs")[0]
     assert '"failed": "stopped by a signal; every request SendGrid accepted is recorded"' in summary
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_cli_stopped_by_a_signal_says_so_in_one_line_naming_the_signal(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # dlt's own stop said "SignalReceivedException: Received `<redacted>`": the signal's
+    # number, hidden by the redaction of other libraries' messages.
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    emails = [f"p{i}@example.com" for i in range(4000)]
+    pq.write_table(pa.table({"email": emails}), tmp_path / "p.parquet")
+    (tmp_path / "s.toml").write_text(
+        'name = "signalled"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+        "[destination.sendgrid]\nmax_contacts_per_request = 100\n"
+        '[destination.sendgrid.mapping]\nemail = "email"\n'
+    )
+    with Emulator(api_key=API_KEY, job_polls_until_done=1) as emu:
+        emu.faults.add("PUT /v3/marketing/contacts", action="delay", delay=DELAY, times=100)
+        env = {
+            **os.environ,
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            "DESTINATION__SENDGRID__API_KEY": API_KEY,
+            "DESTINATION__SENDGRID__BASE_URL": emu.base_url,
+            "DESTINATION__SENDGRID__STATE_PATH": str(tmp_path / "state.duckdb"),
+        }
+        cli = str(Path(sys.executable).parent / "sendgrid-destination")
+        command = [cli, "run", "s.toml", "--json"]
+        child = subprocess.Popen(
+            [*command, "--progress", "none", "--pipelines-dir", str(tmp_path / "dlt")],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not [r for r in upserts(emu) if r.status == 202]:
+                assert time.monotonic() < deadline and child.poll() is None
+                time.sleep(0.05)
+            child.send_signal(sig)
+            out, err = child.communicate(timeout=60)
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+
+    assert child.returncode == 1, err
+    error = json.loads(out)["error"]
+    # dlt's stop, or ours when the load saw the signal first: both say what happened.
+    assert error.startswith((f"The run was stopped by {sig.name}", "The load was asked to stop"))
+    assert "every request SendGrid accepted is recorded" in error

@@ -190,12 +190,18 @@ def test_a_killed_worker_loses_at_most_what_was_accepted_since_its_last_upload(
     assert all(names[f"user{i}@example.com"] == f"v2-{i}" for i in range(CONTACTS))
 
 
-def test_an_unreadable_lock_object_counts_as_expired(s3: S3, tmp_path: Path) -> None:
+def test_every_unreadable_lock_object_counts_as_expired_not_only_the_first(
+    s3: S3, tmp_path: Path
+) -> None:
+    # The first takeover's marker was named for every unreadable lock: a second one could
+    # never be taken over, and every later run stopped, naming itself as the holder.
     url = s3.url("state.duckdb")
-    s3fs.S3FileSystem().pipe_file(url + ".lock", b"{half a lock")
     with Emulator(api_key=API_KEY, job_polls_until_done=1) as emulator:
-        sync(_contacts(1, 10), emulator.base_url, url, str(tmp_path / "w"))
-        assert _upserted(emulator) == 10
+        for attempt in range(1, 3):
+            s3fs.S3FileSystem().pipe_file(url + ".lock", b"{half a lock")
+            sync(_contacts(attempt, 10), emulator.base_url, url, str(tmp_path / "w"))
+            assert _upserted(emulator) == 10 * attempt
+            time.sleep(1.1)  # S3 dates objects to the second: the next lock is another
 
 
 def test_status_reads_a_remote_state(

@@ -334,6 +334,20 @@ def test_the_command_fail_on_rejects_suggests_lists_the_refused_rows_of_the_sync
     assert out.count("\n") == 2 and "not a valid email" in out  # the header and the row
 
 
+def test_json_totals_count_the_csv_imports_a_bulk_load_sent(sync_env: SyncEnv) -> None:
+    pq.write_table(_people(0, 5), sync_env.workdir / "p.parquet")
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+        '[destination.sendgrid]\nbulk = "always"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n',
+    )
+
+    totals = sync_env.run(sync_file, "--json").json()["totals"]
+
+    assert (totals["contacts_sent"], totals["requests"], totals["imports"]) == (5, 0, 1)
+
+
 def _people(start: int, n: int) -> pa.Table:
     ids = range(start, start + n)
     return pa.table(
