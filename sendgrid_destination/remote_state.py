@@ -37,7 +37,12 @@ from typing import Any
 
 from sendgrid_destination.account import adopt_legacy_state
 from sendgrid_destination.config import SendGridConfiguration, is_remote
-from sendgrid_destination.errors import ConfigurationError, RemoteStateError, StateLockedError
+from sendgrid_destination.errors import (
+    ConfigurationError,
+    CorruptStateError,
+    RemoteStateError,
+    StateLockedError,
+)
 from sendgrid_destination.progress import NoProgress, SyncObserver
 from sendgrid_destination.remote_lock import RemoteLock, is_local
 from sendgrid_destination.state import StateStore
@@ -196,6 +201,11 @@ def open_remote(
                     with StateStore.open(remote.local) as store:
                         opened = True
                         yield OpenState(store, StateUploads(remote, store, upload_every))
+                except CorruptStateError as exc:
+                    if opened:
+                        _upload_after_failure(remote)
+                        raise
+                    raise _remote_corrupt(url, remote.local, exc) from None
                 except BaseException:
                     # What the failed run recorded is uploaded too (its 202s must not be
                     # resent); the run's own error stays the one raised.
@@ -205,6 +215,18 @@ def open_remote(
                 remote.upload()  # the store is closed (checkpointed): the file is whole
         finally:
             remote.lock.release()
+
+
+def _remote_corrupt(url: str, local: Path, exc: CorruptStateError) -> CorruptStateError:
+    """The downloaded copy's refusal, said of the remote object: the copy is deleted when the
+    run ends, and its advice (a backup beside it, files to move aside) was of that copy."""
+    first = exc.message.split(". ", 1)[0].replace(f"The state file {local}", "its copy")
+    what = first.replace(str(local), "the copy")  # DuckDB's own message names the file too
+    return CorruptStateError(
+        f"The remote state {url} cannot be used: {what}. A remote state keeps no backup of its "
+        "own: put back an earlier version of the object with your storage's versioning, or, "
+        "to start over and send every contact once more, move the object aside."
+    )
 
 
 def _upload_after_failure(remote: RemoteState) -> None:

@@ -19,7 +19,7 @@ import s3fs
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.emulator import Emulator
-from sendgrid_destination.errors import StateLockedError
+from sendgrid_destination.errors import CorruptStateError, StateLockedError, ours_in
 from sendgrid_destination.remote_lock import LockInfo
 from sendgrid_destination.remote_state import fetch_copy
 from sendgrid_destination.state import StateStore
@@ -202,6 +202,29 @@ def test_every_unreadable_lock_object_counts_as_expired_not_only_the_first(
             sync(_contacts(attempt, 10), emulator.base_url, url, str(tmp_path / "w"))
             assert _upserted(emulator) == 10 * attempt
             time.sleep(1.1)  # S3 dates objects to the second: the next lock is another
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_remote_state_is_refused_naming_the_object_not_its_temporary_copy(
+    s3: S3, tmp_path: Path, damage: str
+) -> None:
+    # The refusal named a private copy deleted when the run ended, and advised moving files
+    # aside beside it, or restoring a backup that a remote state never had.
+    url = s3.url("state.duckdb")
+    fs = s3fs.S3FileSystem()
+    with Emulator(api_key=API_KEY, job_polls_until_done=1) as emulator:
+        sync(_contacts(1, 10), emulator.base_url, url, str(tmp_path / "w"))
+        whole = fs.cat_file(url)
+        fs.pipe_file(url, whole[:5000] if damage == "truncated" else b"not a state" * 100)
+
+        with pytest.raises(PipelineStepFailed) as failed:
+            sync(_contacts(1, 10), emulator.base_url, url, str(tmp_path / "w"))
+
+        assert _upserted(emulator) == 10  # nothing sent again
+    refused = ours_in(failed.value)
+    assert isinstance(refused, CorruptStateError)
+    assert refused.message.startswith(f"The remote state {url} cannot be used: its copy")
+    assert "sendgrid-remote-state-" not in refused.message
 
 
 def test_status_reads_a_remote_state(
