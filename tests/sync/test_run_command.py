@@ -288,9 +288,8 @@ def test_fail_on_rejects_exits_1_after_the_good_rows_are_sent(sync_env: SyncEnv)
     emails = people["email"].to_pylist()
     emails[1] = "not-an-email"
     pq.write_table(people.set_column(0, "email", pa.array(emails)), sync_env.workdir / "p.parquet")
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+    sync_file = _parquet_sync(
+        sync_env,
         "[destination.sendgrid]\nfail_on_rejects = 0\n"
         '[destination.sendgrid.mapping]\nemail = "email"\n',
     )
@@ -316,9 +315,8 @@ def test_the_command_fail_on_rejects_suggests_lists_the_refused_rows_of_the_sync
         people.set_column(0, "email", pa.array(["p0@example.com", "bad", "p2@example.com"])),
         sync_env.workdir / "p.parquet",
     )
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+    sync_file = _parquet_sync(
+        sync_env,
         '[destination.sendgrid]\nfail_on_rejects = 0\nstate_path = "own state.duckdb"\n'
         '[destination.sendgrid.mapping]\nemail = "email"\n',
     )
@@ -336,9 +334,8 @@ def test_the_command_fail_on_rejects_suggests_lists_the_refused_rows_of_the_sync
 
 def test_json_totals_count_the_csv_imports_a_bulk_load_sent(sync_env: SyncEnv) -> None:
     pq.write_table(_people(0, 5), sync_env.workdir / "p.parquet")
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+    sync_file = _parquet_sync(
+        sync_env,
         '[destination.sendgrid]\nbulk = "always"\n'
         '[destination.sendgrid.mapping]\nemail = "email"\n',
     )
@@ -346,6 +343,14 @@ def test_json_totals_count_the_csv_imports_a_bulk_load_sent(sync_env: SyncEnv) -
     totals = sync_env.run(sync_file, "--json").json()["totals"]
 
     assert (totals["contacts_sent"], totals["requests"], totals["imports"]) == (5, 0, 1)
+
+
+def _parquet_sync(sync_env: SyncEnv, settings: str) -> Path:
+    """A sync file reading ``p.parquet`` (in the work directory), with ``settings``."""
+    return sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n' + settings,
+    )
 
 
 def _people(start: int, n: int) -> pa.Table:
@@ -414,9 +419,8 @@ def test_a_refused_api_key_is_said_in_one_line_without_dlts_tracebacks(
 ) -> None:
     monkeypatch.setenv("DESTINATION__SENDGRID__API_KEY", "SG.test-not-this-one")
     pq.write_table(_people(0, 2), sync_env.workdir / "p.parquet")
-    sync_file = sync_env.write(
-        "people.toml",
-        'name = "people"\n[source]\nkind = "parquet"\npath = "p.parquet"\n'
+    sync_file = _parquet_sync(
+        sync_env,
         '[destination.sendgrid.mapping]\nemail = "email"\n',
     )
 
