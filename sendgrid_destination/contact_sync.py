@@ -405,14 +405,15 @@ class ContactSync:
         )
 
     def _record_import(self, imported: ImportedFile) -> None:
-        self._record_accepted(imported.job_id, imported.contacts, imported.file_bytes)
         self.tally.imported(imported.contacts, imported.file_bytes)
+        self._record_accepted(imported.job_id, imported.contacts, imported.file_bytes)
 
     def _record_accepted(self, job_id: str, contacts: pa.Table, nbytes: int) -> None:
-        """A 202 or an uploaded file: its contacts into the state, its job to follow."""
+        """A 202 or an uploaded file, counted already: its contacts into the state, with the
+        attempt's counters (a killed attempt's are found there), its job to follow."""
         lists = self.store.record_sent(
             run_id=self.run_id, stream=self.stream, job_id=job_id, contacts=contacts,
-            body_bytes=nbytes,
+            body_bytes=nbytes, progress=self.tally.sent.as_dict(),
         )  # fmt: skip
         self._job_ids.append(job_id)
         self.observer.sent(contacts.num_rows)
@@ -438,8 +439,8 @@ class ContactSync:
 
     def _record_outcome(self, outcome: SendOutcome) -> None:
         for job_id, contacts, nbytes in outcome.accepted:
-            self._record_accepted(job_id, contacts, nbytes)
             self.tally.accepted(contacts, nbytes)
+            self._record_accepted(job_id, contacts, nbytes)
         for rejected in outcome.rejected:
             # A row an earlier attempt of this run saw refused is counted once.
             self.tally.refused_by_api(self._record_rejects(rejected, "api"))

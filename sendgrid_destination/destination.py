@@ -236,6 +236,11 @@ def _sync_table(
             lambda cur: keys_to_come(config, stream, cur),
         )
         tally = sync.tally
+        if store.adopt_killed_attempt(run_id, key):
+            tally.note(
+                "an earlier attempt of this load was killed before it saved its counts: what "
+                "it sent is counted from the state"
+            )
         sync.run(_rows(items, files, [*mapping.columns, *intent.extra_columns], settings))
         _taken(state, together)
     except ConfigurationError as exc:  # found before the table's first upsert

@@ -107,6 +107,11 @@ _ENDED = pa.schema(
 )
 
 
+def _attempt_key(run_id: str) -> str:
+    """``meta``'s key of the ``sent`` counters the run's attempt in progress keeps."""
+    return f"attempt.{run_id}"
+
+
 def _seqs_sql(seqs: list[int]) -> str:
     """A filter on the contacts of these requests; the range lets DuckDB skip the row groups
     outside it by their min/max."""
@@ -699,7 +704,14 @@ class StateStore:
     # -- recording ---------------------------------------------------------------------------
 
     def record_sent(
-        self, *, run_id: str, stream: str, job_id: str, contacts: pa.Table, body_bytes: int
+        self,
+        *,
+        run_id: str,
+        stream: str,
+        job_id: str,
+        contacts: pa.Table,
+        body_bytes: int,
+        progress: dict[str, Any] | None = None,
     ) -> SentLists:
         """After a 202: the request and the hashes it carried (``contact_key``,
         ``content_hash``, ``fingerprint``, ``is_new``, ``list_scope``), in one transaction;
@@ -707,7 +719,9 @@ class StateStore:
         it in that it left, queued for removal (``removals``). Returns those list counts.
 
         The contacts' rows go to the spool (``state.spool``), written before the commit and
-        merged into ``contacts`` in bulk: the one method that leaves rows in the spool."""
+        merged into ``contacts`` in bulk: the one method that leaves rows in the spool.
+        ``progress``: the attempt's ``sent`` counters with this request counted, kept in the
+        same transaction (``adopt_killed_attempt``)."""
         with utc_cursor(self._con) as cur:
             with transaction(cur):
                 seq, deferred, refusals, refused = self._before_send(cur, run_id, stream)
@@ -745,6 +759,11 @@ class StateStore:
                             [stream],
                         )
                 cur.execute("INSERT INTO spooled VALUES (?)", [seq])
+                if progress is not None:
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        [_attempt_key(run_id), json.dumps(progress)],
+                    )
                 self._spool.write(int(seq), rows)
             self._spool.committed(rows.num_rows)
         self._next_seq = int(seq) + 1
@@ -1144,13 +1163,41 @@ class StateStore:
             [json.dumps(summary), run_id],
         )
 
+    def adopt_killed_attempt(self, run_id: str, file_key: str) -> bool:
+        """The ``sent`` counters an attempt of the run kept with its last recorded request
+        (``record_sent``'s ``progress``) but never saved as an attempt: it was killed
+        (SIGKILL, a lost machine). They become an attempt of ``file_key``, so that the run's
+        summary counts what it sent; the next attempt's plan takes those rows for unchanged.
+        Returns whether there was one."""
+        with self.workspace() as cur, transaction(cur):
+            left = cur.execute(
+                "SELECT value FROM meta WHERE key = ?", [_attempt_key(run_id)]
+            ).fetchone()
+            if left is None:
+                return False
+            row = cur.execute(
+                "SELECT plan, sent, attempts FROM run_files WHERE run_id = ? AND file_key = ?",
+                [run_id, file_key],
+            ).fetchone()
+            plan = row[0] if row else json.dumps({})
+            earlier = [] if row is None else [json.loads(row[1])]
+            sent = json.dumps({"attempts": [*_attempts(earlier), json.loads(left[0])]})
+            cur.execute(
+                "INSERT OR REPLACE INTO run_files VALUES (?, ?, ?, ?, ?)",
+                [run_id, file_key, plan, sent, (row[2] if row else 0) + 1],
+            )
+            cur.execute("DELETE FROM meta WHERE key = ?", [_attempt_key(run_id)])
+        return True
+
     def record_file_attempt(
         self, run_id: str, file_key: str, plan: dict[str, Any], sent: dict[str, Any]
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """One attempt at one file of a run: its ``plan`` counters replace the file's earlier
         ones (each attempt reads the whole file), its ``sent`` counters add to them (each
-        attempt sent other contacts). Returns every file's (plan, sent) of the run."""
+        attempt sent other contacts), and the progress it kept is dropped. Returns every
+        file's (plan, sent) of the run."""
         with self.workspace() as cur, transaction(cur):
+            cur.execute("DELETE FROM meta WHERE key = ?", [_attempt_key(run_id)])
             row = cur.execute(
                 "SELECT sent, attempts FROM run_files WHERE run_id = ? AND file_key = ?",
                 [run_id, file_key],

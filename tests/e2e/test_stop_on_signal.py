@@ -4,6 +4,7 @@ after the whole load."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,8 +75,6 @@ def test_the_cli_stopped_by_a_signal_says_so_in_one_line_naming_the_signal(
 ) -> None:
     # dlt's own stop said "SignalReceivedException: Received `<redacted>`": the signal's
     # number, hidden by the redaction of other libraries' messages.
-    import json
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -121,3 +120,45 @@ def test_the_cli_stopped_by_a_signal_says_so_in_one_line_naming_the_signal(
     # dlt's stop, or ours when the load saw the signal first: both say what happened.
     assert error.startswith((f"The run was stopped by {sig.name}", "The load was asked to stop"))
     assert "every request SendGrid accepted is recorded" in error
+
+
+def test_a_load_killed_after_its_sends_were_recorded_is_summed_up_by_the_run_completing_it(
+    tmp_path: Path,
+) -> None:
+    # SIGKILL (nothing runs after it) while the load polls its jobs: its counters were only
+    # saved when an attempt ended, so the completing run's summary said "0 new, sent 0" for
+    # 300 rows read, while SendGrid had received all 300.
+    state_path = tmp_path / "state.duckdb"
+    command = [
+        sys.executable,
+        "-m",
+        "tests.e2e.signal_worker",
+        "",
+        str(state_path),
+        str(tmp_path / "dlt"),
+        "300",
+    ]
+    env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
+    with Emulator(api_key=API_KEY, job_polls_until_done=0, job_delay_seconds=3_600) as emu:
+        command[3] = emu.base_url
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            polls = "GET /v3/marketing/contacts/imports/{id}"
+            while not any(r.route == polls for r in emu.requests):  # every 202 recorded
+                assert time.monotonic() < deadline and child.poll() is None
+                time.sleep(0.02)
+            child.kill()
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+        emu.backend.delay_seconds = 0  # SendGrid catches up
+        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+        sent = sum(r.contact_count or 0 for r in upserts(emu) if r.status == 202)
+
+    (first,) = state_rows(state_path, "SELECT summary FROM runs ORDER BY started_at LIMIT 1")
+    summary = json.loads(first[0])
+    assert sent == 300  # nothing was sent twice: the rerun found every contact recorded
+    assert (summary["rows_read"], summary["new"], summary["contacts_sent"]) == (300, 300, 300)
+    assert summary["requests"] == 3 and summary["jobs"] == {"completed": 3}
+    assert any("killed before it saved its counts" in note for note in summary["notes"])
