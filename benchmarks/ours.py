@@ -3,10 +3,11 @@
 Contract: ``OursPath(state_path)`` opens a ``StateStore`` on that file for its lifetime (use it
 as a context manager); each ``run_pass(batches)`` treats the batches as one job file, as the
 sync does: the plan over all rows (``Plan.build``: check, last row of each key, one join with
-the state), then per batch ``Plan.render`` and ``Packer.add``, and the last body
-flushed at the end. Each body is handed to the pass's ``on_body`` callback and then
-"accepted": its hashes are recorded with ``record_sent``, as after a 202; once every body is
-out, the pass's jobs are marked completed (``record_job_outcomes``), as the sync records them
+the state), then per batch ``Plan.render`` and ``Packer.add``, and the last body flushed at
+the end. Each body is handed to the pass's ``on_body`` callback and then "accepted": its
+hashes are recorded with ``record_sent``, as after a 202, with the pass's counters as the
+attempt's progress; once every body is out, the pass's jobs are marked completed
+(``record_job_outcomes``), as the sync records them
 when it follows its jobs after sending, and the store is checkpointed, as it is when the sync
 closes it, so that a second pass over the same rows finds them unchanged. The recording, the
 outcomes and the checkpoint are timed apart (``record_seconds``) so the headline can be the
@@ -31,6 +32,7 @@ from sendgrid_destination.packing import Body, Packer, envelope_prefix
 from sendgrid_destination.plan import Plan
 from sendgrid_destination.source_rows import SourceRows
 from sendgrid_destination.state import StateStore
+from sendgrid_destination.summary import RunSummary
 
 
 def bindings(schema: pa.Schema) -> list[Binding]:
@@ -55,6 +57,7 @@ class OursPath:
         self.store = self._opened.__enter__()
         self._passes = 0
         self._jobs: list[tuple[str, int]] = []  # accepted, not yet finished
+        self._sent = RunSummary("", data.STREAM)  # the pass's counters, as the sync's tally
 
     def __enter__(self) -> OursPath:
         return self
@@ -75,6 +78,7 @@ class OursPath:
         keep_rejects: bool = False,
     ) -> PassStats:
         self._passes += 1
+        self._sent = RunSummary(f"bench-{self._passes}", data.STREAM)
         stats = PassStats()
         prefix = envelope_prefix([])
         start = mark()
@@ -142,12 +146,17 @@ class OursPath:
             on_body(body.data, body.contact_count)
         started = mark()
         job_id = f"bench-{self._passes}-{stats.requests}"
+        # The attempt's counters ride with each recording, as the sync's tally does.
+        self._sent.requests += 1
+        self._sent.contacts_sent += body.contact_count
+        self._sent.bytes_sent += len(body.data)
         self.store.record_sent(
             run_id=f"bench-{self._passes}",
             stream=data.STREAM,
             job_id=job_id,
             contacts=body.contacts,
             body_bytes=len(body.data),
+            progress=self._sent.as_dict(),
         )
         self._jobs.append((job_id, body.contact_count))
         stats.add_time("record", started)
