@@ -108,8 +108,9 @@ _ENDED = pa.schema(
 
 
 def _attempt_key(run_id: str) -> str:
-    """``meta``'s key of the ``sent`` counters the run's attempt in progress keeps."""
-    return f"attempt.{run_id}"
+    """The start of ``meta``'s keys of the ``sent`` counters the run's attempt in progress
+    keeps, one per request (its seq follows: the last sorts last)."""
+    return f"attempt.{run_id}."
 
 
 def _seqs_sql(seqs: list[int]) -> str:
@@ -759,10 +760,10 @@ class StateStore:
                             [stream],
                         )
                 cur.execute("INSERT INTO spooled VALUES (?)", [seq])
-                if progress is not None:
+                if progress is not None:  # a key per request: no replace (1.3 ms of 2.7)
                     cur.execute(
-                        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                        [_attempt_key(run_id), json.dumps(progress)],
+                        "INSERT INTO meta VALUES (?, ?)",
+                        [f"{_attempt_key(run_id)}{int(seq):012d}", json.dumps(progress)],
                     )
                 self._spool.write(int(seq), rows)
             self._spool.committed(rows.num_rows)
@@ -1171,7 +1172,8 @@ class StateStore:
         Returns whether there was one."""
         with self.workspace() as cur, transaction(cur):
             left = cur.execute(
-                "SELECT value FROM meta WHERE key = ?", [_attempt_key(run_id)]
+                "SELECT value FROM meta WHERE prefix(key, ?) ORDER BY key DESC LIMIT 1",
+                [_attempt_key(run_id)],
             ).fetchone()
             if left is None:
                 return False
@@ -1186,7 +1188,7 @@ class StateStore:
                 "INSERT OR REPLACE INTO run_files VALUES (?, ?, ?, ?, ?)",
                 [run_id, file_key, plan, sent, (row[2] if row else 0) + 1],
             )
-            cur.execute("DELETE FROM meta WHERE key = ?", [_attempt_key(run_id)])
+            cur.execute("DELETE FROM meta WHERE prefix(key, ?)", [_attempt_key(run_id)])
         return True
 
     def record_file_attempt(
@@ -1197,7 +1199,7 @@ class StateStore:
         attempt sent other contacts), and the progress it kept is dropped. Returns every
         file's (plan, sent) of the run."""
         with self.workspace() as cur, transaction(cur):
-            cur.execute("DELETE FROM meta WHERE key = ?", [_attempt_key(run_id)])
+            cur.execute("DELETE FROM meta WHERE prefix(key, ?)", [_attempt_key(run_id)])
             row = cur.execute(
                 "SELECT sent, attempts FROM run_files WHERE run_id = ? AND file_key = ?",
                 [run_id, file_key],
