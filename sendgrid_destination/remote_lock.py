@@ -7,9 +7,9 @@ holder renews it (``renew``) while it lives; a waiting worker retries every seco
 ``wait`` seconds, then stops naming the holder. An expired (or unreadable) lock is taken over
 through a second exclusive create, of a marker named after the dead holder's token (an
 unreadable lock's: a digest of the object's version), so of several workers that found the
-same dead lock exactly one takes it. Markers are a few bytes,
-one per takeover, and are left in place: deleting them would let a worker that read the dead
-lock long ago take it over again.
+same dead lock exactly one takes it. Markers are a few bytes, one per takeover, and are left
+in place: deleting them would let a worker that read the dead lock long ago take it over
+again.
 """
 
 from __future__ import annotations

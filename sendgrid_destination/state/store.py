@@ -1221,8 +1221,9 @@ class StateStore:
         return [(json.loads(p), json.loads(s)) for p, s in rows]
 
     def prune_runs(self, stream: str, keep: int) -> None:
-        """Keep the rejects and per-file counters of the stream's latest ``keep`` runs only:
-        a row refused on every run would otherwise be stored again on every run."""
+        """Keep the rejects and per-file counters (and a killed attempt's) of the stream's
+        latest ``keep`` runs only: a row refused on every run would otherwise be stored again
+        on every run."""
         latest = (
             "SELECT run_id FROM runs WHERE stream = ? ORDER BY started_at DESC, run_id DESC LIMIT ?"
         )
@@ -1234,6 +1235,13 @@ class StateStore:
             cur.execute(
                 "DELETE FROM run_files WHERE run_id IN (SELECT run_id FROM runs WHERE stream = ?) "
                 f"AND run_id NOT IN ({latest})",
+                [stream, stream, keep],
+            )
+            # The counters a killed attempt kept, of a run no attempt completed since.
+            cur.execute(
+                "DELETE FROM meta WHERE prefix(key, 'attempt.') AND EXISTS (SELECT 1 FROM runs "
+                f"r WHERE r.stream = ? AND r.run_id NOT IN ({latest}) AND "
+                "prefix(meta.key, 'attempt.' || r.run_id || '.'))",
                 [stream, stream, keep],
             )
 

@@ -96,3 +96,26 @@ def test_seqs_go_on_from_the_file_after_reopening_and_after_a_failed_recording(
         store.record_sent(run_id="r", stream="s", job_id="j3", contacts=_sent(["d"]), body_bytes=1)
         seqs = store.con.execute("SELECT job_id, seq FROM requests ORDER BY seq").fetchall()
     assert seqs == [("j1", 1), ("j2", 2), ("j3", 3)]
+
+
+def test_the_counters_a_killed_attempt_kept_are_adopted_once_or_pruned_with_its_run(
+    tmp_path: Path,
+) -> None:
+    progress = {"requests": 1, "contacts_sent": 1}
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        for run in ("r1", "r2"):
+            store.start_run(run, "s")
+            store.record_sent(
+                run_id=run, stream="s", job_id=f"j-{run}", contacts=_sent([f"email:{run}@x.co"]),
+                body_bytes=1, progress=progress,
+            )  # fmt: skip
+        # r2's next attempt adopts what its killed attempt kept, once.
+        assert store.adopt_killed_attempt("r2", "f") is True
+        assert store.adopt_killed_attempt("r2", "f") is False
+        (row,) = store.con.execute("SELECT sent FROM run_files WHERE run_id = 'r2'").fetchall()
+        assert '"contacts_sent": 1' in row[0]
+        # r1 never completes: its counters go with its run when runs are pruned.
+        store.start_run("r3", "s")
+        store.prune_runs("s", keep=1)
+        left = store.con.execute("SELECT key FROM meta WHERE prefix(key, 'attempt.')").fetchall()
+    assert left == []
