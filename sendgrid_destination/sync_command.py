@@ -151,8 +151,8 @@ def _cursor_problem(failure: BaseException, cursor: str) -> SyncFileError | None
         if isinstance(exc, IncrementalCursorPathHasValueNone):
             return SyncFileError(
                 f"source.cursor = {cursor!r} is empty (null) in some rows, which an incremental "
-                "load cannot place: choose a column set in every row, or select one in a "
-                "`query` (coalesce(updated_at, created_at), say)."
+                "load cannot place: choose a column set in every row (with a `query`, "
+                "coalesce(updated_at, created_at) gives one, say)."
             )
         if isinstance(exc, IncrementalCursorPathMissing) or (
             isinstance(exc, KeyError) and exc.args == (cursor,)
