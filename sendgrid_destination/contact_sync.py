@@ -317,8 +317,9 @@ class ContactSync:
             self._refresh_fingerprints()
 
     def _deferred_still_wanted(self) -> pa.Table:
-        """The changes earlier loads deferred, but for contacts this load found gone from
-        the table (mirror, membership, replace, a flag): those are dropped, not sent."""
+        """The changes earlier loads deferred, but for contacts this load deletes or takes
+        out of lists (their rows left, or are flagged): those are dropped, not sent, since an
+        upsert would race the removal (``Removals.leaving``)."""
         deferred = self.store.deferred(self.stream).cast(RENDERED)
         gone = pc.is_in(deferred["contact_key"], self._removals.leaving())
         if not pc.any(gone).as_py():
@@ -326,7 +327,7 @@ class ContactSync:
         dropped = pc.sum(gone).as_py()
         self.tally.note(
             f"{dropped} deferred change(s) of contacts whose rows left (or are flagged as "
-            "deleted) were dropped, not sent"
+            "deleted) were dropped, not sent: this load deletes them or takes them out of lists"
         )
         kept = deferred.filter(pc.invert(gone))
         self.store.defer(self.run_id, self.stream, kept)

@@ -286,7 +286,7 @@ class Transport:
         a retry, which also leaves SendGrid time to finish that attempt."""
         wait = backoff_seconds(attempt, self._rng, self._policy)
         logger.warning(
-            "%s: outcome of attempt %d unknown; looking for what it made in %.2fs",
+            "%s: attempt %d may have made it already; looking in %.2fs before sending again",
             *(route, attempt, wait),
         )
         self.stats.record_retry()
