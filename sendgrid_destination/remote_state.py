@@ -7,7 +7,8 @@
    owner and an expiry that a heartbeat thread pushes forward while the run lives, so the lock
    of a worker that died is taken over once it has expired; a live holder makes this run wait
    up to ``state_lock_wait`` seconds and then stop (``StateLockedError``, naming the holder);
-2. downloads the state into a private working copy (none yet: a new state);
+2. downloads the state into a private working copy (none yet: a new state), in a directory
+   that a later run removes if this one is killed (``private_copy``: the copy holds emails);
 3. yields the store opened on the copy (``StateStore.open``, unchanged: its own file lock
    guards the copy) and an observer that uploads the state after every
    ``state_upload_every`` accepted requests (``StateUploads``, told by the sync after each
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +43,7 @@ from sendgrid_destination.errors import (
     RemoteStateError,
     StateLockedError,
 )
+from sendgrid_destination.private_copy import private_dir
 from sendgrid_destination.progress import NoProgress, SyncObserver
 from sendgrid_destination.remote_lock import RemoteLock, is_local
 from sendgrid_destination.state import StateStore
@@ -184,8 +185,8 @@ def open_remote(
     url: str, *, upload_every: int, lock_ttl: float, lock_wait: float
 ) -> Iterator[OpenState]:
     """Lock, download, open, (upload periodically), upload, release: see the module doc."""
-    with tempfile.TemporaryDirectory(prefix="sendgrid-remote-state-") as tmp:
-        remote = RemoteState(url, Path(tmp), lock_ttl=lock_ttl)
+    with private_dir() as tmp:
+        remote = RemoteState(url, tmp, lock_ttl=lock_ttl)
         try:
             remote.lock.acquire(lock_wait)
         except StateLockedError:
@@ -244,9 +245,9 @@ def _upload_after_failure(remote: RemoteState) -> None:
 def fetch_copy(url: str) -> Iterator[Path | None]:
     """A private copy of the remote state for reading (no lock: it is only read), or None when
     there is none yet."""
-    with tempfile.TemporaryDirectory(prefix="sendgrid-remote-state-") as tmp:
+    with private_dir() as tmp:
         fs, path = filesystem(url)
-        local = Path(tmp) / "state.duckdb"
+        local = tmp / "state.duckdb"
         try:
             fs.get_file(path, str(local))
         except FileNotFoundError:

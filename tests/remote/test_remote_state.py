@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def _remote_requests(url: str) -> int:
 def _worker(
     emulator: Emulator, s3: S3, url: str, tmp_path: Path, parquet: Path, *settings: str
 ) -> subprocess.Popen[bytes]:
+    (tmp_path / "tmp").mkdir(exist_ok=True)  # the worker's temporary directory: its state copy
     return subprocess.Popen(
         [
             sys.executable,
@@ -73,7 +75,7 @@ def _worker(
             *settings,
         ],
         cwd=ROOT,
-        env=os.environ | s3.env,
+        env=os.environ | s3.env | {"TMPDIR": str(tmp_path / "tmp")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -151,7 +153,7 @@ def test_two_real_workers_on_one_state_take_turns_and_send_each_contact_once(
 
 @pytest.mark.slow  # a worker process, killed, and a lock left to expire
 def test_a_killed_worker_loses_at_most_what_was_accepted_since_its_last_upload(
-    s3: S3, tmp_path: Path
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = s3.url("state.duckdb")
     parquet = tmp_path / "v2.parquet"
@@ -176,13 +178,18 @@ def test_a_killed_worker_loses_at_most_what_was_accepted_since_its_last_upload(
         sent_before_kill = _upserted(emulator)
         recorded = _remote_requests(url) * PER_REQUEST
         after_kill = len(emulator.requests)
+        left = list((tmp_path / "tmp").glob("sendgrid-remote-state-*/state.duckdb"))
+        assert left, "the killed worker's copy of the state was not where it was expected"
 
-        # The dead worker's lock expires (ttl 2 s) and the next worker takes it over.
+        # The dead worker's lock expires (ttl 2 s) and the next worker takes it over; on the
+        # same machine it removes the dead worker's copy (it holds every email).
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
         sync(_contacts(2), emulator.base_url, url, str(tmp_path / "next"), state_lock_wait=30)
         resent = _upserted(emulator, after_kill)
         names = {c["email"]: c.get("first_name") for c in emulator.contacts()}
 
     assert sent_before_kill < CONTACTS, "the worker finished before it was killed"
+    assert not any((tmp_path / "tmp").iterdir()), "a state copy outlived its run"
     # Uploads came every UPLOAD_EVERY requests: the tail since the last one is all it lost.
     assert sent_before_kill - recorded <= UPLOAD_EVERY * PER_REQUEST
     assert resent == CONTACTS - recorded, "contacts recorded in the uploaded state were resent"
