@@ -368,8 +368,9 @@ def _check_account(
     accepted = store.has_accepted()
     if state.get(_ACCOUNT_CHECKED) or not (accepted or plan):
         return
-    state[_ACCOUNT_CHECKED] = True
-    if client.contact_count() == 0 and accepted:
+    emptied = client.contact_count() == 0 and accepted
+    state[_ACCOUNT_CHECKED] = True  # after the read: dlt's retry of a failed one checks again
+    if emptied:
         logger.warning(
             "SendGrid holds no contacts, yet the state file %s records contacts it accepted: "
             "the account was emptied since (or the state is another account's). Contacts "

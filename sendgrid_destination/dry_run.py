@@ -49,6 +49,7 @@ from typing import Any, BinaryIO
 
 import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sendgrid_destination.api.client import SendGridClient
 from sendgrid_destination.api.models import ContactList, CsvImport, CustomField, ImportJob
@@ -201,7 +202,31 @@ def plan_run(
 ) -> list[RunSummary]:
     """The plan of ``pipeline.run(data, **run_kwargs)`` into ``sendgrid(**destination_settings)``
     for the pipeline ``pipeline_name``: a package it left pending is planned first, as the
-    load would load it first. Nothing of the pipeline, the state file or SendGrid changes."""
+    load would load it first. Nothing of the pipeline, the state file or SendGrid changes.
+    A failed plan raises dlt's ``PipelineStepFailed``, as the run would."""
+    summaries, failure = plan_packages(
+        pipeline_name,
+        data,
+        pipelines_dir=pipelines_dir,
+        run_kwargs=run_kwargs,
+        **destination_settings,
+    )
+    if failure is not None:
+        raise failure
+    return summaries
+
+
+def plan_packages(
+    pipeline_name: str,
+    data: Any,
+    *,
+    pipelines_dir: str | None = None,
+    run_kwargs: dict[str, Any] | None = None,
+    **destination_settings: Any,
+) -> tuple[list[RunSummary], PipelineStepFailed | None]:
+    """``plan_run``'s summaries and its failure, if any: a plan that fails part-way still
+    returns the summaries of the tables it planned (the failed package's from the plan's copy
+    of the state, as a failed run's come from the state)."""
     from sendgrid_destination.destination import run_summaries, sendgrid
     from sendgrid_destination.dlt_packages import finish_interrupted_moves
 
@@ -216,10 +241,24 @@ def plan_run(
         pipeline = dlt.pipeline(pipeline_name, destination=destination, pipelines_dir=scratch)
         finish_interrupted_moves(pipeline)  # on the copy, as the run will on the original
         summaries: list[RunSummary] = []
-        if pipeline.has_pending_data:
-            summaries += run_summaries(pipeline, pipeline.load())
-        summaries += run_summaries(pipeline, pipeline.run(data, **(run_kwargs or {})))
-        return summaries
+        try:
+            if pipeline.has_pending_data:
+                summaries += run_summaries(pipeline, pipeline.load())
+            summaries += run_summaries(pipeline, pipeline.run(data, **(run_kwargs or {})))
+        except PipelineStepFailed as exc:
+            return summaries + _planned_in_copy(exc.load_id), exc
+        return summaries, None
+
+
+def _planned_in_copy(load_id: str | None) -> list[RunSummary]:
+    """The summaries the plan's copy of the state recorded for the tables of ``load_id``."""
+    from sendgrid_destination.state.reports import load_summaries
+    from sendgrid_destination.state.snapshot import read_snapshot
+
+    if not load_id or _run_copy is None or not _run_copy.is_file():
+        return []
+    with read_snapshot(_run_copy) as store:
+        return [RunSummary.from_dict(s) for s in load_summaries(store, load_id)]
 
 
 @contextmanager

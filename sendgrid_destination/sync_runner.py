@@ -31,7 +31,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sendgrid_destination.config import SendGridConfiguration, is_remote
 from sendgrid_destination.destination import run_summaries, sendgrid
 from sendgrid_destination.dlt_packages import finish_interrupted_moves
-from sendgrid_destination.dry_run import plan_run
+from sendgrid_destination.dry_run import plan_packages
 from sendgrid_destination.errors import (
     ConfigurationError,
     SendGridError,
@@ -148,13 +148,8 @@ def state_summaries(config: SendGridConfiguration, load_id: str = "") -> list[Ru
             if not local.is_file():
                 return []
         store = stack.enter_context(read_snapshot(local))
-        runs = reports.recent_runs(store, RECENT_RUNS)
-    prefix = f"{load_id}:" if load_id else ""
-    return [
-        RunSummary.from_dict(r["summary"])
-        for r in reversed(runs)
-        if r["summary"] and str(r["run_id"]).startswith(prefix)
-    ]
+        found = reports.load_summaries(store, load_id, RECENT_RUNS)
+    return [RunSummary.from_dict(s) for s in found]
 
 
 def run_sync(
@@ -215,18 +210,11 @@ def plan_sync(
         report = SyncReport(sync.name, "plan", config.state_location())
         refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
         before = state_summaries(config)  # a pending package's plan covers its failed run
-        try:
-            report.summaries = plan_run(
-                sync.name,
-                _resource(sync),
-                pipelines_dir=pipelines_dir,
-                run_kwargs=refresh,
-            )
-            report.earlier = _earlier(before, report.summaries)
-        except PipelineStepFailed as exc:
-            report.failure = exc
-        finally:
-            report.duration_seconds = time.monotonic() - started
+        report.summaries, report.failure = plan_packages(
+            sync.name, _resource(sync), pipelines_dir=pipelines_dir, run_kwargs=refresh
+        )
+        report.earlier = _earlier(before, report.summaries)
+        report.duration_seconds = time.monotonic() - started
     return report
 
 

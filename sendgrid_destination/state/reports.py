@@ -31,6 +31,17 @@ def recent_runs(store: StateStore, limit: int = 10) -> list[dict[str, Any]]:
     ]
 
 
+def load_summaries(store: StateStore, load_id: str = "", limit: int = 10) -> list[dict[str, Any]]:
+    """The summaries recorded for the tables of one load (a failed one included), oldest
+    first; without ``load_id``, of the ``limit`` most recent runs."""
+    prefix = f"{load_id}:" if load_id else ""
+    return [
+        r["summary"]
+        for r in reversed(recent_runs(store, limit))
+        if r["summary"] and str(r["run_id"]).startswith(prefix)
+    ]
+
+
 def last_run_epochs(store: StateStore) -> dict[str, float]:
     """Per table, when its latest run started (seconds since the epoch, UTC)."""
     rows = store.con.execute(

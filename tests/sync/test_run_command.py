@@ -653,3 +653,40 @@ def test_a_duckdb_source_without_the_table_or_with_a_broken_query_exits_2_naming
     assert result.code == 2, result.err
     assert named in result.json()["error"] and "under [source]" in result.json()["error"]
     assert sync_env.emulator.requests == []
+
+
+def test_a_plan_that_fails_part_way_still_shows_what_it_planned_before(
+    sync_env: SyncEnv,
+) -> None:
+    # A run that sends nothing (every upsert meets 500s) leaves its package pending; having
+    # accepted nothing, it never read the account's contact count.
+    sync_env.emulator.faults.add("PUT /v3/marketing/contacts", status=500, times=1000)
+    sync_file = _people_sync(sync_env, 10, "max_contacts_per_request = 5\nmax_attempts = 2\n")
+    assert sync_env.run(sync_file).code == 1
+    sync_env.emulator.faults.clear()
+    # The plan of the pending package reads the count once and passes; the plan of the new
+    # rows is refused that read (a key that lost its scope in between).
+    sync_env.emulator.faults.add("GET /v3/marketing/contacts/count", action="delay", delay=0)
+    sync_env.emulator.faults.add("GET /v3/marketing/contacts/count", status=403, times=100)
+
+    result = sync_env.run(sync_file, "--plan", "--json")
+
+    assert result.code == 1, result.err
+    assert "403" in result.json()["error"]
+    pending = result.json()["tables"][0]
+    assert pending["plan"] is True
+    assert (pending["rows_read"], pending["new"], pending["contacts_sent"]) == (10, 10, 10)
+    assert "PLAN (dry run)" in sync_env.run(sync_file, "--plan").out
+
+
+def test_a_plan_whose_account_check_failed_checks_again_when_dlt_retries_the_table(
+    sync_env: SyncEnv,
+) -> None:
+    sync_file = _people_sync(sync_env, 10, "max_attempts = 2\n")
+    sync_env.emulator.faults.add("GET /v3/marketing/contacts/count", status=500, times=2)
+
+    result = sync_env.run(sync_file, "--plan", "--json")
+
+    assert result.code == 0, result.err
+    counts = [r.status for r in sync_env.emulator.requests if r.path.endswith("/contacts/count")]
+    assert counts == [500, 500, 200]
