@@ -17,7 +17,9 @@ reads it).
 The cells come from each contact's JSON, the bytes whose hash the state keeps, so the file
 says exactly what an upsert would: DuckDB extracts the values (one parse per contact, all
 paths at once), Numbers are cut out of the JSON text as written (parsing them would round
-digits the upsert keeps), and pyarrow writes and quotes the CSV. No Python runs per contact.
+digits the upsert keeps), Dates are read back and written as the day in ``csv_date_format``
+(``MM/DD/YYYY``: the only CSV form SendGrid documents), and pyarrow writes and quotes the CSV.
+No Python runs per contact.
 An empty cell leaves a field as it is, as an omitted field does in an upsert.
 """
 
@@ -38,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from sendgrid_destination.contact_model import MAX_IMPORT_BYTES, MAX_IMPORT_CONTACTS
-from sendgrid_destination.contact_sql import ident, json_key, literal
+from sendgrid_destination.contact_sql import DEFAULT_DATE_FORMAT, ident, json_key, literal
 from sendgrid_destination.mapping import Binding
 from sendgrid_destination.sliced_query import SlicedQuery
 
@@ -46,6 +48,9 @@ from sendgrid_destination.sliced_query import SlicedQuery
 # the CPU time): well within the bytes an import saves, at a third of the cost.
 _GZIP_LEVEL = 1
 _GZIP_WBITS = 31  # zlib's gzip container
+# SendGrid documents only M/D/YYYY forms for a CSV's Date cells, and that another format fails
+# silently; the upserts' JSON takes ISO-8601 (notes: "Value formats").
+DEFAULT_CSV_DATE_FORMAT = "%m/%d/%Y"
 # What the state records of each contact a file carried (``StateStore.record_sent``).
 FILE_CONTACTS = (
     "contact_key",
@@ -75,8 +80,17 @@ class CsvLayout:
     paths: tuple[str, ...]  # JSON paths extracted in one parse; cells ``v[i]`` index them
 
     @classmethod
-    def of(cls, bindings: Sequence[Binding], reserved_ids: Mapping[str, str]) -> CsvLayout | None:
-        """The columns for these bindings, or None when email has no field definition ID."""
+    def of(
+        cls,
+        bindings: Sequence[Binding],
+        reserved_ids: Mapping[str, str],
+        *,
+        date_format: str = DEFAULT_DATE_FORMAT,
+        csv_date_format: str = DEFAULT_CSV_DATE_FORMAT,
+    ) -> CsvLayout | None:
+        """The columns for these bindings, or None when email has no field definition ID.
+        Date cells are the rendered value (``date_format``) read back and written in
+        ``csv_date_format``."""
         if not reserved_ids.get("email") or not any(b.field == "email" for b in bindings):
             return None
         columns: list[Column] = []
@@ -87,7 +101,11 @@ class CsvLayout:
             if not field_id:
                 outside.append(b.json_key)
                 continue
-            columns.append(Column(b.field, field_id, _cell(b, paths), b.kind == "custom"))
+            cell = _cell(b, paths)
+            if b.field_type == "Date":
+                read = f"strptime({cell}, {literal(date_format)})"
+                cell = f"strftime({read}, {literal(csv_date_format)})"
+            columns.append(Column(b.field, field_id, cell, b.kind == "custom"))
         return cls(tuple(columns), tuple(outside), tuple(paths))
 
     @property

@@ -107,7 +107,7 @@ def bulk_import(
 ) -> Iterator[BulkSink]:
     """See the module docstring; ``scope``: the load's static list IDs, sorted and joined
     (``ContactSql.scope``), which every file's import puts its contacts in."""
-    layout = _layout(client, bindings) if wants_bulk(config, new_contacts) else None
+    layout = _layout(client, bindings, config) if wants_bulk(config, new_contacts) else None
     if layout is None:
         yield _NoBulk()
         return
@@ -138,9 +138,16 @@ def bulk_import(
                 files.discard()
 
 
-def _layout(client: SendGridClient, bindings: Sequence[Binding]) -> CsvLayout | None:
+def _layout(
+    client: SendGridClient, bindings: Sequence[Binding], config: SendGridConfiguration
+) -> CsvLayout | None:
     reserved = {f.name: f.id for f in client.field_definitions().reserved if f.id}
-    layout = CsvLayout.of(bindings, reserved)
+    layout = CsvLayout.of(
+        bindings,
+        reserved,
+        date_format=config.date_format,
+        csv_date_format=config.csv_date_format,
+    )
     if layout is None:
         logger.warning(
             "bulk import skipped: the mapping has no email, or the account's field_definitions "

@@ -96,18 +96,30 @@ _RANGES: Final[dict[str, tuple[float, bool, str]]] = {
 }
 
 
-def _check_date_format(date_format: str) -> None:
-    """A format DuckDB's strftime takes (it renders Date fields), tried once on a date."""
-    con = duckdb.connect()
+def _check_date_format(date_format: str, *, name: str = "date_format", bulk: bool = False) -> None:
+    """A format DuckDB's strftime takes (it renders Date fields), tried once on a date; with
+    ``bulk``, one that strptime reads back to the same day too (a CSV import's Date cells are
+    that day in ``csv_date_format``)."""
+    con, same_day = duckdb.connect(), True
     try:
-        con.execute("SELECT strftime(TIMESTAMP '2001-02-03 04:05:06', ?)", [date_format]).fetchall()
+        sample = "TIMESTAMP '2001-02-03 04:05:06'"
+        con.execute(f"SELECT strftime({sample}, ?)", [date_format]).fetchall()
+        if bulk:
+            back = f"try_strptime(strftime({sample}, $1), $1)::DATE = {sample}::DATE"
+            same_day = con.execute(f"SELECT {back}", [date_format]).fetchall()[0][0]
     except duckdb.Error as exc:
         raise ConfigurationError(
-            f"date_format {date_format!r} is not a strftime format DuckDB can use "
+            f"{name} {date_format!r} is not a strftime format DuckDB can use "
             f'({str(exc).splitlines()[0]}): e.g. "%Y-%m-%d" or "%Y-%m-%dT%H:%M:%SZ".'
         ) from None
     finally:
         con.close()
+    if bulk and not same_day:
+        raise ConfigurationError(
+            f"{name} {date_format!r} does not name the day (year, month and day) in a way that "
+            "can be read back, which CSV imports need (their Date cells are written in "
+            'csv_date_format): use a format such as "%Y-%m-%d", or set bulk = "never".'
+        )
 
 
 def is_remote(state_path: str | None) -> bool:
@@ -180,6 +192,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
     bulk: str = "auto"
     bulk_threshold: int = 200_000
     bulk_max_contacts_per_file: int = MAX_IMPORT_CONTACTS
+    # Date cells of CSV imports: SendGrid documents only M/D/YYYY forms for CSV files, and says
+    # a Date column in another format fails silently (the upserts' JSON takes ISO-8601).
+    csv_date_format: str = "%m/%d/%Y"
 
     def on_resolved(self) -> None:
         """dlt's hook after resolution: nested mapping variables take effect here."""
@@ -279,7 +294,7 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             raise ConfigurationError('list_ids must be a list of list IDs, e.g. ["<uuid>"].')
         if not isinstance(self.date_format, str) or not self.date_format:
             raise ConfigurationError('date_format must be a strftime format, e.g. "%Y-%m-%d".')
-        _check_date_format(self.date_format)
+        _check_date_format(self.date_format, bulk=self.bulk != "never")
         if not isinstance(self.create_missing_custom_fields, bool):
             raise ConfigurationError("create_missing_custom_fields must be true or false.")
 
@@ -322,6 +337,9 @@ class SendGridConfiguration(CustomDestinationClientConfiguration):
             )
         if self.bulk_threshold < 0:
             raise ConfigurationError("bulk_threshold must be a number of new contacts (0 or more).")
+        if not isinstance(self.csv_date_format, str) or not self.csv_date_format:
+            raise ConfigurationError('csv_date_format must be a strftime format, e.g. "%m/%d/%Y".')
+        _check_date_format(self.csv_date_format, name="csv_date_format")
         if not 0 < self.bulk_max_contacts_per_file <= MAX_IMPORT_CONTACTS:
             raise ConfigurationError(
                 f"bulk_max_contacts_per_file must be between 1 and {MAX_IMPORT_CONTACTS:,} "

@@ -18,7 +18,9 @@ reading, documented in docs/emulator.md:
   reserved fields are refused, and a field mapped twice is refused. The identifiers other
   than email have no field definition, so an import identifies contacts by email only;
 * an empty cell leaves the field as it was (like a field omitted from an upsert);
-* ``alternate_emails`` is a comma-separated cell; Number cells must be numerals.
+* ``alternate_emails`` is a comma-separated cell; Number cells must be numerals;
+* a Date cell not in a M/D/YYYY form is dropped silently, the rest of the contact imported
+  (``rules.is_csv_date``: SendGrid documents only those forms for CSV, and silent failure).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .rules import (
     MAX_REQUEST_BYTES,
     RESERVED_BY_ID,
     FieldType,
+    is_csv_date,
 )
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -146,6 +149,8 @@ def _contact(row: list[str], columns: list[Column | None]) -> dict[str, Any] | R
     for value, column in zip(row, columns, strict=True):
         if column is None or value == "":
             continue
+        if column.custom_type == "Date" and not is_csv_date(value):
+            continue  # dropped without a word, as SendGrid documents (rules.is_csv_date)
         if column.custom_type is not None:
             custom[column.field] = _typed(value, column.custom_type)
         elif column.field == "alternate_emails":

@@ -21,18 +21,16 @@ spec and observed behaviour:
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from .csv_import import Column, ImportFileError, RowError, count_rows, read_rows
 from .definitions import CustomField
 from .errors import ApiError
 from .faults import JobFault
-from .rules import ID_KEYS, IDENTIFIERS, WRITABLE_FIELDS
+from .rules import DATE_FORMATS_MESSAGE, ID_KEYS, IDENTIFIERS, WRITABLE_FIELDS, is_valid_date
 from .store import ContactStore, StoredContact, iso
 from .validation import ContactInvalid, check_contact
 
@@ -40,10 +38,6 @@ from .validation import ContactInvalid, check_contact
 # beside the observed ``upsert_contacts``).
 JobType = Literal["upsert_contacts", "delete_contacts", "upsert"]
 JobStatus = Literal["pending", "completed", "errored", "failed"]
-
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-_SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
-_DATE_FORMATS = "RFC3339, MM/DD/YYYY, or M/D/YYYY"
 
 
 @dataclass
@@ -360,24 +354,9 @@ def _value_problem(field_type: str, value: Any) -> str | None:
         return None if ok else "value is not a number"
     if field_type == "Date":
         ok = isinstance(value, str) and is_valid_date(value)
-        return None if ok else f"value not in any of the following date formats: {_DATE_FORMATS}"
+        return (
+            None
+            if ok
+            else f"value not in any of the following date formats: {DATE_FORMATS_MESSAGE}"
+        )
     return None if isinstance(value, str) else "value is not text"
-
-
-def is_valid_date(value: str) -> bool:
-    """RFC3339 (a full date-time with an offset) or M/D/YYYY with a real calendar date."""
-    if _RFC3339.fullmatch(value):
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            return False
-        return True
-    slash = _SLASH_DATE.fullmatch(value)
-    if slash is None:
-        return False
-    month, day, year = (int(part) for part in slash.groups())
-    try:
-        datetime(year, month, day)
-    except ValueError:
-        return False
-    return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
 FieldType = Literal["Text", "Number", "Date"]
@@ -141,6 +142,43 @@ MAX_FIELD_NAME_LENGTH: Final = 100
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Custom field IDs end in the type's letter (``e1_T``, ``e5_N``, ``e53_D``; notes §3).
 TYPE_SUFFIX: Final[dict[FieldType, str]] = {"Text": "T", "Number": "N", "Date": "D"}
+
+# -- Date values ---------------------------------------------------------------------------
+
+# Upserts: the API reference is silent; clients write ISO-8601 UTC in JSON and SendGrid's CSV
+# docs name M/D/YYYY forms, so both are taken (notes: "Value formats"). The error message is
+# SendGrid's, as observed.
+DATE_FORMATS_MESSAGE: Final = "RFC3339, MM/DD/YYYY, or M/D/YYYY"
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+_SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def is_valid_date(value: str) -> bool:
+    """An upsert's Date value: RFC3339 (a full date-time with an offset) or a CSV date."""
+    if _RFC3339.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    return is_csv_date(value)
+
+
+def is_csv_date(value: str) -> bool:
+    """A CSV import's Date cell: "MM/DD/YYYY, MM/D/YYYY, M/D/YYYY, or M/DD/YYYY" with a real
+    calendar date, the only forms SendGrid documents for CSV files (formatting-a-csv.md);
+    a cell in another form "fail[s] silently" (sendgrid/docs PR #4426): the stricter reading,
+    kept here, drops the value and imports the rest of the contact."""
+    slash = _SLASH_DATE.fullmatch(value)
+    if slash is None:
+        return False
+    month, day, year = (int(part) for part in slash.groups())
+    try:
+        datetime(year, month, day)
+    except ValueError:
+        return False
+    return True
+
 
 # OAI-L CreateMarketingList: name minLength 1, maxLength 100; "You can create a maximum of
 # 1000 lists" (docs, create-list). ListMarketingList: page_size 1..1000, default 100.

@@ -58,7 +58,7 @@ from jsonschema import Draft202012Validator
 
 from sendgrid_destination.arrow_utils import with_row_numbers
 from sendgrid_destination.contact_model import E164_RE, EMAIL_RE, IDENTIFIERS
-from sendgrid_destination.emulator.import_jobs import is_valid_date
+from sendgrid_destination.emulator.rules import is_valid_date
 from sendgrid_destination.errors import ConfigurationError
 from sendgrid_destination.state import StateStore
 from tests.emulator.support import spec_dir

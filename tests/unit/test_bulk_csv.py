@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,8 @@ def expected_row(contact: dict[str, Any]) -> list[str]:
     alternates = ",".join(contact.get("alternate_emails", []))
     fields = ("first_name", "plan", "seats", "renewal")
     first, plan, seats, renewal = (contact.get(name, "") for name in fields)
+    if renewal:  # SendGrid documents only M/D/YYYY forms for a CSV's Date cells
+        renewal = datetime.strptime(renewal, "%Y-%m-%dT%H:%M:%SZ").strftime("%m/%d/%Y")
     return [contact["email"], first, alternates, plan, seats, renewal]
 
 
@@ -148,7 +151,7 @@ def test_without_an_email_column_there_is_no_layout(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(contacts=st.lists(CONTACT, min_size=1, max_size=30))
-def test_every_cell_of_the_file_is_the_value_the_contacts_json_carries(
+def test_every_cell_of_the_file_is_the_value_the_contacts_json_carries_a_date_as_its_day(
     con: duckdb.DuckDBPyConnection, spill: Path, contacts: list[dict[str, Any]]
 ) -> None:
     assert LAYOUT is not None
@@ -166,6 +169,34 @@ def test_every_cell_of_the_file_is_the_value_the_contacts_json_carries(
     assert recorded["contact_key"].to_pylist() == [f"email:{c['email']}" for c in contacts]
     assert recorded["content_hash"].to_pylist() == list(range(len(contacts)))
     done.close()
+
+
+@pytest.mark.parametrize(
+    ("date_format", "rendered_date", "csv_date_format", "cell"),
+    [
+        ("%Y-%m-%d", "2024-02-29", "%m/%d/%Y", "02/29/2024"),
+        ("%d.%m.%Y %H:%M", "31.12.1999 23:59", "%m/%d/%Y", "12/31/1999"),
+        ("%Y-%m-%dT%H:%M:%SZ", "2024-01-05T10:00:00Z", "%-m/%-d/%Y", "1/5/2024"),
+    ],
+)
+def test_a_date_cell_is_the_rendered_date_read_back_in_the_csv_date_format(
+    con: duckdb.DuckDBPyConnection,
+    spill: Path,
+    date_format: str,
+    rendered_date: str,
+    csv_date_format: str,
+    cell: str,
+) -> None:
+    layout = CsvLayout.of(
+        BINDINGS, RESERVED_IDS, date_format=date_format, csv_date_format=csv_date_format
+    )
+    assert layout is not None
+    file = CsvFile(layout, con, spill)
+    file.add(rendered([{"email": "a@x.com", "renewal": rendered_date}]))
+
+    _, row = read_back(file.finish())
+
+    assert row[HEADERS.index("renewal")] == cell
 
 
 def test_only_new_contacts_by_email_carrying_nothing_outside_the_file_are_eligible() -> None:

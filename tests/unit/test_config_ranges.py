@@ -49,6 +49,23 @@ def test_a_date_format_duckdb_cannot_use_is_refused_naming_the_setting(date_form
         _config(date_format=date_format).validate()
 
 
+@pytest.mark.parametrize("date_format", ["%Y", "%m/%Y", "%H:%M"])
+def test_a_date_format_without_the_day_is_refused_while_csv_imports_may_carry_it(
+    date_format: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"^date_format .* does not name the day"):
+        _config(date_format=date_format).validate()
+    _config(date_format=date_format, bulk="never").validate()
+
+
+@pytest.mark.parametrize("csv_date_format", ["%Q", "", 5])
+def test_a_csv_date_format_duckdb_cannot_use_is_refused_naming_the_setting(
+    csv_date_format: Any,
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"^csv_date_format"):
+        _config(csv_date_format=csv_date_format).validate()
+
+
 def test_a_table_of_its_own_is_held_to_the_same_date_format_rule() -> None:
     config = _config(tables={"people": {"mapping": {"email": "email"}, "date_format": "%Q"}})
     config.validate()
