@@ -378,8 +378,11 @@ class Removals:
                 self._send_chunk(list_id, rows[:half])
                 self._send_chunk(list_id, rows[half:])
                 return
-            if exc.status == 404 and list_id is not None and not again:
-                self._after_not_found(list_id, rows)
+            if exc.status == 404 and not again:
+                if list_id is None:
+                    self._after_delete_not_found(rows)
+                else:
+                    self._after_not_found(list_id, rows)
                 return
             raise
         self._unrecorded.append(
@@ -402,8 +405,17 @@ class Removals:
     def _after_not_found(self, list_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
         """A list removal answered 404: the list, or one of the contacts, is gone since the
         search (deleted in SendGrid meanwhile). Look again; send once more what is still to
-        remove (a second 404 stops the load); what is gone needs no removal."""
-        found = find_contacts(self.client, [key for key, _, _ in rows], self._stopped)
+        remove (a second 404 stops the load); what is gone needs no removal, and a list that
+        is gone holds no one (deleted in the UI: every later load would stop here)."""
+        if list_id not in {lst.id for lst in self.client.lists()}:
+            logger.warning(
+                "list %s no longer exists in SendGrid: its %d removal(s) have nothing to do",
+                list_id,
+                len(rows),
+            )
+            found: dict[str, FoundContact] = {}
+        else:
+            found = find_contacts(self.client, [key for key, _, _ in rows], self._stopped)
         still = [
             (key, found[key].id, cause)
             for key, _, cause in rows
@@ -415,6 +427,27 @@ class Removals:
         )
         if still:
             self._send_chunk(list_id, still, again=True)
+
+    def _after_delete_not_found(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """A deletion answered 404 (``MarketingContacts404``): a contact is gone since the
+        search, deleted elsewhere meanwhile. Look again: delete once more those still there
+        (a second 404 stops the load); those not found are judged as a search that missed
+        them (``_forget_gone``: gone once a later load misses them too)."""
+        found = find_contacts(self.client, [key for key, _, _ in rows], self._stopped)
+        missed = [(key, cause) for key, _, cause in rows if key not in found]
+        self._forget_gone(
+            pa.table(
+                {
+                    "contact_key": pa.array([key for key, _ in missed], pa.string()),
+                    "action": pa.array(["delete"] * len(missed), pa.string()),
+                    "cause": pa.array([cause for _, cause in missed], pa.string()),
+                }
+            ),
+            {},
+        )
+        still = [(key, found[key].id, cause) for key, _, cause in rows if key in found]
+        if still:
+            self._send_chunk(None, still, again=True)
 
     # -- following -----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from .clock import Clock
 from .csv_import import Column
 from .definitions import CustomField, FieldCatalog, ListCatalog, MarketingList
+from .errors import NotFound
 from .faults import JobFault, JobFaults
 from .import_jobs import Job, JobContext, JobType, apply
 from .rules import FieldType
@@ -86,6 +87,22 @@ class Backend:
         with self.lock:
             counts = self.store.list_counts()
             return [(lst, counts.get(lst.id, 0)) for lst in self.lists.all()]
+
+    def delete_list(self, list_id: str, *, delete_contacts: bool) -> Job | None:
+        """OAI-L DeleteMarketingList: the list is gone at once and no contact holds it any
+        more; with ``delete_contacts`` its contacts are deleted by an asynchronous job
+        (returned). ``NotFound`` for a list that does not exist."""
+        with self.lock:
+            if self.lists.get(list_id) is None:
+                raise NotFound("list not found", "id")
+            members = [c for c in self.store.all() if list_id in c.list_ids]
+            self.lists.remove(list_id)
+            for contact in members:
+                contact.list_ids = [i for i in contact.list_ids if i != list_id]
+                self.store.save(contact)
+            if delete_contacts:
+                return self.enqueue_delete([c.id for c in members])
+            return None
 
     def list_ids(self) -> frozenset[str]:
         with self.lock:

@@ -157,3 +157,7 @@ class ListCatalog:
         created = MarketingList(str(uuid.uuid4()), name)
         self._lists[created.id] = created
         return created
+
+    def remove(self, list_id: str) -> bool:
+        """Forget the list; whether it existed."""
+        return self._lists.pop(list_id, None) is not None

@@ -189,6 +189,15 @@ class Emulator:
         except ApiError as refused:
             raise ValueError(refused.message) from None
 
+    def delete_list(self, list_id: str, *, delete_contacts: bool = False) -> None:
+        """Delete a list as ``DELETE /v3/marketing/lists/{id}`` would (someone in the UI):
+        no contact holds it any more; with ``delete_contacts`` a job deletes its contacts.
+        ``ValueError`` for an unknown list."""
+        try:
+            self.backend.delete_list(list_id, delete_contacts=delete_contacts)
+        except ApiError as refused:
+            raise ValueError(refused.message) from None
+
     # -- introspection ------------------------------------------------------------------
 
     def contacts(self) -> list[dict[str, Any]]:

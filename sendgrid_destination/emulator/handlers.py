@@ -105,6 +105,7 @@ class Handlers:
             "list_lists": self.list_lists,
             "create_list": self.create_list,
             "remove_list_contacts": self.remove_list_contacts,
+            "delete_list": self.delete_list,
         }
 
     # -- contacts ---------------------------------------------------------------------
@@ -274,6 +275,17 @@ class Handlers:
             # The spec's 404: "one or more contact IDs do not exist".
             raise NotFound("one or more contact IDs do not exist", "contact_ids")
         return self._job_accepted(self._backend.enqueue_list_removal(list_id, contact_ids))
+
+    def delete_list(self, call: Call) -> Response:
+        # OAI-L DeleteMarketingList: 204 once deleted; with delete_contacts=true, 200 and
+        # the job deleting the list's contacts.
+        flag = call.query_value("delete_contacts")
+        if flag not in (None, "true", "false"):
+            raise BadRequest("delete_contacts must be true or false", "delete_contacts")
+        job = self._backend.delete_list(call.params["id"], delete_contacts=flag == "true")
+        if job is None:
+            return Response(204)
+        return json_response(200, {"job_id": job.id})
 
     def _list_body(self, lst: MarketingList, count: int) -> dict[str, Any]:
         url = f"{self._base_url()}/v3/marketing/lists/{lst.id}"

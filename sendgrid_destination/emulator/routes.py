@@ -58,6 +58,7 @@ API_ROUTES: tuple[Route, ...] = (
     Route("GET", "/v3/marketing/lists", "list_lists"),
     Route("POST", "/v3/marketing/lists", "create_list"),
     Route("DELETE", "/v3/marketing/lists/{id}/contacts", "remove_list_contacts"),
+    Route("DELETE", "/v3/marketing/lists/{id}", "delete_list"),
 )
 
 # Where a CSV import's file is PUT: the upload host of ``upload_uri``, not the API (no API

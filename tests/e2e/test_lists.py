@@ -347,3 +347,60 @@ def test_a_removal_answered_404_again_after_a_fresh_look_up_stops_the_load(
     assert cause_of(failed.value, RequestRejectedError).status == 404
     assert lists_of(emulator, "user0@example.com") == {a}
     assert [r.status for r in requests_to(emulator, REMOVE)] == [404, 404]
+
+
+@pytest.mark.parametrize("by", ["lists", "list_column"])
+def test_a_list_deleted_in_sendgrid_is_made_again_and_later_loads_go_on(
+    emulator, destination, run, state_path, by: str
+) -> None:
+    settings: dict[str, Any] = (
+        {"lists": ["Promo"]} if by == "lists" else {"list_column": "segments"}
+    )
+    dest = destination(mapping=MAPPING, create_missing_lists=True, **settings)
+    run(people([["Promo"], ["Promo"]]), dest)
+    (old,) = {lst["id"] for lst in _all_lists(emulator)}
+    emulator.delete_list(old)  # in the UI: its contacts hold it no more
+
+    second = run(people([["Promo"], ["Promo"]]), dest)
+    third = run(people([["Promo"], ["Promo"]]), dest)
+
+    (new,) = {lst["id"] for lst in _all_lists(emulator)}
+    assert new != old
+    assert lists_of(emulator, "user0@example.com") == {new}
+    assert lists_of(emulator, "user1@example.com") == {new}
+    assert run_summary(state_path, second)["contacts_sent"] == 2
+    assert run_summary(state_path, third)["contacts_sent"] == 0
+    assert all(r.status < 400 for r in emulator.requests)
+
+
+def test_a_removal_from_a_list_sendgrid_deleted_has_nothing_left_to_do(
+    emulator, destination, run, state_path
+) -> None:
+    a, b = emulator.add_list("A"), emulator.add_list("B")
+    dest = destination(mapping=MAPPING, list_column="segments")
+    run(people([["A"], ["A"]]), dest)
+    emulator.delete_list(a)  # in the UI
+    _lagging_search_still_shows(emulator, a)
+    emulator.clear_requests()
+
+    second = run(people([["B"], ["B"]]), dest)
+    third = run(people([["B"], ["B"]]), dest)
+
+    # The removal meets the spec's 404 for a list that does not exist: nothing to do, and
+    # no later load stops on it (each did, sending it again on every look-up).
+    assert [r.status for r in requests_to(emulator, REMOVE)] == [404]
+    assert b in lists_of(emulator, "user0@example.com")
+    assert run_summary(state_path, second)["list_removals"] == 0
+    assert run_summary(state_path, third)["contacts_sent"] == 0
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.counts() == {}
+
+
+def _lagging_search_still_shows(emulator: Emulator, list_id: str) -> None:
+    """Contacts keep showing a deleted list, as a search lagging behind the deletion would
+    (the emulator drops it from them at once)."""
+    store = emulator.backend.store
+    with emulator.backend.lock:
+        for contact in store.all():
+            contact.list_ids.append(list_id)
+            store.save(contact)

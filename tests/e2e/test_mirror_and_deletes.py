@@ -888,3 +888,58 @@ def test_a_contact_its_job_failed_is_never_looked_up_for_deletion_when_its_row_l
     assert [r.status for r in requests_to(emulator, SEARCH)] == [200]
     summary = run_summary(state_path, second)
     assert (summary["left_source"], summary["deleted"], summary["removals_waiting"]) == (2, 2, 0)
+
+
+def test_a_deletion_answered_404_is_looked_up_again_and_deletes_those_still_there(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    # One of the two contacts that leave is deleted elsewhere between the search and the
+    # delete: SendGrid answers the spec's 404 for the request.
+    client = SendGridClient(emulator.api_key, base_url=emulator.base_url)
+    client.delete_contacts([emulator.contact("user0@example.com")["id"]])
+    emulator.process_jobs()
+    emulator.faults.add(DELETE, status=404, times=1)
+
+    second = run(people(list(range(2, 20))), mirror())
+
+    assert [r.status for r in requests_to(emulator, DELETE)][-2:] == [404, 202]
+    assert "user1@example.com" not in emails(emulator)
+    summary = run_summary(state_path, second)
+    # user0 missed by the fresh look-up; taken for gone when the next load misses it too.
+    assert (summary["deleted"], summary["removals_waiting"]) == (1, 1)
+    third = run(people(list(range(2, 20))), mirror())
+    assert run_summary(state_path, third)["already_gone"] == 1
+    with StateStore.open(state_path, read_only=True) as store:
+        assert store.removals.tracked("contacts") == 18 and store.removals.counts() == {}
+
+
+def test_a_deletion_answered_404_again_after_a_fresh_look_up_stops_the_load(
+    emulator, mirror, run
+) -> None:
+    run(people(list(range(20))), mirror())
+    emulator.faults.add(DELETE, status=404, times=2)
+
+    with pytest.raises(PipelineStepFailed):
+        run(people(list(range(1, 20))), mirror())
+
+    assert "user0@example.com" in emails(emulator)
+    assert [r.status for r in requests_to(emulator, DELETE)] == [404, 404]
+
+
+def test_contacts_a_fresh_look_up_after_a_404_misses_wait_for_the_next_load(
+    emulator, mirror, run, state_path
+) -> None:
+    run(people(list(range(20))), mirror())
+    emulator.faults.add(DELETE, status=404, times=1)
+    # The look-up before the deletion finds both contacts; the one after the 404 finds none
+    # (search lags behind jobs): neither is taken for gone on one miss.
+    emulator.faults.add(SEARCH, action="delay", delay=0, times=1)
+    emulator.faults.add(SEARCH, status=404, times=1)
+
+    second = run(people(list(range(2, 20))), mirror())
+
+    assert (run_summary(state_path, second)["removals_waiting"], len(emails(emulator))) == (2, 20)
+    third = run(people(list(range(2, 20))), mirror())
+    assert run_summary(state_path, third)["deleted"] == 2
+    assert emails(emulator) == {f"user{i}@example.com" for i in range(2, 20)}

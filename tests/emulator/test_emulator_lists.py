@@ -1,4 +1,4 @@
-"""GET/POST /v3/marketing/lists and DELETE /v3/marketing/lists/{id}/contacts."""
+"""GET/POST /v3/marketing/lists, DELETE /v3/marketing/lists/{id} and its /contacts."""
 
 from __future__ import annotations
 
@@ -193,3 +193,47 @@ def test_removing_contacts_from_a_list_needs_contact_ids(api: Api, emu: Emulator
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "contact_ids"
+
+
+def test_deleting_a_list_answers_204_and_no_contact_holds_it_any_more(
+    api: Api, emu: Emulator
+) -> None:
+    keep, gone = emu.add_list("keep"), emu.add_list("gone")
+    api.upsert_and_finish([{"email": "a@example.com"}], list_ids=[keep, gone])
+
+    response = api.delete(f"{LISTS}/{gone}")
+
+    assert (response.status_code, response.content) == (204, b"")
+    assert [item["id"] for item in api.get(LISTS).json()["result"]] == [keep]
+    assert (emu.contact("a@example.com") or {})["list_ids"] == [keep]
+    assert api.delete(f"{LISTS}/{gone}").status_code == 404
+    refused = api.put(
+        "/v3/marketing/contacts", json={"list_ids": [gone], "contacts": [{"email": "b@x.com"}]}
+    )
+    assert refused.status_code in (400, 404)
+
+
+def test_deleting_a_list_with_its_contacts_is_a_job_that_deletes_only_them(
+    api: Api, emu: Emulator
+) -> None:
+    gone = emu.add_list("gone")
+    api.upsert_and_finish([{"email": "a@example.com"}], list_ids=[gone])
+    api.upsert_and_finish([{"email": "b@example.com"}])
+
+    response = api.delete(f"{LISTS}/{gone}", params={"delete_contacts": "true"})
+
+    assert response.status_code == 200
+    job = api.finish(response.json()["job_id"])
+    assert (job["status"], job["job_type"]) == ("completed", "delete_contacts")
+    assert [c["email"] for c in emu.contacts()] == ["b@example.com"]
+
+
+def test_deleting_a_list_with_a_delete_contacts_flag_not_a_boolean_is_refused(
+    api: Api, emu: Emulator
+) -> None:
+    list_id = emu.add_list("Customers")
+
+    response = api.delete(f"{LISTS}/{list_id}", params={"delete_contacts": "yes"})
+
+    assert response.status_code == 400
+    assert [item["id"] for item in api.get(LISTS).json()["result"]] == [list_id]

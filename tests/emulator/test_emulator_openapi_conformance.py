@@ -233,6 +233,20 @@ def test_list_paging_search_and_removal_edges_match_the_spec(
     openapi.check_response(LIST_REMOVE, removal)
 
 
+def test_list_deletion_matches_the_spec(api: Api, emu: Emulator, openapi: OpenApi) -> None:
+    route = "DELETE /v3/marketing/lists/{id}"
+    plain, with_contacts = emu.add_list("plain"), emu.add_list("with contacts")
+
+    deleted = api.delete(f"/v3/marketing/lists/{plain}")
+    job = api.delete(f"/v3/marketing/lists/{with_contacts}", params={"delete_contacts": "true"})
+    unknown = api.delete(f"/v3/marketing/lists/{plain}")
+
+    assert [deleted.status_code, job.status_code, unknown.status_code] == [204, 200, 404]
+    openapi.check_response(route, job)
+    assert isinstance(job.json()["job_id"], str)
+    openapi.check_response(route, unknown)
+
+
 def test_auth_failures_and_rate_limits_match_the_error_schema(
     emu: Emulator, openapi: OpenApi, api_for: type[Api]
 ) -> None:
