@@ -241,8 +241,12 @@ class ContactSync:
             )
 
     def _check_drift(self, setup: _Setup, rows: SourceRows) -> ColumnStats:
-        """Stop on a mapped column that stopped arriving; note type changes (see drift)."""
-        kinds = {b.column: b.arrow_kind for b in setup.sql.bindings}
+        """Stop on a mapped column (or the list column) that stopped arriving; note type
+        changes (see drift)."""
+        kinds: dict[str, str] = {b.column: b.arrow_kind for b in setup.sql.bindings}
+        listed = setup.sql.list_column
+        if listed is not None:
+            kinds[listed.column] = listed.kind
         stats = ColumnStats(rows.rows_read, {c: rows.values_read.get(c, 0) for c in kinds}, kinds)
         last = self.store.column_stats(self.stream)
         report = check_columns(
@@ -250,6 +254,7 @@ class ContactSync:
             stats,
             None if last is None else ColumnStats.from_dict(last),
             allow_missing=self.config.allow_missing_columns,
+            list_column=None if listed is None else listed.column,
         )
         for note in report.notes:
             logger.warning("%s", note)

@@ -5,7 +5,8 @@ then looks as if its value were emptied, and every contact would be sent again w
 field (SendGrid keeps the old value, so the requests change nothing). ``check_columns``
 compares this load's mapped columns with the table's last load (kept in the state):
 
-* a column that had values in at least half of the last load's rows and has none in this
+* a column (mapped, or the ``list_column``, whose emptying would take every contact out of
+  its lists) that had values in at least half of the last load's rows and has none in this
   load (of at least ``MIN_ROWS`` rows: by chance that is a 1-in-a-million event) stops the
   table with an error naming it, unless ``allow_missing_columns`` (then it is a note);
 * a column whose type family changed (integer to text, say), which can change what is sent,
@@ -49,7 +50,12 @@ class DriftReport:
 
 
 def check_columns(
-    stream: str, now: ColumnStats, last: ColumnStats | None, *, allow_missing: bool
+    stream: str,
+    now: ColumnStats,
+    last: ColumnStats | None,
+    *,
+    allow_missing: bool,
+    list_column: str | None = None,
 ) -> DriftReport:
     report = DriftReport()
     if last is None:
@@ -62,13 +68,20 @@ def check_columns(
                 "its values may be sent differently"
             )
         if _vanished(column, now, last):
+            listing = column == list_column
+            what, setting = ("List", "list_column") if listing else ("Mapped", "the mapping")
+            harm = (
+                "Every contact would be taken out of the lists it names."
+                if listing
+                else "Every contact would be sent again without it."
+            )
             message = (
-                f"Mapped column {column!r} of table {stream!r} has no value in any of the "
+                f"{what} column {column!r} of table {stream!r} has no value in any of the "
                 f"{now.rows} rows of this load, while {last.values[column]} of the "
-                f"{last.rows} rows of the last load had one: it was probably dropped upstream "
-                "(dlt keeps it, empty). Every contact would be sent again without it. Restore "
-                "the column, remove it from the mapping, or set allow_missing_columns = true "
-                "if loads without it are expected."
+                f"{last.rows} rows of the last load had one: it was probably dropped or "
+                f"renamed upstream (dlt keeps it, empty). {harm} Restore the column, remove it "
+                f"from {setting}, or set allow_missing_columns = true if loads without it "
+                "are expected."
             )
             if not allow_missing:
                 raise ConfigurationError(message)

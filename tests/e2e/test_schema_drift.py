@@ -97,3 +97,26 @@ def test_values_dlt_put_in_a_variant_column_stop_the_table_naming_both_columns(
     pipeline.run([{**p, "age": p["age"] + 1} for p in people], table_name="contacts")
     emulator.process_jobs()
     assert emulator.contact("user0@example.com")["custom_fields"] == {age: 31}
+
+
+def test_a_list_column_dropped_or_renamed_upstream_stops_the_table_before_any_removal(
+    emulator, destination, tmp_path
+) -> None:
+    import dlt
+
+    promo = emulator.add_list("Promo")
+    dest = destination(list_column="segments")
+    pipeline = dlt.pipeline("drift", destination=dest, pipelines_dir=str(tmp_path / "d"))
+    pipeline.run(contacts_table(30, segments=[["Promo"]] * 30), table_name="contacts")
+    emulator.clear_requests()
+
+    # Renamed upstream: dlt keeps "segments" in its schema and hands it over empty.
+    renamed = contacts_table(30).append_column("segs", pa.array([["Promo"]] * 30))
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(renamed, table_name="contacts")
+
+    message = str(cause_of(failed.value, ConfigurationError))
+    assert "List column 'segments' of table 'contacts'" in message
+    assert "taken out of the lists" in message and "allow_missing_columns" in message
+    assert {r.method for r in emulator.requests} <= {"GET", "POST"}  # reads and searches
+    assert all(c["list_ids"] == [promo] for c in emulator.contacts())
