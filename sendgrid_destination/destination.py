@@ -331,7 +331,9 @@ def settle_tables(state: dict[str, Any]) -> None:
             "package pending with no job left: the next load completes it without sending "
             "anything (in your own pipeline, call pipeline.load() before pipeline.run(), so "
             "that the same run also extracts new data; `sendgrid-destination run` does). These "
-            "tables' rows are sent once a run extracts them again."
+            "tables' rows are sent once a run extracts them again (an incremental resource's "
+            "cursor has moved past them: run it once with refresh='drop_resources'; "
+            "`sendgrid-destination run` does so by itself)."
         )
     if refused:
         raise RejectsThresholdError(

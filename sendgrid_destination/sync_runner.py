@@ -15,6 +15,7 @@ state keeps it; a load a failed run left pending covers that run's attempt too, 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -26,7 +27,8 @@ import dlt
 from dlt.common.configuration import inject_section
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
-from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.pipeline.exceptions import CannotRestorePipelineException, PipelineStepFailed
 
 from sendgrid_destination.config import SendGridConfiguration, is_remote
 from sendgrid_destination.destination import run_summaries, sendgrid
@@ -37,6 +39,8 @@ from sendgrid_destination.errors import (
     SendGridError,
     SourceError,
     SyncFileError,
+    TablesNotLoadedError,
+    ours_in,
 )
 from sendgrid_destination.redaction import redact
 from sendgrid_destination.remote_state import fetch_copy
@@ -45,6 +49,8 @@ from sendgrid_destination.state import reports
 from sendgrid_destination.state.snapshot import read_snapshot
 from sendgrid_destination.summary import RunSummary
 from sendgrid_destination.sync_file import SyncFile, settings_provider
+
+logger = logging.getLogger("sendgrid_destination.sync")
 
 # Counters added up over the tables of a run for the JSON document's totals.
 _TOTALS = (
@@ -81,6 +87,7 @@ class SyncReport:
     duration_seconds: float = 0.0
     error: str | None = None
     failure: BaseException | None = None  # what failed the run (not in the JSON document)
+    notes: list[str] = field(default_factory=list)  # of the command, not of one table
 
     def totals(self) -> dict[str, Any]:
         """What this command did: each table's counts, less what a failed run had reported
@@ -111,6 +118,7 @@ class SyncReport:
             "error": self.error,
             "duration_seconds": round(self.duration_seconds, 3),
             "state": self.state,
+            "notes": list(self.notes),
         }
         return document | {
             "totals": self.totals(),
@@ -180,17 +188,56 @@ def run_sync(
             if pipeline.has_pending_data:
                 before = state_summaries(config)
                 report.summaries += run_summaries(pipeline, pipeline.load())
-            refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
+            owed = refresh_owed(pipeline)
+            if owed and not full_refresh:
+                report.notes.append(REFRESH_NOTE)
+                logger.warning("%s", REFRESH_NOTE)
+            refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh or owed else {}
             info = pipeline.run(_resource(sync), **refresh)
             report.summaries += run_summaries(pipeline, info)
+            if owed:
+                pipeline.set_local_state_val(REFRESH_OWED, False)
         except PipelineStepFailed as exc:
             report.failure = exc
             if exc.load_id:
                 report.summaries += state_summaries(config, exc.load_id)
+            if sync.source.cursor and isinstance(ours_in(exc), TablesNotLoadedError):
+                # The extract moved the cursor past rows the load did not send: the next
+                # run must extract them again (a full refresh; unchanged ones are skipped).
+                pipeline.set_local_state_val(REFRESH_OWED, True)
         finally:
             report.earlier = _earlier(before, report.summaries)
             report.duration_seconds = time.monotonic() - started
     return report
+
+
+# In the dlt pipeline's local state: a table of a run with a cursor was not loaded (its
+# configuration), so the next run extracts every row again instead of those past the cursor.
+REFRESH_OWED = "sendgrid_refresh_owed"
+REFRESH_NOTE = (
+    "a table of the last run was not loaded (its configuration) after the source's cursor had "
+    "moved past its rows: this run extracts every row again (contacts unchanged since they "
+    "were sent are skipped)"
+)
+
+
+def refresh_owed(pipeline: dlt.Pipeline) -> bool:
+    """Whether the last run left rows behind the cursor (``REFRESH_OWED``)."""
+    try:
+        return bool(pipeline.get_local_state_val(REFRESH_OWED))
+    except KeyError:
+        return False
+
+
+def _refresh_owed_by(name: str, pipelines_dir: str | None) -> bool:
+    """``refresh_owed`` of an existing pipeline, read without creating one (a plan)."""
+    root = pipelines_dir or get_dlt_pipelines_dir()
+    if not (Path(root) / name).is_dir():
+        return False
+    try:
+        return refresh_owed(dlt.attach(name, pipelines_dir=root))
+    except CannotRestorePipelineException:
+        return False
 
 
 def _earlier(before: list[RunSummary], summaries: list[RunSummary]) -> list[RunSummary]:
@@ -208,7 +255,10 @@ def plan_sync(
     with settings_provider(sync):
         config = resolved_settings(sync)
         report = SyncReport(sync.name, "plan", config.state_location())
-        refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh else {}
+        owed = _refresh_owed_by(sync.name, pipelines_dir)
+        if owed and not full_refresh:
+            report.notes.append(REFRESH_NOTE)
+        refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh or owed else {}
         before = state_summaries(config)  # a pending package's plan covers its failed run
         report.summaries, report.failure = plan_packages(
             sync.name, _resource(sync), pipelines_dir=pipelines_dir, run_kwargs=refresh

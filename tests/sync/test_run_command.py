@@ -690,3 +690,41 @@ def test_a_plan_whose_account_check_failed_checks_again_when_dlt_retries_the_tab
     assert result.code == 0, result.err
     counts = [r.status for r in sync_env.emulator.requests if r.path.endswith("/contacts/count")]
     assert counts == [500, 500, 200]
+
+
+def test_rows_of_a_table_not_loaded_are_sent_by_the_next_run_though_the_cursor_moved_on(
+    sync_env: SyncEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse = sync_env.workdir / "people.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "CREATE TABLE people AS SELECT 'p' || i || '@example.com' AS email, 'gold' AS tier, "
+            "TIMESTAMP '2026-01-01' + INTERVAL (i) MINUTE AS updated_at FROM range(5) t(i)"
+        )
+    sync_file = sync_env.write(
+        "people.toml",
+        'name = "people"\n[source]\nkind = "duckdb"\npath = "people.duckdb"\n'
+        'table = "people"\ncursor = "updated_at"\n'
+        '[destination.sendgrid.mapping]\nemail = "email"\n'
+        '[destination.sendgrid.mapping.custom_fields]\ntier = "tier"\n',
+    )
+    # The custom field is missing from the account: the table is not loaded, yet dlt's
+    # cursor has moved past its rows.
+    refused = sync_env.run(sync_file)
+    assert refused.code == 2 and "not loaded" in refused.err
+    monkeypatch.setenv("DESTINATION__SENDGRID__CREATE_MISSING_CUSTOM_FIELDS", "true")
+
+    planned = sync_env.run(sync_file, "--plan", "--json")
+    fixed = sync_env.run(sync_file, "--json")
+    after = sync_env.run(sync_file, "--json")
+
+    assert fixed.code == 0, fixed.err
+    totals = fixed.json()["totals"]
+    assert (totals["rows_read"], totals["contacts_sent"]) == (5, 5)
+    assert any("extracts every row again" in n for n in fixed.json()["notes"])
+    assert len(sync_env.emulator.contacts()) == 5
+    # Only the one run after the failure extracts everything: the cursor works again.
+    assert after.json()["totals"]["rows_read"] == 0
+    # The plan before counted what that run then did: it extracted everything too.
+    assert planned.json()["totals"]["rows_read"] == 5
+    assert planned.json()["notes"] == fixed.json()["notes"]
