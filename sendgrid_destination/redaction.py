@@ -3,7 +3,8 @@
 Contract: ``redact(text)`` replaces what can be recognised by its shape as a secret or as
 personal data with ``<redacted>``: email-like tokens, API-key-like tokens (``SG.…``), the
 credentials and the query string of URLs (pre-signed URLs carry their signature there), and
-values in quotes (SendGrid quotes the values it echoes: ``email 'x@y' is not valid``).
+values in quotes (SendGrid quotes the values it echoes: ``email 'x@y' is not valid``), but
+for names the caller says are not values (``keep``: a source's column names).
 ``redact_url_secrets(text)`` only replaces URL credentials, query strings and key-like
 tokens, for text that is about requests (a library's DEBUG line) and must keep its paths.
 ``safe_url(url)`` is a URL reduced to what may be shown: scheme, host, port and path.
@@ -18,6 +19,7 @@ runs are not redacted here: ``api.messages.reason`` does that, and more, for Sen
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,10 +38,16 @@ _QUOTED: Final = re.compile(
 )
 
 
-def redact(text: str) -> str:
-    """``text`` with secrets and personal data recognisable by their shape replaced."""
+def redact(text: str, keep: Collection[str] = ()) -> str:
+    """``text`` with secrets and personal data recognisable by their shape replaced. A quoted
+    name in ``keep`` (the source's column names: schema, not values) stays as it is."""
     text = _URL_CREDENTIALS.sub(REDACTED + "@", text)
-    text = _QUOTED.sub(lambda m: m.group(0)[0] + REDACTED + m.group(0)[-1], text)
+
+    def quoted(m: re.Match[str]) -> str:
+        whole = m.group(0)
+        return whole if whole[1:-1] in keep else whole[0] + REDACTED + whole[-1]
+
+    text = _QUOTED.sub(quoted, text)
     text = _EMAIL_LIKE.sub(REDACTED, text)
     text = _KEY_LIKE.sub(REDACTED, text)
     return _QUERY.sub("?" + REDACTED, text)

@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Collection
 from typing import Any
 
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         assert report is not None
         report.error, code = stops, EXIT_FAILED
     if failure is not None:
-        message = _message(failure)
+        message = _message(failure, _names(sync))
         print(f"error: {message}", file=sys.stderr)
         report = report or SyncReport(name, "plan" if args.plan else "run", "")
         report.error = message
@@ -190,13 +191,48 @@ def _columns(exc: BaseException) -> str:
     return f" (its columns: {', '.join(names)})" if names else ""
 
 
-def _message(failure: BaseException) -> str:
+def _message(failure: BaseException, names: Collection[str] = ()) -> str:
     root = _root(failure)
     if isinstance(root, SendGridError):
         return str(root)
     # Not ours (the source, dlt): its type and message, redacted (a database quotes the
-    # value it refused, a URL may carry a password); our messages never carry values.
-    return f"{type(root).__name__}: {redact(str(root))}"
+    # value it refused, a URL may carry a password); our messages never carry values. The
+    # source's column names (``names``) are not values: kept, so the message says which.
+    return f"{type(root).__name__}: {redact(_said_by_dlt(failure, root), names)}"
+
+
+def _names(sync: SyncFile | None) -> frozenset[str]:
+    """The column names a failure's message may show: the cursor and the columns the sync
+    file maps (for every table), as the file writes them."""
+    if sync is None:
+        return frozenset()
+    from sendgrid_destination.mapping import parse_mapping
+
+    names = {sync.source.cursor} if sync.source.cursor else set()
+    tables = sync.settings.get("tables")
+    per_table = list(tables.values()) if isinstance(tables, dict) else []
+    raws = [sync.settings.get("mapping")]
+    raws += [t.get("mapping") for t in per_table if isinstance(t, dict)]
+    for raw in raws:
+        try:
+            names.update(parse_mapping(raw).columns)
+        except (SendGridError, AttributeError, TypeError, ValueError):
+            continue  # a mapping that does not parse names nothing
+    return frozenset(names)
+
+
+def _said_by_dlt(failure: BaseException, root: BaseException) -> str:
+    """The root's message, or dlt's own of it where dlt wrapped it once with the column it
+    was converting (``Conversion to arrow failed for field `x` ...``), which the root lacks."""
+    from dlt.common.exceptions import DltException
+    from dlt.extract.exceptions import ResourceExtractionError
+
+    chain = _chain(failure)
+    wrapper = chain[-2] if len(chain) > 1 and chain[-1] is root else None
+    plain = (PipelineStepFailed, ResourceExtractionError)
+    if isinstance(wrapper, DltException) and not isinstance(wrapper, plain):
+        return str(wrapper)
+    return str(root)
 
 
 def _print(report: SyncReport, *, as_json: bool) -> None:

@@ -27,9 +27,9 @@ import dlt
 from dlt.common.configuration import inject_section
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
-from dlt.common.pipeline import get_dlt_pipelines_dir
-from dlt.pipeline.exceptions import CannotRestorePipelineException, PipelineStepFailed
+from dlt.pipeline.exceptions import PipelineStepFailed
 
+from sendgrid_destination import refresh_due
 from sendgrid_destination.config import SendGridConfiguration, is_remote
 from sendgrid_destination.destination import run_summaries, sendgrid
 from sendgrid_destination.dlt_packages import finish_interrupted_moves
@@ -188,56 +188,24 @@ def run_sync(
             if pipeline.has_pending_data:
                 before = state_summaries(config)
                 report.summaries += run_summaries(pipeline, pipeline.load())
-            owed = refresh_owed(pipeline)
-            if owed and not full_refresh:
-                report.notes.append(REFRESH_NOTE)
-                logger.warning("%s", REFRESH_NOTE)
-            refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh or owed else {}
+            why = refresh_due.reason(pipeline, sync.source)
+            if why and not full_refresh:
+                report.notes.append(why)
+                logger.warning("%s", why)
+            refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh or why else {}
             info = pipeline.run(_resource(sync), **refresh)
             report.summaries += run_summaries(pipeline, info)
-            if owed:
-                pipeline.set_local_state_val(REFRESH_OWED, False)
+            refresh_due.note_loaded(pipeline, sync.source)
         except PipelineStepFailed as exc:
             report.failure = exc
             if exc.load_id:
                 report.summaries += state_summaries(config, exc.load_id)
-            if sync.source.cursor and isinstance(ours_in(exc), TablesNotLoadedError):
-                # The extract moved the cursor past rows the load did not send: the next
-                # run must extract them again (a full refresh; unchanged ones are skipped).
-                pipeline.set_local_state_val(REFRESH_OWED, True)
+            if isinstance(ours_in(exc), TablesNotLoadedError):
+                refresh_due.note_not_loaded(pipeline, sync.source)
         finally:
             report.earlier = _earlier(before, report.summaries)
             report.duration_seconds = time.monotonic() - started
     return report
-
-
-# In the dlt pipeline's local state: a table of a run with a cursor was not loaded (its
-# configuration), so the next run extracts every row again instead of those past the cursor.
-REFRESH_OWED = "sendgrid_refresh_owed"
-REFRESH_NOTE = (
-    "a table of the last run was not loaded (its configuration) after the source's cursor had "
-    "moved past its rows: this run extracts every row again (contacts unchanged since they "
-    "were sent are skipped)"
-)
-
-
-def refresh_owed(pipeline: dlt.Pipeline) -> bool:
-    """Whether the last run left rows behind the cursor (``REFRESH_OWED``)."""
-    try:
-        return bool(pipeline.get_local_state_val(REFRESH_OWED))
-    except KeyError:
-        return False
-
-
-def _refresh_owed_by(name: str, pipelines_dir: str | None) -> bool:
-    """``refresh_owed`` of an existing pipeline, read without creating one (a plan)."""
-    root = pipelines_dir or get_dlt_pipelines_dir()
-    if not (Path(root) / name).is_dir():
-        return False
-    try:
-        return refresh_owed(dlt.attach(name, pipelines_dir=root))
-    except CannotRestorePipelineException:
-        return False
 
 
 def _earlier(before: list[RunSummary], summaries: list[RunSummary]) -> list[RunSummary]:
@@ -255,10 +223,10 @@ def plan_sync(
     with settings_provider(sync):
         config = resolved_settings(sync)
         report = SyncReport(sync.name, "plan", config.state_location())
-        owed = _refresh_owed_by(sync.name, pipelines_dir)
-        if owed and not full_refresh:
-            report.notes.append(REFRESH_NOTE)
-        refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh or owed else {}
+        why = refresh_due.reason_for(sync.name, pipelines_dir, sync.source)
+        if why and not full_refresh:
+            report.notes.append(why)
+        refresh: dict[str, Any] = {"refresh": "drop_sources"} if full_refresh or why else {}
         before = state_summaries(config)  # a pending package's plan covers its failed run
         report.summaries, report.failure = plan_packages(
             sync.name, _resource(sync), pipelines_dir=pipelines_dir, run_kwargs=refresh

@@ -142,6 +142,14 @@ def test_redact_hides_emails_and_keys_but_keeps_the_rest(text: str, expected: st
     assert redact(text) == expected
 
 
+def test_redact_keeps_quoted_column_names_it_is_told_of_and_hides_other_quoted_text() -> None:
+    text = "field `meta` refused 'a value', column \"segs\", 'x@y.com'"
+
+    kept = redact(text, keep={"meta", "segs", "x@y.com"})
+
+    assert kept == "field `meta` refused '<redacted>', column \"segs\", '<redacted>'"
+
+
 def test_an_import_job_is_parsed_leniently_and_ends_only_on_status() -> None:
     doc = {
         "id": "job-1",

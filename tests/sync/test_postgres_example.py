@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dlt
 import pytest
 
-from sendgrid_destination import sources
+from sendgrid_destination import refresh_due, sources
 from tests.e2e.conftest import PostgresSchema, postgres_schema, postgres_url  # noqa: F401
 from tests.sync.conftest import SyncEnv, example
 
@@ -214,6 +215,10 @@ def test_a_numeric_cursor_dlt_holds_as_text_is_refused_until_one_full_refresh(
     _add_numbered(postgres_schema, 1, 9)
     as_text = _numbered_sync(sync_env, postgres_schema, "CAST(seq AS TEXT) AS seq")
     assert sync_env.run(as_text).code == 0
+    # ... and with no record of its source (this version extracts afresh a source that
+    # changed, which would mend it at once: refresh_due).
+    pipeline = dlt.attach("pgq", pipelines_dir=str(sync_env.pipelines_dir))
+    pipeline.set_local_state_val(refresh_due.SOURCE, None)
     _add_numbered(postgres_schema, 10, 12)
 
     numeric = _numbered_sync(sync_env, postgres_schema, "seq")
