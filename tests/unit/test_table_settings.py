@@ -35,7 +35,7 @@ def test_without_tables_every_table_loads_with_the_top_level_settings():
 
 
 def test_a_table_entry_overrides_what_it_sets_and_inherits_the_rest():
-    tables = {"leads": {"list_ids": ["l2"], "on_invalid_value": "omit_field", "date_format": "%Y"}}
+    tables = {"leads": {"list_ids": ["l2"], "on_invalid_value": "omit_field", "date_format": "%d.%m.%Y"}}
     c = config(mapping=TOP, list_ids=["l1"], fail_on_rejects=3.0, tables=tables)
 
     settings = c.for_table("leads")
@@ -43,7 +43,7 @@ def test_a_table_entry_overrides_what_it_sets_and_inherits_the_rest():
     assert settings is not None
     assert settings.mapping == TOP  # no mapping of its own: the top-level one
     assert (settings.list_ids, settings.on_invalid_value) == (["l2"], "omit_field")
-    assert (settings.date_format, settings.fail_on_rejects) == ("%Y", 3.0)
+    assert (settings.date_format, settings.fail_on_rejects) == ("%d.%m.%Y", 3.0)
     assert settings.tables is None
     assert (c.list_ids, c.on_invalid_value) == (["l1"], "reject_row")  # the original is intact
 
