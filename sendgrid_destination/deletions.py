@@ -263,7 +263,7 @@ class Removals:
             "file, its contacts look gone from this one: give each its own table name (a "
             "sync file's source.resource) or state_path instead. If the source is wrong, "
             "fix it, and drop the load dlt keeps pending (it would stop again): "
-            f"`dlt pipeline {_pipeline_name()} abort-packages` (with --pipelines-dir if the "
+            f"`dlt -y pipeline {_pipeline_name()} abort-packages` (with --pipelines-dir if the "
             "pipeline has its own)."
         )
         if self.plan_only:

@@ -124,9 +124,13 @@ def _parse_custom(raw: object) -> dict[str, str]:
                 "underscores, starting with a letter or underscore, at most 100 characters."
             )
         if name.lower() in RESERVED_BY_NAME:
+            fix = (
+                "SendGrid sets it itself and no mapping can: use another name"
+                if name.lower() in READ_ONLY_FIELDS or name.lower() in ("id", "contact_id")
+                else "map it at the top level of the mapping instead of under custom_fields"
+            )
             raise ConfigurationError(
-                f"Custom field {name!r} has the name of a reserved field: map it at the top "
-                "level of the mapping instead of under custom_fields."
+                f"Custom field {name!r} has the name of a reserved field: {fix}."
             )
         if name.lower() in lowered:
             raise ConfigurationError(

@@ -120,6 +120,7 @@ def bind_lists(
         create_missing=config.create_missing_lists,
     )
     if resolved.created:
-        logger.info("created %d list(s) named in the settings or the rows", len(resolved.created))
+        done = "would create (a plan)" if config.plan else "created"
+        logger.info("%s %d list(s) named in the settings or the rows", done, len(resolved.created))
     bound = ListColumn(column, kind, resolved.ids_by_name or {}) if column else None
     return resolved.static_ids, bound

@@ -122,7 +122,7 @@ def test_the_safety_limit_stops_a_half_deletion_before_any_delete_then_force_all
     message = str(cause_of(failed.value, DeletionLimitError))
     assert "10 contact(s)" in message and "50%" in message and "force_deletes" in message
     assert "its own table name" in message  # another pipeline's table of the same name?
-    assert "`dlt pipeline e2e abort-packages`" in message  # the source was wrong?
+    assert "`dlt -y pipeline e2e abort-packages`" in message  # the source was wrong?
     assert requests_to(emulator, DELETE) == []
     assert upserts(emulator) == []  # it stopped before the load's upserts too
     assert len(emails(emulator)) == 20

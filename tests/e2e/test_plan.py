@@ -167,9 +167,10 @@ def test_a_first_plan_with_a_wrong_api_key_fails_on_it_though_it_needs_no_other_
 
 
 def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(
-    emulator, settings, tmp_path, state_path
+    emulator, settings, tmp_path, state_path, caplog
 ) -> None:
     settings = _creating(settings)
+    caplog.set_level("INFO", logger="sendgrid_destination.lists")
 
     (plan,) = plan_run(
         "e2e",
@@ -182,6 +183,8 @@ def test_a_plan_creates_no_list_and_no_custom_field_it_would_create(
     assert (plan.new, plan.requests, plan.list_additions) == (1, 1, 1)
     assert {r.route for r in emulator.requests} <= READS
     assert not state_path.exists()  # nor does it create one
+    said = [r.getMessage() for r in caplog.records if "list(s) named" in r.getMessage()]
+    assert said == ["would create (a plan) 1 list(s) named in the settings or the rows"]
 
 
 def test_a_plan_that_creates_fields_and_lists_counts_the_bytes_the_load_then_sends(

@@ -113,6 +113,10 @@ def test_a_custom_field_named_like_a_reserved_field_is_refused_case_insensitivel
     message = refusal({"email": "e", "custom_fields": {name: "col"}})
 
     assert f"Custom field {name!r} has the name of a reserved field" in message
+    # A read-only one can be mapped nowhere: the message does not send the user there.
+    read_only = name.lower() == "created_at"
+    assert ("map it at the top level" in message) is not read_only
+    assert ("no mapping can: use another name" in message) is read_only
 
 
 def test_two_custom_fields_differing_only_in_case_are_refused_as_a_duplicate():

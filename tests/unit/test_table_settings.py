@@ -35,7 +35,9 @@ def test_without_tables_every_table_loads_with_the_top_level_settings():
 
 
 def test_a_table_entry_overrides_what_it_sets_and_inherits_the_rest():
-    tables = {"leads": {"list_ids": ["l2"], "on_invalid_value": "omit_field", "date_format": "%d.%m.%Y"}}
+    tables = {
+        "leads": {"list_ids": ["l2"], "on_invalid_value": "omit_field", "date_format": "%d.%m.%Y"}
+    }
     c = config(mapping=TOP, list_ids=["l1"], fail_on_rejects=3.0, tables=tables)
 
     settings = c.for_table("leads")
