@@ -60,6 +60,7 @@ _TOTALS = (
     "changed",
     "retried",
     "unchanged",
+    "waiting_for_change",
     "deferred",
     "rejected",
     "rejected_by_api",
