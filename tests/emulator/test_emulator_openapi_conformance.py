@@ -447,3 +447,43 @@ def test_the_rules_state_the_name_and_page_limits_of_the_specs(openapi: OpenApi)
         rules.MAX_PAGE_SIZE,
         rules.DEFAULT_PAGE_SIZE,
     )
+
+
+class _Answer:
+    """A response as ``check_response`` reads it."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        self.status_code, self._body = status, body
+
+    def json(self) -> Any:
+        return self._body
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "body"),
+    [
+        ("GET /v3/marketing/contacts/imports/{id}", 200, {"status": "bogus", "job_type": "x"}),
+        ("GET /v3/marketing/contacts/imports/{id}", 200, {}),
+        ("GET /v3/marketing/contacts/imports/{id}", 404, {"nothing": "like an error"}),
+        ("GET /v3/marketing/contacts/count", 429, {}),
+        ("PUT /v3/marketing/contacts", 413, {"unrelated": True}),
+        ("PUT /v3/marketing/contacts", 202, {}),
+        ("PUT /v3/marketing/contacts/imports", 200, {}),
+        ("DELETE /v3/marketing/lists/{id}/contacts", 404, "plain string body"),
+    ],
+    ids=[
+        "bogus-job-status",
+        "job-without-status",
+        "404-not-an-error",
+        "429-empty",
+        "413-unrelated",
+        "202-without-job",
+        "import-without-upload",
+        "404-a-string",
+    ],
+)
+def test_the_conformance_check_refuses_answers_the_spec_describes_only_in_prose(
+    openapi: OpenApi, route: str, status: int, body: Any
+) -> None:
+    with pytest.raises((AssertionError, jsonschema.ValidationError)):
+        openapi.check_response(route, _Answer(status, body))  # type: ignore[arg-type]
