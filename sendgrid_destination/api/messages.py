@@ -156,8 +156,26 @@ def classify(message: str) -> Classified:
     if _REQUEST_LEVEL.search(blanked):
         return Classified(MessageKind.REQUEST_LEVEL, _sanitized(message))
     if _VALUE_REFUSED.search(blanked):
-        return Classified(MessageKind.VALUE_REFUSED, _sanitized(message))
+        return Classified(MessageKind.VALUE_REFUSED, _with_date_formats(message))
     return Classified(MessageKind.OTHER, _sanitized(message))
+
+
+# SendGrid's list of the date formats it takes (fixed text, no value): kept in the reason,
+# since it says what to set date_format to; the digits and capitals would be scrubbed.
+_FORMAT = r"(?:RFC ?3339|[MDY]{1,2}/[MDY]{1,2}/Y{2,4})"
+_DATE_FORMATS = re.compile(
+    rf"(not in any of the following date formats:?\s*)({_FORMAT}(?:\s*,\s*(?:or\s+)?{_FORMAT}"
+    rf"|\s+or\s+{_FORMAT})*)",
+    re.IGNORECASE,
+)
+
+
+def _with_date_formats(message: str) -> str:
+    found = _DATE_FORMATS.search(message)
+    if found is None:
+        return _sanitized(message)
+    head = _sanitized(message[: found.start()] + found.group(1)).rstrip()
+    return f"{head} {found.group(2)}{_sanitized(message[found.end() :])}"
 
 
 def is_permanent(message: str) -> bool:

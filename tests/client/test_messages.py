@@ -102,6 +102,12 @@ def test_each_known_message_is_classified_and_echoed_values_never_count(
             "The provided authorization grant is invalid. Check it.",
         ),
         ('custom field "e1_T" cannot be null', 'custom field "<redacted>" cannot be null'),
+        (  # the formats are SendGrid's fixed text: kept, they say what date_format to set
+            "value 2024-13-45 not in any of the following date formats: RFC3339, MM/DD/YYYY, "
+            "or M/D/YYYY",
+            "value <redacted> not in any of the following date formats: RFC3339, MM/DD/YYYY, "
+            "or M/D/YYYY",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
 )
@@ -124,6 +130,7 @@ _templates = st.sampled_from(
         "phone_number {v} is not a valid E.164 number",
         "the contact with value {v} could not be updated. Try again",
         "{{'field': 'first_name', 'value': '{v}'}}",
+        "value {v} not in any of the following date formats: RFC3339, MM/DD/YYYY",
     ]
 )
 
