@@ -862,6 +862,11 @@ last report:
   fingerprint's MD5 of the row's text as one JSON object costs about 0.7 s per 1M on the
   slower machine. Digests of a length-prefixed concatenation instead were no faster in DuckDB
   (0.57-0.85 s there), and DuckDB's own `hash` of text is too weak to stand for a row.
+  Polars as the render was tried apart on 2026-12-03 (a prototype, byte-identical bodies and
+  hashes after fix-ups for escapes, float layout and omitted nulls; 1M rows, medians of 5 on a
+  loaded machine): 1.3x faster in wall and CPU time with MD5, 1.9x with xxh3 (a change of
+  content hash, hence a migration); not adopted, for about 211 MB of dependencies, a second
+  engine whose memory is outside DuckDB's caps, and a fallback for the mappings it lacks.
 * **State writes (linear met: 0.94x per row from 1M to 10M, 0.82 and 7.67 s, target 1.1x;
   share missed, narrowly: 15.5% of the pass at 1M, 0.82 s of 5.30 s, target 15%).** Both move
   between runs: per row 1.04x, 1.26x, 1.06x, 0.99x, 1.58x and 1.13x in the six reports before,
