@@ -98,15 +98,19 @@ _RANGES: Final[dict[str, tuple[float, bool, str]]] = {
 
 def _check_date_format(date_format: str, *, name: str = "date_format", bulk: bool = False) -> None:
     """A format DuckDB's strftime takes (it renders Date fields), tried once on a date; with
-    ``bulk``, one that strptime reads back to the same day too (a CSV import's Date cells are
-    that day in ``csv_date_format``)."""
+    ``bulk``, one that strptime reads back to the same day too, on dates where a two-digit
+    year would not (a CSV import's Date cells are that day in ``csv_date_format``)."""
     con, same_day = duckdb.connect(), True
     try:
         sample = "TIMESTAMP '2001-02-03 04:05:06'"
         con.execute(f"SELECT strftime({sample}, ?)", [date_format]).fetchall()
-        if bulk:
-            back = f"try_strptime(strftime({sample}, $1), $1)::DATE = {sample}::DATE"
-            same_day = con.execute(f"SELECT {back}", [date_format]).fetchall()[0][0]
+        if bulk:  # dates on both sides of 1969-2068, where a two-digit year reads back wrong
+            days = ["TIMESTAMP '1950-01-05 04:05:06'", sample, "TIMESTAMP '2070-06-07 08:09:10'"]
+            back = " AND ".join(
+                f"try_strptime(strftime({d}, $1), $1)::DATE = {d}::DATE" for d in days
+            )
+            found = con.execute(f"SELECT coalesce({back}, false)", [date_format]).fetchone()
+            same_day = bool(found and found[0])
     except duckdb.Error as exc:
         raise ConfigurationError(
             f"{name} {date_format!r} is not a strftime format DuckDB can use "

@@ -8,13 +8,15 @@ are still skipped: a full refresh costs reading the source, not requests.
 * A run with a ``cursor`` left a table not loaded (its configuration): the extract had moved
   the cursor past rows that were never sent (``note_not_loaded``), and no later run would
   read them again.
-* The sync file's source changed (its kind, table, query, path, URL or cursor): dlt's stored
-  schema is the old source's (a table's primary key, not null, that a query leaves out fails
-  every run in dlt's normalize), and so is its cursor.
+* The sync file's source changed (its kind, table, query, path, URL, cursor or resource):
+  dlt's stored schema is the old source's (a table's primary key, not null, that a query
+  leaves out fails every run in dlt's normalize), and so is its cursor. The source is known
+  from the first successful run of this version on: a pipeline an earlier version left
+  failing that way needs one ``--full-refresh``.
 
 Both live in the pipeline's local state (kept in its working folder, synchronised nowhere): a
 pipeline folder made afresh holds neither, and extracts everything anyway. The source is kept
-as a digest (its URL may carry a password).
+as a digest, of its URL without credentials.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import CannotRestorePipelineException
 
+from sendgrid_destination.redaction import safe_url
 from sendgrid_destination.sync_file import SourceSpec
 
 OWED = "sendgrid_refresh_owed"
@@ -38,9 +41,9 @@ NOT_LOADED_NOTE = (
     "were sent are skipped)"
 )
 SOURCE_CHANGED_NOTE = (
-    "the sync file's source changed since the last run (kind, table, query, path, URL or "
-    "cursor): this run extracts every row again, since dlt's stored schema and cursor were the "
-    "old source's (contacts unchanged since they were sent are skipped)"
+    "the sync file's source changed since the last run (kind, table, query, path, URL, cursor "
+    "or resource): this run extracts every row again, since dlt's stored schema and cursor "
+    "were the old source's (contacts unchanged since they were sent are skipped)"
 )
 
 
@@ -79,7 +82,12 @@ def note_not_loaded(pipeline: dlt.Pipeline, source: SourceSpec) -> None:
 
 
 def digest(source: SourceSpec) -> str:
-    text = json.dumps(dataclasses.asdict(source), sort_keys=True, default=str)
+    """The source's fields, its URL without credentials or query (a new password is not a
+    new source, and a digest of one could be guessed at)."""
+    fields = dataclasses.asdict(source)
+    if fields.get("url"):
+        fields["url"] = safe_url(str(fields["url"]))
+    text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -32,14 +32,16 @@ def recent_runs(store: StateStore, limit: int = 10) -> list[dict[str, Any]]:
 
 
 def load_summaries(store: StateStore, load_id: str = "", limit: int = 10) -> list[dict[str, Any]]:
-    """The summaries recorded for the tables of one load (a failed one included), oldest
-    first; without ``load_id``, of the ``limit`` most recent runs."""
-    prefix = f"{load_id}:" if load_id else ""
-    return [
-        r["summary"]
-        for r in reversed(recent_runs(store, limit))
-        if r["summary"] and str(r["run_id"]).startswith(prefix)
-    ]
+    """The summaries recorded for the tables of one load (a failed one included, every table
+    of it), oldest first; without ``load_id``, of the ``limit`` most recent runs."""
+    if not load_id:
+        return [r["summary"] for r in reversed(recent_runs(store, limit)) if r["summary"]]
+    rows = store.con.execute(
+        "SELECT summary FROM runs WHERE starts_with(run_id, ?) AND summary IS NOT NULL "
+        "ORDER BY started_at",
+        [f"{load_id}:"],
+    ).fetchall()
+    return [json.loads(r[0]) for r in rows]
 
 
 def last_run_epochs(store: StateStore) -> dict[str, float]:

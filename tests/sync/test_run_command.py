@@ -673,9 +673,10 @@ def test_a_plan_that_fails_part_way_still_shows_what_it_planned_before(
 
     assert result.code == 1, result.err
     assert "403" in result.json()["error"]
-    pending = result.json()["tables"][0]
-    assert pending["plan"] is True
+    pending, failed = result.json()["tables"]
+    assert pending["plan"] is True and failed["plan"] is True
     assert (pending["rows_read"], pending["new"], pending["contacts_sent"]) == (10, 10, 10)
+    assert "403" in failed["failed"]  # the failed table's own, from the plan's copy
     assert "PLAN (dry run)" in sync_env.run(sync_file, "--plan").out
 
 

@@ -49,7 +49,7 @@ def test_a_date_format_duckdb_cannot_use_is_refused_naming_the_setting(date_form
         _config(date_format=date_format).validate()
 
 
-@pytest.mark.parametrize("date_format", ["%Y", "%m/%Y", "%H:%M"])
+@pytest.mark.parametrize("date_format", ["%Y", "%m/%Y", "%H:%M", "%m/%d/%y"])
 def test_a_date_format_without_the_day_is_refused_while_csv_imports_may_carry_it(
     date_format: str,
 ) -> None:
